@@ -1,0 +1,66 @@
+"""Request and response shapes of the profiles API (also what the OpenAPI schema documents)."""
+from rest_framework import serializers
+
+from .models import EventType, ItemKind
+
+
+class RowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text="Position of the row in the submitted array (0-based).")
+    field = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class BatchErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = RowErrorSerializer(many=True)
+
+
+class EventInSerializer(serializers.Serializer):
+    external_id = serializers.CharField(required=False, max_length=128, help_text="Your id for the event; a resend with the same id is skipped.")
+    customer = serializers.CharField(max_length=128, help_text="The customer's external id.")
+    item_kind = serializers.ChoiceField(choices=ItemKind.choices, required=False, default=ItemKind.PRODUCT)
+    item = serializers.CharField(required=False, max_length=128, help_text="The item's external id (not needed for a search).")
+    type = serializers.ChoiceField(choices=EventType.choices)
+    value = serializers.FloatField(required=False, help_text="A rating (0-10), or a quantity (> 0; default 1 for purchase, cart and return).")
+    amount = serializers.DecimalField(required=False, max_digits=14, decimal_places=2, min_value=0, help_text="Money, >= 0.")
+    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone offset, e.g. 2025-03-01T12:00:00+01:00.")
+    context = serializers.DictField(required=False, help_text="Free JSON object: channel, campaign, device, ...")
+
+
+class IngestResultSerializer(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField(help_text="Events skipped because their external_id was already stored or repeated in the batch.")
+    invalid = serializers.IntegerField()
+    customers_created = serializers.IntegerField()
+    items_created = serializers.IntegerField()
+
+
+class CustomerInSerializer(serializers.Serializer):
+    external_id = serializers.CharField(max_length=128)
+    name = serializers.CharField(required=False, max_length=200)
+    email = serializers.EmailField(required=False)
+    time_zone = serializers.CharField(required=False, help_text="IANA time zone name.")
+    consent_in_app = serializers.BooleanField(required=False)
+    consent_email = serializers.BooleanField(required=False)
+    consent_push = serializers.BooleanField(required=False)
+    attributes = serializers.DictField(required=False)
+    created_at = serializers.DateTimeField(required=False)
+
+
+class ItemInSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ItemKind.choices, required=False, default=ItemKind.PRODUCT)
+    external_id = serializers.CharField(max_length=128)
+    title = serializers.CharField(required=False, max_length=300)
+    category = serializers.CharField(required=False, max_length=120)
+    price = serializers.DecimalField(required=False, max_digits=12, decimal_places=2, min_value=0)
+    attributes = serializers.DictField(required=False)
+    active = serializers.BooleanField(required=False)
+    created_at = serializers.DateTimeField(required=False)
+
+
+class UpsertResultSerializer(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()

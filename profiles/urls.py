@@ -1,0 +1,9 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("events/", api.EventBatchView.as_view(), name="events-batch"),
+    path("customers/", api.CustomerBatchView.as_view(), name="customers-batch"),
+    path("items/", api.ItemBatchView.as_view(), name="items-batch"),
+]

@@ -1,0 +1,360 @@
+"""
+Vectorised validation of event, customer and item batches.
+
+Every entry point (REST, CSV import, dataset adapters, the demo seeder) turns its input into a
+pandas DataFrame with the canonical columns below and passes it through these functions, so the
+rules and the error messages are the same everywhere. A function returns the rows that passed,
+normalised to their storage types, and one `RowError` per problem, naming the row (its index in
+the frame: a position in a JSON array or a line number in a file), the field and the reason.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import zoneinfo
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from .models import EventType, ItemKind
+
+EVENT_COLUMNS = ["external_id", "customer", "item_kind", "item", "type", "value", "amount", "occurred_at", "context"]
+CUSTOMER_COLUMNS = [
+    "external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push",
+    "attributes", "created_at",
+]
+ITEM_COLUMNS = ["kind", "external_id", "title", "category", "price", "attributes", "active", "created_at"]
+
+EVENT_TYPES = frozenset(t.value for t in EventType)
+ITEM_KINDS = frozenset(k.value for k in ItemKind)
+# Every event type names an item, except a search (it names a query, in context).
+TYPES_WITHOUT_ITEM = frozenset({EventType.SEARCH.value})
+QUANTITY_TYPES = frozenset({EventType.PURCHASE.value, EventType.ADD_TO_CART.value, EventType.RETURN.value})
+MAX_ID_LENGTH = 128
+MAX_AMOUNT = 10**12  # DecimalField(max_digits=14, decimal_places=2)
+RATING_MIN, RATING_MAX = 0.0, 10.0
+EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
+# An ISO 8601 timestamp that carries its offset (Z or +hh:mm / +hhmm / +hh).
+_OFFSET_RE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
+_EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"row {self.row}: {self.field}: {self.reason}"
+
+
+class _Errors:
+    """Collects errors as (row index array, field, reason) blocks, vectorised."""
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        self.bad = np.zeros(len(index), dtype=bool)
+        self._blocks: list[tuple[np.ndarray, str, object]] = []
+
+    def add(self, mask, field: str, reason) -> None:
+        """Record `reason` for every row where `mask` is true; `reason` may be a Series of texts."""
+        mask = np.asarray(mask, dtype=bool) & ~self.bad  # one error per row is enough to refuse it
+        if mask.any():
+            self.bad |= mask
+            self._blocks.append((mask, field, reason))
+
+    def rows(self) -> list[RowError]:
+        out: list[RowError] = []
+        for mask, field, reason in self._blocks:
+            rows = self.index[mask]
+            if isinstance(reason, pd.Series):
+                texts = reason.to_numpy()[mask]
+                out.extend(RowError(int(r), field, str(t)) for r, t in zip(rows, texts))
+            else:
+                out.extend(RowError(int(r), field, reason) for r in rows)
+        out.sort(key=lambda e: e.row)
+        return out
+
+
+def _text(series: pd.Series) -> pd.Series:
+    """Strings stripped, with missing values (None, NaN, '') as <NA>."""
+    s = series.astype("string").str.strip()
+    return s.mask(s == "")
+
+
+def _present(series: pd.Series) -> np.ndarray:
+    return series.notna().to_numpy()
+
+
+def _numbers(series: pd.Series, errors: _Errors, field: str) -> pd.Series:
+    """Parse numbers; a non-empty value that is not a finite number is an error."""
+    if series.dtype == object:
+        is_bool = series.map(lambda v: isinstance(v, bool)).to_numpy()
+        errors.add(is_bool, field, "expected a number, got a boolean")
+    raw = series.where(series.astype("string").str.strip() != "", None) if series.dtype == object else series
+    nums = pd.to_numeric(raw, errors="coerce").astype("float64")
+    given = raw.notna().to_numpy()
+    errors.add(given & nums.isna().to_numpy(), field, "not a number")
+    errors.add(given & ~np.isfinite(nums.fillna(0).to_numpy()), field, "not a finite number")
+    return nums
+
+
+def _contexts(series: pd.Series, errors: _Errors, field: str = "context") -> pd.Series:
+    """Each context is a JSON object (a dict, or a JSON text of one); missing means {}."""
+
+    def parse(value):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            return {}
+        if isinstance(value, dict):
+            return value
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                return _Bad(f"not valid JSON ({exc.msg})")
+            return value if isinstance(value, dict) else _Bad("must be a JSON object")
+        return _Bad("must be a JSON object")
+
+    parsed = series.map(parse)
+    bad = parsed.map(lambda v: isinstance(v, _Bad))
+    if bad.any():
+        errors.add(bad.to_numpy(), field, parsed.map(lambda v: v.reason if isinstance(v, _Bad) else ""))
+    return parsed
+
+
+class _Bad:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _ids(series: pd.Series, errors: _Errors, field: str, *, required: bool) -> pd.Series:
+    ids = _text(series)
+    if required:
+        errors.add(~_present(ids), field, "is required")
+    too_long = ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH
+    errors.add(too_long, field, f"longer than {MAX_ID_LENGTH} characters")
+    has_control = ids.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False).to_numpy(dtype=bool)
+    errors.add(has_control, field, "contains control characters")
+    return ids
+
+
+def parse_timestamps(
+    series: pd.Series, errors: _Errors, field: str, *, now: datetime, max_future: timedelta,
+    assume_tz: str | None = None, required: bool = True,
+) -> pd.Series:
+    """ISO 8601 texts (or datetimes) to UTC timestamps.
+
+    A timestamp without an offset is refused unless `assume_tz` names the zone it is in: guessing
+    would shift every event by hours. Timestamps before 1990 or beyond `now + max_future` are refused.
+    """
+    if pd.api.types.is_datetime64_any_dtype(series):
+        ts = series
+        if ts.dt.tz is None:
+            if assume_tz is None:
+                errors.add(_present(ts), field, "has no time zone offset")
+                ts = ts.dt.tz_localize("UTC")
+            else:
+                ts = ts.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward")
+        ts = ts.dt.tz_convert("UTC")
+    else:
+        text = _text(series)
+        given = _present(text)
+        has_offset = text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
+        if assume_tz is None:
+            errors.add(given & ~has_offset, field, "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)")
+            ts = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        else:
+            ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
+            if has_offset.any():
+                ts[has_offset] = pd.to_datetime(text[has_offset], format="ISO8601", utc=True, errors="coerce")
+            naive = given & ~has_offset
+            if naive.any():
+                local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
+                ts[naive] = local.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+        errors.add(given & ts.isna().to_numpy(), field, "not a valid ISO 8601 date and time")
+        if required:
+            errors.add(~given, field, "is required")
+    ts = ts.astype("datetime64[ns, UTC]")
+    valid = ts.notna().to_numpy()
+    limit = pd.Timestamp(now).tz_convert("UTC") + max_future
+    errors.add(valid & (ts > limit).fillna(False).to_numpy(dtype=bool), field, f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})")
+    errors.add(valid & (ts < EARLIEST).fillna(False).to_numpy(dtype=bool), field, "is before 1990")
+    return ts
+
+
+def _ensure_columns(df: pd.DataFrame, columns: list[str], errors: _Errors) -> pd.DataFrame:
+    unknown = [c for c in df.columns if c not in columns]
+    if unknown and len(df):
+        for col in unknown:
+            errors.add(df[col].notna().to_numpy(), col, f"unknown field (expected one of: {', '.join(columns)})")
+    for col in columns:
+        if col not in df.columns:
+            df[col] = None
+    return df
+
+
+def validate_events(
+    df: pd.DataFrame, *, now: datetime, max_future: timedelta, assume_tz: str | None = None
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Validate an events frame (canonical columns). Returns the valid rows, normalised, and the errors."""
+    df = df.copy()
+    errors = _Errors(df.index)
+    df = _ensure_columns(df, EVENT_COLUMNS, errors)
+
+    external_id = _ids(df["external_id"], errors, "external_id", required=False)
+    customer = _ids(df["customer"], errors, "customer", required=True)
+
+    etype = _text(df["type"]).str.lower()
+    errors.add(~_present(etype), "type", "is required")
+    unknown_type = _present(etype) & ~etype.isin(EVENT_TYPES).fillna(False).to_numpy(dtype=bool)
+    errors.add(unknown_type, "type", "unknown event type (expected one of: " + ", ".join(sorted(EVENT_TYPES)) + ")")
+
+    item = _ids(df["item"], errors, "item", required=False)
+    needs_item = ~etype.isin(TYPES_WITHOUT_ITEM).fillna(False).to_numpy(dtype=bool)
+    errors.add(needs_item & ~_present(item), "item", "is required for this event type")
+
+    kind = _text(df["item_kind"]).str.lower().fillna(ItemKind.PRODUCT.value)
+    errors.add(~kind.isin(ITEM_KINDS).to_numpy(dtype=bool), "item_kind", "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")")
+
+    value = _numbers(df["value"], errors, "value")
+    is_rating = (etype == EventType.RATING.value).fillna(False).to_numpy(dtype=bool)
+    errors.add(is_rating & value.isna().to_numpy(), "value", "a rating needs a value")
+    out_of_scale = is_rating & ((value < RATING_MIN) | (value > RATING_MAX)).fillna(False).to_numpy(dtype=bool)
+    errors.add(out_of_scale, "value", f"a rating must be between {RATING_MIN:g} and {RATING_MAX:g}")
+    is_qty = etype.isin(QUANTITY_TYPES).fillna(False).to_numpy(dtype=bool)
+    errors.add(is_qty & (value <= 0).fillna(False).to_numpy(dtype=bool), "value", "a quantity must be positive")
+    # A purchase, cart or return without a quantity counts one unit.
+    value = value.mask(is_qty & value.isna().to_numpy(), 1.0)
+
+    amount = _numbers(df["amount"], errors, "amount")
+    errors.add((amount < 0).fillna(False).to_numpy(dtype=bool), "amount", "must not be negative (a refund is a 'return' event)")
+    errors.add((amount.abs() >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool), "amount", "is too large")
+    amount = amount.round(2)
+
+    occurred_at = parse_timestamps(df["occurred_at"], errors, "occurred_at", now=now, max_future=max_future, assume_tz=assume_tz)
+    context = _contexts(df["context"], errors)
+
+    out = pd.DataFrame(
+        {
+            "external_id": external_id,
+            "customer": customer,
+            "item_kind": kind.where(pd.Series(needs_item, index=df.index) | item.notna(), None),
+            "item": item,
+            "type": etype,
+            "value": value,
+            "amount": amount,
+            "occurred_at": occurred_at,
+            "context": context,
+        },
+        index=df.index,
+    )
+    return out[~errors.bad], errors.rows()
+
+
+def _booleans(series: pd.Series, errors: _Errors, field: str) -> pd.Series:
+    """True/False, 1/0, yes/no, or missing (<NA>)."""
+    mapping = {"true": True, "1": True, "yes": True, "y": True, "false": False, "0": False, "no": False, "n": False}
+
+    def parse(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            return None
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, np.integer)) and v in (0, 1):
+            return bool(v)
+        if isinstance(v, str):
+            if v.strip() == "":
+                return None
+            return mapping.get(v.strip().lower(), _Bad("expected true or false"))
+        return _Bad("expected true or false")
+
+    parsed = series.map(parse)
+    bad = parsed.map(lambda v: isinstance(v, _Bad)).to_numpy(dtype=bool)
+    errors.add(bad, field, "expected true or false")
+    return parsed.where(~bad, None).astype("boolean")
+
+
+def _dicts(series: pd.Series, errors: _Errors, field: str) -> pd.Series:
+    return _contexts(series, errors, field)
+
+
+def validate_customers(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, list[RowError]]:
+    """Validate a customers frame. Missing optional fields stay <NA> (an upsert keeps what is stored)."""
+    df = df.copy()
+    errors = _Errors(df.index)
+    df = _ensure_columns(df, CUSTOMER_COLUMNS, errors)
+    external_id = _ids(df["external_id"], errors, "external_id", required=True)
+    name = _text(df["name"])
+    errors.add(name.str.len().fillna(0).to_numpy() > 200, "name", "longer than 200 characters")
+    email = _text(df["email"])
+    bad_email = _present(email) & ~email.str.match(_EMAIL_RE).fillna(False).to_numpy(dtype=bool)
+    errors.add(bad_email, "email", "not a valid email address")
+    tz = _text(df["time_zone"])
+    zones = zoneinfo.available_timezones()
+    errors.add(_present(tz) & ~tz.isin(zones).fillna(False).to_numpy(dtype=bool), "time_zone", "unknown time zone (use an IANA name such as Europe/Paris)")
+    consents = {c: _booleans(df[c], errors, c) for c in ("consent_in_app", "consent_email", "consent_push")}
+    given_attrs = df["attributes"].notna()
+    attributes = _dicts(df["attributes"], errors, "attributes").where(given_attrs, None)
+    created_at = parse_timestamps(df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False)
+    dup = external_id.duplicated(keep="last").to_numpy() & _present(external_id)
+    errors.add(dup, "external_id", "appears again later in the same batch")
+    out = pd.DataFrame(
+        {"external_id": external_id, "name": name, "email": email, "time_zone": tz, **consents,
+         "attributes": attributes, "created_at": created_at},
+        index=df.index,
+    )
+    return out[~errors.bad], errors.rows()
+
+
+def validate_items(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, list[RowError]]:
+    """Validate an items frame, keyed by (kind, external_id)."""
+    df = df.copy()
+    errors = _Errors(df.index)
+    df = _ensure_columns(df, ITEM_COLUMNS, errors)
+    kind = _text(df["kind"]).str.lower().fillna(ItemKind.PRODUCT.value)
+    errors.add(~kind.isin(ITEM_KINDS).to_numpy(dtype=bool), "kind", "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")")
+    external_id = _ids(df["external_id"], errors, "external_id", required=True)
+    title = _text(df["title"])
+    errors.add(title.str.len().fillna(0).to_numpy() > 300, "title", "longer than 300 characters")
+    category = _text(df["category"])
+    errors.add(category.str.len().fillna(0).to_numpy() > 120, "category", "longer than 120 characters")
+    price = _numbers(df["price"], errors, "price")
+    errors.add((price < 0).fillna(False).to_numpy(dtype=bool), "price", "must not be negative")
+    errors.add((price >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool), "price", "is too large")
+    given_attrs = df["attributes"].notna()
+    attributes = _dicts(df["attributes"], errors, "attributes").where(given_attrs, None)
+    active = _booleans(df["active"], errors, "active")
+    created_at = parse_timestamps(df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False)
+    key = kind + "\x00" + external_id.fillna("")
+    errors.add(key.duplicated(keep="last").to_numpy() & _present(external_id), "external_id", "appears again later in the same batch")
+    out = pd.DataFrame(
+        {"kind": kind, "external_id": external_id, "title": title, "category": category,
+         "price": price.round(2), "attributes": attributes, "active": active, "created_at": created_at},
+        index=df.index,
+    )
+    return out[~errors.bad], errors.rows()
+
+
+def records_frame(records: list, *, start: int = 0) -> tuple[pd.DataFrame, list[RowError]]:
+    """A JSON array of objects as a frame indexed by position; a non-object element is an error."""
+    errors = [RowError(start + i, "(row)", "expected a JSON object") for i, r in enumerate(records) if not isinstance(r, dict)]
+    bad = {e.row - start for e in errors}
+    rows = [r if isinstance(r, dict) else {} for r in records]
+    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    df.index = pd.RangeIndex(start, start + len(rows))
+    if bad:
+        df = df.drop(index=[start + i for i in bad])
+    return df, errors
+
+
+def zone_exists(name: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9_+\-/]+", name or "")) and name in zoneinfo.available_timezones()

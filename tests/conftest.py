@@ -1,0 +1,46 @@
+"""Shared fixtures: the public datasets, API clients for operators with and without permissions."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def datasets_path() -> Path:
+    return Path(os.environ.get("DATASETS_DIR", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """The public datasets folder; skipped with a reason where it is missing, failed under REQUIRE_DATASETS=1."""
+    path = datasets_path()
+    if not (path / "ml-100k" / "u.data").exists() or not (path / "online-retail" / "online_retail.csv.gz").exists():
+        reason = f"datasets not found in {path} (set DATASETS_DIR to the shared/datasets folder)"
+        if os.environ.get("REQUIRE_DATASETS") == "1":
+            pytest.fail(reason + "; REQUIRE_DATASETS=1 demands them")
+        pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def operator(db, django_user_model):
+    """A staff user in no group, with the permissions to write customers, items and events."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("operator", "operator@example.com", "pw", is_staff=True)
+    perms = Permission.objects.filter(
+        content_type__app_label="profiles",
+        codename__in=["add_event", "add_customer", "change_customer", "add_item", "change_item"],
+    )
+    user.user_permissions.add(*perms)
+    return user
+
+
+@pytest.fixture
+def api(operator):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(operator)
+    return client
