@@ -96,9 +96,7 @@ def read_generic(path: Path, *, chunk_size: int, progress: Callable[[int, int], 
             undecodable = _mark_undecodable(chunk)
             events = chunk.reindex(columns=EVENT_COLUMNS)
             if undecodable.any():
-                # A value that is not valid UTF-8 makes the whole row invalid: blank its type so
-                # validation refuses it, and say why in the reason.
-                events.loc[undecodable, "type"] = "\ufffd invalid UTF-8 in this row"
+                events["_invalid"] = pd.Series(None, index=events.index, dtype="object").mask(undecodable, "invalid UTF-8 in this row")
             yield ImportChunk(events=events, raw=chunk)
             if progress:
                 progress(prog.position(), prog.total)
@@ -142,7 +140,7 @@ def read_online_retail(path: Path, *, chunk_size: int, progress: Callable[[int, 
             qty = quantity.abs()
             context = [
                 {"order_id": inv, "country": country, "source": "online-retail"}
-                for inv, country in zip(invoice.str.lstrip("Cc"), rows["Country"])
+                for inv, country in zip(invoice, rows["Country"])
             ]
             events = pd.DataFrame(
                 {

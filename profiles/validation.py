@@ -170,8 +170,9 @@ def parse_timestamps(
         given = _present(text)
         has_offset = text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
         if assume_tz is None:
-            errors.add(given & ~has_offset, field, "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)")
             ts = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+            errors.add(given & ts.isna().to_numpy(), field, "not a valid ISO 8601 date and time")
+            errors.add(given & ~has_offset, field, "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)")
         else:
             ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
             if has_offset.any():
@@ -208,6 +209,10 @@ def validate_events(
     """Validate an events frame (canonical columns). Returns the valid rows, normalised, and the errors."""
     df = df.copy()
     errors = _Errors(df.index)
+    if "_invalid" in df.columns:
+        # A reader's own verdict on a row (e.g. bytes that are not UTF-8) comes first.
+        reasons = df.pop("_invalid")
+        errors.add(reasons.notna().to_numpy(), "(row)", reasons.astype("string").fillna(""))
     df = _ensure_columns(df, EVENT_COLUMNS, errors)
 
     external_id = _ids(df["external_id"], errors, "external_id", required=False)

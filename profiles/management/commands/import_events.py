@@ -66,9 +66,8 @@ class Command(BaseCommand):
             f"{report.items_created} items created; {elapsed:.1f} s ({rate:,.0f} events/s)."
         )
         if report.errors:
-            line_word = "row" if fmt == "generic" else "line"
             for err in report.errors[:SHOW_ERRORS]:
-                self.stderr.write(f"  {line_word} {err.row}: {err.field}: {err.reason}")
+                self.stderr.write(f"  line {err.row}: {err.field}: {err.reason}")
             if len(report.errors) > SHOW_ERRORS:
                 self.stderr.write(f"  ... and {len(report.errors) - SHOW_ERRORS} more")
         if report.rejects_written:
