@@ -6,3 +6,7 @@ os.environ.setdefault("SECRET_KEY", "test-only-insecure-secret-key")
 from .settings import *  # noqa: E402,F401,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests run tasks in-process unless a test starts a real worker (tests/test_celery_worker.py),
+# which switches eager mode off for its duration. The broker URL stays as the environment says.
+CELERY_TASK_ALWAYS_EAGER = True

@@ -1,0 +1,60 @@
+# The two commands: `make run` (demo app) and `make test` (whole suite). See README.md.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The embedded default: SQLite file, Celery eager, DEBUG on (demo secret key). Never for production.
+DEMO_ENV := DEBUG=1
+PYTEST_ARGS ?=
+
+.PHONY: install install-dev run demo-data test test-fast bench worker beat migrate clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, this is {sys.version}"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# Reinstalls only when a requirements file changed since the last install.
+$(VENV)/.installed: requirements.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(DEMO_ENV) $(PY) manage.py migrate --no-input
+
+demo-data: migrate
+	$(DEMO_ENV) $(PY) manage.py seed_demo --if-empty
+
+run: demo-data
+	@$(DEMO_ENV) $(PY) manage.py create_demo_operator
+	@echo "Serving the admin on http://$(HOST):$(PORT)/admin/  (API docs: http://$(HOST):$(PORT)/api/docs/)"
+	$(DEMO_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install-dev
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install-dev
+	$(PY) bench/run.py
+
+worker: install
+	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$${CELERY_CONCURRENCY:-2}
+
+beat: install
+	$(VENV)/bin/celery -A config beat --loglevel=INFO
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache
