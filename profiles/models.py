@@ -100,6 +100,8 @@ class Event(models.Model):
             models.Index(fields=["customer", "occurred_at"], name="event_customer_time_idx"),
             models.Index(fields=["item", "type"], name="event_item_type_idx"),
             models.Index(fields=["type", "occurred_at"], name="event_type_time_idx"),
+            # Recent-first lists, the admin's date drill-down (min/max) and time-window reads.
+            models.Index(fields=["occurred_at"], name="event_time_idx"),
         ]
 
     def __str__(self) -> str:

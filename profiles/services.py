@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from .models import Customer, Event, Item
@@ -318,7 +319,7 @@ def _insert_copy(rows: pd.DataFrame, received_at: datetime) -> int:
             "type": rows["type"],
             "value": rows["value"],
             "amount": rows["amount"].map(lambda v: None if pd.isna(v) else f"{v:.2f}"),
-            "occurred_at": rows["occurred_at"].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00"),
+            "occurred_at": np.datetime_as_string(rows["occurred_at"].to_numpy(dtype="datetime64[us]"), unit="us", timezone="UTC"),
             "context": rows["context"].map(lambda c: json.dumps(c, ensure_ascii=False, separators=(",", ":"))),
         }
     )
@@ -342,29 +343,34 @@ def _insert_copy(rows: pd.DataFrame, received_at: datetime) -> int:
     return inserted
 
 
-def events_ingest(
+def events_validate(
+    *, rows: pd.DataFrame, assume_tz: str | None = None, now: datetime | None = None
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """The valid rows of a batch, normalised, and an error for each bad one. Touches no database."""
+    now = now or timezone.now()
+    max_future = timedelta(seconds=settings.INGEST_MAX_FUTURE_SKEW_SECONDS)
+    return validate_events(rows, now=now, max_future=max_future, assume_tz=assume_tz)
+
+
+def events_store(
     *,
-    rows: pd.DataFrame,
+    valid: pd.DataFrame,
+    errors: list[RowError] | None = None,
+    received: int | None = None,
     create_unknown: bool | None = None,
     all_or_nothing: bool = True,
-    assume_tz: str | None = None,
     now: datetime | None = None,
 ) -> IngestResult:
-    """Validate and store a batch of events (canonical columns, see `validation.EVENT_COLUMNS`).
+    """Store validated events in one transaction: resolve references, skip duplicates, insert in bulk.
 
-    With `all_or_nothing` (the REST contract), any bad row refuses the whole batch: `IngestRefused`
-    is raised with every error and nothing is written. Without it, the valid rows are stored and the
-    bad ones are returned in `result.errors`.
-    Events whose `external_id` is already stored, or repeats within the batch, are skipped and
-    counted as duplicates.
+    `errors` are the validation errors of the same batch (reported back in the result).
+    With `all_or_nothing`, an unknown customer or item (when `create_unknown` is off) refuses the
+    whole batch with `IngestRefused`; otherwise those rows are left out and reported.
     """
     now = now or timezone.now()
+    errors = list(errors or [])
     create_unknown = settings.INGEST_CREATE_UNKNOWN if create_unknown is None else create_unknown
-    max_future = timedelta(seconds=settings.INGEST_MAX_FUTURE_SKEW_SECONDS)
-    result = IngestResult(received=len(rows))
-    valid, errors = validate_events(rows, now=now, max_future=max_future, assume_tz=assume_tz)
-    if errors and all_or_nothing:
-        raise IngestRefused(errors)
+    result = IngestResult(received=len(valid) + len({e.row for e in errors}) if received is None else received)
     with transaction.atomic():
         resolved, ref_errors, result.customers_created, result.items_created = _resolve(valid, create_unknown=create_unknown, now=now)
         if ref_errors:
@@ -388,6 +394,31 @@ def events_ingest(
     result.errors = errors
     result.invalid = len({e.row for e in errors})
     return result
+
+
+def events_ingest(
+    *,
+    rows: pd.DataFrame,
+    create_unknown: bool | None = None,
+    all_or_nothing: bool = True,
+    assume_tz: str | None = None,
+    now: datetime | None = None,
+) -> IngestResult:
+    """Validate and store a batch of events (canonical columns, see `validation.EVENT_COLUMNS`).
+
+    With `all_or_nothing` (the REST contract), any bad row refuses the whole batch: `IngestRefused`
+    is raised with every error and nothing is written. Without it, the valid rows are stored and the
+    bad ones are returned in `result.errors`.
+    Events whose `external_id` is already stored, or repeats within the batch, are skipped and
+    counted as duplicates.
+    """
+    now = now or timezone.now()
+    valid, errors = events_validate(rows=rows, assume_tz=assume_tz, now=now)
+    if errors and all_or_nothing:
+        raise IngestRefused(errors)
+    return events_store(
+        valid=valid, errors=errors, received=len(rows), create_unknown=create_unknown, all_or_nothing=all_or_nothing, now=now
+    )
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -440,7 +471,7 @@ def events_import_file(
     """
     from pathlib import Path
 
-    from .importers import READERS, ImportFormatError
+    from .importers import READERS, ImportChunk, ImportFormatError
 
     if fmt not in READERS:
         raise ImportFormatError(f"unknown format {fmt!r} (expected one of: {', '.join(READERS)})")
@@ -452,9 +483,15 @@ def events_import_file(
     rejects_header = True
     if rejects_path is not None:
         Path(rejects_path).unlink(missing_ok=True)
-    for chunk in READERS[fmt](path, chunk_size=chunk_size, progress=progress):
-        report.chunks += 1
-        now = timezone.now()
+    # Reading and validating a chunk (CPU) overlaps with writing the previous one (database) in a
+    # writer thread with its own connection. Inside a caller's transaction (tests, a wrapping
+    # atomic block) a second connection could not see its rows, so the work stays in this thread.
+    pipelined = not connection.in_atomic_block
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") if pipelined else None
+    pending: Future | None = None
+    pending_chunk: ImportChunk | None = None
+
+    def store(chunk, valid, errors, now):
         try:
             with transaction.atomic():
                 created_customers = created_items = 0
@@ -462,22 +499,64 @@ def events_import_file(
                     created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False).created
                 if chunk.items is not None and len(chunk.items):
                     created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
-                result = events_ingest(
-                    rows=chunk.events, create_unknown=create_unknown, all_or_nothing=not skip_invalid,
-                    assume_tz=assume_tz or chunk.assume_tz, now=now,
+                result = events_store(
+                    valid=valid, errors=errors, received=len(chunk.events), create_unknown=create_unknown,
+                    all_or_nothing=not skip_invalid, now=now,
                 )
-        except IngestRefused as exc:
-            # The chunk's transaction rolled back: nothing of it is written.
-            report.errors.extend(exc.errors)
-            report.invalid += len({e.row for e in exc.errors})
-            report.received += len(chunk.events)
-            report.stopped = True
-            break
-        report.skipped += chunk.skipped
+        finally:
+            if pipelined:
+                connections.close_all()  # the writer thread's own connection
         result.customers_created += created_customers
         result.items_created += created_items
+        return result
+
+    def collect(future_or_result, chunk) -> bool:
+        """Merge a stored chunk into the report; False when the import must stop."""
+        nonlocal rejects_header
+        try:
+            result = future_or_result.result() if isinstance(future_or_result, Future) else future_or_result
+        except IngestRefused as exc:
+            _refuse(exc.errors, chunk)
+            return False
+        report.skipped += chunk.skipped
         report.merge(result)
         if result.errors and rejects_path is not None:
             report.rejects_written += _write_rejects(rejects_path, chunk.raw, result.errors, rejects_header)
             rejects_header = False
+        return True
+
+    def _refuse(errors, chunk):
+        # The chunk's transaction rolled back (or never started): nothing of it is written.
+        report.errors.extend(errors)
+        report.invalid += len({e.row for e in errors})
+        report.received += len(chunk.events)
+        report.stopped = True
+
+    try:
+        for chunk in READERS[fmt](path, chunk_size=chunk_size, progress=progress):
+            report.chunks += 1
+            now = timezone.now()
+            valid, errors = events_validate(rows=chunk.events, assume_tz=assume_tz or chunk.assume_tz, now=now)
+            if pending is not None:
+                ok = collect(pending, pending_chunk)
+                pending = None
+                if not ok:
+                    break
+            if errors and not skip_invalid:
+                _refuse(errors, chunk)
+                break
+            if pipelined:
+                pending, pending_chunk = pool.submit(store, chunk, valid, errors, now), chunk
+            else:
+                try:
+                    outcome = store(chunk, valid, errors, now)
+                except IngestRefused as exc:
+                    _refuse(exc.errors, chunk)
+                    break
+                collect(outcome, chunk)
+        if pending is not None:
+            collect(pending, pending_chunk)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     return report
