@@ -169,3 +169,18 @@ def test_online_retail_adapter_reproduces_the_published_counts(datasets_dir):
     assert first.occurred_at.isoformat() == "2011-01-18T10:01:00+00:00"
     out, _ = _run(datasets_dir / "online-retail" / "online_retail.csv.gz", "--format", "online-retail")
     assert "0 events created, 406829 duplicates skipped" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_outside_a_transaction_writes_through_the_writer_thread(tmp_path):
+    """The command as an operator runs it: chunks are written by a writer thread with its own connection."""
+    rows = _rows(1200)
+    rows[1100][4] = "warp"
+    path = _write_csv(tmp_path / "events.csv", rows)
+    with pytest.raises(CommandError):
+        _run(path, "--chunk-size", 250)
+    # chunks of 250: lines 2-1001 (rows 0-999) written; the chunk holding row 1100 was not.
+    assert Event.objects.count() == 1000
+    out, _ = _run(path, "--chunk-size", 250, "--skip-invalid", "--rejects", tmp_path / "r.csv")
+    assert "199 events created, 1000 duplicates skipped, 1 invalid" in out
+    assert Event.objects.count() == 1199
