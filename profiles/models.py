@@ -106,3 +106,132 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} by {self.customer_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Lifecycle(models.TextChoices):
+    NEW = "new", "New"
+    ACTIVE = "active", "Active"
+    AT_RISK = "at-risk", "At risk"
+    LAPSED = "lapsed", "Lapsed"
+    NEVER_BOUGHT = "never-bought", "Never bought"
+
+
+class PriceBand(models.TextChoices):
+    LOW = "low", "Low"
+    MID = "mid", "Mid"
+    HIGH = "high", "High"
+
+
+class Profile(models.Model):
+    """Computed features of one customer (see profiles/features.py for the definitions).
+
+    Written only by `profiles_compute`, which stamps every row it writes with its run and time.
+    """
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, primary_key=True, related_name="profile")
+    run = models.ForeignKey("PipelineStep", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    computed_at = models.DateTimeField()
+    recency_days = models.FloatField(null=True, blank=True, help_text="Days since the last purchase.")
+    frequency = models.PositiveIntegerField(default=0, help_text="Orders in the window.")
+    monetary = models.FloatField(default=0, help_text="Spend in the window, returns netted.")
+    avg_order_value = models.FloatField(null=True, blank=True)
+    r_score = models.PositiveSmallIntegerField(default=1)
+    f_score = models.PositiveSmallIntegerField(default=1)
+    m_score = models.PositiveSmallIntegerField(default=1)
+    rfm_code = models.CharField(max_length=3, default="111", db_index=True)
+    interests = models.JSONField(default=dict, blank=True, help_text="Share of interest per category (sums to 1).")
+    top_categories = models.JSONField(default=list, blank=True)
+    top_category = models.CharField(max_length=120, blank=True, db_index=True)
+    median_price = models.FloatField(null=True, blank=True)
+    price_band = models.CharField(max_length=8, choices=PriceBand.choices, blank=True)
+    active_days = models.PositiveIntegerField(default=0, help_text="Days with any event in the window.")
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    events_30d = models.PositiveIntegerField(default=0)
+    n_events = models.PositiveIntegerField(default=0, help_text="Events in the window.")
+    community_posts = models.PositiveIntegerField(default=0)
+    community_comments = models.PositiveIntegerField(default=0)
+    community_likes = models.PositiveIntegerField(default=0)
+    orders_total = models.PositiveIntegerField(default=0)
+    first_purchase_at = models.DateTimeField(null=True, blank=True)
+    last_purchase_at = models.DateTimeField(null=True, blank=True)
+    lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.NEVER_BOUGHT, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(r_score__gte=1, r_score__lte=5), name="profile_r_score_1_5"),
+            models.CheckConstraint(condition=Q(f_score__gte=1, f_score__lte=5), name="profile_f_score_1_5"),
+            models.CheckConstraint(condition=Q(m_score__gte=1, m_score__lte=5), name="profile_m_score_1_5"),
+        ]
+        indexes = [
+            models.Index(fields=["recency_days"], name="profile_recency_idx"),
+            models.Index(fields=["monetary"], name="profile_monetary_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"profile of {self.customer_id} ({self.rfm_code}, {self.lifecycle})"
+
+
+class StepStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class PipelineRun(models.Model):
+    """One run of the recomputation pipeline (profiles → segments → recommendations → ...)."""
+
+    steps = models.JSONField(default=list, help_text="The steps asked for, in order.")
+    trigger = models.CharField(max_length=16, default="shell", help_text="schedule, admin, shell or api")
+    requested_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.QUEUED, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"pipeline #{self.pk} ({', '.join(self.steps)}) {self.status}"
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class PipelineStep(models.Model):
+    """One recomputation step: what it did, how long it took, how it ended."""
+
+    pipeline = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, null=True, blank=True, related_name="step_runs")
+    name = models.CharField(max_length=40, db_index=True)
+    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.QUEUED)
+    progress = models.FloatField(default=0, help_text="0 to 1 while running.")
+    message = models.CharField(max_length=300, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    counts = models.JSONField(default=dict, blank=True, help_text="Sizes, figures and timings the step reports.")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["name", "status", "-finished_at"], name="step_name_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk} {self.status}"
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, so two pipeline runs never overlap and a crashed holder's lock lapses."""
+
+    name = models.CharField(max_length=60, unique=True)
+    holder = models.CharField(max_length=120)
+    expires_at = models.DateTimeField()
