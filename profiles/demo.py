@@ -240,6 +240,10 @@ class DemoShop:
     def iter_events(self) -> Iterator[pd.DataFrame]:
         """Yield event chunks of at most ``chunk_size`` rows, ordered by customer then time.
 
+        A chunk holds all the events of each of its customers (so per-customer steps can run
+        chunk by chunk), except for a customer with more than ``chunk_size`` events on their
+        own, whose events are split over consecutive chunks.
+
         Columns: external_id, customer, item_kind, item, type, value, amount, occurred_at
         (datetime64[ns, UTC]), context (dict or None).
         """

@@ -135,10 +135,11 @@ class Profile(models.Model):
     frequency = models.PositiveIntegerField(default=0, help_text="Orders in the window.")
     monetary = models.FloatField(default=0, help_text="Spend in the window, returns netted.")
     avg_order_value = models.FloatField(null=True, blank=True)
-    r_score = models.PositiveSmallIntegerField(default=1)
-    f_score = models.PositiveSmallIntegerField(default=1)
-    m_score = models.PositiveSmallIntegerField(default=1)
-    rfm_code = models.CharField(max_length=3, default="111", db_index=True)
+    # 1-5 by quintile among buyers; 0 (code "000") for a customer who never bought.
+    r_score = models.PositiveSmallIntegerField(default=0)
+    f_score = models.PositiveSmallIntegerField(default=0)
+    m_score = models.PositiveSmallIntegerField(default=0)
+    rfm_code = models.CharField(max_length=3, default="000", db_index=True)
     interests = models.JSONField(default=dict, blank=True, help_text="Share of interest per category (sums to 1).")
     top_categories = models.JSONField(default=list, blank=True)
     top_category = models.CharField(max_length=120, blank=True, db_index=True)
@@ -159,9 +160,9 @@ class Profile(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(r_score__gte=1, r_score__lte=5), name="profile_r_score_1_5"),
-            models.CheckConstraint(condition=Q(f_score__gte=1, f_score__lte=5), name="profile_f_score_1_5"),
-            models.CheckConstraint(condition=Q(m_score__gte=1, m_score__lte=5), name="profile_m_score_1_5"),
+            models.CheckConstraint(condition=Q(r_score__lte=5), name="profile_r_score_0_5"),
+            models.CheckConstraint(condition=Q(f_score__lte=5), name="profile_f_score_0_5"),
+            models.CheckConstraint(condition=Q(m_score__lte=5), name="profile_m_score_0_5"),
         ]
         indexes = [
             models.Index(fields=["recency_days"], name="profile_recency_idx"),

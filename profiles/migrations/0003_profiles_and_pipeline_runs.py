@@ -70,10 +70,10 @@ class Migration(migrations.Migration):
                 ('frequency', models.PositiveIntegerField(default=0, help_text='Orders in the window.')),
                 ('monetary', models.FloatField(default=0, help_text='Spend in the window, returns netted.')),
                 ('avg_order_value', models.FloatField(blank=True, null=True)),
-                ('r_score', models.PositiveSmallIntegerField(default=1)),
-                ('f_score', models.PositiveSmallIntegerField(default=1)),
-                ('m_score', models.PositiveSmallIntegerField(default=1)),
-                ('rfm_code', models.CharField(db_index=True, default='111', max_length=3)),
+                ('r_score', models.PositiveSmallIntegerField(default=0)),
+                ('f_score', models.PositiveSmallIntegerField(default=0)),
+                ('m_score', models.PositiveSmallIntegerField(default=0)),
+                ('rfm_code', models.CharField(db_index=True, default='000', max_length=3)),
                 ('interests', models.JSONField(blank=True, default=dict, help_text='Share of interest per category (sums to 1).')),
                 ('top_categories', models.JSONField(blank=True, default=list)),
                 ('top_category', models.CharField(blank=True, db_index=True, max_length=120)),
@@ -108,14 +108,14 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='profile',
-            constraint=models.CheckConstraint(condition=models.Q(('r_score__gte', 1), ('r_score__lte', 5)), name='profile_r_score_1_5'),
+            constraint=models.CheckConstraint(condition=models.Q(('r_score__lte', 5)), name='profile_r_score_0_5'),
         ),
         migrations.AddConstraint(
             model_name='profile',
-            constraint=models.CheckConstraint(condition=models.Q(('f_score__gte', 1), ('f_score__lte', 5)), name='profile_f_score_1_5'),
+            constraint=models.CheckConstraint(condition=models.Q(('f_score__lte', 5)), name='profile_f_score_0_5'),
         ),
         migrations.AddConstraint(
             model_name='profile',
-            constraint=models.CheckConstraint(condition=models.Q(('m_score__gte', 1), ('m_score__lte', 5)), name='profile_m_score_1_5'),
+            constraint=models.CheckConstraint(condition=models.Q(('m_score__lte', 5)), name='profile_m_score_0_5'),
         ),
     ]
