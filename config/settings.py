@@ -163,7 +163,7 @@ CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "3600"))
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "3300"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Later steps (profiles, segments, recommendations, attribution) add their entries here.
+# Filled at the end of this file, once the schedule's own settings are read.
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- The product -------------------------------------------------------------------------
@@ -203,4 +203,43 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# Profiles: the frequency/monetary window and the lifecycle thresholds (days). A customer is
+# "new" with one order placed within LIFECYCLE_NEW_DAYS; otherwise "active" if the last purchase
+# is within LIFECYCLE_ACTIVE_DAYS, "at-risk" within LIFECYCLE_AT_RISK_DAYS, "lapsed" beyond;
+# "never-bought" without a purchase. See docs/profiles.md.
+PROFILE_WINDOW_DAYS = float(os.environ.get("PROFILE_WINDOW_DAYS", "365"))
+PROFILE_RECENT_DAYS = float(os.environ.get("PROFILE_RECENT_DAYS", "30"))
+LIFECYCLE_NEW_DAYS = float(os.environ.get("LIFECYCLE_NEW_DAYS", "30"))
+LIFECYCLE_ACTIVE_DAYS = float(os.environ.get("LIFECYCLE_ACTIVE_DAYS", "90"))
+LIFECYCLE_AT_RISK_DAYS = float(os.environ.get("LIFECYCLE_AT_RISK_DAYS", "180"))
+# Customers per chunk when profiles are computed (bounds memory: their events are read at once).
+PROFILE_CHUNK_CUSTOMERS = int(os.environ.get("PROFILE_CHUNK_CUSTOMERS", "50000"))
+
+# Segments: k is chosen in this range unless pinned (SEGMENT_K); MiniBatchKMeans above the size.
+SEGMENT_K_MIN = int(os.environ.get("SEGMENT_K_MIN", "2"))
+SEGMENT_K_MAX = int(os.environ.get("SEGMENT_K_MAX", "10"))
+SEGMENT_K = int(os.environ["SEGMENT_K"]) if os.environ.get("SEGMENT_K") else None
+SEGMENT_METHOD = os.environ.get("SEGMENT_METHOD", "kmeans")  # or "agglomerative"
+SEGMENT_RANDOM_STATE = int(os.environ.get("SEGMENT_RANDOM_STATE", "0"))
+
+# The pipeline's schedule (Celery beat, synced into django-celery-beat's tables where operators
+# can change it): the full pipeline nightly, incremental profiles through the day.
+PIPELINE_NIGHTLY_HOUR = int(os.environ.get("PIPELINE_NIGHTLY_HOUR", "2"))
+PROFILES_INCREMENTAL_MINUTES = int(os.environ.get("PROFILES_INCREMENTAL_MINUTES", "30"))
+
+from celery.schedules import crontab  # noqa: E402
+
+CELERY_BEAT_SCHEDULE = {
+    "pipeline-nightly": {
+        "task": "profiles.tasks.pipeline_scheduled",
+        "schedule": crontab(hour=PIPELINE_NIGHTLY_HOUR, minute=0),
+        "kwargs": {"steps": None},
+    },
+    "profiles-incremental": {
+        "task": "profiles.tasks.pipeline_scheduled",
+        "schedule": crontab(minute=f"*/{PROFILES_INCREMENTAL_MINUTES}"),
+        "kwargs": {"steps": ["profiles"], "incremental": True},
+    },
 }
