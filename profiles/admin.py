@@ -1,11 +1,20 @@
 """Operator screens for customers, catalogue items and behaviour events."""
+import json
+
 import pandas as pd
-from django.contrib import admin
-from django.db import models
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from .models import Customer, Event, Item
+from . import pipeline, tasks
+from .models import Customer, Event, Item, PipelineRun, PipelineStep, Profile
 
 
 class RangeDatesQuerySet(models.QuerySet):
@@ -93,3 +102,114 @@ class EventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return _range_dates(super().get_queryset(request))
+
+
+class ProfileInline(admin.StackedInline):
+    model = Profile
+    can_delete = False
+    extra = 0
+    max_num = 0
+    verbose_name_plural = "Profile (computed)"
+    fields = (
+        ("lifecycle", "rfm_code", "r_score", "f_score", "m_score"),
+        ("recency_days", "frequency", "monetary", "avg_order_value"),
+        ("top_categories", "price_band", "median_price"),
+        ("active_days", "events_30d", "n_events", "orders_total"),
+        ("community_posts", "community_comments", "community_likes"),
+        ("first_seen", "last_seen", "computed_at"),
+        "interests",
+    )
+    readonly_fields = [f for row in fields for f in (row if isinstance(row, tuple) else (row,))]
+
+
+CustomerAdmin.inlines = [ProfileInline, *CustomerAdmin.inlines]
+
+
+@admin.register(Profile)
+class ProfileAdmin(admin.ModelAdmin):
+    list_display = ("customer", "lifecycle", "rfm_code", "recency_days", "frequency", "monetary", "top_category", "computed_at")
+    list_filter = ("lifecycle", "price_band", "r_score", "f_score", "m_score")
+    list_select_related = ("customer",)
+    search_fields = ("=customer__external_id", "customer__name", "=rfm_code", "top_category")
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Profile._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
+class StepInline(admin.TabularInline):
+    model = PipelineStep
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("name", "status", "progress_pct", "message", "started_at", "duration_s", "counts_text", "error_short")
+    readonly_fields = fields
+    ordering = ("id",)
+
+    @admin.display(description="progress")
+    def progress_pct(self, obj):
+        return f"{obj.progress * 100:.0f}%"
+
+    @admin.display(description="counts")
+    def counts_text(self, obj):
+        return format_html("<pre style='white-space:pre-wrap;max-width:520px'>{}</pre>", json.dumps(obj.counts, indent=1, default=str))
+
+    @admin.display(description="error")
+    def error_short(self, obj):
+        return obj.error.splitlines()[0] if obj.error else ""
+
+
+class StartPipelineForm(forms.Form):
+    steps = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="Run in pipeline order.")
+    incremental = forms.BooleanField(required=False, help_text="Profiles: only customers with new events since the last run.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = pipeline.available_steps()
+        self.fields["steps"].choices = [(n, n) for n in names]
+        self.fields["steps"].initial = names
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_at", "steps_text", "status", "trigger", "requested_by", "duration")
+    list_filter = ("status", "trigger")
+    list_select_related = ("requested_by",)
+    readonly_fields = ("steps", "trigger", "requested_by", "status", "created_at", "started_at", "finished_at", "error")
+    inlines = [StepInline]
+    change_list_template = "admin/profiles/pipelinerun/change_list.html"
+    change_form_template = "admin/profiles/pipelinerun/change_form.html"
+
+    @admin.display(description="steps")
+    def steps_text(self, obj):
+        return ", ".join(obj.steps)
+
+    @admin.display(description="duration (s)")
+    def duration(self, obj):
+        return f"{obj.duration_s:.1f}" if obj.duration_s is not None else "–"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        urls = super().get_urls()
+        return [path("start/", self.admin_site.admin_view(self.start_view), name="profiles_pipelinerun_start"), *urls]
+
+    def start_view(self, request):
+        if not request.user.has_perm("profiles.run_pipeline"):
+            raise PermissionDenied("You need the permission “Can start a recomputation”.")
+        form = StartPipelineForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            run = pipeline.pipeline_create(steps=form.cleaned_data["steps"], trigger="admin", user=request.user)
+            params = {"profiles": {"incremental": True}} if form.cleaned_data["incremental"] else None
+            transaction.on_commit(lambda: tasks.pipeline_execute_task.delay(run.pk, params))
+            messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")
+            return redirect(reverse("admin:profiles_pipelinerun_change", args=[run.pk]))
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Start a recomputation", "opts": self.model._meta}
+        return TemplateResponse(request, "admin/profiles/pipelinerun/start.html", context)

@@ -3,14 +3,16 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import services
+from . import selectors, services
 from .permissions import require_perms
 from .serializers import (
     BatchErrorSerializer,
+    ErrorSerializer,
+    ProfileSerializer,
     CustomerInSerializer,
     EventInSerializer,
     IngestResultSerializer,
@@ -126,3 +128,18 @@ class ItemBatchView(APIView):
         except services.IngestRefused as exc:
             return _refused(exc.errors)
         return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class CustomerProfileView(APIView):
+    permission_classes = [require_perms("profiles.view_profile")]
+
+    @extend_schema(summary="A customer's computed profile", responses={200: ProfileSerializer, 404: ErrorSerializer})
+    def get(self, request, external_id: str):
+        customer = selectors.customer_by_external_id(external_id)
+        if customer is None:
+            raise NotFound(f"No customer with external_id {external_id!r}.")
+        profile = selectors.profile_for(customer)
+        if profile is None:
+            raise NotFound(f"Customer {external_id!r} has no profile yet; the profiles step computes it.")
+        profile.customer = customer
+        return Response(ProfileSerializer(profile).data)

@@ -195,6 +195,7 @@ class PipelineRun(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("run_pipeline", "Can start a recomputation")]
 
     def __str__(self) -> str:
         return f"pipeline #{self.pk} ({', '.join(self.steps)}) {self.status}"

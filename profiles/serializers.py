@@ -64,3 +64,33 @@ class UpsertResultSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     updated = serializers.IntegerField()
     unchanged = serializers.IntegerField()
+
+
+class ProfileSerializer(serializers.Serializer):
+    customer = serializers.CharField(source="customer.external_id")
+    computed_at = serializers.DateTimeField()
+    recency_days = serializers.FloatField(allow_null=True)
+    frequency = serializers.IntegerField()
+    monetary = serializers.FloatField()
+    avg_order_value = serializers.FloatField(allow_null=True)
+    r_score = serializers.IntegerField()
+    f_score = serializers.IntegerField()
+    m_score = serializers.IntegerField()
+    rfm_code = serializers.CharField()
+    interests = serializers.DictField(child=serializers.FloatField())
+    top_categories = serializers.ListField(child=serializers.CharField())
+    price_band = serializers.CharField()
+    median_price = serializers.FloatField(allow_null=True)
+    active_days = serializers.IntegerField()
+    first_seen = serializers.DateTimeField(allow_null=True)
+    last_seen = serializers.DateTimeField(allow_null=True)
+    events_30d = serializers.IntegerField()
+    community_posts = serializers.IntegerField()
+    community_comments = serializers.IntegerField()
+    community_likes = serializers.IntegerField()
+    orders_total = serializers.IntegerField()
+    lifecycle = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

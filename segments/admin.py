@@ -1,1 +1,206 @@
+"""Operator screens: segments (clustering and rule), their members and size over time, clustering runs."""
+import json
 
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Subquery, OuterRef
+from django.urls import reverse
+from django.utils.html import format_html
+
+from profiles.admin import CustomerAdmin
+
+from . import selectors
+from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
+from .rules import RuleError, describe_rule, refresh_rule_memberships, validate_rule
+
+RULE_EXAMPLE = {
+    "all": [
+        {"field": "lifecycle", "op": "=", "value": "at-risk"},
+        {"event": {"type": "purchase", "min_count": 2, "within_days": 365}},
+        {"consent": "email"},
+    ]
+}
+
+
+class SegmentForm(forms.ModelForm):
+    rule = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false", "id": "id_rule"}),
+        help_text="The condition tree (see docs/rules.md). The audience size updates as you type.",
+    )
+
+    class Meta:
+        model = Segment
+        fields = ["name", "description", "kind", "rule", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:
+            self.fields["kind"].initial = SegmentKind.RULE
+            self.fields["rule"].initial = RULE_EXAMPLE
+        else:
+            self.fields["kind"].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        kind = data.get("kind") or self.instance.kind
+        if kind == SegmentKind.CLUSTER and not self.instance.pk:
+            raise forms.ValidationError("Clustering segments are created by the segments step; add a rule segment instead.")
+        if kind == SegmentKind.RULE:
+            rule = data.get("rule")
+            if rule in (None, "", {}):
+                self.add_error("rule", "A rule segment needs a rule.")
+            else:
+                try:
+                    validate_rule(rule, segment_id=self.instance.pk)
+                except RuleError as exc:
+                    self.add_error("rule", [f"{e['path']}: {e['message']}" for e in exc.errors])
+        return data
+
+
+class SizeTrendMixin:
+    @admin.display(description="trend")
+    def trend(self, obj):
+        prev = getattr(obj, "previous_size", None)
+        if prev is None:
+            return "–"
+        delta = obj.size - prev
+        if delta == 0:
+            return "="
+        return format_html('<span style="color:{}">{}{}</span>', "#2e7d32" if delta > 0 else "#c62828", "+" if delta > 0 else "", delta)
+
+
+@admin.register(Segment)
+class SegmentAdmin(SizeTrendMixin, admin.ModelAdmin):
+    form = SegmentForm
+    change_form_template = "admin/segments/segment/change_form.html"
+    list_display = ("name", "kind", "size", "trend", "active", "refreshed_at", "members_link")
+    list_filter = ("kind", "active")
+    search_fields = ("name", "description")
+    readonly_fields = ("size", "refreshed_at", "centroid_table", "rule_description", "members_link", "clustering_run")
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        # The size before the latest refresh, for the trend column, in the same query.
+        previous = SegmentSize.objects.filter(segment=OuterRef("pk")).order_by("-at").values("size")[1:2]
+        return qs.annotate(previous_size=Subquery(previous))
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None or obj.kind == SegmentKind.RULE:
+            fields = ["name", "description", "kind", "rule", "active"]
+            if obj is not None:
+                fields += ["rule_description", "size", "refreshed_at", "members_link"]
+            return [(None, {"fields": fields})]
+        return [
+            (None, {"fields": ["name", "description", "kind", "active", "size", "refreshed_at", "members_link"]}),
+            ("Centroid (the typical member)", {"fields": ["centroid_table", "clustering_run"]}),
+        ]
+
+    @admin.display(description="members")
+    def members_link(self, obj):
+        if not obj.pk:
+            return "–"
+        url = reverse("admin:segments_membership_changelist") + f"?segment__id__exact={obj.pk}"
+        return format_html('<a href="{}">{} members</a>', url, obj.size)
+
+    @admin.display(description="rule in words")
+    def rule_description(self, obj):
+        try:
+            return describe_rule(obj.rule) if obj.rule else "–"
+        except RuleError:
+            return "(invalid rule)"
+
+    @admin.display(description="centroid")
+    def centroid_table(self, obj):
+        if not obj.centroid:
+            return "–"
+        rows = "".join(
+            format_html("<tr><th>{}</th><td>{}</td></tr>", k, "–" if v is None else f"{v:,.2f}") for k, v in obj.centroid.items()
+        )
+        return format_html("<table>{}</table>", format_html(rows))
+
+    def save_model(self, request, obj, form, change):
+        if obj.kind == SegmentKind.CLUSTER and change and "name" in form.changed_data:
+            obj.name_locked = True  # re-runs keep an operator's name
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if obj.kind == SegmentKind.RULE:
+            size = refresh_rule_memberships(obj)
+            messages.info(request, f"“{obj.name}” now has {size:,} members.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        segment = self.get_object(request, object_id)
+        if segment is not None:
+            history = selectors.size_history(segment)
+            extra_context["size_chart"] = json.dumps(
+                {"labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in history], "sizes": [h.size for h in history]}
+            )
+        extra_context["preview_url"] = reverse("segments-preview")
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "preview_url": reverse("segments-preview")}
+        return super().add_view(request, form_url, extra_context)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("customer", "segment", "since")
+    list_filter = ("segment__kind", "segment")
+    list_select_related = ("customer", "segment")
+    search_fields = ("=customer__external_id", "customer__name", "customer__email")
+    raw_id_fields = ("customer", "segment")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False  # memberships come from the segments step and rule refreshes
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ClusteringRun)
+class ClusteringRunAdmin(admin.ModelAdmin):
+    change_form_template = "admin/segments/clusteringrun/change_form.html"
+    list_display = ("id", "started_at", "status", "method", "n_customers", "chosen_k", "elbow_k", "duration_s")
+    list_filter = ("status", "method")
+    fields = ("status", "method", "n_customers", "features", ("k_min", "k_max", "k_pinned"), ("elbow_k", "silhouette_k", "chosen_k"),
+              "choice_reason", "sizes", ("started_at", "finished_at", "duration_s"), "step", "error")
+    readonly_fields = [f.name for f in ClusteringRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a record of what a run did; the charts below show its figures
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if run is not None:
+            extra_context["chart_data"] = json.dumps(
+                {"ks": run.ks, "inertia": run.inertia, "silhouette": run.silhouette, "chosen_k": run.chosen_k, "elbow_k": run.elbow_k}
+            )
+            extra_context["clusters"] = run.centroids
+            extra_context["features"] = run.features
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    fk_name = "customer"
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("segment", "since")
+    readonly_fields = fields
+    verbose_name_plural = "Segments"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("segment").filter(segment__active=True)
+
+
+# The customer page (profiles) shows the segments too; this app adds its inline, profiles stays unaware.
+CustomerAdmin.inlines = [*CustomerAdmin.inlines, MembershipInline]

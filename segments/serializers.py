@@ -1,0 +1,46 @@
+from rest_framework import serializers
+
+
+class SegmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    kind = serializers.CharField()
+    size = serializers.IntegerField()
+    active = serializers.BooleanField()
+    refreshed_at = serializers.DateTimeField(allow_null=True)
+    rule = serializers.JSONField(allow_null=True)
+    centroid = serializers.DictField(allow_null=True)
+
+
+class MembershipSerializer(serializers.Serializer):
+    customer = serializers.CharField(source="customer.external_id")
+    name = serializers.CharField(source="customer.name")
+    since = serializers.DateTimeField()
+
+
+class CustomerSegmentSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="segment.id")
+    name = serializers.CharField(source="segment.name")
+    kind = serializers.CharField(source="segment.kind")
+    since = serializers.DateTimeField()
+
+
+class RulePreviewInSerializer(serializers.Serializer):
+    rule = serializers.JSONField(help_text="The condition tree (see docs/rules.md).")
+    segment_id = serializers.IntegerField(required=False, help_text="The segment being edited, for cycle detection.")
+
+
+class RulePreviewOutSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    description = serializers.CharField()
+
+
+class RuleErrorSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    message = serializers.CharField()
+
+
+class RuleErrorsSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = RuleErrorSerializer(many=True)
