@@ -49,7 +49,7 @@ class Segment(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=SegmentKind.choices)
-    rule = models.JSONField(null=True, blank=True, help_text="For rule segments: the condition tree (see docs/segments.md).")
+    rule = models.JSONField(null=True, blank=True, help_text="For rule segments: the condition tree (see docs/rules.md).")
     centroid = models.JSONField(null=True, blank=True, help_text="For clustering segments: the latest centroid, original units.")
     clustering_run = models.ForeignKey(ClusteringRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="segments")
     name_locked = models.BooleanField(default=False, help_text="Renamed by an operator: re-runs keep the name.")

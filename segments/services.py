@@ -167,52 +167,20 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
         raise
 
 
-def _rule_dependencies(rule) -> set[int]:
-    found: set[int] = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "segment" in node and isinstance(node["segment"], int):
-                found.add(node["segment"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(rule)
-    return found
-
-
 def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = None) -> dict:
     """Refresh every rule segment, each with one set-based statement, referenced segments first."""
-    from .rules import RuleError, refresh_rule_memberships
+    from .rules import RuleError, refresh_rule_memberships, rule_refresh_order
 
     progress = progress or (lambda fraction, message="": None)
-    segments = {s.pk: s for s in Segment.objects.filter(kind=SegmentKind.RULE)}
-    order: list[int] = []
-    state: dict[int, int] = {}
-
-    def visit(pk: int) -> None:  # depth-first topological order; cycles are refused at save time
-        if state.get(pk) == 2 or pk not in segments:
-            return
-        if state.get(pk) == 1:
-            return
-        state[pk] = 1
-        for dep in _rule_dependencies(segments[pk].rule):
-            visit(dep)
-        state[pk] = 2
-        order.append(pk)
-
-    for pk in sorted(segments):
-        visit(pk)
+    order = rule_refresh_order(list(Segment.objects.filter(kind=SegmentKind.RULE, active=True)))
     sizes: dict[str, int] = {}
     errors: dict[str, str] = {}
-    for i, pk in enumerate(order):
-        seg = segments[pk]
+    for i, seg in enumerate(order):
         try:
-            sizes[seg.name] = refresh_rule_memberships(seg, now=now)
+            sizes[seg.name] = refresh_rule_memberships(seg, now=now, step=step)
         except RuleError as exc:
+            # A rule that no longer validates (e.g. a segment it named was deleted) keeps its
+            # previous members; the step reports it instead of failing the whole pipeline.
             errors[seg.name] = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
         progress((i + 1) / max(len(order), 1), f"rule segment {seg.name}")
     return {"rule_segments": len(order), "sizes": sizes, "errors": errors}

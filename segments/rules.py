@@ -1,0 +1,655 @@
+"""
+Rule segments: the operator's JSON condition tree, validated, described and compiled to SQL.
+
+A rule is a tree of nodes (the grammar is in docs/rules.md):
+
+    {"all": [r, ...]}   {"any": [r, ...]}   {"not": r}
+    {"field": "recency_days", "op": "<=", "value": 30}          profile features
+    {"consent": "email"}                                         consent (in_app | email | push)
+    {"event": {"type": "purchase", "min_count": 3, "within_days": 90, "category": "Books"}}
+    {"segment": 12}                                              members of another segment
+
+Every leaf compiles to a two-valued boolean on `Customer`: an `EXISTS (...)` subquery over
+`Profile`, `Event` or `Membership`, or a test of a non-null `Customer` column. No leaf joins a
+table into the outer query, so a rule never duplicates a customer, never needs DISTINCT, and
+`NOT` is an exact complement of its child over all customers (SQL's NULL never leaks into the
+outer WHERE, where `NOT (NULL)` would silently drop the customers that have no profile).
+
+The whole rule is one `WHERE` on one `SELECT ... FROM profiles_customer`: no Python loop over
+customers, no id lists materialised in Python.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import reduce
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
+from django.db.models.functions import Substr
+from django.db.models.lookups import Exact
+from django.utils import timezone
+
+from profiles.models import Customer, Event, EventType, ItemKind, Lifecycle, PriceBand, Profile
+
+from .models import Membership, Segment, SegmentKind, SegmentSize
+
+MAX_DEPTH = 20
+MAX_NODES = 200
+MAX_LIST_VALUES = 200
+MAX_DAYS = 36_500
+MAX_COUNT = 1_000_000
+
+# --- the vocabulary ------------------------------------------------------------------------------
+
+NUMERIC, CHOICE, TEXT, RFM = "number", "choice", "text", "rfm code"
+
+_COMPARE_OPS = ("=", "!=", "<", "<=", ">", ">=")
+_SET_OPS = ("in", "not in")
+_NULL_OPS = ("is null", "is not null")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    kind: str
+    ops: tuple[str, ...]
+    choices: tuple[str, ...] = ()
+    # Text columns store "unknown" as the empty string: it counts as missing, like SQL NULL.
+    blank_is_missing: bool = False
+
+
+def _numeric() -> FieldSpec:
+    return FieldSpec(NUMERIC, _COMPARE_OPS + _SET_OPS + ("between",) + _NULL_OPS)
+
+
+PROFILE_FIELDS: dict[str, FieldSpec] = {
+    **{
+        name: _numeric()
+        for name in (
+            "recency_days", "frequency", "monetary", "avg_order_value", "r_score", "f_score", "m_score",
+            "active_days", "events_30d", "n_events", "community_posts", "community_comments",
+            "community_likes", "orders_total", "median_price",
+        )
+    },
+    "lifecycle": FieldSpec(CHOICE, ("=", "!=") + _SET_OPS + _NULL_OPS, tuple(c.value for c in Lifecycle)),
+    "price_band": FieldSpec(CHOICE, ("=", "!=") + _SET_OPS + _NULL_OPS, tuple(c.value for c in PriceBand), True),
+    "top_category": FieldSpec(TEXT, ("=", "!=") + _SET_OPS + _NULL_OPS, blank_is_missing=True),
+    "rfm_code": FieldSpec(RFM, ("=", "!=") + _SET_OPS + ("startswith", "matches") + _NULL_OPS),
+}
+
+CONSENT_FIELDS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
+EVENT_TYPES = tuple(t.value for t in EventType)
+ITEM_KINDS = tuple(k.value for k in ItemKind)
+EVENT_KEYS = ("type", "min_count", "max_count", "within_days", "category", "item_kind", "item")
+LEAF_KEYS = ("field", "consent", "event", "segment")
+COMBINATORS = ("all", "any", "not")
+
+_RFM_RE = re.compile(r"^[0-5]{3}$")
+_RFM_PREFIX_RE = re.compile(r"^[0-5]{1,3}$")
+_RFM_PATTERN_RE = re.compile(r"^[0-5*]{3}$")
+
+
+class RuleError(Exception):
+    """A rule that cannot be used. `errors` lists every problem as {"path", "message"}."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        first = errors[0] if errors else {"path": "", "message": "invalid rule"}
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{first['path'] or '(rule)'}: {first['message']}{more}")
+
+
+# --- validation ----------------------------------------------------------------------------------
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _count_nodes(rule: Any) -> int:
+    """Nodes in the tree (iteratively, so a hostile depth cannot blow Python's stack)."""
+    count, stack = 0, [rule]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES * 10:
+            break
+        if isinstance(node, dict):
+            if isinstance(node.get("all"), list):
+                stack.extend(node["all"])
+            if isinstance(node.get("any"), list):
+                stack.extend(node["any"])
+            if "not" in node:
+                stack.append(node["not"])
+    return count
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.errors: list[dict] = []
+        self.segment_refs: list[tuple[str, Any]] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append({"path": path, "message": message})
+
+    def node(self, node: Any, path: str, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            self.error(path, f"conditions are nested deeper than {MAX_DEPTH} levels")
+            return
+        if not isinstance(node, dict):
+            self.error(path, "must be an object such as {\"all\": [...]} or {\"field\": ..., \"op\": ..., \"value\": ...}")
+            return
+        kinds = [k for k in COMBINATORS + LEAF_KEYS if k in node]
+        if len(kinds) != 1:
+            if not kinds:
+                self.error(path, "must have one of the keys: " + ", ".join(COMBINATORS + LEAF_KEYS)
+                           + (f" (got: {', '.join(map(str, node))})" if node else ""))
+            else:
+                self.error(path, "must have only one of the keys " + ", ".join(kinds))
+            return
+        kind = kinds[0]
+        if kind in ("all", "any"):
+            self._extra_keys(node, path, {kind})
+            children = node[kind]
+            here = _join(path, kind)
+            if not isinstance(children, list) or not children:
+                self.error(here, "must be a non-empty list of conditions")
+                return
+            for i, child in enumerate(children):
+                self.node(child, f"{here}[{i}]", depth + 1)
+        elif kind == "not":
+            self._extra_keys(node, path, {"not"})
+            self.node(node["not"], _join(path, "not"), depth + 1)
+        elif kind == "field":
+            self._field(node, path)
+        elif kind == "consent":
+            self._extra_keys(node, path, {"consent"})
+            if node["consent"] not in CONSENT_FIELDS:
+                self.error(_join(path, "consent"), "unknown consent channel (expected one of: " + ", ".join(CONSENT_FIELDS) + ")")
+        elif kind == "event":
+            self._extra_keys(node, path, {"event"})
+            self._event(node["event"], _join(path, "event"))
+        else:
+            self._extra_keys(node, path, {"segment"})
+            ref = node["segment"]
+            if not _is_whole(ref) or ref <= 0:
+                self.error(_join(path, "segment"), "must be the id of a segment (a positive whole number)")
+            else:
+                self.segment_refs.append((_join(path, "segment"), ref))
+
+    def _extra_keys(self, node: dict, path: str, allowed: set[str]) -> None:
+        for key in node:
+            if key not in allowed:
+                self.error(_join(path, str(key)), "unknown key here (allowed: " + ", ".join(sorted(allowed)) + ")")
+
+    def _field(self, node: dict, path: str) -> None:
+        self._extra_keys(node, path, {"field", "op", "value"})
+        name = node["field"]
+        spec = PROFILE_FIELDS.get(name) if isinstance(name, str) else None
+        if spec is None:
+            self.error(_join(path, "field"), "unknown profile field (expected one of: " + ", ".join(PROFILE_FIELDS) + ")")
+            return
+        op = node.get("op")
+        if "op" not in node:
+            self.error(_join(path, "op"), "is required")
+            return
+        if op not in spec.ops:
+            self.error(_join(path, "op"), f"operator {op!r} does not apply to {name} (a {spec.kind}); use one of: " + ", ".join(spec.ops))
+            return
+        vpath = _join(path, "value")
+        if op in _NULL_OPS:
+            if "value" in node:
+                self.error(vpath, f"must be left out with {op!r}")
+            return
+        if "value" not in node:
+            self.error(vpath, "is required")
+            return
+        value = node["value"]
+        if op in _SET_OPS:
+            if not isinstance(value, list) or not value:
+                self.error(vpath, f"must be a non-empty list with {op!r}")
+                return
+            if len(value) > MAX_LIST_VALUES:
+                self.error(vpath, f"lists at most {MAX_LIST_VALUES} values")
+                return
+            for i, v in enumerate(value):
+                self._scalar(name, spec, v, f"{vpath}[{i}]")
+        elif op == "between":
+            if not isinstance(value, list) or len(value) != 2:
+                self.error(vpath, "must be a list of two numbers [low, high] with 'between'")
+                return
+            ok = all([self._scalar(name, spec, v, f"{vpath}[{i}]") for i, v in enumerate(value)])
+            if ok and value[0] > value[1]:
+                self.error(vpath, "the low end must not be above the high end")
+        elif op == "startswith":
+            if not isinstance(value, str) or not _RFM_PREFIX_RE.match(value):
+                self.error(vpath, "must be 1 to 3 digits from 0 to 5, e.g. \"5\" or \"54\"")
+        elif op == "matches":
+            if not isinstance(value, str) or not _RFM_PATTERN_RE.match(value):
+                self.error(vpath, "must be 3 characters, each a digit from 0 to 5 or * for any, e.g. \"5*5\"")
+        else:
+            self._scalar(name, spec, value, vpath)
+
+    def _scalar(self, name: str, spec: FieldSpec, value: Any, path: str) -> bool:
+        if spec.kind == NUMERIC:
+            if not _is_number(value):
+                self.error(path, f"{name} is a number: expected a number, got {_show(value)}")
+                return False
+        elif spec.kind == CHOICE:
+            if value not in spec.choices:
+                self.error(path, f"unknown {name} {_show(value)} (expected one of: " + ", ".join(spec.choices) + ")")
+                return False
+        elif spec.kind == TEXT:
+            if not isinstance(value, str) or not value.strip():
+                self.error(path, f"{name} is text: expected a non-empty string, got {_show(value)}")
+                return False
+        elif spec.kind == RFM:
+            if not isinstance(value, str) or not _RFM_RE.match(value):
+                self.error(path, f"an RFM code is 3 digits from 0 to 5 (e.g. \"545\"), got {_show(value)}")
+                return False
+        return True
+
+    def _event(self, spec: Any, path: str) -> None:
+        if not isinstance(spec, dict):
+            self.error(path, "must be an object such as {\"type\": \"purchase\", \"within_days\": 90}")
+            return
+        for key in spec:
+            if key not in EVENT_KEYS:
+                self.error(_join(path, str(key)), "unknown key here (allowed: " + ", ".join(EVENT_KEYS) + ")")
+        tpath = _join(path, "type")
+        if "type" not in spec:
+            self.error(tpath, "is required")
+        else:
+            types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+            if not types:
+                self.error(tpath, "must name an event type or a non-empty list of them")
+            for i, t in enumerate(types):
+                if t not in EVENT_TYPES:
+                    where = f"{tpath}[{i}]" if isinstance(spec["type"], list) else tpath
+                    self.error(where, f"unknown event type {_show(t)} (expected one of: " + ", ".join(EVENT_TYPES) + ")")
+        if "within_days" in spec:
+            d = spec["within_days"]
+            if not _is_whole(d) or d <= 0:
+                self.error(_join(path, "within_days"), "must be a positive whole number of days")
+            elif d > MAX_DAYS:
+                self.error(_join(path, "within_days"), f"must be at most {MAX_DAYS} days")
+        lo, hi = spec.get("min_count"), spec.get("max_count")
+        for key, val in (("min_count", lo), ("max_count", hi)):
+            if key in spec and (not _is_whole(val) or val < 0 or val > MAX_COUNT):
+                self.error(_join(path, key), "must be a whole number of times, 0 or more")
+        if _is_whole(lo) and _is_whole(hi) and lo > hi:
+            self.error(_join(path, "max_count"), "must not be below min_count")
+        for key in ("category", "item"):
+            if key in spec and (not isinstance(spec[key], str) or not spec[key].strip()):
+                self.error(_join(path, key), "must be a non-empty string")
+        if "item_kind" in spec and spec["item_kind"] not in ITEM_KINDS:
+            self.error(_join(path, "item_kind"), "unknown item kind (expected one of: " + ", ".join(ITEM_KINDS) + ")")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _rule_of(segment: Segment | None) -> Any:
+    return segment.rule if segment is not None and segment.kind == SegmentKind.RULE else None
+
+
+def segment_refs(rule: Any) -> set[int]:
+    """The ids of the segments a (structurally valid) rule refers to directly."""
+    found, stack = set(), [rule]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        if _is_whole(node.get("segment")):
+            found.add(node["segment"])
+        for key in ("all", "any"):
+            if isinstance(node.get(key), list):
+                stack.extend(node[key])
+        if "not" in node:
+            stack.append(node["not"])
+    return found
+
+
+def _check_segments(refs: list[tuple[str, int]], segment_id: int | None, errors: list[dict]) -> None:
+    """Unknown ids and cycles. One query per level of indirection (usually one or two)."""
+    if not refs:
+        return
+    wanted = {ref for _, ref in refs}
+    known: dict[int, Any] = {
+        pk: (kind, rule) for pk, kind, rule in Segment.objects.filter(pk__in=wanted).values_list("pk", "kind", "rule")
+    }
+    for path, ref in refs:
+        if ref not in known:
+            errors.append({"path": path, "message": f"there is no segment with id {ref}"})
+        elif segment_id is not None and ref == segment_id:
+            errors.append({"path": path, "message": "a segment cannot refer to itself"})
+    if segment_id is None:
+        return
+    # Walk the references of the referenced rule segments: does any chain lead back to segment_id?
+    # `reaches[x]` = the direct reference (path) through which x was first reached.
+    reaches: dict[int, str] = {}
+    frontier: dict[int, str] = {}
+    for path, ref in refs:
+        if ref in known and ref != segment_id and ref not in reaches:
+            reaches[ref] = path
+            frontier[ref] = path
+    graph = {pk: (kind, rule) for pk, (kind, rule) in known.items()}
+    reported: set[str] = set()
+    while frontier:
+        nxt: dict[int, str] = {}
+        for pk, path in frontier.items():
+            kind, rule = graph[pk]
+            if kind != SegmentKind.RULE:
+                continue
+            for child in segment_refs(rule):
+                if child == segment_id:
+                    if path not in reported:
+                        reported.add(path)
+                        errors.append({"path": path, "message": f"segment {pk} refers back to this segment, "
+                                                                "directly or through other segments (a cycle)"})
+                elif child not in reaches:
+                    reaches[child] = path
+                    nxt[child] = path
+        missing = [pk for pk in nxt if pk not in graph]
+        if missing:
+            graph.update({pk: (kind, rule) for pk, kind, rule in
+                          Segment.objects.filter(pk__in=missing).values_list("pk", "kind", "rule")})
+        frontier = {pk: p for pk, p in nxt.items() if pk in graph}
+
+
+def validate_rule(rule: Any, *, segment_id: int | None = None) -> None:
+    """Raise `RuleError` listing every problem of `rule`, each with the path of the bad part.
+
+    `segment_id` is the segment being edited: a rule may not refer to it, directly or through
+    other rule segments. Segment references cost one query per level of indirection; a rule
+    without them touches no database.
+    """
+    if rule is None or (isinstance(rule, dict) and not rule):
+        raise RuleError([{"path": "", "message": "the rule is empty"}])
+    nodes = _count_nodes(rule)
+    if nodes > MAX_NODES:
+        raise RuleError([{"path": "", "message": f"the rule has {nodes if nodes <= MAX_NODES * 10 else 'over ' + str(MAX_NODES * 10)} "
+                                               f"conditions; at most {MAX_NODES} are allowed"}])
+    v = _Validator()
+    v.node(rule, "", 1)
+    _check_segments(v.segment_refs, segment_id, v.errors)
+    if v.errors:
+        raise RuleError(v.errors)
+
+
+# --- compilation ---------------------------------------------------------------------------------
+
+_TRUE = Q(pk__isnull=False)  # an always-true, non-empty Q (an empty Q() misbehaves under ~)
+
+
+def _profile_q(node: dict) -> Q:
+    name, op = node["field"], node["op"]
+    spec = PROFILE_FIELDS[name]
+    present = Q(**{f"{name}__isnull": False})
+    if spec.blank_is_missing:
+        present &= ~Q(**{name: ""})
+    if op in _NULL_OPS:
+        has = Exists(Profile.objects.filter(present, customer_id=OuterRef("pk")))
+        return Q(has) if op == "is not null" else ~Q(has)
+    value = node["value"]
+    if op == "=":
+        cond = Q(**{name: value})
+    elif op == "!=":
+        cond = ~Q(**{name: value})
+    elif op in ("<", "<=", ">", ">="):
+        lookup = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]
+        cond = Q(**{f"{name}__{lookup}": value})
+    elif op == "in":
+        cond = Q(**{f"{name}__in": value})
+    elif op == "not in":
+        cond = ~Q(**{f"{name}__in": value})
+    elif op == "between":
+        cond = Q(**{f"{name}__range": (value[0], value[1])})
+    elif op == "startswith":
+        cond = Q(**{f"{name}__startswith": value})
+    elif op == "matches":
+        parts = [Q(Exact(Substr(name, i + 1, 1), ch)) for i, ch in enumerate(value) if ch != "*"]
+        cond = reduce(lambda a, b: a & b, parts, _TRUE)
+    else:  # pragma: no cover - validation rejects it
+        raise ValueError(op)
+    # A comparison with a missing value is false (SQL's NULL semantics, made explicit), and a
+    # customer without a profile matches none; EXISTS keeps the result two-valued for `not`.
+    return Q(Exists(Profile.objects.filter(present, cond, customer_id=OuterRef("pk"))))
+
+
+def _event_q(spec: dict, now: datetime) -> Q:
+    types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    events_filter = Q(type__in=types)
+    if "within_days" in spec:
+        events_filter &= Q(occurred_at__gte=now - timedelta(days=spec["within_days"]))
+    if "category" in spec:
+        events_filter &= Q(item__category=spec["category"])
+    if "item_kind" in spec:
+        events_filter &= Q(item__kind=spec["item_kind"])
+    if "item" in spec:
+        events_filter &= Q(item__external_id=spec["item"])
+    events = Event.objects.filter(events_filter, customer_id=OuterRef("pk")).order_by()
+    hi = spec.get("max_count")
+    lo = spec.get("min_count", 1 if hi is None else 0)
+
+    def at_least(n: int) -> Q:
+        if n <= 1:
+            return Q(Exists(events))
+        # Uncorrelated, so PostgreSQL hashes it once instead of counting per customer. `customer_id`
+        # is never NULL, so NOT IN under `not` stays an exact complement.
+        counted = (
+            Event.objects.filter(events_filter).order_by().values("customer_id")
+            .annotate(n_events=Count("pk")).filter(n_events__gte=n).values("customer_id")
+        )
+        return Q(pk__in=counted)
+
+    q = _TRUE
+    if lo >= 1:
+        q = at_least(lo)
+    if hi is not None:
+        q &= ~at_least(hi + 1)
+    return q
+
+
+def _compile(node: dict, now: datetime) -> Q:
+    if "all" in node:
+        return reduce(lambda a, b: a & b, (_compile(c, now) for c in node["all"]))
+    if "any" in node:
+        return reduce(lambda a, b: a | b, (_compile(c, now) for c in node["any"]))
+    if "not" in node:
+        return ~_compile(node["not"], now)
+    if "field" in node:
+        return _profile_q(node)
+    if "consent" in node:
+        return Q(**{CONSENT_FIELDS[node["consent"]]: True})
+    if "event" in node:
+        return _event_q(node["event"], now)
+    return Q(Exists(Membership.objects.filter(segment_id=node["segment"], customer_id=OuterRef("pk"))))
+
+
+def compile_rule(rule: Any, *, now: datetime | None = None, segment_id: int | None = None) -> Q:
+    """The rule as a `Q` over `Customer` (validated first; raises `RuleError`).
+
+    `now` anchors every `within_days` window (default: the current time).
+    """
+    validate_rule(rule, segment_id=segment_id)
+    return _compile(rule, now or timezone.now())
+
+
+def rule_queryset(rule: Any, *, now: datetime | None = None) -> QuerySet[Customer]:
+    """The customers matching `rule`: one SQL query when evaluated, each customer once."""
+    # Every leaf is an EXISTS or a column of Customer itself, so no join can repeat a customer.
+    return Customer.objects.filter(compile_rule(rule, now=now))
+
+
+def rule_audience_size(rule: Any, *, now: datetime | None = None) -> int:
+    """How many customers match `rule`: one COUNT query (plus one per level of segment references,
+    to check them, when the rule refers to other segments)."""
+    return rule_queryset(rule, now=now).count()
+
+
+def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, step=None) -> int:
+    """Replace the memberships of a rule segment with its current audience, in one transaction.
+
+    Set-based: one DELETE of the members who left and one INSERT ... SELECT of those who joined,
+    so customers who stay keep their `since`. Updates the segment's size, `refreshed_at` and
+    `members_version`, and records a `SegmentSize`. Returns the new size.
+    """
+    if segment.kind != SegmentKind.RULE:
+        raise ValueError(f"segment {segment.pk} is not a rule segment")
+    now = now or timezone.now()
+    q = compile_rule(segment.rule, now=now, segment_id=segment.pk)
+    db = Membership.objects.db
+    with transaction.atomic(using=db):
+        # Serialise refreshes of one segment: a second run waits, then recomputes from scratch.
+        Segment.objects.using(db).select_for_update().filter(pk=segment.pk).values_list("pk").first()
+        audience = Customer.objects.using(db).filter(q)
+        Membership.objects.using(db).filter(segment_id=segment.pk).exclude(
+            customer_id__in=audience.values("pk")
+        ).delete()
+        joiners = audience.exclude(
+            Exists(Membership.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk")))
+        ).order_by().values(member_id=F("pk"))
+        connection = connections[db]
+        sql, params = joiners.query.get_compiler(using=db).as_sql()
+        table = connection.ops.quote_name(Membership._meta.db_table)
+        columns = ", ".join(connection.ops.quote_name(c) for c in ("segment_id", "customer_id", "since"))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT %s, joiners.member_id, %s FROM ({sql}) joiners",
+                [segment.pk, connection.ops.adapt_datetimefield_value(now), *params],
+            )
+        size = Membership.objects.using(db).filter(segment_id=segment.pk).count()
+        Segment.objects.using(db).filter(pk=segment.pk).update(
+            size=size, refreshed_at=now, members_version=F("members_version") + 1
+        )
+        SegmentSize.objects.using(db).create(segment_id=segment.pk, at=now, size=size, step=step)
+        segment.members_version = Segment.objects.using(db).values_list("members_version", flat=True).get(pk=segment.pk)
+    segment.size, segment.refreshed_at = size, now
+    return size
+
+
+def rule_refresh_order(segments: list[Segment]) -> list[Segment]:
+    """The rule segments ordered so that a segment comes after the segments its rule refers to
+    (refresh them in this order on a pipeline run, so `{"segment": id}` reads fresh members)."""
+    by_id = {s.pk: s for s in segments}
+    order: list[Segment] = []
+    state: dict[int, int] = {}  # 1 = visiting, 2 = done
+
+    def visit(seg: Segment) -> None:
+        if state.get(seg.pk) == 2:
+            return
+        if state.get(seg.pk) == 1:  # a cycle slipped in: break it rather than loop
+            return
+        state[seg.pk] = 1
+        for ref in sorted(segment_refs(_rule_of(seg))):
+            if ref in by_id:
+                visit(by_id[ref])
+        state[seg.pk] = 2
+        order.append(seg)
+
+    for seg in segments:
+        visit(seg)
+    return order
+
+
+# --- description ---------------------------------------------------------------------------------
+
+_OP_TEXT = {"=": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥"}
+_VERBS = {
+    "view": "viewed", "click": "clicked", "add_to_cart": "added to cart", "purchase": "purchased",
+    "rating": "rated", "favorite": "favourited", "like": "liked", "comment": "commented",
+    "post": "posted", "share": "shared", "search": "searched", "return": "returned",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _describe(node: Any, top: bool) -> str:
+    if not isinstance(node, dict):
+        return "?"
+    for key, word in (("all", " AND "), ("any", " OR ")):
+        if key in node and isinstance(node[key], list):
+            parts = [_describe(c, False) for c in node[key]]
+            text = word.join(parts) if parts else "(nothing)"
+            return text if top or len(parts) == 1 else f"({text})"
+    if "not" in node:
+        return f"NOT {_describe(node['not'], False)}"
+    if "field" in node:
+        name, op, value = node.get("field"), node.get("op"), node.get("value")
+        if op in _OP_TEXT:
+            return f"{name} {_OP_TEXT[op]} {_fmt(value)}"
+        if op in _SET_OPS and isinstance(value, list):
+            return f"{name} {op} ({', '.join(_fmt(v) for v in value)})"
+        if op == "between" and isinstance(value, list) and len(value) == 2:
+            return f"{name} between {_fmt(value[0])} and {_fmt(value[1])}"
+        if op == "startswith":
+            return f"{name} starts with {value}"
+        if op == "matches":
+            return f"{name} matches {value}"
+        if op == "is null":
+            return f"{name} is unknown"
+        if op == "is not null":
+            return f"{name} is known"
+        return f"{name} {op} {_fmt(value)}"
+    if "consent" in node:
+        return f"consents to {str(node['consent']).replace('_', '-')}"
+    if "segment" in node:
+        return f"in segment #{node['segment']}"
+    if "event" in node and isinstance(node["event"], dict):
+        return _describe_event(node["event"])
+    return "?"
+
+
+def _describe_event(spec: dict) -> str:
+    types = spec.get("type")
+    types = types if isinstance(types, list) else [types]
+    verb = " or ".join(_VERBS.get(t, str(t)) for t in types)
+    what = []
+    if spec.get("item"):
+        what.append(f"{spec.get('item_kind', 'item')} {spec['item']}")
+    elif spec.get("item_kind"):
+        what.append(f"a {spec['item_kind']}")
+    if spec.get("category"):
+        what.append(f"in {spec['category']}")
+    hi = spec.get("max_count")
+    lo = spec.get("min_count", 1 if hi is None else 0)
+    if hi == 0:
+        count = None
+        verb = f"never {verb}"
+    elif hi is not None and lo == hi:
+        count = f"exactly {lo} time{'s' if lo != 1 else ''}"
+    elif hi is not None:
+        count = f"{lo}–{hi} times" if lo else f"≤ {hi} time{'s' if hi != 1 else ''}"
+    elif lo > 1:
+        count = f"≥ {lo} times"
+    else:
+        count = None
+    window = f"in {spec['within_days']} days" if "within_days" in spec else ("ever" if hi == 0 or count else "")
+    if hi == 0 and "within_days" in spec:
+        window = f"in the last {spec['within_days']} days"
+    elif hi == 0:
+        window = ""
+    return " ".join(p for p in [verb, *what, count or "", window] if p)
+
+
+def describe_rule(rule: Any) -> str:
+    """A one-line English reading of a rule, for the admin list and the campaign screens."""
+    return _describe(rule, True)

@@ -1,0 +1,180 @@
+"""The profiles and segments steps on a demo shop, as the pipeline, the shell and the schedule run them."""
+from datetime import timedelta
+from io import StringIO
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+from sklearn.metrics import adjusted_rand_score
+
+from profiles import pipeline, services
+from profiles.demo import generate_shop
+from profiles.features import catalogue_price_cuts, compute_features, score_rfm
+from profiles.models import Customer, Event, Item, Lease, PipelineRun, PipelineStep, Profile
+from segments.models import ClusteringRun, Membership, Segment, SegmentSize
+
+N_CUSTOMERS = 800
+N_EVENTS = 60_000
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker):
+    """A demo shop written once for the module through the ingestion services."""
+    demo = generate_shop(seed=7, n_customers=N_CUSTOMERS, n_events=N_EVENTS, n_products=200, n_posts=80, chunk_size=30_000)
+    with django_db_blocker.unblock():
+        services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
+        services.items_upsert(rows=demo.items)
+        for chunk in demo.iter_events():
+            services.events_ingest(rows=chunk, create_unknown=False)
+    yield demo
+    with django_db_blocker.unblock():
+        for model in (Membership, SegmentSize, Segment, ClusteringRun, Profile, PipelineStep, PipelineRun, Lease, Event, Item, Customer):
+            model.objects.all().delete()
+
+
+def _run(*steps, **params):
+    run = pipeline.pipeline_create(steps=list(steps))
+    return pipeline.pipeline_execute(run=run, step_params=params or None)
+
+
+@pytest.mark.django_db
+def test_profiles_match_an_independent_computation_from_the_shop(shop):
+    run = _run("profiles")
+    assert run.status == "succeeded", run.error
+    step = run.step_runs.get()
+    assert step.counts["profiles_written"] == N_CUSTOMERS and step.counts["events_read"] == N_EVENTS
+    assert step.duration_s > 0
+
+    # The same features computed straight from the generator's frames, without the database.
+    events = shop.events()
+    items = shop.items.set_index(["kind", "external_id"])
+    keys = pd.MultiIndex.from_arrays([events["item_kind"].fillna(""), events["item"].fillna("")])
+    code = pd.Series(np.arange(len(shop.customers)), index=shop.customers["external_id"])
+    events = events.assign(
+        customer_id=events["customer"].map(code).astype("int64"),
+        category=items["category"].reindex(keys).to_numpy(),
+        item_price=items["price"].reindex(keys).to_numpy(),
+        order_id=events["context"].map(lambda c: (c or {}).get("order_id")),
+    )
+    cuts = catalogue_price_cuts(shop.items.loc[shop.items["kind"] == "product", "price"].dropna().round(2))
+    expected = score_rfm(compute_features(events, now=step.started_at, price_cuts=cuts, weights={**services.settings.EVENT_WEIGHTS, "rating": "explicit"}))
+    expected.index = code.index[expected.index]
+    stored = pd.DataFrame.from_records(
+        Profile.objects.values("customer__external_id", "frequency", "monetary", "rfm_code", "lifecycle", "top_category", "recency_days")
+    ).set_index("customer__external_id")
+    assert len(stored) == N_CUSTOMERS
+    joined = stored.join(expected, rsuffix="_exp")
+    assert (joined["frequency"] == joined["frequency_exp"]).all()
+    assert np.allclose(joined["monetary"], joined["monetary_exp"], atol=0.01)
+    assert (joined["lifecycle"] == joined["lifecycle_exp"]).all()
+    assert (joined["rfm_code"] == joined["rfm_code_exp"]).all()
+    # recency is measured from the run's own clock; a second or two apart at most
+    both = joined["recency_days"].notna()
+    assert np.allclose(joined.loc[both, "recency_days"], joined.loc[both, "recency_days_exp"], atol=0.01)
+
+
+@pytest.mark.django_db
+def test_clustering_recovers_the_planted_personas_and_keeps_segment_identities(shop):
+    run = _run("profiles", "segments")
+    assert run.status == "succeeded", run.error
+    clustering = ClusteringRun.objects.get()
+    assert clustering.status == "succeeded" and 4 <= clustering.chosen_k <= 7
+    assert len(clustering.inertia) == len(clustering.ks) == 9  # k = 2..10 tried
+    members = pd.DataFrame.from_records(Membership.objects.values("customer__external_id", "segment_id"))
+    persona = shop.customers.set_index("external_id")["persona"]
+    assert len(members) == N_CUSTOMERS  # every customer in exactly one clustering segment
+    ari = adjusted_rand_score(persona.loc[members["customer__external_id"]], members["segment_id"])
+    assert ari >= 0.8, f"ARI {ari:.3f}"
+    names = set(Segment.objects.filter(kind="cluster").values_list("name", flat=True))
+    assert any("Community" in n for n in names) and any("New visitors" in n for n in names)
+
+    # An operator renames a segment; the next run matches clusters to segments by centroid.
+    before = dict(Segment.objects.filter(kind="cluster").values_list("pk", "size"))
+    seg = Segment.objects.filter(kind="cluster").order_by("-size").first()
+    seg.name, seg.name_locked = "Our regulars", True
+    seg.save()
+    assert _run("segments").status == "succeeded"
+    after = dict(Segment.objects.filter(kind="cluster", active=True).values_list("pk", "size"))
+    assert after == before  # same segments, same members
+    assert Segment.objects.get(pk=seg.pk).name == "Our regulars"
+    assert SegmentSize.objects.filter(segment=seg).count() == 2
+
+
+@pytest.mark.django_db
+def test_incremental_profiles_recompute_only_customers_with_new_events(shop):
+    _run("profiles")
+    first = dict(Profile.objects.values_list("customer__external_id", "computed_at"))
+    now = timezone.now()
+    services.events_ingest(rows=pd.DataFrame([
+        {"external_id": "inc-1", "customer": "c000003", "item": shop.items["external_id"].iloc[0], "type": "purchase",
+         "value": 1, "amount": 10.0, "occurred_at": now - timedelta(minutes=5), "context": {"order_id": "inc-o1"}},
+    ]))
+    run = _run("profiles", profiles={"incremental": True})
+    step = run.step_runs.get()
+    assert step.counts["incremental"] is True and step.counts["customers"] == 1
+    second = dict(Profile.objects.values_list("customer__external_id", "computed_at"))
+    changed = [c for c in first if first[c] != second[c]]
+    assert changed == ["c000003"]
+    assert Profile.objects.get(customer__external_id="c000003").recency_days < 0.01
+
+
+@pytest.mark.django_db
+def test_a_second_pipeline_cannot_start_while_one_holds_the_lease(shop):
+    lease = pipeline.acquire_lease()
+    assert lease is not None
+    assert pipeline.acquire_lease() is None
+    run = pipeline.pipeline_create(steps=["profiles"])
+    with pytest.raises(pipeline.PipelineBusy):
+        pipeline.pipeline_execute(run=run)
+    run.refresh_from_db()
+    assert run.status == "skipped" and "in progress" in run.error
+    # a crashed holder's lease lapses
+    Lease.objects.filter(pk=lease.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert _run("profiles").status == "succeeded"
+
+
+@pytest.mark.django_db
+def test_a_stale_profiles_run_does_not_overwrite_a_newer_one(shop):
+    older = PipelineStep.objects.create(name="profiles", status="running", started_at=timezone.now() - timedelta(hours=1))
+    _run("profiles")  # a newer run that succeeds
+    stamp = Profile.objects.order_by("customer_id").values_list("computed_at", flat=True).first()
+    counts = services.profiles_compute(step=older, now=timezone.now())
+    assert counts["profiles_written"] == 0
+    assert Profile.objects.order_by("customer_id").values_list("computed_at", flat=True).first() == stamp
+
+
+@pytest.mark.django_db
+def test_a_failing_step_is_recorded_and_stops_the_ones_after_it(shop, monkeypatch):
+    def boom(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(services, "profiles_compute", boom)
+    run = _run("profiles", "segments")
+    assert run.status == "failed" and "disk full" in run.error
+    steps = list(run.step_runs.values_list("name", "status"))
+    assert steps == [("profiles", "failed")]
+    assert "RuntimeError: disk full" in run.step_runs.get().error
+    assert Lease.objects.count() == 0  # released
+
+
+@pytest.mark.django_db
+def test_recompute_command_and_scheduled_task(shop):
+    out = StringIO()
+    call_command("recompute", "--steps", "segments,profiles", "--no-progress", stdout=out, stderr=StringIO())
+    text = out.getvalue()
+    assert text.index("profiles: succeeded") < text.index("segments: succeeded")
+    with pytest.raises(CommandError, match="unknown step"):
+        call_command("recompute", "--steps", "profiles,astrology", stdout=StringIO())
+
+    from django.conf import settings
+
+    from profiles.tasks import pipeline_scheduled
+
+    schedule = settings.CELERY_BEAT_SCHEDULE
+    assert schedule["pipeline-nightly"]["task"] == "profiles.tasks.pipeline_scheduled"
+    assert schedule["profiles-incremental"]["kwargs"] == {"steps": ["profiles"], "incremental": True}
+    result = pipeline_scheduled.delay(**schedule["profiles-incremental"]["kwargs"]).get()
+    assert result["status"] == "succeeded"
+    assert PipelineRun.objects.order_by("-pk").first().trigger == "schedule"
