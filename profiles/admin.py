@@ -109,7 +109,7 @@ class ProfileInline(admin.StackedInline):
     can_delete = False
     extra = 0
     max_num = 0
-    verbose_name_plural = "Profile (computed)"
+    verbose_name = verbose_name_plural = "Profile (computed)"
     fields = (
         ("lifecycle", "rfm_code", "r_score", "f_score", "m_score"),
         ("recency_days", "frequency", "monetary", "avg_order_value"),

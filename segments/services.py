@@ -84,8 +84,11 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
             run.save()
             return {"_status": "skipped", "profiles": len(profiles), "reason": run.error}
         progress(0.15, f"clustering {len(profiles):,} profiles")
+        # More clusters than distinct profiles would only split identical customers.
+        distinct = len(profiles.drop_duplicates())
+        k_hi = max(settings.SEGMENT_K_MIN, min(settings.SEGMENT_K_MAX, distinct - 1))
         result = clustering.cluster_profiles(
-            profiles, method=method, k=k, k_range=(settings.SEGMENT_K_MIN, settings.SEGMENT_K_MAX),
+            profiles, method=method, k=k, k_range=(settings.SEGMENT_K_MIN, k_hi),
             random_state=settings.SEGMENT_RANDOM_STATE, window_days=settings.PROFILE_WINDOW_DAYS,
         )
         progress(0.7, f"k = {result.chosen_k}; matching segments")
