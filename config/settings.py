@@ -243,3 +243,7 @@ CELERY_BEAT_SCHEDULE = {
         "kwargs": {"steps": ["profiles"], "incremental": True},
     },
 }
+
+# Bulk reads of events on PostgreSQL stream through the psql client when it is installed (C speed);
+# without it, or with this off, they go through psycopg's COPY (slower on tens of millions of rows).
+BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)

@@ -139,10 +139,10 @@ class Profile(models.Model):
     r_score = models.PositiveSmallIntegerField(default=0)
     f_score = models.PositiveSmallIntegerField(default=0)
     m_score = models.PositiveSmallIntegerField(default=0)
-    rfm_code = models.CharField(max_length=3, default="000", db_index=True)
+    rfm_code = models.CharField(max_length=3, default="000")
     interests = models.JSONField(default=dict, blank=True, help_text="Share of interest per category (sums to 1).")
     top_categories = models.JSONField(default=list, blank=True)
-    top_category = models.CharField(max_length=120, blank=True, db_index=True)
+    top_category = models.CharField(max_length=120, blank=True)
     median_price = models.FloatField(null=True, blank=True)
     price_band = models.CharField(max_length=8, choices=PriceBand.choices, blank=True)
     active_days = models.PositiveIntegerField(default=0, help_text="Days with any event in the window.")
@@ -156,17 +156,15 @@ class Profile(models.Model):
     orders_total = models.PositiveIntegerField(default=0)
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
-    lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.NEVER_BOUGHT, db_index=True)
+    lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.NEVER_BOUGHT)
 
     class Meta:
+        # No secondary indexes: every profile is rewritten on each run (an index per column would
+        # multiply that cost), and rule segments reach profiles by customer id, the primary key.
         constraints = [
             models.CheckConstraint(condition=Q(r_score__lte=5), name="profile_r_score_0_5"),
             models.CheckConstraint(condition=Q(f_score__lte=5), name="profile_f_score_0_5"),
             models.CheckConstraint(condition=Q(m_score__lte=5), name="profile_m_score_0_5"),
-        ]
-        indexes = [
-            models.Index(fields=["recency_days"], name="profile_recency_idx"),
-            models.Index(fields=["monetary"], name="profile_monetary_idx"),
         ]
 
     def __str__(self) -> str:

@@ -661,7 +661,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
 
     progress(0.85, "writing profiles")
     t2 = time.monotonic()
-    written = _profiles_write(features, step=step, now=now) if len(features) else 0
+    written = _profiles_write(features, step=step, now=now, replace_all=not incremental) if len(features) else 0
     write_s = time.monotonic() - t2
     progress(1.0, f"{written:,} profiles written")
     lifecycle = features["lifecycle"].value_counts().to_dict() if len(features) else {}
@@ -705,8 +705,8 @@ def _events_frame_range(lo: int, hi: int) -> pd.DataFrame:
     return frame
 
 
-def _profiles_write(features: pd.DataFrame, *, step, now: datetime) -> int:
-    from .bulk import bulk_upsert
+def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all: bool = False) -> int:
+    from .bulk import bulk_insert, bulk_upsert
     from .models import PipelineStep, Profile, StepStatus
 
     frame = features.reset_index().rename(columns={"index": "customer_id"})
@@ -735,4 +735,9 @@ def _profiles_write(features: pd.DataFrame, *, step, now: datetime) -> int:
             if newer:
                 # A later run already wrote fresher profiles; this one's result is stale.
                 return 0
+        if replace_all:
+            # A full run rewrites every profile: deleting and inserting is about twice as fast as
+            # an upsert, and readers keep seeing the old rows until the commit (MVCC).
+            Profile.objects.all().delete()
+            return bulk_insert(Profile, out, json_columns=("interests", "top_categories"))
         return bulk_upsert(Profile, out, key=["customer_id"], json_columns=("interests", "top_categories"))

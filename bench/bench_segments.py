@@ -1,0 +1,184 @@
+"""Profiles + segments benchmark on PostgreSQL: 10k, 100k and 1M customers (20 events each).
+
+For each size a fresh database is filled straight from the demo generator with COPY (loading is
+setup, not what is measured; the ingestion bench measures ingestion), then the pipeline's
+`profiles` and `segments` steps run as an operator runs them (`manage.py recompute`), in a
+process whose wall time and peak memory are measured. A rule segment over the whole population is
+then refreshed and timed.
+
+Targets (issue #3): the whole step on 1M customers / 20M events in at most 5 minutes with at most
+4 GB peak memory; a rule segment over 1M customers refreshes in seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+sys.path.insert(0, str(REPO))
+
+EVENTS_PER_CUSTOMER = 20
+
+
+def _db_url() -> str:
+    return os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketing_bench")
+
+
+def _env() -> dict:
+    return {**os.environ, "DATABASE_URL": _db_url(), "SECRET_KEY": "bench-only", "DEBUG": "0",
+            "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "config.settings"}
+
+
+def _fresh_db() -> None:
+    url = urlparse(_db_url())
+    name = url.path.lstrip("/")
+    base = ["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres", "-d", "postgres", "-qc"]
+    subprocess.run([*base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=True, capture_output=True)
+    subprocess.run([*base, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+    subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=REPO, env=_env(), check=True)
+
+
+def _measured(args: list[str]) -> dict:
+    """Run a child Python process; return its wall time, peak RSS and stdout."""
+    code = (
+        "import resource, subprocess, sys, json, time;"
+        "t=time.monotonic();"
+        f"p=subprocess.run({[PY, *args]!r}, capture_output=True, text=True);"
+        "el=time.monotonic()-t;"
+        "ru=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(json.dumps({'rc': p.returncode, 'out': p.stdout[-20000:], 'err': p.stderr[-4000:], 'seconds': el, 'peak_rss_mb': ru.ru_maxrss/1024}))"
+    )
+    proc = subprocess.run([PY, "-c", code], cwd=REPO, env=_env(), capture_output=True, text=True, check=True)
+    info = json.loads(proc.stdout)
+    if info["rc"] != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{info['err']}")
+    return info
+
+
+def load(n_customers: int) -> dict:
+    """(In a child process.) Fill the database from the generator with COPY."""
+    import django
+
+    django.setup()
+    import numpy as np
+    import pandas as pd
+    from django.db import connection, transaction
+
+    from profiles.bulk import bulk_insert
+    from profiles.demo import generate_shop
+    from profiles.models import Customer, Event, Item
+
+    started = time.monotonic()
+    shop = generate_shop(seed=11, n_customers=n_customers, n_events=n_customers * EVENTS_PER_CUSTOMER,
+                         n_products=max(400, n_customers // 250), n_posts=max(200, n_customers // 500), chunk_size=1_000_000)
+    cust = shop.customers
+    cust_id = pd.Series(np.arange(1, len(cust) + 1), index=cust["external_id"])
+    items = shop.items
+    item_id = pd.Series(np.arange(1, len(items) + 1), index=pd.MultiIndex.from_arrays([items["kind"], items["external_id"]]))
+    with transaction.atomic():
+        bulk_insert(Customer, pd.DataFrame({
+            "id": cust_id.to_numpy(), "external_id": cust["external_id"], "name": cust["name"], "email": cust["email"],
+            "time_zone": cust["time_zone"], "consent_in_app": cust["consent_in_app"], "consent_email": cust["consent_email"],
+            "consent_push": cust["consent_push"], "attributes": cust["attributes"], "created_at": cust["created_at"],
+        }), json_columns=("attributes",))
+        bulk_insert(Item, pd.DataFrame({
+            "id": item_id.to_numpy(), "kind": items["kind"], "external_id": items["external_id"], "title": items["title"],
+            "category": items["category"], "price": items["price"].round(2), "attributes": items["attributes"],
+            "active": items["active"], "created_at": items["created_at"],
+        }), json_columns=("attributes",))
+    n_events = 0
+    next_id = 1
+    for chunk in shop.iter_events():
+        keys = pd.MultiIndex.from_arrays([chunk["item_kind"].fillna(""), chunk["item"].fillna("")])
+        frame = pd.DataFrame({
+            "id": np.arange(next_id, next_id + len(chunk)),
+            "external_id": chunk["external_id"], "customer_id": cust_id.reindex(chunk["customer"]).to_numpy(),
+            "item_id": pd.array(item_id.reindex(keys).to_numpy(), dtype="Int64"), "type": chunk["type"].to_numpy(), "value": chunk["value"].to_numpy(),
+            "amount": chunk["amount"].round(2), "occurred_at": chunk["occurred_at"],
+            "context": chunk["context"].map(lambda c: c or {}), "received_at": pd.Timestamp.now(tz="UTC"),
+        })
+        next_id += len(chunk)
+        with transaction.atomic():
+            bulk_insert(Event, frame, json_columns=("context",))
+        n_events += len(chunk)
+    with connection.cursor() as cur:
+        for model in (Customer, Item, Event):
+            table = model._meta.db_table
+            cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))")
+        cur.execute("ANALYZE")
+    return {"customers": len(cust), "items": len(items), "events": n_events, "load_seconds": round(time.monotonic() - started, 1)}
+
+
+def rule_refresh() -> dict:
+    """(In a child process.) Create a rule segment over the population and time its refresh."""
+    import django
+
+    django.setup()
+    from segments.models import Segment
+    from segments.rules import refresh_rule_memberships, rule_audience_size
+
+    rule = {"all": [
+        {"field": "lifecycle", "op": "in", "value": ["at-risk", "lapsed"]},
+        {"not": {"event": {"type": "purchase", "within_days": 60}}},
+        {"consent": "email"},
+    ]}
+    seg = Segment.objects.create(name="Win-back by email", kind="rule", rule=rule)
+    t = time.monotonic()
+    preview = rule_audience_size(rule)
+    preview_s = time.monotonic() - t
+    t = time.monotonic()
+    size = refresh_rule_memberships(seg)
+    return {"rule_size": size, "preview_count_seconds": round(preview_s, 2), "refresh_seconds": round(time.monotonic() - t, 2), "preview_size": preview}
+
+
+def step_figures() -> dict:
+    import django
+
+    django.setup()
+    from profiles.models import PipelineStep
+
+    return {s.name: {"seconds": s.duration_s, "counts": s.counts} for s in PipelineStep.objects.order_by("id")}
+
+
+def run(quick: bool = False) -> dict:
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+    out: dict = {"database": "postgresql", "events_per_customer": EVENTS_PER_CUSTOMER, "runs": []}
+    for n in sizes:
+        _fresh_db()
+        loaded = json.loads(_measured([str(Path(__file__)), "--load", str(n)])["out"].strip().splitlines()[-1])
+        step = _measured(["manage.py", "recompute", "--steps", "profiles,segments", "--no-progress"])
+        figures = json.loads(_measured([str(Path(__file__)), "--steps"])["out"].strip().splitlines()[-1])
+        rule = json.loads(_measured([str(Path(__file__)), "--rule"])["out"].strip().splitlines()[-1])
+        out["runs"].append({
+            "customers": n, "events": loaded["events"], "load_seconds": loaded["load_seconds"],
+            "pipeline_seconds": round(step["seconds"], 1), "pipeline_peak_rss_mb": round(step["peak_rss_mb"]),
+            "profiles_seconds": figures.get("profiles", {}).get("seconds"),
+            "profiles_breakdown": figures.get("profiles", {}).get("counts", {}).get("seconds"),
+            "segments_seconds": figures.get("segments", {}).get("seconds"),
+            "chosen_k": figures.get("segments", {}).get("counts", {}).get("clustering", {}).get("chosen_k"),
+            "rule_segment": rule,
+        })
+    largest = out["runs"][-1]
+    out["targets_met"] = {
+        "1M_within_5_min": largest["customers"] == 1_000_000 and largest["pipeline_seconds"] <= 300,
+        "peak_under_4GB": largest["pipeline_peak_rss_mb"] <= 4096,
+        "rule_refresh_in_seconds": largest["rule_segment"]["refresh_seconds"] <= 10,
+    }
+    return out
+
+
+if __name__ == "__main__":
+    if "--load" in sys.argv:
+        print(json.dumps(load(int(sys.argv[sys.argv.index("--load") + 1]))))
+    elif "--rule" in sys.argv:
+        print(json.dumps(rule_refresh()))
+    elif "--steps" in sys.argv:
+        print(json.dumps(step_figures(), default=str))
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
