@@ -1,3 +1,5 @@
+from datetime import datetime, timezone
+
 from django.apps import AppConfig
 
 
@@ -8,8 +10,12 @@ class ProfilesConfig(AppConfig):
     def ready(self) -> None:
         from . import pipeline, services
 
-        def profiles_step(*, step, progress, incremental: bool = False):
-            return services.profiles_compute(step=step, incremental=incremental, progress=progress)
+        def profiles_step(*, step, progress, incremental: bool = False, as_of: str | None = None):
+            # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.
+            now = datetime.fromisoformat(as_of) if as_of else None
+            if now is not None and now.tzinfo is None:
+                now = now.replace(tzinfo=timezone.utc)
+            return services.profiles_compute(step=step, incremental=incremental, progress=progress, now=now)
 
         pipeline.register_step(
             "profiles", profiles_step, order=10,

@@ -13,9 +13,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--steps", default="", help="Comma-separated steps (default: all). Available: " + ", ".join(pipeline.available_steps()))
         parser.add_argument("--incremental", action="store_true", help="Profiles: only customers with new events since the last run.")
+        parser.add_argument("--as-of", default=None, help="Profiles as of this ISO date/time instead of now (historical data).")
+        parser.add_argument("--k", type=int, default=None, help="Segments: pin the number of clusters instead of choosing it.")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, steps, incremental, no_progress, **options):
+    def handle(self, *args, steps, incremental, no_progress, as_of=None, k=None, **options):
         names = [s.strip() for s in steps.split(",") if s.strip()] or pipeline.available_steps()
         try:
             run = pipeline.pipeline_create(steps=names, trigger="shell")
@@ -32,9 +34,13 @@ class Command(BaseCommand):
             bar.n = round(fraction * 100)
             bar.set_postfix_str(message, refresh=True)
 
-        params = {"profiles": {"incremental": True}} if incremental else None
+        params: dict = {}
+        if incremental or as_of:
+            params["profiles"] = {**({"incremental": True} if incremental else {}), **({"as_of": as_of} if as_of else {})}
+        if k:
+            params["segments"] = {"k": k}
         try:
-            run = pipeline.pipeline_execute(run=run, listener=listener, step_params=params)
+            run = pipeline.pipeline_execute(run=run, listener=listener, step_params=params or None)
         except pipeline.PipelineBusy as exc:
             raise CommandError(str(exc)) from exc
         finally:
