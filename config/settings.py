@@ -134,12 +134,23 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "profiles.access.ApiKeyAuthentication",
+        "profiles.access.CustomerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
+    "MAX_PAGE_SIZE": 500,
+    "EXCEPTION_HANDLER": "profiles.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        # per customer token / API key / user (ScopedRateThrottle keys on the caller)
+        "customer": os.environ.get("THROTTLE_CUSTOMER", "120/min"),
+        "ingest": os.environ.get("THROTTLE_INGEST", "600/min"),
+        "customer_tokens": os.environ.get("THROTTLE_CUSTOMER_TOKENS", "3000/min"),
+    },
 }
 
 SPECTACULAR_SETTINGS = {
@@ -247,3 +258,7 @@ CELERY_BEAT_SCHEDULE = {
 # Bulk reads of events on PostgreSQL stream through the psql client when it is installed (C speed);
 # without it, or with this off, they go through psycopg's COPY (slower on tens of millions of rows).
 BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)
+
+# Access: customer tokens (signed with SECRET_KEY) that the shop's backend obtains for a customer.
+CUSTOMER_TOKEN_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_TTL_SECONDS", "3600"))
+CUSTOMER_TOKEN_MAX_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_MAX_TTL_SECONDS", str(24 * 3600)))

@@ -13,8 +13,8 @@ from django.utils.html import format_html
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from . import pipeline, tasks
-from .models import Customer, Event, Item, PipelineRun, PipelineStep, Profile
+from . import access, pipeline, tasks
+from .models import ApiKey, ApiKeyScope, Customer, Event, Item, PipelineRun, PipelineStep, Profile
 
 
 class RangeDatesQuerySet(models.QuerySet):
@@ -213,3 +213,46 @@ class PipelineRunAdmin(admin.ModelAdmin):
             return redirect(reverse("admin:profiles_pipelinerun_change", args=[run.pk]))
         context = {**self.admin_site.each_context(request), "form": form, "title": "Start a recomputation", "opts": self.model._meta}
         return TemplateResponse(request, "admin/profiles/pipelinerun/start.html", context)
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ("name", "prefix", "scopes_text", "created_by", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    list_select_related = ("created_by",)
+    search_fields = ("name", "=prefix")
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("prefix", "created_by", "created_at", "last_used_at", "revoked_at") if obj else ()
+
+    @admin.display(description="scopes")
+    def scopes_text(self, obj):
+        return ", ".join(obj.scopes)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, full = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"], user=request.user)
+        obj.pk = key.pk
+        obj.prefix = key.prefix
+        # Shown once: only a hash of the secret is stored.
+        messages.warning(request, format_html(
+            "The new key is <code style='user-select:all'>{}</code>. Copy it now: it is not stored and cannot be shown again. "
+            "Send it as <code>Authorization: Api-Key {}</code>.", full, full))
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            access.api_key_revoke(key=key)
+        messages.success(request, "Revoked; requests with these keys and the customer tokens they issued are refused from now on.")

@@ -2,13 +2,14 @@
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .permissions import require_perms
+from .access import CustomerToken, KeyScope, Operator, anyone_of, customer_token_issue
+from .models import ApiKey
 from .serializers import (
     BatchErrorSerializer,
     ErrorSerializer,
@@ -57,7 +58,8 @@ def _flag(request, name: str, default: bool) -> bool:
 
 
 class EventBatchView(APIView):
-    permission_classes = [require_perms("profiles.add_event")]
+    permission_classes = [anyone_of(Operator("profiles.add_event"), KeyScope("ingest_events"))]
+    throttle_scope = "ingest"
 
     @extend_schema(
         summary="Ingest a batch of events",
@@ -89,7 +91,8 @@ class EventBatchView(APIView):
 
 
 class CustomerBatchView(APIView):
-    permission_classes = [require_perms("profiles.add_customer", "profiles.change_customer")]
+    permission_classes = [anyone_of(Operator("profiles.add_customer", "profiles.change_customer"), KeyScope("manage_customers"))]
+    throttle_scope = "ingest"
 
     @extend_schema(
         summary="Create or update customers in bulk",
@@ -110,7 +113,8 @@ class CustomerBatchView(APIView):
 
 
 class ItemBatchView(APIView):
-    permission_classes = [require_perms("profiles.add_item", "profiles.change_item")]
+    permission_classes = [anyone_of(Operator("profiles.add_item", "profiles.change_item"), KeyScope("manage_customers"))]
+    throttle_scope = "ingest"
 
     @extend_schema(
         summary="Create or update catalogue items in bulk",
@@ -131,7 +135,7 @@ class ItemBatchView(APIView):
 
 
 class CustomerProfileView(APIView):
-    permission_classes = [require_perms("profiles.view_profile")]
+    permission_classes = [anyone_of(Operator("profiles.view_profile"), KeyScope("manage_customers"))]
 
     @extend_schema(summary="A customer's computed profile", responses={200: ProfileSerializer, 404: ErrorSerializer})
     def get(self, request, external_id: str):
@@ -143,3 +147,36 @@ class CustomerProfileView(APIView):
             raise NotFound(f"Customer {external_id!r} has no profile yet; the profiles step computes it.")
         profile.customer = customer
         return Response(ProfileSerializer(profile).data)
+
+
+class CustomerTokenInSerializer(serializers.Serializer):
+    customer = serializers.CharField(max_length=128, help_text="The customer's external id.")
+    ttl = serializers.IntegerField(required=False, min_value=60, help_text="Lifetime in seconds (default CUSTOMER_TOKEN_TTL_SECONDS, capped by CUSTOMER_TOKEN_MAX_TTL_SECONDS).")
+
+
+class CustomerTokenOutSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    customer = serializers.CharField()
+    expires_in = serializers.IntegerField()
+
+
+class CustomerTokenView(APIView):
+    """The shop's backend, with an API key, obtains a token its frontend uses for one customer."""
+
+    permission_classes = [anyone_of(KeyScope("read_recommendations"))]
+    throttle_scope = "customer_tokens"
+
+    @extend_schema(
+        summary="Issue a customer token (API key with scope read_recommendations)",
+        description="The token goes in `Authorization: Customer <token>` and opens the customer-facing endpoints "
+        "for that customer only (own recommendations, inbox, opened/clicked, activities) until it expires.",
+        request=CustomerTokenInSerializer, responses={201: CustomerTokenOutSerializer, 400: BatchErrorSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request):
+        data = CustomerTokenInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        external_id = data.validated_data["customer"]
+        if selectors.customer_by_external_id(external_id) is None:
+            raise NotFound(f"No customer with external_id {external_id!r}.")
+        token, ttl = customer_token_issue(customer_external_id=external_id, key=request.auth, ttl=data.validated_data.get("ttl"))
+        return Response({"token": token, "customer": external_id, "expires_in": ttl}, status=status.HTTP_201_CREATED)

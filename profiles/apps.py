@@ -8,7 +8,11 @@ class ProfilesConfig(AppConfig):
     name = "profiles"
 
     def ready(self) -> None:
-        from . import pipeline, services
+        from django.db.models.signals import post_migrate
+
+        from . import pipeline, roles, services
+
+        post_migrate.connect(roles.sync_role_permissions, dispatch_uid="profiles.sync_role_permissions")
 
         def profiles_step(*, step, progress, incremental: bool = False, as_of: str | None = None):
             # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.

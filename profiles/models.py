@@ -235,3 +235,33 @@ class Lease(models.Model):
     name = models.CharField(max_length=60, unique=True)
     holder = models.CharField(max_length=120)
     expires_at = models.DateTimeField()
+
+
+class ApiKeyScope(models.TextChoices):
+    INGEST_EVENTS = "ingest_events", "Ingest events"
+    READ_RECOMMENDATIONS = "read_recommendations", "Read recommendations (and issue customer tokens)"
+    MANAGE_CUSTOMERS = "manage_customers", "Manage customers and items"
+
+
+class ApiKey(models.Model):
+    """A key for the shop's backend. Only a hash of the secret is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'shop backend (production)'.")
+    prefix = models.CharField(max_length=12, unique=True, help_text="The key's public part, to recognise it in lists and logs.")
+    hashed_secret = models.CharField(max_length=128)
+    scopes = models.JSONField(default=list, help_text="What the key may do.")
+    created_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

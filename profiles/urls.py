@@ -6,5 +6,6 @@ urlpatterns = [
     path("events/", api.EventBatchView.as_view(), name="events-batch"),
     path("customers/", api.CustomerBatchView.as_view(), name="customers-batch"),
     path("items/", api.ItemBatchView.as_view(), name="items-batch"),
+    path("customer-tokens/", api.CustomerTokenView.as_view(), name="customer-tokens"),
     path("customers/<str:external_id>/profile/", api.CustomerProfileView.as_view(), name="customer-profile"),
 ]

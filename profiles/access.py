@@ -1,0 +1,211 @@
+"""
+Who may call the API: operators (staff with model permissions), the shop's backend (API keys with
+scopes) and customers themselves (short-lived signed tokens the backend obtains for them).
+
+Views declare access in one place, e.g.
+
+    permission_classes = [anyone_of(Operator("profiles.view_profile"), KeyScope("read_recommendations"), CustomerSelf())]
+
+and the authentication classes below tell who is calling:
+
+- `Authorization: Api-Key <prefix>.<secret>` → `request.auth` is the ApiKey (hash compared in
+  constant time; revoked keys are refused);
+- `Authorization: Customer <token>` → `request.auth` is a CustomerToken for one customer's
+  external id, signed with SECRET_KEY and expiring after CUSTOMER_TOKEN_TTL_SECONDS;
+- a session (the admin's, with CSRF) or HTTP Basic → a staff user.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core import signing
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+from rest_framework.permissions import BasePermission
+
+from .models import ApiKey
+
+TOKEN_SALT = "marketing.customer-token"
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, name: str, scopes: list[str], user=None) -> tuple[ApiKey, str]:
+    """Create a key; returns it and the full key text, which is shown once and never stored."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(name=name, prefix=prefix, hashed_secret=_hash(secret), scopes=list(scopes), created_by=user)
+    return key, f"{prefix}.{secret}"
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        if not header.startswith(self.keyword + " "):
+            return None
+        raw = header[len(self.keyword) + 1 :].strip()
+        prefix, _, secret = raw.partition(".")
+        key = ApiKey.objects.filter(prefix=prefix).first() if prefix and secret else None
+        if key is None or not hmac.compare_digest(key.hashed_secret, _hash(secret)):
+            raise exceptions.AuthenticationFailed("Unknown API key.")
+        if key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This API key was revoked.")
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        return (KeyPrincipal(key), key)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+# --- customer tokens ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerToken:
+    customer: str  # the customer's external id
+    key_prefix: str
+
+
+def customer_token_issue(*, customer_external_id: str, key: ApiKey, ttl: int | None = None) -> tuple[str, int]:
+    ttl = min(ttl or settings.CUSTOMER_TOKEN_TTL_SECONDS, settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS)
+    token = signing.dumps({"c": customer_external_id, "k": key.prefix, "t": ttl}, salt=TOKEN_SALT, compress=True)
+    return token, ttl
+
+
+class CustomerTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Customer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode(errors="replace")
+        if not header.startswith(self.keyword + " "):
+            return None
+        token = header[len(self.keyword) + 1 :].strip()
+        try:
+            data = signing.loads(token, salt=TOKEN_SALT, max_age=settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS)
+            # each token carries its own (shorter) lifetime
+            signing.loads(token, salt=TOKEN_SALT, max_age=int(data.get("t", settings.CUSTOMER_TOKEN_TTL_SECONDS)))
+        except signing.SignatureExpired as exc:
+            raise exceptions.AuthenticationFailed("The customer token has expired; ask the shop for a new one.") from exc
+        except signing.BadSignature as exc:
+            raise exceptions.AuthenticationFailed("Invalid customer token.") from exc
+        key = ApiKey.objects.filter(prefix=data.get("k")).first()
+        if key is None or key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("The API key that issued this customer token was revoked.")
+        principal = CustomerToken(customer=str(data["c"]), key_prefix=key.prefix)
+        return (CustomerPrincipal(principal.customer), principal)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+# --- principals --------------------------------------------------------------------------------
+
+
+class _Principal:
+    is_authenticated = True
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    is_anonymous = False
+    pk = None
+    id = None
+
+    def has_perm(self, perm, obj=None) -> bool:
+        return False
+
+    def has_perms(self, perms, obj=None) -> bool:
+        return False
+
+
+class KeyPrincipal(_Principal):
+    def __init__(self, key: ApiKey):
+        self.key = key
+        self.username = f"api-key:{key.prefix}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class CustomerPrincipal(_Principal):
+    def __init__(self, external_id: str):
+        self.customer_external_id = external_id
+        self.username = f"customer:{external_id}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+# --- permissions -------------------------------------------------------------------------------
+
+
+class Operator(BasePermission):
+    """A staff user holding every one of the given model permissions."""
+
+    def __init__(self, *perms: str):
+        self.perms = perms
+        self.message = "You need the permission(s): " + ", ".join(perms) + "."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and getattr(user, "is_staff", False) and user.is_authenticated and user.has_perms(self.perms))
+
+
+class KeyScope(BasePermission):
+    """An API key with the given scope."""
+
+    def __init__(self, scope: str):
+        self.scope = scope
+        self.message = f"This API key lacks the scope '{scope}'."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ApiKey) and self.scope in (request.auth.scopes or [])
+
+
+class CustomerSelf(BasePermission):
+    """A customer token for the customer named in the URL (`external_id`), and only that one."""
+
+    message = "A customer token gives access to its own customer only."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, CustomerToken) and request.auth.customer == view.kwargs.get("external_id")
+
+
+def anyone_of(*rules: BasePermission) -> type[BasePermission]:
+    """A permission class granting access when any rule does; the refusal names what was needed."""
+
+    class AnyOf(BasePermission):
+        def has_permission(self, request, view) -> bool:
+            for rule in rules:
+                if rule.has_permission(request, view):
+                    return True
+            # the most relevant reason: the one for the kind of caller this is
+            if isinstance(request.auth, ApiKey):
+                relevant = [r for r in rules if isinstance(r, KeyScope)]
+            elif isinstance(request.auth, CustomerToken):
+                relevant = [r for r in rules if isinstance(r, CustomerSelf)]
+            else:
+                relevant = [r for r in rules if isinstance(r, Operator)]
+            self.message = " ".join(r.message for r in relevant) or "You may not do this."
+            if isinstance(request.auth, CustomerToken) and not relevant:
+                self.message = "A customer token does not give access to this endpoint."
+            return False
+
+    AnyOf.__name__ = "AnyOf_" + "_".join(type(r).__name__ for r in rules)
+    return AnyOf

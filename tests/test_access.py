@@ -1,0 +1,167 @@
+"""Every endpoint against every kind of caller: allowed where it should be, 401/403 where not,
+and a customer token never reaches another customer's data."""
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from django.contrib.auth.models import Group
+from django.core import signing
+from django.test import override_settings
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from profiles import access, pipeline, services
+from profiles.models import ApiKey, Event
+
+pytestmark = pytest.mark.django_db
+
+NOW = timezone.now()
+EVENT = [{"external_id": "acc-x", "customer": "alice", "item": "sku1", "type": "view", "occurred_at": NOW.isoformat()}]
+
+
+@pytest.fixture
+def shop(db):
+    services.events_ingest(rows=pd.DataFrame([
+        {"external_id": f"a{i}", "customer": c, "item": f"sku{i}", "type": "purchase", "amount": 10.0,
+         "occurred_at": NOW - timedelta(days=i + 1), "context": {"order_id": f"{c}{i}"}}
+        for i, c in enumerate(["alice", "bob", "alice", "bob", "carol"])
+    ]))
+    pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles"]))
+
+
+def _staff(django_user_model, name, group=None):
+    user = django_user_model.objects.create_user(name, password="pw", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def _key_client(*scopes):
+    key, full = access.api_key_create(name="backend", scopes=list(scopes))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {full}")
+    return client, key, full
+
+
+def _customer_client(external_id):
+    key_client, key, _ = _key_client("read_recommendations")
+    token = key_client.post("/api/customer-tokens/", {"customer": external_id}, format="json").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Customer {token}")
+    return client
+
+
+# (method, url, body, who may: set of roles)
+ENDPOINTS = [
+    ("post", "/api/events/", EVENT, {"admin", "key:ingest_events"}),
+    ("post", "/api/customers/", [{"external_id": "dave"}], {"admin", "key:manage_customers"}),
+    ("post", "/api/items/", [{"external_id": "sku9"}], {"admin", "key:manage_customers"}),
+    ("get", "/api/customers/alice/profile/", None, {"admin", "operator", "analyst", "key:manage_customers"}),
+    ("get", "/api/customers/alice/segments/", None, {"admin", "operator", "analyst", "key:manage_customers"}),
+    ("get", "/api/segments/", None, {"admin", "operator", "analyst"}),
+    ("post", "/api/segments/preview/", {"rule": {"consent": "email"}}, {"admin", "operator", "analyst"}),
+]
+ROLES = ["anonymous", "staff-no-perms", "analyst", "operator", "admin",
+         "key:ingest_events", "key:manage_customers", "key:read_recommendations", "customer:alice"]
+
+
+def _client_for(role, django_user_model):
+    if role == "anonymous":
+        return APIClient()
+    if role == "staff-no-perms":
+        return _staff(django_user_model, "nobody")
+    if role in ("analyst", "operator", "admin"):
+        group = {"analyst": "Analyst", "operator": "Marketing operator", "admin": "Administrator"}[role]
+        return _staff(django_user_model, role, group)
+    if role.startswith("key:"):
+        return _key_client(role[4:])[0]
+    return _customer_client(role.split(":")[1])
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("method,url,body,allowed", ENDPOINTS, ids=[f"{m} {u}" for m, u, _, _ in ENDPOINTS])
+def test_endpoint_access_by_role(shop, django_user_model, role, method, url, body, allowed):
+    client = _client_for(role, django_user_model)
+    resp = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
+    if role in allowed:
+        assert resp.status_code in (200, 201), (role, url, resp.json())
+    elif role == "anonymous":
+        assert resp.status_code == 401, (role, url, resp.status_code)
+        assert resp.json()["detail"]
+    else:
+        assert resp.status_code == 403, (role, url, resp.status_code, resp.content[:200])
+        assert resp.json()["detail"]
+
+
+def test_operator_group_may_not_ingest_but_admin_group_may(shop, django_user_model):
+    assert _client_for("operator", django_user_model).post("/api/events/", EVENT, format="json").status_code == 403
+    assert _client_for("admin", django_user_model).post("/api/events/", EVENT, format="json").status_code == 201
+
+
+def test_api_key_is_stored_hashed_and_a_revoked_key_is_refused(shop):
+    client, key, full = _key_client("ingest_events")
+    assert full.split(".", 1)[1] not in key.hashed_secret and len(key.hashed_secret) == 64
+    assert client.post("/api/events/", EVENT, format="json").status_code == 201
+    access.api_key_revoke(key=key)
+    resp = client.post("/api/events/", EVENT, format="json")
+    assert resp.status_code == 401 and "revoked" in resp.json()["detail"]
+    wrong = APIClient()
+    wrong.credentials(HTTP_AUTHORIZATION=f"Api-Key {key.prefix}.not-the-secret")
+    assert wrong.post("/api/events/", EVENT, format="json").status_code == 401
+    assert ApiKey.objects.get(pk=key.pk).last_used_at is not None
+
+
+def test_customer_token_opens_only_its_own_customer_and_expires(shop):
+    key_client, key, _ = _key_client("read_recommendations")
+    resp = key_client.post("/api/customer-tokens/", {"customer": "alice", "ttl": 120}, format="json")
+    assert resp.status_code == 201 and resp.json()["expires_in"] == 120
+    assert key_client.post("/api/customer-tokens/", {"customer": "nobody"}, format="json").status_code == 404
+    token = resp.json()["token"]
+    alice = APIClient()
+    alice.credentials(HTTP_AUTHORIZATION=f"Customer {token}")
+    # a customer token cannot mint tokens or ingest
+    assert alice.post("/api/customer-tokens/", {"customer": "bob"}, format="json").status_code == 403
+    assert alice.post("/api/events/", EVENT, format="json").status_code == 403
+    # tampered or expired tokens are refused
+    tampered = APIClient()
+    tampered.credentials(HTTP_AUTHORIZATION=f"Customer {token[:-2]}xx")
+    assert tampered.get("/api/customers/alice/profile/").status_code == 401
+    with override_settings(CUSTOMER_TOKEN_MAX_TTL_SECONDS=0, CUSTOMER_TOKEN_TTL_SECONDS=0):
+        resp = alice.get("/api/customers/alice/segments/")
+    assert resp.status_code == 401
+    # revoking the issuing key revokes its customer tokens
+    access.api_key_revoke(key=key)
+    assert alice.get("/api/customers/alice/segments/").status_code == 401
+
+
+def test_staff_key_scopes_are_the_only_way_for_keys(shop):
+    client, _, _ = _key_client("manage_customers")
+    resp = client.post("/api/events/", EVENT, format="json")
+    assert resp.status_code == 403 and "ingest_events" in resp.json()["detail"]
+    assert Event.objects.filter(external_id="acc-x").count() == 0
+
+
+def test_error_format_is_the_same_everywhere(shop, django_user_model):
+    admin = _client_for("admin", django_user_model)
+    for resp in (
+        admin.get("/api/customers/nobody/profile/"),
+        admin.post("/api/segments/preview/", {}, format="json"),
+        admin.post("/api/events/", {"not": "a list"}, format="json"),
+        APIClient().get("/api/segments/"),
+    ):
+        body = resp.json()
+        assert set(body) == {"detail", "errors"}, body
+        assert isinstance(body["detail"], str) and isinstance(body["errors"], list)
+    body = admin.post("/api/segments/preview/", {}, format="json").json()
+    assert body["errors"] == [{"field": "rule", "reason": "This field is required."}]
+
+
+def test_roles_have_their_permissions_after_migrate(db):
+    operator = Group.objects.get(name="Marketing operator").permissions.values_list("content_type__app_label", "codename")
+    analyst = set(Group.objects.get(name="Analyst").permissions.values_list("codename", flat=True))
+    assert ("segments", "add_segment") in set(operator) and ("profiles", "run_pipeline") in set(operator)
+    assert ("profiles", "add_event") not in set(operator)
+    assert all(code.startswith("view_") for code in analyst) and "view_apikey" not in analyst
+    assert "view_segment" in analyst and "view_profile" in analyst
