@@ -13,8 +13,8 @@ from django.utils.html import format_html
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from . import access, pipeline, tasks
-from .models import ApiKey, ApiKeyScope, Customer, Event, Item, PipelineRun, PipelineStep, Profile
+from . import access, pipeline, services, tasks
+from .models import ApiKey, ApiKeyScope, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile
 
 
 class RangeDatesQuerySet(models.QuerySet):
@@ -63,6 +63,19 @@ class RecentEventInline(admin.TabularInline):
         return qs.filter(id__in=ids)
 
 
+class ConsentChangeInline(admin.TabularInline):
+    model = ConsentChange
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("at", "channel", "granted", "source", "changed_by")
+    readonly_fields = fields
+    verbose_name_plural = "Consent history"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("changed_by")
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ("external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "created_at")
@@ -70,8 +83,20 @@ class CustomerAdmin(admin.ModelAdmin):
     search_fields = ("=external_id", "name", "email")
     date_hierarchy = "created_at"
     readonly_fields = ("consent_updated_at",)
-    inlines = [RecentEventInline]
+    inlines = [RecentEventInline, ConsentChangeInline]
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        consent = {f: form.cleaned_data[f] for f in services.CONSENT_CHANNELS if f in form.changed_data}
+        if change and consent:
+            # consents go through the service, which stamps and records each change
+            stored = Customer.objects.get(pk=obj.pk)
+            for f in consent:
+                setattr(obj, f, getattr(stored, f))
+            super().save_model(request, obj, form, change)
+            services.customer_consent_set(customer=obj, source="admin", user=request.user, **consent)
+            return
+        super().save_model(request, obj, form, change)
 
     def get_queryset(self, request):
         return _range_dates(super().get_queryset(request))

@@ -265,3 +265,21 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class ConsentChange(models.Model):
+    """A change of a customer's marketing consent: what, when, through what, by whom."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_changes")
+    channel = models.CharField(max_length=10, choices=[("in_app", "In-app"), ("email", "Email"), ("push", "Push")])
+    granted = models.BooleanField()
+    source = models.CharField(max_length=20, help_text="api, admin, import, unsubscribe, ...")
+    changed_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["customer", "-at"], name="consent_customer_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.channel} {'granted' if self.granted else 'withdrawn'} ({self.source})"

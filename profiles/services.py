@@ -101,8 +101,40 @@ def _clean(value):
     return value
 
 
+CONSENT_CHANNELS = {"consent_in_app": "in_app", "consent_email": "email", "consent_push": "push"}
+
+
+def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str, user=None, now: datetime | None = None) -> int:
+    """Record (customer_id, consent field, granted) changes in bulk."""
+    from .models import ConsentChange
+
+    now = now or timezone.now()
+    ConsentChange.objects.bulk_create(
+        [ConsentChange(customer_id=cid, channel=CONSENT_CHANNELS[field], granted=bool(granted), source=source, changed_by=user, at=now)
+         for cid, field, granted in changes],
+        batch_size=1000,
+    )
+    return len(changes)
+
+
+def customer_consent_set(*, customer: Customer, source: str, user=None, **consents: bool) -> list[str]:
+    """Change a customer's consents (consent_email=False, ...), stamping and recording each change."""
+    now = timezone.now()
+    changed = [f for f, v in consents.items() if f in CONSENT_CHANNELS and getattr(customer, f) != bool(v)]
+    if not changed:
+        return []
+    with transaction.atomic():
+        for f in changed:
+            setattr(customer, f, bool(consents[f]))
+        customer.consent_updated_at = now
+        customer.save(update_fields=[*changed, "consent_updated_at"])
+        consent_changes_record(changes=[(customer.pk, f, consents[f]) for f in changed], source=source, user=user, now=now)
+    return changed
+
+
 def customers_upsert(
-    *, rows: pd.DataFrame, now: datetime | None = None, update_existing: bool = True, all_or_nothing: bool = True
+    *, rows: pd.DataFrame, now: datetime | None = None, update_existing: bool = True, all_or_nothing: bool = True,
+    source: str = "api",
 ) -> UpsertResult:
     """Create customers that are new and update the given fields of those that exist.
 
@@ -126,6 +158,7 @@ def customers_upsert(
         new_objs: list[Customer] = []
         changed: list[Customer] = []
         changed_fields: set[str] = set()
+        consent_log: list[tuple[Customer, str, bool]] = []
         for rec in valid.to_dict("records"):
             rec = {k: _clean(v) for k, v in rec.items()}
             obj = existing.get(rec["external_id"])
@@ -133,7 +166,9 @@ def customers_upsert(
                 kwargs = {k: rec[k] for k in fields if rec.get(k) is not None}
                 if any(rec.get(c) is not None for c in consent_fields):
                     kwargs["consent_updated_at"] = now
-                new_objs.append(Customer(external_id=rec["external_id"], **kwargs))
+                obj = Customer(external_id=rec["external_id"], **kwargs)
+                new_objs.append(obj)
+                consent_log.extend((obj, c, rec[c]) for c in consent_fields if rec.get(c) is not None)
                 continue
             if not update_existing:
                 continue
@@ -143,12 +178,19 @@ def customers_upsert(
                     setattr(obj, k, rec[k])
                 if any(k in consent_fields for k in dirty):
                     obj.consent_updated_at = now
+                    consent_log.extend((obj, k, rec[k]) for k in dirty if k in consent_fields)
                     dirty.append("consent_updated_at")
                 changed.append(obj)
                 changed_fields.update(dirty)
         Customer.objects.bulk_create(new_objs, batch_size=1000)
         if changed:
             Customer.objects.bulk_update(changed, sorted(changed_fields), batch_size=1000)
+        if consent_log:
+            if any(obj.pk is None for obj, _, _ in consent_log):  # backends that return no ids from bulk_create
+                ids = _customer_ids([o.external_id for o, _, _ in consent_log if o.pk is None])
+                for obj, _, _ in consent_log:
+                    obj.pk = obj.pk or ids.get(obj.external_id)
+            consent_changes_record(changes=[(o.pk, f, g) for o, f, g in consent_log], source=source, now=now)
     result.created = len(new_objs)
     result.updated = len(changed)
     result.unchanged = len(valid) - result.created - result.updated
@@ -497,7 +539,7 @@ def events_import_file(
             with transaction.atomic():
                 created_customers = created_items = 0
                 if chunk.customers is not None and len(chunk.customers):
-                    created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False).created
+                    created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False, source="import").created
                 if chunk.items is not None and len(chunk.items):
                     created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
                 result = events_store(

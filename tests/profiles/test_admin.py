@@ -71,3 +71,30 @@ def test_event_search_by_customer_external_id(admin_client_logged):
     _seed(3)
     html = admin_client_logged.get("/admin/profiles/event/?q=cust-2").content.decode()
     assert "cust-2" in html and "cust-1<" not in html
+
+
+def test_consent_changed_in_the_admin_is_recorded_with_who_and_when(admin_client_logged):
+    from profiles.models import ConsentChange, Customer
+
+    services.customers_upsert(rows=pd.DataFrame([{"external_id": "cons-1", "name": "Ada", "consent_email": True}]))
+    customer = Customer.objects.get(external_id="cons-1")
+    assert list(ConsentChange.objects.values_list("channel", "granted", "source")) == [("email", True, "api")]
+    page = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/")
+    form = page.context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (dict, list))}
+    data.update({"external_id": "cons-1", "name": "Ada", "time_zone": "UTC", "consent_in_app": "on", "consent_push": "on",
+                 "attributes": "{}", "created_at_0": customer.created_at.strftime("%Y-%m-%d"), "created_at_1": customer.created_at.strftime("%H:%M:%S")})
+    data.pop("consent_email", None)  # unticked: email consent withdrawn
+    for inline in page.context["inline_admin_formsets"]:  # whatever inlines the apps add to this page
+        management = inline.formset.management_form
+        data.update({f"{management.prefix}-{k}": v for k, v in management.initial.items()})
+        for form in inline.formset.forms:  # the existing rows' hidden ids
+            data.update({f.html_name: f.value() for f in form.hidden_fields() if f.value() is not None})
+    resp = admin_client_logged.post(f"/admin/profiles/customer/{customer.pk}/change/", data)
+    assert resp.status_code == 302, [i.formset.errors for i in resp.context["inline_admin_formsets"]] + [resp.context["adminform"].form.errors, [i.formset.non_form_errors() for i in resp.context["inline_admin_formsets"]]]
+    customer.refresh_from_db()
+    assert customer.consent_email is False and customer.consent_push is True
+    changes = list(ConsentChange.objects.filter(source="admin").order_by("channel").values_list("channel", "granted", "changed_by__username"))
+    assert changes == [("email", False, "boss"), ("push", True, "boss")]
+    html = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
+    assert "Consent history" in html

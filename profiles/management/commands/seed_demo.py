@@ -40,7 +40,7 @@ class Command(BaseCommand):
             sizes["n_events"] = events
         started = time.monotonic()
         shop = generate_shop(seed=seed, chunk_size=chunk_size, **sizes)
-        cust = services.customers_upsert(rows=shop.customers.drop(columns=["persona"], errors="ignore"))
+        cust = services.customers_upsert(rows=shop.customers.drop(columns=["persona"], errors="ignore"), source="demo")
         items = services.items_upsert(rows=shop.items)
         self.stdout.write(
             f"Customers: {cust.created} created, {cust.updated} updated. Items: {items.created} created, {items.updated} updated."
