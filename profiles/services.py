@@ -707,7 +707,12 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     write_s = time.monotonic() - t2
     progress(1.0, f"{written:,} profiles written")
     lifecycle = features["lifecycle"].value_counts().to_dict() if len(features) else {}
+    recent = {}
+    if len(features) and not incremental:
+        # Cheap figures for the dashboard, so it never counts the events table on page load.
+        recent = {"events_30d": int(features["events_30d"].sum()), "customers_active_30d": int((features["events_30d"] > 0).sum())}
     return {
+        **recent,
         "customers": int(len(customer_ids)),
         "profiles_written": int(written),
         "events_read": int(n_events),
