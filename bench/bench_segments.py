@@ -27,7 +27,7 @@ EVENTS_PER_CUSTOMER = 20
 
 
 def _db_url() -> str:
-    return os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketing_bench")
+    return os.environ.get("BENCH_SEGMENTS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketing_bench_segments")
 
 
 def _env() -> dict:

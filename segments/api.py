@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from profiles import selectors as profile_selectors
-from profiles.permissions import require_perms
+from profiles.access import KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors
@@ -24,7 +24,7 @@ from .serializers import (
 
 
 class SegmentListView(ListAPIView):
-    permission_classes = [require_perms("segments.view_segment")]
+    permission_classes = [anyone_of(Operator("segments.view_segment"))]
     serializer_class = SegmentSerializer
 
     @extend_schema(
@@ -43,7 +43,7 @@ class SegmentListView(ListAPIView):
 
 
 class SegmentMembersView(ListAPIView):
-    permission_classes = [require_perms("segments.view_segment", "profiles.view_customer")]
+    permission_classes = [anyone_of(Operator("segments.view_segment", "profiles.view_customer"))]
     serializer_class = MembershipSerializer
 
     @extend_schema(summary="Members of a segment", parameters=[OpenApiParameter("search", str, description="External id or name contains.")],
@@ -59,7 +59,7 @@ class SegmentMembersView(ListAPIView):
 
 
 class CustomerSegmentsView(APIView):
-    permission_classes = [require_perms("segments.view_segment")]
+    permission_classes = [anyone_of(Operator("segments.view_segment"), KeyScope("manage_customers"))]
 
     @extend_schema(summary="The segments a customer belongs to", responses={200: CustomerSegmentSerializer(many=True), 404: ErrorSerializer})
     def get(self, request, external_id: str):
@@ -70,7 +70,7 @@ class CustomerSegmentsView(APIView):
 
 
 class RulePreviewView(APIView):
-    permission_classes = [require_perms("segments.view_segment")]
+    permission_classes = [anyone_of(Operator("segments.view_segment"))]
 
     @extend_schema(
         summary="Audience size of a rule before saving it",
