@@ -82,6 +82,9 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["segment", "customer"], name="membership_segment_customer_uniq")]
         indexes = [models.Index(fields=["customer"], name="membership_customer_idx")]
 
+    def __str__(self) -> str:
+        return f"member since {self.since:%Y-%m-%d}"
+
 
 class SegmentSize(models.Model):
     """The size of a segment after each refresh, for the trend."""
