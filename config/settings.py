@@ -158,6 +158,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Events in; profiles, segments, recommendations and campaigns out.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "profiles.schema.add_error_responses"],
 }
 
 # --- Celery -------------------------------------------------------------------------------
@@ -262,3 +264,25 @@ BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)
 # Access: customer tokens (signed with SECRET_KEY) that the shop's backend obtains for a customer.
 CUSTOMER_TOKEN_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_TTL_SECONDS", "3600"))
 CUSTOMER_TOKEN_MAX_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_MAX_TTL_SECONDS", str(24 * 3600)))
+
+# Recommendations (docs/recommendations.md).
+RECOMMENDER_HALF_LIFE_DAYS = float(os.environ.get("RECOMMENDER_HALF_LIFE_DAYS", "14"))
+RECOMMENDER_DECAY_FROM = os.environ.get("RECOMMENDER_DECAY_FROM", "customer")  # or "latest": the shop-wide clock
+RECOMMENDER_WINDOW_DAYS = float(os.environ.get("RECOMMENDER_WINDOW_DAYS", "365"))
+RECOMMENDER_MODEL_PARAMS = env_json("RECOMMENDER_MODEL_PARAMS", {})
+RECOMMENDER_TOP_N = int(os.environ.get("RECOMMENDER_TOP_N", "20"))
+RECOMMENDER_SIMILAR_N = int(os.environ.get("RECOMMENDER_SIMILAR_N", "20"))
+RECOMMENDER_SIMILAR_K = int(os.environ.get("RECOMMENDER_SIMILAR_K", "100"))
+# Event types that take an item out of a customer's suggestions, per item kind.
+RECOMMENDER_EXCLUDE_EVENT_TYPES = env_json(
+    "RECOMMENDER_EXCLUDE_EVENT_TYPES",
+    {"product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"]},
+)
+RECOMMENDER_KEEP_RUNS = int(os.environ.get("RECOMMENDER_KEEP_RUNS", "3"))
+RECOMMENDER_CHUNK_CUSTOMERS = int(os.environ.get("RECOMMENDER_CHUNK_CUSTOMERS", "5000"))
+# BLAS threads for the recommender; set to 1 in Celery workers that share a machine.
+RECOMMENDER_N_THREADS = int(os.environ["RECOMMENDER_N_THREADS"]) if os.environ.get("RECOMMENDER_N_THREADS") else None
+RECOMMENDER_EVAL_HOLDOUT = int(os.environ.get("RECOMMENDER_EVAL_HOLDOUT", "2"))
+RECOMMENDER_EVAL_MIN_ITEMS = int(os.environ.get("RECOMMENDER_EVAL_MIN_ITEMS", "5"))
+RECOMMENDER_IMPRESSION_WINDOW_DAYS = float(os.environ.get("RECOMMENDER_IMPRESSION_WINDOW_DAYS", "14"))
+RECOMMENDER_IMPRESSION_PENALTY = float(os.environ.get("RECOMMENDER_IMPRESSION_PENALTY", "0.5"))

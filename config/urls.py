@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/", include("profiles.urls")),
     path("api/", include("segments.urls")),
+    path("api/", include("recommendations.urls")),
 ]

@@ -187,6 +187,15 @@ class CustomerSelf(BasePermission):
         return isinstance(request.auth, CustomerToken) and request.auth.customer == view.kwargs.get("external_id")
 
 
+class AnyCustomer(BasePermission):
+    """Any valid customer token (for data that is not any customer's own, e.g. similar items)."""
+
+    message = "A customer token is needed."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, CustomerToken)
+
+
 def anyone_of(*rules: BasePermission) -> type[BasePermission]:
     """A permission class granting access when any rule does; the refusal names what was needed."""
 
@@ -199,7 +208,7 @@ def anyone_of(*rules: BasePermission) -> type[BasePermission]:
             if isinstance(request.auth, ApiKey):
                 relevant = [r for r in rules if isinstance(r, KeyScope)]
             elif isinstance(request.auth, CustomerToken):
-                relevant = [r for r in rules if isinstance(r, CustomerSelf)]
+                relevant = [r for r in rules if isinstance(r, (CustomerSelf, AnyCustomer))]
             else:
                 relevant = [r for r in rules if isinstance(r, Operator)]
             self.message = " ".join(r.message for r in relevant) or "You may not do this."

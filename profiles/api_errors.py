@@ -26,7 +26,9 @@ def exception_handler(exc, context):
     data = response.data
     if isinstance(exc, exceptions.ValidationError) and not (isinstance(data, dict) and "detail" in data and "errors" in data):
         errors = _flatten(data)
-        response.data = {"detail": f"{len(errors)} invalid field(s).", "errors": errors}
+        named = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        response.data = {"detail": f"Invalid input: {named}{more}", "errors": errors}
     elif isinstance(data, dict) and "detail" in data:
         response.data = {"detail": str(data["detail"]), "errors": data.get("errors", [])}
     return response

@@ -10,7 +10,7 @@ class ProfilesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import pipeline, roles, services
+        from . import pipeline, roles, schema, services  # noqa: F401 (schema registers OpenAPI extensions)
 
         post_migrate.connect(roles.sync_role_permissions, dispatch_uid="profiles.sync_role_permissions")
 

@@ -1,1 +1,142 @@
-"""Models for this app arrive with its issue."""
+"""Recommender runs and what they computed: per-customer suggestions, item neighbours, fallbacks.
+
+Every row a run writes carries the run's id, and readers only look at the active run, so a run
+being written (or one that failed halfway) is never seen; switching the active run is one UPDATE
+pair in one transaction (see services.recommendations_compute).
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from profiles.models import Customer, Item, ItemKind, PipelineStep
+
+
+class RunStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    STALE = "stale", "Stale (a newer run finished first)"
+
+
+class Reason(models.TextChoices):
+    ITEM = "item", "Because you … X"
+    SIMILAR_USERS = "similar_users", "Customers with similar taste"
+    SEGMENT_POPULAR = "segment_popular", "Popular in your segment"
+    POPULAR = "popular", "Popular right now"
+
+
+class RecommenderRun(models.Model):
+    """One recomputation of the suggestions: algorithm, parameters, sizes, offline metrics, timings."""
+
+    step = models.ForeignKey(PipelineStep, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING, db_index=True)
+    is_active = models.BooleanField(default=False, help_text="The run the API and the admin serve. At most one.")
+    algorithm = models.CharField(max_length=40, default="pure_svd")
+    params = models.JSONField(default=dict, blank=True, help_text="Model parameters, weights, half-life, exclusions, sizes of lists.")
+    sizes = models.JSONField(default=dict, blank=True, help_text="Customers, items, events, interactions, rows written.")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Offline metrics on the holdout, per kind and for the baseline.")
+    durations = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
+    # The product kind's headline figures, as columns so the run list can sort and chart them.
+    ndcg_at_10 = models.FloatField(null=True, blank=True, verbose_name="NDCG@10")
+    precision_at_10 = models.FloatField(null=True, blank=True, verbose_name="precision@10")
+    recall_at_10 = models.FloatField(null=True, blank=True, verbose_name="recall@10")
+    coverage = models.FloatField(null=True, blank=True, verbose_name="coverage@10")
+    n_customers = models.PositiveIntegerField(default=0)
+    n_recommendations = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="reco_run_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"recommender run #{self.pk} ({self.status}{', active' if self.is_active else ''})"
+
+
+class Recommendation(models.Model):
+    """One suggestion of a run: customer, item, its rank within the item's kind, and why."""
+
+    # (run, customer, kind, rank) is unique and indexed; it serves the API's lookup and the pruning.
+    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="recommendations", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16, choices=ItemKind.choices, help_text="The item's kind, copied for the index.")
+    rank = models.PositiveSmallIntegerField(help_text="1 = best.")
+    score = models.FloatField()
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    reason_item = models.ForeignKey(
+        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False,
+        help_text="For “because you … X”: X, one of the customer's own items.",
+    )
+    reason_text = models.CharField(max_length=300, help_text="The reason in words, as a customer reads it.")
+
+    class Meta:
+        ordering = ["run", "customer", "kind", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "customer", "kind", "rank"], name="reco_run_customer_kind_rank_uniq"),
+            models.CheckConstraint(condition=Q(rank__gte=1), name="reco_rank_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} {self.kind} {self.item_id} for {self.customer_id} (run {self.run_id})"
+
+
+class SimilarItem(models.Model):
+    """The top neighbours of an item within its kind, per run (item-item cosine, see services)."""
+
+    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="similar_items", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    similar = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    rank = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+
+    class Meta:
+        ordering = ["run", "item", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "item", "rank"], name="reco_similar_run_item_rank_uniq"),
+            models.CheckConstraint(condition=~Q(item=models.F("similar")), name="reco_similar_not_itself"),
+        ]
+
+
+class PopularItem(models.Model):
+    """A run's popular items per kind, overall (segment empty) and per clustering segment.
+
+    Customers who had no history when the run was computed got these as their suggestions;
+    customers who arrived after it are answered from here.
+    """
+
+    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="popular_items", db_index=False)
+    segment = models.ForeignKey("segments.Segment", on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16, choices=ItemKind.choices)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    rank = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+
+    class Meta:
+        ordering = ["run", "segment", "kind", "rank"]
+        indexes = [models.Index(fields=["run", "kind", "segment", "rank"], name="reco_popular_lookup_idx")]
+
+
+class Impression(models.Model):
+    """An item shown to a customer (by a campaign, a page, an email). The recommender down-weights
+    items a customer was shown recently and did not act on; see services.impressions_record."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    shown_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=60, blank=True, help_text="Who showed it, e.g. campaign:12.")
+
+    class Meta:
+        ordering = ["-shown_at"]
+        indexes = [
+            models.Index(fields=["shown_at"], name="reco_impression_time_idx"),
+            models.Index(fields=["customer", "shown_at"], name="reco_impression_cust_idx"),
+        ]

@@ -26,7 +26,7 @@ def shop(db):
          "occurred_at": NOW - timedelta(days=i + 1), "context": {"order_id": f"{c}{i}"}}
         for i, c in enumerate(["alice", "bob", "alice", "bob", "carol"])
     ]))
-    pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles"]))
+    pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "recommendations"]))
 
 
 def _staff(django_user_model, name, group=None):
@@ -62,6 +62,8 @@ ENDPOINTS = [
     ("get", "/api/customers/alice/segments/", None, {"admin", "operator", "analyst", "key:manage_customers"}),
     ("get", "/api/segments/", None, {"admin", "operator", "analyst"}),
     ("post", "/api/segments/preview/", {"rule": {"consent": "email"}}, {"admin", "operator", "analyst"}),
+    ("get", "/api/customers/alice/recommendations/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
+    ("get", "/api/items/sku1/similar/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
 ]
 ROLES = ["anonymous", "staff-no-perms", "analyst", "operator", "admin",
          "key:ingest_events", "key:manage_customers", "key:read_recommendations", "customer:alice"]
@@ -134,6 +136,14 @@ def test_customer_token_opens_only_its_own_customer_and_expires(shop):
     # revoking the issuing key revokes its customer tokens
     access.api_key_revoke(key=key)
     assert alice.get("/api/customers/alice/segments/").status_code == 401
+
+
+def test_a_customer_token_never_reads_another_customers_suggestions(shop):
+    alice = _customer_client("alice")
+    assert alice.get("/api/customers/alice/recommendations/").status_code == 200
+    resp = alice.get("/api/customers/bob/recommendations/")
+    assert resp.status_code == 403 and "own customer only" in resp.json()["detail"]
+    assert "bob" not in resp.content.decode().replace("/bob/", "")
 
 
 def test_staff_key_scopes_are_the_only_way_for_keys(shop):

@@ -34,7 +34,9 @@ def test_no_engine_module_imports_django_in_its_source():
 def test_importing_every_engine_module_loads_no_django():
     code = (
         "import importlib, sys\n"
-        f"sys.path.insert(0, {str(ENGINE_DIR.parent)!r})\n"
+        # only the app folder, last: the cwd entry would let recommendations/selectors.py shadow
+        # the standard library's selectors module
+        f"sys.path[:] = [p for p in sys.path if p not in ('', '.')] + [{str(ENGINE_DIR.parent)!r}]\n"
         f"for name in {_engine_modules()!r}:\n"
         "    importlib.import_module(name)\n"
         "bad = sorted(m for m in sys.modules if m == 'django' or m.startswith('django.'))\n"

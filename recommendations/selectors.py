@@ -1,0 +1,93 @@
+"""Reads of the active run's suggestions, shared by the API, the admin and campaigns."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+from django.db.models import QuerySet
+
+from profiles.bulk import read_frame
+from profiles.models import Customer, Item
+from segments.models import Membership, SegmentKind
+
+from .models import PopularItem, Reason, Recommendation, RecommenderRun, SimilarItem
+
+TOP_ITEMS_COLUMNS = ["customer_id", "item_id", "rank", "score", "reason", "reason_text"]
+
+
+def active_run() -> RecommenderRun | None:
+    return RecommenderRun.objects.filter(is_active=True).first()
+
+
+def recommender_runs() -> QuerySet[RecommenderRun]:
+    return RecommenderRun.objects.select_related("step").order_by("-started_at")
+
+
+def recommendations_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
+    """The customer's suggestions of `kind` in the active run, best first (item and reason item loaded)."""
+    return list(
+        Recommendation.objects.filter(run__is_active=True, customer=customer, kind=kind)
+        .select_related("item", "reason_item").order_by("rank")[:limit]
+    )
+
+
+def recommendations_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
+    """The same by the shop's customer id, in one query (the API's hot path)."""
+    return list(
+        Recommendation.objects.filter(run__is_active=True, customer__external_id=external_id, kind=kind)
+        .select_related("item", "reason_item").order_by("rank")[:limit]
+    )
+
+
+def fallback_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
+    """For a customer the active run did not know (created since): the popular list of their
+    clustering segment, else the overall one, as unsaved Recommendation objects."""
+    run = active_run()
+    if run is None:
+        return []
+    segment_ids = list(
+        Membership.objects.filter(customer=customer, segment__kind=SegmentKind.CLUSTER, segment__active=True).values_list("segment_id", flat=True)[:1]
+    )
+    rows = []
+    if segment_ids:
+        rows = list(PopularItem.objects.filter(run=run, kind=kind, segment_id=segment_ids[0]).select_related("item").order_by("rank")[:limit])
+    if not rows:
+        rows = list(PopularItem.objects.filter(run=run, kind=kind, segment__isnull=True).select_related("item").order_by("rank")[:limit])
+    out = []
+    for row in rows:
+        reason = Reason.SEGMENT_POPULAR if row.segment_id and row.score > 0 else Reason.POPULAR
+        text = "popular in your segment" if reason == Reason.SEGMENT_POPULAR else "popular right now"
+        out.append(Recommendation(run=run, customer=customer, item=row.item, kind=kind, rank=row.rank, score=row.score,
+                                  reason=reason, reason_text=text))
+    return out
+
+
+def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.DataFrame:
+    """Suggestions of many customers at once (for campaigns personalising messages in bulk).
+
+    Returns a DataFrame with columns customer_id, item_id, rank, score, reason, reason_text,
+    ordered by customer then rank, at most `limit` rows per customer; empty without an active run.
+    """
+    ids = list(customer_ids)
+    if not ids:
+        return pd.DataFrame(columns=TOP_ITEMS_COLUMNS)
+    frames = []
+    for start in range(0, len(ids), 20_000):  # keeps the IN list within the databases' limits
+        qs = Recommendation.objects.filter(
+            run__is_active=True, kind=kind, rank__lte=limit, customer_id__in=ids[start:start + 20_000]
+        ).order_by("customer_id", "rank")
+        frames.append(read_frame(qs, TOP_ITEMS_COLUMNS))
+    frame = pd.concat(frames, ignore_index=True)
+    return frame.astype({"customer_id": "int64", "item_id": "int64", "rank": "int64", "score": "float64"})
+
+
+def similar_items_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[SimilarItem]:
+    """An item's neighbours within its kind in the active run, best first, in one query."""
+    return list(
+        SimilarItem.objects.filter(run__is_active=True, item__external_id=external_id, item__kind=kind)
+        .select_related("similar").order_by("rank")[:limit]
+    )
+
+
+def item_by_external_id(external_id: str, *, kind: str) -> Item | None:
+    return Item.objects.filter(kind=kind, external_id=external_id).first()

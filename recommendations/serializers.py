@@ -1,0 +1,74 @@
+from django.conf import settings
+from rest_framework import serializers
+
+from profiles.models import ItemKind
+
+
+def max_limit() -> int:
+    return int(getattr(settings, "RECOMMENDER_TOP_N", 20))
+
+
+class ListQuerySerializer(serializers.Serializer):
+    """?kind=product&limit=10, with errors that say what is allowed."""
+
+    kind = serializers.CharField(required=False, default=ItemKind.PRODUCT.value)
+    limit = serializers.CharField(required=False, default="10")
+
+    def validate_kind(self, value: str) -> str:
+        allowed = [k.value for k in ItemKind]
+        if value not in allowed:
+            raise serializers.ValidationError(f"kind must be one of {', '.join(allowed)}; got {value!r}.")
+        return value
+
+    def validate_limit(self, value) -> int:
+        top = max_limit()
+        try:
+            limit = int(value)
+        except (TypeError, ValueError):
+            raise serializers.ValidationError(f"limit must be a whole number from 1 to {top}; got {value!r}.") from None
+        if not 1 <= limit <= top:
+            raise serializers.ValidationError(f"limit must be from 1 to {top}; got {limit}.")
+        return limit
+
+
+class ItemOutSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
+    kind = serializers.CharField()
+    title = serializers.CharField()
+    category = serializers.CharField()
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+
+
+class RecommendationOutSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    item = ItemOutSerializer()
+    score = serializers.FloatField()
+    reason = serializers.CharField(help_text="item, similar_users, segment_popular or popular")
+    reason_text = serializers.CharField(help_text="The reason in words, e.g. “because you bought Espresso maker #12”.")
+    reason_item = serializers.CharField(source="reason_item.external_id", allow_null=True, default=None,
+                                        help_text="For reason item: the external id of the customer's own item.")
+
+
+class RecommendationsOutSerializer(serializers.Serializer):
+    customer = serializers.CharField()
+    kind = serializers.CharField()
+    run = serializers.IntegerField(allow_null=True)
+    results = RecommendationOutSerializer(many=True)
+
+
+class SimilarOutSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    item = ItemOutSerializer(source="similar")
+    score = serializers.FloatField()
+
+
+class SimilarItemsOutSerializer(serializers.Serializer):
+    item = serializers.CharField()
+    kind = serializers.CharField()
+    run = serializers.IntegerField(allow_null=True)
+    results = SimilarOutSerializer(many=True)
+
+
+class QueryErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

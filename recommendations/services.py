@@ -1,0 +1,583 @@
+"""
+The verbs that change the recommender's state: compute a run's suggestions, record impressions.
+
+`recommendations_compute` is the pipeline's "recommendations" step (order 30, after segments):
+
+1. read the events of the window in bulk and map customer and item ids to matrix rows and
+   columns through a vocabulary (the ids sorted, looked up with `searchsorted`);
+2. build one implicit matrix over ALL items (products, activities and posts together), with the
+   `EVENT_WEIGHTS` feedback weights and the recommender's time decay, plus explicit ratings as
+   they are. One model over every kind lets a taste shown on community posts inform product
+   suggestions and keeps the small kinds (a dozen activities) usable; each kind's list is then
+   the same model with the other kinds filtered out;
+3. hold out each customer's latest new items, fit on the rest and record precision, recall,
+   NDCG and coverage at 10 per kind (and the popularity baseline's, for comparison);
+4. fit the default algorithm (PureSVD, see docs/engine.md) on everything and compute the top-N
+   of every kind for every customer with history, in chunks of customers, with an explanation
+   for each pair; items shown recently (Impression) are down-weighted;
+5. customers without history get what is popular in their clustering segment, or overall;
+6. store the top neighbours of every item within its kind (item-item cosine, `ItemKNN`);
+7. switch the active run in one transaction, then prune old runs.
+
+Every row carries the run's id and readers only look at the active run, so a run being
+written is invisible and a failed run leaves the previous one in service.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from profiles.bulk import bulk_insert, read_frame
+from profiles.models import Customer, Event, Item, ItemKind
+from segments.models import Membership, SegmentKind
+
+from .engine import (
+    DEFAULT_HALF_LIFE_DAYS,
+    DEFAULT_PARAMS,
+    EXPLAIN_ITEM,
+    ItemKNN,
+    Popularity,
+    build_interactions,
+    default_recommender,
+)
+from .engine._base import SparseLookup, chunks
+from .engine.evaluation import topn_metrics
+from .models import Impression, PopularItem, Reason, Recommendation, RecommenderRun, RunStatus, SimilarItem
+
+log = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = tuple(k.value for k in ItemKind)
+EVAL_K = 10
+
+#: Event types whose items are never suggested again, per item kind (RECOMMENDER_EXCLUDE_EVENT_TYPES
+#: is merged over this). A viewed product may come back; a bought one does not.
+DEFAULT_EXCLUDE = {"product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"]}
+
+#: How "because you … X" reads, by the strongest thing the customer did with X (first wins).
+VERBS: tuple[tuple[str, str], ...] = (
+    ("purchase", "bought"), ("return", "bought"), ("post", "posted"), ("comment", "commented on"),
+    ("like", "liked"), ("favorite", "saved"), ("rating", "rated"), ("share", "shared"),
+    ("add_to_cart", "put in your basket"), ("click", "looked at"), ("view", "looked at"),
+)
+REASON_TEXT = {
+    Reason.SIMILAR_USERS: "customers with similar taste bought this",
+    Reason.SEGMENT_POPULAR: "popular in your segment",
+    Reason.POPULAR: "popular right now",
+}
+
+
+def recommender_settings() -> dict:
+    """The recommender's settings with their defaults (names are in docs/recommendations.md)."""
+    exclude = {**DEFAULT_EXCLUDE, **getattr(settings, "RECOMMENDER_EXCLUDE_EVENT_TYPES", {})}
+    return {
+        "weights": dict(settings.EVENT_WEIGHTS),
+        "half_life_days": float(getattr(settings, "RECOMMENDER_HALF_LIFE_DAYS", DEFAULT_HALF_LIFE_DAYS)),
+        "decay_from": getattr(settings, "RECOMMENDER_DECAY_FROM", "customer"),
+        "window_days": float(getattr(settings, "RECOMMENDER_WINDOW_DAYS", 365)),
+        "model_params": {**DEFAULT_PARAMS, **getattr(settings, "RECOMMENDER_MODEL_PARAMS", {})},
+        "top_n": int(getattr(settings, "RECOMMENDER_TOP_N", 20)),
+        "similar_n": int(getattr(settings, "RECOMMENDER_SIMILAR_N", 20)),
+        "similar_k": int(getattr(settings, "RECOMMENDER_SIMILAR_K", 100)),
+        "keep_runs": max(1, int(getattr(settings, "RECOMMENDER_KEEP_RUNS", 3))),
+        "exclude": {k: list(v) for k, v in exclude.items()},
+        "chunk_customers": max(1, int(getattr(settings, "RECOMMENDER_CHUNK_CUSTOMERS", 5000))),
+        "n_threads": getattr(settings, "RECOMMENDER_N_THREADS", None),
+        "eval_holdout": int(getattr(settings, "RECOMMENDER_EVAL_HOLDOUT", 2)),
+        "eval_min_items": int(getattr(settings, "RECOMMENDER_EVAL_MIN_ITEMS", 5)),
+        "impression_window_days": float(getattr(settings, "RECOMMENDER_IMPRESSION_WINDOW_DAYS", 14)),
+        "impression_penalty": float(getattr(settings, "RECOMMENDER_IMPRESSION_PENALTY", 0.5)),
+    }
+
+
+# ---------------------------------------------------------------------------- impressions
+def impressions_record(*, customer_ids, item_ids, shown_at: datetime | None = None, source: str = "") -> int:
+    """Record that items were shown to customers (campaigns call this after delivering).
+
+    The next run multiplies the score of an item shown to a customer within
+    RECOMMENDER_IMPRESSION_WINDOW_DAYS by RECOMMENDER_IMPRESSION_PENALTY per showing, so a
+    customer who ignored a suggestion sees something else next time. Arrays of equal length.
+    """
+    frame = pd.DataFrame({"customer_id": np.asarray(customer_ids, dtype=np.int64), "item_id": np.asarray(item_ids, dtype=np.int64)})
+    if frame.empty:
+        return 0
+    frame["shown_at"] = pd.Timestamp(shown_at or timezone.now())
+    frame["source"] = source[:60]
+    with transaction.atomic():
+        return bulk_insert(Impression, frame)
+
+
+# ---------------------------------------------------------------------------- the data
+@dataclass
+class Interactions:
+    """The run's vocabulary and matrices. Rows are customers (sorted ids), columns items."""
+
+    customer_ids: np.ndarray           # (n_users,)
+    item_ids: np.ndarray               # (n_items,)
+    item_kind: np.ndarray              # (n_items,) str
+    item_active: np.ndarray            # (n_items,) bool
+    item_title: np.ndarray             # (n_items,) object
+    user_items: sp.csr_matrix          # decayed weights + ratings
+    recent: sp.csr_matrix              # the same decayed from the shop's latest event ("popular right now")
+    exclude: sp.csr_matrix             # 1 where the customer did something that rules the item out
+    verb: sp.csr_matrix                # 1 + index into VERBS of the strongest event of the pair
+    shown: sp.csr_matrix               # recent impressions per pair
+    events: pd.DataFrame               # u, i, t, positive (for the holdout)
+    n_events: int
+    now: pd.Timestamp
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.customer_ids), len(self.item_ids)
+
+    def kind_filter(self, kind: str) -> np.ndarray:
+        """Columns never to suggest for `kind`: the other kinds and inactive items."""
+        return np.flatnonzero((self.item_kind != kind) | ~self.item_active)
+
+
+def _as_bool(values: pd.Series) -> np.ndarray:
+    # SQLite gives 0/1, PostgreSQL's COPY gives t/f.
+    return values.astype(str).str.lower().isin(["1", "t", "true"]).to_numpy()
+
+
+def _pair_matrix(u, i, values, shape, agg: str = "sum") -> sp.csr_matrix:
+    if agg == "max" and len(u):
+        frame = pd.DataFrame({"u": u, "i": i, "v": values}).groupby(["u", "i"], sort=False)["v"].max().reset_index()
+        u, i, values = frame["u"].to_numpy(), frame["i"].to_numpy(), frame["v"].to_numpy()
+    m = sp.csr_matrix((np.asarray(values, dtype=np.float64), (u, i)), shape=shape)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    return m
+
+
+def interaction_matrix(u, i, etype, value, t, *, weights: dict, half_life_days: float, decay_from: str = "customer",
+                       shape) -> sp.csr_matrix:
+    """Implicit events weighted by type and decayed, plus explicit ratings as they are (latest wins).
+
+    `decay_from="customer"`: an event's age is counted from that customer's own latest event, so
+    what a lapsed customer liked still says who they are; `"latest"`: from the latest event of
+    the shop (the engine's protocols), which also fades customers who stopped coming.
+    """
+    etype = np.asarray(etype, dtype=object)
+    u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
+    value = np.asarray(value, dtype=np.float64)
+    seconds = np.asarray(t, dtype="datetime64[ns]").astype(np.int64) / 1e9
+    rating = etype == "rating"
+    w = pd.Series(etype).map({k: float(v) for k, v in weights.items() if k != "rating"}).fillna(0.0).to_numpy()
+    imp = ~rating & (w > 0)
+    if len(seconds) and half_life_days:
+        if decay_from == "customer":
+            ref = pd.Series(seconds[imp]).groupby(u[imp]).transform("max").to_numpy()
+        else:
+            ref = np.full(int(imp.sum()), seconds.max())
+        w[imp] *= np.power(0.5, np.maximum(ref - seconds[imp], 0.0) / 86_400.0 / half_life_days)
+    implicit = build_interactions(u[imp], i[imp], w[imp], n_users=shape[0], n_items=shape[1])
+    rated = rating & np.isfinite(value)
+    explicit = build_interactions(u[rated], i[rated], value[rated], t[rated], n_users=shape[0], n_items=shape[1], explicit=True)
+    return (implicit + explicit).tocsr()
+
+
+def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions:
+    """Read customers, items, events (of the window) and recent impressions into matrices."""
+    now_ts = pd.Timestamp(now or timezone.now())
+    customers = read_frame(Customer.objects.order_by("id"), ["id"])["id"].to_numpy(dtype=np.int64)
+    items = read_frame(Item.objects.order_by("id"), ["id", "kind", "active", "title"])
+    item_ids = items["id"].to_numpy(dtype=np.int64)
+    since = now_ts - pd.Timedelta(days=cfg["window_days"])
+    events = read_frame(
+        Event.objects.filter(item__isnull=False, occurred_at__gte=since).order_by(),
+        ["customer_id", "item_id", "type", "value", "occurred_at"], parse_dates=("occurred_at",),
+    )
+    shape = (len(customers), len(item_ids))
+    u = np.searchsorted(customers, events["customer_id"].to_numpy(dtype=np.int64))
+    i = np.searchsorted(item_ids, events["item_id"].to_numpy(dtype=np.int64))
+    etype = events["type"].to_numpy(dtype=object)
+    value = pd.to_numeric(events["value"], errors="coerce").to_numpy(dtype=np.float64)
+    t = events["occurred_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    user_items = interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
+                                    decay_from=cfg["decay_from"], shape=shape)
+    recent = interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
+                                decay_from="latest", shape=shape)
+
+    kind = items["kind"].to_numpy(dtype=object)
+    excluded = np.zeros(len(etype), dtype=bool)
+    for k, types in cfg["exclude"].items():
+        excluded |= (kind[i] == k) & np.isin(etype, list(types))
+    exclude = _pair_matrix(u[excluded], i[excluded], np.ones(int(excluded.sum())), shape)
+    verb_code = pd.Series(etype).map({e: len(VERBS) - j for j, (e, _) in enumerate(VERBS)}).fillna(0).to_numpy()
+    has_verb = verb_code > 0
+    verb = _pair_matrix(u[has_verb], i[has_verb], verb_code[has_verb], shape, agg="max")
+
+    shown_since = now_ts - pd.Timedelta(days=cfg["impression_window_days"])
+    imp = read_frame(Impression.objects.filter(shown_at__gte=shown_since).order_by(), ["customer_id", "item_id"])
+    iu = np.searchsorted(customers, imp["customer_id"].to_numpy(dtype=np.int64))
+    ii = np.searchsorted(item_ids, imp["item_id"].to_numpy(dtype=np.int64))
+    ok = (iu < len(customers)) & (ii < len(item_ids))
+    ok[ok] &= (customers[iu[ok]] == imp["customer_id"].to_numpy()[ok]) & (item_ids[ii[ok]] == imp["item_id"].to_numpy()[ok])
+    shown = _pair_matrix(iu[ok], ii[ok], np.ones(int(ok.sum())), shape)
+
+    w = pd.Series(etype).map({k: float(v) for k, v in cfg["weights"].items()}).fillna(0.0).to_numpy()
+    positive = (w > 0) | ((etype == "rating") & np.isfinite(value))
+    return Interactions(
+        customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=_as_bool(items["active"]),
+        item_title=items["title"].fillna("").to_numpy(dtype=object), user_items=user_items, recent=recent, exclude=exclude, verb=verb,
+        shown=shown, events=pd.DataFrame({"u": u, "i": i, "type": etype, "value": value, "t": t, "positive": positive}),
+        n_events=len(events), now=now_ts,
+    )
+
+
+# ---------------------------------------------------------------------------- offline metrics
+def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Leave-last-out: each customer's `eval_holdout` most recently discovered items are the test.
+
+    Only customers with at least `eval_min_items` distinct items take part. Returns the
+    training matrix (every event of a held-out pair removed) and the relevant matrix.
+    """
+    ev = data.events[data.events["positive"]]
+    n_users, n_items = data.shape
+    first = ev.groupby(["u", "i"], sort=False)["t"].min().reset_index().sort_values(["u", "t", "i"], kind="stable")
+    per_user = first.groupby("u")["i"].transform("size")
+    from_end = first.groupby("u").cumcount(ascending=False)
+    test = first[(per_user >= cfg["eval_min_items"]) & (from_end < cfg["eval_holdout"])]
+    relevant = _pair_matrix(test["u"].to_numpy(), test["i"].to_numpy(), np.ones(len(test)), (n_users, n_items))
+    all_ev = data.events
+    key = all_ev["u"].to_numpy() * n_items + all_ev["i"].to_numpy()
+    keep = ~np.isin(key, test["u"].to_numpy() * n_items + test["i"].to_numpy())
+    train = interaction_matrix(
+        all_ev["u"].to_numpy()[keep], all_ev["i"].to_numpy()[keep], all_ev["type"].to_numpy()[keep],
+        all_ev["value"].to_numpy()[keep], all_ev["t"].to_numpy()[keep], weights=cfg["weights"],
+        half_life_days=cfg["half_life_days"], decay_from=cfg["decay_from"], shape=(n_users, n_items),
+    )
+    return train, relevant
+
+
+def offline_metrics(data: Interactions, cfg: dict) -> dict:
+    """Metrics at 10 per kind on the holdout, for the default model and the popularity baseline."""
+    train, relevant = holdout_split(data, cfg)
+    out: dict = {"protocol": f"last {cfg['eval_holdout']} new items per customer with >= {cfg['eval_min_items']} items",
+                 "customers": int((np.diff(relevant.indptr) > 0).sum()), "held_out": int(relevant.nnz)}
+    if relevant.nnz == 0 or train.nnz == 0:
+        return out
+    model = default_recommender(**cfg["model_params"], n_threads=cfg["n_threads"]).fit(train)
+    popular = Popularity(weighting="values").fit(train)
+    for kind in KINDS:
+        cols = data.item_kind == kind
+        rel_k = relevant @ sp.diags(cols.astype(np.float64))
+        rel_k.eliminate_zeros()
+        users = np.flatnonzero(np.diff(rel_k.indptr) > 0)
+        if not len(users):
+            continue
+        n_kind = max(int((cols & data.item_active).sum()), 1)
+        block = data.kind_filter(kind)
+        figures = {}
+        for name, m in (("default", model), ("popularity", popular)):
+            items, _ = m.recommend(users, n=EVAL_K, filter_items=block)
+            res = topn_metrics(items, rel_k, users, train, k=EVAL_K)
+            # coverage of this kind's catalogue, not of every item
+            res[f"coverage@{EVAL_K}"] = float(len(np.unique(items[items >= 0])) / n_kind)
+            figures[name] = {key: round(val, 4) if isinstance(val, float) else val for key, val in res.items()}
+        out[kind] = figures
+    return out
+
+
+# ---------------------------------------------------------------------------- lists
+def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """`m[rows, cols]` for 2-D index arrays of one shape (0 where not stored)."""
+    rows, cols = np.broadcast_arrays(rows, cols)
+    return SparseLookup(m)(rows.ravel(), cols.ravel()).reshape(rows.shape)
+
+
+def _compact(items: np.ndarray, scores: np.ndarray, drop: np.ndarray, n: int):
+    """Remove the `drop` slots of each row, keeping order, and cut to `n` columns."""
+    items = np.where(drop, -1, items)
+    scores = np.where(drop, -np.inf, scores)
+    order = np.argsort(items < 0, axis=1, kind="stable")
+    return np.take_along_axis(items, order, axis=1)[:, :n], np.take_along_axis(scores, order, axis=1)[:, :n]
+
+
+def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_kind: np.ndarray, ex_item: np.ndarray):
+    """Reason codes, reason items and texts for warm suggestions, vectorised."""
+    by_item = (ex_kind == EXPLAIN_ITEM) & (ex_item >= 0)
+    reason = np.where(by_item, Reason.ITEM.value, Reason.SIMILAR_USERS.value).astype(object)
+    src = np.where(by_item, ex_item, -1)
+    verb_code = np.zeros(items.shape, dtype=np.int64)
+    if by_item.any():
+        lookup = SparseLookup(data.verb)
+        rows = np.broadcast_to(users[:, None], items.shape)
+        verb_code[by_item] = lookup(rows[by_item], src[by_item]).astype(np.int64)
+    words = np.array(["interacted with"] + [v for _, v in VERBS][::-1], dtype=object)
+    text = np.full(items.shape, REASON_TEXT[Reason.SIMILAR_USERS], dtype=object)
+    if by_item.any():
+        text[by_item] = ("because you " + pd.Series(words[verb_code[by_item]]) + " "
+                         + pd.Series(data.item_title[src[by_item]])).to_numpy(dtype=object)
+    return reason, src, text
+
+
+def _rows_frame(run_id: int, data: Interactions, users, kind, items, scores, reason, src, text) -> pd.DataFrame:
+    valid = items >= 0
+    rank = np.cumsum(valid, axis=1)
+    users_rep = np.broadcast_to(np.asarray(users)[:, None], items.shape)
+    src_v = src[valid]
+    reason_item = pd.array(np.where(src_v >= 0, data.item_ids[np.maximum(src_v, 0)], 0), dtype="Int64")
+    reason_item[src_v < 0] = pd.NA
+    return pd.DataFrame({
+        "run_id": run_id,
+        "customer_id": data.customer_ids[users_rep[valid]],
+        "item_id": data.item_ids[items[valid]],
+        "kind": kind,
+        "rank": rank[valid].astype(np.int64),
+        "score": np.round(scores[valid].astype(np.float64), 6),
+        "reason": reason[valid],
+        "reason_item_id": reason_item,
+        "reason_text": pd.Series(text[valid], dtype=object).str.slice(0, 300).to_numpy(dtype=object),
+    })
+
+
+def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dict):
+    """Top-N of `kind` for customers with history: (items, scores, reason, reason item, text)."""
+    n = cfg["top_n"]
+    has_shown = data.shown.nnz > 0
+    n_cand = 2 * n if has_shown else n
+    items, scores = model.recommend(users, n=n_cand, filter_items=data.kind_filter(kind), user_items=data.exclude)
+    if has_shown:
+        shown = _lookup(data.shown, users[:, None], np.maximum(items, 0))
+        shown[items < 0] = 0
+        factor = cfg["impression_penalty"] ** shown
+        adjusted = np.where(scores > 0, scores * factor, scores / np.maximum(factor, 1e-12))
+        order = np.lexsort((items, -adjusted), axis=1)
+        items = np.take_along_axis(items, order, axis=1)[:, :n]
+        scores = np.take_along_axis(adjusted, order, axis=1)[:, :n]
+    ex = model.explain(np.broadcast_to(users[:, None], items.shape), np.maximum(items, 0))
+    reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item)
+    return items, scores, reason, src, text
+
+
+def popular_lists(popular: Popularity, data: Interactions, segments: pd.DataFrame, kind: str, cfg: dict):
+    """Per segment (and overall, segment None): items, scores and reasons of the popular list."""
+    n = cfg["top_n"]
+    block = data.kind_filter(kind)
+    out = {}
+    for seg_id, members in segments.groupby("segment_id")["u"]:
+        items, scores = popular.recommend_for_group(members.to_numpy(), n=n, filter_items=block)
+        out[int(seg_id)] = (items, scores, np.where(scores > 0, Reason.SEGMENT_POPULAR.value, Reason.POPULAR.value))
+    items, scores = popular.recommend_for_group(np.arange(data.shape[0]), n=n, filter_items=block)
+    out[None] = (items, scores, np.full(n, Reason.POPULAR.value, dtype=object))
+    return out
+
+
+def similar_rows(run_id: int, data: Interactions, cfg: dict) -> pd.DataFrame:
+    """Top neighbours of every item within its kind, inactive neighbours left out."""
+    frames = []
+    n = cfg["similar_n"]
+    for kind in KINDS:
+        cols = np.flatnonzero(data.item_kind == kind)
+        if len(cols) < 2:
+            continue
+        knn = ItemKNN(k=max(cfg["similar_k"], n + 10), n_threads=cfg["n_threads"]).fit(data.user_items[:, cols])
+        active = data.item_active[cols]
+        for sl in chunks(len(cols), 2000):
+            q = np.arange(sl.start, sl.stop)
+            idx, sc = knn.similar_items(q, n=n + 10)
+            drop = (idx < 0) | ~active[np.maximum(idx, 0)] | ~np.isfinite(sc)
+            idx, sc = _compact(idx, sc, drop, n)
+            valid = idx >= 0
+            frames.append(pd.DataFrame({
+                "run_id": run_id,
+                "item_id": data.item_ids[cols[np.broadcast_to(q[:, None], idx.shape)[valid]]],
+                "similar_id": data.item_ids[cols[idx[valid]]],
+                "rank": np.cumsum(valid, axis=1)[valid].astype(np.int64),
+                "score": np.round(sc[valid], 6),
+            }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _cluster_memberships(data: Interactions) -> pd.DataFrame:
+    members = read_frame(
+        Membership.objects.filter(segment__kind=SegmentKind.CLUSTER, segment__active=True).order_by(), ["segment_id", "customer_id"]
+    )
+    cid = members["customer_id"].to_numpy(dtype=np.int64)
+    u = np.searchsorted(data.customer_ids, cid)
+    ok = (u < len(data.customer_ids))
+    ok[ok] &= data.customer_ids[u[ok]] == cid[ok]
+    # one clustering segment per customer; keep the first if a rerun is racing
+    return pd.DataFrame({"segment_id": members["segment_id"].to_numpy()[ok], "u": u[ok]}).drop_duplicates("u")
+
+
+# ---------------------------------------------------------------------------- the step
+def _write(model_cls, frame: pd.DataFrame) -> int:
+    with transaction.atomic():
+        return bulk_insert(model_cls, frame)
+
+
+def _analyze() -> None:
+    """After a bulk COPY PostgreSQL's statistics are stale and the API's lookup may become a
+    sequential scan; refresh them before the run goes into service."""
+    if connection.vendor != "postgresql":
+        return
+    tables = ", ".join(m._meta.db_table for m in (Recommendation, SimilarItem, PopularItem, RecommenderRun))
+    with connection.cursor() as cur:
+        cur.execute(f"ANALYZE {tables}")
+
+
+def _discard(run: RecommenderRun) -> None:
+    for model_cls in (Recommendation, SimilarItem, PopularItem):
+        model_cls.objects.filter(run=run).delete()
+
+
+def recommendations_compute(*, step=None, progress: Callable[[float, str], None] | None = None, now: datetime | None = None) -> dict:
+    """The pipeline's "recommendations" step (see the module docstring). Returns the figures it recorded."""
+    progress = progress or (lambda fraction, message="": None)
+    cfg = recommender_settings()
+    run = RecommenderRun.objects.create(
+        step=step, algorithm="pure_svd", started_at=now or timezone.now(),
+        params={"model": cfg["model_params"], "half_life_days": cfg["half_life_days"], "decay_from": cfg["decay_from"], "weights": cfg["weights"],
+                "window_days": cfg["window_days"], "exclude": cfg["exclude"], "top_n": cfg["top_n"],
+                "similar": {"algorithm": "item_knn_cosine", "k": cfg["similar_k"], "n": cfg["similar_n"]},
+                "impressions": {"window_days": cfg["impression_window_days"], "penalty": cfg["impression_penalty"]},
+                "holdout": {"last_new_items": cfg["eval_holdout"], "min_items": cfg["eval_min_items"]}},
+    )
+    started = time.monotonic()
+    durations: dict[str, float] = {}
+
+    def lap(name: str, since: float) -> float:
+        durations[name] = round(time.monotonic() - since, 3)
+        return time.monotonic()
+
+    try:
+        t0 = time.monotonic()
+        progress(0.02, "reading events")
+        data = load_interactions(cfg, now=now)
+        n_users, n_items = data.shape
+        t0 = lap("read", t0)
+        warm = np.flatnonzero(np.diff(data.user_items.indptr) > 0)
+        cold = np.flatnonzero(np.diff(data.user_items.indptr) == 0)
+        sizes = {"customers": n_users, "items": n_items, "events": data.n_events, "interactions": int(data.user_items.nnz),
+                 "customers_with_history": int(len(warm)), "customers_cold": int(len(cold)),
+                 "items_per_kind": {k: int((data.item_kind == k).sum()) for k in KINDS},
+                 "inactive_items": int((~data.item_active).sum()), "recent_impressions": int(data.shown.nnz)}
+        progress(0.12, f"{data.n_events:,} events, {n_users:,} customers × {n_items:,} items; offline evaluation")
+
+        metrics = offline_metrics(data, cfg) if data.user_items.nnz else {}
+        t0 = lap("evaluate", t0)
+        progress(0.3, "fitting the model")
+        model = default_recommender(**cfg["model_params"], n_threads=cfg["n_threads"]).fit(data.user_items) if len(warm) else None
+        popular = Popularity(weighting="values").fit(data.recent)
+        t0 = lap("fit", t0)
+
+        written = 0
+        n_chunks = max(1, -(-len(warm) // cfg["chunk_customers"]))
+        for c, sl in enumerate(chunks(len(warm), cfg["chunk_customers"])):
+            users = warm[sl]
+            frames = [_rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg)) for kind in KINDS]
+            written += _write(Recommendation, pd.concat(frames, ignore_index=True))
+            progress(0.3 + 0.5 * (c + 1) / n_chunks, f"suggestions for {min(sl.stop, len(warm)):,} of {len(warm):,} customers with history")
+        t0 = lap("recommend", t0)
+
+        progress(0.82, f"popular lists and {len(cold):,} customers without history")
+        segments = _cluster_memberships(data)
+        seg_of_user = pd.Series(segments["segment_id"].to_numpy(), index=segments["u"].to_numpy())
+        cold_seg = seg_of_user.reindex(cold).to_numpy()  # NaN: in no clustering segment
+        popular_frames, cold_frames = [], []
+        for kind in KINDS:
+            lists = popular_lists(popular, data, segments, kind, cfg)
+            for seg, (items, scores, reason) in lists.items():
+                ok = items >= 0
+                popular_frames.append(pd.DataFrame({
+                    "run_id": run.pk, "segment_id": pd.array([seg] * int(ok.sum()), dtype="Int64"), "kind": kind,
+                    "item_id": data.item_ids[items[ok]], "rank": np.arange(1, int(ok.sum()) + 1), "score": np.round(scores[ok], 6),
+                }))
+            if not len(cold):
+                continue
+            keys = [k for k in lists if k is not None]
+            table_items = np.stack([lists[k][0] for k in keys] + [lists[None][0]])
+            table_scores = np.stack([lists[k][1] for k in keys] + [lists[None][1]])
+            table_reason = np.stack([lists[k][2] for k in keys] + [lists[None][2]]).astype(object)
+            row_of = {k: j for j, k in enumerate(keys)}
+            rows = pd.Series(cold_seg).map(row_of).fillna(len(keys)).to_numpy(dtype=np.int64)
+            items, scores, reason = table_items[rows], table_scores[rows], table_reason[rows]
+            # a customer without positive history may still have, say, a zero-weight purchase
+            excluded = _lookup(data.exclude, cold[:, None], np.maximum(items, 0)) > 0
+            drop = excluded | (items < 0)
+            order = np.argsort(drop, axis=1, kind="stable")
+            items = np.where(np.take_along_axis(drop, order, axis=1), -1, np.take_along_axis(items, order, axis=1))
+            scores = np.take_along_axis(scores, order, axis=1)
+            reason = np.take_along_axis(reason, order, axis=1)
+            text = pd.Series(reason.ravel()).map({r.value: t for r, t in REASON_TEXT.items()}).to_numpy(dtype=object).reshape(reason.shape)
+            cold_frames.append(_rows_frame(run.pk, data, cold, kind, items, scores, reason, np.full(items.shape, -1), text))
+        for start in range(0, len(cold_frames), 3):
+            written += _write(Recommendation, pd.concat(cold_frames[start:start + 3], ignore_index=True))
+        _write(PopularItem, pd.concat(popular_frames, ignore_index=True))
+        t0 = lap("cold_start", t0)
+
+        progress(0.88, "similar items")
+        similar = similar_rows(run.pk, data, cfg)
+        sizes["similar_pairs"] = _write(SimilarItem, similar) if len(similar) else 0
+        t0 = lap("similar_items", t0)
+        sizes["recommendations"] = written
+
+        progress(0.96, "refreshing the planner's statistics")
+        _analyze()
+        progress(0.97, "switching the active run")
+        headline = metrics.get("product", {}).get("default", {})
+        with transaction.atomic():
+            current = list(RecommenderRun.objects.select_for_update().filter(is_active=True))
+            newer = RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
+            run.sizes, run.metrics = sizes, metrics
+            run.n_customers, run.n_recommendations = n_users, written
+            run.ndcg_at_10 = headline.get(f"ndcg@{EVAL_K}")
+            run.precision_at_10 = headline.get(f"precision@{EVAL_K}")
+            run.recall_at_10 = headline.get(f"recall@{EVAL_K}")
+            run.coverage = headline.get(f"coverage@{EVAL_K}")
+            run.finished_at = timezone.now()
+            if newer:
+                run.status = RunStatus.STALE
+                run.error = "A newer run finished first; this one was not put in service."
+            else:
+                RecommenderRun.objects.filter(pk__in=[r.pk for r in current]).update(is_active=False)
+                run.status, run.is_active, run.activated_at = RunStatus.SUCCEEDED, True, timezone.now()
+            durations["total"] = round(time.monotonic() - started, 3)
+            run.durations, run.duration_s = durations, durations["total"]
+            run.save()
+        if run.status == RunStatus.STALE:
+            _discard(run)
+        pruned = recommender_runs_prune(keep=cfg["keep_runs"])
+        progress(1.0, f"{written:,} suggestions for {n_users:,} customers")
+        return {"run": run.pk, "status": run.status, "sizes": sizes, "durations": durations, "pruned_runs": pruned,
+                "metrics": {k: metrics[k]["default"] for k in KINDS if k in metrics},
+                **({"_status": "skipped"} if run.status == RunStatus.STALE else {})}
+    except Exception as exc:
+        run.status = RunStatus.FAILED
+        run.error = f"{type(exc).__name__}: {exc}"[:5000]
+        run.finished_at = timezone.now()
+        run.duration_s = round(time.monotonic() - started, 3)
+        run.durations = durations
+        run.save()
+        try:
+            _discard(run)
+        except Exception:  # the original error matters more
+            log.exception("could not discard the rows of failed run %s", run.pk)
+        raise
+
+
+def recommender_runs_prune(*, keep: int) -> int:
+    """Delete runs other than the active one and the `keep` latest successful ones (and their rows)."""
+    keep_ids = set(RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at").values_list("pk", flat=True)[:keep])
+    keep_ids |= set(RecommenderRun.objects.filter(is_active=True).values_list("pk", flat=True))
+    # A run still "running" is either this pipeline's (it holds the lease) or one whose worker died.
+    doomed = list(RecommenderRun.objects.exclude(pk__in=keep_ids).exclude(
+        status=RunStatus.RUNNING, started_at__gte=timezone.now() - timedelta(hours=6)).values_list("pk", flat=True))
+    if not doomed:
+        return 0
+    for model_cls in (Recommendation, SimilarItem, PopularItem):
+        model_cls.objects.filter(run_id__in=doomed).delete()
+    RecommenderRun.objects.filter(pk__in=doomed).delete()
+    return len(doomed)
