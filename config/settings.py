@@ -140,6 +140,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # The API speaks JSON only (batches are arrays, which forms cannot carry).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
@@ -194,6 +196,10 @@ EVENT_WEIGHTS = {
     "post": 2.0,
     "share": 2.5,
     "return": 0.0,
+    # a campaign's message: being sent one says nothing of the customer; clicking it says a little
+    "message_delivered": 0.0,
+    "message_opened": 0.0,
+    "message_clicked": 1.5,
     **env_json("EVENT_WEIGHTS", {}),
 }
 # Exponential time decay of implicit feedback: an event this many days old counts half.
@@ -286,3 +292,23 @@ RECOMMENDER_EVAL_HOLDOUT = int(os.environ.get("RECOMMENDER_EVAL_HOLDOUT", "2"))
 RECOMMENDER_EVAL_MIN_ITEMS = int(os.environ.get("RECOMMENDER_EVAL_MIN_ITEMS", "5"))
 RECOMMENDER_IMPRESSION_WINDOW_DAYS = float(os.environ.get("RECOMMENDER_IMPRESSION_WINDOW_DAYS", "14"))
 RECOMMENDER_IMPRESSION_PENALTY = float(os.environ.get("RECOMMENDER_IMPRESSION_PENALTY", "0.5"))
+
+# Email (campaigns' email channel): Django's SMTP backend, configured from the environment.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "marketing@localhost")
+# The CAMPAIGN_* settings are read by campaigns/conf.py (Django setting, else environment, else
+# its default); see docs/campaigns.md.
+
+CELERY_BEAT_SCHEDULE.update({
+    # attribute conversions of running and recent campaigns
+    "campaigns-attribute": {"task": "campaigns.tasks.campaigns_attribute", "schedule": crontab(minute="*/15")},
+    # launch scheduled campaigns, refresh recurring ones, send deferred messages when due,
+    # re-queue stranded chunks, complete finished campaigns
+    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": crontab(minute="*")},
+})

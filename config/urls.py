@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/", include("profiles.urls")),
     path("api/", include("segments.urls")),
     path("api/", include("recommendations.urls")),
+    path("api/", include("campaigns.urls")),
 ]

@@ -70,6 +70,10 @@ class EventType(models.TextChoices):
     SHARE = "share", "Share"
     SEARCH = "search", "Search"
     RETURN = "return", "Return"
+    # What happened to a campaign's message (the campaigns app records them through events_ingest).
+    MESSAGE_DELIVERED = "message_delivered", "Message delivered"
+    MESSAGE_OPENED = "message_opened", "Message opened"
+    MESSAGE_CLICKED = "message_clicked", "Message clicked"
 
 
 class Event(models.Model):
@@ -79,7 +83,7 @@ class Event(models.Model):
     # The composite indexes below lead with these columns, so the FKs need no index of their own.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events", db_index=False)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, null=True, blank=True, related_name="events", db_index=False)
-    type = models.CharField(max_length=16, choices=EventType.choices)
+    type = models.CharField(max_length=20, choices=EventType.choices)
     value = models.FloatField(null=True, blank=True, help_text="A rating, or a quantity.")
     amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True, help_text="Money.")
     occurred_at = models.DateTimeField()

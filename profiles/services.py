@@ -733,7 +733,8 @@ def _events_frame_range(lo: int, hi: int) -> pd.DataFrame:
     from .bulk import read_frame
 
     qs = (
-        Event.objects.filter(customer_id__gte=lo, customer_id__lte=hi)
+        # a delivered message is something the shop did, not the customer: it is no activity
+        Event.objects.filter(customer_id__gte=lo, customer_id__lte=hi).exclude(type="message_delivered")
         .order_by()
         .annotate(
             amount_f=Cast("amount", FloatField()),

@@ -30,8 +30,11 @@ ITEM_COLUMNS = ["kind", "external_id", "title", "category", "price", "attributes
 
 EVENT_TYPES = frozenset(t.value for t in EventType)
 ITEM_KINDS = frozenset(k.value for k in ItemKind)
-# Every event type names an item, except a search (it names a query, in context).
-TYPES_WITHOUT_ITEM = frozenset({EventType.SEARCH.value})
+# Every event type names an item, except a search (it names a query, in context) and what
+# happens to a campaign's message (the message may carry no item; context names the campaign).
+TYPES_WITHOUT_ITEM = frozenset({
+    EventType.SEARCH.value, EventType.MESSAGE_DELIVERED.value, EventType.MESSAGE_OPENED.value, EventType.MESSAGE_CLICKED.value,
+})
 QUANTITY_TYPES = frozenset({EventType.PURCHASE.value, EventType.ADD_TO_CART.value, EventType.RETURN.value})
 MAX_ID_LENGTH = 128
 MAX_AMOUNT = 10**12  # DecimalField(max_digits=14, decimal_places=2)

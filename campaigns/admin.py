@@ -1,0 +1,204 @@
+"""Operator screens: create and edit campaigns with a live audience preview, preview the message for a
+sample member, send a test to oneself, launch / pause / resume / cancel (with permissions), the report."""
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
+
+from profiles.models import Customer
+
+from . import selectors, services
+from .models import Campaign, CampaignStatus, Delivery, StatusChange
+from .rendering import TemplateError, validate_template
+
+ACTION_PERMS = {"launch": "launch_campaign", "pause": "pause_campaign", "resume": "pause_campaign", "cancel": "cancel_campaign"}
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        exclude = ["status", "launched_at", "next_run_at", "completed_at", "attributed_at", "created_by"]
+        widgets = {"body_template": forms.Textarea(attrs={"rows": 8, "cols": 90, "spellcheck": "false"})}
+
+    def clean(self):
+        data = super().clean()
+        for name in ("title_template", "body_template"):
+            if data.get(name):
+                try:
+                    validate_template(data[name])
+                except TemplateError as exc:
+                    self.add_error(name, f"Template error: {exc}")
+        if data.get("kind") == "activity" and not data.get("promoted_item"):
+            self.add_error("promoted_item", "An activity promotion needs its activity.")
+        if data.get("schedule") in ("at", "daily", "weekly") and not data.get("send_at"):
+            self.add_error("send_at", "This schedule needs a first send time.")
+        return data
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = StatusChange
+    extra = 0
+    max_num = 0
+    can_delete = False
+    fields = ("at", "from_status", "to_status", "by", "note")
+    readonly_fields = fields
+    verbose_name_plural = "Status history"
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    change_form_template = "admin/campaigns/campaign/change_form.html"
+    list_display = ("name", "kind", "channel", "status", "schedule", "launched_at", "created_by")
+    list_filter = ("status", "kind", "channel")
+    list_select_related = ("created_by",)
+    search_fields = ("name", "goal")
+    filter_horizontal = ("segments", "excluded_segments")
+    raw_id_fields = ("promoted_item", "goal_item")
+    inlines = [StatusChangeInline]
+    actions = ["launch_selected", "pause_selected", "cancel_selected"]
+    fieldsets = [
+        (None, {"fields": ["name", "goal", "kind", "channel"]}),
+        ("Audience", {"fields": ["segments", "excluded_segments", "control_percent"]}),
+        ("Content", {"fields": ["title_template", "body_template", "promoted_item", "recommendation_kind", "recommendation_count"]}),
+        ("Schedule", {"fields": ["schedule", "send_at", "ends_at", ("window_start", "window_end"),
+                                 ("frequency_cap_count", "frequency_cap_days")]}),
+        ("Conversion goal", {"fields": ["goal_event_type", "goal_item", "goal_category", "attribution_days"]}),
+    ]
+
+    def has_change_permission(self, request, obj=None):
+        # Only a draft (or a scheduled campaign not yet sent) is edited; the rest is history.
+        if obj is not None and obj.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_launch_permission(self, request):
+        return request.user.has_perm("campaigns.launch_campaign")
+
+    def has_pause_permission(self, request):
+        return request.user.has_perm("campaigns.pause_campaign")
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("campaigns.cancel_campaign")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def _apply(self, request, queryset, verb):
+        fn = {"launch": services.campaign_launch, "pause": services.campaign_pause, "resume": services.campaign_resume,
+              "cancel": services.campaign_cancel}[verb]
+        for campaign in queryset:
+            try:
+                fn(campaign=campaign, by=request.user)
+                messages.success(request, f"“{campaign}”: {campaign.get_status_display().lower()}.")
+            except (services.TransitionError, TemplateError) as exc:
+                messages.error(request, f"“{campaign}”: {exc}")
+
+    @admin.action(description="Launch (or schedule) the selected campaigns", permissions=["launch"])
+    def launch_selected(self, request, queryset):
+        self._apply(request, queryset, "launch")
+
+    @admin.action(description="Pause the selected campaigns", permissions=["pause"])
+    def pause_selected(self, request, queryset):
+        self._apply(request, queryset, "pause")
+
+    @admin.action(description="Cancel the selected campaigns", permissions=["cancel"])
+    def cancel_selected(self, request, queryset):
+        self._apply(request, queryset, "cancel")
+
+    def get_urls(self):
+        return [
+            path("<int:pk>/do/<str:verb>/", self.admin_site.admin_view(self.do_view), name="campaigns_campaign_do"),
+            path("<int:pk>/send-test/", self.admin_site.admin_view(self.send_test_view), name="campaigns_campaign_send_test"),
+            *super().get_urls(),
+        ]
+
+    def do_view(self, request, pk, verb):
+        if request.method != "POST" or verb not in ACTION_PERMS:
+            raise PermissionDenied
+        if not request.user.has_perm(f"campaigns.{ACTION_PERMS[verb]}"):
+            raise PermissionDenied(f"You need the permission campaigns.{ACTION_PERMS[verb]}.")
+        self._apply(request, Campaign.objects.filter(pk=pk), verb)
+        return redirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+
+    def send_test_view(self, request, pk):
+        if request.method != "POST":
+            raise PermissionDenied
+        if not request.user.has_perm("campaigns.send_test_campaign"):
+            raise PermissionDenied("You need the permission campaigns.send_test_campaign.")
+        campaign = get_object_or_404(Campaign, pk=pk)
+        customer = self._sample(campaign, request.POST.get("sample"))
+        if customer is None:
+            messages.error(request, "No sample member to render the message for.")
+        else:
+            try:
+                services.campaign_send_test(campaign=campaign, user=request.user, customer=customer)
+                messages.success(request, f"Test sent to {request.user.email}, rendered for {customer.external_id}.")
+            except (ValueError, TemplateError) as exc:
+                messages.error(request, str(exc))
+        return redirect(reverse("admin:campaigns_campaign_change", args=[pk]) + f"?sample={customer.external_id if customer else ''}")
+
+    @staticmethod
+    def _sample(campaign, external_id=None):
+        if external_id:
+            return Customer.objects.filter(external_id=external_id).first()
+        seg_ids = list(campaign.segments.values_list("id", flat=True))
+        if not seg_ids:
+            return None
+        return services.audience_queryset(segment_ids=seg_ids, excluded_ids=campaign.excluded_segments.values_list("id", flat=True)).order_by("id").first()
+
+    def _context(self, request, campaign):
+        ctx = {"preview_url": reverse("campaigns-audience-preview")}
+        if campaign is None:
+            return ctx
+        sample = self._sample(campaign, request.GET.get("sample"))
+        if sample is not None:
+            try:
+                ctx["message_preview"] = services.message_preview(campaign=campaign, customer=sample)
+            except TemplateError as exc:
+                ctx["message_preview_error"] = str(exc)
+        ctx["sample"] = sample
+        u = request.user
+        ctx["can"] = {v: u.has_perm(f"campaigns.{p}") for v, p in ACTION_PERMS.items()}
+        ctx["can"]["send_test"] = u.has_perm("campaigns.send_test_campaign")
+        ctx["campaign_obj"] = campaign
+        if campaign.launched_at:
+            report = selectors.campaign_report(campaign)
+            ctx["report"] = report
+            c = report["conversion"]
+            ctx["chart_data"] = json.dumps({
+                "funnel": {"labels": ["audience", "eligible", "sent", "delivered", "opened", "clicked", "converted"],
+                           "values": [report["audience"], report["audience"] - report["suppressed"]["no_consent"], report["sent"],
+                                      report["delivered"], report["opened"], report["clicked"], c["treated_conversions"]]},
+                "uplift": {"treated": c["treated_rate"], "control": c["control_rate"], "abs": c["uplift_abs"], "ci": c["uplift_abs_ci"]},
+            })
+        return ctx
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), **self._context(request, campaign)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return super().add_view(request, form_url, {**(extra_context or {}), **self._context(request, None)})
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ("id", "campaign", "customer", "is_control", "status", "reason", "sent_at", "opened_at", "clicked_at", "converted_at")
+    list_filter = ("status", "reason", "is_control", "campaign__channel")
+    list_select_related = ("campaign", "customer")
+    search_fields = ("=customer__external_id", "=provider_key")
+    raw_id_fields = ("campaign", "customer")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # written by launches, sends and tracking only

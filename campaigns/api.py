@@ -1,0 +1,138 @@
+"""Campaigns for the shop's frontend and operators: inbox, tracking, activities, report, audience preview, unsubscribe.
+
+Who may call each view is declared once, in PERMISSIONS: staff holding campaigns model
+permissions for now; the access-control issue will swap these for customer tokens.
+"""
+from django.core import signing
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from profiles import selectors as profile_selectors
+from profiles.models import Item
+from profiles.permissions import require_perms
+from profiles.serializers import ErrorSerializer
+
+from . import selectors, services
+from .models import Campaign, Delivery
+from .serializers import (
+    ActivitiesOutSerializer,
+    AudiencePreviewInSerializer,
+    AudiencePreviewOutSerializer,
+    InboxOutSerializer,
+    ReportSerializer,
+    TrackInSerializer,
+)
+
+PERMISSIONS = {
+    "inbox": require_perms("campaigns.view_delivery"),
+    "track": require_perms("campaigns.change_delivery"),
+    "activities": require_perms("campaigns.view_campaign"),
+    "report": require_perms("campaigns.view_campaign"),
+    "preview": require_perms("campaigns.view_campaign", "segments.view_segment"),
+}
+
+
+def _customer(external_id: str):
+    customer = profile_selectors.customer_by_external_id(external_id)
+    if customer is None:
+        raise NotFound(f"No customer with external_id {external_id!r}.")
+    return customer
+
+
+class InboxView(APIView):
+    permission_classes = [PERMISSIONS["inbox"]]
+
+    @extend_schema(summary="A customer's in-app messages, newest first (reading them marks them delivered)",
+                   responses={200: InboxOutSerializer, 404: ErrorSerializer})
+    def get(self, request, external_id: str):
+        customer = _customer(external_id)
+        rows = list(selectors.inbox_for(customer))
+        services.inbox_mark_delivered(delivery_ids=[r.pk for r in rows if r.delivered_at is None])
+        return Response(InboxOutSerializer({"customer": external_id, "results": rows}).data)
+
+
+class TrackView(APIView):
+    permission_classes = [PERMISSIONS["track"]]
+    what = "opened"
+
+    @extend_schema(summary="Report an in-app message opened or clicked", request=TrackInSerializer,
+                   responses={200: None, 400: ErrorSerializer, 404: ErrorSerializer})
+    def post(self, request, external_id: str, pk: int):
+        body = TrackInSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        delivery = Delivery.objects.select_related("campaign", "customer").filter(pk=pk, customer__external_id=external_id).first()
+        if delivery is None:
+            raise NotFound(f"No message {pk} for customer {external_id!r}.")
+        item = None
+        if body.validated_data.get("item"):
+            item = Item.objects.filter(kind=body.validated_data["item_kind"], external_id=body.validated_data["item"]).first()
+            if item is None:
+                raise NotFound(f"No item {body.validated_data['item']!r}.")
+        try:
+            delivery = services.delivery_track(delivery=delivery, what=self.what, item=item)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"id": delivery.pk, "opened_at": delivery.opened_at, "clicked_at": delivery.clicked_at})
+
+
+class OpenedView(TrackView):
+    what = "opened"
+
+
+class ClickedView(TrackView):
+    what = "clicked"
+
+
+class ActivitiesView(APIView):
+    permission_classes = [PERMISSIONS["activities"]]
+
+    @extend_schema(summary="Running activity campaigns the customer may join, best first",
+                   responses={200: ActivitiesOutSerializer, 404: ErrorSerializer})
+    def get(self, request, external_id: str):
+        customer = _customer(external_id)
+        return Response(ActivitiesOutSerializer({"customer": external_id, "results": selectors.activities_for(customer)}).data)
+
+
+class ReportView(APIView):
+    permission_classes = [PERMISSIONS["report"]]
+
+    @extend_schema(summary="A campaign's report: funnel, suppressions, uplift vs control with CI and p-value, revenue",
+                   responses={200: ReportSerializer, 404: ErrorSerializer})
+    def get(self, request, pk: int):
+        campaign = Campaign.objects.filter(pk=pk).first()
+        if campaign is None:
+            raise NotFound(f"No campaign {pk}.")
+        return Response(selectors.campaign_report(campaign))
+
+
+class AudiencePreviewView(APIView):
+    permission_classes = [PERMISSIONS["preview"]]
+
+    @extend_schema(summary="Audience size for a choice of segments and channel (the campaign form's live preview)",
+                   request=AudiencePreviewInSerializer, responses={200: AudiencePreviewOutSerializer})
+    def post(self, request):
+        body = AudiencePreviewInSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        v = body.validated_data
+        return Response(services.audience_preview(segment_ids=v["segments"], excluded_ids=v["excluded_segments"],
+                                                  channel=v["channel"], control_percent=v["control_percent"]))
+
+
+@csrf_exempt  # the link in an email (and RFC 8058 one-click POST) carries its own signed token
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token: str):
+    """GET shows a confirmation button; POST records the opt-out (mail clients' one-click POST too)."""
+    try:
+        data = signing.loads(token, salt=services.UNSUBSCRIBE_SALT)
+    except signing.BadSignature:
+        return render(request, "campaigns/unsubscribe.html", {"invalid": True}, status=400)
+    if request.method == "POST":
+        services.unsubscribe_record(token=token)
+        return render(request, "campaigns/unsubscribe.html", {"done": True})
+    return render(request, "campaigns/unsubscribe.html", {"customer": data["c"]})

@@ -1,0 +1,69 @@
+"""A demo shop with profiles, segments and suggestions, built once per test module, and campaign helpers."""
+import pytest
+
+from profiles import pipeline, services
+from profiles.demo import generate_shop
+
+N_CUSTOMERS = 600
+
+
+def wipe():
+    from campaigns.models import Campaign
+    from profiles.models import Customer, Event, Item, Lease, PipelineRun, PipelineStep, Profile
+    from recommendations import models as reco
+    from segments.models import ClusteringRun, Membership, Segment, SegmentSize
+
+    Campaign.objects.all().delete()
+    for model in (reco.Impression, reco.Recommendation, reco.SimilarItem, reco.PopularItem, reco.RecommenderRun,
+                  Membership, SegmentSize, Segment, ClusteringRun, Profile, PipelineStep, PipelineRun, Lease, Event, Item, Customer):
+        model.objects.all().delete()
+
+
+def build_shop(n_customers: int = N_CUSTOMERS, seed: int = 11, recommend: bool = True):
+    from segments.models import Segment
+    from segments.rules import refresh_rule_memberships
+
+    demo = generate_shop(seed=seed, n_customers=n_customers, n_events=n_customers * 40, n_products=120, n_posts=40, chunk_size=30_000)
+    services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
+    services.items_upsert(rows=demo.items)
+    for chunk in demo.iter_events():
+        services.events_ingest(rows=chunk, create_unknown=False)
+    steps = ["profiles", "segments"] + (["recommendations"] if recommend else [])
+    run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=steps))
+    assert run.status == "succeeded", run.error
+    everyone = Segment.objects.create(name="Everyone who looked", kind="rule", rule={"event": {"type": "view", "min_count": 1}})
+    refresh_rule_memberships(everyone)
+    return demo
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        demo = build_shop()
+    yield demo
+    with django_db_blocker.unblock():
+        wipe()
+
+
+def make_campaign(*, segments, excluded=(), **fields):
+    from campaigns.models import Campaign
+
+    defaults = dict(name="Spring", goal="sell more", kind="message", channel="in_app",
+                    title_template="Hello {{ customer.first_name }}", body_template="{% for i in items %}{{ i.title }} {{ i.price }}\n{% endfor %}",
+                    window_start=None, window_end=None)
+    defaults.update(fields)
+    campaign = Campaign.objects.create(**defaults)
+    campaign.segments.set(segments)
+    campaign.excluded_segments.set(excluded)
+    return campaign
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Call a service and run what it queued for after the commit (the send tasks, eager in tests)."""
+
+    def call(fn, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(**kwargs)
+
+    return call

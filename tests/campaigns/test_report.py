@@ -1,0 +1,170 @@
+"""Attribution, the report's statistics on simulated conversions, the activities endpoint, and the operator screens."""
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+
+from campaigns import services
+from campaigns.models import Campaign, Delivery
+from campaigns.selectors import campaign_report
+from campaigns.stats import two_proportion
+from profiles.models import Customer, Item
+from profiles.services import events_ingest
+from segments.models import Segment
+
+from .conftest import make_campaign
+
+pytestmark = pytest.mark.django_db
+
+
+def everyone():
+    return Segment.objects.get(name="Everyone who looked")
+
+
+def test_the_two_proportion_test_matches_a_hand_computation():
+    r = two_proportion(300, 1000, 100, 1000)
+    assert r["uplift_abs"] == pytest.approx(0.2)
+    se = np.sqrt(0.3 * 0.7 / 1000 + 0.1 * 0.9 / 1000)
+    assert r["uplift_abs_ci"] == pytest.approx([0.2 - 1.959964 * se, 0.2 + 1.959964 * se], rel=1e-5)
+    p = 0.2
+    z = 0.2 / np.sqrt(p * (1 - p) * 2 / 1000)
+    assert r["z"] == pytest.approx(z) and r["p_value"] < 1e-20
+    assert r["uplift_rel"] == pytest.approx(2.0)
+    assert two_proportion(50, 500, 5, 50)["p_value"] == pytest.approx(1.0)
+    assert two_proportion(0, 0, 1, 10)["uplift_abs"] is None
+
+
+def _simulate(committed, *, p_treated: float, p_control: float, seed: int):
+    from profiles.services import items_upsert
+
+    # the goal is limited to a category only the simulation buys from (the demo's own purchases would count otherwise)
+    items_upsert(rows=pd.DataFrame([{"kind": "product", "external_id": f"sim-{seed}", "title": "Simulated", "category": "Simulated", "price": 20.0}]))
+    campaign = make_campaign(segments=[everyone()], name=f"sim {seed}", frequency_cap_count=1000, attribution_days=7,
+                             goal_category="Simulated")
+    committed(services.campaign_launch, campaign=campaign)
+    back = timezone.now() - timedelta(days=3)
+    Campaign.objects.filter(pk=campaign.pk).update(launched_at=back)
+    Delivery.objects.filter(campaign=campaign, status="sent").update(sent_at=back)
+    rows = pd.DataFrame.from_records(Delivery.objects.filter(campaign=campaign).exclude(reason="no_consent")
+                                     .values("customer__external_id", "is_control"))
+    rng = np.random.default_rng(seed)
+    p = np.where(rows["is_control"], p_control, p_treated)
+    buyers = rows[rng.random(len(rows)) < p]
+    product = Item.objects.get(kind="product", external_id=f"sim-{seed}")
+    events = pd.DataFrame({
+        "external_id": [f"sim{seed}-{c}" for c in buyers["customer__external_id"]], "customer": buyers["customer__external_id"].to_numpy(),
+        "item_kind": "product", "item": product.external_id, "type": "purchase", "value": 1.0, "amount": 20.0,
+        "occurred_at": back + timedelta(days=1), "context": [{"order_id": f"sim{seed}-{c}"} for c in buyers["customer__external_id"]],
+    })
+    # a purchase outside the window counts for nobody
+    late = events.head(5).assign(external_id=lambda f: f["external_id"] + "-late", occurred_at=back - timedelta(days=1))
+    events_ingest(rows=pd.concat([events, late], ignore_index=True))
+    services.campaigns_attribute(campaign_ids=[campaign.pk])
+    return campaign, campaign_report(Campaign.objects.get(pk=campaign.pk)), buyers
+
+
+def test_when_treated_customers_convert_more_the_uplift_is_positive_and_significant(committed, shop, client, django_user_model):
+    campaign, report, buyers = _simulate(committed, p_treated=0.35, p_control=0.08, seed=1)
+    c = report["conversion"]
+    assert c["treated_conversions"] + c["control_conversions"] == len(buyers)
+    assert c["uplift_abs"] > 0 and c["uplift_abs_ci"][0] > 0 and c["p_value"] < 0.05 and c["significant"]
+    assert c["uplift_rel_ci"][0] > 0
+    assert report["attributed_revenue"] == f"{20.0 * c['treated_conversions']:.2f}"
+    assert report["control"] == c["control_n"] and report["sent"] == c["treated_n"]
+    assert report["suppressed"]["control"] == report["control"]
+
+    # the same report from the API and in the admin, with its two charts
+    admin = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+    client.force_login(admin)
+    res = client.get(f"/api/campaigns/{campaign.pk}/report/")
+    assert res.status_code == 200 and res.json()["conversion"]["p_value"] == pytest.approx(c["p_value"])
+    page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="funnel-chart"' in html and 'id="uplift-chart"' in html and "chart.umd.min.js" in html
+
+
+def test_when_treated_customers_do_not_convert_more_the_interval_covers_zero(committed, shop):
+    _, report, _ = _simulate(committed, p_treated=0.2, p_control=0.2, seed=2)
+    lo, hi = report["conversion"]["uplift_abs_ci"]
+    assert lo < 0 < hi and report["conversion"]["p_value"] > 0.05
+
+
+def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(committed, shop, client, django_user_model):
+    from recommendations.models import Recommendation
+
+    second = Recommendation.objects.filter(run__is_active=True, kind="activity", rank=2,
+                                           customer__memberships__segment=everyone()).order_by("customer_id").first()
+    customer = second.customer
+    customer.consent_in_app = True
+    customer.save()
+    recs = list(Recommendation.objects.filter(run__is_active=True, kind="activity", customer=customer).order_by("rank")[:2])
+    seg = everyone()
+    a = make_campaign(segments=[seg], name="second", kind="activity", promoted_item=recs[1].item, control_percent=0)
+    b = make_campaign(segments=[seg], name="first", kind="activity", promoted_item=recs[0].item, control_percent=0)
+    held = make_campaign(segments=[seg], name="held out", kind="activity", promoted_item=recs[0].item, control_percent=100)
+    draft = make_campaign(segments=[seg], name="draft", kind="activity", promoted_item=recs[0].item, control_percent=0)
+    for c in (a, b, held):
+        c.status = "running"
+        c.save()
+    user = django_user_model.objects.create_user("fe", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    client.force_login(user)
+    res = client.get(f"/api/customers/{customer.external_id}/activities/")
+    assert res.status_code == 200
+    names = [r["campaign_name"] for r in res.json()["results"]]
+    assert names == ["first", "second"], names  # ranked by the recommender's score; no control, no draft
+    assert res.json()["results"][0]["score"] >= res.json()["results"][1]["score"]
+    customer.consent_in_app = False
+    customer.save()
+    assert client.get(f"/api/customers/{customer.external_id}/activities/").json()["results"] == []
+    del draft
+
+
+def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test(committed, shop, client, django_user_model):
+    from django.core import mail
+
+    user = django_user_model.objects.create_user("editor", "editor@example.com", "pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_campaign", "add_campaign", "change_campaign", "view_segment"]))
+    client.force_login(user)
+    seg = everyone()
+    res = client.post("/admin/campaigns/campaign/add/", {
+        "name": "Autumn", "goal": "", "kind": "message", "channel": "in_app", "segments": [seg.pk], "control_percent": 10,
+        "title_template": "Hi {{ customer.first_name }}", "body_template": "{% for i in items %}{{ i.title }}{% endfor %}",
+        "recommendation_kind": "product", "recommendation_count": 3, "schedule": "now", "goal_event_type": "purchase",
+        "attribution_days": 7, "status_changes-TOTAL_FORMS": 0, "status_changes-INITIAL_FORMS": 0,
+    })
+    assert res.status_code == 302, res.content.decode()[:3000]
+    campaign = Campaign.objects.get(name="Autumn")
+    page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    html = page.content.decode()
+    assert "Message preview" in html and "audience-size" in html
+    sample = services.audience_queryset(segment_ids=[seg.pk]).order_by("id").first()
+    assert f"Hi {sample.name.split()[0]}" in html
+    # a bad template is refused with its reason
+    res = client.post("/admin/campaigns/campaign/add/", {
+        "name": "Bad", "kind": "message", "channel": "in_app", "segments": [seg.pk], "control_percent": 10,
+        "title_template": "{% load static %}", "body_template": "x", "recommendation_kind": "product", "recommendation_count": 3,
+        "schedule": "now", "goal_event_type": "purchase", "attribution_days": 7, "status_changes-TOTAL_FORMS": 0, "status_changes-INITIAL_FORMS": 0})
+    assert res.status_code == 200 and "Template error" in res.content.decode()
+    # without the permission the launch is refused; with it, it runs
+    assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/do/launch/").status_code == 403
+    res = client.post("/admin/campaigns/campaign/", {"action": "launch_selected", "_selected_action": [campaign.pk]})
+    assert Campaign.objects.get(pk=campaign.pk).status == "draft"
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["launch_campaign", "send_test_campaign"]))
+    user = django_user_model.objects.get(pk=user.pk)
+    client.force_login(user)
+    res = client.post(f"/admin/campaigns/campaign/{campaign.pk}/send-test/", {"sample": sample.external_id})
+    assert res.status_code == 302 and len(mail.outbox) == 1 and mail.outbox[0].to == ["editor@example.com"]
+    assert mail.outbox[0].subject.startswith("[TEST] Hi ")
+    assert not Delivery.objects.filter(campaign=campaign).exists()
+    with __import__("django.test", fromlist=["x"]).TestCase.captureOnCommitCallbacks(execute=True):
+        assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/do/launch/").status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.status == "running" and campaign.status_changes.get().by_id == user.pk
+    assert Delivery.objects.filter(campaign=campaign, status="sent").exists()
+    assert client.get("/admin/campaigns/campaign/").status_code == 200
+    assert client.get("/admin/campaigns/campaign/add/").status_code == 200

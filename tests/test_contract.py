@@ -1,0 +1,50 @@
+"""Contract: schemathesis generates requests from the OpenAPI schema for the main endpoints and checks,
+with valid credentials, that nothing answers 5xx and every answer matches the schema."""
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+import schemathesis
+from django.contrib.auth.models import Group
+from django.core.wsgi import get_wsgi_application
+from django.utils import timezone
+from hypothesis import HealthCheck, settings
+
+from profiles import access, pipeline, services
+
+pytestmark = pytest.mark.contract
+CREDENTIALS: dict[str, str] = {}
+
+
+@pytest.fixture
+def api_schema(db, django_user_model):
+    now = timezone.now()
+    services.events_ingest(rows=pd.DataFrame([
+        {"external_id": f"k{i}", "customer": f"c{i % 5}", "item": f"sku{i % 4}", "type": ["view", "purchase"][i % 2],
+         "amount": 9.5 if i % 2 else None, "occurred_at": now - timedelta(days=i), "context": {"order_id": f"o{i}"} if i % 2 else {}}
+        for i in range(30)
+    ]))
+    pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
+    admin = django_user_model.objects.create_user("contract-admin", password="contract-pw", is_staff=True)
+    admin.groups.add(Group.objects.get(name="Administrator"))
+    _, key = access.api_key_create(name="contract", scopes=["ingest_events", "read_recommendations", "manage_customers"])
+    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+    CREDENTIALS["key"] = key
+    return schema
+
+
+MAIN_ENDPOINTS = r"^/api/(events|customers|items|customer-tokens|segments)/|^/api/customers/\{external_id\}/(profile|segments|recommendations)/|^/api/items/\{external_id\}/similar/"
+schema = schemathesis.pytest.from_fixture("api_schema").include(path_regex=MAIN_ENDPOINTS)
+
+
+@schema.parametrize()
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_honours_its_schema(case):
+    # Operators' basic auth opens everything except the token endpoint, which is for API keys.
+    if case.path == "/api/customer-tokens/":
+        headers = {"Authorization": f"Api-Key {CREDENTIALS['key']}"}
+    else:
+        import base64
+
+        headers = {"Authorization": "Basic " + base64.b64encode(b"contract-admin:contract-pw").decode()}
+    case.call_and_validate(headers=headers)
