@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from profiles import selectors as profile_selectors
 from profiles.models import Item
-from profiles.permissions import require_perms
+from profiles.access import CustomerSelf, KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors, services
@@ -30,11 +30,13 @@ from .serializers import (
 )
 
 PERMISSIONS = {
-    "inbox": require_perms("campaigns.view_delivery"),
-    "track": require_perms("campaigns.change_delivery"),
-    "activities": require_perms("campaigns.view_campaign"),
-    "report": require_perms("campaigns.view_campaign"),
-    "preview": require_perms("campaigns.view_campaign", "segments.view_segment"),
+    # customer-facing: the customer's own token, the shop's backend, or an operator
+    "inbox": anyone_of(Operator("campaigns.view_delivery"), KeyScope("read_recommendations"), CustomerSelf()),
+    "track": anyone_of(Operator("campaigns.change_delivery"), KeyScope("read_recommendations"), CustomerSelf()),
+    "activities": anyone_of(Operator("campaigns.view_campaign"), KeyScope("read_recommendations"), CustomerSelf()),
+    # operators only
+    "report": anyone_of(Operator("campaigns.view_campaign")),
+    "preview": anyone_of(Operator("campaigns.view_campaign", "segments.view_segment")),
 }
 
 
@@ -46,6 +48,7 @@ def _customer(external_id: str):
 
 
 class InboxView(APIView):
+    throttle_scope = "customer"
     permission_classes = [PERMISSIONS["inbox"]]
 
     @extend_schema(summary="A customer's in-app messages, newest first (reading them marks them delivered)",
@@ -58,6 +61,7 @@ class InboxView(APIView):
 
 
 class TrackView(APIView):
+    throttle_scope = "customer"
     permission_classes = [PERMISSIONS["track"]]
     what = "opened"
 
@@ -90,6 +94,7 @@ class ClickedView(TrackView):
 
 
 class ActivitiesView(APIView):
+    throttle_scope = "customer"
     permission_classes = [PERMISSIONS["activities"]]
 
     @extend_schema(summary="Running activity campaigns the customer may join, best first",

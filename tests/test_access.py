@@ -64,6 +64,8 @@ ENDPOINTS = [
     ("post", "/api/segments/preview/", {"rule": {"consent": "email"}}, {"admin", "operator", "analyst"}),
     ("get", "/api/customers/alice/recommendations/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
     ("get", "/api/items/sku1/similar/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
+    ("get", "/api/customers/alice/inbox/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
+    ("get", "/api/customers/alice/activities/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
 ]
 ROLES = ["anonymous", "staff-no-perms", "analyst", "operator", "admin",
          "key:ingest_events", "key:manage_customers", "key:read_recommendations", "customer:alice"]
@@ -144,6 +146,14 @@ def test_a_customer_token_never_reads_another_customers_suggestions(shop):
     resp = alice.get("/api/customers/bob/recommendations/")
     assert resp.status_code == 403 and "own customer only" in resp.json()["detail"]
     assert "bob" not in resp.content.decode().replace("/bob/", "")
+
+
+def test_a_customer_token_never_touches_another_customers_inbox(shop):
+    alice, bob = _customer_client("alice"), _customer_client("bob")
+    assert alice.get("/api/customers/alice/inbox/").status_code == 200
+    assert alice.get("/api/customers/bob/inbox/").status_code == 403
+    assert alice.post("/api/customers/bob/inbox/1/opened/", {}, format="json").status_code == 403
+    assert bob.get("/api/customers/alice/activities/").status_code == 403
 
 
 def test_staff_key_scopes_are_the_only_way_for_keys(shop):
