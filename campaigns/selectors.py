@@ -90,3 +90,25 @@ def activities_for(customer: Customer) -> list[dict]:
                      "rank": rec.rank if rec else None, "reason": rec.reason_text if rec else ""})
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["campaign"].pk))
     return rows
+
+
+def dashboard_campaigns(limit: int = 10) -> list[dict]:
+    """Running campaigns with their uplift, for the operator dashboard (one report per campaign)."""
+    from django.urls import reverse
+
+    def pct(x):
+        return "–" if x is None else f"{x * 100:.1f}%"
+
+    rows = []
+    for campaign in Campaign.objects.filter(status="running").order_by("-launched_at")[:limit]:
+        report = campaign_report(campaign)
+        test = report["conversion"]
+        uplift = "–"
+        if test.get("uplift_abs") is not None:
+            lo, hi = test["uplift_abs_ci"]
+            uplift = f"{test['uplift_abs'] * 100:+.1f} pts (95% CI {lo * 100:+.1f} to {hi * 100:+.1f})"
+        rows.append({
+            "name": campaign.name, "url": reverse("admin:campaigns_campaign_change", args=[campaign.pk]), "sent": report["sent"],
+            "treated_rate": pct(test.get("treated_rate")), "control_rate": pct(test.get("control_rate")), "uplift": uplift,
+        })
+    return rows

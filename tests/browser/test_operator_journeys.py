@@ -104,3 +104,38 @@ def test_customer_360_page(page, live_server, shop, operator_login):
     assert customer.profile.rfm_code in text and customer.profile.lifecycle in text
     shot(page, "customer-360")
     assert page.console_errors == []
+
+
+def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, live_server, shop, operator_login):
+    from campaigns.models import Campaign, Delivery
+
+    rule = Segment.objects.create(name="Everyone with email", kind="rule", rule={"consent": "email"})
+    from segments.rules import refresh_rule_memberships
+
+    members = refresh_rule_memberships(rule)
+    _login(page, live_server, operator_login)
+    page.goto(f"{live_server.url}/admin/campaigns/campaign/add/")
+    page.fill("#id_name", "Spring hello")
+    page.select_option("#id_channel", "in_app")
+    page.dblclick(f"#id_segments_from option[value='{rule.pk}']")  # the two-list picker: move it across
+    page.wait_for_function("() => /members/.test(document.getElementById('audience-size').textContent)")
+    assert page.inner_text("#audience-size").startswith(f"{members} members")
+    page.fill("#id_title_template", "Hello {{ customer.name }}")
+    page.fill("#id_body_template", "We picked these for you: {% for item in recommendations %}{{ item.title }} {% endfor %}")
+    page.fill("#id_window_start", "00:00")
+    page.fill("#id_window_end", "23:59")
+    shot(page, "campaign-form")
+    page.click("input[name=_continue]")
+    page.wait_for_selector("#message-preview")
+    assert "Hello Customer" in page.inner_text("#message-preview")  # rendered for a sample member
+    page.click("button:has-text('Launch')")
+    page.wait_for_selector(".messagelist")
+    campaign = Campaign.objects.get(name="Spring hello")
+    assert campaign.status in ("running", "completed")
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert deliveries.count() == members
+    sent = deliveries.filter(status="sent")
+    assert sent.count() + deliveries.filter(is_control=True).count() == members
+    assert all(d.title.startswith("Hello Customer") for d in sent)
+    shot(page, "campaign-launched")
+    assert all("favicon" in e for e in page.console_errors), page.console_errors
