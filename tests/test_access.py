@@ -66,6 +66,9 @@ ENDPOINTS = [
     ("get", "/api/items/sku1/similar/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
     ("get", "/api/customers/alice/inbox/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
     ("get", "/api/customers/alice/activities/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
+    ("get", "/api/segments/{segment}/members/", None, {"admin", "operator", "analyst"}),
+    ("post", "/api/campaigns/audience-preview/", {"segments": []}, {"admin", "operator", "analyst"}),
+    ("get", "/api/campaigns/{campaign}/report/", None, {"admin", "operator", "analyst"}),
 ]
 ROLES = ["anonymous", "staff-no-perms", "analyst", "operator", "admin",
          "key:ingest_events", "key:manage_customers", "key:read_recommendations", "customer:alice"]
@@ -87,6 +90,14 @@ def _client_for(role, django_user_model):
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("method,url,body,allowed", ENDPOINTS, ids=[f"{m} {u}" for m, u, _, _ in ENDPOINTS])
 def test_endpoint_access_by_role(shop, django_user_model, role, method, url, body, allowed):
+    if "{" in url:
+        from campaigns.models import Campaign
+        from segments.models import Segment
+
+        segment = Segment.objects.create(name="All", kind="rule", rule={"not": {"consent": "push"}})
+        campaign = Campaign.objects.create(name="C", title_template="Hi", body_template="Hello")
+        campaign.segments.add(segment)
+        url = url.format(segment=segment.pk, campaign=campaign.pk)
     client = _client_for(role, django_user_model)
     resp = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
     if role in allowed:
