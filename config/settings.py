@@ -146,7 +146,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
     "EXCEPTION_HANDLER": "profiles.api_errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["profiles.access.CallerRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # per customer token / API key / user (ScopedRateThrottle keys on the caller)
         "customer": os.environ.get("THROTTLE_CUSTOMER", "120/min"),

@@ -26,6 +26,7 @@ from django.core import signing
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
+from rest_framework.throttling import ScopedRateThrottle
 
 from .models import ApiKey
 
@@ -218,3 +219,21 @@ def anyone_of(*rules: BasePermission) -> type[BasePermission]:
 
     AnyOf.__name__ = "AnyOf_" + "_".join(type(r).__name__ for r in rules)
     return AnyOf
+
+
+class CallerRateThrottle(ScopedRateThrottle):
+    """Per-view-scope rates, counted per caller: a user, an API key or a customer token's customer.
+
+    DRF keys authenticated callers by user id; API keys and customers have none, so without this
+    they would all share one budget.
+    """
+
+    def get_cache_key(self, request, view):
+        user = request.user
+        if isinstance(user, (KeyPrincipal, CustomerPrincipal)):
+            ident = user.username
+        elif user and user.is_authenticated:
+            ident = f"user:{user.pk}"
+        else:
+            ident = f"ip:{self.get_ident(request)}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}

@@ -196,3 +196,17 @@ def test_roles_have_their_permissions_after_migrate(db):
     assert ("profiles", "add_event") not in set(operator)
     assert all(code.startswith("view_") for code in analyst) and "view_apikey" not in analyst
     assert "view_segment" in analyst and "view_profile" in analyst
+
+
+def test_customer_facing_endpoints_are_throttled_per_caller(shop, monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "customer": "3/min"})
+    alice, bob = _customer_client("alice"), _customer_client("bob")
+    codes = [alice.get("/api/customers/alice/recommendations/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert alice.get("/api/customers/alice/recommendations/").json()["detail"].startswith("Request was throttled")
+    assert bob.get("/api/customers/bob/recommendations/").status_code == 200  # another caller has its own budget
+    cache.clear()
