@@ -195,7 +195,24 @@ def parse_timestamps(
     return ts
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, (dict, list)):
+        return "\\u0000" in json.dumps(value)
+    return False
+
+
+def _reject_nul(df: pd.DataFrame, errors: _Errors) -> None:
+    """NUL characters cannot be stored (PostgreSQL text and JSON refuse them): the row is bad."""
+    for col in df.columns:
+        if df[col].dtype == object:
+            mask = df[col].map(_has_nul).to_numpy(dtype=bool)
+            errors.add(mask, col, "contains a NUL character")
+
+
 def _ensure_columns(df: pd.DataFrame, columns: list[str], errors: _Errors) -> pd.DataFrame:
+    _reject_nul(df, errors)
     unknown = [c for c in df.columns if c not in columns]
     if unknown and len(df):
         for col in unknown:

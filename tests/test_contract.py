@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 import schemathesis
 from django.contrib.auth.models import Group
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
@@ -28,9 +30,15 @@ def api_schema(db, django_user_model):
     admin = django_user_model.objects.create_user("contract-admin", password="contract-pw", is_staff=True)
     admin.groups.add(Group.objects.get(name="Administrator"))
     _, key = access.api_key_create(name="contract", scopes=["ingest_events", "read_recommendations", "manage_customers"])
+    # Called in-process, the WSGI app would close the database connection after each request
+    # (and with it the test's transaction); Django's own test client switches that off the same way.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
     CREDENTIALS["key"] = key
-    return schema
+    yield schema
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 MAIN_ENDPOINTS = r"^/api/(events|customers|items|customer-tokens|segments)/|^/api/customers/\{external_id\}/(profile|segments|recommendations)/|^/api/items/\{external_id\}/similar/"

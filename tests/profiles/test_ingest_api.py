@@ -186,3 +186,18 @@ def test_openapi_schema_documents_the_ingest_endpoints(api):
     paths = resp.json()["paths"]
     assert {"/api/events/", "/api/customers/", "/api/items/"} <= set(paths)
     assert {"201", "400"} <= set(paths["/api/events/"]["post"]["responses"])
+
+
+def test_nul_characters_are_refused_with_a_clear_error_not_a_crash(api):
+    rows = _events(3)
+    rows[0]["customer"] = "bad\x00id"
+    rows[1]["context"] = {"note": "x\x00y"}
+    resp = api.post("/api/events/", rows, format="json")
+    assert resp.status_code == 400
+    assert [(e["row"], e["field"], e["reason"]) for e in resp.json()["errors"]] == [
+        (0, "customer", "contains a NUL character"), (1, "context", "contains a NUL character")]
+    resp = api.post("/api/customers/", [{"external_id": "c1", "name": "A\x00"}], format="json")
+    assert resp.json()["errors"] == [{"row": 0, "field": "name", "reason": "contains a NUL character"}]
+    resp = api.get("/api/customers/a%00b/profile/")
+    assert resp.status_code == 400 and "NUL" in resp.json()["detail"]
+    assert Event.objects.count() == 0
