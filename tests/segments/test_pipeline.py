@@ -70,6 +70,8 @@ def test_profiles_match_an_independent_computation_from_the_shop(shop):
     assert np.allclose(joined["monetary"], joined["monetary_exp"], atol=0.01)
     assert (joined["lifecycle"] == joined["lifecycle_exp"]).all()
     assert (joined["rfm_code"] == joined["rfm_code_exp"]).all()
+    expected_top = joined["top_categories"].map(lambda cats: cats[0] if len(cats) else "")
+    assert (joined["top_category"] == expected_top).all()
     # recency is measured from the run's own clock; a second or two apart at most
     both = joined["recency_days"].notna()
     assert np.allclose(joined.loc[both, "recency_days"], joined.loc[both, "recency_days_exp"], atol=0.01)
