@@ -93,14 +93,19 @@ def _csv_value_frame(frame: pd.DataFrame, json_columns: tuple[str, ...]) -> pd.D
     return out
 
 
+COPY_SLICE_ROWS = 100_000
+
+
 def _copy_in(table: str, frame: pd.DataFrame, json_columns: tuple[str, ...]) -> None:
-    data = _csv_value_frame(frame, json_columns)
-    buf = io.StringIO()
-    data.to_csv(buf, index=False, header=False, na_rep="\\N")
+    """One COPY, fed slice by slice, so the CSV text of a million rows never sits in memory at once."""
     cols = ", ".join(f'"{c}"' for c in frame.columns)
     with connection.cursor() as cur:
         with cur.cursor.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-            copy.write(buf.getvalue())
+            for start in range(0, len(frame), COPY_SLICE_ROWS):
+                data = _csv_value_frame(frame.iloc[start : start + COPY_SLICE_ROWS], json_columns)
+                buf = io.StringIO()
+                data.to_csv(buf, index=False, header=False, na_rep="\\N")
+                copy.write(buf.getvalue())
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
