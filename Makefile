@@ -34,7 +34,7 @@ migrate: install
 	$(DEMO_ENV) $(PY) manage.py migrate --no-input
 
 demo-data: migrate
-	$(DEMO_ENV) $(PY) manage.py seed_demo --if-empty
+	$(DEMO_ENV) $(PY) manage.py seed_demo --if-empty --recompute
 
 run: demo-data
 	@$(DEMO_ENV) $(PY) manage.py create_demo_operator

@@ -25,9 +25,10 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=None, help="Override the number of events.")
         parser.add_argument("--if-empty", action="store_true", help="Do nothing if the database already has customers.")
         parser.add_argument("--chunk-size", type=int, default=20_000)
+        parser.add_argument("--recompute", action="store_true", help="After seeding, run the whole pipeline once (profiles, segments, recommendations).")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, seed, scale, customers, events, if_empty, chunk_size, no_progress, **options):
+    def handle(self, *args, seed, scale, customers, events, if_empty, chunk_size, no_progress, recompute=False, **options):
         if if_empty and Customer.objects.exists():
             self.stdout.write("The database already has customers; the demo shop was not seeded again.")
             return
@@ -56,3 +57,8 @@ class Command(BaseCommand):
             f"Demo shop (seed {seed}): {sizes['n_customers']} customers, {len(shop.items)} items, "
             f"{total.created} events created, {total.duplicates} already there; {elapsed:.1f} s."
         )
+        if recompute:
+            from django.core.management import call_command
+
+            self.stdout.write("Computing profiles, segments and recommendations for the demo shop...")
+            call_command("recompute", *(["--no-progress"] if no_progress else []), stdout=self.stdout, stderr=self.stderr)
