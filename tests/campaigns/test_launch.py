@@ -162,3 +162,38 @@ def test_a_scheduled_campaign_launches_on_the_tick_and_a_paused_one_sends_nothin
     committed(services.campaign_resume, campaign=campaign)
     assert Delivery.objects.filter(campaign=campaign, status="sent").exists()
     assert not Delivery.objects.filter(campaign=campaign, status="queued").exists()
+
+
+@pytest.mark.django_db
+def test_a_recurring_campaign_reaches_each_new_member_once_on_its_next_run(shop, committed):
+    """Daily: at launch the current members; at each next run only those who entered since."""
+    from profiles import services as profile_services
+    from segments.rules import refresh_rule_memberships
+
+    segment = Segment.objects.create(name="Emailable", kind="rule", rule={"consent": "email"})
+    refresh_rule_memberships(segment)
+    start = timezone.now()
+    campaign = make_campaign(segments=[segment], schedule="daily", control_percent=0)
+    committed(services.campaign_launch, campaign=campaign, now=start)
+    first = set(Delivery.objects.filter(campaign=campaign).values_list("customer_id", flat=True))
+    assert len(first) == segment.size > 0
+    campaign.refresh_from_db()
+    assert campaign.status == "running" and campaign.next_run_at == start + timedelta(days=1)
+
+    # a customer gives email consent: the segment's next refresh takes them in
+    newcomer = Customer.objects.filter(consent_email=False).first()
+    profile_services.customer_consent_set(customer=newcomer, source="api", consent_email=True)
+    refresh_rule_memberships(segment)
+
+    # before the period is over nothing happens; after it, exactly the newcomer is added and sent
+    assert committed(services.campaigns_tick, now=start + timedelta(hours=23))["refreshed"] == 0
+    out = committed(services.campaigns_tick, now=start + timedelta(days=1, minutes=1))
+    assert out["refreshed"] == 1
+    deliveries = Delivery.objects.filter(campaign=campaign)
+    assert set(deliveries.values_list("customer_id", flat=True)) - first == {newcomer.pk}
+    assert deliveries.filter(customer=newcomer, status="sent").count() == 1
+    # the next day, no newcomer: nothing more, nobody twice
+    out = committed(services.campaigns_tick, now=start + timedelta(days=2, minutes=2))
+    assert out["refreshed"] == 0 and deliveries.count() == len(first) + 1
+    campaign.refresh_from_db()
+    assert campaign.status == "running"  # a recurring campaign runs until it ends or is stopped
