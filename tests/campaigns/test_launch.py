@@ -1,6 +1,8 @@
 """Launch and in-app delivery on the demo shop: audience snapshot, control group, consent, cap, quiet hours, status."""
 from datetime import datetime, time, timedelta, timezone as dt_tz
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -197,3 +199,23 @@ def test_a_recurring_campaign_reaches_each_new_member_once_on_its_next_run(shop,
     assert out["refreshed"] == 0 and deliveries.count() == len(first) + 1
     campaign.refresh_from_db()
     assert campaign.status == "running"  # a recurring campaign runs until it ends or is stopped
+
+
+@pytest.mark.django_db
+def test_the_campaign_command_launches_reports_and_refuses_invalid_moves(shop, committed):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    campaign = make_campaign(segments=[everyone()], control_percent=0)
+    out = StringIO()
+    with pytest.raises(CommandError, match="needs a campaign id"):
+        call_command("campaign", "launch", stdout=out)
+    committed(lambda **kw: call_command("campaign", "launch", str(campaign.pk), stdout=out))
+    assert "is now running" in out.getvalue() or "is now completed" in out.getvalue()
+    report = StringIO()
+    call_command("campaign", "report", str(campaign.pk), stdout=report)
+    assert json.loads(report.getvalue())["sent"] == Delivery.objects.filter(campaign=campaign, status="sent").count() > 0
+    call_command("campaign", "cancel", str(campaign.pk), stdout=out)
+    with pytest.raises(CommandError):
+        call_command("campaign", "launch", str(campaign.pk), stdout=out)
