@@ -46,6 +46,19 @@ def _refused(errors) -> Response:
     )
 
 
+def _apply_batch(request, service, **kwargs) -> Response:
+    """Validate the body as a batch, hand it to a batch service, answer 201 or the 400 with every bad row."""
+    rows = _batch(request, limit=settings.INGEST_MAX_BATCH)
+    frame, shape_errors = records_frame(rows)
+    if shape_errors:
+        return _refused(shape_errors)
+    try:
+        result = service(rows=frame, **kwargs)
+    except services.IngestRefused as exc:
+        return _refused(exc.errors)
+    return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+
+
 def _flag(request, name: str, default: bool) -> bool:
     raw = request.query_params.get(name)
     if raw is None:
@@ -78,16 +91,8 @@ class EventBatchView(APIView):
         responses={201: IngestResultSerializer, 400: BatchErrorSerializer},
     )
     def post(self, request):
-        rows = _batch(request, limit=settings.INGEST_MAX_BATCH)
-        frame, shape_errors = records_frame(rows)
-        if shape_errors:
-            return _refused(shape_errors)
         create_unknown = _flag(request, "create_unknown", settings.INGEST_CREATE_UNKNOWN)
-        try:
-            result = services.events_ingest(rows=frame, create_unknown=create_unknown)
-        except services.IngestRefused as exc:
-            return _refused(exc.errors)
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+        return _apply_batch(request, services.events_ingest, create_unknown=create_unknown)
 
 
 class CustomerBatchView(APIView):
@@ -101,15 +106,7 @@ class CustomerBatchView(APIView):
         responses={201: UpsertResultSerializer, 400: BatchErrorSerializer},
     )
     def post(self, request):
-        rows = _batch(request, limit=settings.INGEST_MAX_BATCH)
-        frame, shape_errors = records_frame(rows)
-        if shape_errors:
-            return _refused(shape_errors)
-        try:
-            result = services.customers_upsert(rows=frame)
-        except services.IngestRefused as exc:
-            return _refused(exc.errors)
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+        return _apply_batch(request, services.customers_upsert)
 
 
 class ItemBatchView(APIView):
@@ -123,15 +120,7 @@ class ItemBatchView(APIView):
         responses={201: UpsertResultSerializer, 400: BatchErrorSerializer},
     )
     def post(self, request):
-        rows = _batch(request, limit=settings.INGEST_MAX_BATCH)
-        frame, shape_errors = records_frame(rows)
-        if shape_errors:
-            return _refused(shape_errors)
-        try:
-            result = services.items_upsert(rows=frame)
-        except services.IngestRefused as exc:
-            return _refused(exc.errors)
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+        return _apply_batch(request, services.items_upsert)
 
 
 class CustomerProfileView(APIView):
