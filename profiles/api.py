@@ -169,3 +169,34 @@ class CustomerTokenView(APIView):
             raise NotFound(f"No customer with external_id {external_id!r}.")
         token, ttl = customer_token_issue(customer_external_id=external_id, key=request.auth, ttl=data.validated_data.get("ttl"))
         return Response({"token": token, "customer": external_id, "expires_in": ttl}, status=status.HTTP_201_CREATED)
+
+
+class CustomerView(APIView):
+    """DELETE forgets a customer (right to erasure)."""
+
+    permission_classes = [anyone_of(Operator("profiles.delete_customer"), KeyScope("manage_customers"))]
+
+    @extend_schema(summary="Forget a customer: events, profile, memberships, suggestions and personal fields are removed",
+                   responses={200: serializers.DictField(), 404: ErrorSerializer})
+    def delete(self, request, external_id: str):
+        from .privacy import customer_forget
+
+        customer = selectors.customer_by_external_id(external_id)
+        if customer is None:
+            raise NotFound(f"No customer with external_id {external_id!r}.")
+        return Response({"forgotten": True, "removed": customer_forget(customer=customer)})
+
+
+class CustomerExportView(APIView):
+    """GET everything the platform holds about a customer (right of access)."""
+
+    permission_classes = [anyone_of(Operator("profiles.view_customer", "profiles.view_event"), KeyScope("manage_customers"))]
+
+    @extend_schema(summary="Everything held about a customer, as JSON", responses={200: serializers.DictField(), 404: ErrorSerializer})
+    def get(self, request, external_id: str):
+        from .privacy import customer_export
+
+        customer = selectors.customer_by_external_id(external_id)
+        if customer is None:
+            raise NotFound(f"No customer with external_id {external_id!r}.")
+        return Response(customer_export(customer=customer))

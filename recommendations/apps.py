@@ -14,6 +14,19 @@ class RecommendationsConfig(AppConfig):
         def recommendations_step(*, step, progress):
             return services.recommendations_compute(step=step, progress=progress)
 
+        from profiles import privacy
+
+        from .models import Impression, Recommendation
+
+        privacy.register_exporter("recommendations", lambda customer: [
+            {"kind": kind, "rank": rank, "item": item, "reason": reason}
+            for kind, rank, item, reason in Recommendation.objects.filter(customer=customer, run__is_active=True)
+            .order_by("kind", "rank").values_list("kind", "rank", "item__external_id", "reason_text")
+        ])
+        privacy.register_forgetter("recommendations", lambda customer: (
+            Recommendation.objects.filter(customer=customer).delete()[0] + Impression.objects.filter(customer=customer).delete()[0]
+        ))
+
         pipeline.register_step(
             "recommendations", recommendations_step, order=30,
             description="Suggestions per customer and kind (PureSVD), similar items, cold start by segment, offline metrics.",

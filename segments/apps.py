@@ -17,3 +17,13 @@ class SegmentsConfig(AppConfig):
             "segments", segments_step, order=20,
             description="Clustering segments (k-means, elbow + silhouette) and rule segments.",
         )
+
+        from profiles import privacy
+
+        from .models import Membership
+
+        privacy.register_exporter("segments", lambda customer: [
+            {"segment": name, "since": since}
+            for name, since in Membership.objects.filter(customer=customer).values_list("segment__name", "since")
+        ])
+        privacy.register_forgetter("memberships", lambda customer: Membership.objects.filter(customer=customer).delete()[0])

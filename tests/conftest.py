@@ -44,3 +44,13 @@ def api(operator):
     client = APIClient()
     client.force_authenticate(operator)
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters live in the cache; each test starts with none (ids repeat across tests)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
