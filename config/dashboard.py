@@ -12,8 +12,10 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from profiles.models import Customer, PipelineRun, PipelineStep, StepStatus
-from segments.models import ClusteringRun, Segment
+from profiles import selectors as profile_selectors
+from profiles.models import Customer, PipelineStep, StepStatus
+from segments import selectors as segment_selectors
+from segments.models import Segment
 
 
 def _recommender_runs():
@@ -40,7 +42,7 @@ def dashboard(request):
     since = now - timedelta(days=30)
     profiles_step = PipelineStep.objects.filter(name="profiles", status=StepStatus.SUCCEEDED, counts__has_key="events_30d").order_by("-finished_at").first()
     segments = list(Segment.objects.filter(active=True).order_by("-size")[:30])
-    clustering = ClusteringRun.objects.filter(status="succeeded").order_by("-started_at").first()
+    clustering = segment_selectors.latest_clustering_run()
     reco_runs = _recommender_runs()
     figures = {
         "customers": profiles_step.counts.get("customers") if profiles_step else None,
@@ -65,7 +67,7 @@ def dashboard(request):
         "title": "Dashboard",
         "figures": figures,
         "charts_json": json.dumps(charts),
-        "pipeline_runs": PipelineRun.objects.select_related("requested_by").order_by("-created_at")[:10],
+        "pipeline_runs": profile_selectors.pipeline_runs()[:10],
         "campaigns": _campaigns(),
         "clustering": clustering,
     }

@@ -175,7 +175,3 @@ def pipeline_execute(
         run.save(update_fields=["status", "error", "finished_at"])
         release_lease(lease)
     return run
-
-
-def last_succeeded(name: str) -> PipelineStep | None:
-    return PipelineStep.objects.filter(name=name, status=StepStatus.SUCCEEDED).order_by("-finished_at").first()

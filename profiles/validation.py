@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zoneinfo
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -379,7 +378,3 @@ def records_frame(records: list, *, start: int = 0) -> tuple[pd.DataFrame, list[
     if bad:
         df = df.drop(index=[start + i for i in bad])
     return df, errors
-
-
-def zone_exists(name: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9_+\-/]+", name or "")) and name in zoneinfo.available_timezones()
