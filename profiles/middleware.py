@@ -1,4 +1,4 @@
-"""Refuse, with a clear 400, requests whose path or query string carries a NUL character.
+"""Refuse, with a clear 400, requests whose path, query string or cookies carry a NUL character.
 
 PostgreSQL text cannot hold NUL; without this a lookup by such an id or filter would fail deep in
 the database driver with a 500 instead of telling the caller what is wrong.
@@ -15,4 +15,7 @@ class RejectNulMiddleware:
             return JsonResponse(
                 {"detail": "The URL contains a NUL character (%00), which no id or filter may contain.", "errors": []}, status=400
             )
+        # a session or CSRF cookie is looked up in the database too
+        if any("\x00" in k or "\x00" in v for k, v in request.COOKIES.items()):
+            return JsonResponse({"detail": "A cookie contains a NUL character.", "errors": []}, status=400)
         return self.get_response(request)

@@ -201,3 +201,9 @@ def test_nul_characters_are_refused_with_a_clear_error_not_a_crash(api):
     resp = api.get("/api/customers/a%00b/profile/")
     assert resp.status_code == 400 and "NUL" in resp.json()["detail"]
     assert Event.objects.count() == 0
+
+
+def test_a_nul_in_a_cookie_is_refused_not_looked_up(client, db):
+    client.cookies["sessionid"] = "abc\x00def"
+    resp = client.get("/api/segments/")
+    assert resp.status_code == 400 and "cookie" in resp.json()["detail"]
