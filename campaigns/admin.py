@@ -8,7 +8,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
-from profiles.models import Customer
+from profiles.audit import AuditedAdminMixin
+from profiles.models import AuditAction, Customer
 
 from . import selectors, services
 from .models import Campaign, CampaignStatus, Delivery, StatusChange
@@ -49,7 +50,8 @@ class StatusChangeInline(admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_actions = (AuditAction.CAMPAIGN_CREATED, AuditAction.CAMPAIGN_CHANGED, AuditAction.CAMPAIGN_DELETED)
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ("name", "kind", "channel", "status", "schedule", "launched_at", "created_by")
@@ -94,7 +96,7 @@ class CampaignAdmin(admin.ModelAdmin):
               "cancel": services.campaign_cancel}[verb]
         for campaign in queryset:
             try:
-                fn(campaign=campaign, by=request.user)
+                fn(campaign=campaign, by=request.user, source="admin")
                 messages.success(request, f"“{campaign}”: {campaign.get_status_display().lower()}.")
             except (services.TransitionError, TemplateError) as exc:
                 messages.error(request, f"“{campaign}”: {exc}")

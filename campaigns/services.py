@@ -163,14 +163,23 @@ def deliveries_enqueue(*, campaign_id: int, ids=None, queue: str | None = None) 
 
 
 # ------------------------------------------------------------------------------ status
-def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "", now: datetime | None = None) -> Campaign:
-    """Move a campaign to `to` if the state machine allows it, and record who did it and when."""
+def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "", now: datetime | None = None, source: str = "") -> Campaign:
+    """Move a campaign to `to` if the state machine allows it, and record who did it and when
+    (in its status history and in the audit log; `source` is admin, api, shell or system)."""
+    from profiles.audit import CAMPAIGN_STATUS_ACTIONS, audit_record, shell_actor
+    from profiles.models import AuditAction
+
     now = now or timezone.now()
     with transaction.atomic():
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if to not in TRANSITIONS[locked.status]:
             raise TransitionError(f"A {locked.get_status_display().lower()} campaign cannot become {to}.")
         StatusChange.objects.create(campaign=locked, from_status=locked.status, to_status=to, by=by, at=now, note=note[:300])
+        action = AuditAction.CAMPAIGN_RESUMED if (locked.status == CampaignStatus.PAUSED and to == CampaignStatus.RUNNING) \
+            else CAMPAIGN_STATUS_ACTIONS[to]
+        source = source or ("admin" if by is not None else "system")
+        audit_record(action=action, actor=by, target=locked, source=source, actor_label=shell_actor() if source == "shell" else "",
+                     changes={"from": locked.status, "to": to, **({"note": note[:300]} if note else {})})
         locked.status = to
         fields = ["status", "updated_at"]
         if to == CampaignStatus.COMPLETED or to == CampaignStatus.CANCELLED:
@@ -192,15 +201,17 @@ def _check_ready(campaign: Campaign) -> None:
     validate_template(campaign.body_template)
 
 
-def campaign_launch(*, campaign: Campaign, by=None, now: datetime | None = None, queue: str | None = None, force_now: bool = False) -> Campaign:
+def campaign_launch(*, campaign: Campaign, by=None, now: datetime | None = None, queue: str | None = None, force_now: bool = False,
+                    source: str = "") -> Campaign:
     """Start a campaign: scheduled for later if its schedule says so, else snapshot and send now."""
     now = now or timezone.now()
     _check_ready(campaign)
     if not force_now and campaign.schedule != ScheduleKind.NOW and campaign.send_at and campaign.send_at > now \
             and campaign.status == CampaignStatus.DRAFT:
-        return campaign_transition(campaign=campaign, to=CampaignStatus.SCHEDULED, by=by, note=f"for {campaign.send_at:%Y-%m-%d %H:%M %Z}", now=now)
+        return campaign_transition(campaign=campaign, to=CampaignStatus.SCHEDULED, by=by, note=f"for {campaign.send_at:%Y-%m-%d %H:%M %Z}", now=now,
+                                   source=source)
     with transaction.atomic():
-        campaign_transition(campaign=campaign, to=CampaignStatus.RUNNING, by=by, note="launch", now=now)
+        campaign_transition(campaign=campaign, to=CampaignStatus.RUNNING, by=by, note="launch", now=now, source=source)
         campaign.launched_at = campaign.launched_at or now
         if campaign.is_recurring:
             campaign.next_run_at = now + _period(campaign)
@@ -214,13 +225,13 @@ def _period(campaign: Campaign) -> timedelta:
     return timedelta(days=7) if campaign.schedule == ScheduleKind.WEEKLY else timedelta(days=1)
 
 
-def campaign_pause(*, campaign: Campaign, by=None) -> Campaign:
-    return campaign_transition(campaign=campaign, to=CampaignStatus.PAUSED, by=by, note="pause")
+def campaign_pause(*, campaign: Campaign, by=None, source: str = "") -> Campaign:
+    return campaign_transition(campaign=campaign, to=CampaignStatus.PAUSED, by=by, note="pause", source=source)
 
 
-def campaign_resume(*, campaign: Campaign, by=None, queue: str | None = None) -> Campaign:
+def campaign_resume(*, campaign: Campaign, by=None, queue: str | None = None, source: str = "") -> Campaign:
     with transaction.atomic():
-        campaign_transition(campaign=campaign, to=CampaignStatus.RUNNING, by=by, note="resume")
+        campaign_transition(campaign=campaign, to=CampaignStatus.RUNNING, by=by, note="resume", source=source)
         if campaign.launched_at is None:
             campaign.launched_at = timezone.now()
             campaign.save(update_fields=["launched_at"])
@@ -229,9 +240,9 @@ def campaign_resume(*, campaign: Campaign, by=None, queue: str | None = None) ->
     return campaign
 
 
-def campaign_cancel(*, campaign: Campaign, by=None) -> Campaign:
+def campaign_cancel(*, campaign: Campaign, by=None, source: str = "") -> Campaign:
     with transaction.atomic():
-        campaign_transition(campaign=campaign, to=CampaignStatus.CANCELLED, by=by, note="cancel")
+        campaign_transition(campaign=campaign, to=CampaignStatus.CANCELLED, by=by, note="cancel", source=source)
         Delivery.objects.filter(campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)).update(
             status=DeliveryStatus.CANCELLED)
     return campaign
@@ -618,7 +629,7 @@ def unsubscribe_record(*, token: str) -> str:
     """Record the opt-out a link in an email carries; returns the customer's external id."""
     data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
     ext = data["c"]
-    customers_upsert(rows=pd.DataFrame([{"external_id": ext, "consent_email": False}]))
+    customers_upsert(rows=pd.DataFrame([{"external_id": ext, "consent_email": False}]), source="unsubscribe")
     return ext
 
 

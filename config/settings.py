@@ -114,6 +114,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Sign-in protection (profiles/signin.py): Django's model backend, refusing locked usernames/addresses.
+AUTHENTICATION_BACKENDS = ["profiles.signin.SignInThrottleBackend"]
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
+LOGIN_FAILURE_LIMIT_PER_IP = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_IP", "20"))
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+
+# The cache holds throttling and sign-in counters: per process by default; CACHE_URL=redis://...
+# shares them between the processes of a deployment.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing"}
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -138,7 +153,7 @@ REST_FRAMEWORK = {
         "profiles.access.ApiKeyAuthentication",
         "profiles.access.CustomerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "profiles.signin.ThrottledBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     # The API speaks JSON only (batches are arrays, which forms cannot carry).
@@ -178,6 +193,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = int(os.environ.get("CELERY_TASK_TIME_LIMIT", "3600"))
 CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", "3300"))
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Workers log through LOGGING above (with its personal-data filter) rather than Celery's own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Filled at the end of this file, once the schedule's own settings are read.
 CELERY_BEAT_SCHEDULE: dict = {}
@@ -221,7 +238,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Customers' e-mail addresses and names never reach a log line (config/logfilters.py).
+    "filters": {"redact_personal_data": {"()": "config.logfilters.RedactPersonalData"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_personal_data"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
@@ -293,6 +312,10 @@ RECOMMENDER_EVAL_HOLDOUT = int(os.environ.get("RECOMMENDER_EVAL_HOLDOUT", "2"))
 RECOMMENDER_EVAL_MIN_ITEMS = int(os.environ.get("RECOMMENDER_EVAL_MIN_ITEMS", "5"))
 RECOMMENDER_IMPRESSION_WINDOW_DAYS = float(os.environ.get("RECOMMENDER_IMPRESSION_WINDOW_DAYS", "14"))
 RECOMMENDER_IMPRESSION_PENALTY = float(os.environ.get("RECOMMENDER_IMPRESSION_PENALTY", "0.5"))
+# Leave customers without marketing consent out of the recommender's training: "" (no: everyone
+# trains), "any" (consent to at least one channel), or channels, e.g. "email,push". They then get
+# non-personal (popular) suggestions and their behaviour shapes nobody else's.
+TRAINING_REQUIRES_CONSENT = os.environ.get("TRAINING_REQUIRES_CONSENT", "")
 
 # Email (campaigns' email channel): Django's SMTP backend, configured from the environment.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

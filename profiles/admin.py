@@ -16,7 +16,8 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from . import access, pipeline, services, tasks
-from .models import ApiKey, ApiKeyScope, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile
+from .audit import audit_record
+from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile
 
 
 class RangeDatesQuerySet(models.QuerySet):
@@ -273,6 +274,8 @@ class PipelineRunAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             run = pipeline.pipeline_create(steps=form.cleaned_data["steps"], trigger="admin", user=request.user)
             params = {"profiles": {"incremental": True}} if form.cleaned_data["incremental"] else None
+            audit_record(action=AuditAction.PIPELINE_STARTED, request=request, target=run, source="admin",
+                         changes={"steps": run.steps, "incremental": bool(form.cleaned_data["incremental"])})
             transaction.on_commit(lambda: tasks.pipeline_execute_task.delay(run.pk, params))
             messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")
             return redirect(reverse("admin:profiles_pipelinerun_change", args=[run.pk]))
@@ -311,6 +314,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         key, full = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"], user=request.user)
         obj.pk = key.pk
         obj.prefix = key.prefix
+        audit_record(action=AuditAction.API_KEY_CREATED, request=request, target=key, source="admin", changes={"scopes": key.scopes})
         # Shown once: only a hash of the secret is stored.
         messages.warning(request, format_html(
             "The new key is <code style='user-select:all'>{}</code>. Copy it now: it is not stored and cannot be shown again. "
@@ -320,4 +324,44 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             access.api_key_revoke(key=key)
+            audit_record(action=AuditAction.API_KEY_REVOKED, request=request, target=key, source="admin")
         messages.success(request, "Revoked; requests with these keys and the customer tokens they issued are refused from now on.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only: nobody edits or deletes history through the admin."""
+
+    list_display = ("at", "actor_label", "action", "target_link", "source", "ip")
+    list_filter = ("action", "source")
+    date_hierarchy = "at"
+    search_fields = ("=actor_label", "=target_id", "target_label")
+    list_select_related = ("actor",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    readonly_fields = ("at", "actor", "actor_label", "action", "source", "target_type", "target_id", "target_label", "changes_text", "ip")
+    exclude = ("changes",)
+
+    @admin.display(description="target")
+    def target_link(self, obj):
+        if obj.target_type and obj.target_id:
+            app_label, _, model = obj.target_type.partition(".")
+            try:
+                url = reverse(f"admin:{app_label}_{model}_change", args=[obj.target_id])
+            except Exception:
+                return obj.target_label or f"{obj.target_type} {obj.target_id}"
+            return format_html('<a href="{}">{}</a>', url, obj.target_label or obj.target_id)
+        return obj.target_label
+
+    @admin.display(description="changes")
+    def changes_text(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

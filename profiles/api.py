@@ -106,7 +106,7 @@ class CustomerBatchView(APIView):
         responses={201: UpsertResultSerializer, 400: BatchErrorSerializer},
     )
     def post(self, request):
-        return _apply_batch(request, services.customers_upsert)
+        return _apply_batch(request, services.customers_upsert, actor=request.user)
 
 
 class ItemBatchView(APIView):
@@ -184,7 +184,7 @@ class CustomerView(APIView):
         customer = selectors.customer_by_external_id(external_id)
         if customer is None:
             raise NotFound(f"No customer with external_id {external_id!r}.")
-        return Response({"forgotten": True, "removed": customer_forget(customer=customer)})
+        return Response({"forgotten": True, "removed": customer_forget(customer=customer, request=request, source="api")})
 
 
 class CustomerExportView(APIView):

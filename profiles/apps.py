@@ -14,6 +14,16 @@ class ProfilesConfig(AppConfig):
 
         post_migrate.connect(roles.sync_role_permissions, dispatch_uid="profiles.sync_role_permissions")
 
+        # Sign-in protection and its audit trail (profiles/signin.py).
+        from django.contrib import admin
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+        from . import signin
+
+        user_login_failed.connect(signin.on_login_failed, dispatch_uid="profiles.signin.failed")
+        user_logged_in.connect(signin.on_logged_in, dispatch_uid="profiles.signin.logged_in")
+        admin.site.login_form = signin.ThrottledAdminLoginForm
+
         def profiles_step(*, step, progress, incremental: bool = False, as_of: str | None = None):
             # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.
             now = datetime.fromisoformat(as_of) if as_of else None

@@ -287,3 +287,53 @@ class ConsentChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_id} {self.channel} {'granted' if self.granted else 'withdrawn'} ({self.source})"
+
+
+class AuditAction(models.TextChoices):
+    SEGMENT_CREATED = "segment.created", "Segment created"
+    SEGMENT_CHANGED = "segment.changed", "Segment changed"
+    SEGMENT_DELETED = "segment.deleted", "Segment deleted"
+    CAMPAIGN_CREATED = "campaign.created", "Campaign created"
+    CAMPAIGN_CHANGED = "campaign.changed", "Campaign changed"
+    CAMPAIGN_DELETED = "campaign.deleted", "Campaign deleted"
+    CAMPAIGN_SCHEDULED = "campaign.scheduled", "Campaign scheduled"
+    CAMPAIGN_LAUNCHED = "campaign.launched", "Campaign launched"
+    CAMPAIGN_PAUSED = "campaign.paused", "Campaign paused"
+    CAMPAIGN_RESUMED = "campaign.resumed", "Campaign resumed"
+    CAMPAIGN_CANCELLED = "campaign.cancelled", "Campaign cancelled"
+    CAMPAIGN_COMPLETED = "campaign.completed", "Campaign completed"
+    CUSTOMER_FORGOTTEN = "customer.forgotten", "Customer forgotten"
+    CONSENT_CHANGED = "consent.changed", "Consent changed"
+    API_KEY_CREATED = "api_key.created", "API key created"
+    API_KEY_REVOKED = "api_key.revoked", "API key revoked"
+    PIPELINE_STARTED = "pipeline.started", "Recomputation started"
+    LOGIN = "auth.login", "Signed in"
+    LOGIN_FAILED = "auth.login_failed", "Sign-in refused"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when: one row per operator action. Append-only; holds no personal data of customers."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    actor_label = models.CharField(max_length=150, help_text="The operator's username, 'api-key:<prefix>', 'shell:<user>' or 'system'; kept if the account goes.")
+    action = models.CharField(max_length=40, choices=AuditAction.choices)
+    source = models.CharField(max_length=20, help_text="admin, api, shell, schedule, system")
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    target_label = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        indexes = [
+            models.Index(fields=["action", "-at"], name="audit_action_at_idx"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
+            models.Index(fields=["actor_label", "-at"], name="audit_actor_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_label}".strip()

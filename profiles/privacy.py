@@ -52,8 +52,13 @@ def customer_export(*, customer: Customer) -> dict:
     return data
 
 
-def customer_forget(*, customer: Customer) -> dict:
-    """Remove the customer's events, profile, memberships, suggestions and personal fields, in one transaction."""
+def customer_forget(*, customer: Customer, by=None, source: str = "system", request=None) -> dict:
+    """Remove the customer's events, profile, memberships, suggestions and personal fields, in one transaction.
+
+    The audit log records who did it and names the customer by the pseudonym erasure gives them."""
+    from .audit import audit_record, shell_actor
+    from .models import AuditAction
+
     with transaction.atomic():
         counts = {name: fn(customer) for name, fn in _FORGETTERS.items()}
         counts["events"] = Event.objects.filter(customer=customer).delete()[0]
@@ -68,4 +73,7 @@ def customer_forget(*, customer: Customer) -> dict:
         customer.consent_in_app = customer.consent_email = customer.consent_push = False
         customer.consent_updated_at = timezone.now()
         customer.save()
+        audit_record(action=AuditAction.CUSTOMER_FORGOTTEN, actor=by, request=request, source=source, target=customer,
+                     target_label=customer.external_id, actor_label=shell_actor() if source == "shell" else "",
+                     changes={"removed": counts})
     return counts

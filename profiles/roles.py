@@ -25,8 +25,8 @@ def role_permissions(role: str, all_perms: list[tuple[str, str]]) -> list[tuple[
     product = [(app, code) for app, code in all_perms if app in PRODUCT_APPS]
     if role == ADMINISTRATOR:
         return [(app, code) for app, code in all_perms if app in (*PRODUCT_APPS, "auth", "django_celery_beat")]
-    # API keys and locks are the administrators' business only.
-    views = [(app, code) for app, code in product if code.startswith("view_") and code not in ("view_apikey", "view_lease")]
+    # API keys, locks and the audit log (which watches the operators) are the administrators' business only.
+    views = [(app, code) for app, code in product if code.startswith("view_") and code not in ("view_apikey", "view_lease", "view_auditentry")]
     if role == ANALYST:
         return views
     if role == MARKETING_OPERATOR:

@@ -104,16 +104,33 @@ def _clean(value):
 CONSENT_CHANNELS = {"consent_in_app": "in_app", "consent_email": "email", "consent_push": "push"}
 
 
-def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str, user=None, now: datetime | None = None) -> int:
-    """Record (customer_id, consent field, granted) changes in bulk."""
+def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str, user=None, now: datetime | None = None,
+                           label: str = "") -> int:
+    """Record (customer_id, consent field, granted) changes in bulk, and one audit entry for them
+    (`label` names the customer when there is one)."""
     from .models import ConsentChange
 
+    from .audit import actor_of, audit_record
+    from .models import AuditAction
+
     now = now or timezone.now()
+    operator, _ = actor_of(user)  # `user` may also be an API key's principal: then no operator account
     ConsentChange.objects.bulk_create(
-        [ConsentChange(customer_id=cid, channel=CONSENT_CHANNELS[field], granted=bool(granted), source=source, changed_by=user, at=now)
+        [ConsentChange(customer_id=cid, channel=CONSENT_CHANNELS[field], granted=bool(granted), source=source, changed_by=operator, at=now)
          for cid, field, granted in changes],
         batch_size=1000,
     )
+    if changes:
+        # One audit entry per call (a bulk upsert may change thousands): how many, per channel.
+        summary: dict[str, dict[str, int]] = {}
+        for _, field, granted in changes:
+            counts = summary.setdefault(CONSENT_CHANNELS[field], {"granted": 0, "withdrawn": 0})
+            counts["granted" if granted else "withdrawn"] += 1
+        customers = {cid for cid, _, _ in changes}
+        one = next(iter(customers)) if len(customers) == 1 else None
+        audit_record(action=AuditAction.CONSENT_CHANGED, actor=user, source=source, target_type="profiles.customer",
+                     target_id=str(one) if one else "", target_label=label if one and label else f"{len(customers):,} customers",
+                     changes={"channels": summary})
     return len(changes)
 
 
@@ -128,13 +145,14 @@ def customer_consent_set(*, customer: Customer, source: str, user=None, **consen
             setattr(customer, f, bool(consents[f]))
         customer.consent_updated_at = now
         customer.save(update_fields=[*changed, "consent_updated_at"])
-        consent_changes_record(changes=[(customer.pk, f, consents[f]) for f in changed], source=source, user=user, now=now)
+        consent_changes_record(changes=[(customer.pk, f, consents[f]) for f in changed], source=source, user=user, now=now,
+                               label=customer.external_id)
     return changed
 
 
 def customers_upsert(
     *, rows: pd.DataFrame, now: datetime | None = None, update_existing: bool = True, all_or_nothing: bool = True,
-    source: str = "api",
+    source: str = "api", actor=None,
 ) -> UpsertResult:
     """Create customers that are new and update the given fields of those that exist.
 
@@ -190,7 +208,7 @@ def customers_upsert(
                 ids = _customer_ids([o.external_id for o, _, _ in consent_log if o.pk is None])
                 for obj, _, _ in consent_log:
                     obj.pk = obj.pk or ids.get(obj.external_id)
-            consent_changes_record(changes=[(o.pk, f, g) for o, f, g in consent_log], source=source, now=now)
+            consent_changes_record(changes=[(o.pk, f, g) for o, f, g in consent_log], source=source, now=now, user=actor)
     result.created = len(new_objs)
     result.updated = len(changed)
     result.unchanged = len(valid) - result.created - result.updated

@@ -96,7 +96,23 @@ def recommender_settings() -> dict:
         "eval_min_items": int(getattr(settings, "RECOMMENDER_EVAL_MIN_ITEMS", 5)),
         "impression_window_days": float(getattr(settings, "RECOMMENDER_IMPRESSION_WINDOW_DAYS", 14)),
         "impression_penalty": float(getattr(settings, "RECOMMENDER_IMPRESSION_PENALTY", 0.5)),
+        "training_consent": getattr(settings, "TRAINING_REQUIRES_CONSENT", ""),
     }
+
+
+CONSENT_COLUMNS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
+
+
+def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.ndarray:
+    """Which customers may train the recommender. `rule`: "" (everyone), "any" (a customer who
+    consented to at least one channel), or channels (e.g. "email,push": consent to one of them)."""
+    if not rule:
+        return np.ones(len(people), dtype=bool)
+    channels = list(CONSENT_COLUMNS) if rule == "any" else [c.strip() for c in (rule.split(",") if isinstance(rule, str) else rule)]
+    unknown = [c for c in channels if c not in CONSENT_COLUMNS]
+    if unknown:
+        raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; use any, or some of {sorted(CONSENT_COLUMNS)}")
+    return people[[CONSENT_COLUMNS[c] for c in channels]].astype(bool).any(axis=1).to_numpy()
 
 
 # ---------------------------------------------------------------------------- impressions
@@ -134,6 +150,7 @@ class Interactions:
     events: pd.DataFrame               # u, i, t, positive (for the holdout)
     n_events: int
     now: pd.Timestamp
+    n_untrained: int = 0               # customers left out of training for want of consent
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -189,7 +206,9 @@ def interaction_matrix(u, i, etype, value, t, *, weights: dict, half_life_days: 
 def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions:
     """Read customers, items, events (of the window) and recent impressions into matrices."""
     now_ts = pd.Timestamp(now or timezone.now())
-    customers = read_frame(Customer.objects.order_by("id"), ["id"])["id"].to_numpy(dtype=np.int64)
+    people = read_frame(Customer.objects.order_by("id"), ["id", "consent_in_app", "consent_email", "consent_push"])
+    customers = people["id"].to_numpy(dtype=np.int64)
+    trainable = training_consent_mask(people, cfg["training_consent"])
     items = read_frame(Item.objects.order_by("id"), ["id", "kind", "active", "title"])
     item_ids = items["id"].to_numpy(dtype=np.int64)
     since = now_ts - pd.Timedelta(days=cfg["window_days"])
@@ -203,16 +222,21 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     etype = events["type"].to_numpy(dtype=object)
     value = pd.to_numeric(events["value"], errors="coerce").to_numpy(dtype=np.float64)
     t = events["occurred_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+    # Customers left out of training (TRAINING_REQUIRES_CONSENT) teach the model nothing and get
+    # non-personal lists; their own events still keep what they bought out of those lists.
+    everyone = (u, i, etype, value, t)
+    u, i, etype, value, t = (a[trainable[u]] for a in everyone) if not trainable.all() else everyone
     user_items = interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
                                     decay_from=cfg["decay_from"], shape=shape)
     recent = interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
                                 decay_from="latest", shape=shape)
 
     kind = items["kind"].to_numpy(dtype=object)
-    excluded = np.zeros(len(etype), dtype=bool)
+    eu, ei, etype_all = everyone[0], everyone[1], everyone[2]
+    excluded = np.zeros(len(etype_all), dtype=bool)
     for k, types in cfg["exclude"].items():
-        excluded |= (kind[i] == k) & np.isin(etype, list(types))
-    exclude = _pair_matrix(u[excluded], i[excluded], np.ones(int(excluded.sum())), shape)
+        excluded |= (kind[ei] == k) & np.isin(etype_all, list(types))
+    exclude = _pair_matrix(eu[excluded], ei[excluded], np.ones(int(excluded.sum())), shape)
     verb_code = pd.Series(etype).map({e: len(VERBS) - j for j, (e, _) in enumerate(VERBS)}).fillna(0).to_numpy()
     has_verb = verb_code > 0
     verb = _pair_matrix(u[has_verb], i[has_verb], verb_code[has_verb], shape, agg="max")
@@ -231,7 +255,7 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
         customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=_as_bool(items["active"]),
         item_title=items["title"].fillna("").to_numpy(dtype=object), user_items=user_items, recent=recent, exclude=exclude, verb=verb,
         shown=shown, events=pd.DataFrame({"u": u, "i": i, "type": etype, "value": value, "t": t, "positive": positive}),
-        n_events=len(events), now=now_ts,
+        n_events=len(u), now=now_ts, n_untrained=int((~trainable).sum()),
     )
 
 
@@ -463,7 +487,8 @@ def recommendations_compute(*, step=None, progress: Callable[[float, str], None]
         sizes = {"customers": n_users, "items": n_items, "events": data.n_events, "interactions": int(data.user_items.nnz),
                  "customers_with_history": int(len(warm)), "customers_cold": int(len(cold)),
                  "items_per_kind": {k: int((data.item_kind == k).sum()) for k in KINDS},
-                 "inactive_items": int((~data.item_active).sum()), "recent_impressions": int(data.shown.nnz)}
+                 "inactive_items": int((~data.item_active).sum()), "recent_impressions": int(data.shown.nnz),
+                 "customers_not_trained_no_consent": data.n_untrained}
         progress(0.12, f"{data.n_events:,} events, {n_users:,} customers × {n_items:,} items; offline evaluation")
 
         metrics = offline_metrics(data, cfg) if data.user_items.nnz else {}

@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from profiles.admin import CustomerAdmin
+from profiles.audit import AuditedAdminMixin
+from profiles.models import AuditAction
 
 from . import selectors
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
@@ -71,7 +73,9 @@ class SizeTrendMixin:
 
 
 @admin.register(Segment)
-class SegmentAdmin(SizeTrendMixin, admin.ModelAdmin):
+class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
+    audit_actions = (AuditAction.SEGMENT_CREATED, AuditAction.SEGMENT_CHANGED, AuditAction.SEGMENT_DELETED)
+    audit_exclude = ("name_locked",)
     form = SegmentForm
     change_form_template = "admin/segments/segment/change_form.html"
     list_display = ("name", "kind", "size", "trend", "active", "refreshed_at", "members_link")

@@ -34,7 +34,7 @@ class Command(BaseCommand):
         verb = {"launch": services.campaign_launch, "pause": services.campaign_pause,
                 "resume": services.campaign_resume, "cancel": services.campaign_cancel}[action]
         try:
-            obj = verb(campaign=obj)
+            obj = verb(campaign=obj, source="shell")
         except services.TransitionError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"“{obj.name}” is now {obj.status}.")

@@ -17,5 +17,5 @@ class Command(BaseCommand):
         customer = selectors.customer_by_external_id(external_id)
         if customer is None:
             raise CommandError(f"No customer with external_id {external_id!r}.")
-        removed = customer_forget(customer=customer)
+        removed = customer_forget(customer=customer, source="shell")
         self.stdout.write(f"Customer {external_id!r} forgotten; removed: {json.dumps(removed)}")
