@@ -50,6 +50,25 @@ def test_resending_a_batch_creates_nothing_new(api):
     assert Event.objects.count() == 40
 
 
+def test_a_resend_racing_the_duplicate_check_still_stores_each_event_once(api, monkeypatch):
+    """Two senders of the same ids: the second's check ran before the first committed, so its fast
+    COPY hits the unique index; it falls back to the conflict-tolerant insert and stores only what is new."""
+    from django.db import connection
+
+    from profiles import services
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the COPY path is PostgreSQL's")
+    api.post("/api/events/", _events(30), format="json")
+    monkeypatch.setattr(services, "_stored_event_ids", lambda cur, ids: set())  # the check sees nothing yet
+    resp = api.post("/api/events/", _events(45), format="json")
+    assert resp.status_code == 201
+    assert (resp.json()["created"], resp.json()["duplicates"]) == (15, 30)
+    assert Event.objects.count() == 45 and Event.objects.filter(external_id="evt-42", type="view").exists()
+    amounts = sorted({str(a) for a in Event.objects.filter(type="purchase").values_list("amount", flat=True)})
+    assert amounts == ["39.90"]
+
+
 def test_one_bad_row_refuses_the_batch_and_names_every_bad_row(api):
     rows = _events(10)
     rows[3]["type"] = "teleport"
