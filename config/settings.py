@@ -69,6 +69,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS/JS, Chart.js) served by the app itself, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "profiles.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,6 +145,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# WhiteNoise serves static files in every mode. `manage.py collectstatic` gathers them (compressed)
+# into STATIC_ROOT for a deployment; until it has run, they are found in the apps (WHITENOISE_USE_FINDERS).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+WHITENOISE_MAX_AGE = int(os.environ.get("WHITENOISE_MAX_AGE", "3600"))
 
 # A batch of 10,000 events is a few MB of JSON; refuse anything far beyond that.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(20 * 1024 * 1024)))
@@ -178,6 +188,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "profiles.schema.add_error_responses"],
+    # The item kind appears under several field names; one enum name for it.
+    "ENUM_NAME_OVERRIDES": {"ItemKindEnum": "profiles.models.ItemKind"},
 }
 
 # --- Celery -------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ class CustomerView(APIView):
     permission_classes = [anyone_of(Operator("profiles.delete_customer"), KeyScope("manage_customers"))]
 
     @extend_schema(summary="Forget a customer: events, profile, memberships, suggestions and personal fields are removed",
-                   responses={200: serializers.DictField(), 404: ErrorSerializer})
+                   responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer})
     def delete(self, request, external_id: str):
         from .privacy import customer_forget
 
@@ -192,7 +192,7 @@ class CustomerExportView(APIView):
 
     permission_classes = [anyone_of(Operator("profiles.view_customer", "profiles.view_event"), KeyScope("manage_customers"))]
 
-    @extend_schema(summary="Everything held about a customer, as JSON", responses={200: serializers.DictField(), 404: ErrorSerializer})
+    @extend_schema(summary="Everything held about a customer, as JSON", responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer})
     def get(self, request, external_id: str):
         from .privacy import customer_export
 

@@ -41,6 +41,15 @@ class CustomerTokenScheme(OpenApiAuthenticationExtension):
                 "description": "`Customer <token>`: from POST /api/customer-tokens/, for one customer's own data."}
 
 
+class ThrottledBasicScheme(OpenApiAuthenticationExtension):
+    target_class = "profiles.signin.ThrottledBasicAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic",
+                "description": "An operator's username and password (locked for a while after repeated failures)."}
+
+
 def add_error_responses(result, generator, request, public):
     """Every operation documents the error answers it can give, all in the one error shape."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
