@@ -155,3 +155,17 @@ def test_an_unknown_consent_channel_in_the_setting_is_named():
 
     with pytest.raises(ValueError, match="sms"):
         training_consent_mask(pd.DataFrame({"consent_in_app": [True], "consent_email": [False], "consent_push": [False]}), "email,sms")
+
+
+# --- health check -------------------------------------------------------------------------------
+
+
+def test_healthz_answers_without_credentials_and_reports_a_broker_outage_without_failing(client):
+    from django.test import override_settings
+
+    resp = client.get("/healthz", HTTP_HOST="127.0.0.1")
+    assert resp.status_code == 200 and resp.json()["database"] == "ok"
+    with override_settings(CELERY_BROKER_URL="redis://127.0.0.1:1/0"):  # nothing listens there
+        resp = client.get("/healthz", HTTP_HOST="127.0.0.1")
+    assert resp.status_code == 200 and resp.json()["broker"].startswith("down (")
+    assert resp["Cache-Control"].startswith("max-age=0")
