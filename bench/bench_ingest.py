@@ -38,6 +38,7 @@ def _env() -> dict:
         "DATABASE_URL": _db_url(),
         "SECRET_KEY": "bench-only",
         "DEBUG": "0",
+        "HTTPS_ONLY": "0",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "CELERY_BROKER_URL": "",
         "LOG_LEVEL": "WARNING",

@@ -31,7 +31,7 @@ def _db_url() -> str:
 
 
 def _env() -> dict:
-    return {**os.environ, "DATABASE_URL": _db_url(), "SECRET_KEY": "bench-only", "DEBUG": "0",
+    return {**os.environ, "DATABASE_URL": _db_url(), "SECRET_KEY": "bench-only", "DEBUG": "0", "HTTPS_ONLY": "0",
             "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "config.settings"}
 
 

@@ -169,3 +169,45 @@ def test_healthz_answers_without_credentials_and_reports_a_broker_outage_without
         resp = client.get("/healthz", HTTP_HOST="127.0.0.1")
     assert resp.status_code == 200 and resp.json()["broker"].startswith("down (")
     assert resp["Cache-Control"].startswith("max-age=0")
+
+
+# --- deployment settings ------------------------------------------------------------------------
+
+
+def _production_env(**extra) -> dict:
+    import os
+    import secrets
+
+    env = {k: v for k, v in os.environ.items() if k not in {"HTTPS_ONLY", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": secrets.token_urlsafe(64),
+                "ALLOWED_HOSTS": "shop.example.com", **extra})
+    return env
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=REPO,
+                          env=_production_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "no issues" in proc.stdout
+
+
+def test_production_settings_refuse_to_start_without_a_secret_and_turn_https_on():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_production_env(TRUST_X_FORWARDED_PROTO="1"),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["True", "True", "True", "31536000", "('HTTP_X_FORWARDED_PROTO',", "'https')"], proc.stderr
+    env = _production_env()
+    del env["SECRET_KEY"]
+    proc = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "SECRET_KEY is not set" in proc.stderr
