@@ -21,14 +21,25 @@ class InboxOutSerializer(serializers.Serializer):
 
 class TrackInSerializer(serializers.Serializer):
     item = serializers.CharField(required=False, max_length=128, help_text="External id of the item clicked (clicks only).")
-    item_kind = serializers.CharField(required=False, default="product")
+    item_kind = serializers.CharField(required=False, default="product", max_length=16)
+
+
+# Ids beyond a 64-bit integer cannot name a row (SQLite refuses to even compare them).
+MAX_ID = 2**63 - 1
+
+
+def _finite(value: float) -> None:
+    if value != value:  # NaN passes min_value/max_value, since every comparison with it is false
+        raise serializers.ValidationError("Must be a number, not NaN.")
 
 
 class AudiencePreviewInSerializer(serializers.Serializer):
-    segments = serializers.ListField(child=serializers.IntegerField(), allow_empty=True)
-    excluded_segments = serializers.ListField(child=serializers.IntegerField(), required=False, default=list)
+    segments = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), allow_empty=True, max_length=1000)
+    excluded_segments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list, max_length=1000
+    )
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.IN_APP)
-    control_percent = serializers.FloatField(min_value=0, max_value=100, default=10.0)
+    control_percent = serializers.FloatField(min_value=0, max_value=100, default=10.0, validators=[_finite])
 
 
 class AudiencePreviewOutSerializer(serializers.Serializer):

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
+from .api_errors import safe_text
 from .access import CustomerToken, KeyScope, Operator, anyone_of, customer_token_issue
 from .models import ApiKey
 from .serializers import (
@@ -41,7 +42,8 @@ def _batch(request, *, limit: int) -> list:
 
 def _refused(errors) -> Response:
     return Response(
-        {"detail": f"{len({e.row for e in errors})} invalid row(s); nothing was written.", "errors": [e.as_dict() for e in errors]},
+        # an unknown field's name is what the client sent, and may hold a lone surrogate
+        {"detail": f"{len({e.row for e in errors})} invalid row(s); nothing was written.", "errors": safe_text([e.as_dict() for e in errors])},
         status=status.HTTP_400_BAD_REQUEST,
     )
 

@@ -1,6 +1,23 @@
 """One error shape for the whole API: {"detail": "<sentence>", "errors": [{"field"|"row"|"path", "reason"}...]}."""
-from rest_framework import exceptions
+from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+
+def safe_text(value):
+    """`value` with lone surrogates (which a client can send as "\\ud800") written as escapes, so an
+    error that quotes what was sent can still be encoded as UTF-8; dicts and lists are walked."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {safe_text(k): safe_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [safe_text(v) for v in value]
+    return value
 
 
 def _flatten(data, prefix: str = "") -> list[dict]:
@@ -20,6 +37,9 @@ def _flatten(data, prefix: str = "") -> list[dict]:
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, RecursionError) and "JSON" in str(exc):
+        # json.loads gives up on a body nested thousands of levels deep; that is the client's error.
+        return Response({"detail": "JSON parse error - the body is nested too deeply.", "errors": []}, status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -31,4 +51,5 @@ def exception_handler(exc, context):
         response.data = {"detail": f"Invalid input: {named}{more}", "errors": errors}
     elif isinstance(data, dict) and "detail" in data:
         response.data = {"detail": str(data["detail"]), "errors": data.get("errors", [])}
+    response.data = safe_text(response.data)  # messages may quote what was sent
     return response

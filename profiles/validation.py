@@ -26,6 +26,10 @@ CUSTOMER_COLUMNS = [
     "attributes", "created_at",
 ]
 ITEM_COLUMNS = ["kind", "external_id", "title", "category", "price", "attributes", "active", "created_at"]
+# Columns that hold text (a number is taken as its text, as for an id; an object or a boolean is refused).
+EVENT_TEXT_COLUMNS = frozenset({"external_id", "customer", "item_kind", "item", "type", "occurred_at"})
+CUSTOMER_TEXT_COLUMNS = frozenset({"external_id", "name", "email", "time_zone", "created_at"})
+ITEM_TEXT_COLUMNS = frozenset({"kind", "external_id", "title", "category", "created_at"})
 
 EVENT_TYPES = frozenset(t.value for t in EventType)
 ITEM_KINDS = frozenset(k.value for k in ItemKind)
@@ -37,11 +41,18 @@ TYPES_WITHOUT_ITEM = frozenset({
 QUANTITY_TYPES = frozenset({EventType.PURCHASE.value, EventType.ADD_TO_CART.value, EventType.RETURN.value})
 MAX_ID_LENGTH = 128
 MAX_AMOUNT = 10**12  # DecimalField(max_digits=14, decimal_places=2)
+MAX_PRICE = 10**10  # Item.price: DecimalField(max_digits=12, decimal_places=2)
+MAX_EMAIL_LENGTH = 254  # Customer.email: EmailField's max_length
+MAX_JSON_DEPTH = 32  # context and attributes: deeper nesting is refused, not stored
 RATING_MIN, RATING_MAX = 0.0, 10.0
 EARLIEST = pd.Timestamp("1990-01-01", tz="UTC")
 # An ISO 8601 timestamp that carries its offset (Z or +hh:mm / +hhmm / +hh).
 _OFFSET_RE = r"(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$"
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Lone UTF-16 surrogates ("\ud800" in JSON) are not characters: no database encoding can hold them.
+_SURROGATE_RE = "[\ud800-\udfff]"
+NUL_REASON = "contains a NUL character"
+SURROGATE_REASON = "contains invalid Unicode (a lone surrogate, e.g. \\ud800)"
 
 
 @dataclass(frozen=True)
@@ -100,12 +111,60 @@ def _numbers(series: pd.Series, errors: _Errors, field: str) -> pd.Series:
     if series.dtype == object:
         is_bool = series.map(lambda v: isinstance(v, bool)).to_numpy()
         errors.add(is_bool, field, "expected a number, got a boolean")
+    elif pd.api.types.is_bool_dtype(series):  # every row gave true or false
+        errors.add(series.notna().to_numpy(dtype=bool), field, "expected a number, got a boolean")
     raw = series.where(series.astype("string").str.strip() != "", None) if series.dtype == object else series
-    nums = pd.to_numeric(raw, errors="coerce").astype("float64")
+    try:
+        nums = pd.to_numeric(raw, errors="coerce").astype("float64")
+    except (OverflowError, TypeError, ValueError):
+        # An integer beyond float range (JSON allows any) defeats the vectorised path; such a batch
+        # is hostile or broken anyway, so convert it value by value and let the checks below name it.
+        nums = pd.Series([_to_float(v) for v in raw], index=raw.index, dtype="float64")
     given = raw.notna().to_numpy()
     errors.add(given & nums.isna().to_numpy(), field, "not a number")
     errors.add(given & ~np.isfinite(nums.fillna(0).to_numpy()), field, "not a finite number")
     return nums
+
+
+def _to_float(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if str(value).strip()[:1] != "-" else -math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _json_problem(value) -> str | None:
+    """Why a parsed JSON value cannot be stored, or None. Iterative: hostile depth cannot blow the stack."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return NUL_REASON
+            if _has_surrogate(node):
+                return SURROGATE_REASON
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                return "contains a number that is not finite (NaN or Infinity)"
+        elif isinstance(node, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"is nested deeper than {MAX_JSON_DEPTH} levels"
+            items = node.items() if isinstance(node, dict) else ((None, v) for v in node)
+            for key, child in items:
+                if key is not None:
+                    stack.append((key, depth))
+                stack.append((child, depth + 1))
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _contexts(series: pd.Series, errors: _Errors, field: str = "context") -> pd.Series:
@@ -121,7 +180,12 @@ def _contexts(series: pd.Series, errors: _Errors, field: str = "context") -> pd.
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 return _Bad(f"not valid JSON ({exc.msg})")
-            return value if isinstance(value, dict) else _Bad("must be a JSON object")
+            except RecursionError:
+                return _Bad(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+            if not isinstance(value, dict):
+                return _Bad("must be a JSON object")
+            problem = _json_problem(value)  # escapes such as \u0000 only appear once parsed
+            return value if problem is None else _Bad(problem)
         return _Bad("must be a JSON object")
 
     parsed = series.map(parse)
@@ -158,6 +222,7 @@ def parse_timestamps(
     A timestamp without an offset is refused unless `assume_tz` names the zone it is in: guessing
     would shift every event by hours. Timestamps before 1990 or beyond `now + max_future` are refused.
     """
+    limit = pd.Timestamp(now).tz_convert("UTC") + max_future
     if pd.api.types.is_datetime64_any_dtype(series):
         ts = series
         if ts.dt.tz is None:
@@ -167,14 +232,15 @@ def parse_timestamps(
             else:
                 ts = ts.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward")
         ts = ts.dt.tz_convert("UTC")
+        if required:
+            errors.add(~_present(ts), field, "is required")
     else:
         text = _text(series)
         given = _present(text)
         has_offset = text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
         if assume_tz is None:
             ts = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-            errors.add(given & ts.isna().to_numpy(), field, "not a valid ISO 8601 date and time")
-            errors.add(given & ~has_offset, field, "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)")
+            errors.add(given & ~has_offset & ts.notna().to_numpy(), field, "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)")
         else:
             ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
             if has_offset.any():
@@ -183,35 +249,57 @@ def parse_timestamps(
             if naive.any():
                 local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
                 ts[naive] = local.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
-        errors.add(given & ts.isna().to_numpy(), field, "not a valid ISO 8601 date and time")
+        # Years pandas cannot hold (past 2262) would otherwise read as "not a valid" date.
+        year = pd.to_numeric(text.str.extract(r"^([+-]?\d{4,})-", expand=False), errors="coerce").to_numpy(dtype=float)
+        unparsed = given & ts.isna().to_numpy()
+        errors.add(unparsed & (year > 2261), field, f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})")
+        errors.add(unparsed & (year < 1990), field, "is before 1990")
+        errors.add(unparsed, field, "not a valid ISO 8601 date and time")
         if required:
             errors.add(~given, field, "is required")
     ts = ts.astype("datetime64[ns, UTC]")
     valid = ts.notna().to_numpy()
-    limit = pd.Timestamp(now).tz_convert("UTC") + max_future
     errors.add(valid & (ts > limit).fillna(False).to_numpy(dtype=bool), field, f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})")
     errors.add(valid & (ts < EARLIEST).fillna(False).to_numpy(dtype=bool), field, "is before 1990")
     return ts
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, (dict, list)):
-        return "\\u0000" in json.dumps(value)
-    return False
+_TYPE_NAMES = {dict: "a JSON object", list: "a JSON array", bool: "a boolean"}
 
 
-def _reject_nul(df: pd.DataFrame, errors: _Errors) -> None:
-    """NUL characters cannot be stored (PostgreSQL text and JSON refuse them): the row is bad."""
+def _reject_unstorable(df: pd.DataFrame, errors: _Errors, text_columns: frozenset[str]) -> None:
+    """Values no column can hold make their row bad, with the reason.
+
+    A text field given an object, an array or a boolean (JSON lets a client send anything) would
+    otherwise be stored as its Python repr; NUL characters and lone surrogates cannot be stored at
+    all (PostgreSQL text and JSON refuse NUL, no UTF-8 encoder takes a surrogate).
+    """
     for col in df.columns:
-        if df[col].dtype == object:
-            mask = df[col].map(_has_nul).to_numpy(dtype=bool)
-            errors.add(mask, col, "contains a NUL character")
+        series = df[col]
+        if col in text_columns and pd.api.types.is_bool_dtype(series):  # every row gave true or false
+            errors.add(series.notna().to_numpy(dtype=bool), col, "expected text, got a boolean")
+        if series.dtype != object:
+            continue
+        kinds = series.map(type)
+        if col in text_columns:
+            for kind, name in _TYPE_NAMES.items():
+                errors.add((kinds == kind).to_numpy(dtype=bool), col, f"expected text, got {name}")
+        is_str = (kinds == str).to_numpy(dtype=bool)
+        if is_str.any():
+            strings = series[is_str].astype(str)
+            for pattern, regex, reason in (("\x00", False, NUL_REASON), (_SURROGATE_RE, True, SURROGATE_REASON)):
+                mask = np.zeros(len(series), dtype=bool)
+                mask[is_str] = strings.str.contains(pattern, regex=regex).to_numpy(dtype=bool)
+                errors.add(mask, col, reason)
+        is_json = kinds.isin([dict, list]).to_numpy(dtype=bool)
+        if is_json.any():
+            problems = pd.Series(None, index=series.index, dtype=object)
+            problems[is_json] = series[is_json].map(_json_problem)
+            errors.add(problems.notna().to_numpy(dtype=bool), col, problems.fillna(""))
 
 
-def _ensure_columns(df: pd.DataFrame, columns: list[str], errors: _Errors) -> pd.DataFrame:
-    _reject_nul(df, errors)
+def _ensure_columns(df: pd.DataFrame, columns: list[str], errors: _Errors, text_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
+    _reject_unstorable(df, errors, text_columns)
     unknown = [c for c in df.columns if c not in columns]
     if unknown and len(df):
         for col in unknown:
@@ -232,7 +320,7 @@ def validate_events(
         # A reader's own verdict on a row (e.g. bytes that are not UTF-8) comes first.
         reasons = df.pop("_invalid")
         errors.add(reasons.notna().to_numpy(), "(row)", reasons.astype("string").fillna(""))
-    df = _ensure_columns(df, EVENT_COLUMNS, errors)
+    df = _ensure_columns(df, EVENT_COLUMNS, errors, EVENT_TEXT_COLUMNS)
 
     external_id = _ids(df["external_id"], errors, "external_id", required=False)
     customer = _ids(df["customer"], errors, "customer", required=True)
@@ -261,8 +349,8 @@ def validate_events(
 
     amount = _numbers(df["amount"], errors, "amount")
     errors.add((amount < 0).fillna(False).to_numpy(dtype=bool), "amount", "must not be negative (a refund is a 'return' event)")
-    errors.add((amount.abs() >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool), "amount", "is too large")
-    amount = amount.round(2)
+    amount = amount.round(2)  # the check below is on what would be stored
+    errors.add((amount.abs() >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool), "amount", f"is too large (at most {MAX_AMOUNT - 0.01:.2f})")
 
     occurred_at = parse_timestamps(df["occurred_at"], errors, "occurred_at", now=now, max_future=max_future, assume_tz=assume_tz)
     context = _contexts(df["context"], errors)
@@ -315,13 +403,14 @@ def validate_customers(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame
     """Validate a customers frame. Missing optional fields stay <NA> (an upsert keeps what is stored)."""
     df = df.copy()
     errors = _Errors(df.index)
-    df = _ensure_columns(df, CUSTOMER_COLUMNS, errors)
+    df = _ensure_columns(df, CUSTOMER_COLUMNS, errors, CUSTOMER_TEXT_COLUMNS)
     external_id = _ids(df["external_id"], errors, "external_id", required=True)
     name = _text(df["name"])
     errors.add(name.str.len().fillna(0).to_numpy() > 200, "name", "longer than 200 characters")
     email = _text(df["email"])
     bad_email = _present(email) & ~email.str.match(_EMAIL_RE).fillna(False).to_numpy(dtype=bool)
     errors.add(bad_email, "email", "not a valid email address")
+    errors.add(email.str.len().fillna(0).to_numpy() > MAX_EMAIL_LENGTH, "email", f"longer than {MAX_EMAIL_LENGTH} characters")
     tz = _text(df["time_zone"])
     zones = zoneinfo.available_timezones()
     errors.add(_present(tz) & ~tz.isin(zones).fillna(False).to_numpy(dtype=bool), "time_zone", "unknown time zone (use an IANA name such as Europe/Paris)")
@@ -343,7 +432,7 @@ def validate_items(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, li
     """Validate an items frame, keyed by (kind, external_id)."""
     df = df.copy()
     errors = _Errors(df.index)
-    df = _ensure_columns(df, ITEM_COLUMNS, errors)
+    df = _ensure_columns(df, ITEM_COLUMNS, errors, ITEM_TEXT_COLUMNS)
     kind = _text(df["kind"]).str.lower().fillna(ItemKind.PRODUCT.value)
     errors.add(~kind.isin(ITEM_KINDS).to_numpy(dtype=bool), "kind", "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")")
     external_id = _ids(df["external_id"], errors, "external_id", required=True)
@@ -353,7 +442,8 @@ def validate_items(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, li
     errors.add(category.str.len().fillna(0).to_numpy() > 120, "category", "longer than 120 characters")
     price = _numbers(df["price"], errors, "price")
     errors.add((price < 0).fillna(False).to_numpy(dtype=bool), "price", "must not be negative")
-    errors.add((price >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool), "price", "is too large")
+    price = price.round(2)
+    errors.add((price >= MAX_PRICE).fillna(False).to_numpy(dtype=bool), "price", f"is too large (at most {MAX_PRICE - 0.01:.2f})")
     given_attrs = df["attributes"].notna()
     attributes = _dicts(df["attributes"], errors, "attributes").where(given_attrs, None)
     active = _booleans(df["active"], errors, "active")

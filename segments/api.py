@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from profiles import selectors as profile_selectors
 from profiles.access import KeyScope, Operator, anyone_of
+from profiles.api_errors import safe_text
 from profiles.serializers import ErrorSerializer
 
 from . import selectors
@@ -85,7 +86,7 @@ class RulePreviewView(APIView):
             validate_rule(rule, segment_id=data.validated_data.get("segment_id"))
             size = rule_audience_size(rule)
         except RuleError as exc:
-            return Response(
-                {"detail": f"The rule has {len(exc.errors)} error(s).", "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST
+            return Response(  # a path quotes the keys that were sent, which may hold lone surrogates
+                {"detail": f"The rule has {len(exc.errors)} error(s).", "errors": safe_text(exc.errors)}, status=status.HTTP_400_BAD_REQUEST
             )
         return Response({"size": size, "description": describe_rule(rule)})

@@ -42,6 +42,8 @@ MAX_NODES = 200
 MAX_LIST_VALUES = 200
 MAX_DAYS = 36_500
 MAX_COUNT = 1_000_000
+MAX_NUMBER = 10**15  # bigger numbers overflow integer columns (and no profile figure comes near)
+MAX_SEGMENT_ID = 2**63 - 1
 
 # --- the vocabulary ------------------------------------------------------------------------------
 
@@ -110,7 +112,18 @@ def _join(path: str, key: str) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) <= MAX_NUMBER
+
+
+def _storable(value: str) -> bool:
+    """Text the database can compare: no NUL (PostgreSQL refuses it), no lone surrogate (no encoding takes it)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_whole(value: Any) -> bool:
@@ -175,7 +188,7 @@ class _Validator:
             self._field(node, path)
         elif kind == "consent":
             self._extra_keys(node, path, {"consent"})
-            if node["consent"] not in CONSENT_FIELDS:
+            if not isinstance(node["consent"], str) or node["consent"] not in CONSENT_FIELDS:
                 self.error(_join(path, "consent"), "unknown consent channel (expected one of: " + ", ".join(CONSENT_FIELDS) + ")")
         elif kind == "event":
             self._extra_keys(node, path, {"event"})
@@ -183,7 +196,7 @@ class _Validator:
         else:
             self._extra_keys(node, path, {"segment"})
             ref = node["segment"]
-            if not _is_whole(ref) or ref <= 0:
+            if not _is_whole(ref) or ref <= 0 or ref > MAX_SEGMENT_ID:
                 self.error(_join(path, "segment"), "must be the id of a segment (a positive whole number)")
             else:
                 self.segment_refs.append((_join(path, "segment"), ref))
@@ -244,15 +257,15 @@ class _Validator:
     def _scalar(self, name: str, spec: FieldSpec, value: Any, path: str) -> bool:
         if spec.kind == NUMERIC:
             if not _is_number(value):
-                self.error(path, f"{name} is a number: expected a number, got {_show(value)}")
+                self.error(path, f"{name} is a number: expected a number (at most {MAX_NUMBER:.0e} either way), got {_show(value)}")
                 return False
         elif spec.kind == CHOICE:
             if value not in spec.choices:
                 self.error(path, f"unknown {name} {_show(value)} (expected one of: " + ", ".join(spec.choices) + ")")
                 return False
         elif spec.kind == TEXT:
-            if not isinstance(value, str) or not value.strip():
-                self.error(path, f"{name} is text: expected a non-empty string, got {_show(value)}")
+            if not isinstance(value, str) or not value.strip() or not _storable(value):
+                self.error(path, f"{name} is text: expected a non-empty string without NUL or invalid characters, got {_show(value)}")
                 return False
         elif spec.kind == RFM:
             if not isinstance(value, str) or not _RFM_RE.match(value):
@@ -291,8 +304,8 @@ class _Validator:
         if _is_whole(lo) and _is_whole(hi) and lo > hi:
             self.error(_join(path, "max_count"), "must not be below min_count")
         for key in ("category", "item"):
-            if key in spec and (not isinstance(spec[key], str) or not spec[key].strip()):
-                self.error(_join(path, key), "must be a non-empty string")
+            if key in spec and (not isinstance(spec[key], str) or not spec[key].strip() or not _storable(spec[key])):
+                self.error(_join(path, key), "must be a non-empty string without NUL or invalid characters")
         if "item_kind" in spec and spec["item_kind"] not in ITEM_KINDS:
             self.error(_join(path, "item_kind"), "unknown item kind (expected one of: " + ", ".join(ITEM_KINDS) + ")")
 

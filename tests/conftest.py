@@ -54,3 +54,12 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+# Hypothesis: random examples on a developer's machine (new inputs each run), the same examples in
+# CI (CI or REQUIRE_DATASETS=1 set), so a CI failure is repeatable and a green run stays green.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+_hypothesis_settings.register_profile("dev")
+_hypothesis_settings.load_profile("ci" if os.environ.get("CI") or os.environ.get("REQUIRE_DATASETS") == "1" else "dev")
