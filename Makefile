@@ -10,7 +10,7 @@ PORT ?= 8000
 DEMO_ENV := DEBUG=1
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run demo-data test test-fast bench worker beat migrate clean
+.PHONY: install install-dev run demo-data test test-fast faults bench load worker beat migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, this is {sys.version}"'
@@ -47,8 +47,21 @@ test: install-dev
 test-fast: install-dev
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Only the fault tests (docs/reliability.md); `make test` runs them too. The killed-worker and
+# Redis-restart ones need PostgreSQL and CELERY_BROKER_URL, as .ci/run provides.
+faults: install-dev
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
 bench: install-dev
 	$(PY) bench/run.py
+
+# Load test (issue #7, docs/benchmarks.md "Load"): the app under gunicorn (gunicorn.conf.py) on a fresh
+# PostgreSQL database `marketing_load`; for 60 s, recommendations at 500 requests/s, event batches
+# 4 times a second and a recomputation, all at once. Figures in bench/results/load.{json,md}; fails
+# when a target is missed (p99 >= 50 ms, any error, an accepted event missing). About 3 minutes.
+LOAD_ARGS ?=
+load: install-dev
+	$(PY) bench/load.py $(LOAD_ARGS)
 
 worker: install
 	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$${CELERY_CONCURRENCY:-2}

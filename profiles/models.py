@@ -316,7 +316,7 @@ class AuditEntry(models.Model):
 
     at = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    actor_label = models.CharField(max_length=150, help_text="The operator's username, 'api-key:<prefix>', 'shell:<user>' or 'system'; kept if the account goes.")
+    actor_label = models.CharField(max_length=150, help_text="The operator's username, api-key:PREFIX, shell:USER or system; kept if the account goes.")
     action = models.CharField(max_length=40, choices=AuditAction.choices)
     source = models.CharField(max_length=20, help_text="admin, api, shell, schedule, system")
     target_type = models.CharField(max_length=60, blank=True)

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor_label', models.CharField(help_text="The operator's username, 'api-key:<prefix>', 'shell:<user>' or 'system'; kept if the account goes.", max_length=150)),
+                ('actor_label', models.CharField(help_text="The operator's username, api-key:PREFIX, shell:USER or system; kept if the account goes.", max_length=150)),
                 ('action', models.CharField(choices=[('segment.created', 'Segment created'), ('segment.changed', 'Segment changed'), ('segment.deleted', 'Segment deleted'), ('campaign.created', 'Campaign created'), ('campaign.changed', 'Campaign changed'), ('campaign.deleted', 'Campaign deleted'), ('campaign.scheduled', 'Campaign scheduled'), ('campaign.launched', 'Campaign launched'), ('campaign.paused', 'Campaign paused'), ('campaign.resumed', 'Campaign resumed'), ('campaign.cancelled', 'Campaign cancelled'), ('campaign.completed', 'Campaign completed'), ('customer.forgotten', 'Customer forgotten'), ('consent.changed', 'Consent changed'), ('api_key.created', 'API key created'), ('api_key.revoked', 'API key revoked'), ('pipeline.started', 'Recomputation started'), ('auth.login', 'Signed in'), ('auth.login_failed', 'Sign-in refused')], max_length=40)),
                 ('source', models.CharField(help_text='admin, api, shell, schedule, system', max_length=20)),
                 ('target_type', models.CharField(blank=True, max_length=60)),

@@ -139,3 +139,45 @@ def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, liv
     assert all(d.title.startswith("Hello Customer") for d in sent)
     shot(page, "campaign-launched")
     assert all("favicon" in e for e in page.console_errors), page.console_errors
+
+
+def test_administrator_reads_in_the_audit_log_what_an_operator_did_and_a_guessed_password_locks_the_account(
+        page, live_server, shop, operator_login, django_user_model, browser):
+    from django.test import override_settings
+
+    _login(page, live_server, operator_login)
+    page.goto(f"{live_server.url}/admin/segments/segment/add/")
+    page.fill("#id_name", "Big spenders")
+    page.fill("#id_rule", '{"field": "monetary", "op": ">=", "value": 30}')
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist")
+    page.context.clear_cookies()
+
+    django_user_model.objects.create_superuser("chief", "chief@example.com", "chief-passphrase-1")
+    _login(page, live_server, ("chief", "chief-passphrase-1"))
+    page.goto(f"{live_server.url}/admin/profiles/auditentry/")
+    rows = page.inner_text("#result_list")
+    assert "marketer" in rows and "Segment created" in rows and "Big spenders" in rows
+    page.click("#changelist-filter >> text=Segment created")  # the filter on the right
+    page.wait_for_selector("#changelist-filter li.selected >> text=Segment created")
+    page.click("#result_list tbody tr:first-child th a")
+    assert '"monetary"' in page.inner_text(".field-changes_text")
+    assert page.query_selector("input[name=_save]") is None  # read-only
+    shot(page, "audit-log-entry")
+
+    # five wrong guesses lock the account: even the right password is then refused, and the page says why
+    context = browser.new_context()
+    guest = context.new_page()
+    with override_settings(LOGIN_FAILURE_LIMIT=5):
+        for _ in range(5):
+            guest.goto(f"{live_server.url}/admin/login/")
+            guest.fill("#id_username", "marketer")
+            guest.fill("#id_password", "guess")
+            guest.click("input[type=submit]")
+        guest.fill("#id_username", "marketer")
+        guest.fill("#id_password", operator_login[1])
+        guest.click("input[type=submit]")
+        guest.wait_for_selector(".errornote")
+        assert "Too many failed sign-in attempts" in guest.inner_text(".errornote")
+    shot(guest, "sign-in-locked")
+    context.close()
