@@ -155,8 +155,14 @@ def deliveries_enqueue(*, campaign_id: int, ids=None, queue: str | None = None) 
     ranges = [(int(part[0]), int(part[-1])) for part in np.array_split(ids, int(np.ceil(len(ids) / size)))]
 
     def send():
-        for first, last in ranges:
-            tasks.deliveries_send.apply_async(args=[campaign_id, first, last], queue=queue)
+        try:
+            for first, last in ranges:
+                tasks.deliveries_send.apply_async(args=[campaign_id, first, last], queue=queue)
+        except Exception:
+            if tasks.deliveries_send.app.conf.task_always_eager:
+                raise  # in-process sends: their errors are the caller's
+            # The launch is committed; the broker is unreachable. campaigns_tick re-queues stranded chunks.
+            log.exception("campaign %s: delivery chunks not queued now; the tick will re-queue them", campaign_id)
 
     transaction.on_commit(send)
     return len(ranges)

@@ -225,6 +225,16 @@ CELERY_TASK_SOFT_TIME_LIMIT = int(os.environ.get("CELERY_TASK_SOFT_TIME_LIMIT", 
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers log through LOGGING above (with its personal-data filter) rather than Celery's own root handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Reliability (docs/reliability.md): publishing retries through a broker blip; a message unacknowledged
+# this long is redelivered (must exceed the longest task time limit); the worker reconnects forever;
+# results survive a result-backend blip.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(7200, 2 * int(os.environ.get("CELERY_TASK_TIME_LIMIT", "3600")))}
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+# The pipeline's lease: a heartbeat renews it every third; a dead holder's lapses within this many seconds.
+PIPELINE_LEASE_SECONDS = int(os.environ.get("PIPELINE_LEASE_SECONDS", "900"))
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Filled at the end of this file, once the schedule's own settings are read.
 CELERY_BEAT_SCHEDULE: dict = {}
@@ -311,6 +321,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=f"*/{PROFILES_INCREMENTAL_MINUTES}"),
         "kwargs": {"steps": ["profiles"], "incremental": True},
     },
+    # runs whose worker died are recorded as abandoned (with the step they died in)
+    "pipeline-recover": {"task": "profiles.tasks.pipeline_recover", "schedule": crontab(minute="*/5")},
 }
 
 # Bulk reads of events on PostgreSQL stream through the psql client when it is installed (C speed);
@@ -364,5 +376,5 @@ CELERY_BEAT_SCHEDULE.update({
     "campaigns-attribute": {"task": "campaigns.tasks.campaigns_attribute", "schedule": crontab(minute="*/15")},
     # launch scheduled campaigns, refresh recurring ones, send deferred messages when due,
     # re-queue stranded chunks, complete finished campaigns
-    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": crontab(minute="*")},
+    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": crontab(minute="*"), "options": {"expires": 55}},
 })

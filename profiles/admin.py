@@ -1,8 +1,10 @@
 """Operator screens for customers, catalogue items and behaviour events."""
 import json
+import logging
 
 import pandas as pd
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -17,7 +19,9 @@ from django.utils import timezone
 
 from . import access, pipeline, services, tasks
 from .audit import audit_record
-from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile
+from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile, StepStatus
+
+log = logging.getLogger(__name__)
 
 
 class RangeDatesQuerySet(models.QuerySet):
@@ -276,11 +280,24 @@ class PipelineRunAdmin(admin.ModelAdmin):
             params = {"profiles": {"incremental": True}} if form.cleaned_data["incremental"] else None
             audit_record(action=AuditAction.PIPELINE_STARTED, request=request, target=run, source="admin",
                          changes={"steps": run.steps, "incremental": bool(form.cleaned_data["incremental"])})
-            transaction.on_commit(lambda: tasks.pipeline_execute_task.delay(run.pk, params))
+            transaction.on_commit(lambda: _enqueue_pipeline(run, params))
             messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")
             return redirect(reverse("admin:profiles_pipelinerun_change", args=[run.pk]))
         context = {**self.admin_site.each_context(request), "form": form, "title": "Start a recomputation", "opts": self.model._meta}
         return TemplateResponse(request, "admin/profiles/pipelinerun/start.html", context)
+
+
+def _enqueue_pipeline(run: PipelineRun, params: dict | None) -> None:
+    """Hand a created run to the workers; if the broker cannot take it, the run is failed with the
+    reason (visible on its page) rather than left queued for ever."""
+    try:
+        tasks.pipeline_execute_task.apply_async(args=[run.pk, params])
+    except Exception as exc:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            raise  # in-process: the step's own error is already recorded on the run
+        log.exception("pipeline run %s could not be queued", run.pk)
+        PipelineRun.objects.filter(pk=run.pk, status=StepStatus.QUEUED).update(
+            status=StepStatus.FAILED, error=f"Could not be queued: {type(exc).__name__}: {exc}", finished_at=timezone.now())
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -30,4 +30,5 @@ class RecommendationsConfig(AppConfig):
         pipeline.register_step(
             "recommendations", recommendations_step, order=30,
             description="Suggestions per customer and kind (PureSVD), similar items, cold start by segment, offline metrics.",
+            abandon=lambda *, step: services.recommender_run_abandon(step=step),
         )

@@ -457,6 +457,17 @@ def _discard(run: RecommenderRun) -> None:
         model_cls.objects.filter(run=run).delete()
 
 
+def recommender_run_abandon(*, step) -> int:
+    """The pipeline found `step`'s worker dead: its unfinished runs are failed and their rows discarded
+    (the active run, another one, stays in service)."""
+    runs = list(RecommenderRun.objects.filter(step=step, status=RunStatus.RUNNING, is_active=False))
+    for run in runs:
+        RecommenderRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.",
+                                                        finished_at=timezone.now())
+        _discard(run)
+    return len(runs)
+
+
 def recommendations_compute(*, step=None, progress: Callable[[float, str], None] | None = None, now: datetime | None = None) -> dict:
     """The pipeline's "recommendations" step (see the module docstring). Returns the figures it recorded."""
     progress = progress or (lambda fraction, message="": None)

@@ -1,6 +1,16 @@
 from django.apps import AppConfig
 
 
+def _abandon_clustering(*, step) -> int:
+    """The pipeline found `step`'s worker dead: its clustering run is failed (memberships were never swapped)."""
+    from django.utils import timezone
+
+    from .models import ClusteringRun
+
+    return ClusteringRun.objects.filter(step=step, status="running").update(
+        status="failed", error="Abandoned: the worker running it stopped.", finished_at=timezone.now())
+
+
 class SegmentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "segments"
@@ -16,6 +26,7 @@ class SegmentsConfig(AppConfig):
         pipeline.register_step(
             "segments", segments_step, order=20,
             description="Clustering segments (k-means, elbow + silhouette) and rule segments.",
+            abandon=_abandon_clustering,
         )
 
         from profiles import privacy
