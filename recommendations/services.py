@@ -112,7 +112,8 @@ def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.
     unknown = [c for c in channels if c not in CONSENT_COLUMNS]
     if unknown:
         raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; use any, or some of {sorted(CONSENT_COLUMNS)}")
-    return people[[CONSENT_COLUMNS[c] for c in channels]].astype(bool).any(axis=1).to_numpy()
+    # bulk reads give booleans as bools (SQLite) or 't'/'f' text (PostgreSQL's COPY)
+    return np.logical_or.reduce([_as_bool(people[CONSENT_COLUMNS[c]]) for c in channels])
 
 
 # ---------------------------------------------------------------------------- impressions
