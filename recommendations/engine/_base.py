@@ -9,12 +9,13 @@ every public entry point caps the BLAS/OpenMP thread pools with threadpoolctl.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 # Explanation kinds (see ``Explanations``).
 EXPLAIN_NONE = 0
@@ -77,10 +78,25 @@ def n_threads_or_default(n_threads: int | None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_controller: tuple[int, ThreadpoolController] | None = None
+
+
+def _threadpool_controller() -> ThreadpoolController:
+    """A cached ``ThreadpoolController``: finding the loaded BLAS/OpenMP libraries
+    takes ~10 ms with the usual stack loaded, and they only change when an extension
+    module is imported, so the cache is renewed whenever ``sys.modules`` grows."""
+    global _controller
+    key = len(sys.modules)
+    cached = _controller
+    if cached is None or cached[0] != key:
+        cached = _controller = (key, ThreadpoolController())
+    return cached[1]
+
+
 @contextmanager
 def capped_threads(n_threads: int | None):
     """Cap BLAS and OpenMP pools; Celery workers run several processes per machine."""
-    with threadpool_limits(limits=n_threads_or_default(n_threads)):
+    with _threadpool_controller().limit(limits=n_threads_or_default(n_threads)):
         yield
 
 

@@ -148,6 +148,33 @@ def movielens_official_folds(ml_dir, folds=(1, 2, 3, 4, 5)) -> list[RatingFold]:
     return out
 
 
+def movielens_surprise_folds(ml_dir, n_splits: int = 5, random_state: int = 0) -> list[RatingFold]:
+    """``u.data`` split as scikit-surprise's ``KFold(n_splits, random_state)`` splits it.
+
+    Surprise's published ml-100k table uses ``KFold(random_state=0)`` on
+    ``Dataset.load_builtin("ml-100k")``, which is ``u.data`` in file order: the rating
+    indices are shuffled by ``numpy.random.RandomState(random_state)`` and cut into
+    ``n_splits`` consecutive test folds, the first ``len % n_splits`` one rating larger.
+    This reproduces those folds without surprise. Rows and columns are as in
+    :func:`movielens_official_folds`.
+    """
+    df = load_movielens_ratings(Path(ml_dir) / "u.data")
+    n_users, n_items = int(df.user.max()), int(df.item.max())
+    users, items = df.user.values - 1, df.item.values - 1
+    ratings = df.rating.values.astype(float)
+    idx = np.arange(len(df))
+    np.random.RandomState(random_state).shuffle(idx)
+    sizes = np.full(n_splits, len(idx) // n_splits)
+    sizes[: len(idx) % n_splits] += 1
+    out = []
+    for f, (start, stop) in enumerate(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes))):
+        test, train = idx[start:stop], np.r_[idx[:start], idx[stop:]]
+        m = build_interactions(users[train], items[train], ratings[train], n_users=n_users, n_items=n_items,
+                               explicit=True)
+        out.append(RatingFold(m, users[test], items[test], ratings[test], name=f"surprise-kfold{f + 1}"))
+    return out
+
+
 def load_online_retail(path) -> pd.DataFrame:
     """The UCI Online Retail CSV (optionally gzipped), cleaned.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -15,6 +17,7 @@ from ._base import (
     chunks,
     gather_ranges,
     item_explanations,
+    n_threads_or_default,
     row_ids,
     topk_per_row,
 )
@@ -25,6 +28,9 @@ _ITEM_SIMILARITIES = ("cosine", "adjusted_cosine")
 _SIM_CHUNK_ENTRIES = 8_000_000
 # elements of the (users × items × raters) block used by the per-item neighbourhood
 _PER_ITEM_BLOCK = 500_000
+# cost of one padded rater in a row of scores relative to one (pair, rater) entry of
+# the per-pair path (see UserKNN._blocks_are_cheaper)
+_ROW_VS_PAIR_COST = 1 / 50
 # populations small enough for dense user × user and user × item arrays
 _DENSE_SIM_MAX = 16_000_000
 
@@ -45,6 +51,17 @@ def _on_pattern(p: sp.csr_matrix, ref: sp.csr_matrix, ref_keys: np.ndarray | Non
     out = np.zeros(ref.nnz, dtype=np.float64)
     out[np.searchsorted(ref_keys, keys)] = p.data
     return out
+
+
+def _exact_in_float32(x: sp.csr_matrix) -> bool:
+    """Whether float32 products of ``x`` (and of its square and pattern) with their
+    transposes are exact: integer values whose sums of squares stay below 2**24."""
+    d = x.data
+    if d.size == 0:
+        return True
+    per_row = int(np.diff(x.indptr).max())
+    top = float(np.abs(d).max())
+    return bool(top * top * per_row < 2**24 and np.array_equal(d, np.round(d)))
 
 
 def _group_positions(group: np.ndarray) -> np.ndarray:
@@ -93,7 +110,8 @@ class UserKNN(BaseRecommender):
     chunk_size : int, optional
         Users per chunk when scoring; default from a memory budget.
     n_threads : int, optional
-        BLAS/OpenMP threads (threadpoolctl); default all available cores.
+        BLAS/OpenMP threads (threadpoolctl), and the threads that share the per-item
+        top-K when scoring; default all available cores.
 
     Attributes
     ----------
@@ -172,26 +190,23 @@ class UserKNN(BaseRecommender):
             centred.data = r.data - self.user_means_[row_ids(r)]
             self.centred_ = centred
             self._pattern = sp.csr_matrix((np.ones(r.nnz), r.indices, r.indptr), shape=r.shape)
-            sim = self._similarities(r)
             if self.neighbourhood == "per_item":
-                has = counts > 0
-                sim = sim.tolil()
-                sim.setdiag(np.where(has, 1.0, 0.0))
-                sim = sp.csr_matrix(sim)
-                sim.eliminate_zeros()
-                sim.sort_indices()
+                # a user is its own neighbour (similarity 1) for the items it rated
+                sim = self._similarities(r, diagonal=np.where(counts > 0, 1.0, 0.0))
                 self._prepare_per_item()
             else:
-                sim.setdiag(0.0)
-                sim.eliminate_zeros()
+                sim = self._similarities(r, diagonal=np.zeros(r.shape[0]))
                 sim = topk_per_row(sim, self.k)
                 sim.sort_indices()
             self.similarity_ = sim
             self._sim_lookup = None
         return self
 
-    def _similarities(self, r: sp.csr_matrix) -> sp.csr_matrix:
-        """Positive user-user similarities over co-rated items, in chunks of users."""
+    def _similarities(self, r: sp.csr_matrix, diagonal: np.ndarray) -> sp.csr_matrix:
+        """Positive user-user similarities over co-rated items, in chunks of users.
+
+        ``diagonal`` (shape ``(n_users,)``) replaces each user's similarity with itself.
+        """
         x = r.copy()
         if self.similarity in ("pearson", "msd") and x.nnz and x.data.min() <= 0:
             # both are shift-invariant; a positive shift keeps every co-rated pair in the
@@ -202,7 +217,7 @@ class UserKNN(BaseRecommender):
         bt, xt, x2t = b.T.tocsr(), x.T.tocsr(), x2.T.tocsr()
         n_users = r.shape[0]
         if n_users * n_users <= _DENSE_SIM_MAX and n_users * r.shape[1] <= _DENSE_SIM_MAX:
-            return self._similarities_dense(x, b, x2)
+            return self._similarities_dense(x, b, x2, diagonal)
         # co-raters per user is bounded by n_users and by Σ_i∈I(u) |U_i|
         co = np.asarray(b @ (b.T @ np.ones(n_users))).ravel() if r.nnz else np.zeros(n_users)
         est = np.minimum(co, n_users).mean() if n_users else 1
@@ -234,6 +249,8 @@ class UserKNN(BaseRecommender):
                 sim = sim * (cnt / (cnt + self.shrinkage))
             sim[cnt < self.min_support] = 0.0
             sim[~(sim > 0)] = 0.0
+            on_diag = row_ids(n) + sl.start == n.indices
+            sim[on_diag] = diagonal[n.indices[on_diag]]
             block = sp.csr_matrix((sim, n.indices, n.indptr), shape=n.shape)
             block.eliminate_zeros()
             parts.append(block)
@@ -241,27 +258,30 @@ class UserKNN(BaseRecommender):
         out.sort_indices()
         return out
 
-    def _similarities_dense(self, x, b, x2) -> sp.csr_matrix:
-        """Small populations: the same sums as dense BLAS products (integer ratings
-        keep every partial sum exact, so the result is bit-identical)."""
-        xd, bd, x2d = x.toarray(), b.toarray(), x2.toarray()
-        cnt = bd @ bd.T
+    def _similarities_dense(self, x, b, x2, diagonal) -> sp.csr_matrix:
+        """Small populations: the same sums as dense BLAS products. With integer ratings
+        every partial sum is an exact integer, so the result is bit-identical; float32
+        products are then exact too (sums below 2**24) and twice as fast."""
+        dtype = np.float32 if _exact_in_float32(x) else np.float64
+        xd, bd, x2d = (m.astype(dtype).toarray() for m in (x, b, x2))
+        cnt = (bd @ bd.T).astype(np.float64)
+        sqi = (x2d @ bd.T).astype(np.float64)  # Σ x_u² over items co-rated with v; sqi.T for v
+        prods = (xd @ xd.T).astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             if self.similarity == "msd":
-                sq = x2d @ bd.T + bd @ x2d.T - 2.0 * (xd @ xd.T)
-                sim = 1.0 / (sq / cnt + 1.0)
+                sim = 1.0 / ((sqi + sqi.T - 2.0 * prods) / cnt + 1.0)
             elif self.similarity == "cosine":
-                den = np.sqrt((x2d @ bd.T) * (bd @ x2d.T))
-                sim = np.divide(xd @ xd.T, den, out=np.zeros_like(den), where=den != 0)
+                den = np.sqrt(sqi * sqi.T)
+                sim = np.divide(prods, den, out=np.zeros_like(den), where=den != 0)
             else:
-                si = xd @ bd.T
-                num = cnt * (xd @ xd.T) - si * si.T
-                sqi = x2d @ bd.T
+                si = (xd @ bd.T).astype(np.float64)
+                num = cnt * prods - si * si.T
                 den = np.sqrt((cnt * sqi - si**2) * (cnt * sqi.T - si.T**2))
                 sim = np.divide(num, den, out=np.zeros_like(num), where=den != 0)
         if self.shrinkage:
             sim = sim * (cnt / (cnt + self.shrinkage))
         sim[(cnt < max(self.min_support, 1)) | ~(sim > 0)] = 0.0
+        np.fill_diagonal(sim, diagonal)
         out = sp.csr_matrix(sim)
         out.sort_indices()
         return out
@@ -275,6 +295,10 @@ class UserKNN(BaseRecommender):
         support = np.diff(raters.indptr)
         k = self.k
         self._small_items = np.flatnonzero(support <= k)
+        self._small_raters = raters[:, self._small_items]
+        self._small_pattern = sp.csc_matrix(
+            (np.ones(self._small_raters.nnz), self._small_raters.indices, self._small_raters.indptr),
+            shape=self._small_raters.shape)
         big = np.flatnonzero(support > k)
         groups = []
         if big.size:
@@ -296,10 +320,15 @@ class UserKNN(BaseRecommender):
 
     # -- scoring -------------------------------------------------------------------
     def _finish(self, users, num, den, cnt, item_known):
-        """Apply means, ``min_k``, unknown users/items and clipping."""
+        """Apply means, ``min_k``, unknown users/items and clipping.
+
+        ``cnt`` (contributing neighbours) may be ``None`` when ``min_k <= 1``: every
+        neighbour has a positive weight, so ``den != 0`` already means one contributed.
+        """
         mean = self.user_means_[users]
+        enough = den != 0 if cnt is None else (cnt >= self.min_k) & (den != 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dev = np.where((cnt >= self.min_k) & (den != 0), num / np.where(den != 0, den, 1.0), 0.0)
+            dev = np.where(enough, num / np.where(den != 0, den, 1.0), 0.0)
         est = mean.reshape(mean.shape + (1,) * (dev.ndim - mean.ndim)) + dev
         user_known = np.diff(self.user_items_.indptr)[users] > 0
         known = user_known.reshape(user_known.shape + (1,) * (dev.ndim - user_known.ndim)) & item_known
@@ -313,47 +342,69 @@ class UserKNN(BaseRecommender):
             w = self.similarity_[users]
             num = (w @ self.centred_).toarray()
             den = (w @ self._pattern).toarray()
-            cnt = (sp.csr_matrix((np.ones(w.nnz), w.indices, w.indptr), shape=w.shape) @ self._pattern).toarray()
+            cnt = None
+            if self.min_k > 1:
+                cnt = (sp.csr_matrix((np.ones(w.nnz), w.indices, w.indptr), shape=w.shape) @ self._pattern).toarray()
         else:
             num, den, cnt = self._per_item_block(users)
         return self._finish(users, num, den, cnt, self.item_support_ > 0)
 
     def _per_item_block(self, users):
         n_users, n_items, k = self.n_users_, self.n_items_, self.k
-        s = np.zeros((len(users), n_users + 1))  # last column: padding sentinel
-        s[:, :n_users] = self.similarity_[users].toarray()
         c = len(users)
+        sv = self.similarity_[users].toarray()
         num = np.zeros((c, n_items))
         den = np.zeros((c, n_items))
-        cnt = np.zeros((c, n_items))
-        small = self._small_items
-        if small.size:  # at most K raters: every positive neighbour among them counts
-            rc = self._raters[:, small]
-            pat = sp.csc_matrix((np.ones(rc.nnz), rc.indices, rc.indptr), shape=rc.shape)
-            sv = s[:, :n_users]
-            num[:, small] = (rc.T @ sv.T).T
-            den[:, small] = (pat.T @ sv.T).T
-        # contributing neighbours: min(K, positive raters), ranks put positives first
-        pos_sim = (s[:, :n_users] > 0).astype(np.float64)
-        cnt[:] = np.minimum((self._pattern.T @ pos_sim.T).T, k)
-        if self._item_groups:
-            rank_dtype = np.int16 if n_users < np.iinfo(np.int16).max else np.int32
-            order = np.argsort(-s[:, :n_users], axis=1, kind="stable")
-            rank = np.empty((c, n_users + 1), dtype=rank_dtype)
-            np.put_along_axis(rank, order, np.arange(n_users, dtype=rank_dtype)[None, :].repeat(c, 0), axis=1)
-            rank[:, n_users] = n_users
-            for items, vpad, rpad in self._item_groups:
-                width = vpad.shape[1]
-                step = max(1, _PER_ITEM_BLOCK // (c * width))
-                for sl in chunks(len(items), step):
-                    v = vpad[sl]
-                    rk = rank[:, v]  # (c, g, width)
-                    thr = np.partition(rk, k - 1, axis=2)[:, :, k - 1 : k]
-                    sw = s[:, v]
-                    sw *= rk <= thr
-                    it = items[sl]
-                    num[:, it] = np.einsum("cgw,gw->cg", sw, rpad[sl])
-                    den[:, it] = sw.sum(axis=2)
+        cnt = None
+        if self.min_k > 1:  # contributing neighbours: min(K, positive raters), ranks put positives first
+            cnt = np.minimum((self._pattern.T @ (sv > 0).T.astype(np.float64)).T, k)
+        s = np.zeros((c, n_users + 1))  # last column: the padding sentinel, similarity 0
+        s[:, :n_users] = sv
+        rank = np.empty((c, n_users + 1), dtype=np.int32)
+        rank[:, n_users] = n_users
+
+        def small_items():  # at most K raters: every positive neighbour among them counts
+            small = self._small_items
+            if small.size:
+                num[:, small] = (self._small_raters.T @ sv.T).T
+                den[:, small] = (self._small_pattern.T @ sv.T).T
+
+        def ranks(rows):
+            # rank of each user in the query user's order: similarity descending, then
+            # lower index (surprise's order). Similarities are >= +0.0, whose float64 bit
+            # patterns sort like the values, and integers sort faster. int32 ranks: numpy's
+            # partition is vectorised (SIMD) for 32-bit keys, not for 16-bit ones.
+            order = np.argsort(-sv[rows].view(np.int64), axis=1, kind="stable")
+            rank[np.arange(rows.start, rows.stop)[:, None], order] = np.arange(n_users, dtype=np.int32)
+
+        def top_k(block):
+            items, v, r = block  # v, r: (g, width) raters of the g items and their centred ratings
+            rk = np.take(rank, v, axis=1)  # (c, g, width); take is faster than rank[:, v]
+            thr = np.partition(rk, k - 1, axis=2)[:, :, k - 1 : k]  # K-th smallest rank
+            sw = np.take(s, v, axis=1)
+            sw *= rk <= thr  # the K most similar raters of each (user, item) keep their weight
+            num[:, items] = np.einsum("cgw,gw->cg", sw, r)
+            den[:, items] = sw.sum(axis=2)
+
+        blocks = []
+        for items, vpad, rpad in self._item_groups:
+            step = max(1, _PER_ITEM_BLOCK // (c * vpad.shape[1]))
+            blocks += [(items[sl], vpad[sl], rpad[sl]) for sl in chunks(len(items), step)]
+        workers = n_threads_or_default(self.n_threads)
+        halves = list(chunks(c, -(-c // workers))) if blocks else []
+        # every task writes its own rows or columns, and numpy and scipy.sparse release
+        # the GIL inside them, so a thread per core shares the work
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for done in [pool.submit(small_items)] + [pool.submit(ranks, h) for h in halves]:
+                    done.result()  # the ranks are complete before any block reads them
+                list(pool.map(top_k, blocks))
+        else:
+            small_items()
+            for h in halves:
+                ranks(h)
+            for block in blocks:
+                top_k(block)
         return num, den, cnt
 
     def predict(self, user_idx, item_idx) -> np.ndarray:
@@ -383,6 +434,9 @@ class UserKNN(BaseRecommender):
         den = np.zeros(len(u))
         cnt = np.zeros(len(u))
         with capped_threads(self.n_threads):
+            if self.neighbourhood == "per_item" and self._blocks_are_cheaper(u, i):
+                out[inside] = self._predict_from_blocks(u, i)
+                return out
             if self._sim_lookup is None:
                 self._sim_lookup = SparseLookup(self.similarity_)
             if self.neighbourhood == "per_item":
@@ -390,6 +444,28 @@ class UserKNN(BaseRecommender):
             else:
                 self._predict_global(u, i, num, den, cnt)
         out[inside] = self._finish(u, num, den, cnt, self.item_support_[i] > 0)
+        return out
+
+    def _blocks_are_cheaper(self, u, i) -> bool:
+        """Whether scoring whole rows of the distinct users beats the per-pair sort.
+
+        The pair path sorts every (pair, rater) entry (~400 ns each); a row costs a
+        partition over the padded raters of every item (~7 ns each). Many pairs per user
+        (an evaluation fold) are cheaper as rows; a few pairs are not.
+        """
+        entries = float(self.item_support_[i].sum())
+        per_row = sum(v.size for _, v, _ in self._item_groups) + self._small_raters.nnz + self.n_items_
+        return len(np.unique(u)) * per_row * _ROW_VS_PAIR_COST < entries
+
+    def _predict_from_blocks(self, u, i):
+        users, inverse = np.unique(u, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(0, len(users) + 1))
+        out = np.empty(len(u))
+        for sl in chunks(len(users), self._user_chunk_size()):
+            block = self._score_block(users[sl])
+            pairs = order[bounds[sl.start]: bounds[sl.stop]]
+            out[pairs] = block[inverse[pairs] - sl.start, i[pairs]]
         return out
 
     def _predict_per_item(self, u, i, num, den, cnt, max_entries=4_000_000):

@@ -127,3 +127,15 @@ def test_default_recommender_is_pure_svd_with_overrides():
 
     assert isinstance(model, PureSVD)
     assert model.n_threads == 1
+
+
+def test_capped_threads_limits_blas_inside_and_restores_it_after():
+    from threadpoolctl import threadpool_info
+
+    from recommendations.engine._base import capped_threads
+
+    before = [lib["num_threads"] for lib in threadpool_info()]
+    for _ in range(2):  # the second time through the cached controller
+        with capped_threads(1):
+            assert all(lib["num_threads"] == 1 for lib in threadpool_info())
+        assert [lib["num_threads"] for lib in threadpool_info()] == before

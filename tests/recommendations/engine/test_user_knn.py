@@ -67,15 +67,61 @@ def test_pearson_uses_co_rated_items_only():
     assert model.similarity_[0, 1] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("min_k", [1, 3])
 @pytest.mark.parametrize("neighbourhood", ["per_item", "global"])
-def test_block_scores_equal_pair_predictions(random_implicit, neighbourhood):
-    model = UserKNN(k=5, similarity="pearson", neighbourhood=neighbourhood).fit(random_implicit)
+def test_block_scores_equal_pair_predictions(monkeypatch, random_implicit, neighbourhood, min_k, n_threads):
+    # predict() would score this many pairs as rows itself; make it take the per-pair path
+    monkeypatch.setattr("recommendations.engine.knn._ROW_VS_PAIR_COST", float("inf"))
+    model = UserKNN(k=5, similarity="pearson", neighbourhood=neighbourhood, min_k=min_k,
+                    n_threads=n_threads).fit(random_implicit)
     users = np.repeat(np.arange(60), 45)
     items = np.tile(np.arange(45), 60)
 
     block = model.score(np.arange(60))
 
-    assert np.allclose(block.reshape(-1), model.predict(users, items), atol=1e-9)
+    np.testing.assert_allclose(block.reshape(-1), model.predict(users, items), rtol=0, atol=1e-12)
+
+
+def _surprise_similarity(a, b, name):
+    """One pair's similarity the way scikit-surprise computes it, over co-rated items."""
+    common = (a != 0) & (b != 0)
+    x, y, n = a[common], b[common], common.sum()
+    if n == 0:
+        return 0.0
+    if name == "msd":
+        return 1.0 / (np.sum((x - y) ** 2) / n + 1.0)
+    if name == "cosine":
+        den = np.sqrt(np.sum(x**2) * np.sum(y**2))
+        return 0.0 if den == 0 else np.sum(x * y) / den
+    den = np.sqrt((n * np.sum(x**2) - np.sum(x) ** 2) * (n * np.sum(y**2) - np.sum(y) ** 2))
+    return 0.0 if den == 0 else (n * np.sum(x * y) - np.sum(x) * np.sum(y)) / den
+
+
+@pytest.mark.parametrize("sparse_path", [False, True])
+@pytest.mark.parametrize("values", ["integer", "fractional"])
+@pytest.mark.parametrize("similarity", ["msd", "pearson", "cosine"])
+def test_similarities_equal_a_loop_over_co_rated_items(monkeypatch, similarity, values, sparse_path):
+    # integer ratings take exact float32 products, fractional ones float64; both the
+    # dense products (small populations) and the chunked sparse ones must agree
+    if sparse_path:
+        monkeypatch.setattr("recommendations.engine.knn._DENSE_SIM_MAX", 0)
+    rng = np.random.default_rng(3)
+    dense = (rng.random((40, 30)) < 0.3) * rng.integers(1, 6, size=(40, 30)).astype(float)
+    if values == "fractional":
+        dense = dense * rng.uniform(0.3, 1.7, size=dense.shape)
+    dense[7] = 0  # a user with no ratings
+
+    model = UserKNN(similarity=similarity, neighbourhood="per_item").fit(sp.csr_matrix(dense))
+
+    expected = np.array([[_surprise_similarity(dense[u], dense[v], similarity) for v in range(40)]
+                         for u in range(40)])
+    expected[expected < 0] = 0.0
+    np.fill_diagonal(expected, (dense != 0).any(axis=1).astype(float))  # a user is its own neighbour
+    # integer sums are exact, so those similarities are bit-identical; fractional ones
+    # differ in the order of summation only (Pearson's n·Σx² − (Σx)² cancels)
+    tolerance = 0.0 if values == "integer" else 1e-9
+    np.testing.assert_allclose(model.similarity_.toarray(), expected, rtol=0, atol=tolerance)
 
 
 @pytest.mark.parametrize("similarity", ["pearson", "cosine", "msd"])
