@@ -106,7 +106,8 @@ def _row_problems(df: pd.DataFrame) -> pd.Series:
     for marker, reason in ((NUL_MARK, "contains a NUL character"), (REPLACEMENT, "invalid UTF-8 in this row")):
         bad = np.zeros(len(df), dtype=bool)
         for col in df.columns:
-            if df[col].dtype == object:
+            # one pass in C over the whole column first; the per-row search only where it is needed
+            if df[col].dtype == object and marker in "".join(df[col].dropna().astype(str).tolist()):
                 bad |= df[col].astype(str).str.contains(marker, regex=False).to_numpy()
         reasons = reasons.mask(bad & reasons.isna().to_numpy(), reason)
     return reasons

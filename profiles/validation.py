@@ -188,7 +188,13 @@ def _contexts(series: pd.Series, errors: _Errors, field: str = "context") -> pd.
             return value if problem is None else _Bad(problem)
         return _Bad("must be a JSON object")
 
-    parsed = series.map(parse)
+    # Contexts repeat (a file has a handful of distinct ones): each distinct text is parsed once.
+    texts = series.map(lambda v: v if isinstance(v, str) else None)
+    if texts.notna().all():
+        codes, uniques = pd.factorize(texts)
+        parsed = pd.Series(np.array([parse(u) for u in uniques] + [None], dtype=object)[codes], index=series.index)
+    else:
+        parsed = series.map(parse)
     bad = parsed.map(lambda v: isinstance(v, _Bad))
     if bad.any():
         errors.add(bad.to_numpy(), field, parsed.map(lambda v: v.reason if isinstance(v, _Bad) else ""))
@@ -267,6 +273,14 @@ def parse_timestamps(
 _TYPE_NAMES = {dict: "a JSON object", list: "a JSON array", bool: "a boolean"}
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _reject_unstorable(df: pd.DataFrame, errors: _Errors, text_columns: frozenset[str]) -> None:
     """Values no column can hold make their row bad, with the reason.
 
@@ -280,18 +294,30 @@ def _reject_unstorable(df: pd.DataFrame, errors: _Errors, text_columns: frozense
             errors.add(series.notna().to_numpy(dtype=bool), col, "expected text, got a boolean")
         if series.dtype != object:
             continue
-        kinds = series.map(type)
-        if col in text_columns:
-            for kind, name in _TYPE_NAMES.items():
-                errors.add((kinds == kind).to_numpy(dtype=bool), col, f"expected text, got {name}")
-        is_str = (kinds == str).to_numpy(dtype=bool)
+        if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+            # The common case (every file import): only text. One pass in C finds whether any
+            # value holds a NUL or a lone surrogate; the per-row search runs only if one does.
+            is_str = series.notna().to_numpy(dtype=bool)
+            is_json = np.zeros(len(series), dtype=bool)
+        else:
+            kinds = series.map(type)
+            if col in text_columns:
+                for kind, name in _TYPE_NAMES.items():
+                    errors.add((kinds == kind).to_numpy(dtype=bool), col, f"expected text, got {name}")
+            is_str = (kinds == str).to_numpy(dtype=bool)
+            is_json = kinds.isin([dict, list]).to_numpy(dtype=bool)
         if is_str.any():
             strings = series[is_str].astype(str)
-            for pattern, regex, reason in (("\x00", False, NUL_REASON), (_SURROGATE_RE, True, SURROGATE_REASON)):
+            joined = "".join(strings.tolist())
+            for pattern, regex, reason, present in (
+                ("\x00", False, NUL_REASON, "\x00" in joined),
+                (_SURROGATE_RE, True, SURROGATE_REASON, not _encodable(joined)),
+            ):
+                if not present:
+                    continue
                 mask = np.zeros(len(series), dtype=bool)
                 mask[is_str] = strings.str.contains(pattern, regex=regex).to_numpy(dtype=bool)
                 errors.add(mask, col, reason)
-        is_json = kinds.isin([dict, list]).to_numpy(dtype=bool)
         if is_json.any():
             problems = pd.Series(None, index=series.index, dtype=object)
             problems[is_json] = series[is_json].map(_json_problem)
