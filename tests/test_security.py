@@ -178,7 +178,8 @@ def _production_env(**extra) -> dict:
     import os
     import secrets
 
-    env = {k: v for k, v in os.environ.items() if k not in {"HTTPS_ONLY", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    # A clean environment, as a deployment's: nothing the test run set (HTTPS_ONLY, DJANGO_ALLOW_ASYNC_UNSAFE, ...).
+    env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "DATABASE_URL"}}
     env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": secrets.token_urlsafe(64),
                 "ALLOWED_HOSTS": "shop.example.com", **extra})
     return env
