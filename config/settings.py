@@ -329,6 +329,12 @@ CELERY_BEAT_SCHEDULE = {
 # without it, or with this off, they go through psycopg's COPY (slower on tens of millions of rows).
 BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)
 
+# Access: API keys are looked up at most once per this many seconds in each server process (a
+# revocation reaches the other processes within it); see profiles/access.py.
+API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
+# The suggestions query is prepared once per PostgreSQL connection; turn off behind PgBouncer in
+# transaction mode.
+RECOMMENDATIONS_PREPARED_STATEMENTS = env_bool("RECOMMENDATIONS_PREPARED_STATEMENTS", True)
 # Access: customer tokens (signed with SECRET_KEY) that the shop's backend obtains for a customer.
 CUSTOMER_TOKEN_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_TTL_SECONDS", "3600"))
 CUSTOMER_TOKEN_MAX_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_MAX_TTL_SECONDS", str(24 * 3600)))

@@ -13,12 +13,20 @@ and the authentication classes below tell who is calling:
 - `Authorization: Customer <token>` → `request.auth` is a CustomerToken for one customer's
   external id, signed with SECRET_KEY and expiring after CUSTOMER_TOKEN_TTL_SECONDS;
 - a session (the admin's, with CSRF) or HTTP Basic → a staff user.
+
+API keys are looked up once per `API_KEY_CACHE_SECONDS` (default 5) in each server process, not on
+every request (the customer-facing endpoints serve hundreds of requests a second, each carrying a
+token of the same key). Revoking a key through `api_key_revoke` takes effect at once in the
+process that revokes it and within that many seconds in every other one; `last_used_at` is
+written at most that often per process.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -31,6 +39,8 @@ from rest_framework.throttling import ScopedRateThrottle
 from .models import ApiKey
 
 TOKEN_SALT = "marketing.customer-token"
+
+log = logging.getLogger(__name__)
 
 
 # --- API keys ----------------------------------------------------------------------------------
@@ -52,6 +62,46 @@ def api_key_revoke(*, key: ApiKey) -> None:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+    _known_keys.pop(key.prefix, None)
+
+
+@dataclass
+class _KnownKey:
+    key: ApiKey  # shared by the requests of this process: read it, never change it
+    fetched: float  # time.monotonic() of the lookup
+    touched: float  # when this process last wrote last_used_at
+
+
+_known_keys: dict[str, _KnownKey] = {}
+
+
+def _key_cache_seconds() -> float:
+    return float(getattr(settings, "API_KEY_CACHE_SECONDS", 5))
+
+
+def _key_by_prefix(prefix: str) -> ApiKey | None:
+    """The key with this prefix, looked up at most once per API_KEY_CACHE_SECONDS in this process.
+
+    Unknown prefixes are not remembered, so a key created elsewhere works at once."""
+    now = time.monotonic()
+    known = _known_keys.get(prefix)
+    if known is not None and now - known.fetched < _key_cache_seconds():
+        return known.key
+    key = ApiKey.objects.filter(prefix=prefix).first()
+    if key is None:
+        _known_keys.pop(prefix, None)
+        return None
+    _known_keys[prefix] = _KnownKey(key=key, fetched=now, touched=known.touched if known else float("-inf"))
+    return key
+
+
+def _key_used(key: ApiKey) -> None:
+    known = _known_keys.get(key.prefix)
+    now = time.monotonic()
+    if known is None or now - known.touched >= _key_cache_seconds():
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        if known is not None:
+            known.touched = now
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -63,12 +113,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         raw = header[len(self.keyword) + 1 :].strip()
         prefix, _, secret = raw.partition(".")
-        key = ApiKey.objects.filter(prefix=prefix).first() if prefix and secret else None
+        key = _key_by_prefix(prefix) if prefix and secret else None
         if key is None or not hmac.compare_digest(key.hashed_secret, _hash(secret)):
             raise exceptions.AuthenticationFailed("Unknown API key.")
         if key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("This API key was revoked.")
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
+        _key_used(key)
         return (KeyPrincipal(key), key)
 
     def authenticate_header(self, request):
@@ -90,6 +140,39 @@ def customer_token_issue(*, customer_external_id: str, key: ApiKey, ttl: int | N
     return token, ttl
 
 
+@dataclass(frozen=True)
+class _TokenClaims:
+    customer: str
+    key_prefix: str
+    signed_at: int  # seconds since the epoch; covered by the signature
+    ttl: int | None  # the token's own lifetime
+
+
+# Tokens whose signature this process has checked. A frontend sends the same token with every call
+# for up to an hour, so the signature is checked once; lifetimes and the issuing key are checked on
+# every call. Bounded (emptied when full) and forgotten when SECRET_KEY changes.
+_verified_tokens: dict[str, _TokenClaims] = {}
+_verified_with: list[str] = [""]
+VERIFIED_TOKENS_MAX = 20_000
+
+
+def _token_claims(token: str) -> _TokenClaims:
+    """The token's claims if its signature is good; raises signing.BadSignature otherwise."""
+    if _verified_with[0] != settings.SECRET_KEY:
+        _verified_tokens.clear()
+        _verified_with[0] = settings.SECRET_KEY
+    claims = _verified_tokens.get(token)
+    if claims is None:
+        data = signing.loads(token, salt=TOKEN_SALT)  # the ages are checked by the caller
+        # "payload:timestamp:signature"; the signature covers the timestamp
+        signed_at = signing.b62_decode(token.rsplit(":", 2)[-2])
+        claims = _TokenClaims(customer=str(data["c"]), key_prefix=str(data.get("k")), signed_at=signed_at, ttl=data.get("t"))
+        if len(_verified_tokens) >= VERIFIED_TOKENS_MAX:
+            _verified_tokens.clear()
+        _verified_tokens[token] = claims
+    return claims
+
+
 class CustomerTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Customer"
 
@@ -99,17 +182,18 @@ class CustomerTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = header[len(self.keyword) + 1 :].strip()
         try:
-            data = signing.loads(token, salt=TOKEN_SALT, max_age=settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS)
-            # each token carries its own (shorter) lifetime
-            signing.loads(token, salt=TOKEN_SALT, max_age=int(data.get("t", settings.CUSTOMER_TOKEN_TTL_SECONDS)))
-        except signing.SignatureExpired as exc:
-            raise exceptions.AuthenticationFailed("The customer token has expired; ask the shop for a new one.") from exc
+            claims = _token_claims(token)
         except signing.BadSignature as exc:
             raise exceptions.AuthenticationFailed("Invalid customer token.") from exc
-        key = ApiKey.objects.filter(prefix=data.get("k")).first()
+        # no token outlives CUSTOMER_TOKEN_MAX_TTL_SECONDS, and each carries its own (shorter) lifetime
+        age = time.time() - claims.signed_at
+        own_ttl = settings.CUSTOMER_TOKEN_TTL_SECONDS if claims.ttl is None else int(claims.ttl)
+        if age > settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS or age > own_ttl:
+            raise exceptions.AuthenticationFailed("The customer token has expired; ask the shop for a new one.")
+        key = _key_by_prefix(claims.key_prefix)
         if key is None or key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("The API key that issued this customer token was revoked.")
-        principal = CustomerToken(customer=str(data["c"]), key_prefix=key.prefix)
+        principal = CustomerToken(customer=claims.customer, key_prefix=key.prefix)
         return (CustomerPrincipal(principal.customer), principal)
 
     def authenticate_header(self, request):
@@ -227,6 +311,15 @@ class CallerRateThrottle(ScopedRateThrottle):
     DRF keys authenticated callers by user id; API keys and customers have none, so without this
     they would all share one budget.
     """
+
+    def allow_request(self, request, view):
+        # The counters live in the cache (Redis with CACHE_URL): if it is unreachable, requests are
+        # served unthrottled rather than refused, so ingestion does not go down with the cache.
+        try:
+            return super().allow_request(request, view)
+        except Exception:
+            log.warning("throttle cache unreachable; %s requests are not throttled", self.scope, exc_info=True)
+            return True
 
     def get_cache_key(self, request, view):
         user = request.user

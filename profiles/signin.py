@@ -11,6 +11,7 @@ Sign-ins and refused sign-ins are written to the audit log.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -18,6 +19,8 @@ from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework import authentication, exceptions
+
+log = logging.getLogger(__name__)
 
 
 def _limits() -> tuple[int, int, int]:
@@ -40,23 +43,37 @@ def _ip(request) -> str | None:
     return (getattr(request, "META", None) or {}).get("REMOTE_ADDR") or None
 
 
+# If the cache (Redis with CACHE_URL) is unreachable, sign-ins are checked without the lockout
+# (logged) rather than refused with an error: operators can still work during a cache outage.
+
+
 def is_locked(username: str | None, request=None) -> bool:
-    return any((cache.get(key) or 0) >= limit for key, limit in _keys(username, _ip(request)))
+    try:
+        return any((cache.get(key) or 0) >= limit for key, limit in _keys(username, _ip(request)))
+    except Exception:
+        log.warning("sign-in lockout unavailable: the cache is unreachable", exc_info=True)
+        return False
 
 
 def failure_record(username: str | None, request=None) -> None:
     _, _, window = _limits()
-    for key, _ in _keys(username, _ip(request)):
-        if not cache.add(key, 1, timeout=window):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=window)
+    try:
+        for key, _ in _keys(username, _ip(request)):
+            if not cache.add(key, 1, timeout=window):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, 1, timeout=window)
+    except Exception:
+        log.warning("failed sign-in not counted: the cache is unreachable", exc_info=True)
 
 
 def failures_clear(username: str | None) -> None:
-    for key, _ in _keys(username, None):
-        cache.delete(key)
+    try:
+        for key, _ in _keys(username, None):
+            cache.delete(key)
+    except Exception:
+        log.warning("sign-in count not cleared: the cache is unreachable", exc_info=True)
 
 
 class SignInThrottleBackend(ModelBackend):

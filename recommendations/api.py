@@ -14,7 +14,13 @@ from profiles.access import AnyCustomer, CustomerSelf, KeyScope, Operator, anyon
 from profiles.serializers import ErrorSerializer
 
 from . import selectors
-from .serializers import ListQuerySerializer, RecommendationsOutSerializer, SimilarItemsOutSerializer
+from .serializers import (
+    ListQuerySerializer,
+    RecommendationsOutSerializer,
+    SimilarItemsOutSerializer,
+    plain_list_query,
+    recommendations_out,
+)
 
 # Operators, the shop's backend (key scope read_recommendations) and the customer themself.
 OWN_SUGGESTIONS = anyone_of(Operator("recommendations.view_recommendation"), KeyScope("read_recommendations"), CustomerSelf())
@@ -28,6 +34,9 @@ QUERY_PARAMETERS = [
 
 def _query(request):
     """Validated (kind, limit), or a 400 answer naming the bad parameter."""
+    plain = plain_list_query(request.query_params)
+    if plain is not None:
+        return plain, None
     query = ListQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)  # answered in the API's one error shape
     return query.validated_data, None
@@ -47,12 +56,14 @@ class CustomerRecommendationsView(APIView):
         query, error = _query(request)
         if error:
             return error
-        rows = selectors.recommendations_for_external_id(external_id, kind=query["kind"], limit=query["limit"])
-        if not rows:  # unknown customer, or one the active run did not know
-            customer = profile_selectors.customer_by_external_id(external_id)
-            if customer is None:
-                raise NotFound(f"No customer with external_id {external_id!r}.")
-            rows = selectors.fallback_for(customer, kind=query["kind"], limit=query["limit"])
+        rows = selectors.recommendation_rows_for_external_id(external_id, kind=query["kind"], limit=query["limit"])
+        if rows:
+            return Response(recommendations_out(customer=external_id, kind=query["kind"], rows=rows))
+        # unknown customer, or one the active run did not know
+        customer = profile_selectors.customer_by_external_id(external_id)
+        if customer is None:
+            raise NotFound(f"No customer with external_id {external_id!r}.")
+        rows = selectors.fallback_for(customer, kind=query["kind"], limit=query["limit"])
         data = {"customer": external_id, "kind": query["kind"], "run": rows[0].run_id if rows else None, "results": rows}
         return Response(RecommendationsOutSerializer(data).data)
 

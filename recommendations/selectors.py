@@ -1,9 +1,12 @@
 """Reads of the active run's suggestions, shared by the API, the admin and campaigns."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import pandas as pd
+from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 
 from profiles.bulk import read_frame
@@ -37,6 +40,48 @@ def recommendations_for_external_id(external_id: str, *, kind: str = "product", 
         Recommendation.objects.filter(run__is_active=True, customer__external_id=external_id, kind=kind)
         .select_related("item", "reason_item").order_by("rank")[:limit]
     )
+
+
+# The API's hot path as one statement. Written out rather than built by the ORM: compiling the
+# ORM query and building thirty model instances cost several times more CPU than the indexed
+# lookup itself, at hundreds of requests a second (docs/benchmarks.md, "Load").
+_ROWS_SQL = f"""
+SELECT r.run_id, r.rank, r.score, r.reason, r.reason_text,
+       i.external_id, i.kind, i.title, i.category, i.price, ri.external_id
+FROM {Recommendation._meta.db_table} r
+JOIN {RecommenderRun._meta.db_table} run ON run.id = r.run_id
+JOIN {Customer._meta.db_table} c ON c.id = r.customer_id
+JOIN {Item._meta.db_table} i ON i.id = r.item_id
+LEFT JOIN {Item._meta.db_table} ri ON ri.id = r.reason_item_id
+WHERE run.is_active AND c.external_id = {{0}} AND r.kind = {{1}}
+ORDER BY r.rank
+LIMIT {{2}}
+"""
+ROW_FIELDS = ("run", "rank", "score", "reason", "reason_text", "item_external_id", "item_kind", "item_title", "item_category",
+              "item_price", "reason_item")
+# On PostgreSQL, planning this five-table join costs several times its execution (~0.8 vs
+# ~0.2 ms), so each connection prepares it once (a session-level prepared statement, which
+# survives rollbacks) and then only executes it. Connections that have it, by their driver object.
+_PREPARED_NAME = "reco_rows_by_customer_v1"
+_prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def recommendation_rows_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[tuple]:
+    """The customer's suggestions of `kind` in the active run, best first, as tuples in the order of
+    ROW_FIELDS (item_price as the database gives it); one statement, no model instances."""
+    params = [external_id, kind, int(limit)]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql" and getattr(settings, "RECOMMENDATIONS_PREPARED_STATEMENTS", True):
+            raw = connection.connection
+            if raw not in _prepared_on:
+                cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [_PREPARED_NAME])
+                if cursor.fetchone() is None:
+                    cursor.execute(f"PREPARE {_PREPARED_NAME} (text, text, integer) AS " + _ROWS_SQL.format("$1", "$2", "$3"))
+                _prepared_on[raw] = True
+            cursor.execute(f"EXECUTE {_PREPARED_NAME} (%s, %s, %s)", params)
+        else:
+            cursor.execute(_ROWS_SQL.format("%s", "%s", "%s"), params)
+        return cursor.fetchall()
 
 
 def fallback_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:

@@ -8,6 +8,19 @@ def max_limit() -> int:
     return int(getattr(settings, "RECOMMENDER_TOP_N", 20))
 
 
+ITEM_KINDS = frozenset(k.value for k in ItemKind)
+
+
+def plain_list_query(params) -> dict | None:
+    """kind and limit when both are plainly valid (the frontend's usual request), else None: then
+    ListQuerySerializer decides, and words the error."""
+    kind = params.get("kind", ItemKind.PRODUCT.value)
+    limit = params.get("limit", "10")
+    if kind in ITEM_KINDS and limit.isascii() and limit.isdigit() and 1 <= int(limit) <= max_limit():
+        return {"kind": kind, "limit": int(limit)}
+    return None
+
+
 class ListQuerySerializer(serializers.Serializer):
     """?kind=product&limit=10, with errors that say what is allowed."""
 
@@ -54,6 +67,22 @@ class RecommendationsOutSerializer(serializers.Serializer):
     kind = serializers.CharField()
     run = serializers.IntegerField(allow_null=True)
     results = RecommendationOutSerializer(many=True)
+
+
+_PRICE = ItemOutSerializer().fields["price"]
+
+
+def recommendations_out(*, customer: str, kind: str, rows: list[tuple]) -> dict:
+    """What RecommendationsOutSerializer gives, key for key and value for value, built straight from
+    `selectors.recommendation_rows_for_external_id` rows: on the API's hot path the serializer's
+    field machinery cost more than the query (docs/benchmarks.md, "Load")."""
+    results = [
+        {"rank": int(rank), "item": {"external_id": ext, "kind": item_kind, "title": title, "category": category,
+                                     "price": None if price is None else _PRICE.to_representation(price)},
+         "score": float(score), "reason": reason, "reason_text": reason_text, "reason_item": reason_item}
+        for _, rank, score, reason, reason_text, ext, item_kind, title, category, price, reason_item in rows
+    ]
+    return {"customer": customer, "kind": kind, "run": rows[0][0] if rows else None, "results": results}
 
 
 class SimilarOutSerializer(serializers.Serializer):

@@ -212,3 +212,19 @@ def test_production_settings_refuse_to_start_without_a_secret_and_turn_https_on(
     del env["SECRET_KEY"]
     proc = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "SECRET_KEY is not set" in proc.stderr
+
+
+@pytest.mark.django_db
+def test_sign_in_still_works_while_the_cache_is_unreachable(client, django_user_model):
+    import socket
+
+    from django.test import override_settings
+
+    django_user_model.objects.create_user("ops2", "ops2@example.com", "right-pw-123", is_staff=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}}
+    with override_settings(CACHES=dead):
+        assert _sign_in(client, "guess", username="ops2").status_code == 200
+        assert _sign_in(client, "right-pw-123", username="ops2").status_code == 302
