@@ -264,20 +264,45 @@ def items_upsert(
 # --- events ------------------------------------------------------------------------------------
 
 
+def pg_text_array(values: list[str]) -> str:
+    """A PostgreSQL array literal of texts, for `= ANY(%s::text[])`: one parameter, which the
+    driver passes as it is (it quotes a Python list element by element, slowly), and whose length
+    the planner sees (unlike a set-returning function's, which it guesses)."""
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+def _ids_by_external_id(table: str, external_ids: list[str], *, where: str = "", params: tuple = ()) -> dict[str, int]:
+    """{external_id: id} of the rows of `table` with these external ids, in one query.
+
+    On PostgreSQL the ids travel as one array parameter and the rows come back as plain tuples: a
+    file import asks this for some 20,000 ids per chunk, where the ORM's IN lists and row handling
+    cost more than the lookups themselves."""
+    if not external_ids:
+        return {}
+    if connection.vendor != "postgresql":
+        model = Customer if table == Customer._meta.db_table else Item
+        found: dict[str, int] = {}
+        for part in _chunks(external_ids):
+            qs = model.objects.filter(external_id__in=part)
+            if params:
+                qs = qs.filter(kind=params[0])
+            found.update(qs.values_list("external_id", "id"))
+        return found
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s::text[]){where}",
+                    [pg_text_array(external_ids), *params])
+        return dict(cur.fetchall())
+
+
 def _customer_ids(external_ids: list[str]) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for part in _chunks(external_ids):
-        found.update(Customer.objects.filter(external_id__in=part).values_list("external_id", "id"))
-    return found
+    return _ids_by_external_id(Customer._meta.db_table, external_ids)
 
 
 def _item_ids(keys: pd.DataFrame) -> dict[tuple[str, str], int]:
     found: dict[tuple[str, str], int] = {}
     for kind, group in keys.groupby("item_kind"):
-        for part in _chunks(group["item"].tolist()):
-            found.update(
-                {(kind, ext): pk for ext, pk in Item.objects.filter(kind=kind, external_id__in=part).values_list("external_id", "id")}
-            )
+        ids = _ids_by_external_id(Item._meta.db_table, group["item"].tolist(), where=" AND kind = %s", params=(kind,))
+        found.update({(kind, ext): pk for ext, pk in ids.items()})
     return found
 
 
@@ -401,13 +426,11 @@ def _copy_text(rows: pd.DataFrame, received_at: datetime) -> str:
 def _stored_event_ids(cur, ids: list[str]) -> set[str]:
     if not ids:
         return set()
-    # One JSON text parameter: psycopg quotes a 20,000-element array parameter element by element.
-    cur.execute(f"SELECT external_id FROM {Event._meta.db_table} WHERE external_id IN "
-                "(SELECT jsonb_array_elements_text(%s::jsonb))", [json.dumps(ids, ensure_ascii=False)])
+    cur.execute(f"SELECT external_id FROM {Event._meta.db_table} WHERE external_id = ANY(%s::text[])", [pg_text_array(ids)])
     return {r[0] for r in cur.fetchall()}
 
 
-def _insert_copy(rows: pd.DataFrame, received_at: datetime) -> int:
+def _insert_copy(rows: pd.DataFrame, received_at: datetime, *, check_stored: bool = True, text: str | None = None) -> int:
     """PostgreSQL: COPY the batch straight into the events table, leaving out ids already stored.
 
     COPY is several times faster than multi-row INSERT. The ids already stored are found first (one
@@ -419,12 +442,13 @@ def _insert_copy(rows: pd.DataFrame, received_at: datetime) -> int:
     columns = ", ".join(EVENT_COPY_COLUMNS)
     ids = rows["external_id"].dropna().tolist()
     with connection.cursor() as cur:
-        stored = _stored_event_ids(cur, ids)
+        stored = _stored_event_ids(cur, ids) if check_stored else set()
         if stored:
             rows = rows[~rows["external_id"].isin(stored)]
         if rows.empty:
             return 0
-        text = _copy_text(rows, received_at)
+        if text is None or stored:
+            text = _copy_text(rows, received_at)
         try:
             with transaction.atomic():
                 with cur.cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
@@ -454,6 +478,76 @@ def events_validate(
     return validate_events(rows, now=now, max_future=max_future, assume_tz=assume_tz)
 
 
+@dataclass
+class PreparedEvents:
+    """A batch resolved and ready to write (see `events_prepare`)."""
+
+    result: IngestResult
+    fresh: pd.DataFrame  # the rows to insert: references resolved, repeats within the batch removed
+    now: datetime
+    expect_new: bool
+    copy_text: str | None = None  # PostgreSQL, expect_new: the COPY text, built ahead of the write
+
+
+def events_prepare(
+    *,
+    valid: pd.DataFrame,
+    errors: list[RowError] | None = None,
+    received: int | None = None,
+    create_unknown: bool | None = None,
+    all_or_nothing: bool = True,
+    now: datetime | None = None,
+    expect_new: bool = False,
+) -> PreparedEvents:
+    """Resolve a validated batch's customers and items (creating unknown ones, or refusing them) and
+    drop ids repeated within the batch. `events_write` then stores it. Run inside the writer's
+    transaction for all or nothing (as `events_store` does); a file import runs it ahead, while the
+    previous chunk is written, so customers and items it creates are committed on their own.
+
+    `expect_new` (a file import that has met no duplicate yet) skips the look-up of stored ids on
+    PostgreSQL and lets the unique index find a duplicate: the batch then goes the slower,
+    conflict-tolerant way, and the result is the same.
+    """
+    now = now or timezone.now()
+    errors = list(errors or [])
+    create_unknown = settings.INGEST_CREATE_UNKNOWN if create_unknown is None else create_unknown
+    result = IngestResult(received=len(valid) + len({e.row for e in errors}) if received is None else received)
+    with transaction.atomic():
+        resolved, ref_errors, result.customers_created, result.items_created = _resolve(valid, create_unknown=create_unknown, now=now)
+        if ref_errors:
+            if all_or_nothing:
+                raise IngestRefused(sorted(errors + ref_errors, key=lambda e: e.row))
+            bad_rows = {e.row for e in ref_errors}
+            valid = valid[~valid.index.isin(bad_rows)]
+            resolved, _, result.customers_created, result.items_created = _resolve(valid, create_unknown=False, now=now)
+    result.errors = sorted(errors + ref_errors, key=lambda e: e.row)
+    result.invalid = len({e.row for e in result.errors})
+    prepared = PreparedEvents(result=result, fresh=resolved, now=now, expect_new=expect_new)
+    if connection.vendor == "postgresql":
+        # ON CONFLICT DO NOTHING skips stored ids; its row count tells how many were new.
+        repeat = resolved["external_id"].duplicated(keep="first") & resolved["external_id"].notna()
+        prepared.fresh, result.duplicates = resolved[~repeat], int(repeat.sum())
+        if expect_new and len(prepared.fresh):
+            prepared.copy_text = _copy_text(prepared.fresh, now)
+    return prepared
+
+
+def events_write(prepared: PreparedEvents) -> IngestResult:
+    """Insert a prepared batch in bulk, skipping ids already stored; returns its result."""
+    result, now = prepared.result, prepared.now
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            fresh = prepared.fresh
+            result.created = _insert_copy(fresh, now, check_stored=not prepared.expect_new, text=prepared.copy_text) if len(fresh) else 0
+        else:
+            fresh, result.duplicates = _split_duplicates(prepared.fresh)
+            result.created = _insert_bulk_create(fresh, now) if len(fresh) else 0
+        if len(fresh):
+            # Stored before (found by the look-up or the unique index), or by a concurrent sender.
+            result.duplicates += len(fresh) - result.created
+    return result
+
+
 def events_store(
     *,
     valid: pd.DataFrame,
@@ -469,33 +563,10 @@ def events_store(
     With `all_or_nothing`, an unknown customer or item (when `create_unknown` is off) refuses the
     whole batch with `IngestRefused`; otherwise those rows are left out and reported.
     """
-    now = now or timezone.now()
-    errors = list(errors or [])
-    create_unknown = settings.INGEST_CREATE_UNKNOWN if create_unknown is None else create_unknown
-    result = IngestResult(received=len(valid) + len({e.row for e in errors}) if received is None else received)
     with transaction.atomic():
-        resolved, ref_errors, result.customers_created, result.items_created = _resolve(valid, create_unknown=create_unknown, now=now)
-        if ref_errors:
-            if all_or_nothing:
-                raise IngestRefused(sorted(errors + ref_errors, key=lambda e: e.row))
-            bad_rows = {e.row for e in ref_errors}
-            valid = valid[~valid.index.isin(bad_rows)]
-            resolved, _, result.customers_created, result.items_created = _resolve(valid, create_unknown=False, now=now)
-        errors = sorted(errors + ref_errors, key=lambda e: e.row)
-        if connection.vendor == "postgresql":
-            # ON CONFLICT DO NOTHING skips stored ids; its row count tells how many were new.
-            repeat = resolved["external_id"].duplicated(keep="first") & resolved["external_id"].notna()
-            fresh, result.duplicates = resolved[~repeat], int(repeat.sum())
-            result.created = _insert_copy(fresh, now) if len(fresh) else 0
-        else:
-            fresh, result.duplicates = _split_duplicates(resolved)
-            result.created = _insert_bulk_create(fresh, now) if len(fresh) else 0
-        if len(fresh):
-            # A concurrent sender may have stored the same ids between our check and our insert.
-            result.duplicates += len(fresh) - result.created
-    result.errors = errors
-    result.invalid = len({e.row for e in errors})
-    return result
+        prepared = events_prepare(valid=valid, errors=errors, received=received, create_unknown=create_unknown,
+                                  all_or_nothing=all_or_nothing, now=now)
+        return events_write(prepared)
 
 
 def events_ingest(
@@ -592,25 +663,37 @@ def events_import_file(
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") if pipelined else None
     pending: Future | None = None
     pending_chunk: ImportChunk | None = None
+    # A first import of a file meets no stored event: skip the look-up of stored ids until a chunk
+    # reports a duplicate (a second import, overlapping exports), then look them up first.
+    duplicates_seen = [False]
+    # PostgreSQL takes writers side by side: the next chunk is prepared here (its new customers and
+    # items committed) while the writer stores this one. SQLite takes one writer at a time, so there
+    # the writer thread prepares and stores each chunk.
+    ahead = connection.vendor == "postgresql"
 
-    def store(chunk, valid, errors, now):
+    def prepare(chunk, valid, errors, now) -> PreparedEvents:
+        """The chunk's customers and items, then its events resolved (and, for a first import on
+        PostgreSQL, their COPY text built)."""
+        created_customers = created_items = 0
+        if chunk.customers is not None and len(chunk.customers):
+            created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False, source="import").created
+        if chunk.items is not None and len(chunk.items):
+            created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
+        prepared = events_prepare(valid=valid, errors=errors, received=len(chunk.events), create_unknown=create_unknown,
+                                  all_or_nothing=not skip_invalid, now=now, expect_new=not duplicates_seen[0])
+        prepared.result.customers_created += created_customers
+        prepared.result.items_created += created_items
+        return prepared
+
+    def write(prepared: PreparedEvents) -> IngestResult:
         try:
-            with transaction.atomic():
-                created_customers = created_items = 0
-                if chunk.customers is not None and len(chunk.customers):
-                    created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False, source="import").created
-                if chunk.items is not None and len(chunk.items):
-                    created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
-                result = events_store(
-                    valid=valid, errors=errors, received=len(chunk.events), create_unknown=create_unknown,
-                    all_or_nothing=not skip_invalid, now=now,
-                )
+            result = events_write(prepared)
+            if result.duplicates:
+                duplicates_seen[0] = True
+            return result
         finally:
             if pipelined:
                 connections.close_all()  # the writer thread's own connection
-        result.customers_created += created_customers
-        result.items_created += created_items
-        return result
 
     def collect(future_or_result, chunk) -> bool:
         """Merge a stored chunk into the report; False when the import must stop."""
@@ -639,23 +722,28 @@ def events_import_file(
             report.chunks += 1
             now = timezone.now()
             valid, errors = events_validate(rows=chunk.events, assume_tz=assume_tz or chunk.assume_tz, now=now)
+            prepared = refused = None
+            if errors and not skip_invalid:
+                refused = errors
+            elif ahead or not pipelined:
+                try:
+                    prepared = prepare(chunk, valid, errors, now)
+                except IngestRefused as exc:
+                    refused = exc.errors
             if pending is not None:
                 ok = collect(pending, pending_chunk)
                 pending = None
                 if not ok:
                     break
-            if errors and not skip_invalid:
-                _refuse(errors, chunk)
+            if refused is not None:
+                _refuse(refused, chunk)
                 break
             if pipelined:
-                pending, pending_chunk = pool.submit(store, chunk, valid, errors, now), chunk
+                job = (lambda p=prepared: write(p)) if prepared is not None else \
+                    (lambda c=chunk, v=valid, e=errors, n=now: write(prepare(c, v, e, n)))
+                pending, pending_chunk = pool.submit(job), chunk
             else:
-                try:
-                    outcome = store(chunk, valid, errors, now)
-                except IngestRefused as exc:
-                    _refuse(exc.errors, chunk)
-                    break
-                collect(outcome, chunk)
+                collect(write(prepared), chunk)
         if pending is not None:
             collect(pending, pending_chunk)
     finally:
