@@ -18,7 +18,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from . import access, pipeline, services, tasks
-from .audit import audit_record
+from .audit import AuditedAdminMixin, audit_record
 from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile, StepStatus
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,11 @@ class ConsentChangeInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    # Who changed a customer, and which fields; personal values are not copied into the log, and
+    # consent changes have entries of their own.
+    audit_actions = (AuditAction.CUSTOMER_CREATED, AuditAction.CUSTOMER_CHANGED, AuditAction.CUSTOMER_DELETED)
+    audit_exclude = tuple(services.CONSENT_CHANNELS)
     list_display = ("external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "created_at")
     list_filter = ("consent_in_app", "consent_email", "consent_push", "time_zone")
     search_fields = ("=external_id", "name", "email")
@@ -111,6 +115,9 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ("consent_updated_at",)
     inlines = [RecentEventInline, ConsentChangeInline]
     show_full_result_count = False
+
+    def audit_label(self, obj) -> str:
+        return obj.external_id
 
     def save_model(self, request, obj, form, change):
         consent = {f: form.cleaned_data[f] for f in services.CONSENT_CHANNELS if f in form.changed_data}

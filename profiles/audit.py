@@ -113,22 +113,27 @@ class AuditedAdminMixin:
     audit_actions: tuple[str, str, str] = ("", "", "")
     audit_exclude: tuple[str, ...] = ()
 
+    def audit_label(self, obj) -> str:
+        """How the log names the object (override where str() would carry personal data)."""
+        return str(obj)[:200]
+
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         created, changed, _ = self.audit_actions
         changes = form_changes(form, exclude=self.audit_exclude)
         if change and not changes:
             return
-        audit_record(action=changed if change else created, request=request, target=obj, changes=changes, source="admin")
+        audit_record(action=changed if change else created, request=request, target=obj, target_label=self.audit_label(obj),
+                     changes=changes, source="admin")
 
     def delete_model(self, request, obj):
-        label, pk = str(obj)[:200], obj.pk
+        label, pk = self.audit_label(obj), obj.pk
         super().delete_model(request, obj)
         audit_record(action=self.audit_actions[2], request=request, target_type=obj._meta.label_lower, target_id=str(pk),
                      target_label=label, source="admin")
 
     def delete_queryset(self, request, queryset):
-        gone = [(str(o.pk), str(o)[:200]) for o in queryset]
+        gone = [(str(o.pk), self.audit_label(o)) for o in queryset]
         model = queryset.model._meta.label_lower
         super().delete_queryset(request, queryset)
         for pk, label in gone:
