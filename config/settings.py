@@ -7,6 +7,7 @@ See docs/configuration.md for the full list.
 """
 import json
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -170,6 +171,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+# Until collectstatic has run, the finders serve the files: no need to warn that var/static is missing.
+warnings.filterwarnings("ignore", message=r"No directory at: .*var[/\\]static")
 WHITENOISE_MAX_AGE = int(os.environ.get("WHITENOISE_MAX_AGE", "3600"))
 
 # A batch of 10,000 events is a few MB of JSON; refuse anything far beyond that.
