@@ -9,8 +9,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .api_errors import safe_text
-from .access import CustomerToken, KeyScope, Operator, anyone_of, customer_token_issue
-from .models import ApiKey
+from .access import KeyScope, Operator, anyone_of, customer_token_issue
 from .serializers import (
     BatchErrorSerializer,
     ErrorSerializer,

@@ -123,8 +123,8 @@ def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str,
     if changes:
         # One audit entry per call (a bulk upsert may change thousands): how many, per channel.
         summary: dict[str, dict[str, int]] = {}
-        for _, field, granted in changes:
-            counts = summary.setdefault(CONSENT_CHANNELS[field], {"granted": 0, "withdrawn": 0})
+        for _, consent_field, granted in changes:
+            counts = summary.setdefault(CONSENT_CHANNELS[consent_field], {"granted": 0, "withdrawn": 0})
             counts["granted" if granted else "withdrawn"] += 1
         customers = {cid for cid, _, _ in changes}
         one = next(iter(customers)) if len(customers) == 1 else None

@@ -4,7 +4,6 @@ Both answer from the active run's stored tables: one indexed query on the hot pa
 is decided by `CAN_VIEW` alone, so customer tokens and API keys can replace it later.
 """
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView

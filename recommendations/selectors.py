@@ -34,14 +34,6 @@ def recommendations_for(customer: Customer, *, kind: str = "product", limit: int
     )
 
 
-def recommendations_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
-    """The same by the shop's customer id, in one query (the API's hot path)."""
-    return list(
-        Recommendation.objects.filter(run__is_active=True, customer__external_id=external_id, kind=kind)
-        .select_related("item", "reason_item").order_by("rank")[:limit]
-    )
-
-
 # The API's hot path as one statement. Written out rather than built by the ORM: compiling the
 # ORM query and building thirty model instances cost several times more CPU than the indexed
 # lookup itself, at hundreds of requests a second (docs/benchmarks.md, "Load").

@@ -19,7 +19,6 @@ import urllib.error
 import urllib.request
 from contextlib import ExitStack
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import OperationalError, connection

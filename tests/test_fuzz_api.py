@@ -14,7 +14,7 @@ Each example runs inside a savepoint that is rolled back, so examples do not see
 """
 import json
 import math
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest

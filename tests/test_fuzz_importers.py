@@ -110,6 +110,15 @@ def generic_file(draw):
     return body, valid, bad
 
 
+def _assert_rejects(rejects, bad: dict[int, str]) -> None:
+    """The reject file lists exactly the bad lines, each with its reason."""
+    table = pd.read_csv(rejects, dtype=str, keep_default_na=False)
+    reasons = dict(zip(table["line"].astype(int), table["errors"]))
+    assert set(reasons) == set(bad), (reasons, bad)
+    for line, words in bad.items():
+        assert words in reasons[line], (line, reasons[line], words)
+
+
 def _write(tmp_path, body: bytes, gz: bool, name="events.csv") -> "Path":
     path = tmp_path / (name + (".gz" if gz else ""))
     path.write_bytes(gzip.compress(body) if gz else body)
@@ -129,11 +138,7 @@ def test_generic_files_import_exactly_the_valid_rows_or_stop_naming_the_line(tmp
         assert outcome == "ok", (outcome, err)
         assert stored == valid
         if bad:
-            table = pd.read_csv(rejects, dtype=str, keep_default_na=False)
-            reasons = dict(zip(table["line"].astype(int), table["errors"]))
-            assert set(reasons) == set(bad), (reasons, bad)
-            for line, words in bad.items():
-                assert words in reasons[line], (line, reasons[line], words)
+            _assert_rejects(rejects, bad)
             assert f"{len(bad)} invalid" in out
     else:
         assert outcome.startswith("error: Stopped at a chunk with bad rows"), outcome
@@ -217,11 +222,7 @@ def test_online_retail_files_skip_invalid_writes_exactly_the_valid_lines(tmp_pat
     assert stored == valid
     assert f"{no_customer} left out by the format" in out
     if bad:
-        table = pd.read_csv(rejects, dtype=str, keep_default_na=False)
-        reasons = dict(zip(table["line"].astype(int), table["errors"]))
-        assert set(reasons) == set(bad)
-        for line, words in bad.items():
-            assert words in reasons[line], (line, reasons[line])
+        _assert_rejects(rejects, bad)
     outcome, _, err, stored, counts = _run(path, "--format", "online-retail")
     if bad:
         assert outcome.startswith("error: Stopped") and f"line {min(bad)}: " in err
@@ -288,11 +289,7 @@ def test_movielens_ratings_skip_invalid_writes_exactly_the_valid_lines(tmp_path_
     assert outcome == "ok", (outcome, err)
     assert stored == valid
     if bad:
-        table = pd.read_csv(rejects, dtype=str, keep_default_na=False)
-        reasons = dict(zip(table["line"].astype(int), table["errors"]))
-        assert set(reasons) == set(bad)
-        for line, words in bad.items():
-            assert words in reasons[line], (line, reasons[line])
+        _assert_rejects(rejects, bad)
     outcome, _, err, stored, counts = _run(folder, "--format", "movielens")
     if bad:
         assert outcome.startswith("error: Stopped") and f"line {min(bad)}: " in err
