@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -269,6 +270,7 @@ async def open_loop(*, rate: float, seconds: float, make_request, check, timeout
     errors: list[str] = []
     wrong = [0]  # answers that came back wrong (a status or body the check refused), apart from no answer
     late_sends = 0
+    lateness: list[float] = []
     tasks = set()
 
     async def one(i: int, due: float):
@@ -295,6 +297,7 @@ async def open_loop(*, rate: float, seconds: float, make_request, check, timeout
             await asyncio.sleep(delay)
         elif delay < -0.005:
             late_sends += 1  # the generator itself fell behind; the latency still counts from `due`
+        lateness.append(max(0.0, -delay))
         task = asyncio.create_task(one(i, due))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -315,6 +318,8 @@ async def open_loop(*, rate: float, seconds: float, make_request, check, timeout
             "achieved_rate_per_s": round(len(latencies) / sent_in, 1) if sent_in else None,
             "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0),
             "late_sends": late_sends, "connections_opened": pool.opened,
+            "send_lateness_p99_ms": round(1000 * sorted(lateness)[int(0.99 * len(lateness))], 2) if lateness else None,
+            "send_lateness_max_ms": round(1000 * max(lateness), 2) if lateness else None,
             # the slowest answer of each second of the run, to see when a stall happened
             "max_ms_by_second": [round(1000 * max(by_second.get(t, [0])), 1) for t in range(int(seconds))]}
 
@@ -555,6 +560,10 @@ def run(*, seconds: float, rate: float, batch: int, batches_per_s: float, quick:
     started = time.monotonic()
     info = prepare(quick=quick, reuse_db=reuse_db)
     tag = f"load-{int(time.time())}"
+    # what this process holds (the shop's tokens, the request plan) out of the collector's reach: a
+    # full collection walking it would stall the generator and show as the server's latency
+    gc.collect()
+    gc.freeze()
     with Gunicorn() as app:
         # warm-up: each worker opens its database connection and loads its code paths
         asyncio.run(recommendation_load(info, rate=min(rate, 200), seconds=5, seed=1))
@@ -612,6 +621,7 @@ def _table(result: dict) -> str:
         f"| events accepted / stored / missing | {ingest['events_accepted']} / {ingest['events_stored']} / {ingest['accepted_but_missing']} | none missing |",
         f"| events per second | {ingest['events_per_s']} | |",
         f"| recomputations during the window | {len(runs)}: " + ", ".join(f"{r['seconds']} s (exit {r['exit']})" for r in runs) + " | ≥ 1, all succeed |",
+        f"| generator's own lateness in sending, p99 / max (counted in the latencies) | {reco['send_lateness_p99_ms']} / {reco['send_lateness_max_ms']} ms | |",
         f"| CPU during the window, in cores (of {result['machine']['cpus']}): app / its database work / generator / recompute (python) / whole machine | "
         + " / ".join(str(result["cpu_during_window"][k]) for k in ("app_gunicorn_cores", "database_for_app_cores", "generator_cores",
                                                                    "recompute_python_cores", "machine_busy_cores")) + " | |",

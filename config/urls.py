@@ -25,8 +25,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # the frontend's hot path (suggestions) first: URLs are matched in order, and none of these overlap
+    path("api/", include("recommendations.urls")),
     path("api/", include("profiles.urls")),
     path("api/", include("segments.urls")),
-    path("api/", include("recommendations.urls")),
     path("api/", include("campaigns.urls")),
 ]

@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -72,13 +74,23 @@ class RecommendationsOutSerializer(serializers.Serializer):
 _PRICE = ItemOutSerializer().fields["price"]
 
 
+def _price(value) -> str | None:
+    """ItemOutSerializer's price text. PostgreSQL gives a Decimal with the column's two places, whose
+    str() is what DecimalField gives; anything else (SQLite gives floats) goes through the field."""
+    if value is None:
+        return None
+    if type(value) is Decimal and value.as_tuple().exponent == -_PRICE.decimal_places:
+        return str(value)
+    return _PRICE.to_representation(value)
+
+
 def recommendations_out(*, customer: str, kind: str, rows: list[tuple]) -> dict:
     """What RecommendationsOutSerializer gives, key for key and value for value, built straight from
     `selectors.recommendation_rows_for_external_id` rows: on the API's hot path the serializer's
     field machinery cost more than the query (docs/benchmarks.md, "Load")."""
     results = [
         {"rank": int(rank), "item": {"external_id": ext, "kind": item_kind, "title": title, "category": category,
-                                     "price": None if price is None else _PRICE.to_representation(price)},
+                                     "price": _price(price)},
          "score": float(score), "reason": reason, "reason_text": reason_text, "reason_item": reason_item}
         for _, rank, score, reason, reason_text, ext, item_kind, title, category, price, reason_item in rows
     ]

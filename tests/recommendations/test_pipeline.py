@@ -172,6 +172,35 @@ def test_api_answers_in_one_query_and_validates(shop, reader, client, django_ass
 
 
 @pytest.mark.django_db
+def test_api_answer_is_what_the_documented_serializer_gives(shop, reader):
+    """The hot path builds its answer from rows (no serializer); it must be the schema's
+    RecommendationsOutSerializer output value for value, prices included."""
+    from recommendations.serializers import RecommendationsOutSerializer
+
+    customers = Customer.objects.exclude(external_id=QUIET_ID).order_by("external_id")[:5]
+    priced = 0
+    for customer in customers:
+        for kind in ("product", "activity", "post"):
+            body = reader.get(f"/api/customers/{customer.external_id}/recommendations/", {"kind": kind, "limit": 20}).json()
+            recs = selectors.recommendations_for(customer, kind=kind, limit=20)
+            expected = RecommendationsOutSerializer({"customer": customer.external_id, "kind": kind,
+                                                     "run": recs[0].run_id if recs else None, "results": recs}).data
+            assert body == expected
+            priced += sum(r["item"]["price"] is not None for r in body["results"])
+    assert priced > 0  # the demo shop's products have prices: the price path was exercised
+
+
+def test_price_text_matches_the_decimal_field_for_any_decimal():
+    from decimal import Decimal
+
+    from recommendations.serializers import _PRICE, _price
+
+    for value in ("12.50", "12.5", "0", "0.00", "1E+1", "999999999.99", "3.14159", "7"):
+        assert _price(Decimal(value)) == _PRICE.to_representation(Decimal(value)), value
+    assert _price(None) is None
+
+
+@pytest.mark.django_db
 def test_api_refuses_staff_without_the_permission(shop, api):
     customer = Customer.objects.order_by("external_id").first()
     answer = api.get(f"/api/customers/{customer.external_id}/recommendations/")
