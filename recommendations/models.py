@@ -61,19 +61,27 @@ class RecommenderRun(models.Model):
         return f"recommender run #{self.pk} ({self.status}{', active' if self.is_active else ''})"
 
 
+# A run's suggestions, similar items and popular lists are derived rows: the recommender writes them
+# in bulk from ids it has just read, and they leave with their run. Their foreign keys are not
+# checked by the database (db_constraint=False): PostgreSQL checks a deferred key at commit, one
+# look-up per key per row, and for a run of 100,000 suggestions that took 2.1 s, four times the COPY
+# itself (docs/benchmarks.md, "Load"). Django still applies on_delete when a run, a customer or an
+# item is deleted through it, and every read joins the rows to the tables they point to.
+
+
 class Recommendation(models.Model):
     """One suggestion of a run: customer, item, its rank within the item's kind, and why."""
 
     # (run, customer, kind, rank) is unique and indexed; it serves the API's lookup and the pruning.
-    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="recommendations", db_index=False)
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False, db_constraint=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="recommendations", db_index=False, db_constraint=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=ItemKind.choices, help_text="The item's kind, copied for the index.")
     rank = models.PositiveSmallIntegerField(help_text="1 = best.")
     score = models.FloatField()
     reason = models.CharField(max_length=20, choices=Reason.choices)
     reason_item = models.ForeignKey(
-        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False,
+        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False, db_constraint=False,
         help_text="For “because you … X”: X, one of the customer's own items.",
     )
     reason_text = models.CharField(max_length=300, help_text="The reason in words, as a customer reads it.")
@@ -92,9 +100,9 @@ class Recommendation(models.Model):
 class SimilarItem(models.Model):
     """The top neighbours of an item within its kind, per run (item-item cosine, see services)."""
 
-    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="similar_items", db_index=False)
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
-    similar = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="similar_items", db_index=False, db_constraint=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
+    similar = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     rank = models.PositiveSmallIntegerField()
     score = models.FloatField()
 
@@ -113,10 +121,10 @@ class PopularItem(models.Model):
     customers who arrived after it are answered from here.
     """
 
-    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="popular_items", db_index=False)
-    segment = models.ForeignKey("segments.Segment", on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False)
+    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="popular_items", db_index=False, db_constraint=False)
+    segment = models.ForeignKey("segments.Segment", on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=ItemKind.choices)
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     rank = models.PositiveSmallIntegerField()
     score = models.FloatField()
 

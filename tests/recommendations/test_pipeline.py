@@ -190,6 +190,24 @@ def test_api_answer_is_what_the_documented_serializer_gives(shop, reader):
     assert priced > 0  # the demo shop's products have prices: the price path was exercised
 
 
+@pytest.mark.django_db
+def test_deleting_an_item_or_a_run_takes_its_derived_rows_along(shop):
+    """The derived tables' keys are not checked by the database; Django's on_delete still applies."""
+    rec = Recommendation.objects.filter(run__is_active=True, reason_item__isnull=False).select_related("reason_item").first()
+    reason = rec.reason_item
+    recommended_too = Recommendation.objects.filter(item=reason).count() + SimilarItem.objects.filter(item=reason).count()
+    assert recommended_too + SimilarItem.objects.filter(similar=reason).count() > 0
+    reason.delete()
+    assert not Recommendation.objects.filter(item_id=reason.pk).exists()
+    assert not SimilarItem.objects.filter(item_id=reason.pk).exists() and not SimilarItem.objects.filter(similar_id=reason.pk).exists()
+    assert not PopularItem.objects.filter(item_id=reason.pk).exists()
+    assert Recommendation.objects.filter(pk=rec.pk).values_list("reason_item", flat=True).get() is None  # SET_NULL, the row stays
+
+    run = RecommenderRun.objects.get(is_active=True)
+    run.delete()
+    assert not Recommendation.objects.filter(run_id=run.pk).exists() and not PopularItem.objects.filter(run_id=run.pk).exists()
+
+
 def test_price_text_matches_the_decimal_field_for_any_decimal():
     from decimal import Decimal
 
