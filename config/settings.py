@@ -273,6 +273,11 @@ INGEST_CREATE_UNKNOWN = env_bool("INGEST_CREATE_UNKNOWN", True)
 # Events stamped further in the future than this are refused (clock skew allowance).
 INGEST_MAX_FUTURE_SKEW_SECONDS = int(os.environ.get("INGEST_MAX_FUTURE_SKEW_SECONDS", "300"))
 INGEST_CHUNK_SIZE = int(os.environ.get("INGEST_CHUNK_SIZE", "20000"))
+# The batch endpoints (events, customers, items) do their work in BULK_WRITE_THREADS threads per
+# server process at this nice value (Linux, per thread), below the frontend's reads; 0 runs it in
+# the request's own thread at its priority (profiles/lanes.py).
+BULK_WRITE_NICE = int(os.environ.get("BULK_WRITE_NICE", "10"))
+BULK_WRITE_THREADS = int(os.environ.get("BULK_WRITE_THREADS", "2"))
 
 # Public datasets used by importers, evaluation and benchmarks. Never copied into the repo.
 DATASETS_DIR = Path(os.environ.get("DATASETS_DIR", BASE_DIR.parent / "shared" / "datasets"))

@@ -12,3 +12,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tests run tasks in-process unless a test starts a real worker (tests/test_celery_worker.py),
 # which switches eager mode off for its duration. The broker URL stays as the environment says.
 CELERY_TASK_ALWAYS_EAGER = True
+
+# Batch writes in the request's own thread, so they see (and roll back with) each test's transaction;
+# tests/profiles/test_lanes.py switches the low-priority lane on with committed data.
+BULK_WRITE_NICE = 0
