@@ -342,8 +342,10 @@ def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_k
     words = np.array(["interacted with"] + [v for _, v in VERBS][::-1], dtype=object)
     text = np.full(items.shape, REASON_TEXT[Reason.SIMILAR_USERS], dtype=object)
     if by_item.any():
-        text[by_item] = ("because you " + pd.Series(words[verb_code[by_item]]) + " "
-                         + pd.Series(data.item_title[src[by_item]])).to_numpy(dtype=object)
+        # an item of the customer's own suggested again (viewed, not bought) is its own reason: "… it"
+        names = data.item_title[src[by_item]].astype(object)
+        names[src[by_item] == items[by_item]] = "it"
+        text[by_item] = ("because you " + pd.Series(words[verb_code[by_item]]) + " " + pd.Series(names)).to_numpy(dtype=object)
     return reason, src, text
 
 
