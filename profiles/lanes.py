@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -65,6 +65,29 @@ def run_bulk(fn: Callable[..., T], /, *args, **kwargs) -> T:
     if _nice() <= 0:
         return fn(*args, **kwargs)
     return _lane().submit(_job, fn, args, kwargs).result()
+
+
+def shutdown() -> None:
+    """Close every lane thread's database connections and stop the threads (a new lane starts on
+    the next batch). One closing job per thread: a barrier holds each until all run, so no thread
+    takes two."""
+    global _executor
+    with _lock:
+        executor, _executor = _executor, None
+    if executor is None:
+        return
+    n = executor._max_workers
+    barrier = threading.Barrier(n)
+
+    def close() -> None:
+        try:
+            barrier.wait(timeout=10)
+        finally:
+            connections.close_all()
+
+    for future in [executor.submit(close) for _ in range(n)]:
+        future.exception()
+    executor.shutdown(wait=True)
 
 
 def lane_priority() -> int | None:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def lane_on(settings):
     settings.BULK_WRITE_NICE = 10
     yield
+    lanes.shutdown()  # its threads' connections closed, or the test database could not be dropped
     settings.BULK_WRITE_NICE = 0
 
 
