@@ -11,7 +11,6 @@ with bench/load.py (docs/benchmarks.md, "Load"):
   which the plain `sync` worker does not offer: a frontend or proxy that reuses its connections
   spares a TCP handshake per request on both sides. Each thread holds its own database connection
   (DB_CONN_MAX_AGE), so a server uses up to workers × threads connections.
-
 - The app preloaded in the master and its objects frozen out of the garbage collector's reach
   (`when_ready`), which took 100-200 ms pauses out of every worker.
 

@@ -29,6 +29,7 @@ T = TypeVar("T")
 _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 _executor_pid: int | None = None
+_executor_threads = 0
 
 
 def _nice() -> int:
@@ -43,11 +44,11 @@ def _lower_this_thread() -> None:
 
 
 def _lane() -> ThreadPoolExecutor:
-    global _executor, _executor_pid
+    global _executor, _executor_pid, _executor_threads
     with _lock:
         if _executor is None or _executor_pid != os.getpid():  # a forked server process makes its own
-            _executor = ThreadPoolExecutor(max_workers=max(1, int(getattr(settings, "BULK_WRITE_THREADS", 2))),
-                                           thread_name_prefix="bulk-write", initializer=_lower_this_thread)
+            _executor_threads = max(1, int(getattr(settings, "BULK_WRITE_THREADS", 2)))
+            _executor = ThreadPoolExecutor(max_workers=_executor_threads, thread_name_prefix="bulk-write", initializer=_lower_this_thread)
             _executor_pid = os.getpid()
         return _executor
 
@@ -73,10 +74,9 @@ def shutdown() -> None:
     takes two."""
     global _executor
     with _lock:
-        executor, _executor = _executor, None
+        executor, n, _executor = _executor, _executor_threads, None
     if executor is None:
         return
-    n = executor._max_workers
     barrier = threading.Barrier(n)
 
     def close() -> None:

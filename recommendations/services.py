@@ -343,7 +343,7 @@ def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_k
     text = np.full(items.shape, REASON_TEXT[Reason.SIMILAR_USERS], dtype=object)
     if by_item.any():
         # an item of the customer's own suggested again (viewed, not bought) is its own reason: "… it"
-        names = data.item_title[src[by_item]].astype(object)
+        names = data.item_title[src[by_item]]  # a copy (fancy indexing), object dtype
         names[src[by_item] == items[by_item]] = "it"
         text[by_item] = ("because you " + pd.Series(words[verb_code[by_item]]) + " " + pd.Series(names)).to_numpy(dtype=object)
     return reason, src, text
