@@ -67,8 +67,8 @@ DEFAULT_EXCLUDE = {"product": ["purchase"], "activity": ["purchase"], "post": ["
 VERBS: tuple[tuple[str, str], ...] = (
     ("purchase", "bought"), ("return", "bought"), ("post", "posted"), ("comment", "commented on"),
     ("like", "liked"), ("favorite", "saved"), ("rating", "rated"), ("share", "shared"),
-    ("add_to_cart", "put in your basket"), ("click", "looked at"), ("view", "looked at"),
-)
+    ("add_to_cart", "put {} in your basket"), ("click", "looked at"), ("view", "looked at"),
+)  # the item's name goes at "{}", else after the verb
 REASON_TEXT = {
     Reason.SIMILAR_USERS: "customers with similar taste bought this",
     Reason.SEGMENT_POPULAR: "popular in your segment",
@@ -339,13 +339,16 @@ def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_k
         lookup = SparseLookup(data.verb)
         rows = np.broadcast_to(users[:, None], items.shape)
         verb_code[by_item] = lookup(rows[by_item], src[by_item]).astype(np.int64)
-    words = np.array(["interacted with"] + [v for _, v in VERBS][::-1], dtype=object)
+    templates = [v if "{}" in v else v + " {}" for v in ["interacted with"] + [v for _, v in VERBS][::-1]]
+    before = np.array([t.split("{}")[0] for t in templates], dtype=object)
+    after = np.array([t.split("{}")[1] for t in templates], dtype=object)
     text = np.full(items.shape, REASON_TEXT[Reason.SIMILAR_USERS], dtype=object)
     if by_item.any():
         # an item of the customer's own suggested again (viewed, not bought) is its own reason: "… it"
         names = data.item_title[src[by_item]]  # a copy (fancy indexing), object dtype
         names[src[by_item] == items[by_item]] = "it"
-        text[by_item] = ("because you " + pd.Series(words[verb_code[by_item]]) + " " + pd.Series(names)).to_numpy(dtype=object)
+        codes = verb_code[by_item]
+        text[by_item] = "because you " + before[codes] + names + after[codes]
     return reason, src, text
 
 

@@ -124,7 +124,10 @@ def test_reasons_name_items_the_customer_really_had(shop):
     itself = by_item["reason_item_id"] == by_item["item_id"]
     assert all(title[i] in text for i, text in zip(by_item.loc[~itself, "reason_item_id"], by_item.loc[~itself, "reason_text"]))
     # an item the customer looked at, suggested again, names itself as "it", not by its own title
-    assert itself.any() and by_item.loc[itself, "reason_text"].str.fullmatch(r"because you [a-z ]+ it").all()
+    assert itself.any() and by_item.loc[itself, "reason_text"].str.fullmatch(r"because you [a-z ]+ it( in your basket)?").all()
+    # the name sits where the verb wants it: "because you put <X> in your basket"
+    basket = by_item[by_item["reason_text"].str.startswith("because you put ")]
+    assert len(basket) and basket["reason_text"].str.endswith(" in your basket").all()
     bought_text = by_item[by_item["reason_text"].str.startswith("because you bought ")]
     bought = had[had["type"].isin(["purchase", "return"])].drop_duplicates(["customer_id", "reason_item_id"])
     assert len(bought_text) and len(bought_text.merge(bought, on=["customer_id", "reason_item_id"])) == len(bought_text)
