@@ -1,7 +1,5 @@
 """Operator screens: create and edit campaigns with a live audience preview, preview the message for a
 sample member, send a test to oneself, launch / pause / resume / cancel (with permissions), the report."""
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -156,6 +154,7 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def _context(self, request, campaign):
         ctx = {"preview_url": reverse("campaigns-audience-preview")}
+        ctx["campaign_form_config"] = {"preview_url": ctx["preview_url"]}
         if campaign is None:
             return ctx
         sample = self._sample(campaign, request.GET.get("sample"))
@@ -173,12 +172,12 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
             report = selectors.campaign_report(campaign)
             ctx["report"] = report
             c = report["conversion"]
-            ctx["chart_data"] = json.dumps({
+            ctx["chart_data"] = {
                 "funnel": {"labels": ["audience", "eligible", "sent", "delivered", "opened", "clicked", "converted"],
                            "values": [report["audience"], report["audience"] - report["suppressed"]["no_consent"], report["sent"],
                                       report["delivered"], report["opened"], report["clicked"], c["treated_conversions"]]},
                 "uplift": {"treated": c["treated_rate"], "control": c["control_rate"], "abs": c["uplift_abs"], "ci": c["uplift_abs_ci"]},
-            })
+            }
         return ctx
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -2,7 +2,7 @@ import threading
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from .dashboard import dashboard
 from .health import healthz
@@ -24,7 +24,9 @@ urlpatterns = [
     path("admin/dashboard/", dashboard, name="dashboard"),
     path("admin/", admin.site.urls),
     path("api/schema/", SchemaView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves Swagger UI's start-up script as a file of its own (no inline script: the CSP
+    # allows script from the app's own URLs only); the UI itself comes from drf-spectacular-sidecar.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     # the frontend's hot path (suggestions) first: URLs are matched in order, and none of these overlap
     path("api/", include("recommendations.urls")),
     path("api/", include("profiles.urls")),

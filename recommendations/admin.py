@@ -101,7 +101,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             "recall": [r["recall_at_10"] for r in runs],
             "coverage": [r["coverage"] for r in runs],
         }
-        extra_context = {**(extra_context or {}), "metrics_chart": json.dumps(chart),
+        extra_context = {**(extra_context or {}), "metrics_chart": chart,
                          "start_url": reverse("admin:profiles_pipelinerun_start")}
         return super().changelist_view(request, extra_context)
 

@@ -1,11 +1,9 @@
 """Operator screens: segments (clustering and rule), their members and size over time, clustering runs."""
-import json
-
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Subquery, OuterRef
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from profiles.admin import CustomerAdmin
 from profiles.audit import AuditedAdminMixin
@@ -118,10 +116,10 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
     def centroid_table(self, obj):
         if not obj.centroid:
             return "–"
-        rows = "".join(
-            format_html("<tr><th>{}</th><td>{}</td></tr>", k, "–" if v is None else f"{v:,.2f}") for k, v in obj.centroid.items()
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>", ((k, "–" if v is None else f"{v:,.2f}") for k, v in obj.centroid.items())
         )
-        return format_html("<table>{}</table>", format_html(rows))
+        return format_html("<table>{}</table>", rows)
 
     def save_model(self, request, obj, form, change):
         if obj.kind == SegmentKind.CLUSTER and change and "name" in form.changed_data:
@@ -138,14 +136,14 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         segment = self.get_object(request, object_id)
         if segment is not None:
             history = selectors.size_history(segment)
-            extra_context["size_chart"] = json.dumps(
-                {"labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in history], "sizes": [h.size for h in history]}
-            )
+            extra_context["size_chart"] = {"labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in history], "sizes": [h.size for h in history]}
         extra_context["preview_url"] = reverse("segments-preview")
+        extra_context["segment_form_config"] = {"preview_url": extra_context["preview_url"], "segment_id": segment.pk if segment else None}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def add_view(self, request, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "preview_url": reverse("segments-preview")}
+        url = reverse("segments-preview")
+        extra_context = {**(extra_context or {}), "preview_url": url, "segment_form_config": {"preview_url": url, "segment_id": None}}
         return super().add_view(request, form_url, extra_context)
 
 
@@ -184,9 +182,9 @@ class ClusteringRunAdmin(admin.ModelAdmin):
         run = self.get_object(request, object_id)
         extra_context = extra_context or {}
         if run is not None:
-            extra_context["chart_data"] = json.dumps(
-                {"ks": run.ks, "inertia": run.inertia, "silhouette": run.silhouette, "chosen_k": run.chosen_k, "elbow_k": run.elbow_k}
-            )
+            extra_context["chart_data"] = {
+                "ks": run.ks, "inertia": run.inertia, "silhouette": run.silhouette, "chosen_k": run.chosen_k, "elbow_k": run.elbow_k,
+            }
             extra_context["clusters"] = run.centroids
             extra_context["features"] = run.features
         return super().change_view(request, object_id, form_url, extra_context)
