@@ -389,3 +389,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# Users and groups: Django's admin replaced by one that refuses escalation and audits every change.
+from . import admin_users  # noqa: E402,F401
