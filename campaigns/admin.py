@@ -75,6 +75,18 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
+    def has_delete_permission(self, request, obj=None):
+        # A campaign that has deliveries is history: deleting it would take its deliveries (and its
+        # report, and a recurring campaign's memory of whom it reached) with it. Cancel it instead.
+        if obj is not None and Delivery.objects.filter(campaign=obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        if Delivery.objects.filter(campaign__in=queryset).exists():
+            raise PermissionDenied("A campaign with deliveries cannot be deleted; cancel it instead.")
+        super().delete_queryset(request, queryset)
+
     def has_launch_permission(self, request):
         return request.user.has_perm("campaigns.launch_campaign")
 
@@ -204,6 +216,9 @@ class DeliveryAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # written by launches, sends and tracking only
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # the record of what was sent: reports and recurring campaigns rely on it
+
 
 class CustomerMessagesInline(admin.TabularInline):
     """The customer page: messages received and what the customer did with them."""
@@ -217,6 +232,9 @@ class CustomerMessagesInline(admin.TabularInline):
     readonly_fields = fields
     verbose_name_plural = "Messages (latest 20)"
     ordering = ("-created_at",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
     def get_queryset(self, request):
         qs = super().get_queryset(request).select_related("campaign")

@@ -331,9 +331,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def scopes_text(self, obj):
         return ", ".join(obj.scopes)
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # a key is revoked (action "Revoke"), never deleted: the audit log and last use stay readable
+
     def save_model(self, request, obj, form, change):
         if change:
+            before = ApiKey.objects.get(pk=obj.pk)
             super().save_model(request, obj, form, change)
+            changes = {f: {"from": getattr(before, f), "to": getattr(obj, f)} for f in ("name", "scopes")
+                       if getattr(before, f) != getattr(obj, f)}
+            if changes:
+                audit_record(action=AuditAction.API_KEY_CHANGED, request=request, target=obj, source="admin", changes=changes)
             return
         key, full = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"], user=request.user)
         obj.pk = key.pk
