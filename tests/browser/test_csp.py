@@ -80,6 +80,7 @@ def test_every_console_page_passes_the_csp_and_hostile_names_stay_text(page, liv
         f"/admin/auth/user/{me}/password/", "/admin/auth/group/", "/admin/auth/group/add/",
         "/admin/django_celery_beat/periodictask/", "/admin/django_celery_beat/periodictask/add/",
         "/admin/django_celery_beat/crontabschedule/add/", "/admin/password_change/",
+        "/api/segments/",  # DRF's browsable API, with the hostile names in its JSON
     ]
     failures = {}
     for path in urls:
@@ -127,3 +128,17 @@ def test_the_policy_really_refuses_an_inline_script(page, live_server, boss):
     assert page.evaluate("() => window.__pwned_inline") is None
     assert any("script-src" in v for v in page.evaluate("() => window.__csp"))
     page.console_errors.clear()
+
+
+def test_celery_beats_periodic_task_form_still_reads_the_crontab_in_words(page, live_server, boss):
+    """django-celery-beat's inline script moved to a static file: choosing a crontab still explains it."""
+    from django_celery_beat.models import CrontabSchedule
+
+    crontab = CrontabSchedule.objects.create(minute="0", hour="4", day_of_week="*", day_of_month="*", month_of_year="*")
+    page.context.add_init_script(WATCH)
+    _login(page, live_server, boss)
+    page.goto(f"{live_server.url}/admin/django_celery_beat/periodictask/add/")
+    page.select_option("#id_crontab", str(crontab.pk))
+    page.wait_for_function("() => document.querySelector('.field-crontab .help').textContent.includes('Translation:')")
+    assert "4" in page.inner_text(".field-crontab .help")
+    assert page.evaluate("() => window.__csp") == [] and page.console_errors == []
