@@ -216,3 +216,13 @@ def test_groups_created_changed_and_deleted_are_audited_with_their_permissions(c
     assert changed.changes == {"permissions": {"added": ["campaigns.view_campaign"], "removed": ["segments.view_segment"]}}
     deleted, = AuditEntry.objects.filter(action="group.deleted")
     assert deleted.target_label == "Readers"
+
+
+def test_an_operators_own_password_change_is_audited_without_the_hash(ada, admin_user):
+    resp = ada.post("/admin/password_change/", {"old_password": "pw", "new_password1": "a-fresh-pass-77",
+                                                "new_password2": "a-fresh-pass-77"})
+    assert resp.status_code == 302
+    entry, = AuditEntry.objects.filter(action="user.changed")
+    admin_user.refresh_from_db()
+    assert (entry.actor, entry.target_id, entry.changes) == (admin_user, str(admin_user.pk), {"password": "(changed)"})
+    assert admin_user.check_password("a-fresh-pass-77")
