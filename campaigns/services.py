@@ -617,8 +617,16 @@ def delivery_track(*, delivery: Delivery, what: str, item: Item | None = None, n
     return delivery
 
 
+def inbox_record_delivered(*, delivery: Delivery, now: datetime | None = None) -> datetime:
+    """The customer's client showed this in-app message: stamp it delivered once (a repeat changes nothing)."""
+    if delivery.status != DeliveryStatus.SENT or delivery.campaign.channel != "in_app":
+        raise ValueError("Only a sent in-app message can be delivered.")
+    inbox_mark_delivered(delivery_ids=[delivery.pk], now=now)
+    return Delivery.objects.values_list("delivered_at", flat=True).get(pk=delivery.pk)
+
+
 def inbox_mark_delivered(*, delivery_ids: list[int], now: datetime | None = None) -> int:
-    """The frontend fetched these in-app messages: they are delivered."""
+    """The customer's client showed these in-app messages: they are delivered (each once)."""
     now = now or timezone.now()
     fresh = list(Delivery.objects.filter(id__in=delivery_ids, delivered_at__isnull=True)
                  .values_list("id", "campaign_id", "customer__external_id", "items"))
