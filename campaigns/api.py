@@ -4,7 +4,7 @@ Who may call each view is declared once, in PERMISSIONS: staff holding campaigns
 permissions for now; the access-control issue will swap these for customer tokens.
 """
 from django.core import signing
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
@@ -156,12 +156,17 @@ class AudiencePreviewView(APIView):
 @csrf_exempt  # the link in an email (and RFC 8058 one-click POST) carries its own signed token
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token: str):
-    """GET shows a confirmation button; POST records the opt-out (mail clients' one-click POST too)."""
+    """GET shows a confirmation button; POST records the opt-out (mail clients' one-click POST too).
+
+    The page never names the customer, and answers the same whether or not the customer still
+    exists: a link to a forgotten customer writes nothing and just says "you are unsubscribed"."""
     try:
-        data = signing.loads(token, salt=services.UNSUBSCRIBE_SALT)
+        services.unsubscribe_token_read(token)
+    except signing.SignatureExpired:
+        return render(request, "campaigns/unsubscribe.html", {"expired": True}, status=400)
     except signing.BadSignature:
         return render(request, "campaigns/unsubscribe.html", {"invalid": True}, status=400)
     if request.method == "POST":
         services.unsubscribe_record(token=token)
         return render(request, "campaigns/unsubscribe.html", {"done": True})
-    return render(request, "campaigns/unsubscribe.html", {"customer": data["c"]})
+    return render(request, "campaigns/unsubscribe.html", {})

@@ -174,9 +174,11 @@ class CustomerTokenView(APIView):
         data = CustomerTokenInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         external_id = data.validated_data["customer"]
-        if selectors.customer_by_external_id(external_id) is None:
+        customer = selectors.customer_by_external_id(external_id)
+        if customer is None:
             raise NotFound(f"No customer with external_id {external_id!r}.")
-        token, ttl = customer_token_issue(customer_external_id=external_id, key=request.auth, ttl=data.validated_data.get("ttl"))
+        token, ttl = customer_token_issue(customer_external_id=external_id, customer_id=customer.pk, key=request.auth,
+                                          ttl=data.validated_data.get("ttl"))
         return Response({"token": token, "customer": external_id, "expires_in": ttl}, status=status.HTTP_201_CREATED)
 
 
