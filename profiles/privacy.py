@@ -125,7 +125,8 @@ def customer_export(*, customer: Customer) -> dict:
         "events": [
             {"external_id": e.external_id, "type": e.type, "item_kind": e.item.kind if e.item else None,
              "item": e.item.external_id if e.item else None, "value": e.value,
-             "amount": None if e.amount is None else str(e.amount), "occurred_at": e.occurred_at, "context": e.context}
+             "amount": None if e.amount is None else str(e.amount), "occurred_at": e.occurred_at, "context": e.context,
+             "received_at": e.received_at}
             for e in events.iterator(chunk_size=2000)
         ],
         "profile": {k: v for k, v in model_to_dict(profile).items() if k not in ("customer", "run")} if profile else None,
