@@ -136,7 +136,9 @@ class CustomerToken:
     key_prefix: str
 
 
-def customer_token_issue(*, customer_external_id: str, key: ApiKey, ttl: int | None = None, customer_id: int | None = None) -> tuple[str, int]:
+def customer_token_issue(
+    *, customer_external_id: str, key: ApiKey, ttl: int | None = None, customer_id: int | None = None
+) -> tuple[str, int]:
     """A token for one customer row: it names the row's id as well as its external id, so it dies with
     the row (erasure renames it) and never opens a customer later created again under the same id."""
     from .models import Customer

@@ -21,7 +21,8 @@ class RecommendationsConfig(AppConfig):
         privacy.register_exporter("recommendations", lambda customer: [
             {"kind": kind, "rank": rank, "item": item, "score": score, "reason": reason, "reason_code": code, "reason_item": reason_item}
             for kind, rank, item, score, reason, code, reason_item in Recommendation.objects.filter(customer=customer, run__is_active=True)
-            .order_by("kind", "rank").values_list("kind", "rank", "item__external_id", "score", "reason_text", "reason", "reason_item__external_id")
+            .order_by("kind", "rank")
+            .values_list("kind", "rank", "item__external_id", "score", "reason_text", "reason", "reason_item__external_id")
         ])
         privacy.register_exporter("impressions", lambda customer: [
             {"item_kind": kind, "item": item, "shown_at": shown_at, "source": source}
