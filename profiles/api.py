@@ -167,7 +167,8 @@ class CustomerTokenView(APIView):
     @extend_schema(
         summary="Issue a customer token (API key with scope read_recommendations)",
         description="The token goes in `Authorization: Customer <token>` and opens the customer-facing endpoints "
-        "for that customer only (own recommendations, inbox, opened/clicked, activities) until it expires.",
+        "for that customer only (own recommendations, inbox, delivered/opened/clicked, activities) until it expires, "
+        "and never once the customer is forgotten.",
         request=CustomerTokenInSerializer, responses={201: CustomerTokenOutSerializer, 400: BatchErrorSerializer, 404: ErrorSerializer},
     )
     def post(self, request):
