@@ -215,3 +215,15 @@ def test_the_admin_bulk_delete_forgets_and_keeps_the_report(shop, admin_client):
     assert Customer.objects.get(external_id="other3").email == "other3@example.com"
     assert not LogEntry.objects.filter(object_repr__contains=EXT).exists()
     assert not LogEntry.objects.filter(object_repr__contains="Other 1").exists()
+
+
+def test_a_customer_token_without_the_customer_row_is_refused(shop):
+    """Tokens from before they named the customer row would open whoever holds the external id now."""
+    from django.core import signing
+
+    key, _ = access.api_key_create(name="backend", scopes=["read_recommendations"])
+    legacy = signing.dumps({"c": EXT, "k": key.prefix, "t": 600}, salt=access.TOKEN_SALT, compress=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Customer {legacy}")
+    resp = client.get(f"/api/customers/{EXT}/recommendations/")
+    assert resp.status_code == 401 and "new one" in resp.json()["detail"]
