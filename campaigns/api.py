@@ -4,7 +4,7 @@ Who may call each view is declared once, in PERMISSIONS: staff holding campaigns
 permissions for now; the access-control issue will swap these for customer tokens.
 """
 from django.core import signing
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
@@ -24,6 +24,7 @@ from .serializers import (
     ActivitiesOutSerializer,
     AudiencePreviewInSerializer,
     AudiencePreviewOutSerializer,
+    DeliveredOutSerializer,
     InboxOutSerializer,
     ReportSerializer,
     TrackInSerializer,
@@ -33,6 +34,8 @@ PERMISSIONS = {
     # customer-facing: the customer's own token, the shop's backend, or an operator
     "inbox": anyone_of(Operator("campaigns.view_delivery"), KeyScope("read_recommendations"), CustomerSelf()),
     "track": anyone_of(Operator("campaigns.change_delivery"), KeyScope("read_recommendations"), CustomerSelf()),
+    # delivery is the customer's device saying it showed the message: never an operator's doing
+    "delivered": anyone_of(KeyScope("read_recommendations"), CustomerSelf()),
     "activities": anyone_of(Operator("campaigns.view_campaign"), KeyScope("read_recommendations"), CustomerSelf()),
     # operators only
     "report": anyone_of(Operator("campaigns.view_campaign")),
@@ -51,13 +54,34 @@ class InboxView(APIView):
     throttle_scope = "customer"
     permission_classes = [PERMISSIONS["inbox"]]
 
-    @extend_schema(summary="A customer's in-app messages, newest first (reading them marks them delivered)",
+    @extend_schema(summary="A customer's in-app messages, newest first",
+                   description="A read: it changes nothing. The customer's client reports a message it showed with "
+                   "POST .../inbox/{id}/delivered/.",
                    responses={200: InboxOutSerializer, 404: ErrorSerializer})
     def get(self, request, external_id: str):
         customer = _customer(external_id)
         rows = list(selectors.inbox_for(customer))
-        services.inbox_mark_delivered(delivery_ids=[r.pk for r in rows if r.delivered_at is None])
         return Response(InboxOutSerializer({"customer": external_id, "results": rows}).data)
+
+
+class DeliveredView(APIView):
+    throttle_scope = "customer"
+    permission_classes = [PERMISSIONS["delivered"]]
+
+    @extend_schema(summary="Report an in-app message shown to the customer (delivered); idempotent",
+                   description="Called by the customer's own client (customer token) or the shop's backend "
+                   "(API key with scope read_recommendations), never by an operator. The first call stamps "
+                   "delivered_at and records one message_delivered event; later calls change nothing.",
+                   request=None, responses={200: DeliveredOutSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
+    def post(self, request, external_id: str, pk: int):
+        delivery = Delivery.objects.select_related("campaign").filter(pk=pk, customer__external_id=external_id).first()
+        if delivery is None:
+            raise NotFound(f"No message {pk} for customer {external_id!r}.")
+        try:
+            delivered_at = services.inbox_record_delivered(delivery=delivery)
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"id": delivery.pk, "delivered_at": delivered_at})
 
 
 class TrackView(APIView):
@@ -132,12 +156,17 @@ class AudiencePreviewView(APIView):
 @csrf_exempt  # the link in an email (and RFC 8058 one-click POST) carries its own signed token
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token: str):
-    """GET shows a confirmation button; POST records the opt-out (mail clients' one-click POST too)."""
+    """GET shows a confirmation button; POST records the opt-out (mail clients' one-click POST too).
+
+    The page never names the customer, and answers the same whether or not the customer still
+    exists: a link to a forgotten customer writes nothing and just says "you are unsubscribed"."""
     try:
-        data = signing.loads(token, salt=services.UNSUBSCRIBE_SALT)
+        services.unsubscribe_token_read(token)
+    except signing.SignatureExpired:
+        return render(request, "campaigns/unsubscribe.html", {"expired": True}, status=400)
     except signing.BadSignature:
         return render(request, "campaigns/unsubscribe.html", {"invalid": True}, status=400)
     if request.method == "POST":
         services.unsubscribe_record(token=token)
         return render(request, "campaigns/unsubscribe.html", {"done": True})
-    return render(request, "campaigns/unsubscribe.html", {"customer": data["c"]})
+    return render(request, "campaigns/unsubscribe.html", {})

@@ -19,6 +19,11 @@ class InboxOutSerializer(serializers.Serializer):
     results = InboxMessageSerializer(many=True)
 
 
+class DeliveredOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    delivered_at = serializers.DateTimeField(help_text="When the message was first reported shown; a repeat keeps it.")
+
+
 class TrackInSerializer(serializers.Serializer):
     item = serializers.CharField(required=False, max_length=128, help_text="External id of the item clicked (clicks only).")
     item_kind = serializers.CharField(required=False, default="product", max_length=16)

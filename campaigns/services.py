@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.core import signing
 from django.db import connection, transaction
 from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Sum
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from profiles.bulk import bulk_insert, read_frame
 from profiles.models import Customer, Event, Item, Profile
-from profiles.services import customers_upsert, events_ingest
+from profiles.services import events_ingest
 from segments.models import Membership
 
 from .channels import Message, channel_for
@@ -272,14 +273,22 @@ def _item_dicts(item_ids) -> dict[int, dict]:
     return out
 
 
-def unsubscribe_token(*, customer_external_id: str, campaign_id: int | None) -> str:
-    return signing.dumps({"c": customer_external_id, "k": campaign_id}, salt=UNSUBSCRIBE_SALT, compress=True)
+def unsubscribe_token(*, customer_external_id: str, campaign_id: int | None, customer_id: int) -> str:
+    """The signed token of an unsubscribe link: the customer row (id and external id) and the campaign.
+    It works for UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS and only on that row (see unsubscribe_record)."""
+    return signing.dumps({"c": customer_external_id, "p": customer_id, "k": campaign_id}, salt=UNSUBSCRIBE_SALT, compress=True)
 
 
-def unsubscribe_url(*, customer_external_id: str, campaign_id: int | None) -> str:
+def unsubscribe_token_read(token: str) -> dict:
+    """The token's claims; raises signing.SignatureExpired past UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS, signing.BadSignature if forged."""
+    days = getattr(settings, "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", 180)
+    return signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=timedelta(days=days))
+
+
+def unsubscribe_url(*, customer_external_id: str, campaign_id: int | None, customer_id: int) -> str:
     from django.urls import reverse
 
-    token = unsubscribe_token(customer_external_id=customer_external_id, campaign_id=campaign_id)
+    token = unsubscribe_token(customer_external_id=customer_external_id, campaign_id=campaign_id, customer_id=customer_id)
     return conf("CAMPAIGN_PUBLIC_BASE_URL").rstrip("/") + reverse("campaigns-unsubscribe", args=[token])
 
 
@@ -327,7 +336,7 @@ def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int
             "campaign": camp,
         }
         if campaign.channel == Channel.EMAIL:
-            out[cid]["unsubscribe_url"] = unsubscribe_url(customer_external_id=rec["external_id"], campaign_id=campaign.pk)
+            out[cid]["unsubscribe_url"] = unsubscribe_url(customer_external_id=rec["external_id"], campaign_id=campaign.pk, customer_id=cid)
     return out
 
 
@@ -521,7 +530,8 @@ def deliveries_send(*, campaign_id: int, first_id: int, last_id: int, attempt: s
         messages = [
             Message(delivery_id=r["id"], provider_key=r["provider_key"], customer_external_id=r["c_external_id"], email=r["c_email"] or "",
                     title=r["title"], body=r["body"], campaign_id=campaign.pk,
-                    unsubscribe_url=unsubscribe_url(customer_external_id=r["c_external_id"], campaign_id=campaign.pk)
+                    unsubscribe_url=unsubscribe_url(customer_external_id=r["c_external_id"], campaign_id=campaign.pk,
+                                                    customer_id=int(r["customer_id"]))
                     if campaign.channel == Channel.EMAIL else "",
                     data={"items": list(r["items"] or []), "delivery": r["id"]})
             for r in part
@@ -617,8 +627,16 @@ def delivery_track(*, delivery: Delivery, what: str, item: Item | None = None, n
     return delivery
 
 
+def inbox_record_delivered(*, delivery: Delivery, now: datetime | None = None) -> datetime:
+    """The customer's client showed this in-app message: stamp it delivered once (a repeat changes nothing)."""
+    if delivery.status != DeliveryStatus.SENT or delivery.campaign.channel != "in_app":
+        raise ValueError("Only a sent in-app message can be delivered.")
+    inbox_mark_delivered(delivery_ids=[delivery.pk], now=now)
+    return Delivery.objects.values_list("delivered_at", flat=True).get(pk=delivery.pk)
+
+
 def inbox_mark_delivered(*, delivery_ids: list[int], now: datetime | None = None) -> int:
-    """The frontend fetched these in-app messages: they are delivered."""
+    """The customer's client showed these in-app messages: they are delivered (each once)."""
     now = now or timezone.now()
     fresh = list(Delivery.objects.filter(id__in=delivery_ids, delivered_at__isnull=True)
                  .values_list("id", "campaign_id", "customer__external_id", "items"))
@@ -631,12 +649,23 @@ def inbox_mark_delivered(*, delivery_ids: list[int], now: datetime | None = None
     return len(fresh)
 
 
-def unsubscribe_record(*, token: str) -> str:
-    """Record the opt-out a link in an email carries; returns the customer's external id."""
-    data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
-    ext = data["c"]
-    customers_upsert(rows=pd.DataFrame([{"external_id": ext, "consent_email": False}]), source="unsubscribe")
-    return ext
+def unsubscribe_record(*, token: str) -> bool:
+    """Record the opt-out a link in an email carries; True when a customer's consent changed.
+
+    The link acts only on the customer row it was made for, and never creates one: a forgotten
+    customer (renamed row), one created again under the same external id (a new row) or an unknown
+    id get the same "you are unsubscribed" answer and nothing is written. Tokens from before links
+    carried the row id act on the customer holding the external id, if any."""
+    from profiles.services import customer_consent_set
+
+    data = unsubscribe_token_read(token)
+    rows = Customer.objects.filter(external_id=str(data["c"]))
+    if data.get("p") is not None:
+        rows = rows.filter(pk=data["p"])
+    customer = rows.first()
+    if customer is None:
+        return False
+    return bool(customer_consent_set(customer=customer, source="unsubscribe", consent_email=False))
 
 
 # ------------------------------------------------------------------------------ the schedule

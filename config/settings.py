@@ -376,6 +376,12 @@ RECOMMENDATIONS_PREPARED_STATEMENTS = env_bool("RECOMMENDATIONS_PREPARED_STATEME
 # Access: customer tokens (signed with SECRET_KEY) that the shop's backend obtains for a customer.
 CUSTOMER_TOKEN_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_TTL_SECONDS", "3600"))
 CUSTOMER_TOKEN_MAX_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_MAX_TTL_SECONDS", str(24 * 3600)))
+# Erasure (profiles/privacy.py): forgotten customers are remembered only as an HMAC of their external
+# id, and named by a keyed pseudonym. The key is ERASURE_SECRET_KEY, or SECRET_KEY when unset; set it
+# to a stable secret of its own if SECRET_KEY may be rotated (a new key forgets who was forgotten).
+ERASURE_SECRET_KEY = os.environ.get("ERASURE_SECRET_KEY", "")
+# How long the unsubscribe link in an email works (days); an older link shows "expired" and changes nothing.
+UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS = int(os.environ.get("UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", "180"))
 
 # Recommendations (docs/recommendations.md).
 RECOMMENDER_HALF_LIFE_DAYS = float(os.environ.get("RECOMMENDER_HALF_LIFE_DAYS", "14"))

@@ -11,7 +11,9 @@ and the authentication classes below tell who is calling:
 - `Authorization: Api-Key <prefix>.<secret>` → `request.auth` is the ApiKey (hash compared in
   constant time; revoked keys are refused);
 - `Authorization: Customer <token>` → `request.auth` is a CustomerToken for one customer's
-  external id, signed with SECRET_KEY and expiring after CUSTOMER_TOKEN_TTL_SECONDS;
+  external id, signed with SECRET_KEY and expiring after CUSTOMER_TOKEN_TTL_SECONDS; it also names
+  the customer row's id and is refused once that row is gone or renamed (erasure), so it never
+  opens a customer created again under the same external id;
 - a session (the admin's, with CSRF) or HTTP Basic → a staff user.
 
 API keys are looked up once per `API_KEY_CACHE_SECONDS` (default 5) in each server process, not on
@@ -134,9 +136,19 @@ class CustomerToken:
     key_prefix: str
 
 
-def customer_token_issue(*, customer_external_id: str, key: ApiKey, ttl: int | None = None) -> tuple[str, int]:
+def customer_token_issue(
+    *, customer_external_id: str, key: ApiKey, ttl: int | None = None, customer_id: int | None = None
+) -> tuple[str, int]:
+    """A token for one customer row: it names the row's id as well as its external id, so it dies with
+    the row (erasure renames it) and never opens a customer later created again under the same id."""
+    from .models import Customer
+
+    if customer_id is None:
+        customer_id = Customer.objects.filter(external_id=customer_external_id).values_list("pk", flat=True).first()
+        if customer_id is None:
+            raise ValueError(f"No customer with external_id {customer_external_id!r}.")
     ttl = min(ttl or settings.CUSTOMER_TOKEN_TTL_SECONDS, settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS)
-    token = signing.dumps({"c": customer_external_id, "k": key.prefix, "t": ttl}, salt=TOKEN_SALT, compress=True)
+    token = signing.dumps({"c": customer_external_id, "p": customer_id, "k": key.prefix, "t": ttl}, salt=TOKEN_SALT, compress=True)
     return token, ttl
 
 
@@ -146,6 +158,7 @@ class _TokenClaims:
     key_prefix: str
     signed_at: int  # seconds since the epoch; covered by the signature
     ttl: int | None  # the token's own lifetime
+    customer_id: int | None  # the customer row's id (tokens issued before it was carried have none)
 
 
 # Tokens whose signature this process has checked. A frontend sends the same token with every call
@@ -166,11 +179,25 @@ def _token_claims(token: str) -> _TokenClaims:
         data = signing.loads(token, salt=TOKEN_SALT)  # the ages are checked by the caller
         # "payload:timestamp:signature"; the signature covers the timestamp
         signed_at = signing.b62_decode(token.rsplit(":", 2)[-2])
-        claims = _TokenClaims(customer=str(data["c"]), key_prefix=str(data.get("k")), signed_at=signed_at, ttl=data.get("t"))
+        claims = _TokenClaims(customer=str(data["c"]), key_prefix=str(data.get("k")), signed_at=signed_at, ttl=data.get("t"),
+                              customer_id=data.get("p"))
         if len(_verified_tokens) >= VERIFIED_TOKENS_MAX:
             _verified_tokens.clear()
         _verified_tokens[token] = claims
     return claims
+
+
+def _customer_row_lives(claims: _TokenClaims) -> bool:
+    """The token's customer row still exists under the token's external id: one primary-key look-up.
+
+    A forgotten customer's row is renamed, and a customer created again under the same external id
+    is a new row, so a token issued before the erasure never works again. Tokens without a row id
+    (issued before they carried one) are refused: they would open whoever holds the id now."""
+    from .models import Customer
+
+    if claims.customer_id is None:
+        return False
+    return Customer.objects.filter(pk=claims.customer_id, external_id=claims.customer).exists()
 
 
 class CustomerTokenAuthentication(authentication.BaseAuthentication):
@@ -193,6 +220,8 @@ class CustomerTokenAuthentication(authentication.BaseAuthentication):
         key = _key_by_prefix(claims.key_prefix)
         if key is None or key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("The API key that issued this customer token was revoked.")
+        if not _customer_row_lives(claims):
+            raise exceptions.AuthenticationFailed("This customer token's customer no longer exists; ask the shop for a new one.")
         principal = CustomerToken(customer=claims.customer, key_prefix=key.prefix)
         return (CustomerPrincipal(principal.customer), principal)
 

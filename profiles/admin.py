@@ -134,6 +134,29 @@ class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request):
         return _range_dates(super().get_queryset(request))
 
+    # Delete (the button and the bulk action) forgets: a cascade would take the customer's campaign
+    # deliveries with it and change past reports, and would leave their identity in the logs.
+    FORGET_SUMMARY = ("forgotten rather than deleted: events, profile, segment memberships, suggestions, impressions and "
+                      "consent history are removed, name, email and attributes cleared and the external id replaced by a "
+                      "pseudonym; campaign deliveries stay counted in reports, emptied of what they said")
+
+    def get_deleted_objects(self, objs, request):
+        objs = list(objs)
+        summary = [f"{self.audit_label(o)}: {self.FORGET_SUMMARY}" for o in objs]
+        perms_needed = set() if self.has_delete_permission(request) else {Customer._meta.verbose_name}
+        return summary, {"customers to forget": len(objs)}, perms_needed, []
+
+    def delete_model(self, request, obj):
+        from .privacy import customer_forget
+
+        customer_forget(customer=obj, by=request.user, source="admin", request=request)
+
+    def delete_queryset(self, request, queryset):
+        from .privacy import customer_forget
+
+        for customer in queryset.order_by("pk"):
+            customer_forget(customer=customer, by=request.user, source="admin", request=request)
+
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):

@@ -167,16 +167,19 @@ class CustomerTokenView(APIView):
     @extend_schema(
         summary="Issue a customer token (API key with scope read_recommendations)",
         description="The token goes in `Authorization: Customer <token>` and opens the customer-facing endpoints "
-        "for that customer only (own recommendations, inbox, opened/clicked, activities) until it expires.",
+        "for that customer only (own recommendations, inbox, delivered/opened/clicked, activities) until it expires, "
+        "and never once the customer is forgotten.",
         request=CustomerTokenInSerializer, responses={201: CustomerTokenOutSerializer, 400: BatchErrorSerializer, 404: ErrorSerializer},
     )
     def post(self, request):
         data = CustomerTokenInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         external_id = data.validated_data["customer"]
-        if selectors.customer_by_external_id(external_id) is None:
+        customer = selectors.customer_by_external_id(external_id)
+        if customer is None:
             raise NotFound(f"No customer with external_id {external_id!r}.")
-        token, ttl = customer_token_issue(customer_external_id=external_id, key=request.auth, ttl=data.validated_data.get("ttl"))
+        token, ttl = customer_token_issue(customer_external_id=external_id, customer_id=customer.pk, key=request.auth,
+                                          ttl=data.validated_data.get("ttl"))
         return Response({"token": token, "customer": external_id, "expires_in": ttl}, status=status.HTTP_201_CREATED)
 
 

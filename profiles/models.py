@@ -349,3 +349,17 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_label}".strip()
+
+
+class ForgottenCustomer(models.Model):
+    """A customer forgotten on request, remembered only as a keyed hash of their external id (see
+    profiles.privacy.forgotten_digest), so that events, links and tokens never bring them back."""
+
+    digest = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the external id; not reversible without the key.")
+    forgotten_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "forgotten customer"
+
+    def __str__(self) -> str:
+        return f"forgotten customer {self.digest[:12]}…"

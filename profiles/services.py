@@ -152,15 +152,28 @@ def customer_consent_set(*, customer: Customer, source: str, user=None, **consen
 
 def customers_upsert(
     *, rows: pd.DataFrame, now: datetime | None = None, update_existing: bool = True, all_or_nothing: bool = True,
-    source: str = "api", actor=None,
+    source: str = "api", actor=None, recreate_forgotten: bool = True,
 ) -> UpsertResult:
     """Create customers that are new and update the given fields of those that exist.
 
     Fields missing from a row keep their stored value. A change of any consent stamps
     `consent_updated_at`. With `all_or_nothing`, one bad row refuses the whole batch.
+
+    The shop's own upsert (`POST /api/customers/`) is how a forgotten customer who signs up again
+    is created again, as a new row. Callers that only pass customers along with their events (file
+    imports) set `recreate_forgotten=False`: a forgotten customer's row is then an error.
     """
     now = now or timezone.now()
     valid, errors = validate_customers(rows, now=now)
+    if not recreate_forgotten and not valid.empty:
+        ids = valid["external_id"].tolist()
+        stored = set(_customer_ids(ids))
+        forgotten = _forgotten([e for e in dict.fromkeys(ids) if e not in stored])
+        if forgotten:
+            gone = valid["external_id"].isin(forgotten).to_numpy()
+            errors = sorted(errors + [RowError(int(idx), "external_id", _FORGOTTEN_REASON.format(valid.at[idx, "external_id"]))
+                                      for idx in valid.index[gone]], key=lambda e: e.row)
+            valid = valid[~gone]
     result = UpsertResult(received=len(rows), errors=errors)
     if errors and all_or_nothing:
         raise IngestRefused(errors)
@@ -306,17 +319,35 @@ def _item_ids(keys: pd.DataFrame) -> dict[tuple[str, str], int]:
     return found
 
 
+_FORGOTTEN_REASON = ("customer {!r} was forgotten (erased) and is not created again by events; if the same person "
+                     "signed up again, create them first through POST /api/customers/")
+
+
+def _forgotten(external_ids: list[str]) -> set[str]:
+    """Which of these ids (of customers not stored) belong to forgotten customers."""
+    from .privacy import forgotten_among
+
+    return forgotten_among(external_ids) if external_ids else set()
+
+
 def _resolve(valid: pd.DataFrame, *, create_unknown: bool, now: datetime) -> tuple[pd.DataFrame, list[RowError], int, int]:
     """Attach customer_id and item_id; create or refuse unknown references."""
     customers = valid["customer"].drop_duplicates().tolist()
     customer_map = _customer_ids(customers)
     missing_customers = [c for c in customers if c not in customer_map]
+    errors: list[RowError] = []
+    forgotten = _forgotten(missing_customers)
+    if forgotten:
+        # Events never bring an erased customer back, whatever create_unknown says (profiles.privacy).
+        gone = valid["customer"].isin(forgotten).to_numpy()
+        errors.extend(RowError(int(idx), "customer", _FORGOTTEN_REASON.format(valid.at[idx, "customer"])) for idx in valid.index[gone])
+        missing_customers = [c for c in missing_customers if c not in forgotten]
+        valid = valid[~gone]
     has_item = valid["item"].notna()
     item_keys = valid.loc[has_item, ["item_kind", "item"]].drop_duplicates()
     item_map = _item_ids(item_keys)
     key_tuples = list(zip(item_keys["item_kind"], item_keys["item"]))
     missing_items = [k for k in key_tuples if k not in item_map]
-    errors: list[RowError] = []
     customers_created = items_created = 0
     if missing_customers or missing_items:
         if create_unknown:
@@ -519,7 +550,9 @@ def events_prepare(
                 raise IngestRefused(sorted(errors + ref_errors, key=lambda e: e.row))
             bad_rows = {e.row for e in ref_errors}
             valid = valid[~valid.index.isin(bad_rows)]
-            resolved, _, result.customers_created, result.items_created = _resolve(valid, create_unknown=False, now=now)
+            resolved, _, more_customers, more_items = _resolve(valid, create_unknown=False, now=now)
+            result.customers_created += more_customers  # (those the first pass created are found now: none)
+            result.items_created += more_items
     result.errors = sorted(errors + ref_errors, key=lambda e: e.row)
     result.invalid = len({e.row for e in result.errors})
     prepared = PreparedEvents(result=result, fresh=resolved, now=now, expect_new=expect_new)
@@ -676,7 +709,8 @@ def events_import_file(
         PostgreSQL, their COPY text built)."""
         created_customers = created_items = 0
         if chunk.customers is not None and len(chunk.customers):
-            created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False, source="import").created
+            created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False,
+                                                 source="import", recreate_forgotten=False).created
         if chunk.items is not None and len(chunk.items):
             created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
         prepared = events_prepare(valid=valid, errors=errors, received=len(chunk.events), create_unknown=create_unknown,

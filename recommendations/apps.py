@@ -19,9 +19,15 @@ class RecommendationsConfig(AppConfig):
         from .models import Impression, Recommendation
 
         privacy.register_exporter("recommendations", lambda customer: [
-            {"kind": kind, "rank": rank, "item": item, "reason": reason}
-            for kind, rank, item, reason in Recommendation.objects.filter(customer=customer, run__is_active=True)
-            .order_by("kind", "rank").values_list("kind", "rank", "item__external_id", "reason_text")
+            {"kind": kind, "rank": rank, "item": item, "score": score, "reason": reason, "reason_code": code, "reason_item": reason_item}
+            for kind, rank, item, score, reason, code, reason_item in Recommendation.objects.filter(customer=customer, run__is_active=True)
+            .order_by("kind", "rank")
+            .values_list("kind", "rank", "item__external_id", "score", "reason_text", "reason", "reason_item__external_id")
+        ])
+        privacy.register_exporter("impressions", lambda customer: [
+            {"item_kind": kind, "item": item, "shown_at": shown_at, "source": source}
+            for kind, item, shown_at, source in Impression.objects.filter(customer=customer)
+            .order_by("shown_at").values_list("item__kind", "item__external_id", "shown_at", "source")
         ])
         privacy.register_forgetter("recommendations", lambda customer: (
             Recommendation.objects.filter(customer=customer).delete()[0] + Impression.objects.filter(customer=customer).delete()[0]

@@ -65,6 +65,7 @@ ENDPOINTS = [
     ("get", "/api/customers/alice/recommendations/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
     ("get", "/api/items/sku1/similar/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
     ("get", "/api/customers/alice/inbox/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
+    ("post", "/api/customers/alice/inbox/{alice_message}/delivered/", {}, {"key:read_recommendations", "customer:alice"}),
     ("get", "/api/customers/alice/activities/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
     ("get", "/api/segments/{segment}/members/", None, {"admin", "operator", "analyst"}),
     ("post", "/api/campaigns/audience-preview/", {"segments": []}, {"admin", "operator", "analyst"}),
@@ -97,7 +98,16 @@ def test_endpoint_access_by_role(shop, django_user_model, role, method, url, bod
         segment = Segment.objects.create(name="All", kind="rule", rule={"not": {"consent": "push"}})
         campaign = Campaign.objects.create(name="C", title_template="Hi", body_template="Hello")
         campaign.segments.add(segment)
-        url = url.format(segment=segment.pk, campaign=campaign.pk)
+        alice_message = 0
+        if "{alice_message}" in url:
+            from campaigns.models import Delivery
+            from profiles.models import Customer
+
+            campaign.channel = "in_app"
+            campaign.save()
+            alice_message = Delivery.objects.create(campaign=campaign, customer=Customer.objects.get(external_id="alice"),
+                                                    status="sent", sent_at=timezone.now(), title="Hi", body="Hello").pk
+        url = url.format(segment=segment.pk, campaign=campaign.pk, alice_message=alice_message)
     client = _client_for(role, django_user_model)
     resp = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
     if role in allowed:
