@@ -347,8 +347,10 @@ CELERY_BEAT_SCHEDULE = {
 # without it, or with this off, they go through psycopg's COPY (slower on tens of millions of rows).
 BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)
 
-# Access: API keys are looked up at most once per this many seconds in each server process (a
-# revocation reaches the other processes within it); see profiles/access.py.
+# Access: each server process remembers an API key for up to this many seconds while no key has
+# changed (a generation number in the shared cache, read per request); a revocation reaches every
+# process at once. Without a shared cache (CACHE_URL) keys are looked up on every request; see
+# profiles/access.py.
 API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
 # The suggestions query is prepared once per PostgreSQL connection; turn off behind PgBouncer in
 # transaction mode.
