@@ -300,6 +300,12 @@ LOGGING = {
     "filters": {"redact_personal_data": {"()": "config.logfilters.RedactPersonalData"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_personal_data"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own loggers lose the handlers of its default configuration (which carry no filter: the
+    # DEBUG console, admin e-mails, the development server's access lines) and log through the root's.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 # Profiles: the frequency/monetary window and the lifecycle thresholds (days). A customer is
