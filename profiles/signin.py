@@ -61,6 +61,9 @@ def _limits() -> Limits:
     )
 
 
+_untrusted_header_logged: list[bool] = []  # once per process
+
+
 def client_address(request) -> str | None:
     """The caller's address: the peer's, or with TRUSTED_PROXY_COUNT = n > 0 the n-th address from the
     right of X-Forwarded-For (each trusted proxy appends the address it was called from; what the
@@ -72,6 +75,11 @@ def client_address(request) -> str | None:
     if proxies > 0 and forwarded:
         hops = [hop.strip() for hop in forwarded.split(",")]
         candidates.append(hops[-min(proxies, len(hops))])
+    elif forwarded and not _untrusted_header_logged:
+        _untrusted_header_logged.append(True)
+        log.warning("a request came with X-Forwarded-For but TRUSTED_PROXY_COUNT is 0: if the app is behind a proxy, every "
+                    "client has the proxy's address and one client's failed sign-ins lock everyone out; set "
+                    "TRUSTED_PROXY_COUNT (docs/security.md, 'Deploying')")
     candidates.append(meta.get("REMOTE_ADDR") or "")
     for candidate in candidates:
         try:

@@ -77,6 +77,13 @@ def test_without_a_trusted_proxy_setting_x_forwarded_for_is_ignored(administrato
     assert "Too many failed sign-in attempts" in resp.content.decode()
 
 
+def test_a_forwarded_header_without_a_trusted_proxy_setting_is_reported_once(monkeypatch, caplog):
+    monkeypatch.setattr(signin, "_untrusted_header_logged", [])
+    request = type("R", (), {"META": {"REMOTE_ADDR": PROXY, "HTTP_X_FORWARDED_FOR": ATTACKER}})()
+    assert signin.client_address(request) == PROXY and signin.client_address(request) == PROXY
+    assert caplog.text.count("TRUSTED_PROXY_COUNT is 0") == 1
+
+
 def test_client_address_from_the_trusted_proxies():
     def addr(remote, xff=None, **settings):
         meta = {"REMOTE_ADDR": remote}
