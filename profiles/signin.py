@@ -175,8 +175,9 @@ def warn_if_cache_not_shared() -> bool:
 
 
 class SignInThrottleBackend(ModelBackend):
-    """Django's model backend that refuses, without checking the password, while the username or the
-    address is locked (PermissionDenied stops `authenticate` and counts as a failed sign-in)."""
+    """Django's model backend that refuses, without checking the password, while the username is locked
+    for this address or the address is locked (PermissionDenied stops `authenticate`; the refusal is
+    audited as a failed sign-in but not counted again)."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
