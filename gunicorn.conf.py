@@ -33,6 +33,8 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # e.g. "-" for stdout; off by default (it costs CPU per request)
+# access lines name no customer: ids in paths, e-mail addresses and search terms are redacted (config/logfilters.py)
+logger_class = "config.gunicorn_logging.RedactingLogger"
 
 
 # Load the app once in the master, before the workers are forked (they share its memory pages), and

@@ -159,11 +159,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Sign-in protection (profiles/signin.py): Django's model backend, refusing locked usernames/addresses.
+# Sign-in protection (profiles/signin.py, docs/security.md): Django's model backend, refusing while
+# a username from an address (LOGIN_FAILURE_LIMIT), an address (..._PER_IP) or, from addresses it has
+# not signed in from within LOGIN_KNOWN_ADDRESS_DAYS, a username (..._PER_USERNAME) is locked.
 AUTHENTICATION_BACKENDS = ["profiles.signin.SignInThrottleBackend"]
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_LIMIT_PER_IP = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_IP", "20"))
+LOGIN_FAILURE_LIMIT_PER_USERNAME = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_USERNAME", "100"))
+LOGIN_KNOWN_ADDRESS_DAYS = float(os.environ.get("LOGIN_KNOWN_ADDRESS_DAYS", "30"))
 LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", "900"))
+# The client's address (sign-in lockout, API throttles): the peer's, unless this many proxies in
+# front each append to X-Forwarded-For (1 for one nginx); never set it when clients reach the app
+# directly, or they choose their own address.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 
 # The cache holds throttling and sign-in counters: per process by default; CACHE_URL=redis://...
 # shares them between the processes of a deployment.
@@ -225,6 +233,8 @@ REST_FRAMEWORK = {
         "customer_tokens": os.environ.get("THROTTLE_CUSTOMER_TOKENS", "3000/min"),
     },
 }
+# DRF's throttles find the client the same way (its default, None, trusts any X-Forwarded-For).
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Marketing platform API",
@@ -320,6 +330,12 @@ LOGGING = {
     "filters": {"redact_personal_data": {"()": "config.logfilters.RedactPersonalData"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_personal_data"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own loggers lose the handlers of its default configuration (which carry no filter: the
+    # DEBUG console, admin e-mails, the development server's access lines) and log through the root's.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+    },
 }
 
 # Profiles: the frequency/monetary window and the lifecycle thresholds (days). A customer is
@@ -367,8 +383,10 @@ CELERY_BEAT_SCHEDULE = {
 # without it, or with this off, they go through psycopg's COPY (slower on tens of millions of rows).
 BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)
 
-# Access: API keys are looked up at most once per this many seconds in each server process (a
-# revocation reaches the other processes within it); see profiles/access.py.
+# Access: each server process remembers an API key for up to this many seconds while no key has
+# changed (a generation number in the shared cache, read per request); a revocation reaches every
+# process at once. Without a shared cache (CACHE_URL) keys are looked up on every request; see
+# profiles/access.py.
 API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
 # The suggestions query is prepared once per PostgreSQL connection; turn off behind PgBouncer in
 # transaction mode.

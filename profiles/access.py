@@ -16,11 +16,16 @@ and the authentication classes below tell who is calling:
   opens a customer created again under the same external id;
 - a session (the admin's, with CSRF) or HTTP Basic → a staff user.
 
-API keys are looked up once per `API_KEY_CACHE_SECONDS` (default 5) in each server process, not on
-every request (the customer-facing endpoints serve hundreds of requests a second, each carrying a
-token of the same key). Revoking a key through `api_key_revoke` takes effect at once in the
-process that revokes it and within that many seconds in every other one; `last_used_at` is
-written at most that often per process.
+Each server process remembers the API keys it has looked up, for up to `API_KEY_CACHE_SECONDS`
+(default 5), instead of querying the database on every request (the customer-facing endpoints serve
+hundreds of requests a second, each carrying a token of the same key). Revocation still takes effect
+at once in every process: any change to a key (revoked, scopes changed, deleted; model signals, after
+the transaction commits) moves on a generation number in the shared cache, and every request reads
+that number (one cache GET) and looks the key up again when it has moved. When the number cannot be
+read (the cache is unreachable) or the cache is not shared between processes (the default per-process
+memory cache, CACHE_URL unset), the key is looked up in the database on every request: the
+remembered copy is never trusted without the signal. `last_used_at` is written at most once per
+`API_KEY_CACHE_SECONDS` per process.
 """
 from __future__ import annotations
 
@@ -33,10 +38,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import ScopedRateThrottle
+
+from config.cache import cache_is_shared
 
 from .models import ApiKey
 
@@ -72,28 +83,83 @@ class _KnownKey:
     key: ApiKey  # shared by the requests of this process: read it, never change it
     fetched: float  # time.monotonic() of the lookup
     touched: float  # when this process last wrote last_used_at
+    generation: int | None  # the keys' generation read (before the lookup) from the shared cache
 
 
 _known_keys: dict[str, _KnownKey] = {}
+
+# The keys' generation in the shared cache: any change to any key moves it on, and a process trusts a
+# key it remembers only while the generation is the one it read before looking the key up.
+KEYS_GENERATION = "access:api-keys:generation"
+_outage_logged = [float("-inf")]
 
 
 def _key_cache_seconds() -> float:
     return float(getattr(settings, "API_KEY_CACHE_SECONDS", 5))
 
 
+def _generation() -> int | None:
+    """The keys' current generation, or None when it cannot be relied on (the cache is per process or
+    unreachable): then the caller looks the key up in the database."""
+    if not cache_is_shared():
+        return None
+    try:
+        generation = cache.get(KEYS_GENERATION)
+        if generation is None:  # never set, evicted, or the cache restarted: start from a random number
+            cache.add(KEYS_GENERATION, secrets.randbits(62), timeout=None)
+            generation = cache.get(KEYS_GENERATION)
+        return generation
+    except Exception:
+        now = time.monotonic()
+        if now - _outage_logged[0] >= 60:
+            _outage_logged[0] = now
+            log.warning("API keys are looked up on every request: the cache is unreachable", exc_info=True)
+        return None
+
+
+def _revocation_signal() -> None:
+    """Tell every process that a key changed (called once the change is committed)."""
+    try:
+        try:
+            cache.incr(KEYS_GENERATION)
+        except ValueError:  # not in the cache: any new random number differs from the one processes hold
+            if not cache.add(KEYS_GENERATION, secrets.randbits(62), timeout=None):
+                cache.incr(KEYS_GENERATION)
+    except Exception:
+        log.error("an API key change could not be signalled (the cache is unreachable): other server processes may "
+                  "accept the key as it was for up to API_KEY_CACHE_SECONDS (%s s)", _key_cache_seconds(), exc_info=True)
+
+
+@receiver(post_save, sender=ApiKey, dispatch_uid="profiles.access.api_key_saved")
+def _api_key_saved(sender, instance, created, **kwargs):
+    _known_keys.pop(instance.prefix, None)
+    if not created:  # a new key is not remembered anywhere yet
+        transaction.on_commit(_revocation_signal)
+
+
+@receiver(post_delete, sender=ApiKey, dispatch_uid="profiles.access.api_key_deleted")
+def _api_key_deleted(sender, instance, **kwargs):
+    _known_keys.pop(instance.prefix, None)
+    transaction.on_commit(_revocation_signal)
+
+
 def _key_by_prefix(prefix: str) -> ApiKey | None:
-    """The key with this prefix, looked up at most once per API_KEY_CACHE_SECONDS in this process.
+    """The key with this prefix: remembered in this process for up to API_KEY_CACHE_SECONDS while no
+    key has changed since (one cache GET per call), else looked up in the database.
 
     Unknown prefixes are not remembered, so a key created elsewhere works at once."""
     now = time.monotonic()
+    generation = _generation()  # read before the lookup: a change committed after it moves it on
     known = _known_keys.get(prefix)
-    if known is not None and now - known.fetched < _key_cache_seconds():
+    if (known is not None and generation is not None and known.generation == generation
+            and now - known.fetched < _key_cache_seconds()):
         return known.key
     key = ApiKey.objects.filter(prefix=prefix).first()
     if key is None:
         _known_keys.pop(prefix, None)
         return None
-    _known_keys[prefix] = _KnownKey(key=key, fetched=now, touched=known.touched if known else float("-inf"))
+    _known_keys[prefix] = _KnownKey(key=key, fetched=now, touched=known.touched if known else float("-inf"),
+                                    generation=generation)
     return key
 
 

@@ -1,17 +1,35 @@
 """
-Sign-in protection for operator accounts: after LOGIN_FAILURE_LIMIT failed sign-ins for one
-username (or LOGIN_FAILURE_LIMIT_PER_IP from one address) within LOGIN_LOCKOUT_SECONDS, further
-attempts are refused without checking the password until the window passes. This covers every
-way a password is checked: the admin's sign-in form and HTTP Basic on the API (both go through
-`django.contrib.auth.authenticate`). Counters live in Django's cache: set CACHE_URL to a shared
-cache (Redis) when several processes serve the app, so the limit holds across them.
+Sign-in protection for operator accounts. Every way a password is checked goes through it: the
+admin's sign-in form and HTTP Basic on the API (both call `django.contrib.auth.authenticate`).
+
+Failed sign-ins are counted within LOGIN_LOCKOUT_SECONDS in three buckets, and an attempt is refused
+without checking the password while any of them is full:
+
+- per username *and* client address: LOGIN_FAILURE_LIMIT (5). Guessing one account's password
+  from one place stops there, and locks nobody else out.
+- per client address: LOGIN_FAILURE_LIMIT_PER_IP (20), whatever the usernames. A flood of guesses
+  (random or real usernames) locks the flooding address. Usernames that do not exist are counted
+  like any other, in buckets of their own that no real account shares, so they cannot use up a real
+  account's budget, and the lock never depends on whether a username exists (it would tell).
+- per username, from every address: LOGIN_FAILURE_LIMIT_PER_USERNAME (100). Past it (guesses
+  spread over many addresses), the account is refused from every address it has not signed in from
+  successfully within LOGIN_KNOWN_ADDRESS_DAYS; its operator, signing in from where they usually
+  do, is not locked out by strangers.
+
+Only attempts whose password was checked count; refused attempts do not extend a lock. The client
+address is the peer's (REMOTE_ADDR) unless TRUSTED_PROXY_COUNT says how many proxies in front append
+to X-Forwarded-For; IPv6 addresses count by their /64. Counters live in Django's cache: CACHE_URL must
+name a shared cache (Redis) when several processes serve the app, else each process counts apart (the
+app warns at start-up). docs/security.md explains the design.
 
 Sign-ins and refused sign-ins are written to the audit log.
 """
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -20,27 +38,81 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework import authentication, exceptions
 
+from config.cache import cache_is_shared
+
 log = logging.getLogger(__name__)
 
 
-def _limits() -> tuple[int, int, int]:
-    return (int(getattr(settings, "LOGIN_FAILURE_LIMIT", 5)), int(getattr(settings, "LOGIN_FAILURE_LIMIT_PER_IP", 20)),
-            int(getattr(settings, "LOGIN_LOCKOUT_SECONDS", 900)))
+class Limits(NamedTuple):
+    per_pair: int
+    per_address: int
+    per_username: int
+    window: int
+    known_address_seconds: int
 
 
-def _keys(username: str | None, ip: str | None) -> list[tuple[str, int]]:
-    per_user, per_ip, _ = _limits()
-    keys = []
-    if username:
-        digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
-        keys.append((f"signin:fail:user:{digest}", per_user))
-    if ip:
-        keys.append((f"signin:fail:ip:{ip}", per_ip))
-    return keys
+def _limits() -> Limits:
+    return Limits(
+        per_pair=int(getattr(settings, "LOGIN_FAILURE_LIMIT", 5)),
+        per_address=int(getattr(settings, "LOGIN_FAILURE_LIMIT_PER_IP", 20)),
+        per_username=int(getattr(settings, "LOGIN_FAILURE_LIMIT_PER_USERNAME", 100)),
+        window=int(getattr(settings, "LOGIN_LOCKOUT_SECONDS", 900)),
+        known_address_seconds=int(float(getattr(settings, "LOGIN_KNOWN_ADDRESS_DAYS", 30)) * 86400),
+    )
 
 
-def _ip(request) -> str | None:
-    return (getattr(request, "META", None) or {}).get("REMOTE_ADDR") or None
+_untrusted_header_logged: list[bool] = []  # once per process
+
+
+def client_address(request) -> str | None:
+    """The caller's address: the peer's, or with TRUSTED_PROXY_COUNT = n > 0 the n-th address from the
+    right of X-Forwarded-For (each trusted proxy appends the address it was called from; what the
+    client itself sent stays to the left). An IPv6 address stands for its /64."""
+    meta = getattr(request, "META", None) or {}
+    candidates = []
+    proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR")
+    if proxies > 0 and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",")]
+        candidates.append(hops[-min(proxies, len(hops))])
+    elif forwarded and not _untrusted_header_logged:
+        _untrusted_header_logged.append(True)
+        log.warning("a request came with X-Forwarded-For but TRUSTED_PROXY_COUNT is 0: if the app is behind a proxy, every "
+                    "client has the proxy's address and one client's failed sign-ins lock everyone out; set "
+                    "TRUSTED_PROXY_COUNT (docs/security.md, 'Deploying')")
+    candidates.append(meta.get("REMOTE_ADDR") or "")
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if address.version == 6 and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.version == 6:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address)
+    return None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class _Keys(NamedTuple):
+    pair: str | None
+    address: str | None
+    username: str | None
+    known: str | None  # set when the username signed in from the address
+
+
+def _keys(username: str | None, address: str | None) -> _Keys:
+    user = _digest(username.strip().lower()) if username else None
+    return _Keys(
+        pair=f"signin:fail:pair:{user}:{_digest(address)}" if user and address else None,
+        address=f"signin:fail:ip:{address}" if address else None,
+        username=f"signin:fail:user:{user}" if user else None,
+        known=f"signin:known:{user}:{_digest(address)}" if user and address else None,
+    )
 
 
 # If the cache (Redis with CACHE_URL) is unreachable, sign-ins are checked without the lockout
@@ -48,37 +120,64 @@ def _ip(request) -> str | None:
 
 
 def is_locked(username: str | None, request=None) -> bool:
+    limits, keys = _limits(), _keys(username, client_address(request))
     try:
-        return any((cache.get(key) or 0) >= limit for key, limit in _keys(username, _ip(request)))
+        values = cache.get_many([key for key in keys if key])
     except Exception:
         log.warning("sign-in lockout unavailable: the cache is unreachable", exc_info=True)
         return False
+    count = lambda key: int(values.get(key) or 0) if key else 0  # noqa: E731
+    return (count(keys.pair) >= limits.per_pair or count(keys.address) >= limits.per_address
+            or (count(keys.username) >= limits.per_username and not values.get(keys.known)))
+
+
+def _count(key: str, window: int) -> None:
+    if not cache.add(key, 1, timeout=window):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=window)
 
 
 def failure_record(username: str | None, request=None) -> None:
-    _, _, window = _limits()
+    """Count a sign-in whose password was checked and was wrong (or whose username does not exist)."""
+    window = _limits().window
     try:
-        for key, _ in _keys(username, _ip(request)):
-            if not cache.add(key, 1, timeout=window):
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    cache.add(key, 1, timeout=window)
+        for key in _keys(username, client_address(request))[:3]:
+            if key:
+                _count(key, window)
     except Exception:
         log.warning("failed sign-in not counted: the cache is unreachable", exc_info=True)
 
 
-def failures_clear(username: str | None) -> None:
+def success_record(username: str | None, request=None) -> None:
+    """A good sign-in clears its own (username, address) count and makes the address a known one for
+    the account; the account's count from everywhere stays (strangers may still be guessing)."""
+    keys = _keys(username, client_address(request))
     try:
-        for key, _ in _keys(username, None):
-            cache.delete(key)
+        if keys.pair:
+            cache.delete(keys.pair)
+        if keys.known:
+            cache.set(keys.known, 1, timeout=_limits().known_address_seconds)
     except Exception:
         log.warning("sign-in count not cleared: the cache is unreachable", exc_info=True)
 
 
+def warn_if_cache_not_shared() -> bool:
+    """Logged at start-up: without a shared cache each process keeps its own sign-in counters (and
+    API keys are looked up on every request, profiles/access.py)."""
+    if settings.DEBUG or cache_is_shared():
+        return False
+    log.warning("CACHE_URL does not name a shared cache: each server process counts failed sign-ins and API throttles "
+                "on its own, so the limits are multiplied by the number of processes. Set CACHE_URL=redis://... "
+                "(docs/security.md, 'Deploying').")
+    return True
+
+
 class SignInThrottleBackend(ModelBackend):
-    """Django's model backend that refuses, without checking the password, while the username or the
-    address is locked (PermissionDenied stops `authenticate` and counts as a failed sign-in)."""
+    """Django's model backend that refuses, without checking the password, while the username is locked
+    for this address or the address is locked (PermissionDenied stops `authenticate`; the refusal is
+    audited as a failed sign-in but not counted again)."""
 
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
@@ -100,7 +199,7 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
     def clean(self):
         username = self.cleaned_data.get("username")
         if username and is_locked(username, self.request):
-            minutes = max(1, _limits()[2] // 60)
+            minutes = max(1, _limits().window // 60)
             raise ValidationError(
                 f"Too many failed sign-in attempts for this account or from this address. Try again in {minutes} minutes, "
                 "or ask an administrator to reset the password.", code="locked")
@@ -116,7 +215,8 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
 
     username = credentials.get("username")
     locked = is_locked(username, request)
-    failure_record(username, request)
+    if not locked:  # a refused attempt checked no password: it does not count again
+        failure_record(username, request)
     audit_record(action=AuditAction.LOGIN_FAILED, request=request, source="admin" if _is_admin(request) else "api",
                  actor_label=f"{username or '?'}"[:150], changes={"locked": locked})
 
@@ -125,7 +225,7 @@ def on_logged_in(sender, request, user, **kwargs):
     from .audit import audit_record
     from .models import AuditAction
 
-    failures_clear(user.get_username())
+    success_record(user.get_username(), request)
     audit_record(action=AuditAction.LOGIN, actor=user, request=request, source="admin" if _is_admin(request) else "api")
 
 
@@ -139,6 +239,8 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
 
     def authenticate_credentials(self, userid, password, request=None):
         if is_locked(userid, request):
-            failure_record(userid, request)
             raise exceptions.AuthenticationFailed("Too many failed sign-ins for this account or from this address; try again later.")
         return super().authenticate_credentials(userid, password, request)
+
+
+warn_if_cache_not_shared()
