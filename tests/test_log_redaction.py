@@ -67,6 +67,7 @@ CUSTOMER_URLS = [  # every route with a customer's external id (profiles, segmen
     "/api/customers/{}/inbox/",
     "/api/customers/{}/inbox/12/opened/",
     "/api/customers/{}/inbox/12/clicked/",
+    "/api/customers/{}/inbox/12/delivered/",
     "/api/customers/{}/activities/",
 ]
 
