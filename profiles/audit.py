@@ -27,8 +27,10 @@ PERSONAL_MODELS = frozenset({"profiles.customer", "auth.user"})
 
 
 def client_ip(request) -> str | None:
-    """The caller's address as Django sees it (REMOTE_ADDR; a proxy in front sets it through the web server)."""
-    return (getattr(request, "META", None) or {}).get("REMOTE_ADDR") or None
+    """The caller's address: the peer's, or behind TRUSTED_PROXY_COUNT proxies the address they forwarded."""
+    from .signin import client_ip as forwarded_client_ip  # signin needs the admin forms: imported when used
+
+    return forwarded_client_ip(request)
 
 
 def actor_of(who) -> tuple[object | None, str]:

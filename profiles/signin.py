@@ -65,9 +65,18 @@ _untrusted_header_logged: list[bool] = []  # once per process
 
 
 def client_address(request) -> str | None:
+    """The caller's address as counted by the lockout: `client_ip`, an IPv6 address standing for its /64."""
+    address = client_ip(request)
+    if address is None:
+        return None
+    parsed = ipaddress.ip_address(address)
+    return str(ipaddress.ip_network(f"{parsed}/64", strict=False)) if parsed.version == 6 else address
+
+
+def client_ip(request) -> str | None:
     """The caller's address: the peer's, or with TRUSTED_PROXY_COUNT = n > 0 the n-th address from the
     right of X-Forwarded-For (each trusted proxy appends the address it was called from; what the
-    client itself sent stays to the left). An IPv6 address stands for its /64."""
+    client itself sent stays to the left). None when neither is an address."""
     meta = getattr(request, "META", None) or {}
     candidates = []
     proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
@@ -88,8 +97,6 @@ def client_address(request) -> str | None:
             continue
         if address.version == 6 and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
-        if address.version == 6:
-            return str(ipaddress.ip_network(f"{address}/64", strict=False))
         return str(address)
     return None
 

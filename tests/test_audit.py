@@ -224,3 +224,18 @@ def test_an_operator_editing_a_customer_is_logged_without_copying_personal_data(
     html = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
     assert boss_client.post(f"/admin/profiles/customer/{customer.pk}/change/", _form_as_a_browser_posts_it(html)).status_code == 302
     assert len(entries("customer.changed")) == 1
+
+
+@pytest.mark.django_db
+def test_behind_trusted_proxies_the_audit_log_records_the_clients_address_not_the_proxys(client, settings):
+    """Behind nginx every request comes from the proxy: the entry must name the address the proxy forwarded."""
+    from django.contrib.auth.models import User
+
+    from profiles.models import AuditEntry
+
+    settings.TRUSTED_PROXY_COUNT = 1
+    User.objects.create_user("eve", password="not-the-password")
+    client.post("/admin/login/?next=/admin/", {"username": "eve", "password": "wrong"},
+                REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.9.8.7, 203.0.113.5")
+    entry = AuditEntry.objects.get(action="auth.login_failed")
+    assert entry.ip == "203.0.113.5"
