@@ -64,7 +64,10 @@ def _db_url() -> str:
 
 def _env(db_url: str | None = None, **extra: str) -> dict:
     return {**os.environ, "DATABASE_URL": db_url or _db_url(), "SECRET_KEY": "load-test-only", "DEBUG": "0", "HTTPS_ONLY": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost", "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING", **extra}
+            "ALLOWED_HOSTS": "127.0.0.1,localhost", "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING",
+            # a shared cache, as production needs (docs/security.md): API keys are then remembered per process and
+            # checked against the keys generation in one cache read, instead of the database on every request
+            "CACHE_URL": os.environ.get("LOAD_CACHE_URL", "redis://127.0.0.1:6379/9"), **extra}
 
 
 def _psql(sql: str, db_url: str | None = None) -> None:
