@@ -64,10 +64,11 @@ class RuleLimits:
     list_values: int
 
     @classmethod
-    def current(cls) -> "RuleLimits":
+    def current(cls) -> RuleLimits:
         """The limits in force: the settings, else the defaults."""
-        get = lambda name: int(getattr(settings, name, DEFAULT_LIMITS[name]))  # noqa: E731
-        return cls(get("RULE_MAX_CONDITIONS"), get("RULE_MAX_EVENT_CONDITIONS"), get("RULE_MAX_DEPTH"), get("RULE_MAX_LIST_VALUES"))
+        value = {name: int(getattr(settings, name, default)) for name, default in DEFAULT_LIMITS.items()}
+        return cls(value["RULE_MAX_CONDITIONS"], value["RULE_MAX_EVENT_CONDITIONS"], value["RULE_MAX_DEPTH"],
+                   value["RULE_MAX_LIST_VALUES"])
 
 
 # --- the vocabulary ------------------------------------------------------------------------------
@@ -155,15 +156,15 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _children(node: Any, path: str) -> list[tuple[str, Any]]:
-    """The child nodes of `node` with their paths, in reading order."""
+def _children(node: Any, path: str, limit: int) -> list[tuple[str, Any]]:
+    """The child nodes of `node` with their paths, in reading order (at most `limit` of each list)."""
     if not isinstance(node, dict):
         return []
     out: list[tuple[str, Any]] = []
     for key in ("all", "any"):
         if isinstance(node.get(key), list):
             here = _join(path, key)
-            out.extend((f"{here}[{i}]", child) for i, child in enumerate(node[key]))
+            out.extend((f"{here}[{i}]", child) for i, child in enumerate(node[key][:limit]))
     if "not" in node:
         out.append((_join(path, "not"), node["not"]))
     return out
@@ -188,7 +189,7 @@ def _cost_errors(rule: Any, limits: RuleLimits) -> list[dict]:
             events += 1
             if events == limits.event_conditions + 1:
                 events_over_at = _join(path, "event")
-        stack.extend(reversed(_children(node, path)))
+        stack.extend(reversed(_children(node, path, ceiling + 1)))
     errors = []
     if over_at is not None:
         total = f"over {ceiling}" if count > ceiling else str(count)
