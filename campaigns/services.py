@@ -492,8 +492,8 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
                 except TemplateError as exc:
                     failures[cid] = str(exc)[:500]
             if failures:
-                log.warning("campaign %s: %d message(s) could not be rendered, e.g. %s", campaign.pk, len(failures),
-                            next(iter(failures.values())))
+                # the reasons are in the rows; they may quote a customer's data, which logs never carry
+                log.warning("campaign %s: %d message(s) could not be rendered; their deliveries failed", campaign.pk, len(failures))
                 bad = todo & rows["customer_id"].isin(list(failures))
                 rows.loc[bad, "new_status"] = DeliveryStatus.FAILED.value
                 rows.loc[bad, "error"] = rows.loc[bad, "customer_id"].map(failures)
