@@ -8,6 +8,7 @@ from django.urls import path, reverse
 
 from profiles.audit import AuditedAdminMixin
 from profiles.models import AuditAction, Customer
+from profiles.operator_queries import OperatorQueryTimeout, operator_query_timeout
 
 from . import selectors, services
 from .models import Campaign, CampaignStatus, Delivery, StatusChange
@@ -169,19 +170,26 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
         ctx["campaign_form_config"] = {"preview_url": ctx["preview_url"]}
         if campaign is None:
             return ctx
-        sample = self._sample(campaign, request.GET.get("sample"))
-        if sample is not None:
-            try:
-                ctx["message_preview"] = services.message_preview(campaign=campaign, customer=sample)
-            except TemplateError as exc:
-                ctx["message_preview_error"] = str(exc)
-        ctx["sample"] = sample
         u = request.user
         ctx["can"] = {v: u.has_perm(f"campaigns.{p}") for v, p in ACTION_PERMS.items()}
         ctx["can"]["send_test"] = u.has_perm("campaigns.send_test_campaign")
         ctx["campaign_obj"] = campaign
-        if campaign.launched_at:
-            report = selectors.campaign_report(campaign)
+        # The sample, its message and the report are operator queries: under the statement timeout,
+        # and a timeout is a message on the page, not a 500.
+        try:
+            with operator_query_timeout():
+                sample = self._sample(campaign, request.GET.get("sample"))
+                if sample is not None:
+                    try:
+                        ctx["message_preview"] = services.message_preview(campaign=campaign, customer=sample)
+                    except TemplateError as exc:
+                        ctx["message_preview_error"] = str(exc)
+                ctx["sample"] = sample
+                report = selectors.campaign_report(campaign) if campaign.launched_at else None
+        except OperatorQueryTimeout as exc:
+            messages.error(request, f"The message preview and report are not shown: {exc}")
+            return ctx
+        if report is not None:
             ctx["report"] = report
             c = report["conversion"]
             ctx["chart_data"] = {

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from profiles import selectors as profile_selectors
 from profiles.models import Item
 from profiles.access import CustomerSelf, KeyScope, Operator, anyone_of
+from profiles.operator_queries import operator_query
 from profiles.serializers import ErrorSerializer
 
 from . import selectors, services
@@ -132,7 +133,8 @@ class ReportView(APIView):
     permission_classes = [PERMISSIONS["report"]]
 
     @extend_schema(summary="A campaign's report: funnel, suppressions, uplift vs control with CI and p-value, revenue",
-                   responses={200: ReportSerializer, 404: ErrorSerializer})
+                   responses={200: ReportSerializer, 404: ErrorSerializer, 503: ErrorSerializer})
+    @operator_query(hint="try again later")
     def get(self, request, pk: int):
         campaign = Campaign.objects.filter(pk=pk).first()
         if campaign is None:
@@ -144,7 +146,8 @@ class AudiencePreviewView(APIView):
     permission_classes = [PERMISSIONS["preview"]]
 
     @extend_schema(summary="Audience size for a choice of segments and channel (the campaign form's live preview)",
-                   request=AudiencePreviewInSerializer, responses={200: AudiencePreviewOutSerializer})
+                   request=AudiencePreviewInSerializer, responses={200: AudiencePreviewOutSerializer, 503: ErrorSerializer})
+    @operator_query(hint="choose fewer segments")
     def post(self, request):
         body = AudiencePreviewInSerializer(data=request.data)
         body.is_valid(raise_exception=True)

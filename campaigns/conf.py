@@ -21,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
     "CAMPAIGN_QUEUE": "",                       # Celery queue of the send tasks ("" = the default queue)
     "CAMPAIGN_PUBLIC_BASE_URL": "http://127.0.0.1:8000",  # for unsubscribe links
     "CAMPAIGN_ITEM_URL": "{base}/shop/{kind}/{external_id}/",  # an item's link when it has no attributes.url
+    "CAMPAIGN_MESSAGE_MAX_CHARS": 65_536,       # a rendered title or body longer than this fails its delivery
+    "CAMPAIGN_TEMPLATE_MAX_STEPS": 20_000,      # loop iterations + pieces of template + filters per message
     "CAMPAIGN_FROM_EMAIL": "",                  # default: DEFAULT_FROM_EMAIL
     "CAMPAIGN_PUSH_URL": "",                    # the shop's push service
     "CAMPAIGN_PUSH_SECRET": "",                 # HMAC-SHA256 key; no default (push refuses to send without it)

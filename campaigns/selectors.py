@@ -6,6 +6,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet, Sum
 
 from profiles.models import Customer
+from profiles.operator_queries import OperatorQueryTimeout, operator_query_timeout
 
 from .models import CONSENT_FIELD, Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus, SuppressReason
 from .services import control_mask
@@ -101,14 +102,21 @@ def dashboard_campaigns(limit: int = 10) -> list[dict]:
 
     rows = []
     for campaign in Campaign.objects.filter(status="running").order_by("-launched_at")[:limit]:
-        report = campaign_report(campaign)
+        url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        try:  # each report under the operator statement timeout: one huge campaign cannot stall the page
+            with operator_query_timeout():
+                report = campaign_report(campaign)
+        except OperatorQueryTimeout as exc:
+            rows.append({"name": campaign.name, "url": url, "sent": "–", "treated_rate": "–", "control_rate": "–",
+                         "uplift": f"not shown: {exc}"})
+            continue
         test = report["conversion"]
         uplift = "–"
         if test.get("uplift_abs") is not None:
             lo, hi = test["uplift_abs_ci"]
             uplift = f"{test['uplift_abs'] * 100:+.1f} pts (95% CI {lo * 100:+.1f} to {hi * 100:+.1f})"
         rows.append({
-            "name": campaign.name, "url": reverse("admin:campaigns_campaign_change", args=[campaign.pk]), "sent": report["sent"],
+            "name": campaign.name, "url": url, "sent": report["sent"],
             "treated_rate": pct(test.get("treated_rate")), "control_rate": pct(test.get("control_rate")), "uplift": uplift,
         })
     return rows

@@ -51,7 +51,7 @@ from .models import (
     StatusChange,
     SuppressReason,
 )
-from .rendering import freeze, render
+from .rendering import TemplateError, freeze, render
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "",
             raise TransitionError(f"A {locked.get_status_display().lower()} campaign cannot become {to}.")
         StatusChange.objects.create(campaign=locked, from_status=locked.status, to_status=to, by=by, at=now, note=note[:300])
         action = AuditAction.CAMPAIGN_RESUMED if (locked.status == CampaignStatus.PAUSED and to == CampaignStatus.RUNNING) \
-            else CAMPAIGN_STATUS_ACTIONS[to]
+            else CAMPAIGN_STATUS_ACTIONS.get(to, AuditAction.CAMPAIGN_CHANGED)  # back to draft: a change, with from/to
         source = source or ("admin" if by is not None else "system")
         audit_record(action=action, actor=by, target=locked, source=source, actor_label=shell_actor() if source == "shell" else "",
                      changes={"from": locked.status, "to": to, **({"note": note[:300]} if note else {})})
@@ -198,14 +198,20 @@ def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "",
 
 
 def _check_ready(campaign: Campaign) -> None:
+    """Raise TransitionError or TemplateError (naming the template and what is wrong in it) when the
+    campaign cannot start: templates saved before the allow-list, or behind the form's back, are
+    refused here, before anything is queued."""
     from .rendering import validate_template
 
     if not campaign.segments.exists():
         raise TransitionError("Choose at least one audience segment.")
     if campaign.kind == CampaignKind.ACTIVITY and campaign.promoted_item_id is None:
         raise TransitionError("An activity promotion needs its activity.")
-    validate_template(campaign.title_template)
-    validate_template(campaign.body_template)
+    for label, source in (("Title template", campaign.title_template), ("Body template", campaign.body_template)):
+        try:
+            validate_template(source)
+        except TemplateError as exc:
+            raise TemplateError(f"{label}: {exc}") from exc
 
 
 def campaign_launch(*, campaign: Campaign, by=None, now: datetime | None = None, queue: str | None = None, force_now: bool = False,
@@ -477,14 +483,31 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
             )
             over = live & (rows["customer_id"].map(counts).fillna(0) >= cap)
             rows.loc[over, ["new_status", "reason"]] = [DeliveryStatus.SUPPRESSED.value, SuppressReason.FREQUENCY_CAP.value]
-        # 4. render what has not been rendered by an earlier attempt
+        # 4. render what has not been rendered by an earlier attempt; a message that cannot be
+        #    rendered (a sandbox limit, a filter failing on this customer's data) fails its own
+        #    delivery with the reason, and the rest of the chunk goes on
         live = rows["new_status"] == DeliveryStatus.SENDING
         todo = live & (rows["title"] == "")
+        rows["error"] = ""
         if todo.any():
             customers = rows.loc[todo, ["customer_id", "c_external_id", "c_name", "c_email", "c_time_zone", "c_attributes"]]
             customers.columns = ["id", "external_id", "name", "email", "time_zone", "attributes"]
             contexts = message_contexts(campaign=campaign, customers=customers)
-            rendered = {cid: (*_render_pair(campaign, ctx), ctx["item_ids"]) for cid, ctx in contexts.items()}
+            rendered: dict[int, tuple] = {}
+            failures: dict[int, str] = {}
+            for cid, ctx in contexts.items():
+                try:
+                    rendered[cid] = (*_render_pair(campaign, ctx), ctx["item_ids"])
+                except TemplateError as exc:
+                    failures[cid] = str(exc)[:500]
+            if failures:
+                # the reasons are in the rows; they may quote a customer's data, which logs never carry
+                log.warning("campaign %s: %d message(s) could not be rendered; their deliveries failed", campaign.pk, len(failures))
+                bad = todo & rows["customer_id"].isin(list(failures))
+                rows.loc[bad, "new_status"] = DeliveryStatus.FAILED.value
+                rows.loc[bad, "error"] = rows.loc[bad, "customer_id"].map(failures)
+                todo &= ~bad
+                live = rows["new_status"] == DeliveryStatus.SENDING
             rows.loc[todo, "title"] = rows.loc[todo, "customer_id"].map(lambda c: rendered[c][0])
             rows.loc[todo, "body"] = rows.loc[todo, "customer_id"].map(lambda c: rendered[c][1])
             rows.loc[todo, "items"] = rows.loc[todo, "customer_id"].map(lambda c: rendered[c][2])
@@ -506,6 +529,9 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
         suppressed = rows["status"] == DeliveryStatus.SUPPRESSED
         if suppressed.any():
             _update_rows(rows.loc[suppressed, ["id", "status", "reason"]], ["status", "reason"])
+        failed = rows["status"] == DeliveryStatus.FAILED
+        if failed.any():
+            _update_rows(rows.loc[failed, ["id", "status", "error"]], ["status", "error"])
     return sending
 
 
@@ -673,9 +699,20 @@ def campaigns_tick(*, now: datetime | None = None, queue: str | None = None) -> 
     """What the clock moves: scheduled launches, recurring refreshes, deferred sends coming due,
     stranded chunks re-queued, campaigns past their end or fully sent completed."""
     now = now or timezone.now()
-    out = {"launched": 0, "refreshed": 0, "requeued": 0, "completed": 0}
+    out = {"launched": 0, "refused": 0, "refreshed": 0, "requeued": 0, "completed": 0}
     for campaign in Campaign.objects.filter(status=CampaignStatus.SCHEDULED, send_at__lte=now):
-        campaign_launch(campaign=campaign, now=now, queue=queue, force_now=True)
+        try:
+            campaign_launch(campaign=campaign, now=now, queue=queue, force_now=True)
+        except (TemplateError, TransitionError) as exc:
+            # It cannot start (a template saved before the allow-list, no segment left): back to
+            # draft with the reason in its history, instead of failing this tick and every next one.
+            log.warning("campaign %s not launched: %s", campaign.pk, exc)
+            try:
+                campaign_transition(campaign=campaign, to=CampaignStatus.DRAFT, note=f"launch refused: {exc}", now=now)
+            except TransitionError:
+                pass  # no longer scheduled (changed meanwhile): nothing to undo
+            out["refused"] += 1
+            continue
         out["launched"] += 1
     for campaign in Campaign.objects.filter(status=CampaignStatus.RUNNING):
         if campaign.ends_at and campaign.ends_at <= now:

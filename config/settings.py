@@ -357,6 +357,18 @@ SEGMENT_K = int(os.environ["SEGMENT_K"]) if os.environ.get("SEGMENT_K") else Non
 SEGMENT_METHOD = os.environ.get("SEGMENT_METHOD", "kmeans")  # or "agglomerative"
 SEGMENT_RANDOM_STATE = int(os.environ.get("SEGMENT_RANDOM_STATE", "0"))
 
+# Operator queries (docs/security.md, "Expensive queries"). A rule's cost is bounded before it
+# runs (segments/rules.py): conditions (all / any / not count too), event conditions (each a scan
+# of the events), nesting depth, values in one list. Previews, member lists, refreshes started from
+# the admin, campaign reports, audience counts and the dashboard's reports run under a PostgreSQL
+# statement timeout (profiles/operator_queries.py; 0 = none; SQLite has no such timeout).
+# Recomputations and other pipeline work keep no timeout.
+RULE_MAX_CONDITIONS = int(os.environ.get("RULE_MAX_CONDITIONS", "50"))
+RULE_MAX_EVENT_CONDITIONS = int(os.environ.get("RULE_MAX_EVENT_CONDITIONS", "10"))
+RULE_MAX_DEPTH = int(os.environ.get("RULE_MAX_DEPTH", "10"))
+RULE_MAX_LIST_VALUES = int(os.environ.get("RULE_MAX_LIST_VALUES", "200"))
+OPERATOR_QUERY_TIMEOUT_MS = int(os.environ.get("OPERATOR_QUERY_TIMEOUT_MS", "5000"))
+
 # The pipeline's schedule (Celery beat, synced into django-celery-beat's tables where operators
 # can change it): the full pipeline nightly, incremental profiles through the day.
 PIPELINE_NIGHTLY_HOUR = int(os.environ.get("PIPELINE_NIGHTLY_HOUR", "2"))

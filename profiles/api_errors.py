@@ -3,6 +3,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .operator_queries import OperatorQueryTimeout
+
 
 def safe_text(value):
     """`value` with lone surrogates (which a client can send as "\\ud800") written as escapes, so an
@@ -40,6 +42,10 @@ def exception_handler(exc, context):
     if isinstance(exc, RecursionError) and "JSON" in str(exc):
         # json.loads gives up on a body nested thousands of levels deep; that is the client's error.
         return Response({"detail": "JSON parse error - the body is nested too deeply.", "errors": []}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, OperatorQueryTimeout):
+        # The server cancelled an operator's query (OPERATOR_QUERY_TIMEOUT_MS): not the caller's
+        # syntax, not a crash; the same request may pass later or narrowed.
+        return Response({"detail": str(exc), "errors": []}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -8,10 +8,12 @@ from django.utils.html import format_html, format_html_join
 from profiles.admin import CustomerAdmin
 from profiles.audit import AuditedAdminMixin
 from profiles.models import AuditAction
+from profiles.operator_queries import OperatorQueryTimeout
 
 from . import selectors
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
-from .rules import RuleError, describe_rule, refresh_rule_memberships, validate_rule
+from .rules import RuleError, describe_rule, validate_rule
+from .services import rule_segment_refresh_now
 
 RULE_EXAMPLE = {
     "all": [
@@ -128,8 +130,12 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
         if obj.kind == SegmentKind.RULE:
-            size = refresh_rule_memberships(obj)
-            messages.info(request, f"“{obj.name}” now has {size:,} members.")
+            try:  # under the operator statement timeout; the segment stays saved when it strikes
+                size = rule_segment_refresh_now(segment=obj)
+            except OperatorQueryTimeout as exc:
+                messages.error(request, f"“{obj.name}” was saved, but its members were not refreshed: {exc}")
+            else:
+                messages.info(request, f"“{obj.name}” now has {size:,} members.")
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from profiles import selectors as profile_selectors
 from profiles.access import KeyScope, Operator, anyone_of
 from profiles.api_errors import safe_text
+from profiles.operator_queries import operator_query, operator_query_timeout
 from profiles.serializers import ErrorSerializer
 
 from . import selectors
@@ -48,7 +49,8 @@ class SegmentMembersView(ListAPIView):
     serializer_class = MembershipSerializer
 
     @extend_schema(summary="Members of a segment", parameters=[OpenApiParameter("search", str, description="External id or name contains.")],
-                   responses={200: MembershipSerializer(many=True), 404: ErrorSerializer})
+                   responses={200: MembershipSerializer(many=True), 404: ErrorSerializer, 503: ErrorSerializer})
+    @operator_query(hint="narrow the search")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 
@@ -76,15 +78,18 @@ class RulePreviewView(APIView):
     @extend_schema(
         summary="Audience size of a rule before saving it",
         request=RulePreviewInSerializer,
-        responses={200: RulePreviewOutSerializer, 400: RuleErrorsSerializer},
+        responses={200: RulePreviewOutSerializer, 400: RuleErrorsSerializer, 503: ErrorSerializer},
+        description="A rule over the limits of docs/rules.md is refused with 400; a count that runs longer than "
+                    "OPERATOR_QUERY_TIMEOUT_MS is stopped with 503.",
     )
     def post(self, request):
         data = RulePreviewInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         rule = data.validated_data["rule"]
         try:
-            validate_rule(rule, segment_id=data.validated_data.get("segment_id"))
-            size = rule_audience_size(rule)
+            with operator_query_timeout(hint="narrow the rule"):
+                validate_rule(rule, segment_id=data.validated_data.get("segment_id"))
+                size = rule_audience_size(rule)
         except RuleError as exc:
             return Response(  # a path quotes the keys that were sent, which may hold lone surrogates
                 {"detail": f"The rule has {len(exc.errors)} error(s).", "errors": safe_text(exc.errors)}, status=status.HTTP_400_BAD_REQUEST

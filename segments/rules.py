@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any
 
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Substr
@@ -37,13 +38,38 @@ from profiles.models import Customer, Event, EventType, ItemKind, Lifecycle, Pri
 
 from .models import Membership, Segment, SegmentKind, SegmentSize
 
-MAX_DEPTH = 20
-MAX_NODES = 200
-MAX_LIST_VALUES = 200
 MAX_DAYS = 36_500
 MAX_COUNT = 1_000_000
 MAX_NUMBER = 10**15  # bigger numbers overflow integer columns (and no profile figure comes near)
 MAX_SEGMENT_ID = 2**63 - 1
+
+# --- limits on a rule's cost ----------------------------------------------------------------------
+
+# Every event condition is a scan of the events table and every condition a subquery: a rule's
+# cost is bounded before it reaches the database (docs/rules.md, "Limits"). Settings of the same
+# names change them; these are the defaults (a realistic rule has a handful of conditions).
+DEFAULT_LIMITS = {
+    "RULE_MAX_CONDITIONS": 50,         # nodes of the tree: all / any / not and every leaf
+    "RULE_MAX_EVENT_CONDITIONS": 10,   # {"event": ...} leaves, each a scan of the events
+    "RULE_MAX_DEPTH": 10,              # levels of nesting
+    "RULE_MAX_LIST_VALUES": 200,       # values of an `in` / `not in` list or event types of one condition
+}
+
+
+@dataclass(frozen=True)
+class RuleLimits:
+    conditions: int
+    event_conditions: int
+    depth: int
+    list_values: int
+
+    @classmethod
+    def current(cls) -> RuleLimits:
+        """The limits in force: the settings, else the defaults."""
+        value = {name: int(getattr(settings, name, default)) for name, default in DEFAULT_LIMITS.items()}
+        return cls(value["RULE_MAX_CONDITIONS"], value["RULE_MAX_EVENT_CONDITIONS"], value["RULE_MAX_DEPTH"],
+                   value["RULE_MAX_LIST_VALUES"])
+
 
 # --- the vocabulary ------------------------------------------------------------------------------
 
@@ -130,26 +156,56 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _count_nodes(rule: Any) -> int:
-    """Nodes in the tree (iteratively, so a hostile depth cannot blow Python's stack)."""
-    count, stack = 0, [rule]
-    while stack:
-        node = stack.pop()
+def _children(node: Any, path: str, limit: int) -> list[tuple[str, Any]]:
+    """The child nodes of `node` with their paths, in reading order (at most `limit` of each list)."""
+    if not isinstance(node, dict):
+        return []
+    out: list[tuple[str, Any]] = []
+    for key in ("all", "any"):
+        if isinstance(node.get(key), list):
+            here = _join(path, key)
+            out.extend((f"{here}[{i}]", child) for i, child in enumerate(node[key][:limit]))
+    if "not" in node:
+        out.append((_join(path, "not"), node["not"]))
+    return out
+
+
+def _cost_errors(rule: Any, limits: RuleLimits) -> list[dict]:
+    """Too many conditions or event conditions, each named at the first condition past its limit.
+
+    Walks the tree iteratively in reading order (a hostile depth cannot blow Python's stack) and
+    stops counting at ten times the limit, so a rule of a million conditions costs no more to refuse.
+    """
+    ceiling = limits.conditions * 10
+    count = events = 0
+    over_at = events_over_at = None
+    stack: list[tuple[str, Any]] = [("", rule)]
+    while stack and count <= ceiling:
+        path, node = stack.pop()
         count += 1
-        if count > MAX_NODES * 10:
-            break
-        if isinstance(node, dict):
-            if isinstance(node.get("all"), list):
-                stack.extend(node["all"])
-            if isinstance(node.get("any"), list):
-                stack.extend(node["any"])
-            if "not" in node:
-                stack.append(node["not"])
-    return count
+        if count == limits.conditions + 1:
+            over_at = path
+        if isinstance(node, dict) and "event" in node:
+            events += 1
+            if events == limits.event_conditions + 1:
+                events_over_at = _join(path, "event")
+        stack.extend(reversed(_children(node, path, ceiling + 1)))
+    errors = []
+    if over_at is not None:
+        total = f"over {ceiling}" if count > ceiling else str(count)
+        errors.append({"path": over_at, "message": f"the rule has {total} conditions (all / any / not count too); "
+                                                   f"at most {limits.conditions} conditions are allowed (RULE_MAX_CONDITIONS): "
+                                                   "split it into segments and refer to them"})
+    if events_over_at is not None:
+        errors.append({"path": events_over_at, "message": f"the rule has {events if count <= ceiling else 'more than ' + str(events)} "
+                                                          f"event conditions; at most {limits.event_conditions} event conditions "
+                                                          "are allowed (RULE_MAX_EVENT_CONDITIONS), each is a scan of the events"})
+    return errors
 
 
 class _Validator:
-    def __init__(self) -> None:
+    def __init__(self, limits: RuleLimits) -> None:
+        self.limits = limits
         self.errors: list[dict] = []
         self.segment_refs: list[tuple[str, Any]] = []
 
@@ -157,8 +213,8 @@ class _Validator:
         self.errors.append({"path": path, "message": message})
 
     def node(self, node: Any, path: str, depth: int) -> None:
-        if depth > MAX_DEPTH:
-            self.error(path, f"conditions are nested deeper than {MAX_DEPTH} levels")
+        if depth > self.limits.depth:
+            self.error(path, f"conditions are nested deeper than {self.limits.depth} levels (RULE_MAX_DEPTH)")
             return
         if not isinstance(node, dict):
             self.error(path, "must be an object such as {\"all\": [...]} or {\"field\": ..., \"op\": ..., \"value\": ...}")
@@ -233,8 +289,8 @@ class _Validator:
             if not isinstance(value, list) or not value:
                 self.error(vpath, f"must be a non-empty list with {op!r}")
                 return
-            if len(value) > MAX_LIST_VALUES:
-                self.error(vpath, f"lists at most {MAX_LIST_VALUES} values")
+            if len(value) > self.limits.list_values:
+                self.error(vpath, f"lists at most {self.limits.list_values} values (RULE_MAX_LIST_VALUES)")
                 return
             for i, v in enumerate(value):
                 self._scalar(name, spec, v, f"{vpath}[{i}]")
@@ -287,6 +343,9 @@ class _Validator:
             types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
             if not types:
                 self.error(tpath, "must name an event type or a non-empty list of them")
+            elif len(types) > self.limits.list_values:
+                self.error(tpath, f"lists at most {self.limits.list_values} values (RULE_MAX_LIST_VALUES)")
+                types = []
             for i, t in enumerate(types):
                 if t not in EVENT_TYPES:
                     where = f"{tpath}[{i}]" if isinstance(spec["type"], list) else tpath
@@ -392,11 +451,12 @@ def validate_rule(rule: Any, *, segment_id: int | None = None) -> None:
     """
     if rule is None or (isinstance(rule, dict) and not rule):
         raise RuleError([{"path": "", "message": "the rule is empty"}])
-    nodes = _count_nodes(rule)
-    if nodes > MAX_NODES:
-        raise RuleError([{"path": "", "message": f"the rule has {nodes if nodes <= MAX_NODES * 10 else 'over ' + str(MAX_NODES * 10)} "
-                                               f"conditions; at most {MAX_NODES} are allowed"}])
-    v = _Validator()
+    limits = RuleLimits.current()
+    # The cost first: a rule over the limits is refused before anything else is looked at.
+    too_costly = _cost_errors(rule, limits)
+    if too_costly:
+        raise RuleError(too_costly)
+    v = _Validator(limits)
     v.node(rule, "", 1)
     _check_segments(v.segment_refs, segment_id, v.errors)
     if v.errors:

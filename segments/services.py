@@ -189,6 +189,22 @@ def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = No
     return {"rule_segments": len(order), "sizes": sizes, "errors": errors}
 
 
+def rule_segment_refresh_now(*, segment: Segment) -> int:
+    """An operator's refresh of one rule segment (the admin, on saving it): the same set-based refresh
+    as the pipeline's, under the operator statement timeout (profiles/operator_queries.py).
+
+    Raises `OperatorQueryTimeout` when the audience query runs longer than
+    OPERATOR_QUERY_TIMEOUT_MS: nothing is changed then, and the next recomputation refreshes the
+    segment without a timeout. Returns the new size.
+    """
+    from profiles.operator_queries import operator_query_timeout
+
+    from .rules import refresh_rule_memberships
+
+    with operator_query_timeout(hint="the next recomputation refreshes its members"):
+        return refresh_rule_memberships(segment)
+
+
 def segments_compute(*, step=None, progress=None, k: int | None = None, method: str | None = None) -> dict:
     """The pipeline step: clustering segments, then rule segments."""
     progress = progress or (lambda fraction, message="": None)

@@ -13,8 +13,7 @@ from profiles.models import Customer, Item, Profile
 from profiles.services import events_ingest
 from segments.models import Membership, Segment, SegmentSize
 from segments.rules import (
-    MAX_DEPTH,
-    MAX_NODES,
+    DEFAULT_LIMITS,
     RuleError,
     compile_rule,
     describe_rule,
@@ -467,13 +466,17 @@ def test_all_errors_are_collected_not_just_the_first():
     assert "all[0].field" in str(caught.value)
 
 
+MAX_DEPTH = DEFAULT_LIMITS["RULE_MAX_DEPTH"]
+MAX_NODES = DEFAULT_LIMITS["RULE_MAX_CONDITIONS"]
+
+
 def test_too_deep_and_too_big_rules_are_refused():
     rule = {"consent": "email"}
     for _ in range(MAX_DEPTH + 5):
         rule = {"not": rule}
     errors = errors_of(rule)
     assert list(errors) == [".".join(["not"] * MAX_DEPTH)]
-    assert "deeper than 20" in errors[".".join(["not"] * MAX_DEPTH)]
+    assert f"deeper than {MAX_DEPTH}" in errors[".".join(["not"] * MAX_DEPTH)]
     # Exactly at the limit is fine.
     ok = {"consent": "email"}
     for _ in range(MAX_DEPTH - 1):
@@ -482,7 +485,7 @@ def test_too_deep_and_too_big_rules_are_refused():
 
     big = {"any": [{"consent": "email"}] * (MAX_NODES + 1)}
     errors = errors_of(big)
-    assert "at most 200" in errors[""]
+    assert f"at most {MAX_NODES} conditions" in errors[f"any[{MAX_NODES - 1}]"]
     validate_rule({"any": [{"consent": "email"}] * (MAX_NODES - 1)})
 
 

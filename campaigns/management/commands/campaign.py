@@ -35,6 +35,6 @@ class Command(BaseCommand):
                 "resume": services.campaign_resume, "cancel": services.campaign_cancel}[action]
         try:
             obj = verb(campaign=obj, source="shell")
-        except services.TransitionError as exc:
+        except (services.TransitionError, services.TemplateError) as exc:  # e.g. a template the sandbox refuses
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"“{obj.name}” is now {obj.status}.")
