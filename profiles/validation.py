@@ -489,7 +489,12 @@ def records_frame(records: list, *, start: int = 0) -> tuple[pd.DataFrame, list[
     errors = [RowError(start + i, "(row)", "expected a JSON object") for i, r in enumerate(records) if not isinstance(r, dict)]
     bad = {e.row - start for e in errors}
     rows = [r if isinstance(r, dict) else {} for r in records]
-    df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    try:
+        df = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    except OverflowError:
+        # an integer beyond float range beside floats in one column (JSON allows any): keep every
+        # column as objects and let the field checks name the row (the numbers check converts it)
+        df = pd.DataFrame(rows, dtype=object)
     df.index = pd.RangeIndex(start, start + len(rows))
     if bad:
         df = df.drop(index=[start + i for i in bad])

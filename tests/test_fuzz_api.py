@@ -523,3 +523,19 @@ def test_inbox_tracking_never_fails_with_5xx(db, django_user_model, message, bod
     resp = _post(client, f"/api/customers/c1/inbox/{message}/{what}/", json.dumps(body))
     _assert_error_shape(resp)  # there is no such message: 400 for a bad body, else 404
     assert resp.status_code in (400, 404)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_an_integer_beyond_float_range_beside_decimal_amounts_is_named_not_a_500(key_client, at):
+    """Found by the fuzzer: 10**400 as a purchase's amount, in a batch whose other amounts are floats,
+    made building the batch's frame overflow (500) before any field was checked."""
+    rows = [{"external_id": f"big-{i}", "customer": f"kim-{i}", "item": "tent", "type": "purchase", "value": 1,
+             "amount": 19.99, "occurred_at": "2026-11-01T10:00:00Z"} for i in range(2)]
+    rows.insert(at, {**rows[0], "external_id": "big-x", "amount": 10**400})
+    before = _counts()
+    resp = _post(key_client, "/api/events/", rows)
+    body = _assert_error_shape(resp)
+    assert resp.status_code == 400
+    assert [(e["row"], e["field"]) for e in body["errors"]] == [(at, "amount")], body
+    assert _counts() == before
