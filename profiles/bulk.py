@@ -52,7 +52,10 @@ def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tu
             buf.seek(0)
             frame = pd.read_csv(buf, **options) if buf.getbuffer().nbytes else pd.DataFrame(columns=columns)
         for i in prefixed:
-            frame[columns[i]] = frame[columns[i]].astype(object).str[1:]
+            values = frame[columns[i]].to_numpy(dtype=object)  # a copy
+            present = pd.notna(values)
+            values[present] = pd.Series(values[present], dtype=object).str[1:].to_numpy(dtype=object)
+            frame[columns[i]] = values
     for col in parse_dates:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     return frame
