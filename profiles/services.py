@@ -8,7 +8,6 @@ ids (creating unknown ones or refusing them), and writes the events in bulk, ski
 """
 from __future__ import annotations
 
-import io
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
