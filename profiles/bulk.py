@@ -20,37 +20,87 @@ from django.db import connection, models, transaction
 
 
 def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Evaluate `queryset.values_list(*columns)` into a DataFrame with those column names."""
+    """Evaluate `queryset.values_list(*columns)` into a DataFrame with those column names.
+
+    Text columns come back as the stored text (never parsed as numbers), with NULL as NaN, on every
+    path; see `_copy_out_sql` for how PostgreSQL's CSV output keeps "" and NULL apart.
+    """
     qs = queryset.values_list(*columns)
-    sql, params = qs.query.sql_with_params()
-    # psql reads in a session of its own: inside a transaction it would not see this one's writes.
-    if connection.vendor == "postgresql" and not connection.in_atomic_block and _psql_available():
-        frame = _read_with_psql(sql, params, columns)
-    elif connection.vendor == "postgresql":
-        buf = io.BytesIO()
-        with connection.cursor() as cur:
-            with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
-                for block in copy:
-                    buf.write(block)
-        buf.seek(0)
-        if buf.getbuffer().nbytes == 0:
-            frame = pd.DataFrame(columns=columns)
-        else:
-            frame = pd.read_csv(buf, header=None, names=columns, keep_default_na=False, na_values=[""], low_memory=False)
-    else:
+    if connection.vendor != "postgresql":
+        sql, params = qs.query.sql_with_params()
         with connection.cursor() as cur:
             cur.execute(sql, params)
             frame = pd.DataFrame.from_records(cur.fetchall(), columns=columns)
+    else:
+        sql, params, prefixed, text = _copy_out_sql(qs)
+        options = {
+            "header": None, "names": columns, "keep_default_na": False, "low_memory": False,
+            # NULL is the only empty field: text that can be empty is prefixed, text that cannot be
+            # NULL keeps "" as "" (CSV cannot tell a quoted "" from an unquoted one to pandas)
+            "na_values": {c: [""] for i, c in enumerate(columns) if i in prefixed or i not in text},
+            "dtype": {columns[i]: object for i in text},
+        }
+        # psql reads in a session of its own: inside a transaction it would not see this one's writes.
+        if not connection.in_atomic_block and _psql_available():
+            frame = _read_with_psql(sql, params, columns, options)
+        else:
+            buf = io.BytesIO()
+            with connection.cursor() as cur:
+                with cur.cursor.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                    for block in copy:
+                        buf.write(block)
+            buf.seek(0)
+            frame = pd.read_csv(buf, **options) if buf.getbuffer().nbytes else pd.DataFrame(columns=columns)
+        for i in prefixed:
+            values = frame[columns[i]].to_numpy(dtype=object)  # a copy
+            present = pd.notna(values)
+            values[present] = pd.Series(values[present], dtype=object).str[1:].to_numpy(dtype=object)
+            frame[columns[i]] = values
     for col in parse_dates:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     return frame
+
+
+def _copy_out_sql(qs: models.QuerySet) -> tuple[str, list, set[int], set[int]]:
+    """The query for `COPY (...) TO STDOUT WITH (FORMAT csv)`, which text columns it prefixes, and
+    which columns are text.
+
+    CSV output writes NULL as an empty field and "" as a quoted empty field, but pandas' parser reads
+    both as empty. So a text column that may be NULL is selected as '.' || value: a value is never
+    empty, NULL stays NULL (empty), and the reader drops the first character again. Plain columns of
+    the main table that cannot be NULL (an event's type) are left as they are, which keeps the
+    largest reads as cheap as before.
+    """
+    from django.db.models.expressions import Col
+    from django.db.models.sql.constants import LOUTER
+
+    compiler = qs.query.get_compiler(using=qs.db)
+    sql, params = compiler.as_sql()
+    text: set[int] = set()
+    prefixed: set[int] = set()
+    for i, (expr, _, _) in enumerate(compiler.select):
+        try:
+            field = expr.output_field
+        except Exception:  # an expression of mixed types: not text
+            continue
+        if not isinstance(field, (models.CharField, models.TextField)):
+            continue
+        text.add(i)
+        joined = qs.query.alias_map.get(getattr(expr, "alias", None))
+        if not (isinstance(expr, Col) and not expr.target.null and getattr(joined, "join_type", None) != LOUTER):
+            prefixed.add(i)
+    if prefixed:
+        names = [f"c{i}" for i in range(len(compiler.select))]
+        outer = ", ".join(f"'.' || {n}" if i in prefixed else n for i, n in enumerate(names))
+        sql = f"SELECT {outer} FROM ({sql}) AS _rows ({', '.join(names)})"
+    return sql, list(params), prefixed, text
 
 
 def _psql_available() -> bool:
     return settings.BULK_READ_WITH_PSQL and shutil.which("psql") is not None
 
 
-def _read_with_psql(sql: str, params, columns: list[str]) -> pd.DataFrame:
+def _read_with_psql(sql: str, params, columns: list[str], options: dict) -> pd.DataFrame:
     """Stream `COPY (sql) TO STDOUT` through PostgreSQL's own client into pandas' CSV parser.
 
     libpq hands COPY output over one row at a time; read from Python that costs several
@@ -69,7 +119,7 @@ def _read_with_psql(sql: str, params, columns: list[str]) -> pd.DataFrame:
            "-U", db.get("USER") or "postgres", "-d", db["NAME"], "-c", f"COPY ({literal_sql}) TO STDOUT WITH (FORMAT csv)"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
-        frame = pd.read_csv(proc.stdout, header=None, names=columns, keep_default_na=False, na_values=[""], low_memory=False)
+        frame = pd.read_csv(proc.stdout, **options)
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame(columns=columns)
     err = proc.stderr.read().decode(errors="replace")
@@ -78,34 +128,37 @@ def _read_with_psql(sql: str, params, columns: list[str]) -> pd.DataFrame:
     return frame
 
 
-def _csv_value_frame(frame: pd.DataFrame, json_columns: tuple[str, ...]) -> pd.DataFrame:
-    out = frame.copy()
-    for col in json_columns:
-        out[col] = out[col].map(lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")))
-    for col in out.columns:
-        if pd.api.types.is_datetime64_any_dtype(out[col]):
-            values = out[col].dt.tz_convert("UTC").to_numpy(dtype="datetime64[us]")
-            text = np.datetime_as_string(values, unit="us", timezone="UTC").astype(object)
-            text[pd.isna(values)] = None
-            out[col] = text
-        elif pd.api.types.is_bool_dtype(out[col]):
-            out[col] = out[col].map({True: "t", False: "f"})
-    return out
+def copy_values(series: pd.Series, *, as_json: bool = False) -> np.ndarray:
+    """A column as the Python values psycopg's `Copy.write_row` takes: None for a missing value,
+    compact JSON text for a JSON column, ISO 8601 text for a time (vectorised, and exact to the
+    microsecond), plain Python numbers, booleans and strings for the rest."""
+    if as_json:
+        return np.array([json.dumps(v, ensure_ascii=False, separators=(",", ":")) for v in series], dtype=object)
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = (series.dt.tz_convert("UTC") if series.dt.tz is not None else series).to_numpy(dtype="datetime64[us]")
+        text = np.datetime_as_string(values, unit="us", timezone="UTC").astype(object)
+        text[pd.isna(values)] = None
+        return text
+    return series.to_numpy(dtype=object, na_value=None)
 
 
 COPY_SLICE_ROWS = 100_000
 
 
 def _copy_in(table: str, frame: pd.DataFrame, json_columns: tuple[str, ...]) -> None:
-    """One COPY, fed slice by slice, so the CSV text of a million rows never sits in memory at once."""
+    """One COPY (text format) whose rows psycopg encodes with `write_row`, fed slice by slice.
+
+    psycopg escapes every value for the COPY text format (backslash, tab, newline and carriage
+    return) and writes None as the NULL marker `\\N`, so no text, whatever it holds, can be read
+    as NULL, as a column or row boundary, or as the end of the data.
+    """
     cols = ", ".join(f'"{c}"' for c in frame.columns)
     with connection.cursor() as cur:
-        with cur.cursor.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
+        with cur.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
             for start in range(0, len(frame), COPY_SLICE_ROWS):
-                data = _csv_value_frame(frame.iloc[start : start + COPY_SLICE_ROWS], json_columns)
-                buf = io.StringIO()
-                data.to_csv(buf, index=False, header=False, na_rep="\\N")
-                copy.write(buf.getvalue())
+                part = frame.iloc[start : start + COPY_SLICE_ROWS]
+                for row in zip(*(copy_values(part[c], as_json=c in json_columns) for c in part.columns)):
+                    copy.write_row(row)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

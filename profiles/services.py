@@ -8,7 +8,6 @@ ids (creating unknown ones or refusing them), and writes the events in bulk, ski
 """
 from __future__ import annotations
 
-import io
 import json
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -434,24 +433,29 @@ def _json_texts(values: pd.Series) -> np.ndarray:
     return texts[codes] if len(codes) else np.array([], dtype=object)
 
 
-def _copy_text(rows: pd.DataFrame, received_at: datetime) -> str:
-    """The rows as COPY csv text, in EVENT_COPY_COLUMNS order."""
-    frame = pd.DataFrame(
-        {
-            "external_id": rows["external_id"],
-            "customer_id": rows["customer_id"],
-            "item_id": rows["item_id"],
-            "type": rows["type"],
-            "value": rows["value"],
-            "amount": rows["amount"].round(2),
-            "occurred_at": np.datetime_as_string(rows["occurred_at"].to_numpy(dtype="datetime64[us]"), unit="us", timezone="UTC"),
-            "context": _json_texts(rows["context"]),
-            "received_at": received_at.isoformat(),
-        }
-    )
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, header=False, na_rep="\\N", float_format="%.17g")
-    return buf.getvalue()
+def _copy_rows(rows: pd.DataFrame, received_at: datetime) -> list[tuple]:
+    """The rows as value tuples in EVENT_COPY_COLUMNS order, for psycopg's `Copy.write_row` (which
+    encodes each value for the COPY text format; see `profiles.bulk.copy_values`)."""
+    from .bulk import copy_values
+
+    n = len(rows)
+    columns = [
+        copy_values(rows["external_id"]),
+        copy_values(rows["customer_id"].astype("Int64")),
+        copy_values(rows["item_id"].astype("Int64")),
+        copy_values(rows["type"]),
+        copy_values(rows["value"]),
+        copy_values(rows["amount"].round(2)),
+        copy_values(rows["occurred_at"]),
+        _json_texts(rows["context"]),
+        np.full(n, received_at.isoformat(), dtype=object),
+    ]
+    return list(zip(*columns))
+
+
+def _write_rows(copy, rows: list[tuple]) -> None:
+    for row in rows:
+        copy.write_row(row)
 
 
 def _stored_event_ids(cur, ids: list[str]) -> set[str]:
@@ -461,7 +465,7 @@ def _stored_event_ids(cur, ids: list[str]) -> set[str]:
     return {r[0] for r in cur.fetchall()}
 
 
-def _insert_copy(rows: pd.DataFrame, received_at: datetime, *, check_stored: bool = True, text: str | None = None) -> int:
+def _insert_copy(rows: pd.DataFrame, received_at: datetime, *, check_stored: bool = True, values: list[tuple] | None = None) -> int:
     """PostgreSQL: COPY the batch straight into the events table, leaving out ids already stored.
 
     COPY is several times faster than multi-row INSERT. The ids already stored are found first (one
@@ -478,12 +482,12 @@ def _insert_copy(rows: pd.DataFrame, received_at: datetime, *, check_stored: boo
             rows = rows[~rows["external_id"].isin(stored)]
         if rows.empty:
             return 0
-        if text is None or stored:
-            text = _copy_text(rows, received_at)
+        if values is None or stored:
+            values = _copy_rows(rows, received_at)
         try:
             with transaction.atomic():
-                with cur.cursor.copy(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-                    copy.write(text)
+                with cur.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    _write_rows(copy, values)
             return len(rows)
         except (IntegrityError, connection.Database.IntegrityError):  # the driver's own, from the raw COPY
             pass  # raced: fall back to the conflict-tolerant path
@@ -492,8 +496,8 @@ def _insert_copy(rows: pd.DataFrame, received_at: datetime, *, check_stored: boo
             "type text, value double precision, amount numeric(14,2), occurred_at timestamptz, context jsonb, "
             "received_at timestamptz) ON COMMIT DELETE ROWS"
         )
-        with cur.cursor.copy("COPY _event_load FROM STDIN WITH (FORMAT csv, NULL '\\N')") as copy:
-            copy.write(text)
+        with cur.cursor.copy("COPY _event_load FROM STDIN") as copy:
+            _write_rows(copy, values)
         cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _event_load ON CONFLICT DO NOTHING")
         inserted = cur.rowcount
         cur.execute("TRUNCATE _event_load")
@@ -517,7 +521,7 @@ class PreparedEvents:
     fresh: pd.DataFrame  # the rows to insert: references resolved, repeats within the batch removed
     now: datetime
     expect_new: bool
-    copy_text: str | None = None  # PostgreSQL, expect_new: the COPY text, built ahead of the write
+    copy_rows: list[tuple] | None = None  # PostgreSQL, expect_new: the COPY rows, built ahead of the write
 
 
 def events_prepare(
@@ -561,7 +565,7 @@ def events_prepare(
         repeat = resolved["external_id"].duplicated(keep="first") & resolved["external_id"].notna()
         prepared.fresh, result.duplicates = resolved[~repeat], int(repeat.sum())
         if expect_new and len(prepared.fresh):
-            prepared.copy_text = _copy_text(prepared.fresh, now)
+            prepared.copy_rows = _copy_rows(prepared.fresh, now)
     return prepared
 
 
@@ -571,7 +575,7 @@ def events_write(prepared: PreparedEvents) -> IngestResult:
     with transaction.atomic():
         if connection.vendor == "postgresql":
             fresh = prepared.fresh
-            result.created = _insert_copy(fresh, now, check_stored=not prepared.expect_new, text=prepared.copy_text) if len(fresh) else 0
+            result.created = _insert_copy(fresh, now, check_stored=not prepared.expect_new, values=prepared.copy_rows) if len(fresh) else 0
         else:
             fresh, result.duplicates = _split_duplicates(prepared.fresh)
             result.created = _insert_bulk_create(fresh, now) if len(fresh) else 0
@@ -706,7 +710,7 @@ def events_import_file(
 
     def prepare(chunk, valid, errors, now) -> PreparedEvents:
         """The chunk's customers and items, then its events resolved (and, for a first import on
-        PostgreSQL, their COPY text built)."""
+        PostgreSQL, their COPY rows built)."""
         created_customers = created_items = 0
         if chunk.customers is not None and len(chunk.customers):
             created_customers = customers_upsert(rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False,
