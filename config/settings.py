@@ -335,6 +335,8 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        # redis-py gives this logger a handler of its own (no filter) unless it already exists
+        "push_response": {"handlers": [], "level": "INFO", "propagate": True},
     },
 }
 

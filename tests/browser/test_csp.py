@@ -111,7 +111,10 @@ def test_a_pipeline_run_page_the_api_docs_and_the_unsubscribe_page_pass_the_csp(
     assert page.evaluate("() => window.__csp") == [] and page.console_errors == []
     shot(page, "api-docs-under-csp")
 
-    token = campaign_services.unsubscribe_token(customer_external_id="cust-x", campaign_id=None)
+    from profiles.models import Customer
+
+    customer = Customer.objects.create(external_id="cust-x")
+    token = campaign_services.unsubscribe_token(customer_external_id="cust-x", campaign_id=None, customer_id=customer.pk)
     violations, pwned = _visit(page, live_server.url + reverse("campaigns-unsubscribe", args=[token]))
     assert "Unsubscribe" in page.inner_text("h1")
     assert (violations, page.console_errors) == ([], [])
