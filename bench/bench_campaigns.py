@@ -66,8 +66,8 @@ def _inner(n: int, n_channel: int) -> dict:
 
     from campaigns import services
     from campaigns.models import Campaign, Delivery
+    from common.bulk import bulk_insert
     from config.celery import app
-    from profiles.bulk import bulk_insert
     from profiles.models import Customer
     from profiles.services import customers_upsert
     from segments.models import Membership, Segment

@@ -70,7 +70,7 @@ def load(n_customers: int) -> dict:
     import pandas as pd
     from django.db import connection, transaction
 
-    from profiles.bulk import bulk_insert
+    from common.bulk import bulk_insert
     from profiles.demo import generate_shop
     from profiles.models import Customer, Event, Item
 

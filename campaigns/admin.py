@@ -6,9 +6,9 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
+from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.audit import AuditedAdminMixin
 from profiles.models import AuditAction, Customer
-from profiles.operator_queries import OperatorQueryTimeout, operator_query_timeout
 
 from . import selectors, services
 from .models import Campaign, CampaignStatus, Delivery, StatusChange

@@ -13,10 +13,10 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.operator_queries import operator_query
 from profiles import selectors as profile_selectors
 from profiles.models import Item
 from profiles.access import CustomerSelf, KeyScope, Operator, anyone_of
-from profiles.operator_queries import operator_query
 from profiles.serializers import ErrorSerializer
 
 from . import selectors, services

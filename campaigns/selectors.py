@@ -5,8 +5,8 @@ from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
 
+from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.models import Customer
-from profiles.operator_queries import OperatorQueryTimeout, operator_query_timeout
 
 from .models import CONSENT_FIELD, Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus, SuppressReason
 from .services import control_mask

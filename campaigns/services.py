@@ -31,7 +31,7 @@ from django.db import connection, transaction
 from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
-from profiles.bulk import bulk_insert, read_frame
+from common.bulk import bulk_insert, read_frame
 from profiles.models import Customer, Event, Item, Profile
 from profiles.services import events_ingest
 from segments.models import Membership

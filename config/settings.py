@@ -93,7 +93,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files (the admin's CSS/JS, Chart.js) served by the app itself, compressed and cached.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "profiles.middleware.RejectNulMiddleware",
+    "common.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -224,7 +224,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
-    "EXCEPTION_HANDLER": "profiles.api_errors.exception_handler",
+    "EXCEPTION_HANDLER": "common.api_errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["profiles.access.CallerRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # per customer token / API key / user (ScopedRateThrottle keys on the caller)
@@ -242,7 +242,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "profiles.schema.add_error_responses"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"],
     # The item kind appears under several field names; one enum name for it.
     "ENUM_NAME_OVERRIDES": {"ItemKindEnum": "profiles.models.ItemKind"},
     # Swagger UI from drf-spectacular-sidecar's static files: works offline and under the CSP.
@@ -315,7 +315,7 @@ INGEST_MAX_FUTURE_SKEW_SECONDS = int(os.environ.get("INGEST_MAX_FUTURE_SKEW_SECO
 INGEST_CHUNK_SIZE = int(os.environ.get("INGEST_CHUNK_SIZE", "20000"))
 # The batch endpoints (events, customers, items) do their work in BULK_WRITE_THREADS threads per
 # server process at this nice value (Linux, per thread), below the frontend's reads; 0 runs it in
-# the request's own thread at its priority (profiles/lanes.py).
+# the request's own thread at its priority (common/lanes.py).
 BULK_WRITE_NICE = int(os.environ.get("BULK_WRITE_NICE", "10"))
 BULK_WRITE_THREADS = int(os.environ.get("BULK_WRITE_THREADS", "2"))
 
@@ -363,7 +363,7 @@ SEGMENT_RANDOM_STATE = int(os.environ.get("SEGMENT_RANDOM_STATE", "0"))
 # runs (segments/rules.py): conditions (all / any / not count too), event conditions (each a scan
 # of the events), nesting depth, values in one list. Previews, member lists, refreshes started from
 # the admin, campaign reports, audience counts and the dashboard's reports run under a PostgreSQL
-# statement timeout (profiles/operator_queries.py; 0 = none; SQLite has no such timeout).
+# statement timeout (common/operator_queries.py; 0 = none; SQLite has no such timeout).
 # Recomputations and other pipeline work keep no timeout.
 RULE_MAX_CONDITIONS = int(os.environ.get("RULE_MAX_CONDITIONS", "50"))
 RULE_MAX_EVENT_CONDITIONS = int(os.environ.get("RULE_MAX_EVENT_CONDITIONS", "10"))

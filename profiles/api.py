@@ -7,8 +7,10 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import lanes, selectors, services
-from .api_errors import safe_text
+from common import lanes
+from common.api_errors import safe_text
+
+from . import selectors, services
 from .access import KeyScope, Operator, anyone_of, customer_token_issue
 from .serializers import (
     BatchErrorSerializer,
@@ -60,7 +62,7 @@ def _frame_and_apply(rows: list, service, kwargs):
 
 def _apply_batch(request, service, **kwargs) -> Response:
     """Validate the body as a batch, hand it to a batch service, answer 201 or the 400 with every bad row.
-    The work runs at the bulk-write priority (profiles.lanes), below the frontend's reads."""
+    The work runs at the bulk-write priority (common.lanes), below the frontend's reads."""
     rows = _batch(request, limit=settings.INGEST_MAX_BATCH)
     result, errors = lanes.run_bulk(_frame_and_apply, rows, service, kwargs)
     if errors is not None:

@@ -435,8 +435,8 @@ def _json_texts(values: pd.Series) -> np.ndarray:
 
 def _copy_rows(rows: pd.DataFrame, received_at: datetime) -> list[tuple]:
     """The rows as value tuples in EVENT_COPY_COLUMNS order, for psycopg's `Copy.write_row` (which
-    encodes each value for the COPY text format; see `profiles.bulk.copy_values`)."""
-    from .bulk import copy_values
+    encodes each value for the COPY text format; see `common.bulk.copy_values`)."""
+    from common.bulk import copy_values
 
     n = len(rows)
     columns = [
@@ -876,7 +876,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
 
     if incremental and len(features):
         # Quintiles are over the whole population: the others' stored figures join the scoring.
-        from .bulk import read_frame
+        from common.bulk import read_frame
 
         others = read_frame(Profile.objects.order_by(), ["customer_id", "recency_days", "frequency", "monetary"]).set_index("customer_id")
         others = others.apply(pd.to_numeric, errors="coerce")
@@ -916,7 +916,7 @@ def _items_frame() -> pd.DataFrame:
     from django.db.models import FloatField
     from django.db.models.functions import Cast
 
-    from .bulk import read_frame
+    from common.bulk import read_frame
 
     items = read_frame(Item.objects.order_by().annotate(price_f=Cast("price", FloatField())), ["id", "category", "price_f", "kind"])
     items = items.set_index("id").rename(columns={"price_f": "item_price", "kind": "item_kind"})
@@ -938,7 +938,7 @@ def _events_frame_range(lo: int, hi: int, items: pd.DataFrame | None = None) -> 
     from django.db.models.fields.json import KT
     from django.db.models.functions import Cast, Extract
 
-    from .bulk import read_frame
+    from common.bulk import read_frame
 
     items = _items_frame() if items is None else items
     epoch = connection.vendor == "postgresql"
@@ -969,7 +969,8 @@ def _events_frame_range(lo: int, hi: int, items: pd.DataFrame | None = None) -> 
 
 
 def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all: bool = False) -> int:
-    from .bulk import bulk_insert, bulk_upsert
+    from common.bulk import bulk_insert, bulk_upsert
+
     from .models import PipelineStep, Profile, StepStatus
 
     frame = features.reset_index().rename(columns={"index": "customer_id"})

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import QuerySet
 
-from profiles.bulk import read_frame
+from common.bulk import read_frame
 from profiles.models import Customer, Item
 from segments.models import Membership, SegmentKind
 

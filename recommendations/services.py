@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from profiles.bulk import bulk_insert, read_frame
+from common.bulk import bulk_insert, read_frame
 from profiles.models import Customer, Event, Item, ItemKind
 from segments.models import Membership, SegmentKind
 

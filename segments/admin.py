@@ -5,10 +5,10 @@ from django.db.models import Subquery, OuterRef
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from common.operator_queries import OperatorQueryTimeout
 from profiles.admin import CustomerAdmin
 from profiles.audit import AuditedAdminMixin
 from profiles.models import AuditAction
-from profiles.operator_queries import OperatorQueryTimeout
 
 from . import selectors
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize

@@ -6,10 +6,10 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api_errors import safe_text
+from common.operator_queries import operator_query, operator_query_timeout
 from profiles import selectors as profile_selectors
 from profiles.access import KeyScope, Operator, anyone_of
-from profiles.api_errors import safe_text
-from profiles.operator_queries import operator_query, operator_query_timeout
 from profiles.serializers import ErrorSerializer
 
 from . import selectors

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from profiles.bulk import bulk_insert, read_frame
+from common.bulk import bulk_insert, read_frame
 from profiles.models import Profile
 
 from . import clustering
@@ -191,13 +191,13 @@ def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = No
 
 def rule_segment_refresh_now(*, segment: Segment) -> int:
     """An operator's refresh of one rule segment (the admin, on saving it): the same set-based refresh
-    as the pipeline's, under the operator statement timeout (profiles/operator_queries.py).
+    as the pipeline's, under the operator statement timeout (common/operator_queries.py).
 
     Raises `OperatorQueryTimeout` when the audience query runs longer than
     OPERATOR_QUERY_TIMEOUT_MS: nothing is changed then, and the next recomputation refreshes the
     segment without a timeout. Returns the new size.
     """
-    from profiles.operator_queries import operator_query_timeout
+    from common.operator_queries import operator_query_timeout
 
     from .rules import refresh_rule_memberships
 

@@ -37,11 +37,11 @@ def install_pause_point(point: str, pause_file: str) -> None:
     """Make this process pause at `point` (see the module docstring)."""
     kind, _, target = point.partition(":")
     if kind == "insert":
-        import profiles.bulk
+        import common.bulk
         import recommendations.services
         import segments.services
 
-        original = profiles.bulk.bulk_insert
+        original = common.bulk.bulk_insert
 
         def bulk_insert(model, frame, **kwargs):
             written = original(model, frame, **kwargs)
@@ -49,7 +49,7 @@ def install_pause_point(point: str, pause_file: str) -> None:
                 _pause(point, pause_file)
             return written
 
-        for module in (profiles.bulk, segments.services, recommendations.services):
+        for module in (common.bulk, segments.services, recommendations.services):
             module.bulk_insert = bulk_insert
     elif kind == "progress":
         from profiles import pipeline

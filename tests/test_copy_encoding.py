@@ -13,8 +13,8 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from common.bulk import bulk_insert, bulk_upsert, read_frame
 from profiles import services
-from profiles.bulk import bulk_insert, bulk_upsert, read_frame
 from profiles.models import Customer, Event, Item, Profile
 
 MARKERS = ["\\N", "\\.", "\\", "\\\\N", '"', '""', "a,b", "a\tb", "a\nb", "a\r\nb", "\\N\n\\.", "", " "]

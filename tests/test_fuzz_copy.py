@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from campaigns.models import Campaign, Delivery
 from campaigns.services import _update_rows
+from common.bulk import bulk_insert, bulk_upsert, read_frame
 from profiles import services
-from profiles.bulk import bulk_insert, bulk_upsert, read_frame
 from profiles.models import Customer, Event, Item, Profile
 from recommendations.models import Impression, Recommendation, RecommenderRun
 from recommendations.services import _write as write_suggestions

@@ -12,10 +12,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles import services
 from profiles.demo import generate_shop
 from profiles.models import Customer
-from profiles.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.roles import ANALYST
 from segments.models import Membership, Segment
 from segments.rules import refresh_rule_memberships, rule_audience_size

@@ -7,8 +7,8 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from common.bulk import bulk_insert, bulk_upsert, read_frame
 from profiles import services
-from profiles.bulk import bulk_insert, bulk_upsert, read_frame
 from profiles.models import Event, Item
 
 COLUMNS = ["customer_id", "type", "value", "occurred_at", "item__category"]

@@ -6,7 +6,8 @@ import threading
 import pytest
 from rest_framework.test import APIClient
 
-from profiles import access, lanes, services
+from common import lanes
+from profiles import access, services
 from profiles.models import Customer, Event
 
 from .test_ingest_api import _events

@@ -5,7 +5,7 @@ Previews, member lists, refreshes started from the admin, campaign reports, audi
 the dashboard's reports run inside `operator_query_timeout()`: on PostgreSQL, a transaction (a
 savepoint when one is open already) with `SET LOCAL statement_timeout = OPERATOR_QUERY_TIMEOUT_MS`.
 A statement that runs longer is cancelled by the server and comes out as `OperatorQueryTimeout`,
-which the API answers with 503 (profiles/api_errors.py) and the admin shows as a message. The
+which the API answers with 503 (common/api_errors.py) and the admin shows as a message. The
 savepoint is rolled back, so the connection and any outer transaction go on; after a block that
 succeeds the previous timeout is put back, so nothing after the block runs under it.
 
