@@ -1,5 +1,8 @@
-"""OpenAPI: the custom authentication schemes, and the error answers every operation can give."""
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+"""OpenAPI: the error answers every operation can give, in the one error shape (common/api_errors.py).
+
+A postprocessing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]). The schemes of the project's own
+authentication classes are described next to them (profiles/schema.py).
+"""
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -21,33 +24,6 @@ ERRORS = {
     "404": "No such object.",
     "429": "Too many requests; retry after the time in the Retry-After header.",
 }
-
-
-class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "profiles.access.ApiKeyAuthentication"
-    name = "ApiKey"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <prefix>.<secret>`: a key created in the admin, with scopes."}
-
-
-class CustomerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "profiles.access.CustomerTokenAuthentication"
-    name = "CustomerToken"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Customer <token>`: from POST /api/customer-tokens/, for one customer's own data."}
-
-
-class ThrottledBasicScheme(OpenApiAuthenticationExtension):
-    target_class = "profiles.signin.ThrottledBasicAuthentication"
-    name = "basicAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "basic",
-                "description": "An operator's username and password (locked for a while after repeated failures)."}
 
 
 def add_error_responses(result, generator, request, public):

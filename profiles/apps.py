@@ -10,9 +10,7 @@ class ProfilesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from common import schema  # noqa: F401 (registers OpenAPI extensions)
-
-        from . import pipeline, roles, services
+        from . import pipeline, roles, schema, services  # noqa: F401 (schema registers OpenAPI extensions)
 
         post_migrate.connect(roles.sync_role_permissions, dispatch_uid="profiles.sync_role_permissions")
 
