@@ -1,7 +1,7 @@
 """Suggestions for the shop's frontend and backend: per customer, and similar items.
 
 Both answer from the active run's stored tables: one indexed query on the hot path. Who may ask
-is decided by `CAN_VIEW` alone, so customer tokens and API keys can replace it later.
+is decided in one place each, `OWN_SUGGESTIONS` and `SIMILAR_ITEMS` below (docs/api.md).
 """
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound
@@ -31,14 +31,14 @@ QUERY_PARAMETERS = [
 ]
 
 
-def _query(request):
-    """Validated (kind, limit), or a 400 answer naming the bad parameter."""
+def _query(request) -> dict:
+    """The validated kind and limit; a bad one raises, answered as a 400 naming the parameter."""
     plain = plain_list_query(request.query_params)
     if plain is not None:
-        return plain, None
+        return plain
     query = ListQuerySerializer(data=request.query_params)
     query.is_valid(raise_exception=True)  # answered in the API's one error shape
-    return query.validated_data, None
+    return query.validated_data
 
 
 class CustomerRecommendationsView(APIView):
@@ -52,9 +52,7 @@ class CustomerRecommendationsView(APIView):
         responses={200: RecommendationsOutSerializer, 404: ErrorSerializer},
     )
     def get(self, request, external_id: str):
-        query, error = _query(request)
-        if error:
-            return error
+        query = _query(request)
         rows = selectors.recommendation_rows_for_external_id(external_id, kind=query["kind"], limit=query["limit"])
         if rows:
             return Response(recommendations_out(customer=external_id, kind=query["kind"], rows=rows))
@@ -78,9 +76,7 @@ class SimilarItemsView(APIView):
         responses={200: SimilarItemsOutSerializer, 404: ErrorSerializer},
     )
     def get(self, request, external_id: str):
-        query, error = _query(request)
-        if error:
-            return error
+        query = _query(request)
         rows = selectors.similar_items_for_external_id(external_id, kind=query["kind"], limit=query["limit"])
         if not rows and selectors.item_by_external_id(external_id, kind=query["kind"]) is None:
             raise NotFound(f"No {query['kind']} with external_id {external_id!r}.")

@@ -192,22 +192,20 @@ def test_plain_tasks_retry_a_transient_error_with_backoff_and_give_up_after_a_bo
 
 def _plain_tasks_retry(monkeypatch):
     from campaigns import services as campaign_services
-    from campaigns.tasks import campaigns_tick
-    from recommendations import services as rec_services
-    from recommendations.tasks import runs_prune_task
+    from campaigns.tasks import campaigns_attribute, campaigns_tick
 
     attempts = []
 
-    def prune(*, keep):
-        attempts.append(keep)
+    def attribute():
+        attempts.append(1)
         if len(attempts) <= 2:
             raise OperationalError("could not connect to server: Connection refused")
-        return 4
+        return {7: 4}
 
-    monkeypatch.setattr(rec_services, "recommender_runs_prune", prune)
-    assert runs_prune_task.apply(args=[3], throw=False).get() == 4
-    assert attempts == [3, 3, 3]
-    assert runs_prune_task.retry_backoff and runs_prune_task.retry_jitter and runs_prune_task.max_retries == 5
+    monkeypatch.setattr(campaign_services, "campaigns_attribute", attribute)
+    assert campaigns_attribute.apply(throw=False).get() == {"7": 4}
+    assert len(attempts) == 3  # two transient failures, then the answer
+    assert campaigns_attribute.retry_backoff and campaigns_attribute.retry_jitter and campaigns_attribute.max_retries == 5
 
     ticks = []
 

@@ -252,13 +252,40 @@ def test_arbitrary_junk_batches_never_fail_with_5xx_or_write_on_refusal(key_clie
     ]),
 ))
 def test_raw_bodies_that_are_not_a_json_array_get_a_clear_400(key_client, body):
+    array = _json_array(body)
+
     def check():
         before = _counts()
         resp = _post(key_client, "/api/events/", body)
-        if resp.status_code != 201:  # b"[]" and friends are valid, empty batches
-            body_json = _assert_error_shape(resp)
-            assert body_json["detail"]
+        if array == []:  # b"[]" and friends (whitespace around it) are valid, empty batches
+            assert resp.status_code == 201 and resp.json()["created"] == 0, resp.content[:300]
+        else:  # not a JSON array, or one whose rows are not events
+            assert resp.status_code == 400, (resp.status_code, resp.content[:300])
+            assert _assert_error_shape(resp)["detail"]
         assert _counts() == before
+
+    _isolated(check)
+
+
+def _json_array(body: bytes) -> list | None:
+    """The body as the API's parser reads it (UTF-8, strict JSON: no NaN or Infinity) when that is an
+    array, else None."""
+    def no_constants(name):
+        raise ValueError(name)
+
+    try:
+        data = json.loads(body.decode("utf-8"), parse_constant=no_constants)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply, a number too long
+        return None
+    return data if isinstance(data, list) else None
+
+
+@FUZZ
+@given(body=st.sampled_from([b"[]", b" [ ] ", b"\n[]\n"]))
+def test_an_empty_array_is_an_empty_batch(key_client, body):
+    def check():
+        resp = _post(key_client, "/api/events/", body)
+        assert resp.status_code == 201 and resp.json()["created"] == 0, resp.content[:300]
 
     _isolated(check)
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from campaigns import selectors as campaign_selectors
@@ -55,8 +56,10 @@ def test_export_holds_everything_about_the_customer(shop):
     assert body["customer"]["external_id"] == "p3" and body["customer"]["email"] == "p3@example.com"
     assert len(body["events"]) == Event.objects.filter(customer__external_id="p3").count() == 8
     assert body["profile"]["frequency"] == Profile.objects.get(customer__external_id="p3").frequency
-    assert [s["segment"] for s in body["segments"]] == list(
-        Membership.objects.filter(customer__external_id="p3").order_by().values_list("segment__name", flat=True)) or body["segments"]
+    memberships = Membership.objects.filter(customer__external_id="p3")
+    assert sorted(m.segment.kind for m in memberships) == ["cluster", "rule"]  # "In-app" and the customer's cluster
+    assert sorted((s["segment"], parse_datetime(s["since"])) for s in body["segments"]) == sorted(
+        (m.segment.name, m.since) for m in memberships)
     assert body["messages"][0]["title"] == "Hi Person 3"
     assert len(body["recommendations"]) == Recommendation.objects.filter(customer__external_id="p3", run__is_active=True).count() > 0
     assert body["consent_history"][0]["channel"] == "in_app"

@@ -103,8 +103,19 @@ def test_log_lines_never_carry_email_addresses_or_names(caplog):
 def test_the_configured_handlers_carry_the_redaction_filter():
     from django.conf import settings
 
-    for name, handler in settings.LOGGING["handlers"].items():
+    from config.logfilters import RedactPersonalData
+
+    handlers = settings.LOGGING["handlers"]
+    # the root logger writes through configured handlers (without any, Python's last-resort handler
+    # would print warnings unfiltered), and each of them carries the filter
+    assert settings.LOGGING["root"]["handlers"] and set(settings.LOGGING["root"]["handlers"]) <= set(handlers)
+    for name, handler in handlers.items():
         assert "redact_personal_data" in handler.get("filters", []), name
+    # ... and so do the handlers logging was configured with (pytest's own capture handlers aside)
+    live = [h for h in logging.getLogger().handlers if not type(h).__module__.startswith("_pytest")]
+    assert live
+    for handler in live:
+        assert any(isinstance(f, RedactPersonalData) for f in handler.filters), handler
 
 
 # --- consent-aware training ---------------------------------------------------------------------

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from recommendations.engine import (
     EXPLAIN_ITEM,
+    EXPLAIN_NONE,
     EXPLAIN_POPULAR,
     ItemKNN,
     Popularity,
@@ -113,13 +114,16 @@ def test_item_level_explanations_point_to_the_top_contributor(random_implicit, m
         w = model.item_factors_ @ model.item_factors_.T
     else:
         w = model.similarity_.toarray()
+    by_item = 0
     for u, i, kind, src in zip(np.repeat(users, 3), items.ravel(), why.kind.ravel(), why.item.ravel()):
-        if i < 0:
-            continue
-        contrib = x[u] * w[:, i]
+        contrib = x[u] * w[:, i] if i >= 0 else np.zeros(1)
         if contrib.max() > 0:
             assert kind == EXPLAIN_ITEM
             assert contrib[src] == pytest.approx(contrib.max(), rel=1e-5)
+            by_item += 1
+        else:  # no own item speaks for it (user 5 has none): no "because you bought" either
+            assert (kind, src) == (EXPLAIN_NONE, -1)
+    assert by_item == 59 * 3  # every suggestion of each of the 59 users with interactions
 
 
 def test_default_recommender_is_pure_svd_with_overrides():
