@@ -118,7 +118,8 @@ def _generation() -> int | None:
 
 
 def _revocation_signal() -> None:
-    """Tell every process that a key changed (called once the change is committed)."""
+    """Tell every process that a key changed or a customer was forgotten (called once the change is
+    committed): each forgets what it remembered of keys and live customer rows."""
     try:
         try:
             cache.incr(KEYS_GENERATION)
@@ -143,13 +144,29 @@ def _api_key_deleted(sender, instance, **kwargs):
     transaction.on_commit(_revocation_signal)
 
 
-def _key_by_prefix(prefix: str) -> ApiKey | None:
+def access_changed() -> None:
+    """A change that remembered keys or customer rows must not outlive (a forgotten customer): signal
+    it to every process once the current transaction commits."""
+    transaction.on_commit(_revocation_signal)
+
+
+_UNREAD = object()
+
+
+@receiver(post_delete, sender="profiles.Customer", dispatch_uid="profiles.access.customer_deleted")
+def _customer_deleted(sender, instance, **kwargs):
+    _live_customers.pop((instance.pk, instance.external_id), None)
+    transaction.on_commit(_revocation_signal)
+
+
+def _key_by_prefix(prefix: str, *, generation=_UNREAD) -> ApiKey | None:
     """The key with this prefix: remembered in this process for up to API_KEY_CACHE_SECONDS while no
     key has changed since (one cache GET per call), else looked up in the database.
 
     Unknown prefixes are not remembered, so a key created elsewhere works at once."""
     now = time.monotonic()
-    generation = _generation()  # read before the lookup: a change committed after it moves it on
+    if generation is _UNREAD:
+        generation = _generation()  # read before the lookup: a change committed after it moves it on
     known = _known_keys.get(prefix)
     if (known is not None and generation is not None and known.generation == generation
             and now - known.fetched < _key_cache_seconds()):
@@ -253,17 +270,42 @@ def _token_claims(token: str) -> _TokenClaims:
     return claims
 
 
-def _customer_row_lives(claims: _TokenClaims) -> bool:
-    """The token's customer row still exists under the token's external id: one primary-key look-up.
+# Customer rows this process has seen alive: (row id, external id) -> (generation, time.monotonic()).
+# Trusted, like remembered keys, only while the shared generation has not moved (forgetting a customer
+# moves it) and for at most API_KEY_CACHE_SECONDS; otherwise the database is asked.
+_live_customers: dict[tuple[int, str], tuple[int, float]] = {}
+LIVE_CUSTOMERS_MAX = 200_000
+
+
+def _customer_row_lives(claims: _TokenClaims, *, generation: int | None) -> bool:
+    """The token's customer row still exists under the token's external id (a primary-key look-up,
+    remembered per process while no customer has been forgotten since).
 
     A forgotten customer's row is renamed, and a customer created again under the same external id
     is a new row, so a token issued before the erasure never works again. Tokens without a row id
     (issued before they carried one) are refused: they would open whoever holds the id now."""
+    from django.db import connection
+
     from .models import Customer
 
     if claims.customer_id is None:
         return False
-    return Customer.objects.filter(pk=claims.customer_id, external_id=claims.customer).exists()
+    memo_key = (claims.customer_id, claims.customer)
+    now = time.monotonic()
+    seen = _live_customers.get(memo_key)
+    if generation is not None and seen is not None and seen[0] == generation and now - seen[1] < _key_cache_seconds():
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {Customer._meta.db_table} WHERE id = %s AND external_id = %s",
+                       [claims.customer_id, claims.customer])
+        alive = cursor.fetchone() is not None
+    if alive and generation is not None:
+        if len(_live_customers) >= LIVE_CUSTOMERS_MAX:
+            _live_customers.clear()
+        _live_customers[memo_key] = (generation, now)
+    else:
+        _live_customers.pop(memo_key, None)
+    return alive
 
 
 class CustomerTokenAuthentication(authentication.BaseAuthentication):
@@ -283,10 +325,11 @@ class CustomerTokenAuthentication(authentication.BaseAuthentication):
         own_ttl = settings.CUSTOMER_TOKEN_TTL_SECONDS if claims.ttl is None else int(claims.ttl)
         if age > settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS or age > own_ttl:
             raise exceptions.AuthenticationFailed("The customer token has expired; ask the shop for a new one.")
-        key = _key_by_prefix(claims.key_prefix)
+        generation = _generation()  # one cache read serves the key and the customer row
+        key = _key_by_prefix(claims.key_prefix, generation=generation)
         if key is None or key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("The API key that issued this customer token was revoked.")
-        if not _customer_row_lives(claims):
+        if not _customer_row_lives(claims, generation=generation):
             raise exceptions.AuthenticationFailed("This customer token's customer no longer exists; ask the shop for a new one.")
         principal = CustomerToken(customer=claims.customer, key_prefix=key.prefix)
         return (CustomerPrincipal(principal.customer), principal)

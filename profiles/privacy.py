@@ -29,6 +29,7 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
+from . import access
 from .models import ConsentChange, Customer, Event, ForgottenCustomer, Profile
 
 #: What a delivery's error text becomes when its customer is forgotten (it may have quoted the address).
@@ -160,6 +161,7 @@ def customer_forget(*, customer: Customer, by=None, source: str = "system", requ
         customer.consent_in_app = customer.consent_email = customer.consent_push = False
         customer.consent_updated_at = timezone.now()
         customer.save()
+        access.access_changed()  # every server process stops trusting the customer's tokens at once
         counts["log_entries_rewritten"] = _scrub_logs(customer=customer, needles=identity, replacement=alias)
         audit_record(action=AuditAction.CUSTOMER_FORGOTTEN, actor=by, request=request, source=source, target=customer,
                      target_label=customer.external_id, actor_label=shell_actor() if source == "shell" else "",

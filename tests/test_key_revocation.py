@@ -25,15 +25,16 @@ class Process:
 
     def __init__(self):
         self.known_keys = {}
+        self.live_customers = {}
 
     @contextmanager
     def serving(self):
-        saved = access._known_keys
-        access._known_keys = self.known_keys
+        saved = access._known_keys, access._live_customers
+        access._known_keys, access._live_customers = self.known_keys, self.live_customers
         try:
             yield
         finally:
-            access._known_keys = saved
+            access._known_keys, access._live_customers = saved
 
 
 @pytest.fixture
@@ -150,3 +151,33 @@ def test_an_unchanged_key_costs_no_database_query_per_request(shared_cache, back
         assert alice.get("/api/customers/alice/recommendations/").status_code == 200
         with django_assert_num_queries(0):  # the key is remembered while no key changes: one cache GET, no query
             assert access._key_by_prefix(key.prefix).pk == key.pk
+
+
+@override_settings(API_KEY_CACHE_SECONDS=3600)
+def test_a_customer_forgotten_in_one_process_loses_their_token_on_the_next_request_in_another(
+        shared_cache, backend, django_capture_on_commit_callbacks):
+    """Process B remembers alice's row as alive (no query per request); forgetting her in process A
+    must still close her token in B at once, not after API_KEY_CACHE_SECONDS."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from profiles.models import Customer
+    from profiles.privacy import customer_forget
+
+    key, client = backend
+    a, b = Process(), Process()
+    status, token = _token(client)
+    alice = APIClient()
+    alice.credentials(HTTP_AUTHORIZATION=f"Customer {token}")
+    with b.serving():
+        assert alice.get("/api/customers/alice/recommendations/").status_code == 200
+        assert (Customer.objects.get(external_id="alice").pk, "alice") in b.live_customers  # remembered alive
+        with CaptureQueriesContext(connection) as queries:  # key and row come from memory, not the database
+            assert alice.get("/api/customers/alice/recommendations/").status_code == 200
+        assert not [q["sql"] for q in queries if "profiles_apikey" in q["sql"] or q["sql"].startswith("SELECT 1 FROM")]
+    with a.serving(), django_capture_on_commit_callbacks(execute=True):
+        customer_forget(customer=Customer.objects.get(external_id="alice"))
+    with b.serving():
+        resp = alice.get("/api/customers/alice/recommendations/")
+    assert resp.status_code == 401
+    assert "no longer exists" in resp.json()["detail"]
