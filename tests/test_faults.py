@@ -380,7 +380,7 @@ def test_ingestion_is_answered_while_a_redis_cache_is_down():
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
-    with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}):
+    with override_settings(CACHES={"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": dead}}):
         resp = client.post("/api/events/", _events(0, 5, timezone.now() - timedelta(hours=1)), format="json")
     assert resp.status_code == 201, resp.status_code
     assert Event.objects.filter(external_id__startswith="rr-0-").count() == 5
