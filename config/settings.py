@@ -181,6 +181,13 @@ CACHES = {
     if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing"}
 }
+# API throttles (profiles/access.py CallerRateThrottle) count in each server process unless
+# API_THROTTLE_SHARED=1: a caller's budget is then the rate times the number of processes, and the
+# hot read path makes one round trip to Redis (the keys' generation) instead of three. Sign-in
+# lockouts and the keys' generation always use the shared cache (CACHE_URL). docs/configuration.md.
+API_THROTTLE_SHARED = os.environ.get("API_THROTTLE_SHARED", "0") == "1"
+CACHES["throttle"] = (CACHES["default"] if API_THROTTLE_SHARED
+                      else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing-throttle"})
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -38,11 +38,12 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core import signing
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.connection import ConnectionProxy
 from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import ScopedRateThrottle
@@ -447,8 +448,11 @@ class CallerRateThrottle(ScopedRateThrottle):
     """Per-view-scope rates, counted per caller: a user, an API key or a customer token's customer.
 
     DRF keys authenticated callers by user id; API keys and customers have none, so without this
-    they would all share one budget.
+    they would all share one budget. Counted in the "throttle" cache: per process unless
+    API_THROTTLE_SHARED (config/settings.py says why).
     """
+
+    cache = ConnectionProxy(caches, "throttle")
 
     def allow_request(self, request, view):
         # The counters live in the cache (Redis with CACHE_URL): if it is unreachable, requests are

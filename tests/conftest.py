@@ -48,12 +48,14 @@ def api(operator):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Throttle counters live in the cache; each test starts with none (ids repeat across tests)."""
-    from django.core.cache import cache
+    """Throttle and sign-in counters live in the caches; each test starts with none (ids repeat across tests)."""
+    from django.core.cache import caches
 
-    cache.clear()
+    for alias in ("default", "throttle"):
+        caches[alias].clear()
     yield
-    cache.clear()
+    for alias in ("default", "throttle"):
+        caches[alias].clear()
 
 
 # Hypothesis: random examples on a developer's machine (new inputs each run), the same examples in

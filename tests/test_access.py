@@ -209,14 +209,23 @@ def test_roles_have_their_permissions_after_migrate(db):
 
 
 def test_customer_facing_endpoints_are_throttled_per_caller(shop, monkeypatch):
-    from django.core.cache import cache
     from rest_framework.throttling import ScopedRateThrottle
 
-    cache.clear()
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "customer": "3/min"})
     alice, bob = _customer_client("alice"), _customer_client("bob")
     codes = [alice.get("/api/customers/alice/recommendations/").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert alice.get("/api/customers/alice/recommendations/").json()["detail"].startswith("Request was throttled")
     assert bob.get("/api/customers/bob/recommendations/").status_code == 200  # another caller has its own budget
-    cache.clear()
+
+
+def test_api_throttles_count_per_process_unless_shared(settings):
+    """API_THROTTLE_SHARED=0 (the default) keeps the API's counters in the process; 1 in the shared cache."""
+    from django.conf import settings as live
+    from django.core.cache import caches
+
+    from config.cache import cache_is_shared
+
+    assert live.CACHES["throttle"]["BACKEND"].endswith("LocMemCache") and not cache_is_shared("throttle")
+    settings.CACHES = {**live.CACHES, "throttle": {"BACKEND": "config.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    assert cache_is_shared("throttle") and type(caches["throttle"]).__name__ == "RedisCache"

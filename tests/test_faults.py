@@ -366,7 +366,7 @@ def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path
     assert Event.objects.filter(external_id__startswith="rr-").count() == n_batches * size
 
 
-# A deployment that shares Redis as the cache too (CACHE_URL) keeps DRF's throttle counters there;
+# A deployment that shares Redis as the cache too (CACHE_URL, API_THROTTLE_SHARED=1) keeps DRF's throttle counters there;
 # when the cache is unreachable the throttle fails open (profiles/access.py), so batches are still stored.
 @pytest.mark.faults
 @pytest.mark.django_db
@@ -380,7 +380,8 @@ def test_ingestion_is_answered_while_a_redis_cache_is_down():
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
-    with override_settings(CACHES={"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": dead}}):
+    redis_cache = {"BACKEND": "config.cache.RedisCache", "LOCATION": dead}
+    with override_settings(CACHES={"default": redis_cache, "throttle": redis_cache}):  # API_THROTTLE_SHARED=1
         resp = client.post("/api/events/", _events(0, 5, timezone.now() - timedelta(hours=1)), format="json")
     assert resp.status_code == 201, resp.status_code
     assert Event.objects.filter(external_id__startswith="rr-0-").count() == 5
