@@ -251,8 +251,3 @@ class CustomerMessagesInline(admin.TabularInline):
             ids = list(qs.filter(customer_id=object_id).order_by("-created_at").values_list("id", flat=True)[:20])
             qs = qs.filter(id__in=ids)
         return qs
-
-
-from profiles.admin import CustomerAdmin  # noqa: E402  (the customer page is profiles'; this app adds its inline)
-
-CustomerAdmin.inlines = [*CustomerAdmin.inlines, CustomerMessagesInline]

@@ -140,6 +140,17 @@ TEMPLATES = [
     },
 ]
 
+# The customer's admin page, section by section in page order: the customer's own (profiles), then
+# what the apps above it know of them. Listed here because profiles imports none of those apps.
+CUSTOMER_ADMIN_SECTIONS = [
+    "profiles.admin.ProfileInline",
+    "profiles.admin.RecentEventInline",
+    "profiles.admin.ConsentChangeInline",
+    "segments.admin.MembershipInline",
+    "recommendations.admin.RecommendationInline",
+    "campaigns.admin.CustomerMessagesInline",
+]
+
 WSGI_APPLICATION = "config.wsgi.application"
 
 # Database: DATABASE_URL, default an SQLite file in the repo (git-ignored).

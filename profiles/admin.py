@@ -14,6 +14,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.module_loading import import_string
 from django.db.models import Max, Min
 from django.utils import timezone
 
@@ -113,8 +114,12 @@ class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ("=external_id", "name", "email")
     date_hierarchy = "created_at"
     readonly_fields = ("consent_updated_at",)
-    inlines = [RecentEventInline, ConsentChangeInline]
     show_full_result_count = False
+
+    def get_inlines(self, request, obj):
+        # The page's sections come from several apps (segments, suggestions, messages); which, and in
+        # what order, is listed in settings.CUSTOMER_ADMIN_SECTIONS, so profiles names no app above it.
+        return [import_string(path) for path in settings.CUSTOMER_ADMIN_SECTIONS]
 
     def audit_label(self, obj) -> str:
         return obj.external_id
@@ -220,9 +225,6 @@ class ProfileInline(admin.StackedInline):
         "interests",
     )
     readonly_fields = [f for row in fields for f in (row if isinstance(row, tuple) else (row,))]
-
-
-CustomerAdmin.inlines = [ProfileInline, *CustomerAdmin.inlines]
 
 
 @admin.register(Profile)

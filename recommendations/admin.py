@@ -5,8 +5,6 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from profiles.admin import CustomerAdmin
-
 from .models import Recommendation, RecommenderRun
 
 CHART_RUNS = 30
@@ -122,7 +120,3 @@ class RecommendationInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(run__is_active=True).select_related("item").order_by("kind", "rank")
-
-
-# The customer page (profiles) shows the suggestions; this app adds its inline, profiles stays unaware.
-CustomerAdmin.inlines = [*CustomerAdmin.inlines, RecommendationInline]

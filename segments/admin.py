@@ -6,7 +6,6 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from common.operator_queries import OperatorQueryTimeout
-from profiles.admin import CustomerAdmin
 from profiles.audit import AuditedAdminMixin
 from profiles.models import AuditAction
 
@@ -208,7 +207,3 @@ class MembershipInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("segment").filter(segment__active=True)
-
-
-# The customer page (profiles) shows the segments too; this app adds its inline, profiles stays unaware.
-CustomerAdmin.inlines = [*CustomerAdmin.inlines, MembershipInline]

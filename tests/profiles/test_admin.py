@@ -1,4 +1,5 @@
 """Admin screens: lists render what operators look for, with a query count that does not grow with rows."""
+import re
 from datetime import timedelta
 
 import pandas as pd
@@ -65,6 +66,21 @@ def test_customer_page_shows_recent_events(admin_client_logged):
     html = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
     assert "Recent events" in html
     assert "Add to cart" in html and "Purchase" in html
+
+
+def test_customer_page_shows_every_apps_section_in_the_listed_order(admin_client_logged):
+    """The sections come from four apps, in the order settings.CUSTOMER_ADMIN_SECTIONS lists them."""
+    _seed(1)
+    from profiles.models import Customer
+
+    customer = Customer.objects.get(external_id="cust-0")
+    page = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/")
+    headings = [str(inline.opts.verbose_name_plural) for inline in page.context["inline_admin_formsets"]]
+    assert headings == ["Profile (computed)", "Recent events (latest 20)", "Consent history", "Segments",
+                        "Current suggestions (active recommender run)", "Messages (latest 20)"]
+    html = re.sub(r"\s+", " ", page.content.decode())
+    positions = [html.index(f'class="inline-heading"> {heading} </h2>') for heading in headings]
+    assert positions == sorted(positions)
 
 
 def test_event_search_by_customer_external_id(admin_client_logged):
