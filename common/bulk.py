@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -145,20 +146,30 @@ def copy_values(series: pd.Series, *, as_json: bool = False) -> np.ndarray:
 COPY_SLICE_ROWS = 100_000
 
 
-def _copy_in(table: str, frame: pd.DataFrame, json_columns: tuple[str, ...]) -> None:
-    """One COPY (text format) whose rows psycopg encodes with `write_row`, fed slice by slice.
+def copy_rows(table: str, rows: Iterable[tuple], *, columns: Sequence[str] | None = None) -> None:
+    """One COPY (text format) into `table` of these value tuples (see `copy_values`), in `columns`'
+    order or the table's, each encoded by psycopg's `write_row`.
 
     psycopg escapes every value for the COPY text format (backslash, tab, newline and carriage
     return) and writes None as the NULL marker `\\N`, so no text, whatever it holds, can be read
     as NULL, as a column or row boundary, or as the end of the data.
     """
-    cols = ", ".join(f'"{c}"' for c in frame.columns)
+    cols = " ({})".format(", ".join(f'"{c}"' for c in columns)) if columns else ""
     with connection.cursor() as cur:
-        with cur.cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-            for start in range(0, len(frame), COPY_SLICE_ROWS):
-                part = frame.iloc[start : start + COPY_SLICE_ROWS]
-                for row in zip(*(copy_values(part[c], as_json=c in json_columns) for c in part.columns)):
-                    copy.write_row(row)
+        with cur.cursor.copy(f"COPY {table}{cols} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _copy_in(table: str, frame: pd.DataFrame, json_columns: tuple[str, ...]) -> None:
+    """One COPY of a frame's rows (`copy_rows`), their values made slice by slice."""
+
+    def rows():
+        for start in range(0, len(frame), COPY_SLICE_ROWS):
+            part = frame.iloc[start : start + COPY_SLICE_ROWS]
+            yield from zip(*(copy_values(part[c], as_json=c in json_columns) for c in part.columns))
+
+    copy_rows(table, rows(), columns=list(frame.columns))
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

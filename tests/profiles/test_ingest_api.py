@@ -55,12 +55,12 @@ def test_a_resend_racing_the_duplicate_check_still_stores_each_event_once(api, m
     COPY hits the unique index; it falls back to the conflict-tolerant insert and stores only what is new."""
     from django.db import connection
 
-    from profiles import services
+    from profiles.services import events as event_services
 
     if connection.vendor != "postgresql":
         pytest.skip("the COPY path is PostgreSQL's")
     api.post("/api/events/", _events(30), format="json")
-    monkeypatch.setattr(services, "_stored_event_ids", lambda cur, ids: set())  # the check sees nothing yet
+    monkeypatch.setattr(event_services, "_stored_event_ids", lambda cur, ids: set())  # the check sees nothing yet
     resp = api.post("/api/events/", _events(45), format="json")
     assert resp.status_code == 201
     assert (resp.json()["created"], resp.json()["duplicates"]) == (15, 30)

@@ -5,6 +5,7 @@ from io import StringIO
 import numpy as np
 import pandas as pd
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from sklearn.metrics import adjusted_rand_score
@@ -59,7 +60,7 @@ def test_profiles_match_an_independent_computation_from_the_shop(shop):
         order_id=events["context"].map(lambda c: (c or {}).get("order_id")),
     )
     cuts = catalogue_price_cuts(shop.items.loc[shop.items["kind"] == "product", "price"].dropna().round(2))
-    expected = score_rfm(compute_features(events, now=step.started_at, price_cuts=cuts, weights={**services.settings.EVENT_WEIGHTS, "rating": "explicit"}))
+    expected = score_rfm(compute_features(events, now=step.started_at, price_cuts=cuts, weights={**settings.EVENT_WEIGHTS, "rating": "explicit"}))
     expected.index = code.index[expected.index]
     stored = pd.DataFrame.from_records(
         Profile.objects.values("customer__external_id", "frequency", "monetary", "rfm_code", "lifecycle", "top_category", "recency_days")

@@ -1,0 +1,266 @@
+"""
+Computing customers' profiles from their events (the pipeline's `profiles` step).
+
+The numbers are `profiles.features`' (pure pandas/numpy, definitions in its docstring and in
+docs/profiles.md); this module reads the events for it, chunk by chunk of customers, and writes
+the profiles back in one transaction.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, FloatField, When
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Extract
+from django.utils import timezone
+
+from common.bulk import bulk_insert, bulk_upsert, read_frame
+
+from ..features import catalogue_price_cuts, compute_features, score_rfm
+from ..models import Customer, Event, Item, PipelineStep, Profile, StepStatus
+
+PROFILE_FIELDS = [
+    "recency_days", "frequency", "monetary", "avg_order_value", "r_score", "f_score", "m_score", "rfm_code",
+    "interests", "top_categories", "top_category", "median_price", "price_band", "active_days", "first_seen",
+    "last_seen", "events_30d", "n_events", "community_posts", "community_comments", "community_likes",
+    "orders_total", "first_purchase_at", "last_purchase_at", "lifecycle",
+]
+
+
+def profiles_compute(*, step=None, incremental: bool = False, now: datetime | None = None, progress=None) -> dict:
+    """Compute every customer's profile from events (or, incrementally, those with new events).
+
+    Events are read in chunks of customers (PROFILE_CHUNK_CUSTOMERS) so memory stays bounded; the
+    RFM quintiles are then scored over the whole population and all profiles are written in one
+    transaction, so readers see either the previous profiles or the new ones. A run whose start is
+    older than an already stored newer run's does not overwrite it.
+    """
+    started = time.monotonic()
+    now = now or timezone.now()
+    progress = progress or (lambda fraction, message="": None)
+    max_event_id = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    watermark = _watermark() if incremental else None
+    incremental = watermark is not None  # without a previous run to build on, everyone is computed
+    customer_ids = _customers_with_events_since(watermark, max_event_id) if incremental else _all_customer_ids()
+
+    features, n_events, read_s, compute_s = _features_by_chunk(customer_ids, now=now, incremental=incremental,
+                                                               progress=progress)
+    features = _score_population(features, incremental=incremental)
+
+    progress(0.85, "writing profiles")
+    t2 = time.monotonic()
+    written = _profiles_write(features, step=step, now=now, replace_all=not incremental) if len(features) else 0
+    write_s = time.monotonic() - t2
+    progress(1.0, f"{written:,} profiles written")
+    lifecycle = features["lifecycle"].value_counts().to_dict() if len(features) else {}
+    recent = {}
+    if len(features) and not incremental:
+        # Cheap figures for the dashboard, so it never counts the events table on page load.
+        recent = {"events_30d": int(features["events_30d"].sum()),
+                  "customers_active_30d": int((features["events_30d"] > 0).sum())}
+    return {
+        **recent,
+        "customers": int(len(customer_ids)),
+        "profiles_written": int(written),
+        "events_read": int(n_events),
+        "incremental": incremental,
+        "watermark": watermark,
+        "max_event_id": int(max_event_id),
+        "lifecycle": {str(k): int(v) for k, v in lifecycle.items()},
+        "seconds": {"read": round(read_s, 2), "compute": round(compute_s, 2), "write": round(write_s, 2),
+                    "total": round(time.monotonic() - started, 2)},
+    }
+
+
+# --- whom to compute -----------------------------------------------------------------------------
+
+
+def _watermark() -> int | None:
+    """The last event id the latest successful profiles step had seen; None if there is none."""
+    previous = (
+        PipelineStep.objects.filter(name="profiles", status=StepStatus.SUCCEEDED, counts__has_key="max_event_id")
+        .order_by("-finished_at").first()
+    )
+    return None if previous is None else int(previous.counts["max_event_id"])
+
+
+def _customers_with_events_since(watermark: int, max_event_id: int) -> np.ndarray:
+    """The ids of customers with events after the watermark (up to max_event_id), and of those without
+    a profile yet, sorted."""
+    changed = (
+        Event.objects.filter(id__gt=watermark, id__lte=max_event_id).order_by().values_list("customer_id", flat=True)
+        .distinct()
+    )
+    customer_ids = np.unique(np.fromiter(changed.iterator(chunk_size=50_000), dtype=np.int64))
+    unprofiled = Customer.objects.filter(profile__isnull=True).values_list("id", flat=True)
+    return np.union1d(customer_ids, np.fromiter(unprofiled.iterator(chunk_size=50_000), dtype=np.int64))
+
+
+def _all_customer_ids() -> np.ndarray:
+    ids = Customer.objects.order_by("id").values_list("id", flat=True)
+    return np.fromiter(ids.iterator(chunk_size=50_000), dtype=np.int64)
+
+
+# --- the features --------------------------------------------------------------------------------
+
+
+def _profile_params() -> dict:
+    weights = {**settings.EVENT_WEIGHTS, "rating": "explicit"}
+    return {
+        "window_days": settings.PROFILE_WINDOW_DAYS,
+        "weights": weights,
+        "half_life_days": settings.EVENT_DECAY_HALF_LIFE_DAYS,
+        "new_days": settings.LIFECYCLE_NEW_DAYS,
+        "active_days": settings.LIFECYCLE_ACTIVE_DAYS,
+        "at_risk_days": settings.LIFECYCLE_AT_RISK_DAYS,
+        "recent_days": settings.PROFILE_RECENT_DAYS,
+    }
+
+
+def _features_by_chunk(customer_ids: np.ndarray, *, now: datetime, incremental: bool,
+                       progress) -> tuple[pd.DataFrame, int, float, float]:
+    """The features of these customers, computed chunk by chunk of customers (their events read at
+    once); also the events read and the seconds spent reading and computing."""
+    prices = Item.objects.filter(kind="product", price__isnull=False).values_list("price", flat=True)
+    cuts = catalogue_price_cuts(np.array([float(p) for p in prices], dtype=float)) if prices.exists() else None
+    params = _profile_params()
+    items = _items_frame()
+    chunk = settings.PROFILE_CHUNK_CUSTOMERS
+    parts: list[pd.DataFrame] = []
+    n_events = 0
+    read_s = compute_s = 0.0
+    for start in range(0, len(customer_ids), chunk):
+        ids = customer_ids[start : start + chunk]
+        t0 = time.monotonic()
+        # A range keeps the query small and uses the (customer, time) index; the ids in the range
+        # that are not asked for (incremental runs) are dropped after reading.
+        frame = _events_frame_range(int(ids[0]), int(ids[-1]), items=items)
+        if incremental:
+            frame = frame[frame["customer_id"].isin(ids)]
+        t1 = time.monotonic()
+        feats = compute_features(frame, now=now, price_cuts=cuts, customer_ids=ids, **params)
+        compute_s += time.monotonic() - t1
+        read_s += t1 - t0
+        n_events += len(frame)
+        parts.append(feats)
+        progress((start + len(ids)) / max(len(customer_ids), 1) * 0.8,
+                 f"{start + len(ids):,} of {len(customer_ids):,} customers")
+    features = pd.concat(parts) if parts else pd.DataFrame(columns=PROFILE_FIELDS)
+    return features, n_events, read_s, compute_s
+
+
+def _score_population(features: pd.DataFrame, *, incremental: bool) -> pd.DataFrame:
+    """RFM scores by quintile over the whole population: an incremental run scores its customers
+    together with the others' stored figures."""
+    if not len(features):
+        return features
+    if not incremental:
+        return score_rfm(features)
+    others = read_frame(Profile.objects.order_by(), ["customer_id", "recency_days", "frequency", "monetary"])
+    others = others.set_index("customer_id").apply(pd.to_numeric, errors="coerce")
+    others = others.drop(index=features.index, errors="ignore")
+    scored = score_rfm(pd.concat([features[["recency_days", "frequency", "monetary"]], others]))
+    for col in ("r_score", "f_score", "m_score", "rfm_code"):
+        features[col] = scored.loc[features.index, col]
+    return features
+
+
+# --- reading events ------------------------------------------------------------------------------
+
+
+def _items_frame() -> pd.DataFrame:
+    """Category, price and kind of every item, indexed by id (the catalogue is small next to events)."""
+    items = read_frame(Item.objects.order_by().annotate(price_f=Cast("price", FloatField())),
+                       ["id", "category", "price_f", "kind"])
+    items = items.set_index("id").rename(columns={"price_f": "item_price", "kind": "item_kind"})
+    items["category"] = items["category"].astype("string").replace("", pd.NA).astype("category")
+    items["item_kind"] = items["item_kind"].astype("category")
+    items["item_price"] = pd.to_numeric(items["item_price"], errors="coerce")
+    return items
+
+
+def _events_frame_range(lo: int, hi: int, items: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The events of customers lo..hi, with their item's category, price and kind.
+
+    The read is kept lean because it is the largest part of the profiles step: item fields are
+    joined in pandas from the small catalogue frame, the order id is extracted from the JSON
+    context only for purchases, and on PostgreSQL the time travels as epoch seconds (a number
+    parses far faster than a timestamp text).
+    """
+    items = _items_frame() if items is None else items
+    epoch = connection.vendor == "postgresql"
+    qs = (
+        # a delivered message is something the shop did, not the customer: it is no activity
+        Event.objects.filter(customer_id__gte=lo, customer_id__lte=hi).exclude(type="message_delivered")
+        .order_by()
+        .annotate(
+            amount_f=Cast("amount", FloatField()),
+            order_id=Case(When(type="purchase", then=KT("context__order_id")), default=None),
+            **({"t": Extract("occurred_at", "epoch")} if epoch else {}),
+        )
+    )
+    cols = ["customer_id", "type", "value", "amount_f", "t" if epoch else "occurred_at", "item_id", "order_id"]
+    frame = read_frame(qs, cols, parse_dates=() if epoch else ("occurred_at",)).rename(columns={"amount_f": "amount"})
+    if epoch:
+        frame["occurred_at"] = pd.to_datetime(pd.to_numeric(frame.pop("t")), unit="s", utc=True)
+    frame["type"] = frame["type"].astype("category")
+    frame["order_id"] = frame["order_id"].astype("string")
+    for col in ("value", "amount"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    item_id = pd.to_numeric(frame.pop("item_id"), errors="coerce")
+    joined = items.reindex(item_id.to_numpy())
+    frame["category"] = joined["category"].astype("string").to_numpy()
+    frame["item_price"] = joined["item_price"].to_numpy()
+    frame["item_kind"] = joined["item_kind"].astype("object").to_numpy()
+    return frame
+
+
+# --- writing profiles ----------------------------------------------------------------------------
+
+
+def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all: bool = False) -> int:
+    out = _profile_rows(features, step=step, now=now)
+    with transaction.atomic():
+        if step is not None:
+            newer = PipelineStep.objects.filter(
+                name="profiles", status=StepStatus.SUCCEEDED, started_at__gt=step.started_at
+            ).exists()
+            if newer:
+                # A later run already wrote fresher profiles; this one's result is stale.
+                return 0
+        if replace_all:
+            # A full run rewrites every profile: deleting and inserting is about twice as fast as
+            # an upsert, and readers keep seeing the old rows until the commit (MVCC).
+            Profile.objects.all().delete()
+            return bulk_insert(Profile, out, json_columns=("interests", "top_categories"))
+        return bulk_upsert(Profile, out, key=["customer_id"], json_columns=("interests", "top_categories"))
+
+
+def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFrame:
+    """The features as rows of the profiles table (its column names and types)."""
+    frame = features.reset_index().rename(columns={"index": "customer_id"})
+    out = pd.DataFrame({"customer_id": frame["customer_id"].astype("int64")})
+    out["run_id"] = step.pk if step is not None else None
+    at = pd.Timestamp(now)
+    out["computed_at"] = at.tz_convert("UTC") if at.tzinfo else pd.Timestamp(now, tz="UTC")
+    for col in PROFILE_FIELDS:
+        if col == "top_category":
+            out[col] = frame["top_categories"].map(lambda cats: cats[0] if isinstance(cats, list) and cats else "")
+        elif col in frame.columns:
+            out[col] = frame[col].to_numpy()
+    out["interests"] = out["interests"].map(lambda d: d if isinstance(d, dict) else {})
+    out["top_categories"] = out["top_categories"].map(
+        lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else [])
+    out["price_band"] = out["price_band"].fillna("")
+    for col in ("frequency", "active_days", "events_30d", "n_events", "community_posts", "community_comments",
+                "community_likes", "orders_total", "r_score", "f_score", "m_score"):
+        out[col] = out[col].fillna(0).astype("int64")
+    out["monetary"] = out["monetary"].fillna(0.0).astype(float)
+    for col in ("first_seen", "last_seen", "first_purchase_at", "last_purchase_at"):
+        out[col] = pd.to_datetime(out[col], utc=True)
+    return out
