@@ -268,19 +268,29 @@ class DemoShop:
 
     # ------------------------------------------------------------------ events of one block
     def _block_events(self, block_no: int, lo: int, hi: int, id_offset: int) -> pd.DataFrame:
+        """The events of customers lo..hi: order sessions first, then community, activity and
+        browsing events fill each customer's budget; sorted by customer, then time. The steps
+        draw from one generator in a fixed order, so the block is the same for the same seed."""
         rng = np.random.default_rng([self.seed, 7, block_no])
-        cust = np.arange(lo, hi)
-        pidx = self._persona_idx[lo:hi]
-        budget = self._budget[lo:hi]
+        block = self._block(lo, hi)
+        cols: dict[str, list] = {k: [] for k in ("cust", "kind", "item", "type", "value", "amount", "age", "order")}
+        rest = self._order_events(rng, block, cols)
+        self._fill_events(rng, block, rest, cols)
+        return self._events_frame(rng, block, cols, id_offset)
+
+    def _block(self, lo: int, hi: int) -> _Block:
         start_age = np.minimum(self._signup_age[lo:hi], self.window_seconds)  # seconds before now
         end_age = np.minimum(self._until_age[lo:hi], start_age * 0.8)
-        span = start_age - end_age
+        return _Block(lo=lo, hi=hi, pidx=self._persona_idx[lo:hi], budget=self._budget[lo:hi], end_age=end_age,
+                      span=start_age - end_age)
+
+    def _order_events(self, rng: np.random.Generator, block: _Block, cols: dict[str, list]) -> np.ndarray:
+        """Order sessions (views, carts, a purchase, maybe a rating or a return), kept whole while
+        they fit each customer's budget, appended to ``cols``; returns the budget left."""
+        pidx, budget, end_age, span, n_cust = block.pidx, block.budget, block.end_age, block.span, block.n
         products = self.items[self.items["kind"] == "product"]
         prod_ids = products["external_id"].to_numpy(dtype=object)
         prod_price = products["price"].to_numpy(dtype=float)
-        n_cust = hi - lo
-
-        # ---- order sessions -------------------------------------------------------------
         personas = self.personas
         base = np.array([p.orders_base for p in personas])[pidx]
         mean = np.array([p.orders_mean for p in personas])[pidx]
@@ -303,7 +313,7 @@ class DemoShop:
         return_rate = np.array([p.return_rate for p in personas])[o_persona]
         slots = []  # (order index array, type, age seconds)
         offset_s = np.zeros(n_o)
-        for slot, (etype, prob) in enumerate(_ORDER_SLOTS):
+        for etype, prob in _ORDER_SLOTS:
             if etype == "rating":
                 present = rng.random(n_o) < prob
                 age = o_start - offset_s - rng.uniform(2, 20, n_o) * DAY
@@ -326,9 +336,7 @@ class DemoShop:
         within = cum_in_cust - before            # events used by this customer's orders up to this one
         keep_order = within <= budget[o_cust]
         used = np.bincount(o_cust[keep_order], weights=per_order[keep_order], minlength=n_cust).astype(np.int64)
-        rest = budget - used
 
-        cols: dict[str, list] = {k: [] for k in ("cust", "kind", "item", "type", "value", "amount", "age", "order")}
         for idx, etype, age in slots:
             idx = idx[keep_order[idx]]
             cols["cust"].append(o_cust[idx])
@@ -344,12 +352,16 @@ class DemoShop:
             else:
                 val = np.full(len(idx), np.nan)
             cols["value"].append(val)
-            amt = (o_qty[idx] * prod_price[o_item[idx]]) if etype in ("purchase", "return") else np.full(len(idx), np.nan)
+            amt = o_qty[idx] * prod_price[o_item[idx]] if etype in ("purchase", "return") else np.full(len(idx), np.nan)
             cols["amount"].append(np.round(amt, 2))
             cols["age"].append(age[idx])
             cols["order"].append(np.where(etype == "purchase", o_rank[idx], -1))
+        return budget - used
 
-        # ---- community, activity and browsing fill the rest of the budget ------------------
+    def _fill_events(self, rng: np.random.Generator, block: _Block, rest: np.ndarray, cols: dict[str, list]) -> None:
+        """Community, activity and browsing events for the rest of each customer's budget, appended to ``cols``."""
+        pidx, end_age, span, n_cust = block.pidx, block.end_age, block.span, block.n
+        personas = self.personas
         comm_share = np.array([p.community_share for p in personas])[pidx]
         act_share = np.array([p.activity_share for p in personas])[pidx]
         n_comm = rng.binomial(rest, comm_share)
@@ -388,6 +400,9 @@ class DemoShop:
             cols["age"].append(age)
             cols["order"].append(np.full(n, -1))
 
+    def _events_frame(self, rng: np.random.Generator, block: _Block, cols: dict[str, list],
+                      id_offset: int) -> pd.DataFrame:
+        """The block's events as one frame, by customer then oldest first, with their contexts and ids."""
         cust_l = np.concatenate(cols["cust"])
         age = np.maximum(np.concatenate(cols["age"]), 1.0)
         order = np.lexsort((-age, cust_l))   # by customer, then oldest first
@@ -396,7 +411,7 @@ class DemoShop:
         etype = np.concatenate(cols["type"])[order]
         order_rank = np.concatenate(cols["order"])[order]
         n = len(cust_l)
-        cust_ext = self.customers["external_id"].to_numpy(dtype=object)[lo:hi][cust_l]
+        cust_ext = self.customers["external_id"].to_numpy(dtype=object)[block.lo:block.hi][cust_l]
         occurred = (self.now - pd.to_timedelta(np.floor(age), unit="s"))
 
         # contexts: channel/device for everything, order id on purchases, a query on searches
@@ -425,6 +440,22 @@ class DemoShop:
             "context": context,
         })
         return frame
+
+
+@dataclass
+class _Block:
+    """Customers lo..hi of one block: their persona, event budget and active span (seconds before now)."""
+
+    lo: int
+    hi: int
+    pidx: np.ndarray
+    budget: np.ndarray
+    end_age: np.ndarray
+    span: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.hi - self.lo
 
 
 def _default_now() -> pd.Timestamp:
@@ -498,6 +529,45 @@ def _make_items(rng, now, window_s, n_products, n_activities, n_posts, cats, com
     return items
 
 
+def _make_customers(rng, n_customers, personas, now_ts):
+    """Customers of the planted personas: the frame, each one's persona index, and their signup and
+    last-activity ages (seconds before now)."""
+    counts = _largest_remainder(n_customers, np.array([p.share for p in personas]))
+    pidx = rng.permutation(np.repeat(np.arange(len(personas)), counts))
+    first = np.array(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), n_customers)]
+    last = np.array(LAST_NAMES, dtype=object)[rng.integers(0, len(LAST_NAMES), n_customers)]
+    ext = _ids("c", 0, n_customers, _width(n_customers, 6))
+    name = first + " " + last
+    ascii_last = pd.Series(last).str.normalize("NFKD").str.encode("ascii", "ignore").str.decode("ascii")
+    email = (pd.Series(first).str.lower() + "." + ascii_last.str.lower().str.replace(" ", "", regex=False)
+             + pd.Series(ext).str[1:] + "@example.com")
+    tz_names = np.array([t for t, _ in TIME_ZONES], dtype=object)
+    tz = tz_names[_choice(rng, np.cumsum([w for _, w in TIME_ZONES]), n_customers)]
+    lo = np.array([p.signup_days[0] for p in personas])[pidx]
+    hi = np.array([p.signup_days[1] for p in personas])[pidx]
+    signup_age = np.floor((lo + rng.random(n_customers) * (hi - lo)) * DAY)
+    ulo = np.array([p.active_until_days[0] for p in personas])[pidx]
+    uhi = np.array([p.active_until_days[1] for p in personas])[pidx]
+    until_age = (ulo + rng.random(n_customers) * (uhi - ulo)) * DAY
+    consent_email = rng.random(n_customers) < np.array([p.consent_email for p in personas])[pidx]
+    consent_push = rng.random(n_customers) < np.array([p.consent_push for p in personas])[pidx]
+    consent_in_app = rng.random(n_customers) < 0.9
+    persona_names = np.array([p.name for p in personas], dtype=object)[pidx]
+    customers = pd.DataFrame({
+        "external_id": ext,
+        "name": name,
+        "email": email.to_numpy(dtype=object),
+        "time_zone": tz,
+        "consent_in_app": consent_in_app,
+        "consent_email": consent_email,
+        "consent_push": consent_push,
+        "created_at": now_ts - pd.to_timedelta(signup_age, unit="s"),
+        "attributes": [{"persona": p} for p in persona_names],
+        "persona": persona_names,
+    })
+    return customers, pidx, signup_age, until_age
+
+
 def _persona_weights(rng, items, personas, cat_names):
     """Cumulative item-choice weights per persona, per item kind."""
     out = {}
@@ -555,39 +625,8 @@ def generate_shop(
     )
 
     # ---- customers -----------------------------------------------------------------------
-    counts = _largest_remainder(n_customers, np.array([p.share for p in personas]))
-    pidx = rng.permutation(np.repeat(np.arange(len(personas)), counts))
-    first = np.array(FIRST_NAMES, dtype=object)[rng.integers(0, len(FIRST_NAMES), n_customers)]
-    last = np.array(LAST_NAMES, dtype=object)[rng.integers(0, len(LAST_NAMES), n_customers)]
-    ext = _ids("c", 0, n_customers, _width(n_customers, 6))
-    name = first + " " + last
-    ascii_last = pd.Series(last).str.normalize("NFKD").str.encode("ascii", "ignore").str.decode("ascii")
-    email = (pd.Series(first).str.lower() + "." + ascii_last.str.lower().str.replace(" ", "", regex=False)
-             + pd.Series(ext).str[1:] + "@example.com")
-    tz_names = np.array([t for t, _ in TIME_ZONES], dtype=object)
-    tz = tz_names[_choice(rng, np.cumsum([w for _, w in TIME_ZONES]), n_customers)]
-    lo = np.array([p.signup_days[0] for p in personas])[pidx]
-    hi = np.array([p.signup_days[1] for p in personas])[pidx]
-    signup_age = np.floor((lo + rng.random(n_customers) * (hi - lo)) * DAY)
-    ulo = np.array([p.active_until_days[0] for p in personas])[pidx]
-    uhi = np.array([p.active_until_days[1] for p in personas])[pidx]
-    until_age = (ulo + rng.random(n_customers) * (uhi - ulo)) * DAY
-    consent_email = rng.random(n_customers) < np.array([p.consent_email for p in personas])[pidx]
-    consent_push = rng.random(n_customers) < np.array([p.consent_push for p in personas])[pidx]
-    consent_in_app = rng.random(n_customers) < 0.9
-    persona_names = np.array([p.name for p in personas], dtype=object)[pidx]
-    customers = pd.DataFrame({
-        "external_id": ext,
-        "name": name,
-        "email": email.to_numpy(dtype=object),
-        "time_zone": tz,
-        "consent_in_app": consent_in_app,
-        "consent_email": consent_email,
-        "consent_push": consent_push,
-        "created_at": now_ts - pd.to_timedelta(signup_age, unit="s"),
-        "attributes": [{"persona": p} for p in persona_names],
-        "persona": persona_names,
-    })
+    customers, pidx, signup_age, until_age = _make_customers(rng, n_customers, personas, now_ts)
+    ext = customers["external_id"].to_numpy(dtype=object)
 
     # ---- catalogue -------------------------------------------------------------------------
     authors = ext[pidx == [p.name for p in personas].index("community_enthusiast")]

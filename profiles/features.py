@@ -70,6 +70,7 @@ customers without events (zeros, nulls and ``"never-bought"``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -165,93 +166,139 @@ def compute_features(
     if not (0 <= new_days and active_days <= at_risk_days):
         raise ValueError("lifecycle thresholds must satisfy active_days <= at_risk_days")
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
-    now_ns = _now_ns(now)
+    ev = _Events(events, now=now, window_days=window_days, customer_ids=customer_ids)
+    out = pd.DataFrame(index=pd.Index(ev.ids, name="customer_id"))
 
-    t = _utc_ns(events["occurred_at"])
-    keep = t <= now_ns
-    ev = events.loc[keep]
-    t = t[keep]
-    cid_all = ev["customer_id"].to_numpy(dtype=np.int64)
-    ids = np.unique(cid_all)
-    if customer_ids is not None:
-        ids = np.union1d(ids, np.asarray(list(customer_ids), dtype=np.int64))
-    n = len(ids)
-    inv = np.searchsorted(ids, cid_all)
-    etype = ev["type"].to_numpy(dtype=object)
-    age_ns = now_ns - t
-    day = t // _NS_PER_DAY
-    in_win = age_ns < window_days * _NS_PER_DAY
-    value = ev["value"].to_numpy(dtype=float)
-    amount = ev["amount"].to_numpy(dtype=float)
-    price = ev["item_price"].to_numpy(dtype=float)
+    bought = _purchases(ev)
+    out["recency_days"] = bought.recency_days
+    out["frequency"] = bought.frequency
+    out["monetary"] = bought.monetary
+    out["avg_order_value"] = bought.avg_order_value
+    out["interests"], out["top_categories"] = _interests(ev, w, half_life_days=half_life_days)
+    out["median_price"], out["price_band"] = _price_band(ev, price_cuts)
+    for name, column in _activity(ev, recent_days=recent_days).items():
+        out[name] = column
+    out["orders_total"] = bought.orders_total
+    out["first_purchase_at"] = _to_ts(bought.first_ns, bought.ever)
+    out["last_purchase_at"] = _to_ts(bought.last_ns, bought.ever)
+    out["lifecycle"] = _lifecycle(ev, bought, new_days=new_days, active_days=active_days, at_risk_days=at_risk_days)
+    return out[list(FEATURE_COLUMNS)]
 
-    def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(inv[mask], minlength=n).astype(np.int64)
 
-    def extreme(mask: np.ndarray, fn) -> np.ndarray:
-        out = np.full(n, np.iinfo(np.int64).min if fn is np.maximum else np.iinfo(np.int64).max, dtype=np.int64)
+class _Events:
+    """The events up to ``now`` as arrays, one entry per event; ``inv`` gives each event's customer
+    as a position in ``ids`` (the customers, sorted), so per-customer sums are bincounts."""
+
+    def __init__(self, events: pd.DataFrame, *, now, window_days: float, customer_ids: Iterable[int] | None):
+        self.now_ns = _now_ns(now)
+        t = _utc_ns(events["occurred_at"])
+        keep = t <= self.now_ns
+        self.frame = events.loc[keep]
+        self.t = t[keep]
+        cid_all = self.frame["customer_id"].to_numpy(dtype=np.int64)
+        ids = np.unique(cid_all)
+        if customer_ids is not None:
+            ids = np.union1d(ids, np.asarray(list(customer_ids), dtype=np.int64))
+        self.ids = ids
+        self.n = len(ids)
+        self.inv = np.searchsorted(ids, cid_all)
+        self.etype = self.frame["type"].to_numpy(dtype=object)
+        self.age_ns = self.now_ns - self.t
+        self.day = self.t // _NS_PER_DAY
+        self.in_win = self.age_ns < window_days * _NS_PER_DAY
+        self.value = self.frame["value"].to_numpy(dtype=float)
+        self.amount = self.frame["amount"].to_numpy(dtype=float)
+        self.price = self.frame["item_price"].to_numpy(dtype=float)
+
+    def count(self, mask: np.ndarray) -> np.ndarray:
+        """Events per customer among ``mask``."""
+        return np.bincount(self.inv[mask], minlength=self.n).astype(np.int64)
+
+    def extreme(self, mask: np.ndarray, fn) -> np.ndarray:
+        """Latest (``np.maximum``) or earliest (``np.minimum``) time per customer among ``mask``, in
+        ns; the int64 extreme of the other side for a customer without such an event."""
+        out = np.full(self.n, np.iinfo(np.int64).min if fn is np.maximum else np.iinfo(np.int64).max, dtype=np.int64)
         if mask.any():
-            s = pd.Series(t[mask]).groupby(inv[mask]).agg("max" if fn is np.maximum else "min")
+            s = pd.Series(self.t[mask]).groupby(self.inv[mask]).agg("max" if fn is np.maximum else "min")
             out[s.index.to_numpy()] = s.to_numpy()
         return out
 
-    has_any = count(np.ones(len(inv), dtype=bool)) > 0
-    out = pd.DataFrame(index=pd.Index(ids, name="customer_id"))
 
-    # ---- purchases, orders, money ------------------------------------------------------
-    is_p = etype == "purchase"
-    is_r = etype == "return"
-    qty = np.where(np.isnan(value), 1.0, value)
-    money = np.where(np.isnan(amount), np.nan_to_num(qty * price), amount)
-    if "order_id" in ev.columns:
-        oid = ev["order_id"].to_numpy(dtype=object)
-        has_oid = pd.notna(oid)
-    else:
-        oid = None
-        has_oid = np.zeros(len(inv), dtype=bool)
-    okey = np.empty(len(inv), dtype=np.int64)
-    if has_oid.any():
-        okey[has_oid] = pd.factorize(pd.Series(oid[has_oid]).astype(str))[0]
-    okey[~has_oid] = -1 - day[~has_oid]          # day keys are negative, order ids non-negative
+@dataclass
+class _Purchases:
+    """Per customer: what the purchase features are made of."""
+
+    ever: np.ndarray  # bool: purchased at least once
+    first_ns: np.ndarray
+    last_ns: np.ndarray
+    recency_days: np.ndarray
+    frequency: np.ndarray
+    orders_total: np.ndarray
+    monetary: np.ndarray
+    avg_order_value: np.ndarray
+
+
+def _purchases(ev: _Events) -> _Purchases:
+    """Purchases, orders and money: recency, frequency, monetary (returns netted), average order value."""
+    is_p = ev.etype == "purchase"
+    is_r = ev.etype == "return"
+    qty = np.where(np.isnan(ev.value), 1.0, ev.value)
+    money = np.where(np.isnan(ev.amount), np.nan_to_num(qty * ev.price), ev.amount)
+    okey = _order_keys(ev)
 
     def n_orders(mask: np.ndarray) -> np.ndarray:
-        pairs = pd.DataFrame({"c": inv[mask], "k": okey[mask]}).drop_duplicates()
-        return np.bincount(pairs["c"].to_numpy(), minlength=n).astype(np.int64)
+        pairs = pd.DataFrame({"c": ev.inv[mask], "k": okey[mask]}).drop_duplicates()
+        return np.bincount(pairs["c"].to_numpy(), minlength=ev.n).astype(np.int64)
 
-    last_p = extreme(is_p, np.maximum)
-    first_p = extreme(is_p, np.minimum)
-    bought = count(is_p) > 0
-    recency = np.where(bought, (now_ns - last_p) / _NS_PER_DAY, np.nan)
-    frequency = n_orders(is_p & in_win)
+    last_p = ev.extreme(is_p, np.maximum)
+    first_p = ev.extreme(is_p, np.minimum)
+    bought = ev.count(is_p) > 0
+    recency = np.where(bought, (ev.now_ns - last_p) / _NS_PER_DAY, np.nan)
+    frequency = n_orders(is_p & ev.in_win)
     orders_total = n_orders(is_p)
-    spend = np.bincount(inv[is_p & in_win], weights=money[is_p & in_win], minlength=n)
-    refunds = np.bincount(inv[is_r & in_win], weights=money[is_r & in_win], minlength=n)
+    spend = np.bincount(ev.inv[is_p & ev.in_win], weights=money[is_p & ev.in_win], minlength=ev.n)
+    refunds = np.bincount(ev.inv[is_r & ev.in_win], weights=money[is_r & ev.in_win], minlength=ev.n)
     monetary = np.round(spend - refunds, 6)
     with np.errstate(divide="ignore", invalid="ignore"):
         aov = np.where(frequency > 0, monetary / np.maximum(frequency, 1), np.nan)
-    out["recency_days"] = recency
-    out["frequency"] = frequency
-    out["monetary"] = monetary
-    out["avg_order_value"] = aov
+    return _Purchases(ever=bought, first_ns=first_p, last_ns=last_p, recency_days=recency, frequency=frequency,
+                      orders_total=orders_total, monetary=monetary, avg_order_value=aov)
 
-    # ---- interests ---------------------------------------------------------------------
-    wvec = np.zeros(len(inv))
-    for etype_name, weight in w.items():
-        sel = etype == etype_name
+
+def _order_keys(ev: _Events) -> np.ndarray:
+    """Each event's order: its ``order_id`` (as a code >= 0) when it has one, else its UTC day (< 0)."""
+    if "order_id" in ev.frame.columns:
+        oid = ev.frame["order_id"].to_numpy(dtype=object)
+        has_oid = pd.notna(oid)
+    else:
+        oid = None
+        has_oid = np.zeros(len(ev.inv), dtype=bool)
+    okey = np.empty(len(ev.inv), dtype=np.int64)
+    if has_oid.any():
+        okey[has_oid] = pd.factorize(pd.Series(oid[has_oid]).astype(str))[0]
+    okey[~has_oid] = -1 - ev.day[~has_oid]          # day keys are negative, order ids non-negative
+    return okey
+
+
+def _interests(ev: _Events, weights: dict, *, half_life_days: float) -> tuple[list[dict], list[list]]:
+    """Each customer's ``{category: share}`` of decayed, weighted events, and their top three categories."""
+    wvec = np.zeros(len(ev.inv))
+    for etype_name, weight in weights.items():
+        sel = ev.etype == etype_name
         if not sel.any():
             continue
         if etype_name == "rating" and (weight is None or weight == "explicit"):
-            wvec[sel] = np.nan_to_num(value[sel])
+            wvec[sel] = np.nan_to_num(ev.value[sel])
         else:
             wvec[sel] = float(weight or 0.0)
-    decay = np.power(0.5, (age_ns / _NS_PER_DAY) / float(half_life_days))
+    decay = np.power(0.5, (ev.age_ns / _NS_PER_DAY) / float(half_life_days))
     contrib = wvec * decay
-    cat = ev["category"].to_numpy(dtype=object)
+    cat = ev.frame["category"].to_numpy(dtype=object)
     use = (contrib > 0) & pd.notna(cat)
-    interests = [dict() for _ in range(n)]
-    top = [[] for _ in range(n)]
+    interests = [dict() for _ in range(ev.n)]
+    top = [[] for _ in range(ev.n)]
     if use.any():
-        g = pd.DataFrame({"c": inv[use], "cat": cat[use].astype(str), "w": contrib[use]})
+        g = pd.DataFrame({"c": ev.inv[use], "cat": cat[use].astype(str), "w": contrib[use]})
         g = g.groupby(["c", "cat"], sort=False, observed=True)["w"].sum().reset_index()
         g["w"] = g["w"] / g.groupby("c")["w"].transform("sum")
         g = g.sort_values(["c", "w", "cat"], ascending=[True, False, True], kind="stable")
@@ -264,49 +311,52 @@ def compute_features(
         for cust, s, e in zip(c_arr[starts].tolist(), starts.tolist(), ends.tolist()):
             interests[cust] = dict(zip(cats[s:e], ws[s:e]))
             top[cust] = cats[s:min(e, s + 3)]
-    out["interests"] = interests
-    out["top_categories"] = top
+    return interests, top
 
-    # ---- price band --------------------------------------------------------------------
-    priced = np.isin(etype, _PRICE_TYPES) & in_win & ~np.isnan(price)
-    median_price = np.full(n, np.nan)
+
+def _price_band(ev: _Events, price_cuts: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each customer's median price of priced events in the window, and its band against the cuts."""
+    priced = np.isin(ev.etype, _PRICE_TYPES) & ev.in_win & ~np.isnan(ev.price)
+    median_price = np.full(ev.n, np.nan)
     if priced.any():
-        med = pd.Series(price[priced]).groupby(inv[priced]).median()
+        med = pd.Series(ev.price[priced]).groupby(ev.inv[priced]).median()
         median_price[med.index.to_numpy()] = med.to_numpy()
     if price_cuts is None:
-        price_cuts = catalogue_price_cuts(np.unique(price[~np.isnan(price)]))
+        price_cuts = catalogue_price_cuts(np.unique(ev.price[~np.isnan(ev.price)]))
     low, high = price_cuts
     band = np.where(median_price < low, "low", np.where(median_price > high, "high", "mid")).astype(object)
     band[np.isnan(median_price)] = None
-    out["median_price"] = median_price
-    out["price_band"] = band
+    return median_price, band
 
-    # ---- activity ------------------------------------------------------------------------
-    days = pd.DataFrame({"c": inv[in_win], "d": day[in_win]}).drop_duplicates()
-    out["active_days"] = np.bincount(days["c"].to_numpy(), minlength=n).astype(np.int64)
-    all_rows = np.ones(len(inv), dtype=bool)
-    last_seen = extreme(all_rows, np.maximum)
-    first_seen = extreme(all_rows, np.minimum)
-    out["last_seen"] = _to_ts(last_seen, has_any)
-    out["first_seen"] = _to_ts(first_seen, has_any)
-    out["events_30d"] = count(age_ns < recent_days * _NS_PER_DAY)
-    out["n_events"] = count(in_win)
-    out["community_posts"] = count((etype == "post") & in_win)
-    out["community_comments"] = count((etype == "comment") & in_win)
-    out["community_likes"] = count((etype == "like") & in_win)
-    out["orders_total"] = orders_total
-    out["first_purchase_at"] = _to_ts(first_p, bought)
-    out["last_purchase_at"] = _to_ts(last_p, bought)
 
-    # ---- lifecycle -----------------------------------------------------------------------
-    first_age = (now_ns - first_p) / _NS_PER_DAY
-    lifecycle = np.select(
-        [~bought, (first_age <= new_days) & (orders_total == 1), recency <= active_days, recency <= at_risk_days],
+def _activity(ev: _Events, *, recent_days: float) -> dict[str, np.ndarray | pd.DatetimeIndex]:
+    """Active days, first and last seen, recent events, events and community events in the window."""
+    days = pd.DataFrame({"c": ev.inv[ev.in_win], "d": ev.day[ev.in_win]}).drop_duplicates()
+    all_rows = np.ones(len(ev.inv), dtype=bool)
+    has_any = ev.count(all_rows) > 0
+    return {
+        "active_days": np.bincount(days["c"].to_numpy(), minlength=ev.n).astype(np.int64),
+        "last_seen": _to_ts(ev.extreme(all_rows, np.maximum), has_any),
+        "first_seen": _to_ts(ev.extreme(all_rows, np.minimum), has_any),
+        "events_30d": ev.count(ev.age_ns < recent_days * _NS_PER_DAY),
+        "n_events": ev.count(ev.in_win),
+        "community_posts": ev.count((ev.etype == "post") & ev.in_win),
+        "community_comments": ev.count((ev.etype == "comment") & ev.in_win),
+        "community_likes": ev.count((ev.etype == "like") & ev.in_win),
+    }
+
+
+def _lifecycle(ev: _Events, bought: _Purchases, *, new_days: float, active_days: float,
+               at_risk_days: float) -> np.ndarray:
+    """never-bought, new, active, at-risk or lapsed (see the module docstring)."""
+    first_age = (ev.now_ns - bought.first_ns) / _NS_PER_DAY
+    recency = bought.recency_days
+    return np.select(
+        [~bought.ever, (first_age <= new_days) & (bought.orders_total == 1), recency <= active_days,
+         recency <= at_risk_days],
         ["never-bought", "new", "active", "at-risk"],
         default="lapsed",
     ).astype(object)
-    out["lifecycle"] = lifecycle
-    return out[list(FEATURE_COLUMNS)]
 
 
 def _score(values: pd.Series, higher_is_better: bool) -> np.ndarray:
