@@ -821,8 +821,10 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     transaction, so readers see either the previous profiles or the new ones. A run whose start is
     older than an already stored newer run's does not overwrite it.
     """
+    from pipeline.models import PipelineStep, RunStatus
+
     from .features import catalogue_price_cuts, compute_features, score_rfm
-    from .models import PipelineStep, Profile, StepStatus
+    from .models import Profile
 
     started = time.monotonic()
     now = now or timezone.now()
@@ -831,7 +833,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     watermark = None
     if incremental:
         previous = (
-            PipelineStep.objects.filter(name="profiles", status=StepStatus.SUCCEEDED, counts__has_key="max_event_id")
+            PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__has_key="max_event_id")
             .order_by("-finished_at").first()
         )
         if previous is None:
@@ -970,8 +972,9 @@ def _events_frame_range(lo: int, hi: int, items: pd.DataFrame | None = None) -> 
 
 def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all: bool = False) -> int:
     from common.bulk import bulk_insert, bulk_upsert
+    from pipeline.models import PipelineStep, RunStatus
 
-    from .models import PipelineStep, Profile, StepStatus
+    from .models import Profile
 
     frame = features.reset_index().rename(columns={"index": "customer_id"})
     out = pd.DataFrame({"customer_id": frame["customer_id"].astype("int64")})
@@ -994,7 +997,7 @@ def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all:
     with transaction.atomic():
         if step is not None:
             newer = PipelineStep.objects.filter(
-                name="profiles", status=StepStatus.SUCCEEDED, started_at__gt=step.started_at
+                name="profiles", status=RunStatus.SUCCEEDED, started_at__gt=step.started_at
             ).exists()
             if newer:
                 # A later run already wrote fresher profiles; this one's result is stale.
