@@ -61,7 +61,7 @@ class Param:
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
-            raise ValueError(f"{self.name} must be a {self.type.__name__}, not {value!r}")
+            raise ValueError(f"{self.name} must be of type {self.type.__name__}, not {value!r}")
         return value
 
 
