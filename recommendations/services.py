@@ -1,7 +1,7 @@
 """
 The verbs that change the recommender's state: compute a run's suggestions, record impressions.
 
-`recommendations_compute` is the pipeline's "recommendations" step (order 30, after segments):
+`recommendations_compute` computes the pipeline's "recommendations" step (recommendations/steps.py, after segments):
 
 1. read the events of the window in bulk and map customer and item ids to matrix rows and
    columns through a vocabulary (the ids sorted, looked up with `searchsorted`);
