@@ -336,7 +336,8 @@ def pipeline_execute(
     try:
         # We hold the lease, so any other run still recorded as running has lost its worker.
         runs_abandon(
-            run_ids=list(PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=run.pk).values_list("pk", flat=True)),
+            run_ids=list(PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=run.pk)
+                         .values_list("pk", flat=True)),
             reason=ABANDONED,
         )
         now = timezone.now()
@@ -349,7 +350,8 @@ def pipeline_execute(
         started = True
         run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
         beat = _start_heartbeat(lease)
-        done = set(run.step_runs.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.SKIPPED]).values_list("name", flat=True))
+        done = set(run.step_runs.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.SKIPPED])
+                   .values_list("name", flat=True))
         for name in run.steps:
             if name in done:
                 continue

@@ -6,6 +6,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
+ID = dict(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")
 STATUS = [
     ("queued", "Queued"), ("running", "Running"), ("succeeded", "Succeeded"), ("failed", "Failed"),
     ("skipped", "Skipped"), ("stale", "Stale (a newer run finished first)"),
@@ -27,7 +28,7 @@ class Migration(migrations.Migration):
                 migrations.CreateModel(
                     name="Lease",
                     fields=[
-                        ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                        ("id", models.BigAutoField(**ID)),
                         ("name", models.CharField(max_length=60, unique=True)),
                         ("holder", models.CharField(max_length=120)),
                         ("expires_at", models.DateTimeField()),
@@ -37,9 +38,10 @@ class Migration(migrations.Migration):
                 migrations.CreateModel(
                     name="PipelineRun",
                     fields=[
-                        ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                        ("id", models.BigAutoField(**ID)),
                         ("steps", models.JSONField(default=list, help_text="The steps asked for, in order.")),
-                        ("trigger", models.CharField(default="shell", help_text="schedule, admin, shell or api", max_length=16)),
+                        ("trigger", models.CharField(default="shell", help_text="schedule, admin, shell or api",
+                                                     max_length=16)),
                         ("status", models.CharField(choices=STATUS, db_index=True, default="queued", max_length=16)),
                         ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
                         ("started_at", models.DateTimeField(blank=True, null=True)),
@@ -58,7 +60,7 @@ class Migration(migrations.Migration):
                 migrations.CreateModel(
                     name="PipelineStep",
                     fields=[
-                        ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                        ("id", models.BigAutoField(**ID)),
                         ("name", models.CharField(db_index=True, max_length=40)),
                         ("status", models.CharField(choices=STATUS, default="queued", max_length=16)),
                         ("progress", models.FloatField(default=0, help_text="0 to 1 while running.")),
@@ -72,13 +74,15 @@ class Migration(migrations.Migration):
                         ("duration_s", models.FloatField(blank=True, null=True)),
                         ("error", models.TextField(blank=True)),
                         ("pipeline", models.ForeignKey(
-                            blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name="step_runs",
-                            to="pipeline.pipelinerun")),
+                            blank=True, null=True, on_delete=django.db.models.deletion.CASCADE,
+                            related_name="step_runs", to="pipeline.pipelinerun")),
                     ],
                     options={
                         "db_table": "profiles_pipelinestep",
                         "ordering": ["-created_at"],
-                        "indexes": [models.Index(fields=["name", "status", "-finished_at"], name="step_name_status_idx")],
+                        "indexes": [
+                            models.Index(fields=["name", "status", "-finished_at"], name="step_name_status_idx"),
+                        ],
                     },
                 ),
             ],
