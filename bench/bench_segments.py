@@ -141,7 +141,7 @@ def step_figures() -> dict:
     import django
 
     django.setup()
-    from profiles.models import PipelineStep
+    from pipeline.models import PipelineStep
 
     return {s.name: {"seconds": s.duration_s, "counts": s.counts} for s in PipelineStep.objects.order_by("id")}
 

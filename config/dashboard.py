@@ -11,8 +11,8 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from profiles import selectors as profile_selectors
-from profiles.models import Customer, PipelineStep, StepStatus
+from pipeline import selectors as pipeline_selectors
+from profiles.models import Customer
 from segments import selectors as segment_selectors
 from segments.models import Segment
 
@@ -39,7 +39,7 @@ def _campaigns():
 def dashboard(request):
     now = timezone.now()
     since = now - timedelta(days=30)
-    profiles_step = PipelineStep.objects.filter(name="profiles", status=StepStatus.SUCCEEDED, counts__has_key="events_30d").order_by("-finished_at").first()
+    profiles_step = pipeline_selectors.last_succeeded_step(name="profiles", counts_key="events_30d")
     segments = list(Segment.objects.filter(active=True).order_by("-size")[:30])
     clustering = segment_selectors.latest_clustering_run()
     reco_runs = _recommender_runs()
@@ -66,7 +66,7 @@ def dashboard(request):
         "title": "Dashboard",
         "figures": figures,
         "charts": charts,  # into the page through json_script, never as markup
-        "pipeline_runs": profile_selectors.pipeline_runs()[:10],
+        "pipeline_runs": pipeline_selectors.pipeline_runs()[:10],
         "campaigns": _campaigns(),
         "clustering": clustering,
     }

@@ -83,10 +83,28 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN: the CSP allows 'self' only)
     "csp",
     "django_celery_beat",
+    "pipeline",
     "profiles",
     "segments",
     "recommendations",
     "campaigns",
+]
+
+# The recomputation's steps, run in this order (pipeline/steps.py): each app declares its own in
+# its steps.py. A step not listed here is not run, offered or scheduled.
+PIPELINE_STEPS = [
+    "profiles.steps.profiles",
+    "segments.steps.segments",
+    "recommendations.steps.recommendations",
+]
+
+# What each app holds about a customer (profiles/privacy.py): a module per app with export(customer)
+# and forget(customer). Exports list their data in this order; forgetting runs in this order,
+# before the customer's own events, profile and consent history go.
+PRIVACY_HOOKS = [
+    "segments.privacy",
+    "recommendations.privacy",
+    "campaigns.privacy",
 ]
 
 MIDDLEWARE = [

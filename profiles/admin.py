@@ -4,23 +4,19 @@ import logging
 
 import pandas as pd
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import connection, models, transaction
+from django.db import connection, models
 from django.utils.functional import cached_property
-from django.shortcuts import redirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.module_loading import import_string
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from . import access, pipeline, services, tasks
+from . import access, services
 from .audit import AuditedAdminMixin, audit_record
-from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, PipelineRun, PipelineStep, Profile, StepStatus
+from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, Profile
 
 log = logging.getLogger(__name__)
 
@@ -240,96 +236,6 @@ class ProfileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-class StepInline(admin.TabularInline):
-    model = PipelineStep
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("name", "status", "progress_pct", "message", "started_at", "duration_s", "counts_text", "error_short")
-    readonly_fields = fields
-    ordering = ("id",)
-
-    @admin.display(description="progress")
-    def progress_pct(self, obj):
-        return f"{obj.progress * 100:.0f}%"
-
-    @admin.display(description="counts")
-    def counts_text(self, obj):
-        return format_html("<pre style='white-space:pre-wrap;max-width:520px'>{}</pre>", json.dumps(obj.counts, indent=1, default=str))
-
-    @admin.display(description="error")
-    def error_short(self, obj):
-        return obj.error.splitlines()[0] if obj.error else ""
-
-
-class StartPipelineForm(forms.Form):
-    steps = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text="Run in pipeline order.")
-    incremental = forms.BooleanField(required=False, help_text="Profiles: only customers with new events since the last run.")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        names = pipeline.available_steps()
-        self.fields["steps"].choices = [(n, n) for n in names]
-        self.fields["steps"].initial = names
-
-
-@admin.register(PipelineRun)
-class PipelineRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "steps_text", "status", "trigger", "requested_by", "duration")
-    list_filter = ("status", "trigger")
-    list_select_related = ("requested_by",)
-    readonly_fields = ("steps", "trigger", "requested_by", "status", "created_at", "started_at", "finished_at", "error")
-    inlines = [StepInline]
-    change_list_template = "admin/profiles/pipelinerun/change_list.html"
-    change_form_template = "admin/profiles/pipelinerun/change_form.html"
-
-    @admin.display(description="steps")
-    def steps_text(self, obj):
-        return ", ".join(obj.steps)
-
-    @admin.display(description="duration (s)")
-    def duration(self, obj):
-        return f"{obj.duration_s:.1f}" if obj.duration_s is not None else "–"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def get_urls(self):
-        urls = super().get_urls()
-        return [path("start/", self.admin_site.admin_view(self.start_view), name="profiles_pipelinerun_start"), *urls]
-
-    def start_view(self, request):
-        if not request.user.has_perm("profiles.run_pipeline"):
-            raise PermissionDenied("You need the permission “Can start a recomputation”.")
-        form = StartPipelineForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            run = pipeline.pipeline_create(steps=form.cleaned_data["steps"], trigger="admin", user=request.user)
-            params = {"profiles": {"incremental": True}} if form.cleaned_data["incremental"] else None
-            audit_record(action=AuditAction.PIPELINE_STARTED, request=request, target=run, source="admin",
-                         changes={"steps": run.steps, "incremental": bool(form.cleaned_data["incremental"])})
-            transaction.on_commit(lambda: _enqueue_pipeline(run, params))
-            messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")
-            return redirect(reverse("admin:profiles_pipelinerun_change", args=[run.pk]))
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Start a recomputation", "opts": self.model._meta}
-        return TemplateResponse(request, "admin/profiles/pipelinerun/start.html", context)
-
-
-def _enqueue_pipeline(run: PipelineRun, params: dict | None) -> None:
-    """Hand a created run to the workers; if the broker cannot take it, the run is failed with the
-    reason (visible on its page) rather than left queued for ever."""
-    try:
-        tasks.pipeline_execute_task.apply_async(args=[run.pk, params])
-    except Exception as exc:
-        if settings.CELERY_TASK_ALWAYS_EAGER:
-            raise  # in-process: the step's own error is already recorded on the run
-        log.exception("pipeline run %s could not be queued", run.pk)
-        PipelineRun.objects.filter(pk=run.pk, status=StepStatus.QUEUED).update(
-            status=StepStatus.FAILED, error=f"Could not be queued: {type(exc).__name__}: {exc}", finished_at=timezone.now())
 
 
 class ApiKeyForm(forms.ModelForm):

@@ -1,5 +1,3 @@
-from datetime import datetime, timezone
-
 from django.apps import AppConfig
 
 
@@ -10,7 +8,7 @@ class ProfilesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from . import pipeline, roles, schema, services  # noqa: F401 (schema registers OpenAPI extensions)
+        from . import roles, schema, services  # noqa: F401 (schema registers OpenAPI extensions)
 
         post_migrate.connect(roles.sync_role_permissions, dispatch_uid="profiles.sync_role_permissions")
 
@@ -23,15 +21,3 @@ class ProfilesConfig(AppConfig):
         user_login_failed.connect(signin.on_login_failed, dispatch_uid="profiles.signin.failed")
         user_logged_in.connect(signin.on_logged_in, dispatch_uid="profiles.signin.logged_in")
         admin.site.login_form = signin.ThrottledAdminLoginForm
-
-        def profiles_step(*, step, progress, incremental: bool = False, as_of: str | None = None):
-            # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.
-            now = datetime.fromisoformat(as_of) if as_of else None
-            if now is not None and now.tzinfo is None:
-                now = now.replace(tzinfo=timezone.utc)
-            return services.profiles_compute(step=step, incremental=incremental, progress=progress, now=now)
-
-        pipeline.register_step(
-            "profiles", profiles_step, order=10,
-            description="Per-customer features: RFM, interests, price band, activity, lifecycle.",
-        )

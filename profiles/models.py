@@ -133,7 +133,7 @@ class Profile(models.Model):
     """
 
     customer = models.OneToOneField(Customer, on_delete=models.CASCADE, primary_key=True, related_name="profile")
-    run = models.ForeignKey("PipelineStep", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    run = models.ForeignKey("pipeline.PipelineStep", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     computed_at = models.DateTimeField()
     recency_days = models.FloatField(null=True, blank=True, help_text="Days since the last purchase.")
     frequency = models.PositiveIntegerField(default=0, help_text="Orders in the window.")
@@ -173,72 +173,6 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return f"profile of {self.customer_id} ({self.rfm_code}, {self.lifecycle})"
-
-
-class StepStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    SKIPPED = "skipped", "Skipped"
-
-
-class PipelineRun(models.Model):
-    """One run of the recomputation pipeline (profiles → segments → recommendations → ...)."""
-
-    steps = models.JSONField(default=list, help_text="The steps asked for, in order.")
-    trigger = models.CharField(max_length=16, default="shell", help_text="schedule, admin, shell or api")
-    requested_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.QUEUED, db_index=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        permissions = [("run_pipeline", "Can start a recomputation")]
-
-    def __str__(self) -> str:
-        return f"pipeline #{self.pk} ({', '.join(self.steps)}) {self.status}"
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
-        return None
-
-
-class PipelineStep(models.Model):
-    """One recomputation step: what it did, how long it took, how it ended."""
-
-    pipeline = models.ForeignKey(PipelineRun, on_delete=models.CASCADE, null=True, blank=True, related_name="step_runs")
-    name = models.CharField(max_length=40, db_index=True)
-    status = models.CharField(max_length=16, choices=StepStatus.choices, default=StepStatus.QUEUED)
-    progress = models.FloatField(default=0, help_text="0 to 1 while running.")
-    message = models.CharField(max_length=300, blank=True)
-    params = models.JSONField(default=dict, blank=True)
-    counts = models.JSONField(default=dict, blank=True, help_text="Sizes, figures and timings the step reports.")
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration_s = models.FloatField(null=True, blank=True)
-    error = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["name", "status", "-finished_at"], name="step_name_status_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.name} #{self.pk} {self.status}"
-
-
-class Lease(models.Model):
-    """A named lock with an expiry, so two pipeline runs never overlap and a crashed holder's lock lapses."""
-
-    name = models.CharField(max_length=60, unique=True)
-    holder = models.CharField(max_length=120)
-    expires_at = models.DateTimeField()
 
 
 class ApiKeyScope(models.TextChoices):

@@ -2,11 +2,12 @@
 A customer's rights over their data: everything the platform holds, as JSON (right of access), and
 forgetting them (right to erasure).
 
-Each later app registers what it holds about a customer (an exporter) and how to remove it (a
-forgetter) in its AppConfig.ready, so this module never imports them. Forgetting keeps an
-anonymous customer row: a campaign's statistics keep counting the delivery, with no personal data
-left in it, while the events, profile, memberships and suggestions are gone, so the next pipeline
-run has nothing of the customer to learn from.
+Each later app says what it holds about a customer and how to remove it in its own `privacy.py`,
+with an `export(customer)` and a `forget(customer)` that each return a dict by name; those modules
+are listed in settings.PRIVACY_HOOKS, in order, so this module never imports them. Forgetting
+keeps an anonymous customer row: a campaign's statistics keep counting the delivery, with no
+personal data left in it, while the events, profile, memberships and suggestions are gone, so the
+next pipeline run has nothing of the customer to learn from.
 
 Forgotten customers stay forgotten. The customer row is renamed to a keyed pseudonym (an HMAC of
 its id and old external id; nobody without the key can tell whose it was), the copies of their
@@ -18,11 +19,15 @@ The key is ERASURE_SECRET_KEY, or SECRET_KEY when that is unset.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from importlib import import_module
+from types import ModuleType
 
 from django.conf import settings
+from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models import Q
 from django.forms.models import model_to_dict
@@ -35,16 +40,19 @@ from .models import ConsentChange, Customer, Event, ForgottenCustomer, Profile
 #: What a delivery's error text becomes when its customer is forgotten (it may have quoted the address).
 ERASED_ERROR = "(text removed when the customer was forgotten)"
 
-_EXPORTERS: dict[str, Callable[[Customer], object]] = {}
-_FORGETTERS: dict[str, Callable[[Customer], int]] = {}
+
+@functools.cache
+def privacy_hooks() -> list[ModuleType]:
+    """The modules of settings.PRIVACY_HOOKS, in order: each has `export(customer)` and `forget(customer)`."""
+    return [import_module(path) for path in settings.PRIVACY_HOOKS]
 
 
-def register_exporter(name: str, fn: Callable[[Customer], object]) -> None:
-    _EXPORTERS[name] = fn
+def _forget_hooks(*, setting, **kwargs):
+    if setting == "PRIVACY_HOOKS":
+        privacy_hooks.cache_clear()
 
 
-def register_forgetter(name: str, fn: Callable[[Customer], int]) -> None:
-    _FORGETTERS[name] = fn
+setting_changed.connect(_forget_hooks, dispatch_uid="profiles.privacy.hooks")
 
 
 def _erasure_key() -> str:
@@ -132,8 +140,8 @@ def customer_export(*, customer: Customer) -> dict:
         ],
         "profile": {k: v for k, v in model_to_dict(profile).items() if k not in ("customer", "run")} if profile else None,
     }
-    for name, fn in _EXPORTERS.items():
-        data[name] = fn(customer)
+    for hooks in privacy_hooks():
+        data.update(hooks.export(customer))
     data["exported_at"] = timezone.now()
     return data
 
@@ -149,7 +157,7 @@ def customer_forget(*, customer: Customer, by=None, source: str = "system", requ
         identity = [v for v in (customer.external_id, customer.email, customer.name) if v]
         alias = pseudonym(customer_id=customer.pk, external_id=customer.external_id)
         ForgottenCustomer.objects.get_or_create(digest=forgotten_digest(customer.external_id))
-        counts = {name: fn(customer) for name, fn in _FORGETTERS.items()}
+        counts = {name: n for hooks in privacy_hooks() for name, n in hooks.forget(customer).items()}
         counts["events"] = Event.objects.filter(customer=customer).delete()[0]
         counts["profile"] = Profile.objects.filter(customer=customer).delete()[0]
         counts["consent_history"] = ConsentChange.objects.filter(customer=customer).delete()[0]

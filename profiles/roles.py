@@ -7,7 +7,7 @@ new action such as launching a campaign) reaches the right roles without another
 """
 from __future__ import annotations
 
-PRODUCT_APPS = ("profiles", "segments", "recommendations", "campaigns")
+PRODUCT_APPS = ("profiles", "pipeline", "segments", "recommendations", "campaigns")
 
 ADMINISTRATOR = "Administrator"
 MARKETING_OPERATOR = "Marketing operator"
@@ -17,7 +17,7 @@ ROLES = (ADMINISTRATOR, MARKETING_OPERATOR, ANALYST)
 # Beyond viewing everything, what a marketing operator may change: segments and campaigns in
 # full, customers' consent (the customer page), and starting recomputations.
 OPERATOR_APPS_IN_FULL = ("segments", "campaigns")
-OPERATOR_EXTRA = ("profiles.change_customer", "profiles.run_pipeline")
+OPERATOR_EXTRA = ("profiles.change_customer", "pipeline.run_pipeline")
 
 
 def role_permissions(role: str, all_perms: list[tuple[str, str]]) -> list[tuple[str, str]]:

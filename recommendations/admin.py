@@ -52,7 +52,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
     def step_link(self, obj):
         if not obj.step_id or not obj.step or not obj.step.pipeline_id:
             return "–"
-        url = reverse("admin:profiles_pipelinerun_change", args=[obj.step.pipeline_id])
+        url = reverse("admin:pipeline_pipelinerun_change", args=[obj.step.pipeline_id])
         return format_html('<a href="{}">pipeline #{}</a>', url, obj.step.pipeline_id)
 
     @admin.display(description="offline metrics (holdout)")
@@ -100,7 +100,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             "coverage": [r["coverage"] for r in runs],
         }
         extra_context = {**(extra_context or {}), "metrics_chart": chart,
-                         "start_url": reverse("admin:profiles_pipelinerun_start")}
+                         "start_url": reverse("admin:pipeline_pipelinerun_start")}
         return super().changelist_view(request, extra_context)
 
 

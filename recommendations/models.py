@@ -10,14 +10,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from profiles.models import Customer, Item, ItemKind, PipelineStep
-
-
-class RunStatus(models.TextChoices):
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Succeeded"
-    FAILED = "failed", "Failed"
-    STALE = "stale", "Stale (a newer run finished first)"
+from pipeline.models import PipelineStep, RunStatus
+from profiles.models import Customer, Item, ItemKind
 
 
 class Reason(models.TextChoices):

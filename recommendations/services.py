@@ -1,7 +1,7 @@
 """
 The verbs that change the recommender's state: compute a run's suggestions, record impressions.
 
-`recommendations_compute` is the pipeline's "recommendations" step (order 30, after segments):
+`recommendations_compute` computes the pipeline's "recommendations" step (recommendations/steps.py, after segments):
 
 1. read the events of the window in bulk and map customer and item ids to matrix rows and
    columns through a vocabulary (the ids sorted, looked up with `searchsorted`);
@@ -38,6 +38,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
+from pipeline.models import RunStatus
 from profiles.models import Customer, Event, Item, ItemKind
 from segments.models import Membership, SegmentKind
 
@@ -52,7 +53,7 @@ from .engine import (
 )
 from .engine._base import SparseLookup, chunks
 from .engine.evaluation import topn_metrics
-from .models import Impression, PopularItem, Reason, Recommendation, RecommenderRun, RunStatus, SimilarItem
+from .models import Impression, PopularItem, Reason, Recommendation, RecommenderRun, SimilarItem
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from profiles.models import Customer, PipelineStep
+from pipeline.models import PipelineStep, RunStatus
+from profiles.models import Customer
 
 
 class SegmentKind(models.TextChoices):
@@ -15,7 +16,7 @@ class ClusteringRun(models.Model):
     """One clustering of the customer profiles, with the figures that chose k."""
 
     step = models.ForeignKey(PipelineStep, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    status = models.CharField(max_length=16, default="running")
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
     method = models.CharField(max_length=20, default="kmeans")
     features = models.JSONField(default=list)
     k_min = models.PositiveSmallIntegerField(default=2)

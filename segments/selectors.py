@@ -1,6 +1,7 @@
 """Reads of segments shared by the API, the admin and later steps (campaigns aim at segments)."""
 from django.db.models import QuerySet
 
+from pipeline.models import RunStatus
 from profiles.models import Customer
 
 from .models import ClusteringRun, Membership, Segment, SegmentSize
@@ -31,4 +32,4 @@ def size_history(segment: Segment, limit: int = 90) -> list[SegmentSize]:
 
 
 def latest_clustering_run() -> ClusteringRun | None:
-    return ClusteringRun.objects.filter(status="succeeded").order_by("-started_at").first()
+    return ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at").first()

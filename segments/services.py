@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
+from pipeline.models import RunStatus
 from profiles.models import Profile
 
 from . import clustering
@@ -78,7 +79,7 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
         progress(0.05, "reading profiles")
         profiles = _profiles_frame()
         if len(profiles) < max(settings.SEGMENT_K_MIN, 2) * 2:
-            run.status = "skipped"
+            run.status = RunStatus.SKIPPED
             run.error = f"Only {len(profiles)} profiles: too few to cluster. Compute profiles first."
             run.finished_at = timezone.now()
             run.save()
@@ -101,9 +102,9 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
         labels = pd.Series(result.labels, index=result.index)
         centroids = result.centroids
         with transaction.atomic():
-            newer = ClusteringRun.objects.filter(status="succeeded", started_at__gt=run.started_at).exists()
+            newer = ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
             if newer:
-                run.status = "stale"
+                run.status = RunStatus.STALE
                 run.error = "A newer clustering run already finished; this result was not applied."
                 run.finished_at = timezone.now()
                 run.save()
@@ -136,7 +137,7 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
             SegmentSize.objects.bulk_create(
                 [SegmentSize(segment=seg, at=now, size=seg.size, step=step) for seg in segment_of_label.values()]
             )
-            run.status = "succeeded"
+            run.status = RunStatus.SUCCEEDED
             run.features = list(result.features)
             run.ks = sorted(int(x) for x in result.inertia)
             run.inertia = [float(result.inertia[x]) for x in run.ks]
@@ -163,7 +164,7 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
             "retired_segments": retired_n, "seconds": run.duration_s,
         }
     except Exception as exc:
-        run.status = "failed"
+        run.status = RunStatus.FAILED
         run.error = f"{type(exc).__name__}: {exc}"
         run.finished_at = timezone.now()
         run.save()
@@ -203,6 +204,12 @@ def rule_segment_refresh_now(*, segment: Segment) -> int:
 
     with operator_query_timeout(hint="the next recomputation refreshes its members"):
         return refresh_rule_memberships(segment)
+
+
+def clustering_run_abandon(*, step) -> int:
+    """The pipeline found `step`'s worker dead: its clustering run is failed (memberships were never swapped)."""
+    return ClusteringRun.objects.filter(step=step, status=RunStatus.RUNNING).update(
+        status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.", finished_at=timezone.now())
 
 
 def segments_compute(*, step=None, progress=None, k: int | None = None, method: str | None = None) -> dict:

@@ -52,7 +52,7 @@ def install_pause_point(point: str, pause_file: str) -> None:
         for module in (common.bulk, segments.services, recommendations.services):
             module.bulk_insert = bulk_insert
     elif kind == "progress":
-        from profiles import pipeline
+        from pipeline import services as pipeline
 
         step_name, _, fraction = target.partition(":")
         original_call = pipeline.Progress.__call__

@@ -10,7 +10,8 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from profiles import access, pipeline, services
+from pipeline import services as pipeline
+from profiles import access, services
 from profiles.models import ApiKey, Event
 
 pytestmark = pytest.mark.django_db
@@ -202,7 +203,7 @@ def test_error_format_is_the_same_everywhere(shop, django_user_model):
 def test_roles_have_their_permissions_after_migrate(db):
     operator = Group.objects.get(name="Marketing operator").permissions.values_list("content_type__app_label", "codename")
     analyst = set(Group.objects.get(name="Analyst").permissions.values_list("codename", flat=True))
-    assert ("segments", "add_segment") in set(operator) and ("profiles", "run_pipeline") in set(operator)
+    assert ("segments", "add_segment") in set(operator) and ("pipeline", "run_pipeline") in set(operator)
     assert ("profiles", "add_event") not in set(operator)
     assert all(code.startswith("view_") for code in analyst) and "view_apikey" not in analyst
     assert "view_segment" in analyst and "view_profile" in analyst

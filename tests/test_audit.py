@@ -128,7 +128,7 @@ def test_api_keys_and_recomputations_started_in_the_admin_are_logged(boss_client
     key = ApiKey.objects.get(name="shop backend")
     boss_client.post("/admin/profiles/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     with TestCase.captureOnCommitCallbacks(execute=True):
-        boss_client.post("/admin/profiles/pipelinerun/start/", {"steps": ["profiles"]})
+        boss_client.post("/admin/pipeline/pipelinerun/start/", {"steps": ["profiles"]})
 
     created, = entries("api_key.created")
     assert created.changes == {"scopes": ["ingest_events"]} and created.target_id == str(key.pk) and created.actor_label == "boss"

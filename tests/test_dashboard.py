@@ -7,7 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from profiles import pipeline, services
+from pipeline import services as pipeline
+from profiles import services
 
 pytestmark = pytest.mark.django_db
 

@@ -24,8 +24,10 @@ import pytest
 from django.db import OperationalError, connection
 from django.utils import timezone
 
-from profiles import pipeline
-from profiles.models import Event, Lease, PipelineRun, PipelineStep, Profile
+from pipeline import services as pipeline
+from pipeline.models import Lease, PipelineRun, PipelineStep
+from pipeline.steps import Step, available_steps
+from profiles.models import Event, Profile
 from tests.celery_worker import REPO, real_worker
 
 live = [pytest.mark.celery_worker, pytest.mark.slow, pytest.mark.faults]
@@ -57,23 +59,29 @@ def _wait(predicate, timeout: float, what: str, *, every: float = 0.1):
 # --------------------------------------------------------------------------- retries (eager)
 
 
+_fake: dict[str, dict] = {"calls": {}, "plan": {}}
+
+
+def _fake_step(name: str) -> Step:
+    def compute(*, step, progress):
+        _fake["calls"][name] += 1
+        progress(0.5, "half way")
+        if _fake["plan"][name]:
+            raise _fake["plan"][name].pop(0)
+        return {"ran": _fake["calls"][name]}
+    return Step(name=name, description=f"a fake step {name}", backends={"local": compute})
+
+
+fake_a, fake_b, fake_c = (_fake_step(n) for n in "abc")
+
+
 @pytest.fixture
-def fake_steps(monkeypatch):
-    """Three registered steps a, b, c; `calls` counts each one's runs and `plan[name]` lists what to raise, in turn."""
+def fake_steps(settings):
+    """Three listed steps a, b, c; `calls` counts each one's runs and `plan[name]` lists what to raise, in turn."""
     calls = {"a": 0, "b": 0, "c": 0}
     plan: dict[str, list[BaseException]] = {"a": [], "b": [], "c": []}
-
-    def make(name):
-        def step(*, step, progress):
-            calls[name] += 1
-            progress(0.5, "half way")
-            if plan[name]:
-                raise plan[name].pop(0)
-            return {"ran": calls[name]}
-        return step
-
-    steps = {n: pipeline.StepSpec(name=n, order=i, func=make(n)) for i, n in enumerate(["a", "b", "c"])}
-    monkeypatch.setattr(pipeline, "_STEPS", steps)
+    _fake.update(calls=calls, plan=plan)
+    settings.PIPELINE_STEPS = [f"{__name__}.fake_{n}" for n in "abc"]
     return calls, plan
 
 
@@ -84,7 +92,7 @@ def _steps_of(run):
 @pytest.mark.faults
 @pytest.mark.django_db
 def test_a_transient_error_in_a_step_is_recorded_and_the_retry_resumes_from_that_step(fake_steps):
-    from profiles.tasks import pipeline_execute_task
+    from pipeline.tasks import pipeline_execute_task
 
     calls, plan = fake_steps
     plan["b"] = [OperationalError("server closed the connection unexpectedly"), OperationalError("could not connect to server")]
@@ -108,7 +116,7 @@ def test_a_transient_error_in_a_step_is_recorded_and_the_retry_resumes_from_that
 @pytest.mark.faults
 @pytest.mark.django_db
 def test_retries_are_bounded_and_the_run_then_stays_failed_with_its_error(fake_steps):
-    from profiles.tasks import pipeline_execute_task
+    from pipeline.tasks import pipeline_execute_task
 
     calls, plan = fake_steps
     plan["b"] = [OperationalError("the database is down") for _ in range(10)]
@@ -129,7 +137,7 @@ def test_retries_are_bounded_and_the_run_then_stays_failed_with_its_error(fake_s
 def test_a_bug_is_not_retried_and_a_time_limit_is_recorded_as_the_steps_error(fake_steps):
     from celery.exceptions import SoftTimeLimitExceeded
 
-    from profiles.tasks import pipeline_execute_task
+    from pipeline.tasks import pipeline_execute_task
 
     calls, plan = fake_steps
     plan["a"] = [ValueError("bad parameter")]
@@ -148,7 +156,7 @@ def test_a_bug_is_not_retried_and_a_time_limit_is_recorded_as_the_steps_error(fa
 @pytest.mark.faults
 @pytest.mark.django_db
 def test_a_redelivered_run_whose_worker_died_is_recorded_as_abandoned_and_not_run_again(fake_steps):
-    from profiles.tasks import pipeline_execute_task, pipeline_recover_task
+    from pipeline.tasks import pipeline_execute_task, pipeline_recover_task
 
     calls, _ = fake_steps
     run = pipeline.pipeline_create(steps=["a", "b"])
@@ -412,7 +420,7 @@ def shop(db_url):
     services.items_upsert(rows=demo.items)
     for chunk in demo.iter_events():
         services.events_ingest(rows=chunk, create_unknown=False)
-    run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=pipeline.available_steps()))
+    run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=available_steps()))
     assert run.status == "succeeded", run.error
     return demo
 
@@ -481,10 +489,10 @@ def _parts(snapshot: dict, served: dict, steps: list[str]) -> tuple[dict, dict]:
 @pytest.mark.faults
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_step_leaves_the_previous_results_in_service(step, shop, db_url, tmp_path):
-    from profiles.tasks import pipeline_execute_task, pipeline_recover_task
+    from pipeline.tasks import pipeline_execute_task, pipeline_recover_task
     from recommendations.models import RecommenderRun
 
-    steps = pipeline.available_steps()
+    steps = available_steps()
     assert set(KILL_POINTS) == set(steps) == set(PARTS), "every step needs a kill point"
     untouched = steps[steps.index(step):]  # the killed step and those after it
     env = {"DATABASE_URL": db_url, "PIPELINE_LEASE_SECONDS": str(LEASE), "LOG_LEVEL": "WARNING",

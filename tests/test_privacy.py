@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
-from profiles import access, pipeline, services
+from pipeline import services as pipeline
+from profiles import access, services
 from profiles.models import ConsentChange, Customer, Event, Profile
 from recommendations.models import Recommendation
 from segments.models import Membership, Segment

@@ -23,7 +23,8 @@ from rest_framework.test import APIClient
 
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
-from profiles import access, pipeline, services
+from pipeline import services as pipeline
+from profiles import access, services
 from profiles.models import Customer
 from recommendations.services import impressions_record
 from segments.models import Segment

@@ -136,7 +136,7 @@ def console_pages(objs) -> list[str]:
         "/admin/campaigns/campaign/add/",
         f"/admin/profiles/customer/{objs['customer'].pk}/change/",
         "/admin/profiles/item/",
-        "/admin/profiles/pipelinerun/",
+        "/admin/pipeline/pipelinerun/",
         "/admin/profiles/auditentry/",
     ]
 

@@ -22,7 +22,9 @@ from django.utils import timezone
 from common.bulk import bulk_insert, bulk_upsert, read_frame
 
 from ..features import catalogue_price_cuts, compute_features, score_rfm
-from ..models import Customer, Event, Item, PipelineStep, Profile, StepStatus
+from pipeline.models import PipelineStep, RunStatus
+
+from ..models import Customer, Event, Item, Profile
 
 PROFILE_FIELDS = [
     "recency_days", "frequency", "monetary", "avg_order_value", "r_score", "f_score", "m_score", "rfm_code",
@@ -83,7 +85,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
 def _watermark() -> int | None:
     """The last event id the latest successful profiles step had seen; None if there is none."""
     previous = (
-        PipelineStep.objects.filter(name="profiles", status=StepStatus.SUCCEEDED, counts__has_key="max_event_id")
+        PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__has_key="max_event_id")
         .order_by("-finished_at").first()
     )
     return None if previous is None else int(previous.counts["max_event_id"])
@@ -228,7 +230,7 @@ def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all:
     with transaction.atomic():
         if step is not None:
             newer = PipelineStep.objects.filter(
-                name="profiles", status=StepStatus.SUCCEEDED, started_at__gt=step.started_at
+                name="profiles", status=RunStatus.SUCCEEDED, started_at__gt=step.started_at
             ).exists()
             if newer:
                 # A later run already wrote fresher profiles; this one's result is stale.

@@ -74,7 +74,7 @@ def test_every_console_page_passes_the_csp_and_hostile_names_stay_text(page, liv
     urls = console_pages(objs) + [
         # the rest of the admin: index, lists and forms of each app, Django's own and django-celery-beat's pages
         "/admin/profiles/customer/", "/admin/profiles/customer/add/", "/admin/profiles/event/", "/admin/profiles/profile/",
-        "/admin/profiles/apikey/", "/admin/profiles/apikey/add/", "/admin/profiles/pipelinerun/start/",
+        "/admin/profiles/apikey/", "/admin/profiles/apikey/add/", "/admin/pipeline/pipelinerun/start/",
         "/admin/campaigns/delivery/", "/admin/recommendations/recommenderrun/",
         "/admin/auth/user/", "/admin/auth/user/add/", f"/admin/auth/user/{me}/change/",
         f"/admin/auth/user/{me}/password/", "/admin/auth/group/", "/admin/auth/group/add/",
@@ -97,12 +97,12 @@ def test_every_console_page_passes_the_csp_and_hostile_names_stay_text(page, liv
 
 def test_a_pipeline_run_page_the_api_docs_and_the_unsubscribe_page_pass_the_csp(page, live_server, boss):
     from campaigns import services as campaign_services
-    from profiles import pipeline
+    from pipeline import services as pipeline
 
     page.context.add_init_script(WATCH)
     _login(page, live_server, boss)
     run = pipeline.pipeline_create(steps=["profiles"], trigger="admin")
-    violations, pwned = _visit(page, f"{live_server.url}/admin/profiles/pipelinerun/{run.pk}/change/")
+    violations, pwned = _visit(page, f"{live_server.url}/admin/pipeline/pipelinerun/{run.pk}/change/")
     assert (violations, pwned, page.console_errors) == ([], [], [])
 
     # Swagger UI, served by the app (drf-spectacular-sidecar), renders the operations

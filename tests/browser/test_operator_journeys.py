@@ -7,8 +7,10 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from profiles import pipeline, services
-from profiles.models import Customer, PipelineRun
+from pipeline import services as pipeline
+from pipeline.models import PipelineRun
+from profiles import services
+from profiles.models import Customer
 from segments.models import Segment
 from tests.browser.conftest import shot
 
@@ -85,7 +87,7 @@ def test_operator_writes_a_rule_segment_and_sees_its_audience_before_saving(page
 
 def test_operator_starts_a_recomputation_and_follows_it(page, live_server, shop, operator_login):
     _login(page, live_server, operator_login)
-    page.goto(f"{live_server.url}/admin/profiles/pipelinerun/")
+    page.goto(f"{live_server.url}/admin/pipeline/pipelinerun/")
     page.click("text=Start a recomputation")
     page.click("input[type=submit]")
     page.wait_for_selector(".messagelist")

@@ -1,7 +1,8 @@
 """A demo shop with profiles, segments and suggestions, built once per test module, and campaign helpers."""
 import pytest
 
-from profiles import pipeline, services
+from pipeline import services as pipeline
+from profiles import services
 from profiles.demo import generate_shop
 
 N_CUSTOMERS = 600
@@ -9,7 +10,8 @@ N_CUSTOMERS = 600
 
 def wipe():
     from campaigns.models import Campaign
-    from profiles.models import Customer, Event, Item, Lease, PipelineRun, PipelineStep, Profile
+    from pipeline.models import Lease, PipelineRun, PipelineStep
+    from profiles.models import Customer, Event, Item, Profile
     from recommendations import models as reco
     from segments.models import ClusteringRun, Membership, Segment, SegmentSize
 

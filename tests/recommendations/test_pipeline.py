@@ -8,9 +8,12 @@ from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from profiles import pipeline, services
+from pipeline import services as pipeline
+from pipeline.models import Lease, PipelineRun, PipelineStep
+from pipeline.steps import available_steps
+from profiles import services
 from profiles.demo import generate_shop
-from profiles.models import Customer, Event, Item, Lease, PipelineRun, PipelineStep, Profile
+from profiles.models import Customer, Event, Item, Profile
 from recommendations import selectors
 from recommendations import services as reco_services
 from recommendations.models import Impression, PopularItem, Recommendation, RecommenderRun, SimilarItem
@@ -310,7 +313,7 @@ def test_admin_shows_suggestions_on_the_customer_page_and_metrics_over_runs(shop
     run = RecommenderRun.objects.get(is_active=True)
     detail = admin_client.get(f"/admin/recommendations/recommenderrun/{run.pk}/change/")
     assert detail.status_code == 200 and b"ndcg@10" in detail.content
-    assert "recommendations" in pipeline.available_steps()
+    assert "recommendations" in available_steps()
 
 
 @pytest.mark.django_db

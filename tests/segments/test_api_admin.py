@@ -7,7 +7,8 @@ from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from profiles import pipeline, services
+from pipeline import services as pipeline
+from profiles import services
 from profiles.models import Profile
 from segments.models import Membership, Segment
 
@@ -101,13 +102,13 @@ def test_admin_rule_segment_with_an_error_names_the_bad_part_and_a_good_one_gets
 
 
 def test_admin_starts_a_recomputation_that_runs_and_is_recorded(small_shop, admin_client, django_capture_on_commit_callbacks):
-    page = admin_client.get("/admin/profiles/pipelinerun/start/")
+    page = admin_client.get("/admin/pipeline/pipelinerun/start/")
     assert "segments" in page.content.decode()
     # the task is enqueued on commit, so a worker never sees the run before it exists
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        resp = admin_client.post("/admin/profiles/pipelinerun/start/", {"steps": ["profiles", "segments"]})
+        resp = admin_client.post("/admin/pipeline/pipelinerun/start/", {"steps": ["profiles", "segments"]})
     assert resp.status_code == 302 and len(callbacks) == 1
-    from profiles.models import PipelineRun
+    from pipeline.models import PipelineRun
 
     run = PipelineRun.objects.order_by("-pk").first()
     assert run.trigger == "admin" and run.requested_by.username == "admin"
@@ -115,7 +116,7 @@ def test_admin_starts_a_recomputation_that_runs_and_is_recorded(small_shop, admi
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
     assert [s.name for s in run.step_runs.order_by("id")] == ["profiles", "segments"]
-    page = admin_client.get(f"/admin/profiles/pipelinerun/{run.pk}/change/").content.decode()
+    page = admin_client.get(f"/admin/pipeline/pipelinerun/{run.pk}/change/").content.decode()
     assert "profiles_written" in page
 
 
@@ -123,9 +124,9 @@ def test_starting_a_recomputation_needs_the_permission(small_shop, client, djang
     user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_pipelinerun"))
     client.force_login(user)
-    assert client.get("/admin/profiles/pipelinerun/").status_code == 200
-    assert "Start a recomputation" not in client.get("/admin/profiles/pipelinerun/").content.decode()
-    assert client.get("/admin/profiles/pipelinerun/start/").status_code == 403
+    assert client.get("/admin/pipeline/pipelinerun/").status_code == 200
+    assert "Start a recomputation" not in client.get("/admin/pipeline/pipelinerun/").content.decode()
+    assert client.get("/admin/pipeline/pipelinerun/start/").status_code == 403
 
 
 def test_customer_page_shows_profile_and_segments(small_shop, admin_client):

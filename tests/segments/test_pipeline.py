@@ -10,10 +10,12 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from sklearn.metrics import adjusted_rand_score
 
-from profiles import pipeline, services
+from pipeline import services as pipeline
+from pipeline.models import Lease, PipelineRun, PipelineStep
+from profiles import services
 from profiles.demo import generate_shop
 from profiles.features import catalogue_price_cuts, compute_features, score_rfm
-from profiles.models import Customer, Event, Item, Lease, PipelineRun, PipelineStep, Profile
+from profiles.models import Customer, Event, Item, Profile
 from segments.models import ClusteringRun, Membership, Segment, SegmentSize
 
 N_CUSTOMERS = 800
@@ -173,7 +175,7 @@ def test_recompute_command_and_scheduled_task(shop):
 
     from django.conf import settings
 
-    from profiles.tasks import pipeline_scheduled
+    from pipeline.tasks import pipeline_scheduled
 
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert schedule["pipeline-nightly"]["task"] == "profiles.tasks.pipeline_scheduled"

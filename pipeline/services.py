@@ -1,10 +1,11 @@
 """
 The recomputation pipeline: named steps run in order under one lease, each recorded.
 
-Steps register themselves from their own app (`segments` registers "segments" in its
-AppConfig.ready), so this module, upstream of everything, never imports a later app. A step is a
-callable `step(*, step: PipelineStep, progress: Progress) -> dict` that returns the counts it
-wants recorded; it raises to fail.
+The steps are the ones settings.PIPELINE_STEPS lists, in that order; each app declares its own in
+its `steps.py` (pipeline/steps.py describes a step), so this app never imports a later one.
+Following a run: `pipeline_execute` -> `step_run` -> the Step object -> its implementation for the
+backend in use -> the app's service (e.g. `segments.services.segments_compute`). A run is started
+by `pipeline_start`, whoever starts it (the admin, the `recompute` command, Celery beat).
 
 Every step's record (PipelineStep) keeps status, progress while running, counts, duration and
 the error, so operators see what each recomputation did. A lease (a row with an expiry) keeps two
@@ -27,15 +28,15 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from .models import Lease, PipelineRun, PipelineStep, StepStatus
+from .models import Lease, PipelineRun, PipelineStep, RunStatus
+from .steps import available_steps, ordered, step_named, step_params
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +49,6 @@ def lease_seconds() -> int:
     """PIPELINE_LEASE_SECONDS: Django setting, else the environment (a test worker), else 15 minutes."""
     value = getattr(settings, "PIPELINE_LEASE_SECONDS", None) or os.environ.get("PIPELINE_LEASE_SECONDS")
     return max(1, int(float(value))) if value else LEASE_SECONDS
-
-
-@dataclass(frozen=True)
-class StepSpec:
-    name: str
-    order: int
-    func: Callable[..., dict]
-    description: str = ""
-    # Called with the PipelineStep of a run found abandoned (its worker died mid-step), so the app
-    # can mark what the step had started (e.g. a recommender run) as failed and drop partial rows.
-    abandon: Callable[..., None] | None = None
-
-
-_STEPS: dict[str, StepSpec] = {}
-
-
-def register_step(
-    name: str, func: Callable[..., dict], *, order: int, description: str = "", abandon: Callable[..., None] | None = None,
-) -> None:
-    _STEPS[name] = StepSpec(name=name, order=order, func=func, description=description, abandon=abandon)
-
-
-def available_steps() -> list[str]:
-    return [s.name for s in sorted(_STEPS.values(), key=lambda s: s.order)]
-
-
-def ordered(steps: list[str]) -> list[str]:
-    unknown = [s for s in steps if s not in _STEPS]
-    if unknown:
-        raise ValueError(f"unknown step(s): {', '.join(unknown)} (available: {', '.join(available_steps())})")
-    return sorted(dict.fromkeys(steps), key=lambda s: _STEPS[s].order)
 
 
 class PipelineBusy(Exception):
@@ -215,7 +185,7 @@ def _append(previous: str, note: str) -> str:
 
 def abandoned_runs() -> list[int]:
     """Ids of runs recorded as running whose lease is not live: their worker died."""
-    running = list(PipelineRun.objects.filter(status=StepStatus.RUNNING).values_list("pk", flat=True))
+    running = list(PipelineRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
     if not running:
         return []
     # Read after the running runs: a run becomes running only once it holds the lease, so one that
@@ -235,23 +205,23 @@ def runs_abandon(*, run_ids: list[int], reason: str) -> int:
         return 0
     now = timezone.now()
     done = 0
-    for run in PipelineRun.objects.filter(pk__in=run_ids, status=StepStatus.RUNNING):
-        steps = list(PipelineStep.objects.filter(pipeline=run, status=StepStatus.RUNNING))
+    for run in PipelineRun.objects.filter(pk__in=run_ids, status=RunStatus.RUNNING):
+        steps = list(PipelineStep.objects.filter(pipeline=run, status=RunStatus.RUNNING))
         where = f" during step {', '.join(s.name for s in steps)}" if steps else ""
         text = (f"Abandoned{where}: {reason} What the previous run wrote stayed in service; "
                 f"the next run recomputes from the events.")
         with transaction.atomic():
-            if not PipelineRun.objects.filter(pk=run.pk, status=StepStatus.RUNNING).update(
-                status=StepStatus.FAILED, error=_append(run.error, text), finished_at=now
+            if not PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+                status=RunStatus.FAILED, error=_append(run.error, text), finished_at=now
             ):
                 continue  # it finished meanwhile
             for step in steps:
-                PipelineStep.objects.filter(pk=step.pk, status=StepStatus.RUNNING).update(
-                    status=StepStatus.FAILED, error=text, finished_at=now,
+                PipelineStep.objects.filter(pk=step.pk, status=RunStatus.RUNNING).update(
+                    status=RunStatus.FAILED, error=text, finished_at=now,
                     duration_s=round((now - step.started_at).total_seconds(), 3) if step.started_at else None,
                 )
         for step in steps:
-            spec = _STEPS.get(step.name)
+            spec = step_named(step.name)
             if spec is not None and spec.abandon is not None:
                 try:
                     spec.abandon(step=step)
@@ -274,25 +244,27 @@ def step_run(
     *, name: str, pipeline: PipelineRun | None = None, params: dict | None = None,
     listener: Callable[[str, float, str], None] | None = None, lease: Lease | None = None,
 ) -> PipelineStep:
-    """Run one registered step and record it. Never raises for the step's own failure: it is recorded.
+    """Run one listed step and record it. Never raises for the step's own failure: it is recorded.
 
     The exception of a failed step stays on the returned object as `step.exception` (not stored),
     so a caller can tell a transient failure (a dropped connection) from a bug.
     """
-    spec = _STEPS[name]
+    spec = step_named(name)
+    if spec is None:
+        raise KeyError(f"step {name} is not listed in settings.PIPELINE_STEPS")
     step = PipelineStep.objects.create(
-        pipeline=pipeline, name=name, status=StepStatus.RUNNING, params=params or {}, started_at=timezone.now()
+        pipeline=pipeline, name=name, status=RunStatus.RUNNING, params=params or {}, started_at=timezone.now()
     )
     step.exception = None
     started = time.monotonic()
     try:
-        counts = spec.func(step=step, progress=Progress(step, listener, lease), **(params or {})) or {}
-        step.status = counts.pop("_status", StepStatus.SUCCEEDED)
+        counts = spec.run(step=step, progress=Progress(step, listener, lease), **(params or {})) or {}
+        step.status = counts.pop("_status", RunStatus.SUCCEEDED)
         step.counts = counts
         step.progress = 1.0
     except Exception as exc:  # recorded for operators; the pipeline decides what follows
         log.exception("step %s failed", name)
-        step.status = StepStatus.FAILED
+        step.status = RunStatus.FAILED
         step.error = _error_text(exc)
         step.exception = exc
         # A broken connection would fail the recording too: start from a fresh one (outside a
@@ -309,6 +281,23 @@ def pipeline_create(*, steps: list[str], trigger: str = "shell", user=None) -> P
     return PipelineRun.objects.create(steps=ordered(steps), trigger=trigger, requested_by=user)
 
 
+def pipeline_start(
+    *, trigger: str, steps: list[str] | None = None, user=None, options: Mapping[str, object] | None = None,
+) -> PipelineRun:
+    """Create a queued run over `steps` (all listed steps when None), in pipeline order.
+
+    `options` are parameter values by name (`{"incremental": True}`); each step of the run gets
+    those it declares (pipeline/steps.py). The run carries them as `run.step_params` (not stored),
+    to be handed to `pipeline_execute` or the task with the run. ValueError for an unknown step, or
+    an option no step takes. The admin, `recompute` and Celery beat all start runs through here.
+    """
+    names = ordered(steps or available_steps())
+    params = step_params(steps=names, options=options or {})
+    run = pipeline_create(steps=names, trigger=trigger, user=user)
+    run.step_params = params or None
+    return run
+
+
 def pipeline_requeue(*, run: PipelineRun, note: str) -> bool:
     """Put a failed run back in the queue to be resumed (a retry after a transient error).
 
@@ -316,11 +305,11 @@ def pipeline_requeue(*, run: PipelineRun, note: str) -> bool:
     error, and `note` is appended to the run's error, so operators see every attempt.
     """
     run.error = _append(run.error, note)
-    taken = PipelineRun.objects.filter(pk=run.pk, status=StepStatus.FAILED).update(
-        status=StepStatus.QUEUED, error=run.error, finished_at=None
+    taken = PipelineRun.objects.filter(pk=run.pk, status=RunStatus.FAILED).update(
+        status=RunStatus.QUEUED, error=run.error, finished_at=None
     )
     if taken:
-        run.status, run.finished_at = StepStatus.QUEUED, None
+        run.status, run.finished_at = RunStatus.QUEUED, None
     return bool(taken)
 
 
@@ -337,8 +326,8 @@ def pipeline_execute(
     lease = acquire_lease(run_id=run.pk)
     if lease is None:
         error = "Another pipeline run was in progress; this one did not start."
-        if PipelineRun.objects.filter(pk=run.pk, status=StepStatus.QUEUED).update(
-            status=StepStatus.SKIPPED, error=_append(run.error, error), finished_at=timezone.now()
+        if PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.SKIPPED, error=_append(run.error, error), finished_at=timezone.now()
         ):
             run.refresh_from_db()
         raise PipelineBusy(error)
@@ -347,35 +336,37 @@ def pipeline_execute(
     try:
         # We hold the lease, so any other run still recorded as running has lost its worker.
         runs_abandon(
-            run_ids=list(PipelineRun.objects.filter(status=StepStatus.RUNNING).exclude(pk=run.pk).values_list("pk", flat=True)),
+            run_ids=list(PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=run.pk)
+                         .values_list("pk", flat=True)),
             reason=ABANDONED,
         )
         now = timezone.now()
         # Conditional, so of two deliveries of the same run only one executes it.
-        if not PipelineRun.objects.filter(pk=run.pk, status=StepStatus.QUEUED).update(
-            status=StepStatus.RUNNING, started_at=run.started_at or now
+        if not PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING, started_at=run.started_at or now
         ):
             run.refresh_from_db()
             return run
         started = True
-        run.status, run.started_at = StepStatus.RUNNING, run.started_at or now
+        run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
         beat = _start_heartbeat(lease)
-        done = set(run.step_runs.filter(status__in=[StepStatus.SUCCEEDED, StepStatus.SKIPPED]).values_list("name", flat=True))
+        done = set(run.step_runs.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.SKIPPED])
+                   .values_list("name", flat=True))
         for name in run.steps:
             if name in done:
                 continue
             step = step_run(name=name, pipeline=run, params=(step_params or {}).get(name), listener=listener,
                             lease=None if beat else lease)
-            if step.status == StepStatus.FAILED:
-                run.status = StepStatus.FAILED
+            if step.status == RunStatus.FAILED:
+                run.status = RunStatus.FAILED
                 run.error = _append(run.error, f"step {name} failed: {step.error.splitlines()[0] if step.error else ''}")
                 run.failed_exception = step.exception
                 break
         else:
-            run.status = StepStatus.SUCCEEDED
+            run.status = RunStatus.SUCCEEDED
     except Exception as exc:
         if started:
-            run.status = StepStatus.FAILED
+            run.status = RunStatus.FAILED
             run.error = _append(run.error, f"{type(exc).__name__}: {exc}")
             run.failed_exception = exc
         raise

@@ -5,12 +5,15 @@ retries with exponential backoff and jitter, at most RETRY_TRANSIENT["max_retrie
 step it is first recorded, as any failure is: the step FAILED with its error, the run FAILED; the
 run is then put back in the queue and resumed from the failed step by the retry, so the attempt
 stays visible. A run only ever executes from QUEUED, so a duplicate delivery does nothing.
+
+The tasks kept the names they had in `profiles` (profiles.tasks.*), so messages already queued and
+django-celery-beat's rows still reach them.
 """
 from celery import shared_task
 
 from config.celery import RETRY_TRANSIENT, TRANSIENT_ERRORS, retry_countdown
 
-from . import pipeline
+from . import services
 
 # The whole pipeline at the largest scale takes tens of minutes; the global limits (an hour, a
 # soft limit 5 minutes earlier) fit it. The soft limit is recorded as the running step's error.
@@ -24,19 +27,19 @@ def _execute(task, run, step_params, *, hand_over: bool = False) -> dict:
     retry would create another run), counting the attempts made so far. In eager mode (the demo,
     tests) there is no worker to hand a retry to: it resumes at once, in this call.
     """
-    from .models import StepStatus
+    from .models import RunStatus
 
     retries = task.request.retries or 0
     while True:
         try:
-            run = pipeline.pipeline_execute(run=run, step_params=step_params)
+            run = services.pipeline_execute(run=run, step_params=step_params)
             failure = run.failed_exception
-        except pipeline.PipelineBusy:
+        except services.PipelineBusy:
             run.refresh_from_db()
             return {"pipeline": run.pk, "status": run.status}
         except TRANSIENT_ERRORS as exc:  # outside the steps: taking the lease, recording the run
             run.refresh_from_db()
-            if run.status not in (StepStatus.QUEUED, StepStatus.FAILED):
+            if run.status not in (RunStatus.QUEUED, RunStatus.FAILED):
                 raise  # could not be recorded; once its lease lapses it is recorded as abandoned
             failure = exc
         if not isinstance(failure, TRANSIENT_ERRORS) or retries >= task.max_retries:
@@ -46,7 +49,7 @@ def _execute(task, run, step_params, *, hand_over: bool = False) -> dict:
             retries, factor=RETRY_TRANSIENT["retry_backoff"], maximum=RETRY_TRANSIENT["retry_backoff_max"])
         note = (f"{type(failure).__name__} is transient: retry {retries + 1} of {task.max_retries} "
                 + ("now" if eager else f"in {countdown:.0f} s") + ", resuming from the failed step.")
-        if run.status != StepStatus.QUEUED and not pipeline.pipeline_requeue(run=run, note=note):
+        if run.status != RunStatus.QUEUED and not services.pipeline_requeue(run=run, note=note):
             return {"pipeline": run.pk, "status": run.status}
         retries += 1
         if eager:
@@ -60,32 +63,34 @@ def _execute(task, run, step_params, *, hand_over: bool = False) -> dict:
 @shared_task(name="profiles.tasks.pipeline_execute", bind=True, acks_late=True, **RETRY_TRANSIENT, **PIPELINE_LIMITS)
 def pipeline_execute_task(self, pipeline_run_id: int, step_params: dict | None = None) -> dict:
     """Run a created PipelineRun. A second delivery of the same run finds it already handled and returns."""
-    from .models import PipelineRun, StepStatus
+    from .models import PipelineRun, RunStatus
 
     run = PipelineRun.objects.get(pk=pipeline_run_id)
-    if run.status == StepStatus.RUNNING:
+    if run.status == RunStatus.RUNNING:
         # A redelivery (the worker that took it died, or the broker's visibility timeout passed):
         # if nobody holds the lease for it, record it as abandoned; never start it a second time.
-        pipeline.pipeline_recover()
+        services.pipeline_recover()
         run.refresh_from_db()
-    if run.status != StepStatus.QUEUED:
+    if run.status != RunStatus.QUEUED:
         return {"pipeline": run.pk, "status": run.status, "note": "already handled"}
     return _execute(self, run, step_params)
 
 
-@shared_task(name="profiles.tasks.pipeline_scheduled", bind=True, max_retries=RETRY_TRANSIENT["max_retries"], **PIPELINE_LIMITS)
+@shared_task(name="profiles.tasks.pipeline_scheduled", bind=True, max_retries=RETRY_TRANSIENT["max_retries"],
+             **PIPELINE_LIMITS)
 def pipeline_scheduled(self, steps: list[str] | None = None, incremental: bool = False) -> dict:
-    """What beat starts: a pipeline over `steps` (all registered steps when None), run in this task."""
-    steps = steps or pipeline.available_steps()
+    """What beat starts: a pipeline over `steps` (all listed steps when None), run in this task.
+
+    `incremental` goes to the steps that take it (profiles)."""
     try:
-        run = pipeline.pipeline_create(steps=steps, trigger="schedule")
+        options = {"incremental": True} if incremental else None
+        run = services.pipeline_start(trigger="schedule", steps=steps, options=options)
     except TRANSIENT_ERRORS as exc:  # nothing was created: this task may simply run again
         raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries))
-    params = {"profiles": {"incremental": True}} if incremental and "profiles" in steps else None
-    return _execute(self, run, params, hand_over=True)
+    return _execute(self, run, run.step_params, hand_over=True)
 
 
 @shared_task(name="profiles.tasks.pipeline_recover", **RETRY_TRANSIENT, soft_time_limit=50, time_limit=60)
 def pipeline_recover_task() -> dict:
     """Record runs whose worker died (running without a live lease) as failed. Beat may run it every few minutes."""
-    return {"abandoned": pipeline.pipeline_recover()}
+    return {"abandoned": services.pipeline_recover()}

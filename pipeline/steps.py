@@ -1,0 +1,173 @@
+"""
+The step interface, and the steps listed in settings.
+
+A step is a `Step` object that its own app declares in its `steps.py` (`profiles.steps.profiles`,
+`segments.steps.segments`, ...). The pipeline runs the steps that `settings.PIPELINE_STEPS` lists,
+in the order listed, as Django runs MIDDLEWARE: the list is the one place where the recomputation
+is put together, and this app never imports the apps whose steps it runs.
+
+A step declares:
+- `name` and `description` (the admin's start form and `recompute --help` show them);
+- `params`: the parameters it accepts, each with its type and default. `recompute` turns them
+  into command-line options, the admin's start form shows those marked `admin=True`, and
+  `pipeline_start` hands each step only the values of the parameters it declares, so the pipeline
+  knows no step's parameters;
+- `backends`: what computes it, per compute backend. "local" (numpy and the database, in the
+  worker) is the only one today. A second backend (Spark, issue #15) adds its own entry to the
+  steps it can run; `BACKEND` names the one in use;
+- `abandon`, optionally: called with the PipelineStep of a run found abandoned (its worker died
+  mid-step), so the app can mark what the step had started (e.g. a recommender run) as failed.
+
+An implementation is called as `implementation(step=..., progress=..., **params)` and returns the
+counts it wants recorded on the step (a `_status` key of "skipped" records the step as skipped);
+it raises to fail.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+#: The compute backend the steps run on. Only "local" exists; issue #15 reads PIPELINE_BACKEND here.
+BACKEND = "local"
+
+#: The types a parameter may have: what a command line, a form and a JSON task message all carry.
+PARAM_TYPES = (bool, int, float, str)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter a step accepts."""
+
+    name: str
+    type: type = str
+    default: object = None
+    help: str = ""
+    # Offered on the admin's "Start a recomputation" form (a checkbox for a bool).
+    admin: bool = False
+
+    def __post_init__(self):
+        if self.type not in PARAM_TYPES:
+            raise TypeError(f"parameter {self.name}: type {self.type!r} is not one of {PARAM_TYPES}")
+
+    def clean(self, value):
+        """`value` as this parameter's type; ValueError when it is not one."""
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
+            raise ValueError(f"{self.name} must be of type {self.type.__name__}, not {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """A recomputation step, declared by its app and listed in settings.PIPELINE_STEPS."""
+
+    name: str
+    description: str
+    backends: Mapping[str, Callable[..., dict]]
+    params: tuple[Param, ...] = ()
+    abandon: Callable[..., object] | None = None
+    _by_name: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
+
+    def implementation(self, backend: str = BACKEND) -> Callable[..., dict]:
+        try:
+            return self.backends[backend]
+        except KeyError:
+            raise ImproperlyConfigured(f"step {self.name} has no implementation for the {backend!r} backend") from None
+
+    def run(self, *, step, progress, **params) -> dict:
+        """Compute the step on the backend in use; returns the counts to record."""
+        return self.implementation()(step=step, progress=progress, **params)
+
+    def param(self, name: str) -> Param | None:
+        return self._by_name.get(name)
+
+
+@functools.cache
+def _listed() -> dict[str, Step]:
+    steps: dict[str, Step] = {}
+    for path in settings.PIPELINE_STEPS:
+        step = import_string(path)
+        if not isinstance(step, Step):
+            raise ImproperlyConfigured(f"PIPELINE_STEPS: {path} is not a pipeline.steps.Step")
+        if step.name in steps:
+            raise ImproperlyConfigured(f"PIPELINE_STEPS: two steps are named {step.name!r}")
+        steps[step.name] = step
+    params: dict[str, Param] = {}
+    for step in steps.values():
+        for p in step.params:
+            if params.setdefault(p.name, p).type is not p.type:
+                raise ImproperlyConfigured(f"PIPELINE_STEPS: parameter {p.name!r} has two types in two steps")
+    return steps
+
+
+@receiver(setting_changed)
+def _forget_listed(*, setting, **kwargs):
+    if setting == "PIPELINE_STEPS":
+        _listed.cache_clear()
+
+
+def listed_steps() -> list[Step]:
+    """The steps of settings.PIPELINE_STEPS, in order."""
+    return list(_listed().values())
+
+
+def step_named(name: str) -> Step | None:
+    return _listed().get(name)
+
+
+def available_steps() -> list[str]:
+    return list(_listed())
+
+
+def ordered(steps: list[str]) -> list[str]:
+    """`steps` without repeats, in pipeline order; ValueError naming any step not listed."""
+    listed = _listed()
+    unknown = [s for s in steps if s not in listed]
+    if unknown:
+        raise ValueError(f"unknown step(s): {', '.join(unknown)} (available: {', '.join(listed)})")
+    order = {name: i for i, name in enumerate(listed)}
+    return sorted(dict.fromkeys(steps), key=order.__getitem__)
+
+
+def declared_params() -> list[tuple[Step, Param]]:
+    """Every parameter of the listed steps with the step declaring it, in pipeline order."""
+    return [(step, p) for step in _listed().values() for p in step.params]
+
+
+def step_params(*, steps: list[str], options: Mapping[str, object]) -> dict[str, dict]:
+    """Per-step parameters from `options` (values by parameter name): each step of `steps` gets
+    the values of the parameters it declares. ValueError for an option no listed step declares, or
+    a value of the wrong type."""
+    declared = {p.name for _, p in declared_params()}
+    unknown = sorted(set(options) - declared)
+    if unknown:
+        raise ValueError(f"no step takes the parameter(s) {', '.join(unknown)}")
+    out: dict[str, dict] = {}
+    for name in steps:
+        step = _listed()[name]
+        given = {p.name: p.clean(options[p.name]) for p in step.params if p.name in options}
+        if given:
+            out[name] = given
+    return out
+
+
+def check_listed_steps(app_configs=None, **kwargs) -> list:
+    """System check (`manage.py check`): every path in PIPELINE_STEPS imports and is a Step."""
+    from django.core.checks import Error
+
+    try:
+        _listed()
+    except (ImportError, ImproperlyConfigured) as exc:
+        return [Error(str(exc), id="pipeline.E001")]
+    return []
