@@ -4,6 +4,7 @@ import logging
 
 import pandas as pd
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db import connection, models
