@@ -2,27 +2,25 @@ from datetime import datetime, timezone
 
 from django.apps import AppConfig
 
+from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR
+
 
 class ProfilesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "profiles"
 
+    audit_actions = "profiles.models.ProfilesAuditAction"
+    # Locks are the administrators' business only. Beyond viewing, a marketing operator changes
+    # customers' consent (the customer page) and starts recomputations.
+    # run_pipeline and view_lease move to the pipeline app.
+    role_permissions = {
+        ADMINISTRATOR: ["*"],
+        MARKETING_OPERATOR: ["view_*", "!view_lease", "change_customer", "run_pipeline"],
+        ANALYST: ["view_*", "!view_lease"],
+    }
+
     def ready(self) -> None:
-        from django.db.models.signals import post_migrate
-
-        from . import pipeline, roles, schema, services  # noqa: F401 (schema registers OpenAPI extensions)
-
-        post_migrate.connect(roles.sync_role_permissions, dispatch_uid="profiles.sync_role_permissions")
-
-        # Sign-in protection and its audit trail (profiles/signin.py).
-        from django.contrib import admin
-        from django.contrib.auth.signals import user_logged_in, user_login_failed
-
-        from . import signin
-
-        user_login_failed.connect(signin.on_login_failed, dispatch_uid="profiles.signin.failed")
-        user_logged_in.connect(signin.on_logged_in, dispatch_uid="profiles.signin.logged_in")
-        admin.site.login_form = signin.ThrottledAdminLoginForm
+        from . import pipeline, services
 
         def profiles_step(*, step, progress, incremental: bool = False, as_of: str | None = None):
             # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR
+
 
 def _abandon_clustering(*, step) -> int:
     """The pipeline found `step`'s worker dead: its clustering run is failed (memberships were never swapped)."""
@@ -14,6 +16,10 @@ def _abandon_clustering(*, step) -> int:
 class SegmentsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "segments"
+
+    audit_actions = "segments.models.SegmentsAuditAction"
+    # A marketing operator manages segments in full; an analyst views them.
+    role_permissions = {ADMINISTRATOR: ["*"], MARKETING_OPERATOR: ["*"], ANALYST: ["view_*"]}
 
     def ready(self) -> None:
         from profiles import pipeline

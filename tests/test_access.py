@@ -10,8 +10,10 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from profiles import access, pipeline, services
-from profiles.models import ApiKey, Event
+from accounts import access
+from accounts.models import ApiKey
+from profiles import pipeline, services
+from profiles.models import Event
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
-from profiles import access, pipeline, services
+from accounts import access
+from profiles import pipeline, services
 
 pytestmark = pytest.mark.contract
 CREDENTIALS: dict[str, str] = {}

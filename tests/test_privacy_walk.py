@@ -21,9 +21,10 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
+from accounts import access
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
-from profiles import access, pipeline, services
+from profiles import pipeline, services
 from profiles.models import Customer
 from recommendations.services import impressions_record
 from segments.models import Segment

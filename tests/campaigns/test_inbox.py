@@ -8,10 +8,11 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import access
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
-from profiles import access, services
+from profiles import services
 from profiles.models import Event
 from segments.models import Segment
 from segments.rules import refresh_rule_memberships
