@@ -89,7 +89,7 @@ NOT_PERSONAL = {
 # Models without a key to Customer that may hold a copy of a customer's identity in text.
 COPIES = {
     "admin.LogEntry": "the admin's history of operators' actions: names the customer (object_repr); rewritten on forgetting",
-    "profiles.AuditEntry": "the audit log: names the customer by external id; rewritten to the pseudonym on forgetting",
+    "accounts.AuditEntry": "the audit log: names the customer by external id; rewritten to the pseudonym on forgetting",
 }
 
 # Rows that still point to the customer's (now anonymous) row after forgetting.
