@@ -88,7 +88,7 @@ def _manage(*args: str, db_url: str | None = None) -> str:
 CREDENTIALS_CODE = """
 import json
 from django.db import connection
-from profiles import access
+from accounts import access
 from profiles.models import Customer, Item
 ingest, ingest_key = access.api_key_create(name="load: shop backend (ingestion)", scopes=["ingest_events"])
 reader, _ = access.api_key_create(name="load: shop backend (frontend tokens)", scopes=["read_recommendations"])

@@ -6,12 +6,12 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 
+from accounts.audit import AuditedAdminMixin
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
-from profiles.audit import AuditedAdminMixin
-from profiles.models import AuditAction, Customer
+from profiles.models import Customer
 
 from . import selectors, services
-from .models import Campaign, CampaignStatus, Delivery, StatusChange
+from .models import Campaign, CampaignStatus, CampaignsAuditAction, Delivery, StatusChange
 from .rendering import TemplateError, validate_template
 
 ACTION_PERMS = {"launch": "launch_campaign", "pause": "pause_campaign", "resume": "pause_campaign", "cancel": "cancel_campaign"}
@@ -50,7 +50,8 @@ class StatusChangeInline(admin.TabularInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    audit_actions = (AuditAction.CAMPAIGN_CREATED, AuditAction.CAMPAIGN_CHANGED, AuditAction.CAMPAIGN_DELETED)
+    audit_actions = (CampaignsAuditAction.CAMPAIGN_CREATED, CampaignsAuditAction.CAMPAIGN_CHANGED,
+                     CampaignsAuditAction.CAMPAIGN_DELETED)
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ("name", "kind", "channel", "status", "schedule", "launched_at", "created_by")

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 from common.operator_queries import operator_query
 from profiles import selectors as profile_selectors
 from profiles.models import Item
-from profiles.access import CustomerSelf, KeyScope, Operator, anyone_of
+from accounts.access import CustomerSelf, KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors, services

@@ -54,6 +54,20 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+class CampaignsAuditAction(models.TextChoices):
+    """What operators do to campaigns (this app's actions in the audit log, accounts/actions.py)."""
+
+    CAMPAIGN_CREATED = "campaign.created", "Campaign created"
+    CAMPAIGN_CHANGED = "campaign.changed", "Campaign changed"
+    CAMPAIGN_DELETED = "campaign.deleted", "Campaign deleted"
+    CAMPAIGN_SCHEDULED = "campaign.scheduled", "Campaign scheduled"
+    CAMPAIGN_LAUNCHED = "campaign.launched", "Campaign launched"
+    CAMPAIGN_PAUSED = "campaign.paused", "Campaign paused"
+    CAMPAIGN_RESUMED = "campaign.resumed", "Campaign resumed"
+    CAMPAIGN_CANCELLED = "campaign.cancelled", "Campaign cancelled"
+    CAMPAIGN_COMPLETED = "campaign.completed", "Campaign completed"
+
+
 class Campaign(models.Model):
     name = models.CharField(max_length=200)
     goal = models.TextField(blank=True, help_text="What the campaign is for, in words.")

@@ -44,6 +44,7 @@ from .models import (
     Campaign,
     CampaignKind,
     CampaignStatus,
+    CampaignsAuditAction,
     Channel,
     Delivery,
     DeliveryStatus,
@@ -170,11 +171,20 @@ def deliveries_enqueue(*, campaign_id: int, ids=None, queue: str | None = None) 
 
 
 # ------------------------------------------------------------------------------ status
+# Campaign status → audit action of the move to it.
+STATUS_ACTIONS = {
+    CampaignStatus.SCHEDULED: CampaignsAuditAction.CAMPAIGN_SCHEDULED,
+    CampaignStatus.RUNNING: CampaignsAuditAction.CAMPAIGN_LAUNCHED,
+    CampaignStatus.PAUSED: CampaignsAuditAction.CAMPAIGN_PAUSED,
+    CampaignStatus.CANCELLED: CampaignsAuditAction.CAMPAIGN_CANCELLED,
+    CampaignStatus.COMPLETED: CampaignsAuditAction.CAMPAIGN_COMPLETED,
+}
+
+
 def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "", now: datetime | None = None, source: str = "") -> Campaign:
     """Move a campaign to `to` if the state machine allows it, and record who did it and when
     (in its status history and in the audit log; `source` is admin, api, shell or system)."""
-    from profiles.audit import CAMPAIGN_STATUS_ACTIONS, audit_record, shell_actor
-    from profiles.models import AuditAction
+    from accounts.audit import audit_record, shell_actor
 
     now = now or timezone.now()
     with transaction.atomic():
@@ -182,8 +192,9 @@ def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "",
         if to not in TRANSITIONS[locked.status]:
             raise TransitionError(f"A {locked.get_status_display().lower()} campaign cannot become {to}.")
         StatusChange.objects.create(campaign=locked, from_status=locked.status, to_status=to, by=by, at=now, note=note[:300])
-        action = AuditAction.CAMPAIGN_RESUMED if (locked.status == CampaignStatus.PAUSED and to == CampaignStatus.RUNNING) \
-            else CAMPAIGN_STATUS_ACTIONS.get(to, AuditAction.CAMPAIGN_CHANGED)  # back to draft: a change, with from/to
+        action = CampaignsAuditAction.CAMPAIGN_RESUMED if (locked.status == CampaignStatus.PAUSED
+                                                          and to == CampaignStatus.RUNNING) \
+            else STATUS_ACTIONS.get(to, CampaignsAuditAction.CAMPAIGN_CHANGED)  # back to draft: a change, with from/to
         source = source or ("admin" if by is not None else "system")
         audit_record(action=action, actor=by, target=locked, source=source, actor_label=shell_actor() if source == "shell" else "",
                      changes={"from": locked.status, "to": to, **({"note": note[:300]} if note else {})})

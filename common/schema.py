@@ -1,7 +1,7 @@
 """OpenAPI: the error answers every operation can give, in the one error shape (common/api_errors.py).
 
 A postprocessing hook (SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]). The schemes of the project's own
-authentication classes are described next to them (profiles/schema.py).
+authentication classes are described next to them (accounts/schema.py).
 """
 
 ERROR_SCHEMA = {

@@ -1,7 +1,7 @@
 """Whether Django's default cache is shared by the processes of a deployment.
 
-The sign-in lockout (profiles/signin.py), the API throttles and the API-key revocation signal
-(profiles/access.py) keep their state in the cache. Redis (CACHE_URL=redis://...), memcached, a
+The sign-in lockout (accounts/signin.py), the API throttles and the API-key revocation signal
+(accounts/access.py) keep their state in the cache. Redis (CACHE_URL=redis://...), memcached, a
 database or file cache is seen by every process; the default per-process memory cache (LocMem) is
 not: each gunicorn worker and Celery process then has its own counters.
 """

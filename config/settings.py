@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN: the CSP allows 'self' only)
     "csp",
     "django_celery_beat",
+    "accounts",
     "pipeline",
     "profiles",
     "segments",
@@ -188,10 +189,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Sign-in protection (profiles/signin.py, docs/security.md): Django's model backend, refusing while
+# Sign-in protection (accounts/signin.py, docs/security.md): Django's model backend, refusing while
 # a username from an address (LOGIN_FAILURE_LIMIT), an address (..._PER_IP) or, from addresses it has
 # not signed in from within LOGIN_KNOWN_ADDRESS_DAYS, a username (..._PER_USERNAME) is locked.
-AUTHENTICATION_BACKENDS = ["profiles.signin.SignInThrottleBackend"]
+AUTHENTICATION_BACKENDS = ["accounts.signin.SignInThrottleBackend"]
 LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 LOGIN_FAILURE_LIMIT_PER_IP = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_IP", "20"))
 LOGIN_FAILURE_LIMIT_PER_USERNAME = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_USERNAME", "100"))
@@ -210,7 +211,7 @@ CACHES = {
     if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing"}
 }
-# API throttles (profiles/access.py CallerRateThrottle) count in each server process unless
+# API throttles (accounts/access.py CallerRateThrottle) count in each server process unless
 # API_THROTTLE_SHARED=1: a caller's budget is then the rate times the number of processes, and the
 # hot read path makes one round trip to Redis (the keys' generation) instead of three. Sign-in
 # lockouts and the keys' generation always use the shared cache (CACHE_URL). docs/configuration.md.
@@ -249,10 +250,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "profiles.access.ApiKeyAuthentication",
-        "profiles.access.CustomerTokenAuthentication",
+        "accounts.access.ApiKeyAuthentication",
+        "accounts.access.CustomerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "profiles.signin.ThrottledBasicAuthentication",
+        "accounts.signin.ThrottledBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     # The API speaks JSON only (batches are arrays, which forms cannot carry).
@@ -261,7 +262,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
     "EXCEPTION_HANDLER": "common.api_errors.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["profiles.access.CallerRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.access.CallerRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # per customer token / API key / user (ScopedRateThrottle keys on the caller)
         "customer": os.environ.get("THROTTLE_CUSTOMER", "120/min"),
@@ -436,7 +437,7 @@ BULK_READ_WITH_PSQL = env_bool("BULK_READ_WITH_PSQL", True)
 # Access: each server process remembers an API key for up to this many seconds while no key has
 # changed (a generation number in the shared cache, read per request); a revocation reaches every
 # process at once. Without a shared cache (CACHE_URL) keys are looked up on every request; see
-# profiles/access.py.
+# accounts/access.py.
 API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
 # The suggestions query is prepared once per PostgreSQL connection; turn off behind PgBouncer in
 # transaction mode.
@@ -444,6 +445,9 @@ RECOMMENDATIONS_PREPARED_STATEMENTS = env_bool("RECOMMENDATIONS_PREPARED_STATEME
 # Access: customer tokens (signed with SECRET_KEY) that the shop's backend obtains for a customer.
 CUSTOMER_TOKEN_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_TTL_SECONDS", "3600"))
 CUSTOMER_TOKEN_MAX_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_MAX_TTL_SECONDS", str(24 * 3600)))
+# The model whose rows customer tokens open (as AUTH_USER_MODEL names the operators'): accounts knows
+# it only by this name. It has an `external_id`; a token dies with its row (accounts/access.py).
+CUSTOMER_MODEL = "profiles.Customer"
 # Erasure (profiles/privacy.py): forgotten customers are remembered only as an HMAC of their external
 # id, and named by a keyed pseudonym. The key is ERASURE_SECRET_KEY, or SECRET_KEY when unset; set it
 # to a stable secret of its own if SECRET_KEY may be rotated (a new key forgets who was forgotten).

@@ -13,11 +13,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from profiles.audit import audit_record
-from profiles.models import AuditAction
+from accounts.audit import audit_record
 
 from . import services, tasks
-from .models import PipelineRun, PipelineStep, RunStatus
+from .models import PipelineAuditAction, PipelineRun, PipelineStep, RunStatus
 from .steps import declared_params, listed_steps
 
 log = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
             run = services.pipeline_start(trigger="admin", user=request.user, steps=form.cleaned_data["steps"],
                                           options=form.options())
             shown = {name: form.cleaned_data[name] for name in form.fields if name != "steps"}
-            audit_record(action=AuditAction.PIPELINE_STARTED, request=request, target=run, source="admin",
+            audit_record(action=PipelineAuditAction.PIPELINE_STARTED, request=request, target=run, source="admin",
                          changes={"steps": run.steps, **shown})
             transaction.on_commit(lambda: _enqueue_pipeline(run, run.step_params))
             messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")

@@ -9,6 +9,12 @@ from django.db import models
 from django.utils import timezone
 
 
+class PipelineAuditAction(models.TextChoices):
+    """This app's actions in the audit log (accounts/actions.py collects them)."""
+
+    PIPELINE_STARTED = "pipeline.started", "Recomputation started"
+
+
 class RunStatus(models.TextChoices):
     """How a run ended (or where it is): pipeline runs and steps, clustering runs, recommender runs.
 

@@ -1,23 +1,19 @@
 """Operator screens for customers, catalogue items and behaviour events."""
-import json
 import logging
 
 import pandas as pd
-from django import forms
 from django.conf import settings
-from django.contrib import admin, messages
-from django.core.paginator import Paginator
-from django.db import connection, models
-from django.utils.functional import cached_property
-from django.urls import reverse
-from django.utils.html import format_html
+from django.contrib import admin
+from django.db import models
 from django.utils.module_loading import import_string
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from . import access, services
-from .audit import AuditedAdminMixin, audit_record
-from .models import ApiKey, ApiKeyScope, AuditAction, AuditEntry, ConsentChange, Customer, Event, Item, Profile
+from accounts.audit import AuditedAdminMixin
+from common.paginators import EstimatedCountPaginator
+
+from . import services
+from .models import ConsentChange, Customer, Event, Item, Profile, ProfilesAuditAction
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +39,6 @@ class RangeDatesQuerySet(models.QuerySet):
         periods = pd.date_range(start, last, freq=self._FREQ[kind])
         values = [p.to_pydatetime() for p in periods]
         return values if order == "ASC" else values[::-1]
-
-
-class EstimatedCountPaginator(Paginator):
-    """Pages of a table of tens of millions of rows without counting them all on every page load.
-
-    Unfiltered, PostgreSQL's own row estimate (pg_class.reltuples) stands in for COUNT(*), which
-    would scan the whole table; filtered lists are counted exactly.
-    """
-
-    @cached_property
-    def count(self):
-        qs = self.object_list
-        if connection.vendor == "postgresql" and isinstance(qs, models.QuerySet) and not qs.query.where:
-            with connection.cursor() as cur:
-                cur.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [qs.model._meta.db_table])
-                row = cur.fetchone()
-            if row and row[0] > 100_000:
-                return int(row[0])
-        return super().count
 
 
 def _range_dates(qs: models.QuerySet) -> RangeDatesQuerySet:
@@ -104,8 +81,10 @@ class ConsentChangeInline(admin.TabularInline):
 class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # Who changed a customer, and which fields; personal values are not copied into the log, and
     # consent changes have entries of their own.
-    audit_actions = (AuditAction.CUSTOMER_CREATED, AuditAction.CUSTOMER_CHANGED, AuditAction.CUSTOMER_DELETED)
+    audit_actions = (ProfilesAuditAction.CUSTOMER_CREATED, ProfilesAuditAction.CUSTOMER_CHANGED,
+                     ProfilesAuditAction.CUSTOMER_DELETED)
     audit_exclude = tuple(services.CONSENT_CHANNELS)
+    audit_personal = ("name", "email", "attributes", "time_zone")
     list_display = ("external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "created_at")
     list_filter = ("consent_in_app", "consent_email", "consent_push", "time_zone")
     search_fields = ("=external_id", "name", "email")
@@ -237,99 +216,3 @@ class ProfileAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
-
-
-class ApiKeyForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple)
-
-    class Meta:
-        model = ApiKey
-        fields = ["name", "scopes"]
-
-
-@admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
-    form = ApiKeyForm
-    list_display = ("name", "prefix", "scopes_text", "created_by", "created_at", "last_used_at", "revoked_at")
-    list_filter = ("revoked_at",)
-    list_select_related = ("created_by",)
-    search_fields = ("name", "=prefix")
-    actions = ["revoke"]
-
-    def get_readonly_fields(self, request, obj=None):
-        return ("prefix", "created_by", "created_at", "last_used_at", "revoked_at") if obj else ()
-
-    @admin.display(description="scopes")
-    def scopes_text(self, obj):
-        return ", ".join(obj.scopes)
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a key is revoked (action "Revoke"), never deleted: the audit log and last use stay readable
-
-    def save_model(self, request, obj, form, change):
-        if change:
-            before = ApiKey.objects.get(pk=obj.pk)
-            super().save_model(request, obj, form, change)
-            changes = {f: {"from": getattr(before, f), "to": getattr(obj, f)} for f in ("name", "scopes")
-                       if getattr(before, f) != getattr(obj, f)}
-            if changes:
-                audit_record(action=AuditAction.API_KEY_CHANGED, request=request, target=obj, source="admin", changes=changes)
-            return
-        key, full = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"], user=request.user)
-        obj.pk = key.pk
-        obj.prefix = key.prefix
-        audit_record(action=AuditAction.API_KEY_CREATED, request=request, target=key, source="admin", changes={"scopes": key.scopes})
-        # Shown once: only a hash of the secret is stored.
-        messages.warning(request, format_html(
-            "The new key is <code style='user-select:all'>{}</code>. Copy it now: it is not stored and cannot be shown again. "
-            "Send it as <code>Authorization: Api-Key {}</code>.", full, full))
-
-    @admin.action(description="Revoke the selected keys", permissions=["change"])
-    def revoke(self, request, queryset):
-        for key in queryset.filter(revoked_at__isnull=True):
-            access.api_key_revoke(key=key)
-            audit_record(action=AuditAction.API_KEY_REVOKED, request=request, target=key, source="admin")
-        messages.success(request, "Revoked; requests with these keys and the customer tokens they issued are refused from now on.")
-
-
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    """The audit log, read-only: nobody edits or deletes history through the admin."""
-
-    list_display = ("at", "actor_label", "action", "target_link", "source", "ip")
-    list_filter = ("action", "source")
-    date_hierarchy = "at"
-    search_fields = ("=actor_label", "=target_id", "target_label")
-    list_select_related = ("actor",)
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
-    readonly_fields = ("at", "actor", "actor_label", "action", "source", "target_type", "target_id", "target_label", "changes_text", "ip")
-    exclude = ("changes",)
-
-    @admin.display(description="target")
-    def target_link(self, obj):
-        if obj.target_type and obj.target_id:
-            app_label, _, model = obj.target_type.partition(".")
-            try:
-                url = reverse(f"admin:{app_label}_{model}_change", args=[obj.target_id])
-            except Exception:
-                return obj.target_label or f"{obj.target_type} {obj.target_id}"
-            return format_html('<a href="{}">{}</a>', url, obj.target_label or obj.target_id)
-        return obj.target_label
-
-    @admin.display(description="changes")
-    def changes_text(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-# Users and groups: Django's admin replaced by one that refuses escalation and audits every change.
-from . import admin_users  # noqa: E402,F401

@@ -11,7 +11,7 @@ from common import lanes
 from common.api_errors import safe_text
 
 from . import selectors, services
-from .access import KeyScope, Operator, anyone_of, customer_token_issue
+from accounts.access import KeyScope, Operator, anyone_of, customer_token_issue
 from .serializers import (
     BatchErrorSerializer,
     ErrorSerializer,

@@ -175,34 +175,6 @@ class Profile(models.Model):
         return f"profile of {self.customer_id} ({self.rfm_code}, {self.lifecycle})"
 
 
-class ApiKeyScope(models.TextChoices):
-    INGEST_EVENTS = "ingest_events", "Ingest events"
-    READ_RECOMMENDATIONS = "read_recommendations", "Read recommendations (and issue customer tokens)"
-    MANAGE_CUSTOMERS = "manage_customers", "Manage customers and items"
-
-
-class ApiKey(models.Model):
-    """A key for the shop's backend. Only a hash of the secret is stored; the key is shown once."""
-
-    name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'shop backend (production)'.")
-    prefix = models.CharField(max_length=12, unique=True, help_text="The key's public part, to recognise it in lists and logs.")
-    hashed_secret = models.CharField(max_length=128)
-    scopes = models.JSONField(default=list, help_text="What the key may do.")
-    created_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        verbose_name = "API key"
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
 
 
 class ConsentChange(models.Model):
@@ -223,66 +195,14 @@ class ConsentChange(models.Model):
         return f"{self.customer_id} {self.channel} {'granted' if self.granted else 'withdrawn'} ({self.source})"
 
 
-class AuditAction(models.TextChoices):
-    SEGMENT_CREATED = "segment.created", "Segment created"
-    SEGMENT_CHANGED = "segment.changed", "Segment changed"
-    SEGMENT_DELETED = "segment.deleted", "Segment deleted"
-    CAMPAIGN_CREATED = "campaign.created", "Campaign created"
-    CAMPAIGN_CHANGED = "campaign.changed", "Campaign changed"
-    CAMPAIGN_DELETED = "campaign.deleted", "Campaign deleted"
-    CAMPAIGN_SCHEDULED = "campaign.scheduled", "Campaign scheduled"
-    CAMPAIGN_LAUNCHED = "campaign.launched", "Campaign launched"
-    CAMPAIGN_PAUSED = "campaign.paused", "Campaign paused"
-    CAMPAIGN_RESUMED = "campaign.resumed", "Campaign resumed"
-    CAMPAIGN_CANCELLED = "campaign.cancelled", "Campaign cancelled"
-    CAMPAIGN_COMPLETED = "campaign.completed", "Campaign completed"
+class ProfilesAuditAction(models.TextChoices):
+    """What operators do to customers and their consent (this app's actions in the audit log, accounts/actions.py)."""
+
     CUSTOMER_CREATED = "customer.created", "Customer created"
     CUSTOMER_CHANGED = "customer.changed", "Customer changed"
     CUSTOMER_DELETED = "customer.deleted", "Customer deleted"
     CUSTOMER_FORGOTTEN = "customer.forgotten", "Customer forgotten"
     CONSENT_CHANGED = "consent.changed", "Consent changed"
-    API_KEY_CREATED = "api_key.created", "API key created"
-    API_KEY_REVOKED = "api_key.revoked", "API key revoked"
-    API_KEY_CHANGED = "api_key.changed", "API key changed"
-    USER_CREATED = "user.created", "User created"
-    USER_CHANGED = "user.changed", "User changed"
-    USER_DELETED = "user.deleted", "User deleted"
-    USER_CHANGE_REFUSED = "user.change_refused", "User change refused (escalation)"
-    GROUP_CREATED = "group.created", "Group created"
-    GROUP_CHANGED = "group.changed", "Group changed"
-    GROUP_DELETED = "group.deleted", "Group deleted"
-    GROUP_CHANGE_REFUSED = "group.change_refused", "Group change refused (escalation)"
-    PIPELINE_STARTED = "pipeline.started", "Recomputation started"
-    LOGIN = "auth.login", "Signed in"
-    LOGIN_FAILED = "auth.login_failed", "Sign-in refused"
-
-
-class AuditEntry(models.Model):
-    """Who did what, when: one row per operator action. Append-only; holds no personal data of customers."""
-
-    at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    actor_label = models.CharField(max_length=150, help_text="The operator's username, api-key:PREFIX, shell:USER or system; kept if the account goes.")
-    action = models.CharField(max_length=40, choices=AuditAction.choices)
-    source = models.CharField(max_length=20, help_text="admin, api, shell, schedule, system")
-    target_type = models.CharField(max_length=60, blank=True)
-    target_id = models.CharField(max_length=64, blank=True)
-    target_label = models.CharField(max_length=200, blank=True)
-    changes = models.JSONField(default=dict, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-at", "-id"]
-        verbose_name = "audit entry"
-        verbose_name_plural = "audit log"
-        indexes = [
-            models.Index(fields=["action", "-at"], name="audit_action_at_idx"),
-            models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
-            models.Index(fields=["actor_label", "-at"], name="audit_actor_at_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_label}".strip()
 
 
 class ForgottenCustomer(models.Model):

@@ -34,7 +34,9 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from . import access
+from accounts import access
+from accounts.models import AuditEntry
+
 from .models import ConsentChange, Customer, Event, ForgottenCustomer, Profile
 
 #: What a delivery's error text becomes when its customer is forgotten (it may have quoted the address).
@@ -100,8 +102,6 @@ def _scrub_logs(*, customer: Customer, needles: list[str], replacement: str) -> 
     from django.contrib.admin.models import LogEntry
     from django.contrib.contenttypes.models import ContentType
 
-    from .models import AuditEntry
-
     n = 0
     ct = ContentType.objects.get_for_model(Customer)
     history = list(LogEntry.objects.filter(content_type=ct, object_id=str(customer.pk)))
@@ -150,8 +150,9 @@ def customer_forget(*, customer: Customer, by=None, source: str = "system", requ
     """Remove the customer's events, profile, memberships, suggestions and personal fields, in one transaction.
 
     The audit log records who did it and names the customer by the pseudonym erasure gives them."""
-    from .audit import audit_record, shell_actor
-    from .models import AuditAction
+    from accounts.audit import audit_record, shell_actor
+
+    from .models import ProfilesAuditAction
 
     with transaction.atomic():
         identity = [v for v in (customer.external_id, customer.email, customer.name) if v]
@@ -171,7 +172,7 @@ def customer_forget(*, customer: Customer, by=None, source: str = "system", requ
         customer.save()
         access.access_changed()  # every server process stops trusting the customer's tokens at once
         counts["log_entries_rewritten"] = _scrub_logs(customer=customer, needles=identity, replacement=alias)
-        audit_record(action=AuditAction.CUSTOMER_FORGOTTEN, actor=by, request=request, source=source, target=customer,
-                     target_label=customer.external_id, actor_label=shell_actor() if source == "shell" else "",
+        audit_record(action=ProfilesAuditAction.CUSTOMER_FORGOTTEN, actor=by, request=request, source=source,
+                     target=customer, target_label=customer.external_id, actor_label=shell_actor() if source == "shell" else "",
                      changes={"removed": counts})
     return counts

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from profiles import selectors as profile_selectors
-from profiles.access import AnyCustomer, CustomerSelf, KeyScope, Operator, anyone_of
+from accounts.access import AnyCustomer, CustomerSelf, KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors

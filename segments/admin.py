@@ -5,12 +5,11 @@ from django.db.models import Subquery, OuterRef
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from accounts.audit import AuditedAdminMixin
 from common.operator_queries import OperatorQueryTimeout
-from profiles.audit import AuditedAdminMixin
-from profiles.models import AuditAction
 
 from . import selectors
-from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
+from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize, SegmentsAuditAction
 from .rules import RuleError, describe_rule, validate_rule
 from .services import rule_segment_refresh_now
 
@@ -73,7 +72,8 @@ class SizeTrendMixin:
 
 @admin.register(Segment)
 class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
-    audit_actions = (AuditAction.SEGMENT_CREATED, AuditAction.SEGMENT_CHANGED, AuditAction.SEGMENT_DELETED)
+    audit_actions = (SegmentsAuditAction.SEGMENT_CREATED, SegmentsAuditAction.SEGMENT_CHANGED,
+                     SegmentsAuditAction.SEGMENT_DELETED)
     audit_exclude = ("name_locked",)
     form = SegmentForm
     change_form_template = "admin/segments/segment/change_form.html"

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from common.api_errors import safe_text
 from common.operator_queries import operator_query, operator_query_timeout
 from profiles import selectors as profile_selectors
-from profiles.access import KeyScope, Operator, anyone_of
+from accounts.access import KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors

@@ -12,6 +12,14 @@ class SegmentKind(models.TextChoices):
     RULE = "rule", "Rule"
 
 
+class SegmentsAuditAction(models.TextChoices):
+    """What operators do to segments (this app's actions in the audit log, accounts/actions.py)."""
+
+    SEGMENT_CREATED = "segment.created", "Segment created"
+    SEGMENT_CHANGED = "segment.changed", "Segment changed"
+    SEGMENT_DELETED = "segment.deleted", "Segment deleted"
+
+
 class ClusteringRun(models.Model):
     """One clustering of the customer profiles, with the figures that chose k."""
 

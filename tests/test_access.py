@@ -10,9 +10,11 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import access
+from accounts.models import ApiKey
 from pipeline import services as pipeline
-from profiles import access, services
-from profiles.models import ApiKey, Event
+from profiles import services
+from profiles.models import Event
 
 pytestmark = pytest.mark.django_db
 

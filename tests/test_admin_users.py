@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 
-from profiles.models import AuditEntry
-from profiles.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR
+from accounts.models import AuditEntry
+from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR
 
 pytestmark = pytest.mark.django_db
 

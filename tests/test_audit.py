@@ -10,9 +10,11 @@ from django.test import TestCase
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import access
+from accounts.models import ApiKey, AuditEntry
 from campaigns.models import Campaign
-from profiles import access, services
-from profiles.models import ApiKey, AuditEntry, Customer
+from profiles import services
+from profiles.models import Customer
 from segments.models import Segment
 
 pytestmark = pytest.mark.django_db
@@ -123,10 +125,10 @@ def test_consent_changes_are_logged_once_per_batch_with_counts_per_channel(shopp
 
 
 def test_api_keys_and_recomputations_started_in_the_admin_are_logged(boss_client, shoppers):
-    resp = boss_client.post("/admin/profiles/apikey/add/", {"name": "shop backend", "scopes": ["ingest_events"]})
+    resp = boss_client.post("/admin/accounts/apikey/add/", {"name": "shop backend", "scopes": ["ingest_events"]})
     assert resp.status_code == 302
     key = ApiKey.objects.get(name="shop backend")
-    boss_client.post("/admin/profiles/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    boss_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
     with TestCase.captureOnCommitCallbacks(execute=True):
         boss_client.post("/admin/pipeline/pipelinerun/start/", {"steps": ["profiles"]})
 
@@ -140,17 +142,17 @@ def test_api_keys_and_recomputations_started_in_the_admin_are_logged(boss_client
 def test_the_audit_log_page_lists_entries_for_administrators_only_and_cannot_be_edited(boss_client, shoppers, django_user_model, client):
     call_command("forget_customer", "a3", stdout=StringIO())
     entry = AuditEntry.objects.get(action="customer.forgotten")
-    html = boss_client.get("/admin/profiles/auditentry/?action=customer.forgotten").content.decode()
+    html = boss_client.get("/admin/accounts/auditentry/?action=customer.forgotten").content.decode()
     assert "Customer forgotten" in html and entry.target_label in html
-    assert boss_client.get(f"/admin/profiles/auditentry/{entry.pk}/change/").status_code == 200  # read-only view
-    assert boss_client.post(f"/admin/profiles/auditentry/{entry.pk}/change/", {"action": "x"}).status_code == 403
-    assert boss_client.post(f"/admin/profiles/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert boss_client.get(f"/admin/accounts/auditentry/{entry.pk}/change/").status_code == 200  # read-only view
+    assert boss_client.post(f"/admin/accounts/auditentry/{entry.pk}/change/", {"action": "x"}).status_code == 403
+    assert boss_client.post(f"/admin/accounts/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk, action="customer.forgotten").exists()
 
     marketer = django_user_model.objects.create_user("mia", "mia@example.com", "pw", is_staff=True)
     marketer.groups.add(Group.objects.get(name="Marketing operator"))
     client.force_login(marketer)
-    assert client.get("/admin/profiles/auditentry/").status_code == 403
+    assert client.get("/admin/accounts/auditentry/").status_code == 403
     admin_group = Group.objects.get(name="Administrator")
     assert admin_group.permissions.filter(codename="view_auditentry").exists()
     assert not Permission.objects.filter(group__name="Analyst", codename="view_auditentry").exists()
@@ -231,7 +233,7 @@ def test_behind_trusted_proxies_the_audit_log_records_the_clients_address_not_th
     """Behind nginx every request comes from the proxy: the entry must name the address the proxy forwarded."""
     from django.contrib.auth.models import User
 
-    from profiles.models import AuditEntry
+    from accounts.models import AuditEntry
 
     settings.TRUSTED_PROXY_COUNT = 1
     User.objects.create_user("eve", password="not-the-password")

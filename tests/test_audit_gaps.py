@@ -9,10 +9,11 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
+from accounts import access
+from accounts.models import ApiKey, AuditEntry
+from accounts.roles import ADMINISTRATOR
 from campaigns.models import Campaign, Delivery
-from profiles import access
-from profiles.models import ApiKey, AuditEntry, Customer
-from profiles.roles import ADMINISTRATOR
+from profiles.models import Customer
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +35,7 @@ def admin_client_role(client, django_user_model):
 
 def test_widening_an_api_keys_scopes_or_renaming_it_is_audited_with_before_and_after(boss_client):
     key, _ = access.api_key_create(name="shop backend", scopes=["ingest_events"])
-    resp = boss_client.post(f"/admin/profiles/apikey/{key.pk}/change/",
+    resp = boss_client.post(f"/admin/accounts/apikey/{key.pk}/change/",
                             {"name": "shop backend (prod)", "scopes": ["ingest_events", "manage_customers"]})
     assert resp.status_code == 302
     key.refresh_from_db()
@@ -44,14 +45,14 @@ def test_widening_an_api_keys_scopes_or_renaming_it_is_audited_with_before_and_a
     assert entry.changes == {"name": {"from": "shop backend", "to": "shop backend (prod)"},
                              "scopes": {"from": ["ingest_events"], "to": ["ingest_events", "manage_customers"]}}
     # saving without a change writes nothing
-    boss_client.post(f"/admin/profiles/apikey/{key.pk}/change/", {"name": "shop backend (prod)", "scopes": key.scopes})
+    boss_client.post(f"/admin/accounts/apikey/{key.pk}/change/", {"name": "shop backend (prod)", "scopes": key.scopes})
     assert AuditEntry.objects.filter(action="api_key.changed").count() == 1
 
 
 def test_an_api_key_is_revoked_not_deleted_in_the_admin(boss_client):
     key, _ = access.api_key_create(name="old", scopes=["ingest_events"])
-    assert boss_client.post(f"/admin/profiles/apikey/{key.pk}/delete/", {"post": "yes"}).status_code == 403
-    boss_client.post("/admin/profiles/apikey/", {"action": "delete_selected", "_selected_action": [key.pk], "post": "yes"})
+    assert boss_client.post(f"/admin/accounts/apikey/{key.pk}/delete/", {"post": "yes"}).status_code == 403
+    boss_client.post("/admin/accounts/apikey/", {"action": "delete_selected", "_selected_action": [key.pk], "post": "yes"})
     assert ApiKey.objects.filter(pk=key.pk).exists()
 
 

@@ -12,8 +12,9 @@ from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
+from accounts import access
 from pipeline import services as pipeline
-from profiles import access, services
+from profiles import services
 
 pytestmark = pytest.mark.contract
 CREDENTIALS: dict[str, str] = {}

@@ -12,11 +12,13 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from accounts import access
+from accounts.models import AuditEntry
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
-from profiles import access, services
-from profiles.models import AuditEntry, ConsentChange, Customer, Event
+from profiles import services
+from profiles.models import ConsentChange, Customer, Event
 from profiles.privacy import customer_forget
 from segments.models import Segment
 from segments.rules import refresh_rule_memberships

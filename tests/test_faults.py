@@ -294,7 +294,7 @@ def _events(batch: int, size: int, base) -> list[dict]:
 @pytest.mark.faults
 @pytest.mark.django_db(transaction=True)
 def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path):
-    from profiles.access import api_key_create
+    from accounts.access import api_key_create
 
     db_url = _database_url()
     redis = PrivateRedis()
@@ -375,14 +375,14 @@ def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path
 
 
 # A deployment that shares Redis as the cache too (CACHE_URL, API_THROTTLE_SHARED=1) keeps DRF's throttle counters there;
-# when the cache is unreachable the throttle fails open (profiles/access.py), so batches are still stored.
+# when the cache is unreachable the throttle fails open (accounts/access.py), so batches are still stored.
 @pytest.mark.faults
 @pytest.mark.django_db
 def test_ingestion_is_answered_while_a_redis_cache_is_down():
     from django.test import override_settings
     from rest_framework.test import APIClient
 
-    from profiles.access import api_key_create
+    from accounts.access import api_key_create
 
     _, key = api_key_create(name="shop backend", scopes=["ingest_events"])
     client = APIClient(raise_request_exception=False)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from rest_framework.test import APIClient
 
-from profiles import access
+from accounts import access
 from profiles.models import Customer, Event, Item
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fuzz]

@@ -1,6 +1,6 @@
 """API-key revocation takes effect at once in every server process (issue #12, finding 9).
 
-Each server process remembers the keys it has looked up (profiles/access.py); the processes share the
+Each server process remembers the keys it has looked up (accounts/access.py); the processes share the
 cache (Redis in production). Two "processes" are simulated here by giving each its own memory of
 keys while they share the test's cache; the revocation happens in one and the very next request in
 the other is refused. No clock is involved: before the fix the other process kept accepting the key
@@ -14,8 +14,9 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from profiles import access, services
-from profiles.models import ApiKey
+from accounts import access
+from accounts.models import ApiKey
+from profiles import services
 
 pytestmark = pytest.mark.django_db
 
@@ -78,7 +79,7 @@ def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_pr
         assert alice.get("/api/customers/alice/recommendations/").status_code == 200
     with a.serving(), django_capture_on_commit_callbacks(execute=True):
         assert _token(client)[0] == 201
-        resp = administrator.post("/admin/profiles/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True)
+        resp = administrator.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True)
         assert "refused from now on" in resp.content.decode()
     with b.serving():
         status, detail = _token(client)

@@ -12,11 +12,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
+from accounts.roles import ANALYST
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles import services
 from profiles.demo import generate_shop
 from profiles.models import Customer
-from profiles.roles import ANALYST
 from segments.models import Membership, Segment
 from segments.rules import refresh_rule_memberships, rule_audience_size
 
@@ -51,7 +51,7 @@ def busy_shop(django_db_setup, django_db_blocker):
 
 @pytest.fixture
 def analyst(django_user_model):
-    from profiles.roles import sync_role_permissions
+    from accounts.roles import sync_role_permissions
 
     sync_role_permissions()
     user = django_user_model.objects.create_user("ana", password="pw", is_staff=True)

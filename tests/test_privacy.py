@@ -10,11 +10,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
+from accounts import access
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
 from pipeline import services as pipeline
-from profiles import access, services
+from profiles import services
 from profiles.models import ConsentChange, Customer, Event, Profile
 from recommendations.models import Recommendation
 from segments.models import Membership, Segment

@@ -21,10 +21,11 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
+from accounts import access
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, Delivery
 from pipeline import services as pipeline
-from profiles import access, services
+from profiles import services
 from profiles.models import Customer
 from recommendations.services import impressions_record
 from segments.models import Segment
@@ -89,7 +90,7 @@ NOT_PERSONAL = {
 # Models without a key to Customer that may hold a copy of a customer's identity in text.
 COPIES = {
     "admin.LogEntry": "the admin's history of operators' actions: names the customer (object_repr); rewritten on forgetting",
-    "profiles.AuditEntry": "the audit log: names the customer by external id; rewritten to the pseudonym on forgetting",
+    "accounts.AuditEntry": "the audit log: names the customer by external id; rewritten to the pseudonym on forgetting",
 }
 
 # Rows that still point to the customer's (now anonymous) row after forgetting.

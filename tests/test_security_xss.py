@@ -137,7 +137,7 @@ def console_pages(objs) -> list[str]:
         f"/admin/profiles/customer/{objs['customer'].pk}/change/",
         "/admin/profiles/item/",
         "/admin/pipeline/pipelinerun/",
-        "/admin/profiles/auditentry/",
+        "/admin/accounts/auditentry/",
     ]
 
 

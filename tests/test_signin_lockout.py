@@ -8,7 +8,7 @@ import pytest
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
-from profiles import signin
+from accounts import signin
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ def create_groups(apps, schema_editor):
     Group = apps.get_model("auth", "Group")
     for name in ROLES:
         Group.objects.get_or_create(name=name)
-    # Their permissions are assigned after migrate by profiles.roles.sync_role_permissions,
+    # Their permissions are assigned after migrate by accounts.roles.sync_role_permissions,
     # once every app's permissions exist.
 
 

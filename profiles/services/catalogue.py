@@ -78,8 +78,9 @@ def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str,
                            label: str = "") -> int:
     """Record (customer_id, consent field, granted) changes in bulk, and one audit entry for them
     (`label` names the customer when there is one)."""
-    from ..audit import actor_of, audit_record
-    from ..models import AuditAction, ConsentChange
+    from accounts.audit import actor_of, audit_record
+
+    from ..models import ConsentChange, ProfilesAuditAction
 
     now = now or timezone.now()
     operator, _ = actor_of(user)  # `user` may also be an API key's principal: then no operator account
@@ -97,7 +98,7 @@ def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str,
             counts["granted" if granted else "withdrawn"] += 1
         customers = {cid for cid, _, _ in changes}
         one = next(iter(customers)) if len(customers) == 1 else None
-        audit_record(action=AuditAction.CONSENT_CHANGED, actor=user, source=source, target_type="profiles.customer",
+        audit_record(action=ProfilesAuditAction.CONSENT_CHANGED, actor=user, source=source, target_type="profiles.customer",
                      target_id=str(one) if one else "",
                      target_label=label if one and label else f"{len(customers):,} customers",
                      changes={"channels": summary})

@@ -74,7 +74,7 @@ def test_every_console_page_passes_the_csp_and_hostile_names_stay_text(page, liv
     urls = console_pages(objs) + [
         # the rest of the admin: index, lists and forms of each app, Django's own and django-celery-beat's pages
         "/admin/profiles/customer/", "/admin/profiles/customer/add/", "/admin/profiles/event/", "/admin/profiles/profile/",
-        "/admin/profiles/apikey/", "/admin/profiles/apikey/add/", "/admin/pipeline/pipelinerun/start/",
+        "/admin/accounts/apikey/", "/admin/accounts/apikey/add/", "/admin/pipeline/pipelinerun/start/",
         "/admin/campaigns/delivery/", "/admin/recommendations/recommenderrun/",
         "/admin/auth/user/", "/admin/auth/user/add/", f"/admin/auth/user/{me}/change/",
         f"/admin/auth/user/{me}/password/", "/admin/auth/group/", "/admin/auth/group/add/",

@@ -157,7 +157,7 @@ def test_administrator_reads_in_the_audit_log_what_an_operator_did_and_a_guessed
 
     django_user_model.objects.create_superuser("chief", "chief@example.com", "chief-passphrase-1")
     _login(page, live_server, ("chief", "chief-passphrase-1"))
-    page.goto(f"{live_server.url}/admin/profiles/auditentry/")
+    page.goto(f"{live_server.url}/admin/accounts/auditentry/")
     rows = page.inner_text("#result_list")
     assert "marketer" in rows and "Segment created" in rows and "Big spenders" in rows
     page.click("#changelist-filter >> text=Segment created")  # the filter on the right

@@ -6,8 +6,9 @@ import threading
 import pytest
 from rest_framework.test import APIClient
 
+from accounts import access
 from common import lanes
-from profiles import access, services
+from profiles import services
 from profiles.models import Customer, Event
 
 from .test_ingest_api import _events

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from profiles.roles import ANALYST
+from accounts.roles import ANALYST
 from segments.models import Segment
 from segments.rules import RuleError, validate_rule
 
@@ -51,7 +51,7 @@ def errors_of(rule, **kwargs) -> dict[str, str]:
 
 @pytest.fixture
 def analyst(django_user_model):
-    from profiles.roles import sync_role_permissions
+    from accounts.roles import sync_role_permissions
 
     sync_role_permissions()
     user = django_user_model.objects.create_user("ana", password="pw", is_staff=True)

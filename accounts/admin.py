@@ -1,5 +1,9 @@
-"""Operator accounts and groups in the admin: no escalation, every change in the audit log.
+"""Operator screens of accounts and access: API keys, the audit log, operator accounts and groups.
 
+API keys are created here (the key is shown once) and revoked, never deleted. The audit log is
+read-only: nobody edits or deletes history through the admin.
+
+Operator accounts and groups: no escalation, every change in the audit log.
 Django's own UserAdmin and GroupAdmin let anyone with `auth.change_user` make any account a
 superuser or give it any permission — so a script running in an Administrator's browser (issue
 #12, finding 1) could make its author superuser. Here, for an operator who is not a superuser:
@@ -17,16 +21,120 @@ and removed — and for a password only the fact that it changed, never a hash.
 """
 from __future__ import annotations
 
+import json
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
 
+from common.paginators import EstimatedCountPaginator
+
+from . import access
 from .audit import audit_record
-from .models import AuditAction
+from .models import AccountsAuditAction, ApiKey, ApiKeyScope, AuditEntry
+
+
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=ApiKeyScope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ("name", "prefix", "scopes_text", "created_by", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    list_select_related = ("created_by",)
+    search_fields = ("name", "=prefix")
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("prefix", "created_by", "created_at", "last_used_at", "revoked_at") if obj else ()
+
+    @admin.display(description="scopes")
+    def scopes_text(self, obj):
+        return ", ".join(obj.scopes)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a key is revoked (action "Revoke"), never deleted: the audit log and last use stay readable
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            before = ApiKey.objects.get(pk=obj.pk)
+            super().save_model(request, obj, form, change)
+            changes = {f: {"from": getattr(before, f), "to": getattr(obj, f)} for f in ("name", "scopes")
+                       if getattr(before, f) != getattr(obj, f)}
+            if changes:
+                audit_record(action=AccountsAuditAction.API_KEY_CHANGED, request=request, target=obj, source="admin",
+                             changes=changes)
+            return
+        key, full = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"], user=request.user)
+        obj.pk = key.pk
+        obj.prefix = key.prefix
+        audit_record(action=AccountsAuditAction.API_KEY_CREATED, request=request, target=key, source="admin",
+                     changes={"scopes": key.scopes})
+        # Shown once: only a hash of the secret is stored.
+        messages.warning(request, format_html(
+            "The new key is <code style='user-select:all'>{}</code>. Copy it now: it is not stored and cannot be shown again. "
+            "Send it as <code>Authorization: Api-Key {}</code>.", full, full))
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            access.api_key_revoke(key=key)
+            audit_record(action=AccountsAuditAction.API_KEY_REVOKED, request=request, target=key, source="admin")
+        messages.success(request, "Revoked; requests with these keys and the customer tokens they issued are refused from now on.")
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only: nobody edits or deletes history through the admin."""
+
+    list_display = ("at", "actor_label", "action", "target_link", "source", "ip")
+    list_filter = ("action", "source")
+    date_hierarchy = "at"
+    search_fields = ("=actor_label", "=target_id", "target_label")
+    list_select_related = ("actor",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    readonly_fields = ("at", "actor", "actor_label", "action", "source", "target_type", "target_id", "target_label", "changes_text", "ip")
+    exclude = ("changes",)
+
+    @admin.display(description="target")
+    def target_link(self, obj):
+        if obj.target_type and obj.target_id:
+            app_label, _, model = obj.target_type.partition(".")
+            try:
+                url = reverse(f"admin:{app_label}_{model}_change", args=[obj.target_id])
+            except Exception:
+                return obj.target_label or f"{obj.target_type} {obj.target_id}"
+            return format_html('<a href="{}">{}</a>', url, obj.target_label or obj.target_id)
+        return obj.target_label
+
+    @admin.display(description="changes")
+    def changes_text(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- operator accounts and groups ----------------------------------------------------------------
 
 FLAGS = ("is_active", "is_staff", "is_superuser")
 # Account fields whose values are personal (the operator's own data): the log says they changed.
@@ -215,8 +323,9 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
     form = GuardedUserChangeForm
     relations = ("groups", "user_permissions")
     audited_flags = FLAGS
-    audit_actions = (AuditAction.USER_CREATED, AuditAction.USER_CHANGED, AuditAction.USER_DELETED)
-    refused_action = AuditAction.USER_CHANGE_REFUSED
+    audit_actions = (AccountsAuditAction.USER_CREATED, AccountsAuditAction.USER_CHANGED,
+                     AccountsAuditAction.USER_DELETED)
+    refused_action = AccountsAuditAction.USER_CHANGE_REFUSED
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -251,7 +360,8 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
         if request.method == "POST" and isinstance(response, HttpResponseRedirect) and response.url != request.get_full_path():
             user = User.objects.get(pk=id)
             fact = "(changed)" if user.has_usable_password() else "(password sign-in disabled)"
-            audit_record(action=AuditAction.USER_CHANGED, request=request, target=user, changes={"password": fact}, source="admin")
+            audit_record(action=AccountsAuditAction.USER_CHANGED, request=request, target=user, changes={"password": fact},
+                         source="admin")
         return response
 
 
@@ -259,8 +369,9 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
 class GroupAdmin(AuditedGuardedAdmin, DjangoGroupAdmin):
     form = GuardedGroupForm
     relations = ("permissions",)
-    audit_actions = (AuditAction.GROUP_CREATED, AuditAction.GROUP_CHANGED, AuditAction.GROUP_DELETED)
-    refused_action = AuditAction.GROUP_CHANGE_REFUSED
+    audit_actions = (AccountsAuditAction.GROUP_CREATED, AccountsAuditAction.GROUP_CHANGED,
+                     AccountsAuditAction.GROUP_DELETED)
+    refused_action = AccountsAuditAction.GROUP_CHANGE_REFUSED
 
     def has_delete_permission(self, request, obj=None):
         # deleting a group takes its permissions from its members: not for a group with permissions the operator lacks
@@ -275,7 +386,7 @@ def _audited_own_password_change(view):
     def password_change(request, extra_context=None):
         response = view(request, extra_context)
         if request.method == "POST" and isinstance(response, HttpResponseRedirect):
-            audit_record(action=AuditAction.USER_CHANGED, request=request, target=request.user,
+            audit_record(action=AccountsAuditAction.USER_CHANGED, request=request, target=request.user,
                          changes={"password": "(changed)"}, source="admin")
         return response
 

@@ -1,4 +1,4 @@
-"""OpenAPI: the schemes of the API's own authentication classes (profiles/access.py, profiles/signin.py).
+"""OpenAPI: the schemes of the API's own authentication classes (accounts/access.py, accounts/signin.py).
 
 drf-spectacular registers an extension when its class is defined: the app's ready() imports this module.
 """
@@ -6,7 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "profiles.access.ApiKeyAuthentication"
+    target_class = "accounts.access.ApiKeyAuthentication"
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
@@ -15,7 +15,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class CustomerTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "profiles.access.CustomerTokenAuthentication"
+    target_class = "accounts.access.CustomerTokenAuthentication"
     name = "CustomerToken"
 
     def get_security_definition(self, auto_schema):
@@ -24,7 +24,7 @@ class CustomerTokenScheme(OpenApiAuthenticationExtension):
 
 
 class ThrottledBasicScheme(OpenApiAuthenticationExtension):
-    target_class = "profiles.signin.ThrottledBasicAuthentication"
+    target_class = "accounts.signin.ThrottledBasicAuthentication"
     name = "basicAuth"
 
     def get_security_definition(self, auto_schema):

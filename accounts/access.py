@@ -36,6 +36,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from django.apps import apps
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache, caches
@@ -132,14 +133,14 @@ def _revocation_signal() -> None:
                   "accept the key as it was for up to API_KEY_CACHE_SECONDS (%s s)", _key_cache_seconds(), exc_info=True)
 
 
-@receiver(post_save, sender=ApiKey, dispatch_uid="profiles.access.api_key_saved")
+@receiver(post_save, sender=ApiKey, dispatch_uid="accounts.access.api_key_saved")
 def _api_key_saved(sender, instance, created, **kwargs):
     _known_keys.pop(instance.prefix, None)
     if not created:  # a new key is not remembered anywhere yet
         transaction.on_commit(_revocation_signal)
 
 
-@receiver(post_delete, sender=ApiKey, dispatch_uid="profiles.access.api_key_deleted")
+@receiver(post_delete, sender=ApiKey, dispatch_uid="accounts.access.api_key_deleted")
 def _api_key_deleted(sender, instance, **kwargs):
     _known_keys.pop(instance.prefix, None)
     transaction.on_commit(_revocation_signal)
@@ -154,7 +155,7 @@ def access_changed() -> None:
 _UNREAD = object()
 
 
-@receiver(post_delete, sender="profiles.Customer", dispatch_uid="profiles.access.customer_deleted")
+@receiver(post_delete, sender=settings.CUSTOMER_MODEL, dispatch_uid="accounts.access.customer_deleted")
 def _customer_deleted(sender, instance, **kwargs):
     _live_customers.pop((instance.pk, instance.external_id), None)
     transaction.on_commit(_revocation_signal)
@@ -214,6 +215,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 # --- customer tokens ---------------------------------------------------------------------------
 
 
+def _customer_model():
+    """The customers' model, settings.CUSTOMER_MODEL ("profiles.Customer"): accounts sits below the app
+    that holds customers and knows it only by that name, as Django's auth knows AUTH_USER_MODEL."""
+    return apps.get_model(settings.CUSTOMER_MODEL)
+
+
 @dataclass(frozen=True)
 class CustomerToken:
     customer: str  # the customer's external id
@@ -225,10 +232,9 @@ def customer_token_issue(
 ) -> tuple[str, int]:
     """A token for one customer row: it names the row's id as well as its external id, so it dies with
     the row (erasure renames it) and never opens a customer later created again under the same id."""
-    from .models import Customer
-
     if customer_id is None:
-        customer_id = Customer.objects.filter(external_id=customer_external_id).values_list("pk", flat=True).first()
+        customer_id = (_customer_model().objects.filter(external_id=customer_external_id)
+                       .values_list("pk", flat=True).first())
         if customer_id is None:
             raise ValueError(f"No customer with external_id {customer_external_id!r}.")
     ttl = min(ttl or settings.CUSTOMER_TOKEN_TTL_SECONDS, settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS)
@@ -287,8 +293,6 @@ def _customer_row_lives(claims: _TokenClaims, *, generation: int | None) -> bool
     (issued before they carried one) are refused: they would open whoever holds the id now."""
     from django.db import connection
 
-    from .models import Customer
-
     if claims.customer_id is None:
         return False
     memo_key = (claims.customer_id, claims.customer)
@@ -297,7 +301,7 @@ def _customer_row_lives(claims: _TokenClaims, *, generation: int | None) -> bool
     if generation is not None and seen is not None and seen[0] == generation and now - seen[1] < _key_cache_seconds():
         return True
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {Customer._meta.db_table} WHERE id = %s AND external_id = %s",
+        cursor.execute(f"SELECT 1 FROM {_customer_model()._meta.db_table} WHERE id = %s AND external_id = %s",
                        [claims.customer_id, claims.customer])
         alive = cursor.fetchone() is not None
     if alive and generation is not None:

@@ -172,7 +172,7 @@ def success_record(username: str | None, request=None) -> None:
 
 def warn_if_cache_not_shared() -> bool:
     """Logged at start-up: without a shared cache each process keeps its own sign-in counters (and
-    API keys are looked up on every request, profiles/access.py)."""
+    API keys are looked up on every request, accounts/access.py)."""
     if settings.DEBUG or cache_is_shared():
         return False
     log.warning("CACHE_URL does not name a shared cache: each server process counts failed sign-ins and API throttles "
@@ -213,27 +213,29 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
         return super().clean()
 
 
-# --- signal receivers (connected in ProfilesConfig.ready) ---------------------------------------
+# --- signal receivers (connected in AccountsConfig.ready) ---------------------------------------
 
 
 def on_login_failed(sender, credentials, request=None, **kwargs):
     from .audit import audit_record
-    from .models import AuditAction
+    from .models import AccountsAuditAction
 
     username = credentials.get("username")
     locked = is_locked(username, request)
     if not locked:  # a refused attempt checked no password: it does not count again
         failure_record(username, request)
-    audit_record(action=AuditAction.LOGIN_FAILED, request=request, source="admin" if _is_admin(request) else "api",
+    audit_record(action=AccountsAuditAction.LOGIN_FAILED, request=request,
+                 source="admin" if _is_admin(request) else "api",
                  actor_label=f"{username or '?'}"[:150], changes={"locked": locked})
 
 
 def on_logged_in(sender, request, user, **kwargs):
     from .audit import audit_record
-    from .models import AuditAction
+    from .models import AccountsAuditAction
 
     success_record(user.get_username(), request)
-    audit_record(action=AuditAction.LOGIN, actor=user, request=request, source="admin" if _is_admin(request) else "api")
+    audit_record(action=AccountsAuditAction.LOGIN, actor=user, request=request,
+                 source="admin" if _is_admin(request) else "api")
 
 
 def _is_admin(request) -> bool:

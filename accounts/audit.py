@@ -1,7 +1,8 @@
 """
 The audit log: who did what, when, for operator actions (segments, campaigns, consent, erasure,
-API keys, recomputations, sign-ins). Every app records through `audit_record`; the admin shows
-the log read-only (Audit log) and nobody can change or delete an entry through it.
+API keys, recomputations, sign-ins). Every app declares its own actions (accounts/actions.py) and
+records them through `audit_record`; the admin shows the log read-only (Audit log) and nobody can
+change or delete an entry through it.
 
 An entry never holds a customer's personal data: customers are named by their external id (a
 forgotten customer by the pseudonym erasure gave it), and changes list field names and
@@ -17,13 +18,9 @@ from django.contrib.auth import get_user_model
 from django.db import models
 from django.utils import timezone
 
-from .models import AuditAction, AuditEntry
+from .models import AuditEntry
 
 logger = logging.getLogger(__name__)
-
-# A customer's fields whose values are personal data: an audit entry records that they changed, never the values.
-PERSONAL_FIELDS = frozenset({"name", "email", "attributes", "time_zone", "password"})
-PERSONAL_MODELS = frozenset({"profiles.customer", "auth.user"})
 
 
 def client_ip(request) -> str | None:
@@ -73,12 +70,12 @@ def audit_record(*, action: str, actor=None, target=None, target_type: str = "",
     )
 
 
-def form_changes(form, *, exclude: Iterable[str] = ()) -> dict:
-    """What an admin form changed: {field: new value} for plain values, '(changed)' for personal or bulky ones."""
+def form_changes(form, *, exclude: Iterable[str] = (), personal: Iterable[str] = ()) -> dict:
+    """What an admin form changed: {field: new value} for plain values, '(changed)' for the `personal` ones
+    (their values are personal data: the entry records that they changed, never the values)."""
     changed = {}
     skip = set(exclude)
-    model = getattr(getattr(form, "_meta", None), "model", None)
-    personal = PERSONAL_FIELDS if model is not None and model._meta.label_lower in PERSONAL_MODELS else ()
+    personal = set(personal)
     for name in form.changed_data:
         if name in skip:
             continue
@@ -96,24 +93,16 @@ def form_changes(form, *, exclude: Iterable[str] = ()) -> dict:
     return changed
 
 
-# Campaign status → audit action (the campaigns app records transitions through this map).
-CAMPAIGN_STATUS_ACTIONS = {
-    "scheduled": AuditAction.CAMPAIGN_SCHEDULED,
-    "running": AuditAction.CAMPAIGN_LAUNCHED,
-    "paused": AuditAction.CAMPAIGN_PAUSED,
-    "cancelled": AuditAction.CAMPAIGN_CANCELLED,
-    "completed": AuditAction.CAMPAIGN_COMPLETED,
-}
-
-
 class AuditedAdminMixin:
     """For a ModelAdmin: record created / changed / deleted objects in the audit log.
 
     Set `audit_actions = (created, changed, deleted)` on the admin class; `audit_exclude` names
-    form fields whose changes are not worth an entry (e.g. bookkeeping)."""
+    form fields whose changes are not worth an entry (e.g. bookkeeping), `audit_personal` those whose
+    values are personal data (a customer's name, e-mail, ...): the entry says they changed."""
 
     audit_actions: tuple[str, str, str] = ("", "", "")
     audit_exclude: tuple[str, ...] = ()
+    audit_personal: tuple[str, ...] = ()
 
     def audit_label(self, obj) -> str:
         """How the log names the object (override where str() would carry personal data)."""
@@ -122,7 +111,7 @@ class AuditedAdminMixin:
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         created, changed, _ = self.audit_actions
-        changes = form_changes(form, exclude=self.audit_exclude)
+        changes = form_changes(form, exclude=self.audit_exclude, personal=self.audit_personal)
         if change and not changes:
             return
         audit_record(action=changed if change else created, request=request, target=obj, target_label=self.audit_label(obj),
