@@ -6,13 +6,14 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from pipeline.models import PipelineRun
-from profiles.models import AuditEntry
+from accounts.models import AuditEntry
 
 BEFORE = [
     ("profiles", "0013_merge_security_round"),
     ("segments", "0002_rule_help_text"),
     ("recommendations", "0002_derived_rows_unchecked_keys"),
     ("pipeline", None),
+    ("accounts", None),
 ]
 
 
