@@ -48,7 +48,7 @@ def register_forgetter(name: str, fn: Callable[[Customer], int]) -> None:
 
 
 def _erasure_key() -> str:
-    return getattr(settings, "ERASURE_SECRET_KEY", "") or settings.SECRET_KEY
+    return settings.ERASURE_SECRET_KEY or settings.SECRET_KEY
 
 
 def forgotten_digest(external_id: str) -> str:

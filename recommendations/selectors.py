@@ -63,7 +63,7 @@ def recommendation_rows_for_external_id(external_id: str, *, kind: str = "produc
     ROW_FIELDS (item_price as the database gives it); one statement, no model instances."""
     params = [external_id, kind, int(limit)]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and getattr(settings, "RECOMMENDATIONS_PREPARED_STATEMENTS", True):
+        if connection.vendor == "postgresql" and settings.RECOMMENDATIONS_PREPARED_STATEMENTS:
             raw = connection.connection
             if raw not in _prepared_on:
                 cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [_PREPARED_NAME])

@@ -7,7 +7,7 @@ from profiles.models import ItemKind
 
 
 def max_limit() -> int:
-    return int(getattr(settings, "RECOMMENDER_TOP_N", 20))
+    return int(settings.RECOMMENDER_TOP_N)
 
 
 ITEM_KINDS = frozenset(k.value for k in ItemKind)

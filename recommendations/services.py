@@ -42,7 +42,6 @@ from profiles.models import Customer, Event, Item, ItemKind
 from segments.models import Membership, SegmentKind
 
 from .engine import (
-    DEFAULT_HALF_LIFE_DAYS,
     DEFAULT_PARAMS,
     EXPLAIN_ITEM,
     ItemKNN,
@@ -64,10 +63,6 @@ log = logging.getLogger(__name__)
 KINDS: tuple[str, ...] = tuple(k.value for k in ItemKind)
 EVAL_K = 10
 
-#: Event types whose items are never suggested again, per item kind (RECOMMENDER_EXCLUDE_EVENT_TYPES
-#: is merged over this). A viewed product may come back; a bought one does not.
-DEFAULT_EXCLUDE = {"product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"]}
-
 #: How "because you … X" reads, by the strongest thing the customer did with X (first wins).
 VERBS: tuple[tuple[str, str], ...] = (
     ("purchase", "bought"), ("return", "bought"), ("post", "posted"), ("comment", "commented on"),
@@ -82,26 +77,25 @@ REASON_TEXT = {
 
 
 def recommender_settings() -> dict:
-    """The recommender's settings with their defaults (names are in docs/recommendations.md)."""
-    exclude = {**DEFAULT_EXCLUDE, **getattr(settings, "RECOMMENDER_EXCLUDE_EVENT_TYPES", {})}
+    """The recommender's configuration, from the settings (names and defaults in docs/recommendations.md)."""
     return {
         "weights": dict(settings.EVENT_WEIGHTS),
-        "half_life_days": float(getattr(settings, "RECOMMENDER_HALF_LIFE_DAYS", DEFAULT_HALF_LIFE_DAYS)),
-        "decay_from": getattr(settings, "RECOMMENDER_DECAY_FROM", "customer"),
-        "window_days": float(getattr(settings, "RECOMMENDER_WINDOW_DAYS", 365)),
-        "model_params": {**DEFAULT_PARAMS, **getattr(settings, "RECOMMENDER_MODEL_PARAMS", {})},
-        "top_n": int(getattr(settings, "RECOMMENDER_TOP_N", 20)),
-        "similar_n": int(getattr(settings, "RECOMMENDER_SIMILAR_N", 20)),
-        "similar_k": int(getattr(settings, "RECOMMENDER_SIMILAR_K", 100)),
-        "keep_runs": max(1, int(getattr(settings, "RECOMMENDER_KEEP_RUNS", 3))),
-        "exclude": {k: list(v) for k, v in exclude.items()},
-        "chunk_customers": max(1, int(getattr(settings, "RECOMMENDER_CHUNK_CUSTOMERS", 5000))),
-        "n_threads": getattr(settings, "RECOMMENDER_N_THREADS", None),
-        "eval_holdout": int(getattr(settings, "RECOMMENDER_EVAL_HOLDOUT", 2)),
-        "eval_min_items": int(getattr(settings, "RECOMMENDER_EVAL_MIN_ITEMS", 5)),
-        "impression_window_days": float(getattr(settings, "RECOMMENDER_IMPRESSION_WINDOW_DAYS", 14)),
-        "impression_penalty": float(getattr(settings, "RECOMMENDER_IMPRESSION_PENALTY", 0.5)),
-        "training_consent": getattr(settings, "TRAINING_REQUIRES_CONSENT", ""),
+        "half_life_days": float(settings.RECOMMENDER_HALF_LIFE_DAYS),
+        "decay_from": settings.RECOMMENDER_DECAY_FROM,
+        "window_days": float(settings.RECOMMENDER_WINDOW_DAYS),
+        "model_params": {**DEFAULT_PARAMS, **settings.RECOMMENDER_MODEL_PARAMS},
+        "top_n": int(settings.RECOMMENDER_TOP_N),
+        "similar_n": int(settings.RECOMMENDER_SIMILAR_N),
+        "similar_k": int(settings.RECOMMENDER_SIMILAR_K),
+        "keep_runs": max(1, int(settings.RECOMMENDER_KEEP_RUNS)),
+        "exclude": {k: list(v) for k, v in settings.RECOMMENDER_EXCLUDE_EVENT_TYPES.items()},
+        "chunk_customers": max(1, int(settings.RECOMMENDER_CHUNK_CUSTOMERS)),
+        "n_threads": settings.RECOMMENDER_N_THREADS,
+        "eval_holdout": int(settings.RECOMMENDER_EVAL_HOLDOUT),
+        "eval_min_items": int(settings.RECOMMENDER_EVAL_MIN_ITEMS),
+        "impression_window_days": float(settings.RECOMMENDER_IMPRESSION_WINDOW_DAYS),
+        "impression_penalty": float(settings.RECOMMENDER_IMPRESSION_PENALTY),
+        "training_consent": settings.TRAINING_REQUIRES_CONSENT,
     }
 
 
