@@ -7,7 +7,6 @@ from collections.abc import Iterable
 import pandas as pd
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 
 from common.bulk import read_frame
 from profiles.models import Customer, Item
@@ -20,10 +19,6 @@ TOP_ITEMS_COLUMNS = ["customer_id", "item_id", "rank", "score", "reason", "reaso
 
 def active_run() -> RecommenderRun | None:
     return RecommenderRun.objects.filter(is_active=True).first()
-
-
-def recommender_runs() -> QuerySet[RecommenderRun]:
-    return RecommenderRun.objects.select_related("step").order_by("-started_at")
 
 
 def recommendations_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:

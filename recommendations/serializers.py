@@ -108,8 +108,3 @@ class SimilarItemsOutSerializer(serializers.Serializer):
     kind = serializers.CharField()
     run = serializers.IntegerField(allow_null=True)
     results = SimilarOutSerializer(many=True)
-
-
-class QueryErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

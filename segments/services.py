@@ -13,7 +13,6 @@ import math
 import time
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
