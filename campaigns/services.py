@@ -32,13 +32,12 @@ from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F,
 from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
-from profiles.models import Customer, Event, Item, Profile
+from profiles.models import CONSENT_FIELDS, Customer, Event, Item, Profile
 from profiles.services import events_ingest
 from segments.models import Membership
 
 from .channels import Message, channel_for
 from .models import (
-    CONSENT_FIELD,
     TRANSITIONS,
     Campaign,
     CampaignKind,
@@ -100,7 +99,7 @@ def audience_queryset(*, segment_ids, excluded_ids=()) -> QuerySet[Customer]:
 def audience_preview(*, segment_ids, excluded_ids=(), channel: str = Channel.IN_APP, control_percent: float = 10.0) -> dict:
     """The live audience-size preview of the campaign form."""
     qs = audience_queryset(segment_ids=segment_ids, excluded_ids=excluded_ids)
-    agg = qs.aggregate(members=Count("id"), consenting=Count("id", filter=Q(**{CONSENT_FIELD[channel]: True})))
+    agg = qs.aggregate(members=Count("id"), consenting=Count("id", filter=Q(**{CONSENT_FIELDS[channel]: True})))
     control = round(agg["consenting"] * float(control_percent) / 100.0)
     return {**agg, "no_consent": agg["members"] - agg["consenting"], "control_expected": control,
             "treated_expected": agg["consenting"] - control}
@@ -121,7 +120,7 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     suppressed with that reason; the control group is drawn among the consenting ones.
     """
     now = now or timezone.now()
-    consent = CONSENT_FIELD[campaign.channel]
+    consent = CONSENT_FIELDS[campaign.channel]
     qs = _campaign_audience(campaign).exclude(
         Exists(Delivery.objects.filter(campaign_id=campaign.pk, customer_id=OuterRef("pk")))
     ).order_by("id")
@@ -129,7 +128,7 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     if frame.empty:
         return 0
     ids = frame["id"].to_numpy(dtype=np.int64)
-    consenting = frame[consent].astype(str).str.lower().isin(["1", "t", "true"]).to_numpy()
+    consenting = frame[consent].to_numpy(dtype=bool)
     control = control_mask(campaign.pk, ids, campaign.control_percent) & consenting
     status = np.where(consenting & ~control, DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value)
     reason = np.where(control, SuppressReason.CONTROL.value, np.where(consenting, "", SuppressReason.NO_CONSENT.value))
@@ -433,7 +432,7 @@ def _update_rows(frame: pd.DataFrame, columns: list[str], *, json_columns: tuple
 
 def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now: datetime) -> pd.DataFrame:
     """Claim the chunk's sendable rows for this attempt; suppress or defer the others. Returns the claimed rows."""
-    consent = CONSENT_FIELD[campaign.channel]
+    consent = CONSENT_FIELDS[campaign.channel]
     stale = now - timedelta(seconds=float(settings.CAMPAIGN_CLAIM_TIMEOUT_SECONDS))
     claimable = (
         Q(status=DeliveryStatus.QUEUED)

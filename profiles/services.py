@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
-from .models import Customer, Event, Item
+from .models import CONSENT_FIELDS, Customer, Event, Item
 from .validation import (
     RowError,
     validate_customers,
@@ -100,7 +100,7 @@ def _clean(value):
     return value
 
 
-CONSENT_CHANNELS = {"consent_in_app": "in_app", "consent_email": "email", "consent_push": "push"}
+CONSENT_CHANNELS = {field: channel for channel, field in CONSENT_FIELDS.items()}  # consent column -> channel
 
 
 def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str, user=None, now: datetime | None = None,

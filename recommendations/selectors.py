@@ -109,8 +109,7 @@ def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.D
             run__is_active=True, kind=kind, rank__lte=limit, customer_id__in=ids[start:start + 20_000]
         ).order_by("customer_id", "rank")
         frames.append(read_frame(qs, TOP_ITEMS_COLUMNS))
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.astype({"customer_id": "int64", "item_id": "int64", "rank": "int64", "score": "float64"})
+    return pd.concat(frames, ignore_index=True)
 
 
 def similar_items_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[SimilarItem]:

@@ -38,7 +38,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
-from profiles.models import Customer, Event, Item, ItemKind
+from profiles.models import CONSENT_FIELDS, Customer, Event, Item, ItemKind
 from segments.models import Membership, SegmentKind
 
 from .engine import (
@@ -99,20 +99,20 @@ def recommender_settings() -> dict:
     }
 
 
-CONSENT_COLUMNS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
-
-
 def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.ndarray:
     """Which customers may train the recommender. `rule`: "" (everyone), "any" (a customer who
     consented to at least one channel), or channels (e.g. "email,push": consent to one of them)."""
     if not rule:
         return np.ones(len(people), dtype=bool)
-    channels = list(CONSENT_COLUMNS) if rule == "any" else [c.strip() for c in (rule.split(",") if isinstance(rule, str) else rule)]
-    unknown = [c for c in channels if c not in CONSENT_COLUMNS]
+    if rule == "any":
+        channels = list(CONSENT_FIELDS)
+    else:
+        channels = [c.strip() for c in (rule.split(",") if isinstance(rule, str) else rule)]
+    unknown = [c for c in channels if c not in CONSENT_FIELDS]
     if unknown:
-        raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; use any, or some of {sorted(CONSENT_COLUMNS)}")
-    # bulk reads give booleans as bools (SQLite) or 't'/'f' text (PostgreSQL's COPY)
-    return np.logical_or.reduce([_as_bool(people[CONSENT_COLUMNS[c]]) for c in channels])
+        raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; "
+                         f"use any, or some of {sorted(CONSENT_FIELDS)}")
+    return np.logical_or.reduce([people[CONSENT_FIELDS[c]].to_numpy(dtype=bool) for c in channels])
 
 
 # ---------------------------------------------------------------------------- impressions
@@ -161,11 +161,6 @@ class Interactions:
         return np.flatnonzero((self.item_kind != kind) | ~self.item_active)
 
 
-def _as_bool(values: pd.Series) -> np.ndarray:
-    # SQLite gives 0/1, PostgreSQL's COPY gives t/f.
-    return values.astype(str).str.lower().isin(["1", "t", "true"]).to_numpy()
-
-
 def _feedback(u, i, etype, value, t, cfg: dict, *, decay_from: str, shape) -> sp.csr_matrix:
     """The engine's interaction matrix with the recommender's weights and half-life."""
     return interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
@@ -175,7 +170,7 @@ def _feedback(u, i, etype, value, t, cfg: dict, *, decay_from: str, shape) -> sp
 def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions:
     """Read customers, items, events (of the window) and recent impressions into matrices."""
     now_ts = pd.Timestamp(now or timezone.now())
-    people = read_frame(Customer.objects.order_by("id"), ["id", "consent_in_app", "consent_email", "consent_push"])
+    people = read_frame(Customer.objects.order_by("id"), ["id", *CONSENT_FIELDS.values()])
     customers = people["id"].to_numpy(dtype=np.int64)
     trainable = training_consent_mask(people, cfg["training_consent"])
     items = read_frame(Item.objects.order_by("id"), ["id", "kind", "active", "title"])
@@ -189,7 +184,7 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     u = np.searchsorted(customers, events["customer_id"].to_numpy(dtype=np.int64))
     i = np.searchsorted(item_ids, events["item_id"].to_numpy(dtype=np.int64))
     etype = events["type"].to_numpy(dtype=object)
-    value = pd.to_numeric(events["value"], errors="coerce").to_numpy(dtype=np.float64)
+    value = events["value"].to_numpy(dtype=np.float64)
     t = events["occurred_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     # Customers left out of training (TRAINING_REQUIRES_CONSENT) teach the model nothing and get
     # non-personal lists; their own events still keep what they bought out of those lists.
@@ -219,7 +214,7 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     w = pd.Series(etype).map({k: float(v) for k, v in cfg["weights"].items()}).fillna(0.0).to_numpy()
     positive = (w > 0) | ((etype == "rating") & np.isfinite(value))
     return Interactions(
-        customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=_as_bool(items["active"]),
+        customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=items["active"].to_numpy(dtype=bool),
         item_title=items["title"].fillna("").to_numpy(dtype=object), user_items=user_items, recent=recent, exclude=exclude, verb=verb,
         shown=shown, events=pd.DataFrame({"u": u, "i": i, "type": etype, "value": value, "t": t, "positive": positive}),
         n_events=len(u), now=now_ts, n_untrained=int((~trainable).sum()),
@@ -233,9 +228,9 @@ def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_
     items. Returns the training matrix (every event of a held-out pair removed) and the relevant matrix.
     """
     ev = data.events
-    relevant, keep = last_items_holdout(ev["u"].to_numpy(), ev["i"].to_numpy(), ev["t"].to_numpy(), ev["positive"].to_numpy(),
-                                        n_holdout=cfg["eval_holdout"], min_items=cfg["eval_min_items"],
-                                        n_users=data.shape[0], n_items=data.shape[1])
+    relevant, keep = last_items_holdout(ev["u"].to_numpy(), ev["i"].to_numpy(), ev["t"].to_numpy(),
+                                        ev["positive"].to_numpy(), n_holdout=cfg["eval_holdout"],
+                                        min_items=cfg["eval_min_items"], n_users=data.shape[0], n_items=data.shape[1])
     kept = ev[keep]
     train = _feedback(kept["u"].to_numpy(), kept["i"].to_numpy(), kept["type"].to_numpy(), kept["value"].to_numpy(),
                       kept["t"].to_numpy(), cfg, decay_from=cfg["decay_from"], shape=data.shape)
@@ -500,7 +495,8 @@ def _write_cold_and_popular(run: RecommenderRun, data: Interactions, popular: Po
             }))
         if len(cold):
             items, scores, reason, text = _cold_lists(lists, data, cold, cold_seg)
-            cold_frames.append(_rows_frame(run.pk, data, cold, kind, items, scores, reason, np.full(items.shape, -1), text))
+            no_item = np.full(items.shape, -1)
+            cold_frames.append(_rows_frame(run.pk, data, cold, kind, items, scores, reason, no_item, text))
     written = 0
     for start in range(0, len(cold_frames), 3):
         written += _write(Recommendation, pd.concat(cold_frames[start:start + 3], ignore_index=True))

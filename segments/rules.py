@@ -34,7 +34,7 @@ from django.db.models.functions import Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
-from profiles.models import Customer, Event, EventType, ItemKind, Lifecycle, PriceBand, Profile
+from profiles.models import CONSENT_FIELDS, Customer, Event, EventType, ItemKind, Lifecycle, PriceBand, Profile
 
 from .models import Membership, Segment, SegmentKind, SegmentSize
 
@@ -101,7 +101,6 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {
     "rfm_code": FieldSpec(RFM, ("=", "!=") + _SET_OPS + ("startswith", "matches") + _NULL_OPS),
 }
 
-CONSENT_FIELDS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
 EVENT_TYPES = tuple(t.value for t in EventType)
 ITEM_KINDS = tuple(k.value for k in ItemKind)
 EVENT_KEYS = ("type", "min_count", "max_count", "within_days", "category", "item_kind", "item")

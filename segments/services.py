@@ -35,8 +35,7 @@ def _finite(value):
 
 
 def _profiles_frame() -> pd.DataFrame:
-    frame = read_frame(Profile.objects.order_by("customer_id"), PROFILE_COLUMNS).set_index("customer_id")
-    return frame.apply(pd.to_numeric, errors="coerce")
+    return read_frame(Profile.objects.order_by("customer_id"), PROFILE_COLUMNS).set_index("customer_id")
 
 
 def _previous_centroids(features: list[str]) -> pd.DataFrame:

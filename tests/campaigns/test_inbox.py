@@ -128,4 +128,5 @@ def test_a_message_that_cannot_be_delivered_or_opened_is_refused_in_the_api_erro
     for what in ("delivered", "opened"):
         resp = client.post(f"/api/customers/{customer}/inbox/{suppressed.pk}/{what}/", {}, format="json")
         assert resp.status_code == 400, resp.content
-        assert resp.json() == {"detail": resp.json()["detail"], "errors": []} and resp.json()["detail"].startswith("Only a sent")
+        body = resp.json()
+        assert body == {"detail": body["detail"], "errors": []} and body["detail"].startswith("Only a sent")

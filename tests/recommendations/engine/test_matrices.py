@@ -116,8 +116,9 @@ def test_compact_moves_kept_slots_left_and_carries_aligned_arrays():
     items = np.array([[4, 5, 6, -1]])
     scores = np.array([[3.0, 2.0, 1.0, -np.inf]])
     reasons = np.array([["a", "b", "c", "d"]], dtype=object)
+    drop = np.array([[False, True, False, False]])
 
-    got_items, got_scores, got_reasons = compact(items, scores, np.array([[False, True, False, False]]), aligned=(reasons,))
+    got_items, got_scores, got_reasons = compact(items, scores, drop, aligned=(reasons,))
     short_items, short_scores = compact(items, scores, np.array([[True, False, False, False]]), n=2)
 
     assert got_items.tolist() == [[4, 6, -1, -1]]
