@@ -97,7 +97,7 @@ _outage_logged = [float("-inf")]
 
 
 def _key_cache_seconds() -> float:
-    return float(getattr(settings, "API_KEY_CACHE_SECONDS", 5))
+    return float(settings.API_KEY_CACHE_SECONDS)
 
 
 def _generation() -> int | None:

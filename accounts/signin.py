@@ -53,11 +53,11 @@ class Limits(NamedTuple):
 
 def _limits() -> Limits:
     return Limits(
-        per_pair=int(getattr(settings, "LOGIN_FAILURE_LIMIT", 5)),
-        per_address=int(getattr(settings, "LOGIN_FAILURE_LIMIT_PER_IP", 20)),
-        per_username=int(getattr(settings, "LOGIN_FAILURE_LIMIT_PER_USERNAME", 100)),
-        window=int(getattr(settings, "LOGIN_LOCKOUT_SECONDS", 900)),
-        known_address_seconds=int(float(getattr(settings, "LOGIN_KNOWN_ADDRESS_DAYS", 30)) * 86400),
+        per_pair=int(settings.LOGIN_FAILURE_LIMIT),
+        per_address=int(settings.LOGIN_FAILURE_LIMIT_PER_IP),
+        per_username=int(settings.LOGIN_FAILURE_LIMIT_PER_USERNAME),
+        window=int(settings.LOGIN_LOCKOUT_SECONDS),
+        known_address_seconds=int(float(settings.LOGIN_KNOWN_ADDRESS_DAYS) * 86400),
     )
 
 
@@ -79,7 +79,7 @@ def client_ip(request) -> str | None:
     client itself sent stays to the left). None when neither is an address."""
     meta = getattr(request, "META", None) or {}
     candidates = []
-    proxies = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0) or 0)
+    proxies = int(settings.TRUSTED_PROXY_COUNT or 0)
     forwarded = meta.get("HTTP_X_FORWARDED_FOR")
     if proxies > 0 and forwarded:
         hops = [hop.strip() for hop in forwarded.split(",")]

@@ -8,11 +8,11 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
-from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.api_errors import BadRequest
 from common.operator_queries import operator_query
 from profiles import selectors as profile_selectors
 from profiles.models import Item
@@ -81,7 +81,7 @@ class DeliveredView(APIView):
         try:
             delivered_at = services.inbox_record_delivered(delivery=delivery)
         except ValueError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise BadRequest(str(exc)) from exc
         return Response({"id": delivery.pk, "delivered_at": delivered_at})
 
 
@@ -106,7 +106,7 @@ class TrackView(APIView):
         try:
             delivery = services.delivery_track(delivery=delivery, what=self.what, item=item)
         except ValueError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            raise BadRequest(str(exc)) from exc
         return Response({"id": delivery.pk, "opened_at": delivery.opened_at, "clicked_at": delivery.clicked_at})
 
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core import mail
 
-from .conf import conf
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ class InAppChannel:
 
 
 def message_id(provider_key: str) -> str:
-    domain = (getattr(settings, "DEFAULT_FROM_EMAIL", "") or "marketing@localhost").rpartition("@")[2].strip(">") or "localhost"
+    domain = (settings.DEFAULT_FROM_EMAIL or "marketing@localhost").rpartition("@")[2].strip(">") or "localhost"
     return f"<{provider_key}@{domain}>"
 
 
@@ -77,7 +76,7 @@ class EmailChannel:
     def build(self, m: Message) -> mail.EmailMultiAlternatives:
         from django.utils.html import escape, linebreaks
 
-        sender = conf("CAMPAIGN_FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL
+        sender = settings.CAMPAIGN_FROM_EMAIL or settings.DEFAULT_FROM_EMAIL
         text = m.body + (f"\n\n--\nUnsubscribe: {m.unsubscribe_url}\n" if m.unsubscribe_url else "")
         headers = {"Message-ID": message_id(m.provider_key), "X-Campaign": str(m.campaign_id), "X-Delivery-Key": m.provider_key}
         if m.unsubscribe_url:
@@ -125,12 +124,12 @@ class PushChannel:
 
     def __init__(self, url: str | None = None, secret: str | None = None, *, timeout: float | None = None,
                  max_attempts: int | None = None, backoff: float | None = None, concurrency: int | None = None, sleep=time.sleep):
-        self.url = url if url is not None else conf("CAMPAIGN_PUSH_URL")
-        self.secret = secret if secret is not None else conf("CAMPAIGN_PUSH_SECRET")
-        self.timeout = float(timeout if timeout is not None else conf("CAMPAIGN_PUSH_TIMEOUT_SECONDS"))
-        self.max_attempts = max(1, int(max_attempts if max_attempts is not None else conf("CAMPAIGN_PUSH_MAX_ATTEMPTS")))
-        self.backoff = float(backoff if backoff is not None else conf("CAMPAIGN_PUSH_BACKOFF_SECONDS"))
-        self.concurrency = max(1, int(concurrency if concurrency is not None else conf("CAMPAIGN_PUSH_CONCURRENCY")))
+        self.url = url if url is not None else settings.CAMPAIGN_PUSH_URL
+        self.secret = secret if secret is not None else settings.CAMPAIGN_PUSH_SECRET
+        self.timeout = float(timeout if timeout is not None else settings.CAMPAIGN_PUSH_TIMEOUT_SECONDS)
+        self.max_attempts = max(1, int(settings.CAMPAIGN_PUSH_MAX_ATTEMPTS if max_attempts is None else max_attempts))
+        self.backoff = float(backoff if backoff is not None else settings.CAMPAIGN_PUSH_BACKOFF_SECONDS)
+        self.concurrency = max(1, int(settings.CAMPAIGN_PUSH_CONCURRENCY if concurrency is None else concurrency))
         self.sleep = sleep
 
     def payload(self, m: Message) -> bytes:

@@ -23,10 +23,6 @@ class Channel(models.TextChoices):
     PUSH = "push", "Push"
 
 
-#: The Customer consent column each channel needs.
-CONSENT_FIELD = {Channel.IN_APP: "consent_in_app", Channel.EMAIL: "consent_email", Channel.PUSH: "consent_push"}
-
-
 class ScheduleKind(models.TextChoices):
     NOW = "now", "Send now"
     AT = "at", "At a time"

@@ -36,12 +36,12 @@ from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
+from django.conf import settings
 from django.template import Context, Engine, Library, Node, Template, TemplateSyntaxError
 from django.template import defaultfilters, defaulttags
 from django.template.base import Lexer, TokenType
 from django.template.defaulttags import ForNode
 
-from .conf import conf
 
 # What a message may use. Tags: conditions, loops, names for values, a fallback, comments, the
 # date, whitespace. Filters: text and number formatting whose result is bounded by their input.
@@ -250,7 +250,8 @@ def render(source: str, context: Mapping[str, Any], *, autoescape: bool = False)
     """The message for one context. Raises `TemplateError` (it does not compile) or `RenderError`
     (a limit was reached, or a filter failed on this context's data), never anything else."""
     template = compile_template(source, autoescape)
-    budget = _Budget(max_chars=int(conf("CAMPAIGN_MESSAGE_MAX_CHARS")), max_steps=int(conf("CAMPAIGN_TEMPLATE_MAX_STEPS")))
+    budget = _Budget(max_chars=int(settings.CAMPAIGN_MESSAGE_MAX_CHARS),
+                     max_steps=int(settings.CAMPAIGN_TEMPLATE_MAX_STEPS))
     token = _BUDGET.set(budget)
     try:
         out = template.render(Context(dict(freeze(context)), autoescape=autoescape))

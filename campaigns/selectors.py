@@ -6,9 +6,9 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet, Sum
 
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
-from profiles.models import Customer
+from profiles.models import CONSENT_FIELDS, Customer
 
-from .models import CONSENT_FIELD, Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus, SuppressReason
+from .models import Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus, SuppressReason
 from .services import control_mask
 from .stats import two_proportion
 
@@ -79,7 +79,7 @@ def activities_for(customer: Customer) -> list[dict]:
         .exclude(excluded_segments__memberships__customer=customer)
         .select_related("promoted_item")
     )
-    campaigns = [c for c in campaigns if getattr(customer, CONSENT_FIELD[c.channel])]
+    campaigns = [c for c in campaigns if getattr(customer, CONSENT_FIELDS[c.channel])]
     if not campaigns:
         return []
     campaigns = [c for c in campaigns if not bool(control_mask(c.pk, [customer.pk], c.control_percent)[0])]

@@ -32,14 +32,12 @@ from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F,
 from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
-from profiles.models import Customer, Event, Item, Profile
+from profiles.models import CONSENT_FIELDS, Customer, Event, Item, Profile
 from profiles.services import events_ingest
 from segments.models import Membership
 
 from .channels import Message, channel_for
-from .conf import conf
 from .models import (
-    CONSENT_FIELD,
     TRANSITIONS,
     Campaign,
     CampaignKind,
@@ -102,7 +100,7 @@ def audience_queryset(*, segment_ids, excluded_ids=()) -> QuerySet[Customer]:
 def audience_preview(*, segment_ids, excluded_ids=(), channel: str = Channel.IN_APP, control_percent: float = 10.0) -> dict:
     """The live audience-size preview of the campaign form."""
     qs = audience_queryset(segment_ids=segment_ids, excluded_ids=excluded_ids)
-    agg = qs.aggregate(members=Count("id"), consenting=Count("id", filter=Q(**{CONSENT_FIELD[channel]: True})))
+    agg = qs.aggregate(members=Count("id"), consenting=Count("id", filter=Q(**{CONSENT_FIELDS[channel]: True})))
     control = round(agg["consenting"] * float(control_percent) / 100.0)
     return {**agg, "no_consent": agg["members"] - agg["consenting"], "control_expected": control,
             "treated_expected": agg["consenting"] - control}
@@ -123,7 +121,7 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     suppressed with that reason; the control group is drawn among the consenting ones.
     """
     now = now or timezone.now()
-    consent = CONSENT_FIELD[campaign.channel]
+    consent = CONSENT_FIELDS[campaign.channel]
     qs = _campaign_audience(campaign).exclude(
         Exists(Delivery.objects.filter(campaign_id=campaign.pk, customer_id=OuterRef("pk")))
     ).order_by("id")
@@ -131,7 +129,7 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     if frame.empty:
         return 0
     ids = frame["id"].to_numpy(dtype=np.int64)
-    consenting = frame[consent].astype(str).str.lower().isin(["1", "t", "true"]).to_numpy()
+    consenting = frame[consent].to_numpy(dtype=bool)
     control = control_mask(campaign.pk, ids, campaign.control_percent) & consenting
     status = np.where(consenting & ~control, DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value)
     reason = np.where(control, SuppressReason.CONTROL.value, np.where(consenting, "", SuppressReason.NO_CONSENT.value))
@@ -152,8 +150,8 @@ def deliveries_enqueue(*, campaign_id: int, ids=None, queue: str | None = None) 
     ids = np.sort(np.asarray(list(ids), dtype=np.int64))
     if not len(ids):
         return 0
-    size = max(1, int(conf("CAMPAIGN_CHUNK_SIZE")))
-    queue = queue if queue is not None else (conf("CAMPAIGN_QUEUE") or None)
+    size = max(1, int(settings.CAMPAIGN_CHUNK_SIZE))
+    queue = queue if queue is not None else (settings.CAMPAIGN_QUEUE or None)
     ranges = [(int(part[0]), int(part[-1])) for part in np.array_split(ids, int(np.ceil(len(ids) / size)))]
 
     def send():
@@ -277,7 +275,8 @@ def item_url(item: dict) -> str:
     attrs = item.get("attributes") or {}
     if isinstance(attrs, dict) and attrs.get("url"):
         return str(attrs["url"])
-    return conf("CAMPAIGN_ITEM_URL").format(base=conf("CAMPAIGN_PUBLIC_BASE_URL").rstrip("/"), kind=item["kind"], external_id=item["external_id"])
+    return settings.CAMPAIGN_ITEM_URL.format(base=settings.CAMPAIGN_PUBLIC_BASE_URL.rstrip("/"), kind=item["kind"],
+                                             external_id=item["external_id"])
 
 
 def _item_dicts(item_ids) -> dict[int, dict]:
@@ -298,7 +297,7 @@ def unsubscribe_token(*, customer_external_id: str, campaign_id: int | None, cus
 
 def unsubscribe_token_read(token: str) -> dict:
     """The token's claims; raises signing.SignatureExpired past UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS, signing.BadSignature if forged."""
-    days = getattr(settings, "UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS", 180)
+    days = settings.UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS
     return signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=timedelta(days=days))
 
 
@@ -306,7 +305,7 @@ def unsubscribe_url(*, customer_external_id: str, campaign_id: int | None, custo
     from django.urls import reverse
 
     token = unsubscribe_token(customer_external_id=customer_external_id, campaign_id=campaign_id, customer_id=customer_id)
-    return conf("CAMPAIGN_PUBLIC_BASE_URL").rstrip("/") + reverse("campaigns-unsubscribe", args=[token])
+    return settings.CAMPAIGN_PUBLIC_BASE_URL.rstrip("/") + reverse("campaigns-unsubscribe", args=[token])
 
 
 def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int, dict]:
@@ -411,8 +410,10 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _frequency_cap(campaign: Campaign) -> tuple[int, int]:
-    count = campaign.frequency_cap_count if campaign.frequency_cap_count is not None else int(conf("CAMPAIGN_FREQUENCY_CAP_COUNT"))
-    days = campaign.frequency_cap_days if campaign.frequency_cap_days is not None else int(conf("CAMPAIGN_FREQUENCY_CAP_DAYS"))
+    count = campaign.frequency_cap_count
+    count = int(settings.CAMPAIGN_FREQUENCY_CAP_COUNT) if count is None else count
+    days = campaign.frequency_cap_days
+    days = int(settings.CAMPAIGN_FREQUENCY_CAP_DAYS) if days is None else days
     return count, days
 
 
@@ -442,8 +443,8 @@ def _update_rows(frame: pd.DataFrame, columns: list[str], *, json_columns: tuple
 
 def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now: datetime) -> pd.DataFrame:
     """Claim the chunk's sendable rows for this attempt; suppress or defer the others. Returns the claimed rows."""
-    consent = CONSENT_FIELD[campaign.channel]
-    stale = now - timedelta(seconds=float(conf("CAMPAIGN_CLAIM_TIMEOUT_SECONDS")))
+    consent = CONSENT_FIELDS[campaign.channel]
+    stale = now - timedelta(seconds=float(settings.CAMPAIGN_CLAIM_TIMEOUT_SECONDS))
     claimable = (
         Q(status=DeliveryStatus.QUEUED)
         | Q(status=DeliveryStatus.DEFERRED, due_at__lte=now)
@@ -559,8 +560,8 @@ def deliveries_send(*, campaign_id: int, first_id: int, last_id: int, attempt: s
     if claimed.empty:
         return counts
     channel = channel_for(campaign.channel)
-    batch = max(1, int(conf("CAMPAIGN_SEND_BATCH")))
-    delay = float(conf("CAMPAIGN_SEND_DELAY_SECONDS"))
+    batch = max(1, int(settings.CAMPAIGN_SEND_BATCH))
+    delay = float(settings.CAMPAIGN_SEND_DELAY_SECONDS)
     records = claimed.to_dict("records")
     for start in range(0, len(records), batch):
         part = records[start:start + batch]
@@ -617,7 +618,7 @@ def _after_send(campaign: Campaign, rows: list[dict], *, delivered: set[int], at
 
 def _record_events(campaign: Campaign, what: str, rows: list[tuple[int, str, int | None]], at: datetime) -> int:
     """Delivered / opened / clicked as behaviour events through profiles' ingestion (idempotent by external id)."""
-    etype = (conf("CAMPAIGN_EVENT_TYPES") or {}).get(what)
+    etype = (settings.CAMPAIGN_EVENT_TYPES or {}).get(what)
     if not etype or not rows:
         return 0
     items = _item_dicts({i for _, _, i in rows if i})
@@ -739,7 +740,7 @@ def campaigns_tick(*, now: datetime | None = None, queue: str | None = None) -> 
                 campaign.next_run_at = max(campaign.next_run_at + _period(campaign), now)
                 campaign.save(update_fields=["next_run_at", "updated_at"])
             out["refreshed"] += added
-        stale = now - timedelta(seconds=float(conf("CAMPAIGN_CLAIM_TIMEOUT_SECONDS")))
+        stale = now - timedelta(seconds=float(settings.CAMPAIGN_CLAIM_TIMEOUT_SECONDS))
         pending = Delivery.objects.filter(campaign=campaign).filter(
             Q(status=DeliveryStatus.QUEUED) | Q(status=DeliveryStatus.DEFERRED, due_at__lte=now)
             | Q(status=DeliveryStatus.SENDING, claimed_at__lt=stale)
@@ -763,7 +764,7 @@ def campaigns_attribute(*, now: datetime | None = None, campaign_ids: list[int] 
     if campaign_ids is not None:
         qs = qs.filter(pk__in=campaign_ids)
     else:
-        qs = qs.filter(launched_at__gte=now - timedelta(days=int(conf("CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS"))))
+        qs = qs.filter(launched_at__gte=now - timedelta(days=int(settings.CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS)))
     out = {}
     for campaign in qs:
         window = timedelta(days=campaign.attribution_days)

@@ -6,6 +6,14 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from .operator_queries import OperatorQueryTimeout
 
 
+class BadRequest(exceptions.APIException):
+    """A request the service refused as it stands (e.g. an action the object's state does not allow);
+    answered as {"detail": ..., "errors": []} like every other 400."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "bad_request"
+
+
 def safe_text(value):
     """`value` with lone surrogates (which a client can send as "\\ud800") written as escapes, so an
     error that quotes what was sent can still be encoded as UTF-8; dicts and lists are walked."""

@@ -23,10 +23,16 @@ from django.db import connection, models, transaction
 def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tuple[str, ...] = ()) -> pd.DataFrame:
     """Evaluate `queryset.values_list(*columns)` into a DataFrame with those column names.
 
-    Text columns come back as the stored text (never parsed as numbers), with NULL as NaN, on every
-    path; see `_copy_out_sql` for how PostgreSQL's CSV output keeps "" and NULL apart.
+    Columns are typed from the model fields (an annotation's `output_field`), the same on every
+    database: booleans as bool, integers as int64, floats and decimals as float64 (an integer
+    column holding a NULL or a fraction comes back as float64, with NaN for NULL; a boolean one
+    holding a NULL as pandas' "boolean" with NA). Text columns come back as the stored text (never
+    parsed as numbers), with NULL as NaN, on every path; see `_copy_out_sql` for how PostgreSQL's
+    CSV output keeps "" and NULL apart.
+    Times stay as the database gives them, unless named in `parse_dates` (then UTC datetimes).
     """
     qs = queryset.values_list(*columns)
+    kinds = _column_kinds(qs)
     if connection.vendor != "postgresql":
         sql, params = qs.query.sql_with_params()
         with connection.cursor() as cur:
@@ -57,9 +63,61 @@ def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tu
             present = pd.notna(values)
             values[present] = pd.Series(values[present], dtype=object).str[1:].to_numpy(dtype=object)
             frame[columns[i]] = values
+    for col, kind in zip(columns, kinds):
+        if kind is not None:
+            frame[col] = _TYPED[kind](frame[col])
     for col in parse_dates:
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     return frame
+
+
+def _column_kinds(qs: models.QuerySet) -> list[str | None]:
+    """"bool", "int", "float" or None (left as read) for each selected column, from its field."""
+    compiler = qs.query.get_compiler(using=qs.db)
+    compiler.setup_query()
+    kinds: list[str | None] = []
+    for expr, _, _ in compiler.select:
+        try:
+            field = expr.output_field
+        except Exception:  # an expression of mixed types: left as read
+            kinds.append(None)
+            continue
+        while field.is_relation and getattr(field, "target_field", None) not in (None, field):
+            field = field.target_field  # a foreign key's column holds the key it points to
+        if isinstance(field, models.BooleanField):
+            kinds.append("bool")
+        elif isinstance(field, models.IntegerField):
+            kinds.append("int")
+        elif isinstance(field, (models.FloatField, models.DecimalField)):
+            kinds.append("float")
+        else:
+            kinds.append(None)
+    return kinds
+
+
+def _bool_column(values: pd.Series) -> pd.Series:
+    # SQLite gives True/False (0/1 for an expression); PostgreSQL's CSV gives t/f.
+    if pd.api.types.is_bool_dtype(values) and not isinstance(values.dtype, pd.BooleanDtype):
+        return values
+    present = values.notna()
+    truth = values.astype(str).str.lower().isin(["1", "1.0", "t", "true"])
+    return truth if present.all() else truth.astype("boolean").where(present, pd.NA)
+
+
+def _int_column(values: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(values)
+    if pd.api.types.is_integer_dtype(numbers):
+        return numbers.astype(np.int64, copy=False)
+    # NULLs, or fractions from an expression declared an integer (PostgreSQL's EXTRACT(epoch ...))
+    whole = numbers.notna().all() and (numbers % 1 == 0).all()
+    return numbers.astype(np.int64 if whole else np.float64, copy=False)
+
+
+def _float_column(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values).astype(np.float64, copy=False)
+
+
+_TYPED = {"bool": _bool_column, "int": _int_column, "float": _float_column}
 
 
 def _copy_out_sql(qs: models.QuerySet) -> tuple[str, list, set[int], set[int]]:

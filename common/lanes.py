@@ -33,7 +33,7 @@ _executor_threads = 0
 
 
 def _nice() -> int:
-    return int(getattr(settings, "BULK_WRITE_NICE", 0) or 0)
+    return int(settings.BULK_WRITE_NICE or 0)
 
 
 def _lower_this_thread() -> None:
@@ -47,7 +47,7 @@ def _lane() -> ThreadPoolExecutor:
     global _executor, _executor_pid, _executor_threads
     with _lock:
         if _executor is None or _executor_pid != os.getpid():  # a forked server process makes its own
-            _executor_threads = max(1, int(getattr(settings, "BULK_WRITE_THREADS", 2)))
+            _executor_threads = max(1, int(settings.BULK_WRITE_THREADS))
             _executor = ThreadPoolExecutor(max_workers=_executor_threads, thread_name_prefix="bulk-write", initializer=_lower_this_thread)
             _executor_pid = os.getpid()
         return _executor

@@ -17,6 +17,11 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def env(name: str, default: str) -> str:
+    """The variable's text, or `default` when it is unset or empty."""
+    return os.environ.get(name) or default
+
+
 def env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -402,9 +407,10 @@ SEGMENT_RANDOM_STATE = int(os.environ.get("SEGMENT_RANDOM_STATE", "0"))
 # the admin, campaign reports, audience counts and the dashboard's reports run under a PostgreSQL
 # statement timeout (common/operator_queries.py; 0 = none; SQLite has no such timeout).
 # Recomputations and other pipeline work keep no timeout.
-RULE_MAX_CONDITIONS = int(os.environ.get("RULE_MAX_CONDITIONS", "50"))
-RULE_MAX_EVENT_CONDITIONS = int(os.environ.get("RULE_MAX_EVENT_CONDITIONS", "10"))
-RULE_MAX_DEPTH = int(os.environ.get("RULE_MAX_DEPTH", "10"))
+RULE_MAX_CONDITIONS = int(os.environ.get("RULE_MAX_CONDITIONS", "50"))  # nodes of the tree: all / any / not and leaves
+RULE_MAX_EVENT_CONDITIONS = int(os.environ.get("RULE_MAX_EVENT_CONDITIONS", "10"))  # {"event": ...} leaves
+RULE_MAX_DEPTH = int(os.environ.get("RULE_MAX_DEPTH", "10"))  # levels of nesting
+# values of an `in` / `not in` list, or event types of one condition
 RULE_MAX_LIST_VALUES = int(os.environ.get("RULE_MAX_LIST_VALUES", "200"))
 OPERATOR_QUERY_TIMEOUT_MS = int(os.environ.get("OPERATOR_QUERY_TIMEOUT_MS", "5000"))
 
@@ -464,10 +470,11 @@ RECOMMENDER_TOP_N = int(os.environ.get("RECOMMENDER_TOP_N", "20"))
 RECOMMENDER_SIMILAR_N = int(os.environ.get("RECOMMENDER_SIMILAR_N", "20"))
 RECOMMENDER_SIMILAR_K = int(os.environ.get("RECOMMENDER_SIMILAR_K", "100"))
 # Event types that take an item out of a customer's suggestions, per item kind.
-RECOMMENDER_EXCLUDE_EVENT_TYPES = env_json(
-    "RECOMMENDER_EXCLUDE_EVENT_TYPES",
-    {"product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"]},
-)
+# A viewed product may come back; a bought one does not. A JSON object in the environment is merged over these.
+RECOMMENDER_EXCLUDE_EVENT_TYPES = {
+    "product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"],
+    **env_json("RECOMMENDER_EXCLUDE_EVENT_TYPES", {}),
+}
 RECOMMENDER_KEEP_RUNS = int(os.environ.get("RECOMMENDER_KEEP_RUNS", "3"))
 RECOMMENDER_CHUNK_CUSTOMERS = int(os.environ.get("RECOMMENDER_CHUNK_CUSTOMERS", "5000"))
 # BLAS threads for the recommender; set to 1 in Celery workers that share a machine.
@@ -490,8 +497,38 @@ EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "10"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "marketing@localhost")
-# The CAMPAIGN_* settings are read by campaigns/conf.py (Django setting, else environment, else
-# its default); see docs/campaigns.md.
+
+# Campaigns (docs/campaigns.md). Worker subprocesses (tests, benchmarks) are tuned through the environment.
+CAMPAIGN_FREQUENCY_CAP_COUNT = int(env("CAMPAIGN_FREQUENCY_CAP_COUNT", "3"))  # at most N messages per customer ...
+CAMPAIGN_FREQUENCY_CAP_DAYS = int(env("CAMPAIGN_FREQUENCY_CAP_DAYS", "7"))  # ... in D days, all campaigns and channels
+CAMPAIGN_CHUNK_SIZE = int(env("CAMPAIGN_CHUNK_SIZE", "1000"))  # deliveries per Celery task
+CAMPAIGN_SEND_BATCH = int(env("CAMPAIGN_SEND_BATCH", "500"))  # deliveries marked sent per UPDATE within a chunk
+# a pause per message (tests slow a channel down with it)
+CAMPAIGN_SEND_DELAY_SECONDS = float(env("CAMPAIGN_SEND_DELAY_SECONDS", "0"))
+# a row claimed longer ago by another attempt is reclaimable
+CAMPAIGN_CLAIM_TIMEOUT_SECONDS = int(env("CAMPAIGN_CLAIM_TIMEOUT_SECONDS", "300"))
+CAMPAIGN_QUEUE = env("CAMPAIGN_QUEUE", "")  # Celery queue of the send tasks ("" = the default queue)
+CAMPAIGN_PUBLIC_BASE_URL = env("CAMPAIGN_PUBLIC_BASE_URL", "http://127.0.0.1:8000")  # for unsubscribe links
+# an item's link when it has no attributes.url
+CAMPAIGN_ITEM_URL = env("CAMPAIGN_ITEM_URL", "{base}/shop/{kind}/{external_id}/")
+# a rendered title or body longer than this fails its delivery
+CAMPAIGN_MESSAGE_MAX_CHARS = int(env("CAMPAIGN_MESSAGE_MAX_CHARS", "65536"))
+# loop iterations + pieces of template + filters per message
+CAMPAIGN_TEMPLATE_MAX_STEPS = int(env("CAMPAIGN_TEMPLATE_MAX_STEPS", "20000"))
+CAMPAIGN_FROM_EMAIL = env("CAMPAIGN_FROM_EMAIL", "")  # default: DEFAULT_FROM_EMAIL
+CAMPAIGN_PUSH_URL = env("CAMPAIGN_PUSH_URL", "")  # the shop's push service
+CAMPAIGN_PUSH_SECRET = env("CAMPAIGN_PUSH_SECRET", "")  # HMAC-SHA256 key; no default (push refuses to send without it)
+CAMPAIGN_PUSH_TIMEOUT_SECONDS = float(env("CAMPAIGN_PUSH_TIMEOUT_SECONDS", "5"))
+CAMPAIGN_PUSH_MAX_ATTEMPTS = int(env("CAMPAIGN_PUSH_MAX_ATTEMPTS", "5"))
+CAMPAIGN_PUSH_BACKOFF_SECONDS = float(env("CAMPAIGN_PUSH_BACKOFF_SECONDS", "0.5"))  # first retry after this, doubling
+CAMPAIGN_PUSH_CONCURRENCY = int(env("CAMPAIGN_PUSH_CONCURRENCY", "8"))  # parallel requests within a chunk
+# The event type each interaction with a message is recorded as (merged over these).
+CAMPAIGN_EVENT_TYPES = {
+    "delivered": "message_delivered", "opened": "message_opened", "clicked": "message_clicked",
+    **env_json("CAMPAIGN_EVENT_TYPES", {}),
+}
+# campaigns launched longer ago (window closed) are not re-attributed
+CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS = int(env("CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS", "60"))
 
 CELERY_BEAT_SCHEDULE.update({
     # attribute conversions of running and recent campaigns

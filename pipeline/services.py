@@ -41,14 +41,12 @@ from .steps import available_steps, ordered, step_named, step_params
 log = logging.getLogger(__name__)
 
 PIPELINE_LEASE = "pipeline"
-LEASE_SECONDS = 15 * 60
 ABANDONED = "the worker running it stopped (killed, out of memory, past its hard time limit, or lost) and its lease lapsed."
 
 
 def lease_seconds() -> int:
-    """PIPELINE_LEASE_SECONDS: Django setting, else the environment (a test worker), else 15 minutes."""
-    value = getattr(settings, "PIPELINE_LEASE_SECONDS", None) or os.environ.get("PIPELINE_LEASE_SECONDS")
-    return max(1, int(float(value))) if value else LEASE_SECONDS
+    """PIPELINE_LEASE_SECONDS (a test worker sets it through the environment)."""
+    return max(1, int(settings.PIPELINE_LEASE_SECONDS))
 
 
 class PipelineBusy(Exception):

@@ -27,6 +27,12 @@ class Customer(models.Model):
         return f"{self.name} ({self.external_id})" if self.name else self.external_id
 
 
+#: The consent channels and the Customer column that holds each one's consent. Campaign channels,
+#: rule conditions ({"consent": "email"}), TRAINING_REQUIRES_CONSENT and the consent history name
+#: channels by these keys.
+CONSENT_FIELDS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
+
+
 class ItemKind(models.TextChoices):
     PRODUCT = "product", "Product"
     ACTIVITY = "activity", "Marketing activity"

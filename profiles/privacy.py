@@ -37,7 +37,7 @@ from django.utils.crypto import salted_hmac
 from accounts import access
 from accounts.models import AuditEntry
 
-from .models import ConsentChange, Customer, Event, ForgottenCustomer, Profile
+from .models import CONSENT_FIELDS, ConsentChange, Customer, Event, ForgottenCustomer, Profile
 
 #: What a delivery's error text becomes when its customer is forgotten (it may have quoted the address).
 ERASED_ERROR = "(text removed when the customer was forgotten)"
@@ -58,7 +58,7 @@ setting_changed.connect(_forget_hooks, dispatch_uid="profiles.privacy.hooks")
 
 
 def _erasure_key() -> str:
-    return getattr(settings, "ERASURE_SECRET_KEY", "") or settings.SECRET_KEY
+    return settings.ERASURE_SECRET_KEY or settings.SECRET_KEY
 
 
 def forgotten_digest(external_id: str) -> str:
@@ -167,7 +167,8 @@ def customer_forget(*, customer: Customer, by=None, source: str = "system", requ
         customer.email = ""
         customer.time_zone = "UTC"
         customer.attributes = {"forgotten_at": timezone.now().isoformat()}
-        customer.consent_in_app = customer.consent_email = customer.consent_push = False
+        for field in CONSENT_FIELDS.values():
+            setattr(customer, field, False)
         customer.consent_updated_at = timezone.now()
         customer.save()
         access.access_changed()  # every server process stops trusting the customer's tokens at once

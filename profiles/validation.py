@@ -18,12 +18,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from .models import EventType, ItemKind
+from .models import CONSENT_FIELDS, EventType, ItemKind
 
 EVENT_COLUMNS = ["external_id", "customer", "item_kind", "item", "type", "value", "amount", "occurred_at", "context"]
 CUSTOMER_COLUMNS = [
-    "external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push",
-    "attributes", "created_at",
+    "external_id", "name", "email", "time_zone", *CONSENT_FIELDS.values(), "attributes", "created_at",
 ]
 ITEM_COLUMNS = ["kind", "external_id", "title", "category", "price", "attributes", "active", "created_at"]
 # Columns that hold text (a number is taken as its text, as for an id; an object or a boolean is refused).
@@ -440,7 +439,7 @@ def validate_customers(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame
     tz = _text(df["time_zone"])
     zones = zoneinfo.available_timezones()
     errors.add(_present(tz) & ~tz.isin(zones).fillna(False).to_numpy(dtype=bool), "time_zone", "unknown time zone (use an IANA name such as Europe/Paris)")
-    consents = {c: _booleans(df[c], errors, c) for c in ("consent_in_app", "consent_email", "consent_push")}
+    consents = {c: _booleans(df[c], errors, c) for c in CONSENT_FIELDS.values()}
     given_attrs = df["attributes"].notna()
     attributes = _dicts(df["attributes"], errors, "attributes").where(given_attrs, None)
     created_at = parse_timestamps(df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False)

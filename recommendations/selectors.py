@@ -7,7 +7,6 @@ from collections.abc import Iterable
 import pandas as pd
 from django.conf import settings
 from django.db import connection
-from django.db.models import QuerySet
 
 from common.bulk import read_frame
 from profiles.models import Customer, Item
@@ -20,10 +19,6 @@ TOP_ITEMS_COLUMNS = ["customer_id", "item_id", "rank", "score", "reason", "reaso
 
 def active_run() -> RecommenderRun | None:
     return RecommenderRun.objects.filter(is_active=True).first()
-
-
-def recommender_runs() -> QuerySet[RecommenderRun]:
-    return RecommenderRun.objects.select_related("step").order_by("-started_at")
 
 
 def recommendations_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
@@ -63,7 +58,7 @@ def recommendation_rows_for_external_id(external_id: str, *, kind: str = "produc
     ROW_FIELDS (item_price as the database gives it); one statement, no model instances."""
     params = [external_id, kind, int(limit)]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql" and getattr(settings, "RECOMMENDATIONS_PREPARED_STATEMENTS", True):
+        if connection.vendor == "postgresql" and settings.RECOMMENDATIONS_PREPARED_STATEMENTS:
             raw = connection.connection
             if raw not in _prepared_on:
                 cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [_PREPARED_NAME])
@@ -114,8 +109,7 @@ def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.D
             run__is_active=True, kind=kind, rank__lte=limit, customer_id__in=ids[start:start + 20_000]
         ).order_by("customer_id", "rank")
         frames.append(read_frame(qs, TOP_ITEMS_COLUMNS))
-    frame = pd.concat(frames, ignore_index=True)
-    return frame.astype({"customer_id": "int64", "item_id": "int64", "rank": "int64", "score": "float64"})
+    return pd.concat(frames, ignore_index=True)
 
 
 def similar_items_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[SimilarItem]:

@@ -7,7 +7,7 @@ from profiles.models import ItemKind
 
 
 def max_limit() -> int:
-    return int(getattr(settings, "RECOMMENDER_TOP_N", 20))
+    return int(settings.RECOMMENDER_TOP_N)
 
 
 ITEM_KINDS = frozenset(k.value for k in ItemKind)
@@ -108,8 +108,3 @@ class SimilarItemsOutSerializer(serializers.Serializer):
     kind = serializers.CharField()
     run = serializers.IntegerField(allow_null=True)
     results = SimilarOutSerializer(many=True)
-
-
-class QueryErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))

@@ -39,30 +39,30 @@ from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
 from pipeline.models import RunStatus
-from profiles.models import Customer, Event, Item, ItemKind
+from profiles.models import CONSENT_FIELDS, Customer, Event, Item, ItemKind
 from segments.models import Membership, SegmentKind
 
 from .engine import (
-    DEFAULT_HALF_LIFE_DAYS,
     DEFAULT_PARAMS,
     EXPLAIN_ITEM,
     ItemKNN,
     Popularity,
-    build_interactions,
+    chunks,
+    compact,
     default_recommender,
+    interaction_matrix,
+    last_items_holdout,
+    pair_matrix,
+    pair_values,
+    penalise_shown,
+    topn_metrics,
 )
-from .engine._base import SparseLookup, chunks
-from .engine.evaluation import topn_metrics
 from .models import Impression, PopularItem, Reason, Recommendation, RecommenderRun, SimilarItem
 
 log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = tuple(k.value for k in ItemKind)
 EVAL_K = 10
-
-#: Event types whose items are never suggested again, per item kind (RECOMMENDER_EXCLUDE_EVENT_TYPES
-#: is merged over this). A viewed product may come back; a bought one does not.
-DEFAULT_EXCLUDE = {"product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"]}
 
 #: How "because you … X" reads, by the strongest thing the customer did with X (first wins).
 VERBS: tuple[tuple[str, str], ...] = (
@@ -78,30 +78,26 @@ REASON_TEXT = {
 
 
 def recommender_settings() -> dict:
-    """The recommender's settings with their defaults (names are in docs/recommendations.md)."""
-    exclude = {**DEFAULT_EXCLUDE, **getattr(settings, "RECOMMENDER_EXCLUDE_EVENT_TYPES", {})}
+    """The recommender's configuration, from the settings (names and defaults in docs/recommendations.md)."""
     return {
         "weights": dict(settings.EVENT_WEIGHTS),
-        "half_life_days": float(getattr(settings, "RECOMMENDER_HALF_LIFE_DAYS", DEFAULT_HALF_LIFE_DAYS)),
-        "decay_from": getattr(settings, "RECOMMENDER_DECAY_FROM", "customer"),
-        "window_days": float(getattr(settings, "RECOMMENDER_WINDOW_DAYS", 365)),
-        "model_params": {**DEFAULT_PARAMS, **getattr(settings, "RECOMMENDER_MODEL_PARAMS", {})},
-        "top_n": int(getattr(settings, "RECOMMENDER_TOP_N", 20)),
-        "similar_n": int(getattr(settings, "RECOMMENDER_SIMILAR_N", 20)),
-        "similar_k": int(getattr(settings, "RECOMMENDER_SIMILAR_K", 100)),
-        "keep_runs": max(1, int(getattr(settings, "RECOMMENDER_KEEP_RUNS", 3))),
-        "exclude": {k: list(v) for k, v in exclude.items()},
-        "chunk_customers": max(1, int(getattr(settings, "RECOMMENDER_CHUNK_CUSTOMERS", 5000))),
-        "n_threads": getattr(settings, "RECOMMENDER_N_THREADS", None),
-        "eval_holdout": int(getattr(settings, "RECOMMENDER_EVAL_HOLDOUT", 2)),
-        "eval_min_items": int(getattr(settings, "RECOMMENDER_EVAL_MIN_ITEMS", 5)),
-        "impression_window_days": float(getattr(settings, "RECOMMENDER_IMPRESSION_WINDOW_DAYS", 14)),
-        "impression_penalty": float(getattr(settings, "RECOMMENDER_IMPRESSION_PENALTY", 0.5)),
-        "training_consent": getattr(settings, "TRAINING_REQUIRES_CONSENT", ""),
+        "half_life_days": float(settings.RECOMMENDER_HALF_LIFE_DAYS),
+        "decay_from": settings.RECOMMENDER_DECAY_FROM,
+        "window_days": float(settings.RECOMMENDER_WINDOW_DAYS),
+        "model_params": {**DEFAULT_PARAMS, **settings.RECOMMENDER_MODEL_PARAMS},
+        "top_n": int(settings.RECOMMENDER_TOP_N),
+        "similar_n": int(settings.RECOMMENDER_SIMILAR_N),
+        "similar_k": int(settings.RECOMMENDER_SIMILAR_K),
+        "keep_runs": max(1, int(settings.RECOMMENDER_KEEP_RUNS)),
+        "exclude": {k: list(v) for k, v in settings.RECOMMENDER_EXCLUDE_EVENT_TYPES.items()},
+        "chunk_customers": max(1, int(settings.RECOMMENDER_CHUNK_CUSTOMERS)),
+        "n_threads": settings.RECOMMENDER_N_THREADS,
+        "eval_holdout": int(settings.RECOMMENDER_EVAL_HOLDOUT),
+        "eval_min_items": int(settings.RECOMMENDER_EVAL_MIN_ITEMS),
+        "impression_window_days": float(settings.RECOMMENDER_IMPRESSION_WINDOW_DAYS),
+        "impression_penalty": float(settings.RECOMMENDER_IMPRESSION_PENALTY),
+        "training_consent": settings.TRAINING_REQUIRES_CONSENT,
     }
-
-
-CONSENT_COLUMNS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
 
 
 def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.ndarray:
@@ -109,12 +105,15 @@ def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.
     consented to at least one channel), or channels (e.g. "email,push": consent to one of them)."""
     if not rule:
         return np.ones(len(people), dtype=bool)
-    channels = list(CONSENT_COLUMNS) if rule == "any" else [c.strip() for c in (rule.split(",") if isinstance(rule, str) else rule)]
-    unknown = [c for c in channels if c not in CONSENT_COLUMNS]
+    if rule == "any":
+        channels = list(CONSENT_FIELDS)
+    else:
+        channels = [c.strip() for c in (rule.split(",") if isinstance(rule, str) else rule)]
+    unknown = [c for c in channels if c not in CONSENT_FIELDS]
     if unknown:
-        raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; use any, or some of {sorted(CONSENT_COLUMNS)}")
-    # bulk reads give booleans as bools (SQLite) or 't'/'f' text (PostgreSQL's COPY)
-    return np.logical_or.reduce([_as_bool(people[CONSENT_COLUMNS[c]]) for c in channels])
+        raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; "
+                         f"use any, or some of {sorted(CONSENT_FIELDS)}")
+    return np.logical_or.reduce([people[CONSENT_FIELDS[c]].to_numpy(dtype=bool) for c in channels])
 
 
 # ---------------------------------------------------------------------------- impressions
@@ -163,52 +162,16 @@ class Interactions:
         return np.flatnonzero((self.item_kind != kind) | ~self.item_active)
 
 
-def _as_bool(values: pd.Series) -> np.ndarray:
-    # SQLite gives 0/1, PostgreSQL's COPY gives t/f.
-    return values.astype(str).str.lower().isin(["1", "t", "true"]).to_numpy()
-
-
-def _pair_matrix(u, i, values, shape, agg: str = "sum") -> sp.csr_matrix:
-    if agg == "max" and len(u):
-        frame = pd.DataFrame({"u": u, "i": i, "v": values}).groupby(["u", "i"], sort=False)["v"].max().reset_index()
-        u, i, values = frame["u"].to_numpy(), frame["i"].to_numpy(), frame["v"].to_numpy()
-    m = sp.csr_matrix((np.asarray(values, dtype=np.float64), (u, i)), shape=shape)
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    return m
-
-
-def interaction_matrix(u, i, etype, value, t, *, weights: dict, half_life_days: float, decay_from: str = "customer",
-                       shape) -> sp.csr_matrix:
-    """Implicit events weighted by type and decayed, plus explicit ratings as they are (latest wins).
-
-    `decay_from="customer"`: an event's age is counted from that customer's own latest event, so
-    what a lapsed customer liked still says who they are; `"latest"`: from the latest event of
-    the shop (the engine's protocols), which also fades customers who stopped coming.
-    """
-    etype = np.asarray(etype, dtype=object)
-    u, i = np.asarray(u, dtype=np.int64), np.asarray(i, dtype=np.int64)
-    value = np.asarray(value, dtype=np.float64)
-    seconds = np.asarray(t, dtype="datetime64[ns]").astype(np.int64) / 1e9
-    rating = etype == "rating"
-    w = pd.Series(etype).map({k: float(v) for k, v in weights.items() if k != "rating"}).fillna(0.0).to_numpy()
-    imp = ~rating & (w > 0)
-    if len(seconds) and half_life_days:
-        if decay_from == "customer":
-            ref = pd.Series(seconds[imp]).groupby(u[imp]).transform("max").to_numpy()
-        else:
-            ref = np.full(int(imp.sum()), seconds.max())
-        w[imp] *= np.power(0.5, np.maximum(ref - seconds[imp], 0.0) / 86_400.0 / half_life_days)
-    implicit = build_interactions(u[imp], i[imp], w[imp], n_users=shape[0], n_items=shape[1])
-    rated = rating & np.isfinite(value)
-    explicit = build_interactions(u[rated], i[rated], value[rated], t[rated], n_users=shape[0], n_items=shape[1], explicit=True)
-    return (implicit + explicit).tocsr()
+def _feedback(u, i, etype, value, t, cfg: dict, *, decay_from: str, shape) -> sp.csr_matrix:
+    """The engine's interaction matrix with the recommender's weights and half-life."""
+    return interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
+                              decay_from=decay_from, n_users=shape[0], n_items=shape[1])
 
 
 def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions:
     """Read customers, items, events (of the window) and recent impressions into matrices."""
     now_ts = pd.Timestamp(now or timezone.now())
-    people = read_frame(Customer.objects.order_by("id"), ["id", "consent_in_app", "consent_email", "consent_push"])
+    people = read_frame(Customer.objects.order_by("id"), ["id", *CONSENT_FIELDS.values()])
     customers = people["id"].to_numpy(dtype=np.int64)
     trainable = training_consent_mask(people, cfg["training_consent"])
     items = read_frame(Item.objects.order_by("id"), ["id", "kind", "active", "title"])
@@ -222,26 +185,24 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     u = np.searchsorted(customers, events["customer_id"].to_numpy(dtype=np.int64))
     i = np.searchsorted(item_ids, events["item_id"].to_numpy(dtype=np.int64))
     etype = events["type"].to_numpy(dtype=object)
-    value = pd.to_numeric(events["value"], errors="coerce").to_numpy(dtype=np.float64)
+    value = events["value"].to_numpy(dtype=np.float64)
     t = events["occurred_at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     # Customers left out of training (TRAINING_REQUIRES_CONSENT) teach the model nothing and get
     # non-personal lists; their own events still keep what they bought out of those lists.
     everyone = (u, i, etype, value, t)
     u, i, etype, value, t = (a[trainable[u]] for a in everyone) if not trainable.all() else everyone
-    user_items = interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
-                                    decay_from=cfg["decay_from"], shape=shape)
-    recent = interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
-                                decay_from="latest", shape=shape)
+    user_items = _feedback(u, i, etype, value, t, cfg, decay_from=cfg["decay_from"], shape=shape)
+    recent = _feedback(u, i, etype, value, t, cfg, decay_from="latest", shape=shape)
 
     kind = items["kind"].to_numpy(dtype=object)
     eu, ei, etype_all = everyone[0], everyone[1], everyone[2]
     excluded = np.zeros(len(etype_all), dtype=bool)
     for k, types in cfg["exclude"].items():
         excluded |= (kind[ei] == k) & np.isin(etype_all, list(types))
-    exclude = _pair_matrix(eu[excluded], ei[excluded], np.ones(int(excluded.sum())), shape)
+    exclude = pair_matrix(eu[excluded], ei[excluded], n_users=shape[0], n_items=shape[1])
     verb_code = pd.Series(etype).map({e: len(VERBS) - j for j, (e, _) in enumerate(VERBS)}).fillna(0).to_numpy()
     has_verb = verb_code > 0
-    verb = _pair_matrix(u[has_verb], i[has_verb], verb_code[has_verb], shape, agg="max")
+    verb = pair_matrix(u[has_verb], i[has_verb], verb_code[has_verb], n_users=shape[0], n_items=shape[1], agg="max")
 
     shown_since = now_ts - pd.Timedelta(days=cfg["impression_window_days"])
     imp = read_frame(Impression.objects.filter(shown_at__gte=shown_since).order_by(), ["customer_id", "item_id"])
@@ -249,12 +210,12 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     ii = np.searchsorted(item_ids, imp["item_id"].to_numpy(dtype=np.int64))
     ok = (iu < len(customers)) & (ii < len(item_ids))
     ok[ok] &= (customers[iu[ok]] == imp["customer_id"].to_numpy()[ok]) & (item_ids[ii[ok]] == imp["item_id"].to_numpy()[ok])
-    shown = _pair_matrix(iu[ok], ii[ok], np.ones(int(ok.sum())), shape)
+    shown = pair_matrix(iu[ok], ii[ok], n_users=shape[0], n_items=shape[1])
 
     w = pd.Series(etype).map({k: float(v) for k, v in cfg["weights"].items()}).fillna(0.0).to_numpy()
     positive = (w > 0) | ((etype == "rating") & np.isfinite(value))
     return Interactions(
-        customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=_as_bool(items["active"]),
+        customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=items["active"].to_numpy(dtype=bool),
         item_title=items["title"].fillna("").to_numpy(dtype=object), user_items=user_items, recent=recent, exclude=exclude, verb=verb,
         shown=shown, events=pd.DataFrame({"u": u, "i": i, "type": etype, "value": value, "t": t, "positive": positive}),
         n_events=len(u), now=now_ts, n_untrained=int((~trainable).sum()),
@@ -263,27 +224,22 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
 
 # ---------------------------------------------------------------------------- offline metrics
 def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Leave-last-out: each customer's `eval_holdout` most recently discovered items are the test.
-
-    Only customers with at least `eval_min_items` distinct items take part. Returns the
-    training matrix (every event of a held-out pair removed) and the relevant matrix.
+    """Leave-last-out (the engine's `last_items_holdout`): each customer's `eval_holdout` most
+    recently discovered items are the test, for customers with at least `eval_min_items` distinct
+    items. Returns the training matrix (every event of a held-out pair removed) and the relevant matrix.
     """
-    ev = data.events[data.events["positive"]]
-    n_users, n_items = data.shape
-    first = ev.groupby(["u", "i"], sort=False)["t"].min().reset_index().sort_values(["u", "t", "i"], kind="stable")
-    per_user = first.groupby("u")["i"].transform("size")
-    from_end = first.groupby("u").cumcount(ascending=False)
-    test = first[(per_user >= cfg["eval_min_items"]) & (from_end < cfg["eval_holdout"])]
-    relevant = _pair_matrix(test["u"].to_numpy(), test["i"].to_numpy(), np.ones(len(test)), (n_users, n_items))
-    all_ev = data.events
-    key = all_ev["u"].to_numpy() * n_items + all_ev["i"].to_numpy()
-    keep = ~np.isin(key, test["u"].to_numpy() * n_items + test["i"].to_numpy())
-    train = interaction_matrix(
-        all_ev["u"].to_numpy()[keep], all_ev["i"].to_numpy()[keep], all_ev["type"].to_numpy()[keep],
-        all_ev["value"].to_numpy()[keep], all_ev["t"].to_numpy()[keep], weights=cfg["weights"],
-        half_life_days=cfg["half_life_days"], decay_from=cfg["decay_from"], shape=(n_users, n_items),
-    )
+    ev = data.events
+    relevant, keep = last_items_holdout(ev["u"].to_numpy(), ev["i"].to_numpy(), ev["t"].to_numpy(),
+                                        ev["positive"].to_numpy(), n_holdout=cfg["eval_holdout"],
+                                        min_items=cfg["eval_min_items"], n_users=data.shape[0], n_items=data.shape[1])
+    kept = ev[keep]
+    train = _feedback(kept["u"].to_numpy(), kept["i"].to_numpy(), kept["type"].to_numpy(), kept["value"].to_numpy(),
+                      kept["t"].to_numpy(), cfg, decay_from=cfg["decay_from"], shape=data.shape)
     return train, relevant
+
+
+def _default_model(cfg: dict):
+    return default_recommender(**cfg["model_params"], n_threads=cfg["n_threads"])
 
 
 def offline_metrics(data: Interactions, cfg: dict) -> dict:
@@ -293,7 +249,7 @@ def offline_metrics(data: Interactions, cfg: dict) -> dict:
                  "customers": int((np.diff(relevant.indptr) > 0).sum()), "held_out": int(relevant.nnz)}
     if relevant.nnz == 0 or train.nnz == 0:
         return out
-    model = default_recommender(**cfg["model_params"], n_threads=cfg["n_threads"]).fit(train)
+    model = _default_model(cfg).fit(train)
     popular = Popularity(weighting="values").fit(train)
     for kind in KINDS:
         cols = data.item_kind == kind
@@ -316,20 +272,6 @@ def offline_metrics(data: Interactions, cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- lists
-def _lookup(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """`m[rows, cols]` for 2-D index arrays of one shape (0 where not stored)."""
-    rows, cols = np.broadcast_arrays(rows, cols)
-    return SparseLookup(m)(rows.ravel(), cols.ravel()).reshape(rows.shape)
-
-
-def _compact(items: np.ndarray, scores: np.ndarray, drop: np.ndarray, n: int):
-    """Remove the `drop` slots of each row, keeping order, and cut to `n` columns."""
-    items = np.where(drop, -1, items)
-    scores = np.where(drop, -np.inf, scores)
-    order = np.argsort(items < 0, axis=1, kind="stable")
-    return np.take_along_axis(items, order, axis=1)[:, :n], np.take_along_axis(scores, order, axis=1)[:, :n]
-
-
 def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_kind: np.ndarray, ex_item: np.ndarray):
     """Reason codes, reason items and texts for warm suggestions, vectorised."""
     by_item = (ex_kind == EXPLAIN_ITEM) & (ex_item >= 0)
@@ -337,9 +279,8 @@ def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_k
     src = np.where(by_item, ex_item, -1)
     verb_code = np.zeros(items.shape, dtype=np.int64)
     if by_item.any():
-        lookup = SparseLookup(data.verb)
         rows = np.broadcast_to(users[:, None], items.shape)
-        verb_code[by_item] = lookup(rows[by_item], src[by_item]).astype(np.int64)
+        verb_code[by_item] = pair_values(data.verb, rows[by_item], src[by_item]).astype(np.int64)
     templates = [v if "{}" in v else v + " {}" for v in ["interacted with"] + [v for _, v in VERBS][::-1]]
     before = np.array([t.split("{}")[0] for t in templates], dtype=object)
     after = np.array([t.split("{}")[1] for t in templates], dtype=object)
@@ -380,13 +321,7 @@ def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dic
     n_cand = 2 * n if has_shown else n
     items, scores = model.recommend(users, n=n_cand, filter_items=data.kind_filter(kind), user_items=data.exclude)
     if has_shown:
-        shown = _lookup(data.shown, users[:, None], np.maximum(items, 0))
-        shown[items < 0] = 0
-        factor = cfg["impression_penalty"] ** shown
-        adjusted = np.where(scores > 0, scores * factor, scores / np.maximum(factor, 1e-12))
-        order = np.lexsort((items, -adjusted), axis=1)
-        items = np.take_along_axis(items, order, axis=1)[:, :n]
-        scores = np.take_along_axis(adjusted, order, axis=1)[:, :n]
+        items, scores = penalise_shown(users, items, scores, data.shown, penalty=cfg["impression_penalty"], n=n)
     ex = model.explain(np.broadcast_to(users[:, None], items.shape), np.maximum(items, 0))
     reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item)
     return items, scores, reason, src, text
@@ -419,7 +354,7 @@ def similar_rows(run_id: int, data: Interactions, cfg: dict) -> pd.DataFrame:
             q = np.arange(sl.start, sl.stop)
             idx, sc = knn.similar_items(q, n=n + 10)
             drop = (idx < 0) | ~active[np.maximum(idx, 0)] | ~np.isfinite(sc)
-            idx, sc = _compact(idx, sc, drop, n)
+            idx, sc = compact(idx, sc, drop, n=n)
             valid = idx >= 0
             frames.append(pd.DataFrame({
                 "run_id": run_id,
@@ -475,139 +410,186 @@ def recommender_run_abandon(*, step) -> int:
     return len(runs)
 
 
-def recommendations_compute(*, step=None, progress: Callable[[float, str], None] | None = None, now: datetime | None = None) -> dict:
-    """The pipeline's "recommendations" step (see the module docstring). Returns the figures it recorded."""
-    progress = progress or (lambda fraction, message="": None)
-    cfg = recommender_settings()
-    run = RecommenderRun.objects.create(
+class _Laps:
+    """The durations of a run's phases (seconds, by phase name, then "total")."""
+
+    def __init__(self):
+        self.started = self.mark = time.monotonic()
+        self.durations: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        self.durations[name] = round(time.monotonic() - self.mark, 3)
+        self.mark = time.monotonic()
+
+    def total(self) -> float:
+        return round(time.monotonic() - self.started, 3)
+
+
+def _run_create(cfg: dict, *, step, now: datetime | None) -> RecommenderRun:
+    return RecommenderRun.objects.create(
         step=step, algorithm="pure_svd", started_at=now or timezone.now(),
-        params={"model": cfg["model_params"], "half_life_days": cfg["half_life_days"], "decay_from": cfg["decay_from"], "weights": cfg["weights"],
-                "window_days": cfg["window_days"], "exclude": cfg["exclude"], "top_n": cfg["top_n"],
+        params={"model": cfg["model_params"], "half_life_days": cfg["half_life_days"], "decay_from": cfg["decay_from"],
+                "weights": cfg["weights"], "window_days": cfg["window_days"], "exclude": cfg["exclude"],
+                "top_n": cfg["top_n"],
                 "similar": {"algorithm": "item_knn_cosine", "k": cfg["similar_k"], "n": cfg["similar_n"]},
                 "impressions": {"window_days": cfg["impression_window_days"], "penalty": cfg["impression_penalty"]},
                 "holdout": {"last_new_items": cfg["eval_holdout"], "min_items": cfg["eval_min_items"]}},
     )
-    started = time.monotonic()
-    durations: dict[str, float] = {}
 
-    def lap(name: str, since: float) -> float:
-        durations[name] = round(time.monotonic() - since, 3)
-        return time.monotonic()
 
+def _sizes(data: Interactions, warm: np.ndarray, cold: np.ndarray) -> dict:
+    n_users, n_items = data.shape
+    return {"customers": n_users, "items": n_items, "events": data.n_events, "interactions": int(data.user_items.nnz),
+            "customers_with_history": int(len(warm)), "customers_cold": int(len(cold)),
+            "items_per_kind": {k: int((data.item_kind == k).sum()) for k in KINDS},
+            "inactive_items": int((~data.item_active).sum()), "recent_impressions": int(data.shown.nnz),
+            "customers_not_trained_no_consent": data.n_untrained}
+
+
+def _write_warm(run: RecommenderRun, data: Interactions, model, warm: np.ndarray, cfg: dict, progress) -> int:
+    """Phase "recommend": the lists of the customers with history, chunk by chunk."""
+    written = 0
+    n_chunks = max(1, -(-len(warm) // cfg["chunk_customers"]))
+    for c, sl in enumerate(chunks(len(warm), cfg["chunk_customers"])):
+        users = warm[sl]
+        frames = [_rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg)) for kind in KINDS]
+        written += _write(Recommendation, pd.concat(frames, ignore_index=True))
+        progress(0.3 + 0.5 * (c + 1) / n_chunks,
+                 f"suggestions for {min(sl.stop, len(warm)):,} of {len(warm):,} customers with history")
+    return written
+
+
+def _cold_lists(lists: dict, data: Interactions, cold: np.ndarray, cold_seg: np.ndarray):
+    """Each customer without history gets their segment's popular list (or the overall one), less
+    what they may not be suggested again: (items, scores, reason, text), shape (len(cold), top_n)."""
+    keys = [k for k in lists if k is not None]
+    table_items = np.stack([lists[k][0] for k in keys] + [lists[None][0]])
+    table_scores = np.stack([lists[k][1] for k in keys] + [lists[None][1]])
+    table_reason = np.stack([lists[k][2] for k in keys] + [lists[None][2]]).astype(object)
+    row_of = {k: j for j, k in enumerate(keys)}
+    rows = pd.Series(cold_seg).map(row_of).fillna(len(keys)).to_numpy(dtype=np.int64)
+    items, scores, reason = table_items[rows], table_scores[rows], table_reason[rows]
+    # a customer without positive history may still have, say, a zero-weight purchase
+    excluded = pair_values(data.exclude, cold[:, None], np.maximum(items, 0)) > 0
+    items, scores, reason = compact(items, scores, excluded, aligned=(reason,))
+    texts = {r.value: t for r, t in REASON_TEXT.items()}
+    text = pd.Series(reason.ravel()).map(texts).to_numpy(dtype=object).reshape(reason.shape)
+    return items, scores, reason, text
+
+
+def _write_cold_and_popular(run: RecommenderRun, data: Interactions, popular: Popularity, cold: np.ndarray,
+                            cfg: dict) -> int:
+    """Phase "cold_start": the popular lists (per clustering segment and overall) and the lists of
+    the customers without history; returns how many suggestions were written."""
+    segments = _cluster_memberships(data)
+    seg_of_user = pd.Series(segments["segment_id"].to_numpy(), index=segments["u"].to_numpy())
+    cold_seg = seg_of_user.reindex(cold).to_numpy()  # NaN: in no clustering segment
+    popular_frames, cold_frames = [], []
+    for kind in KINDS:
+        lists = popular_lists(popular, data, segments, kind, cfg)
+        for seg, (items, scores, reason) in lists.items():
+            ok = items >= 0
+            popular_frames.append(pd.DataFrame({
+                "run_id": run.pk, "segment_id": pd.array([seg] * int(ok.sum()), dtype="Int64"), "kind": kind,
+                "item_id": data.item_ids[items[ok]], "rank": np.arange(1, int(ok.sum()) + 1),
+                "score": np.round(scores[ok], 6),
+            }))
+        if len(cold):
+            items, scores, reason, text = _cold_lists(lists, data, cold, cold_seg)
+            no_item = np.full(items.shape, -1)
+            cold_frames.append(_rows_frame(run.pk, data, cold, kind, items, scores, reason, no_item, text))
+    written = 0
+    for start in range(0, len(cold_frames), 3):
+        written += _write(Recommendation, pd.concat(cold_frames[start:start + 3], ignore_index=True))
+    _write(PopularItem, pd.concat(popular_frames, ignore_index=True))
+    return written
+
+
+def _run_switch(run: RecommenderRun, *, sizes: dict, metrics: dict, laps: _Laps) -> None:
+    """Put the run in service in one transaction, unless a newer run finished first (then it is stale)."""
+    headline = metrics.get("product", {}).get("default", {})
+    with transaction.atomic():
+        current = list(RecommenderRun.objects.select_for_update().filter(is_active=True))
+        newer = RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
+        run.sizes, run.metrics = sizes, metrics
+        run.n_customers, run.n_recommendations = sizes["customers"], sizes["recommendations"]
+        run.ndcg_at_10 = headline.get(f"ndcg@{EVAL_K}")
+        run.precision_at_10 = headline.get(f"precision@{EVAL_K}")
+        run.recall_at_10 = headline.get(f"recall@{EVAL_K}")
+        run.coverage = headline.get(f"coverage@{EVAL_K}")
+        run.finished_at = timezone.now()
+        if newer:
+            run.status = RunStatus.STALE
+            run.error = "A newer run finished first; this one was not put in service."
+        else:
+            RecommenderRun.objects.filter(pk__in=[r.pk for r in current]).update(is_active=False)
+            run.status, run.is_active, run.activated_at = RunStatus.SUCCEEDED, True, timezone.now()
+        laps.durations["total"] = laps.total()
+        run.durations, run.duration_s = laps.durations, laps.durations["total"]
+        run.save()
+    if run.status == RunStatus.STALE:
+        _discard(run)
+
+
+def _run_fail(run: RecommenderRun, exc: Exception, laps: _Laps) -> None:
+    run.status = RunStatus.FAILED
+    run.error = f"{type(exc).__name__}: {exc}"[:5000]
+    run.finished_at = timezone.now()
+    run.duration_s = laps.total()
+    run.durations = laps.durations
+    run.save()
     try:
-        t0 = time.monotonic()
+        _discard(run)
+    except Exception:  # the original error matters more
+        log.exception("could not discard the rows of failed run %s", run.pk)
+
+
+def recommendations_compute(*, step=None, progress: Callable[[float, str], None] | None = None,
+                            now: datetime | None = None) -> dict:
+    """The pipeline's "recommendations" step (see the module docstring). Returns the figures it recorded."""
+    progress = progress or (lambda fraction, message="": None)
+    cfg = recommender_settings()
+    run = _run_create(cfg, step=step, now=now)
+    laps = _Laps()
+    try:
         progress(0.02, "reading events")
         data = load_interactions(cfg, now=now)
         n_users, n_items = data.shape
-        t0 = lap("read", t0)
+        laps.lap("read")
         warm = np.flatnonzero(np.diff(data.user_items.indptr) > 0)
         cold = np.flatnonzero(np.diff(data.user_items.indptr) == 0)
-        sizes = {"customers": n_users, "items": n_items, "events": data.n_events, "interactions": int(data.user_items.nnz),
-                 "customers_with_history": int(len(warm)), "customers_cold": int(len(cold)),
-                 "items_per_kind": {k: int((data.item_kind == k).sum()) for k in KINDS},
-                 "inactive_items": int((~data.item_active).sum()), "recent_impressions": int(data.shown.nnz),
-                 "customers_not_trained_no_consent": data.n_untrained}
+        sizes = _sizes(data, warm, cold)
         progress(0.12, f"{data.n_events:,} events, {n_users:,} customers × {n_items:,} items; offline evaluation")
 
         metrics = offline_metrics(data, cfg) if data.user_items.nnz else {}
-        t0 = lap("evaluate", t0)
+        laps.lap("evaluate")
         progress(0.3, "fitting the model")
-        model = default_recommender(**cfg["model_params"], n_threads=cfg["n_threads"]).fit(data.user_items) if len(warm) else None
+        model = _default_model(cfg).fit(data.user_items) if len(warm) else None
         popular = Popularity(weighting="values").fit(data.recent)
-        t0 = lap("fit", t0)
+        laps.lap("fit")
 
-        written = 0
-        n_chunks = max(1, -(-len(warm) // cfg["chunk_customers"]))
-        for c, sl in enumerate(chunks(len(warm), cfg["chunk_customers"])):
-            users = warm[sl]
-            frames = [_rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg)) for kind in KINDS]
-            written += _write(Recommendation, pd.concat(frames, ignore_index=True))
-            progress(0.3 + 0.5 * (c + 1) / n_chunks, f"suggestions for {min(sl.stop, len(warm)):,} of {len(warm):,} customers with history")
-        t0 = lap("recommend", t0)
-
+        written = _write_warm(run, data, model, warm, cfg, progress)
+        laps.lap("recommend")
         progress(0.82, f"popular lists and {len(cold):,} customers without history")
-        segments = _cluster_memberships(data)
-        seg_of_user = pd.Series(segments["segment_id"].to_numpy(), index=segments["u"].to_numpy())
-        cold_seg = seg_of_user.reindex(cold).to_numpy()  # NaN: in no clustering segment
-        popular_frames, cold_frames = [], []
-        for kind in KINDS:
-            lists = popular_lists(popular, data, segments, kind, cfg)
-            for seg, (items, scores, reason) in lists.items():
-                ok = items >= 0
-                popular_frames.append(pd.DataFrame({
-                    "run_id": run.pk, "segment_id": pd.array([seg] * int(ok.sum()), dtype="Int64"), "kind": kind,
-                    "item_id": data.item_ids[items[ok]], "rank": np.arange(1, int(ok.sum()) + 1), "score": np.round(scores[ok], 6),
-                }))
-            if not len(cold):
-                continue
-            keys = [k for k in lists if k is not None]
-            table_items = np.stack([lists[k][0] for k in keys] + [lists[None][0]])
-            table_scores = np.stack([lists[k][1] for k in keys] + [lists[None][1]])
-            table_reason = np.stack([lists[k][2] for k in keys] + [lists[None][2]]).astype(object)
-            row_of = {k: j for j, k in enumerate(keys)}
-            rows = pd.Series(cold_seg).map(row_of).fillna(len(keys)).to_numpy(dtype=np.int64)
-            items, scores, reason = table_items[rows], table_scores[rows], table_reason[rows]
-            # a customer without positive history may still have, say, a zero-weight purchase
-            excluded = _lookup(data.exclude, cold[:, None], np.maximum(items, 0)) > 0
-            drop = excluded | (items < 0)
-            order = np.argsort(drop, axis=1, kind="stable")
-            items = np.where(np.take_along_axis(drop, order, axis=1), -1, np.take_along_axis(items, order, axis=1))
-            scores = np.take_along_axis(scores, order, axis=1)
-            reason = np.take_along_axis(reason, order, axis=1)
-            text = pd.Series(reason.ravel()).map({r.value: t for r, t in REASON_TEXT.items()}).to_numpy(dtype=object).reshape(reason.shape)
-            cold_frames.append(_rows_frame(run.pk, data, cold, kind, items, scores, reason, np.full(items.shape, -1), text))
-        for start in range(0, len(cold_frames), 3):
-            written += _write(Recommendation, pd.concat(cold_frames[start:start + 3], ignore_index=True))
-        _write(PopularItem, pd.concat(popular_frames, ignore_index=True))
-        t0 = lap("cold_start", t0)
-
+        written += _write_cold_and_popular(run, data, popular, cold, cfg)
+        laps.lap("cold_start")
         progress(0.88, "similar items")
         similar = similar_rows(run.pk, data, cfg)
         sizes["similar_pairs"] = _write(SimilarItem, similar) if len(similar) else 0
-        t0 = lap("similar_items", t0)
+        laps.lap("similar_items")
         sizes["recommendations"] = written
 
         progress(0.96, "refreshing the planner's statistics")
         _analyze()
         progress(0.97, "switching the active run")
-        headline = metrics.get("product", {}).get("default", {})
-        with transaction.atomic():
-            current = list(RecommenderRun.objects.select_for_update().filter(is_active=True))
-            newer = RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
-            run.sizes, run.metrics = sizes, metrics
-            run.n_customers, run.n_recommendations = n_users, written
-            run.ndcg_at_10 = headline.get(f"ndcg@{EVAL_K}")
-            run.precision_at_10 = headline.get(f"precision@{EVAL_K}")
-            run.recall_at_10 = headline.get(f"recall@{EVAL_K}")
-            run.coverage = headline.get(f"coverage@{EVAL_K}")
-            run.finished_at = timezone.now()
-            if newer:
-                run.status = RunStatus.STALE
-                run.error = "A newer run finished first; this one was not put in service."
-            else:
-                RecommenderRun.objects.filter(pk__in=[r.pk for r in current]).update(is_active=False)
-                run.status, run.is_active, run.activated_at = RunStatus.SUCCEEDED, True, timezone.now()
-            durations["total"] = round(time.monotonic() - started, 3)
-            run.durations, run.duration_s = durations, durations["total"]
-            run.save()
-        if run.status == RunStatus.STALE:
-            _discard(run)
+        _run_switch(run, sizes=sizes, metrics=metrics, laps=laps)
         pruned = recommender_runs_prune(keep=cfg["keep_runs"])
         progress(1.0, f"{written:,} suggestions for {n_users:,} customers")
-        return {"run": run.pk, "status": run.status, "sizes": sizes, "durations": durations, "pruned_runs": pruned,
+        return {"run": run.pk, "status": run.status, "sizes": sizes, "durations": laps.durations, "pruned_runs": pruned,
                 "metrics": {k: metrics[k]["default"] for k in KINDS if k in metrics},
                 **({"_status": "skipped"} if run.status == RunStatus.STALE else {})}
     except Exception as exc:
-        run.status = RunStatus.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"[:5000]
-        run.finished_at = timezone.now()
-        run.duration_s = round(time.monotonic() - started, 3)
-        run.durations = durations
-        run.save()
-        try:
-            _discard(run)
-        except Exception:  # the original error matters more
-            log.exception("could not discard the rows of failed run %s", run.pk)
+        _run_fail(run, exc, laps)
         raise
 
 

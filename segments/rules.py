@@ -34,7 +34,7 @@ from django.db.models.functions import Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
-from profiles.models import Customer, Event, EventType, ItemKind, Lifecycle, PriceBand, Profile
+from profiles.models import CONSENT_FIELDS, Customer, Event, EventType, ItemKind, Lifecycle, PriceBand, Profile
 
 from .models import Membership, Segment, SegmentKind, SegmentSize
 
@@ -46,14 +46,8 @@ MAX_SEGMENT_ID = 2**63 - 1
 # --- limits on a rule's cost ----------------------------------------------------------------------
 
 # Every event condition is a scan of the events table and every condition a subquery: a rule's
-# cost is bounded before it reaches the database (docs/rules.md, "Limits"). Settings of the same
-# names change them; these are the defaults (a realistic rule has a handful of conditions).
-DEFAULT_LIMITS = {
-    "RULE_MAX_CONDITIONS": 50,         # nodes of the tree: all / any / not and every leaf
-    "RULE_MAX_EVENT_CONDITIONS": 10,   # {"event": ...} leaves, each a scan of the events
-    "RULE_MAX_DEPTH": 10,              # levels of nesting
-    "RULE_MAX_LIST_VALUES": 200,       # values of an `in` / `not in` list or event types of one condition
-}
+# cost is bounded before it reaches the database (docs/rules.md, "Limits"), by the RULE_MAX_*
+# settings (a realistic rule has a handful of conditions).
 
 
 @dataclass(frozen=True)
@@ -65,10 +59,9 @@ class RuleLimits:
 
     @classmethod
     def current(cls) -> RuleLimits:
-        """The limits in force: the settings, else the defaults."""
-        value = {name: int(getattr(settings, name, default)) for name, default in DEFAULT_LIMITS.items()}
-        return cls(value["RULE_MAX_CONDITIONS"], value["RULE_MAX_EVENT_CONDITIONS"], value["RULE_MAX_DEPTH"],
-                   value["RULE_MAX_LIST_VALUES"])
+        """The limits in force (the RULE_MAX_* settings)."""
+        return cls(int(settings.RULE_MAX_CONDITIONS), int(settings.RULE_MAX_EVENT_CONDITIONS),
+                   int(settings.RULE_MAX_DEPTH), int(settings.RULE_MAX_LIST_VALUES))
 
 
 # --- the vocabulary ------------------------------------------------------------------------------
@@ -108,7 +101,6 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {
     "rfm_code": FieldSpec(RFM, ("=", "!=") + _SET_OPS + ("startswith", "matches") + _NULL_OPS),
 }
 
-CONSENT_FIELDS = {"in_app": "consent_in_app", "email": "consent_email", "push": "consent_push"}
 EVENT_TYPES = tuple(t.value for t in EventType)
 ITEM_KINDS = tuple(k.value for k in ItemKind)
 EVENT_KEYS = ("type", "min_count", "max_count", "within_days", "category", "item_kind", "item")

@@ -13,7 +13,6 @@ import math
 import time
 from datetime import datetime
 
-import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import transaction
@@ -37,8 +36,7 @@ def _finite(value):
 
 
 def _profiles_frame() -> pd.DataFrame:
-    frame = read_frame(Profile.objects.order_by("customer_id"), PROFILE_COLUMNS).set_index("customer_id")
-    return frame.apply(pd.to_numeric, errors="coerce")
+    return read_frame(Profile.objects.order_by("customer_id"), PROFILE_COLUMNS).set_index("customer_id")
 
 
 def _previous_centroids(features: list[str]) -> pd.DataFrame:

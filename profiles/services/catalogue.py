@@ -18,17 +18,17 @@ import pandas as pd
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..models import Customer, Item
+from ..models import CONSENT_FIELDS, Customer, Item
 from ..validation import RowError, validate_customers, validate_items
 
-CONSENT_CHANNELS = {"consent_in_app": "in_app", "consent_email": "email", "consent_push": "push"}
+CONSENT_CHANNELS = {field: channel for channel, field in CONSENT_FIELDS.items()}  # consent column -> channel
 
 LOOKUP_CHUNK = 5000
 
 # The fields an upsert copies from a row (a missing or null value keeps the stored one).
 _CUSTOMER_FIELDS = ["name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "attributes",
                     "created_at"]
-_CONSENT_FIELDS = ["consent_in_app", "consent_email", "consent_push"]
+_CONSENT_FIELDS = list(CONSENT_FIELDS.values())
 _ITEM_FIELDS = ["title", "category", "price", "attributes", "active", "created_at"]
 
 

@@ -11,12 +11,15 @@ from ._base import (
     EXPLAIN_SIMILAR_USERS,
     BaseRecommender,
     Explanations,
+    chunks,
 )
+from .evaluation import last_items_holdout, topn_metrics
 from .factorization import PureSVD
 from .graph import RP3beta
-from .interactions import build_interactions, decay_weights
+from .interactions import build_interactions, decay_weights, interaction_matrix, latest_per_user, pair_matrix
 from .knn import ItemKNN, UserKNN
 from .popularity import Popularity
+from .ranking import compact, pair_values, penalise_shown
 
 
 #: Parameters of the product's default recommender (see docs/engine.md).
@@ -58,6 +61,15 @@ __all__ = [
     "RP3beta",
     "UserKNN",
     "build_interactions",
+    "chunks",
+    "compact",
     "decay_weights",
     "default_recommender",
+    "interaction_matrix",
+    "last_items_holdout",
+    "latest_per_user",
+    "pair_matrix",
+    "pair_values",
+    "penalise_shown",
+    "topn_metrics",
 ]

@@ -29,7 +29,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._base import SparseLookup
-from .interactions import build_interactions
+from .interactions import build_interactions, pair_matrix
 
 RETAIL_SPLIT_DATE = "2011-11-01"
 
@@ -235,6 +235,45 @@ def _latest_per_entry(m: sp.csr_matrix, rows, cols, t) -> np.ndarray:
     mx = df.groupby("k").t.max()
     keys = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * m.shape[1] + m.indices
     return mx.reindex(keys).to_numpy(dtype=np.float64)
+
+
+def last_items_holdout(user_idx, item_idx, timestamps, positive, *, n_holdout: int, min_items: int,
+                       n_users: int, n_items: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Leave-last-out: each user's ``n_holdout`` most recently discovered items are the test.
+
+    An item is discovered at the user's first positive event with it; only users with at least
+    ``min_items`` distinct such items take part (ties in time: the higher item index is later).
+
+    Parameters
+    ----------
+    user_idx, item_idx : array-like of int, shape (n_events,)
+    timestamps : array-like, shape (n_events,)
+        Numbers or datetime64 (only compared).
+    positive : array-like of bool, shape (n_events,)
+        Events that show interest (an implicit event of positive weight, a rating).
+    n_holdout, min_items : int
+    n_users, n_items : int
+
+    Returns
+    -------
+    relevant : csr_matrix of float64, shape (n_users, n_items)
+        1 for each held-out pair.
+    keep : ndarray of bool, shape (n_events,)
+        The events of the pairs that were not held out (every event of a held-out pair, positive
+        or not, is out), to build the training matrix from.
+    """
+    u = np.asarray(user_idx, dtype=np.int64)
+    i = np.asarray(item_idx, dtype=np.int64)
+    positive = np.asarray(positive, dtype=bool)
+    ev = pd.DataFrame({"u": u[positive], "i": i[positive], "t": np.asarray(timestamps)[positive]})
+    first = ev.groupby(["u", "i"], sort=False)["t"].min().reset_index().sort_values(["u", "t", "i"], kind="stable")
+    per_user = first.groupby("u")["i"].transform("size")
+    from_end = first.groupby("u").cumcount(ascending=False)
+    test = first[(per_user >= min_items) & (from_end < n_holdout)]
+    test_u, test_i = test["u"].to_numpy(), test["i"].to_numpy()
+    relevant = pair_matrix(test_u, test_i, n_users=n_users, n_items=n_items)
+    keep = ~np.isin(u * n_items + i, test_u * n_items + test_i)
+    return relevant, keep
 
 
 def movielens_topn_split(ml_dir, n_test: int = 10, relevant_min: float = 4.0) -> TopNSplit:

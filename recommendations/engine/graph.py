@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ._base import BaseRecommender, capped_threads, check_user_items, chunks, item_explanations, row_ids
 from .knn import _append_topk, _assemble, _top_rows

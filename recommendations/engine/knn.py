@@ -10,7 +10,6 @@ import scipy.sparse as sp
 from ._base import (
     EXPLAIN_SIMILAR_USERS,
     BaseRecommender,
-    Explanations,
     SparseLookup,
     capped_threads,
     check_user_items,

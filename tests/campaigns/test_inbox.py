@@ -116,3 +116,18 @@ def test_an_analyst_or_another_customer_cannot_record_delivery(sent, django_user
     assert _customer("ib3").post(f"/api/customers/ib3/inbox/{other.pk}/delivered/").status_code == 404
     assert Delivery.objects.filter(delivered_at__isnull=False).count() == 0
     assert campaign_selectors.campaign_report(sent)["delivered"] == 0
+
+
+def test_a_message_that_cannot_be_delivered_or_opened_is_refused_in_the_api_error_shape(sent):
+    """Every 400 of the API carries `detail` and `errors` (common/api_errors.py)."""
+    suppressed = Delivery.objects.filter(campaign=sent).exclude(status="sent").first()
+    if suppressed is None:
+        suppressed = Delivery.objects.filter(campaign=sent).first()
+        Delivery.objects.filter(pk=suppressed.pk).update(status="suppressed")
+    customer = suppressed.customer.external_id
+    client = _customer(customer)
+    for what in ("delivered", "opened"):
+        resp = client.post(f"/api/customers/{customer}/inbox/{suppressed.pk}/{what}/", {}, format="json")
+        assert resp.status_code == 400, resp.content
+        body = resp.json()
+        assert body == {"detail": body["detail"], "errors": []} and body["detail"].startswith("Only a sent")

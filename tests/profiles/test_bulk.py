@@ -57,3 +57,59 @@ def test_bulk_upsert_inserts_then_updates_by_key(db):
     assert dict(Item.objects.values_list("kind", "title")) == {"product": "A2", "post": "A post 2"}
     assert Item.objects.get(kind="product").attributes == {"k": 1}
     assert connection.vendor in {"sqlite", "postgresql"}
+
+
+def _typed_rows():
+    services.customers_upsert(rows=pd.DataFrame([
+        {"external_id": f"t{i}", "consent_in_app": i % 2 == 0, "consent_email": i % 3 == 0} for i in range(6)]))
+    services.items_upsert(rows=pd.DataFrame([
+        {"external_id": "p1", "price": "9.90", "active": True}, {"external_id": "p2", "active": False}]))
+    now = timezone.now()
+    kinds = [("p1", "view", None), ("p2", "rating", 4.5), (None, "search", None)]  # a search names no item
+    services.events_ingest(rows=pd.DataFrame([
+        {"external_id": f"e{i}", "customer": f"t{i % 6}", "item": kinds[i % 3][0], "type": kinds[i % 3][1],
+         "value": kinds[i % 3][2], "occurred_at": now - timedelta(hours=i)} for i in range(12)]))
+
+
+def _check_typed_frame():
+    from django.db.models import BooleanField, Case, Count, Exists, FloatField, OuterRef, Value, When
+    from django.db.models.functions import Cast
+
+    from profiles.models import Customer
+
+    people = Customer.objects.order_by("id").annotate(
+        has_events=Exists(Event.objects.filter(customer=OuterRef("pk"))), n_events=Count("events"),
+        rated=Case(When(external_id="t1", then=Value(True)), default=None, output_field=BooleanField()),
+    )
+    columns = ["id", "consent_in_app", "consent_email", "has_events", "n_events", "rated"]
+    frame = read_frame(people, columns)
+    assert frame.dtypes.astype(str).tolist() == ["int64", "bool", "bool", "bool", "int64", "boolean"]
+    expected = list(people.values_list(*columns))
+    rows = [tuple(None if v is pd.NA else v for v in row) for row in frame.itertuples(index=False, name=None)]
+    assert rows == expected
+
+    items = Item.objects.order_by("id").annotate(price_f=Cast("price", FloatField()))
+    frame = read_frame(items, ["id", "active", "price", "price_f", "title"])
+    assert frame.dtypes.astype(str).tolist() == ["int64", "bool", "float64", "float64", "object"]
+    assert frame["active"].tolist() == [True, False]
+    assert frame["price"].iloc[0] == pytest.approx(9.9) and frame["price"].isna().tolist() == [False, True]
+
+    frame = read_frame(Event.objects.order_by("id"), ["customer_id", "item_id", "value", "item__active"])
+    # an item-less event: the integer column holds a NULL (NaN), the joined boolean too (NA)
+    assert frame.dtypes.astype(str).tolist() == ["int64", "float64", "float64", "boolean"]
+    assert frame["item_id"].isna().sum() == 4 and frame["item__active"].isna().sum() == 4
+    assert frame["value"].dropna().eq(4.5).all() and frame["value"].isna().sum() == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_read_frame_types_columns_the_same_on_every_database_outside_a_transaction(db):
+    """Booleans as bool, integers as int64, decimals and floats as float64: SQLite's 0/1 and
+    PostgreSQL's t/f never reach the callers (on PostgreSQL this is the psql stream)."""
+    _typed_rows()
+    _check_typed_frame()
+
+
+@pytest.mark.django_db
+def test_read_frame_types_columns_the_same_inside_a_transaction(db):
+    _typed_rows()  # on PostgreSQL: psycopg's COPY stream
+    _check_typed_frame()

@@ -1,7 +1,6 @@
 """The recommendations step on a demo shop, as the pipeline runs it, and what the API and admin show."""
 from io import StringIO
 
-import numpy as np
 import pandas as pd
 import pytest
 from django.contrib.auth.models import Permission

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -13,7 +14,6 @@ from profiles.models import Customer, Item, Profile
 from profiles.services import events_ingest
 from segments.models import Membership, Segment, SegmentSize
 from segments.rules import (
-    DEFAULT_LIMITS,
     RuleError,
     compile_rule,
     describe_rule,
@@ -466,8 +466,8 @@ def test_all_errors_are_collected_not_just_the_first():
     assert "all[0].field" in str(caught.value)
 
 
-MAX_DEPTH = DEFAULT_LIMITS["RULE_MAX_DEPTH"]
-MAX_NODES = DEFAULT_LIMITS["RULE_MAX_CONDITIONS"]
+MAX_DEPTH = settings.RULE_MAX_DEPTH
+MAX_NODES = settings.RULE_MAX_CONDITIONS
 
 
 def test_too_deep_and_too_big_rules_are_refused():
