@@ -164,7 +164,7 @@ def _score_population(features: pd.DataFrame, *, incremental: bool) -> pd.DataFr
     if not incremental:
         return score_rfm(features)
     others = read_frame(Profile.objects.order_by(), ["customer_id", "recency_days", "frequency", "monetary"])
-    others = others.set_index("customer_id").apply(pd.to_numeric, errors="coerce")
+    others = others.set_index("customer_id")
     others = others.drop(index=features.index, errors="ignore")
     scored = score_rfm(pd.concat([features[["recency_days", "frequency", "monetary"]], others]))
     for col in ("r_score", "f_score", "m_score", "rfm_code"):
@@ -182,7 +182,6 @@ def _items_frame() -> pd.DataFrame:
     items = items.set_index("id").rename(columns={"price_f": "item_price", "kind": "item_kind"})
     items["category"] = items["category"].astype("string").replace("", pd.NA).astype("category")
     items["item_kind"] = items["item_kind"].astype("category")
-    items["item_price"] = pd.to_numeric(items["item_price"], errors="coerce")
     return items
 
 
@@ -209,12 +208,10 @@ def _events_frame_range(lo: int, hi: int, items: pd.DataFrame | None = None) -> 
     cols = ["customer_id", "type", "value", "amount_f", "t" if epoch else "occurred_at", "item_id", "order_id"]
     frame = read_frame(qs, cols, parse_dates=() if epoch else ("occurred_at",)).rename(columns={"amount_f": "amount"})
     if epoch:
-        frame["occurred_at"] = pd.to_datetime(pd.to_numeric(frame.pop("t")), unit="s", utc=True)
+        frame["occurred_at"] = pd.to_datetime(frame.pop("t").astype("float64"), unit="s", utc=True)
     frame["type"] = frame["type"].astype("category")
     frame["order_id"] = frame["order_id"].astype("string")
-    for col in ("value", "amount"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    item_id = pd.to_numeric(frame.pop("item_id"), errors="coerce")
+    item_id = frame.pop("item_id")  # float64 with NaN where an event has no item
     joined = items.reindex(item_id.to_numpy())
     frame["category"] = joined["category"].astype("string").to_numpy()
     frame["item_price"] = joined["item_price"].to_numpy()
