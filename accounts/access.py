@@ -49,7 +49,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import ScopedRateThrottle
 
-from config.cache import cache_is_shared
+from common.cache import cache_is_shared
 
 from .models import ApiKey
 

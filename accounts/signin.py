@@ -38,7 +38,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework import authentication, exceptions
 
-from config.cache import cache_is_shared
+from common.cache import cache_is_shared
 
 log = logging.getLogger(__name__)
 

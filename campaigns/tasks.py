@@ -5,7 +5,7 @@ Beat entries (the lead adds them to CELERY_BEAT_SCHEDULE):
   campaigns.tasks.campaigns_attribute  every 15 minutes  conversion attribution
 
 Reliability (docs/reliability.md): transient database or broker errors are retried with
-exponential backoff and jitter (config.celery.RETRY_TRANSIENT). Each task has time limits fitted
+exponential backoff and jitter (common.retry.RETRY_TRANSIENT). Each task has time limits fitted
 to its job instead of the global hour: a tick must finish before the next one starts, a chunk of
 sends within a few minutes. A send retried (or redelivered) keeps its task id, which is its claim
 key, so it takes over its own claimed rows and skips those already sent.
@@ -13,7 +13,7 @@ key, so it takes over its own claimed rows and skips those already sent.
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from config.celery import RETRY_TRANSIENT
+from common.retry import RETRY_TRANSIENT
 
 from . import services
 

@@ -212,7 +212,7 @@ TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 # shares them between the processes of a deployment.
 CACHE_URL = os.environ.get("CACHE_URL", "")
 CACHES = {
-    "default": {"BACKEND": "config.cache.RedisCache", "LOCATION": CACHE_URL}  # Django's, one client per pool
+    "default": {"BACKEND": "common.cache.RedisCache", "LOCATION": CACHE_URL}  # Django's, one client per pool
     if CACHE_URL.startswith(("redis://", "rediss://", "unix://"))
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing"}
 }

@@ -11,7 +11,7 @@ django-celery-beat's rows still reach them.
 """
 from celery import shared_task
 
-from config.celery import RETRY_TRANSIENT, TRANSIENT_ERRORS, retry_countdown
+from common.retry import RETRY_TRANSIENT, TRANSIENT_ERRORS, retry_countdown
 
 from . import services
 

@@ -227,8 +227,8 @@ def test_api_throttles_count_per_process_unless_shared(settings):
     from django.conf import settings as live
     from django.core.cache import caches
 
-    from config.cache import cache_is_shared
+    from common.cache import cache_is_shared
 
     assert live.CACHES["throttle"]["BACKEND"].endswith("LocMemCache") and not cache_is_shared("throttle")
-    settings.CACHES = {**live.CACHES, "throttle": {"BACKEND": "config.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    settings.CACHES = {**live.CACHES, "throttle": {"BACKEND": "common.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
     assert cache_is_shared("throttle") and type(caches["throttle"]).__name__ == "RedisCache"

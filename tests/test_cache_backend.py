@@ -1,4 +1,4 @@
-"""The Redis cache backend (config/cache.py): Django's, with one client per connection pool."""
+"""The Redis cache backend (common/cache.py): Django's, with one client per connection pool."""
 import threading
 
 import pytest
@@ -15,7 +15,7 @@ def redis_cache():
         redis.Redis.from_url(REDIS).ping()
     except redis.RedisError:
         pytest.skip("no Redis at 127.0.0.1:6379 (CI has one)")
-    with override_settings(CACHES={"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS}}):
+    with override_settings(CACHES={"default": {"BACKEND": "common.cache.RedisCache", "LOCATION": REDIS}}):
         cache = caches["default"]
         cache.clear()
         yield cache

@@ -388,7 +388,7 @@ def test_ingestion_is_answered_while_a_redis_cache_is_down():
     client = APIClient(raise_request_exception=False)
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
-    redis_cache = {"BACKEND": "config.cache.RedisCache", "LOCATION": dead}
+    redis_cache = {"BACKEND": "common.cache.RedisCache", "LOCATION": dead}
     with override_settings(CACHES={"default": redis_cache, "throttle": redis_cache}):  # API_THROTTLE_SHARED=1
         resp = client.post("/api/events/", _events(0, 5, timezone.now() - timedelta(hours=1)), format="json")
     assert resp.status_code == 201, resp.status_code

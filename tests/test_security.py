@@ -235,7 +235,7 @@ def test_sign_in_still_works_while_the_cache_is_unreachable(client, django_user_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    down = {"BACKEND": "config.cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}
+    down = {"BACKEND": "common.cache.RedisCache", "LOCATION": f"redis://127.0.0.1:{port}/0"}
     dead = {"default": down, "throttle": down}
     with override_settings(CACHES=dead):
         assert _sign_in(client, "guess", username="ops2").status_code == 200

@@ -146,6 +146,6 @@ def test_without_a_shared_cache_production_start_up_warns(caplog):
     with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
         assert signin.warn_if_cache_not_shared() is True
     assert "CACHE_URL" in caplog.text
-    with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "config.cache.RedisCache",
+    with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "common.cache.RedisCache",
                                                             "LOCATION": "redis://127.0.0.1:6379/13"}}):
         assert signin.warn_if_cache_not_shared() is False
