@@ -10,7 +10,7 @@ PORT ?= 8000
 DEMO_ENV := DEBUG=1
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run demo-data test test-fast faults bench load worker beat migrate clean
+.PHONY: install install-dev run demo-data test test-fast faults bench load lint format worker beat migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, this is {sys.version}"'
@@ -51,6 +51,17 @@ test-fast: install-dev
 # Redis-restart ones need PostgreSQL and CELERY_BROKER_URL, as .ci/run provides.
 faults: install-dev
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+# ruff (lint and format check) and import-linter (the import contracts of docs/architecture.md); CI runs it.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# Rewrites the code in the project's format and applies ruff's safe fixes.
+format: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: install-dev
 	$(PY) bench/run.py
