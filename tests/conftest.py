@@ -1,4 +1,5 @@
-"""Shared fixtures: the public datasets, API clients for operators with and without permissions."""
+"""Shared fixtures: the public datasets, API clients for operators with and without permissions (built on the
+factories of tests/factories.py), and a way to run what a service queued for after its commit."""
 import os
 from pathlib import Path
 
@@ -44,6 +45,27 @@ def api(operator):
     client = APIClient()
     client.force_authenticate(operator)
     return client
+
+
+@pytest.fixture
+def analyst(db):
+    """An API client for "ana", a staff member in the Analyst group (the roles' permissions synced first)."""
+    from profiles.roles import sync_role_permissions
+    from tests.factories import ANALYST, OperatorFactory, client_for
+
+    sync_role_permissions()
+    return client_for(OperatorFactory(username="ana", role=ANALYST))
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Call a service and run what it queued for after the commit (the send tasks, eager in tests)."""
+
+    def call(fn, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(**kwargs)
+
+    return call
 
 
 @pytest.fixture(autouse=True)
