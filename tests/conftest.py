@@ -48,6 +48,21 @@ def api(operator):
 
 
 @pytest.fixture
+def boss(db):
+    """A superuser named boss (the name the audit log shows)."""
+    from tests.factories import UserFactory
+
+    return UserFactory(username="boss", superuser=True)
+
+
+@pytest.fixture
+def boss_client(client, boss):
+    """Django's test client signed in as the superuser boss (a session, as the admin's pages need)."""
+    client.force_login(boss)
+    return client
+
+
+@pytest.fixture
 def analyst(db):
     """An API client for "ana", a staff member in the Analyst group (the roles' permissions synced first)."""
     from profiles.roles import sync_role_permissions
