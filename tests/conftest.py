@@ -25,26 +25,20 @@ def datasets_dir() -> Path:
 
 
 @pytest.fixture
-def operator(db, django_user_model):
+def operator(db):
     """A staff user in no group, with the permissions to write customers, items and events."""
-    from django.contrib.auth.models import Permission
+    from tests.factories import OperatorFactory
 
-    user = django_user_model.objects.create_user("operator", "operator@example.com", "pw", is_staff=True)
-    perms = Permission.objects.filter(
-        content_type__app_label="profiles",
-        codename__in=["add_event", "add_customer", "change_customer", "add_item", "change_item"],
-    )
-    user.user_permissions.add(*perms)
-    return user
+    return OperatorFactory(username="operator", permissions=["profiles.add_event", "profiles.add_customer",
+                                                             "profiles.change_customer", "profiles.add_item",
+                                                             "profiles.change_item"])
 
 
 @pytest.fixture
 def api(operator):
-    from rest_framework.test import APIClient
+    from tests.factories import client_for
 
-    client = APIClient()
-    client.force_authenticate(operator)
-    return client
+    return client_for(operator)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from datetime import timedelta
 import factory
 import pandas as pd
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -159,7 +159,12 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 class OperatorFactory(UserFactory):
-    """A staff account in a role's group: `OperatorFactory(role=ANALYST)`; in no group without a role."""
+    """A staff account: in a role's group (`OperatorFactory(role=ANALYST)`), or holding a few permissions
+    of its own (`permissions=["segments.view_segment"]`), or neither.
+
+    Permissions are found by codename (the app label is for the reader): a model that moves to another
+    app keeps its codenames, and its tests keep working.
+    """
 
     is_staff = True
 
@@ -169,6 +174,13 @@ class OperatorFactory(UserFactory):
             if not Group.objects.filter(name=extracted).exists():  # a flushing test can leave the groups gone
                 sync_role_permissions()
             obj.groups.add(Group.objects.get(name=extracted))
+
+    @factory.post_generation
+    def permissions(obj, create, extracted, **kwargs):
+        if create and extracted:
+            codenames = [p.rpartition(".")[2] for p in extracted if isinstance(p, str)]
+            given = [p for p in extracted if not isinstance(p, str)]
+            obj.user_permissions.add(*given, *Permission.objects.filter(codename__in=codenames))
 
 
 def client_for(user) -> APIClient:

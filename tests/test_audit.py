@@ -21,8 +21,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def shoppers(db):
     now = timezone.now()
-    ingest(customers=[CustomerRow(external_id=f"a{i}", name=f"Ann {i}", email=f"ann{i}@example.com") for i in range(12)],
-           source="import")
+    ingest(customers=[CustomerRow(external_id=f"a{i}", name=f"Ann {i}", email=f"ann{i}@example.com")
+                      for i in range(12)], source="import")
     ingest(events=[EventRow(external_id=f"ae{i}", customer=f"a{i % 12}", item=f"sku{i % 5}", view=True,
                             occurred_at=now - timedelta(hours=i)) for i in range(60)])
     AuditEntry.objects.all().delete()  # the setup's own consent entry is not what these tests look at

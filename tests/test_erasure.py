@@ -17,7 +17,8 @@ from campaigns.models import Delivery
 from profiles import access, services
 from profiles.models import AuditEntry, ConsentChange, Customer, Event
 from profiles.privacy import customer_forget
-from tests.factories import ApiKeyFactory, CampaignFactory, CustomerRow, SegmentFactory, customer_client, ingest, key_client, purchases
+from tests.factories import (ApiKeyFactory, CampaignFactory, CustomerRow, SegmentFactory, customer_client, ingest,
+                             key_client, purchases)
 
 pytestmark = pytest.mark.django_db
 

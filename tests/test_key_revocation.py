@@ -57,8 +57,8 @@ def _token(client):
 
 
 @override_settings(API_KEY_CACHE_SECONDS=3600)
-def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_process(shared_cache, backend, admin_client,
-                                                                                     django_capture_on_commit_callbacks):
+def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_process(
+        shared_cache, backend, admin_client, django_capture_on_commit_callbacks):
     key, client = backend
     a, b = Process(), Process()
     with b.serving():
@@ -69,7 +69,8 @@ def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_pr
         assert alice.get("/api/customers/alice/recommendations/").status_code == 200
     with a.serving(), django_capture_on_commit_callbacks(execute=True):
         assert _token(client)[0] == 201
-        resp = admin_client.post("/admin/profiles/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True)
+        resp = admin_client.post("/admin/profiles/apikey/", {"action": "revoke", "_selected_action": [key.pk]},
+                                 follow=True)
         assert "refused from now on" in resp.content.decode()
     with b.serving():
         status, detail = _token(client)

@@ -15,7 +15,8 @@ from profiles import pipeline
 from profiles.models import ConsentChange, Customer, Event, Profile
 from recommendations.models import Recommendation
 from segments.models import Membership
-from tests.factories import CampaignFactory, CustomerRow, EventRow, OperatorFactory, SegmentFactory, client_for, ingest, key_client
+from tests.factories import (CampaignFactory, CustomerRow, EventRow, OperatorFactory, SegmentFactory, client_for,
+                             ingest, key_client)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,8 +27,9 @@ def shop(db, committed):
     now = timezone.now()
     people = [CustomerRow(external_id=f"p{c}", name=f"Person {c}") for c in range(30)]
     ingest(customers=people, events=[
-        EventRow(external_id=f"pe{i}", customer=f"p{i % 30}", item=f"sku{(i * 7) % 20}", type=["view", "purchase"][(i // 30) % 2],
-                 amount=20.0 if (i // 30) % 2 else None, occurred_at=now - timedelta(days=i % 50),
+        EventRow(external_id=f"pe{i}", customer=f"p{i % 30}", item=f"sku{(i * 7) % 20}",
+                 type=["view", "purchase"][(i // 30) % 2], amount=20.0 if (i // 30) % 2 else None,
+                 occurred_at=now - timedelta(days=i % 50),
                  context={"order_id": f"o{i}"} if (i // 30) % 2 else {})
         for i in range(240)
     ])

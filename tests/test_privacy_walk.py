@@ -132,7 +132,8 @@ def shop(db, committed, admin_user):
     ingest(customers=people, events=[
         EventRow(external_id=f"we{i}", customer=people[i % 25]["external_id"], item=f"sku{(i * 3) % 15}",
                  type=["view", "purchase"][(i // 25) % 2], amount=19.9 if (i // 25) % 2 else None,
-                 occurred_at=now - timedelta(days=i % 40), context={"device": "app", "note": f"by {people[i % 25]['name']}"})
+                 occurred_at=now - timedelta(days=i % 40),
+                 context={"device": "app", "note": f"by {people[i % 25]['name']}"})
         for i in range(250)])
     run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
     assert run.status == "succeeded", run.error
