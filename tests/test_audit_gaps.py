@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery
-from profiles.models import ApiKey, AuditEntry, Customer
-from tests.factories import ADMINISTRATOR, ApiKeyFactory, OperatorFactory
+from profiles.models import ApiKey, AuditEntry
+from tests.factories import ADMINISTRATOR, ApiKeyFactory, CampaignFactory, CustomerFactory, OperatorFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,9 +47,9 @@ def test_an_api_key_is_revoked_not_deleted_in_the_admin(boss_client):
 
 @pytest.fixture
 def sent_campaign(db):
-    customers = [Customer.objects.create(external_id=f"k{i}", email=f"k{i}@example.com") for i in range(3)]
-    campaign = Campaign.objects.create(name="Weekly news", schedule="weekly", title_template="Hi", body_template="News",
-                                       window_start=None, window_end=None, status="running", launched_at=timezone.now())
+    customers = [CustomerFactory(external_id=f"k{i}") for i in range(3)]
+    campaign = CampaignFactory(name="Weekly news", schedule="weekly", title_template="Hi", body_template="News",
+                               status="running", launched_at=timezone.now())
     now = timezone.now()
     deliveries = [Delivery.objects.create(campaign=campaign, customer=c, status="sent", sent_at=now, provider_key=f"p{c.pk}")
                   for c in customers]

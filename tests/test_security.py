@@ -10,8 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from profiles import services
-from tests.factories import OperatorFactory, UserFactory
+from tests.factories import EventRow, OperatorFactory, UserFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -125,17 +124,17 @@ def test_the_configured_handlers_carry_the_redaction_filter():
 def shop_with_objectors():
     now = timezone.now()
     people = [{"external_id": f"c{i}", "consent_in_app": i >= 10, "consent_email": False} for i in range(40)]
-    services.customers_upsert(rows=pd.DataFrame(people))
     rng = np.random.default_rng(3)
     rows = []
     for i in range(40):
         for j in rng.choice(30, size=8, replace=False):
-            rows.append({"external_id": f"e{i}-{j}", "customer": f"c{i}", "item": f"p{j}", "type": "purchase" if j % 3 == 0 else "view",
-                         "amount": 10.0 if j % 3 == 0 else None, "occurred_at": now - timedelta(days=int(j))})
+            kind = {"purchase": True, "amount": 10.0} if j % 3 == 0 else {"view": True}
+            rows.append(EventRow(external_id=f"e{i}-{j}", customer=f"c{i}", item=f"p{j}",
+                                 occurred_at=now - timedelta(days=int(j)), **kind))
     # an item only the objectors bought: with them left out, nobody trains on it
-    rows += [{"external_id": f"x{i}", "customer": f"c{i}", "item": "secret", "type": "purchase", "amount": 5.0, "occurred_at": now}
+    rows += [EventRow(external_id=f"x{i}", customer=f"c{i}", item="secret", purchase=True, amount=5.0, occurred_at=now)
              for i in range(10)]
-    services.events_ingest(rows=pd.DataFrame(rows))
+    ingest(customers=people, events=rows)
 
 
 def _interactions():

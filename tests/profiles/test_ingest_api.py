@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from profiles.models import Customer, Event, Item
-from tests.factories import OperatorFactory
+from tests.factories import CustomerFactory, ItemFactory, OperatorFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -107,8 +107,8 @@ def test_future_events_and_bad_values_are_refused(api):
 
 
 def test_unknown_references_are_refused_when_creation_is_off(api):
-    Customer.objects.create(external_id="known")
-    Item.objects.create(external_id="sku-1")
+    CustomerFactory(external_id="known")
+    ItemFactory(external_id="sku-1")
     now = timezone.now().isoformat()
     rows = [
         {"customer": "known", "item": "sku-1", "type": "view", "occurred_at": now},
