@@ -140,8 +140,8 @@ def test_the_audit_log_page_lists_entries_for_administrators_only_and_cannot_be_
     assert not Permission.objects.filter(group__name="Analyst", codename="view_auditentry").exists()
 
 
-def test_sign_ins_and_refused_sign_ins_are_logged(client, django_user_model):
-    django_user_model.objects.create_user("ops", "ops@example.com", "right-pw-123", is_staff=True)
+def test_sign_ins_and_refused_sign_ins_are_logged(client):
+    OperatorFactory(username="ops", password="right-pw-123")
     client.post("/admin/login/?next=/admin/", {"username": "ops", "password": "wrong"})
     client.post("/admin/login/?next=/admin/", {"username": "ops", "password": "right-pw-123"})
     failed, = entries("auth.login_failed")
