@@ -31,6 +31,7 @@ from profiles import access, services
 from profiles.models import Customer, Event, Item
 from profiles.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR, sync_role_permissions
 from segments.models import Segment
+from segments.rules import refresh_rule_memberships
 
 __all__ = [
     "ADMINISTRATOR", "ANALYST", "MARKETING_OPERATOR",
@@ -120,7 +121,7 @@ class EventRow(factory.DictFactory):
 def ingest(*, customers=(), events=(), **kwargs) -> None:
     """Write customers, then events, through the services (the shop's own path into the database).
 
-    `kwargs` go to both services (`source=` for the customers' consent entries, for instance).
+    `kwargs` go to `customers_upsert` (`source="import"`, for instance); the events must all be valid.
     """
     if len(customers):
         services.customers_upsert(rows=pd.DataFrame(list(customers)), **kwargs)
@@ -259,7 +260,8 @@ def customer_client(external_id: str) -> APIClient:
 
 
 class SegmentFactory(factory.django.DjangoModelFactory):
-    """A rule segment (everyone with in-app consent by default), its members refreshed once it is saved."""
+    """A rule segment (everyone with in-app consent by default), its members refreshed once it is saved
+    (`refresh=False`: saved with no members yet)."""
 
     class Meta:
         model = Segment
@@ -271,8 +273,6 @@ class SegmentFactory(factory.django.DjangoModelFactory):
 
     @factory.post_generation
     def refresh(obj, create, extracted, **kwargs):
-        from segments.rules import refresh_rule_memberships
-
         if create and obj.kind == "rule" and extracted is not False:
             refresh_rule_memberships(obj)
 
