@@ -1,4 +1,5 @@
-"""Shared fixtures: the public datasets, API clients for operators with and without permissions."""
+"""Shared fixtures: the public datasets, API clients for operators with and without permissions (built on the
+factories of tests/factories.py), and a way to run what a service queued for after its commit."""
 import os
 from pathlib import Path
 
@@ -24,26 +25,56 @@ def datasets_dir() -> Path:
 
 
 @pytest.fixture
-def operator(db, django_user_model):
+def operator(db):
     """A staff user in no group, with the permissions to write customers, items and events."""
-    from django.contrib.auth.models import Permission
+    from tests.factories import OperatorFactory
 
-    user = django_user_model.objects.create_user("operator", "operator@example.com", "pw", is_staff=True)
-    perms = Permission.objects.filter(
-        content_type__app_label="profiles",
-        codename__in=["add_event", "add_customer", "change_customer", "add_item", "change_item"],
-    )
-    user.user_permissions.add(*perms)
-    return user
+    return OperatorFactory(username="operator", permissions=["profiles.add_event", "profiles.add_customer",
+                                                             "profiles.change_customer", "profiles.add_item",
+                                                             "profiles.change_item"])
 
 
 @pytest.fixture
 def api(operator):
-    from rest_framework.test import APIClient
+    from tests.factories import client_for
 
-    client = APIClient()
-    client.force_authenticate(operator)
+    return client_for(operator)
+
+
+@pytest.fixture
+def boss(db):
+    """A superuser named boss (the name the audit log shows)."""
+    from tests.factories import UserFactory
+
+    return UserFactory(username="boss", superuser=True)
+
+
+@pytest.fixture
+def boss_client(client, boss):
+    """Django's test client signed in as the superuser boss (a session, as the admin's pages need)."""
+    client.force_login(boss)
     return client
+
+
+@pytest.fixture
+def analyst(db):
+    """An API client for "ana", a staff member in the Analyst group (the roles' permissions synced first)."""
+    from accounts.roles import sync_role_permissions
+    from tests.factories import ANALYST, OperatorFactory, client_for
+
+    sync_role_permissions()
+    return client_for(OperatorFactory(username="ana", role=ANALYST))
+
+
+@pytest.fixture
+def committed(django_capture_on_commit_callbacks):
+    """Call a service and run what it queued for after the commit (the send tasks, eager in tests)."""
+
+    def call(fn, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(**kwargs)
+
+    return call
 
 
 @pytest.fixture(autouse=True)

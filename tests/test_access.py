@@ -2,7 +2,6 @@
 and a customer token never reaches another customer's data."""
 from datetime import timedelta
 
-import pandas as pd
 import pytest
 from django.contrib.auth.models import Group
 from django.core import signing
@@ -11,10 +10,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import access
-from accounts.models import ApiKey
 from pipeline import services as pipeline
-from profiles import services
+from accounts.models import ApiKey
 from profiles.models import Event
+from tests.factories import (ADMINISTRATOR, ANALYST, MARKETING_OPERATOR, ApiKeyFactory, EventRow, OperatorFactory,
+                             client_for, customer_client, ingest, key_client)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,36 +24,10 @@ EVENT = [{"external_id": "acc-x", "customer": "alice", "item": "sku1", "type": "
 
 @pytest.fixture
 def shop(db):
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"a{i}", "customer": c, "item": f"sku{i}", "type": "purchase", "amount": 10.0,
-         "occurred_at": NOW - timedelta(days=i + 1), "context": {"order_id": f"{c}{i}"}}
-        for i, c in enumerate(["alice", "bob", "alice", "bob", "carol"])
-    ]))
+    ingest(events=[EventRow(external_id=f"a{i}", customer=c, item=f"sku{i}", purchase=True, amount=10.0,
+                            occurred_at=NOW - timedelta(days=i + 1), context={"order_id": f"{c}{i}"})
+                   for i, c in enumerate(["alice", "bob", "alice", "bob", "carol"])])
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "recommendations"]))
-
-
-def _staff(django_user_model, name, group=None):
-    user = django_user_model.objects.create_user(name, password="pw", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-def _key_client(*scopes):
-    key, full = access.api_key_create(name="backend", scopes=list(scopes))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {full}")
-    return client, key, full
-
-
-def _customer_client(external_id):
-    key_client, key, _ = _key_client("read_recommendations")
-    token = key_client.post("/api/customer-tokens/", {"customer": external_id}, format="json").json()["token"]
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Customer {token}")
-    return client
 
 
 # (method, url, body, who may: set of roles)
@@ -78,22 +52,22 @@ ROLES = ["anonymous", "staff-no-perms", "analyst", "operator", "admin",
          "key:ingest_events", "key:manage_customers", "key:read_recommendations", "customer:alice"]
 
 
-def _client_for(role, django_user_model):
+def _client_for(role):
     if role == "anonymous":
         return APIClient()
     if role == "staff-no-perms":
-        return _staff(django_user_model, "nobody")
+        return client_for(OperatorFactory(username="nobody"))
     if role in ("analyst", "operator", "admin"):
-        group = {"analyst": "Analyst", "operator": "Marketing operator", "admin": "Administrator"}[role]
-        return _staff(django_user_model, role, group)
+        group = {"analyst": ANALYST, "operator": MARKETING_OPERATOR, "admin": ADMINISTRATOR}[role]
+        return client_for(OperatorFactory(username=role, role=group))
     if role.startswith("key:"):
-        return _key_client(role[4:])[0]
-    return _customer_client(role.split(":")[1])
+        return key_client(role[4:])
+    return customer_client(role.split(":")[1])
 
 
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("method,url,body,allowed", ENDPOINTS, ids=[f"{m} {u}" for m, u, _, _ in ENDPOINTS])
-def test_endpoint_access_by_role(shop, django_user_model, role, method, url, body, allowed):
+def test_endpoint_access_by_role(shop, role, method, url, body, allowed):
     if "{" in url:
         from campaigns.models import Campaign
         from segments.models import Segment
@@ -111,7 +85,7 @@ def test_endpoint_access_by_role(shop, django_user_model, role, method, url, bod
             alice_message = Delivery.objects.create(campaign=campaign, customer=Customer.objects.get(external_id="alice"),
                                                     status="sent", sent_at=timezone.now(), title="Hi", body="Hello").pk
         url = url.format(segment=segment.pk, campaign=campaign.pk, alice_message=alice_message)
-    client = _client_for(role, django_user_model)
+    client = _client_for(role)
     resp = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
     if role in allowed:
         assert resp.status_code in (200, 201), (role, url, resp.json())
@@ -123,13 +97,14 @@ def test_endpoint_access_by_role(shop, django_user_model, role, method, url, bod
         assert resp.json()["detail"]
 
 
-def test_operator_group_may_not_ingest_but_admin_group_may(shop, django_user_model):
-    assert _client_for("operator", django_user_model).post("/api/events/", EVENT, format="json").status_code == 403
-    assert _client_for("admin", django_user_model).post("/api/events/", EVENT, format="json").status_code == 201
+def test_operator_group_may_not_ingest_but_admin_group_may(shop):
+    assert _client_for("operator").post("/api/events/", EVENT, format="json").status_code == 403
+    assert _client_for("admin").post("/api/events/", EVENT, format="json").status_code == 201
 
 
 def test_api_key_is_stored_hashed_and_a_revoked_key_is_refused(shop):
-    client, key, full = _key_client("ingest_events")
+    issued = ApiKeyFactory(scopes=["ingest_events"])
+    client, key, full = issued.client(), issued.key, issued.secret
     assert full.split(".", 1)[1] not in key.hashed_secret and len(key.hashed_secret) == 64
     assert client.post("/api/events/", EVENT, format="json").status_code == 201
     access.api_key_revoke(key=key)
@@ -142,10 +117,11 @@ def test_api_key_is_stored_hashed_and_a_revoked_key_is_refused(shop):
 
 
 def test_customer_token_opens_only_its_own_customer_and_expires(shop):
-    key_client, key, _ = _key_client("read_recommendations")
-    resp = key_client.post("/api/customer-tokens/", {"customer": "alice", "ttl": 120}, format="json")
+    issued = ApiKeyFactory(scopes=["read_recommendations"])
+    backend, key = issued.client(), issued.key
+    resp = backend.post("/api/customer-tokens/", {"customer": "alice", "ttl": 120}, format="json")
     assert resp.status_code == 201 and resp.json()["expires_in"] == 120
-    assert key_client.post("/api/customer-tokens/", {"customer": "nobody"}, format="json").status_code == 404
+    assert backend.post("/api/customer-tokens/", {"customer": "nobody"}, format="json").status_code == 404
     token = resp.json()["token"]
     alice = APIClient()
     alice.credentials(HTTP_AUTHORIZATION=f"Customer {token}")
@@ -165,7 +141,7 @@ def test_customer_token_opens_only_its_own_customer_and_expires(shop):
 
 
 def test_a_customer_token_never_reads_another_customers_suggestions(shop):
-    alice = _customer_client("alice")
+    alice = customer_client("alice")
     assert alice.get("/api/customers/alice/recommendations/").status_code == 200
     resp = alice.get("/api/customers/bob/recommendations/")
     assert resp.status_code == 403 and "own customer only" in resp.json()["detail"]
@@ -173,7 +149,7 @@ def test_a_customer_token_never_reads_another_customers_suggestions(shop):
 
 
 def test_a_customer_token_never_touches_another_customers_inbox(shop):
-    alice, bob = _customer_client("alice"), _customer_client("bob")
+    alice, bob = customer_client("alice"), customer_client("bob")
     assert alice.get("/api/customers/alice/inbox/").status_code == 200
     assert alice.get("/api/customers/bob/inbox/").status_code == 403
     assert alice.post("/api/customers/bob/inbox/1/opened/", {}, format="json").status_code == 403
@@ -181,14 +157,14 @@ def test_a_customer_token_never_touches_another_customers_inbox(shop):
 
 
 def test_staff_key_scopes_are_the_only_way_for_keys(shop):
-    client, _, _ = _key_client("manage_customers")
+    client = key_client("manage_customers")
     resp = client.post("/api/events/", EVENT, format="json")
     assert resp.status_code == 403 and "ingest_events" in resp.json()["detail"]
     assert Event.objects.filter(external_id="acc-x").count() == 0
 
 
-def test_error_format_is_the_same_everywhere(shop, django_user_model):
-    admin = _client_for("admin", django_user_model)
+def test_error_format_is_the_same_everywhere(shop):
+    admin = _client_for("admin")
     for resp in (
         admin.get("/api/customers/nobody/profile/"),
         admin.post("/api/segments/preview/", {}, format="json"),
@@ -215,7 +191,7 @@ def test_customer_facing_endpoints_are_throttled_per_caller(shop, monkeypatch):
     from rest_framework.throttling import ScopedRateThrottle
 
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "customer": "3/min"})
-    alice, bob = _customer_client("alice"), _customer_client("bob")
+    alice, bob = customer_client("alice"), customer_client("bob")
     codes = [alice.get("/api/customers/alice/recommendations/").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert alice.get("/api/customers/alice/recommendations/").json()["detail"].startswith("Request was throttled")

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, Permission, User
 
 from accounts.models import AuditEntry
 from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR
+from tests.factories import OperatorFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -82,18 +83,14 @@ def perm(key: str) -> Permission:
 
 
 @pytest.fixture
-def admin_user(django_user_model):
+def admin_user(db):
     """An Administrator (the role), not a superuser."""
-    user = django_user_model.objects.create_user("ada", "ada@example.com", "pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=ADMINISTRATOR))
-    return user
+    return OperatorFactory(username="ada", password="pw", role=ADMINISTRATOR)
 
 
 @pytest.fixture
-def marketer(django_user_model):
-    user = django_user_model.objects.create_user("mallory", "mallory@example.com", "pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=MARKETING_OPERATOR))
-    return user
+def marketer(db):
+    return OperatorFactory(username="mallory", password="pw", role=MARKETING_OPERATOR)
 
 
 @pytest.fixture
@@ -141,8 +138,8 @@ def test_an_administrator_cannot_grant_a_permission_or_group_they_lack(ada, mark
                                "user_permissions": {"added": ["segments.view_segment"], "removed": []}}
 
 
-def test_an_administrator_cannot_touch_a_superuser_account(ada, django_user_model):
-    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+def test_an_administrator_cannot_touch_a_superuser_account(ada):
+    root = UserFactory(username="root", password="pw", superuser=True)
     change = f"/admin/auth/user/{root.pk}/change/"
     assert 'name="_save"' not in ada.get(change).content.decode()  # view only
     assert ada.post(change, {"username": "root", "is_active": ""}).status_code == 403
@@ -169,8 +166,7 @@ def test_an_administrator_cannot_raise_their_own_rights(ada, admin_user):
     assert refused("group.change_refused")
 
 
-def test_a_superuser_still_grants_anything_and_each_step_is_audited(client, django_user_model, marketer):
-    boss = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+def test_a_superuser_still_grants_anything_and_each_step_is_audited(client, boss, marketer):
     client.force_login(boss)
     resp = client.post("/admin/auth/user/add/", {"username": "newbie", "password1": "a-long-pass-phrase-1",
                                                  "password2": "a-long-pass-phrase-1", "usable_password": "true"})
@@ -202,8 +198,7 @@ def test_a_superuser_still_grants_anything_and_each_step_is_audited(client, djan
     assert deleted.target_label == "mallory"
 
 
-def test_groups_created_changed_and_deleted_are_audited_with_their_permissions(client, django_user_model):
-    boss = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
+def test_groups_created_changed_and_deleted_are_audited_with_their_permissions(client, boss):
     client.force_login(boss)
     a, b = perm("segments.view_segment"), perm("campaigns.view_campaign")
     assert client.post("/admin/auth/group/add/", {"name": "Readers", "permissions": [a.pk]}).status_code == 302

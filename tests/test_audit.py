@@ -2,7 +2,6 @@
 from datetime import timedelta
 from io import StringIO
 
-import pandas as pd
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
@@ -14,32 +13,21 @@ from accounts import access
 from accounts.models import ApiKey, AuditEntry
 from campaigns.models import Campaign
 from profiles import services
+from accounts.models import ApiKey, AuditEntry
 from profiles.models import Customer
 from segments.models import Segment
+from tests.factories import MARKETING_OPERATOR, ApiKeyFactory, CustomerRow, EventRow, OperatorFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def boss(django_user_model):
-    return django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
-
-
-@pytest.fixture
-def boss_client(client, boss):
-    client.force_login(boss)
-    return client
-
-
-@pytest.fixture
 def shoppers(db):
     now = timezone.now()
-    services.customers_upsert(rows=pd.DataFrame([
-        {"external_id": f"a{i}", "name": f"Ann {i}", "email": f"ann{i}@example.com", "consent_in_app": True} for i in range(12)]),
-        source="import")
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"ae{i}", "customer": f"a{i % 12}", "item": f"sku{i % 5}", "type": "view", "occurred_at": now - timedelta(hours=i)}
-        for i in range(60)]))
+    ingest(customers=[CustomerRow(external_id=f"a{i}", name=f"Ann {i}", email=f"ann{i}@example.com")
+                      for i in range(12)], source="import")
+    ingest(events=[EventRow(external_id=f"ae{i}", customer=f"a{i % 12}", item=f"sku{i % 5}", view=True,
+                            occurred_at=now - timedelta(hours=i)) for i in range(60)])
     AuditEntry.objects.all().delete()  # the setup's own consent entry is not what these tests look at
 
 
@@ -94,10 +82,9 @@ def test_campaign_launch_pause_and_cancel_are_logged_from_the_admin_and_the_shel
 
 def test_forgetting_a_customer_is_logged_under_the_pseudonym_not_the_person(shoppers, boss):
     call_command("forget_customer", "a1", stdout=StringIO())
-    _, key = access.api_key_create(name="backend", scopes=["manage_customers"])
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    assert api.delete("/api/customers/a2/").status_code == 200
+    issued = ApiKeyFactory(scopes=["manage_customers"])
+    key = issued.secret
+    assert issued.client().delete("/api/customers/a2/").status_code == 200
 
     shell, by_key = entries("customer.forgotten")
     forgotten = Customer.objects.get(pk=shell.target_id)
@@ -139,7 +126,7 @@ def test_api_keys_and_recomputations_started_in_the_admin_are_logged(boss_client
     assert started.changes == {"steps": ["profiles"], "incremental": False}
 
 
-def test_the_audit_log_page_lists_entries_for_administrators_only_and_cannot_be_edited(boss_client, shoppers, django_user_model, client):
+def test_the_audit_log_page_lists_entries_for_administrators_only_and_cannot_be_edited(boss_client, shoppers, client):
     call_command("forget_customer", "a3", stdout=StringIO())
     entry = AuditEntry.objects.get(action="customer.forgotten")
     html = boss_client.get("/admin/accounts/auditentry/?action=customer.forgotten").content.decode()
@@ -149,17 +136,15 @@ def test_the_audit_log_page_lists_entries_for_administrators_only_and_cannot_be_
     assert boss_client.post(f"/admin/accounts/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk, action="customer.forgotten").exists()
 
-    marketer = django_user_model.objects.create_user("mia", "mia@example.com", "pw", is_staff=True)
-    marketer.groups.add(Group.objects.get(name="Marketing operator"))
-    client.force_login(marketer)
+    client.force_login(OperatorFactory(username="mia", role=MARKETING_OPERATOR))
     assert client.get("/admin/accounts/auditentry/").status_code == 403
     admin_group = Group.objects.get(name="Administrator")
     assert admin_group.permissions.filter(codename="view_auditentry").exists()
     assert not Permission.objects.filter(group__name="Analyst", codename="view_auditentry").exists()
 
 
-def test_sign_ins_and_refused_sign_ins_are_logged(client, django_user_model):
-    django_user_model.objects.create_user("ops", "ops@example.com", "right-pw-123", is_staff=True)
+def test_sign_ins_and_refused_sign_ins_are_logged(client):
+    OperatorFactory(username="ops", password="right-pw-123")
     client.post("/admin/login/?next=/admin/", {"username": "ops", "password": "wrong"})
     client.post("/admin/login/?next=/admin/", {"username": "ops", "password": "right-pw-123"})
     failed, = entries("auth.login_failed")

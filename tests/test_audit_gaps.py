@@ -6,35 +6,27 @@ the admin, and no delivery can be deleted there — not one by one, not in bulk,
 customer's page, not by deleting the campaign they belong to.
 """
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from accounts import access
 from accounts.models import ApiKey, AuditEntry
 from accounts.roles import ADMINISTRATOR
 from campaigns.models import Campaign, Delivery
-from profiles.models import Customer
+from accounts.models import ApiKey, AuditEntry
+from tests.factories import ADMINISTRATOR, ApiKeyFactory, CampaignFactory, CustomerFactory, OperatorFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def boss_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("boss", "boss@example.com", "pw"))
-    return client
-
-
-@pytest.fixture
-def admin_client_role(client, django_user_model):
+def admin_client_role(client):
     """An Administrator (the role, not a superuser): holds every product permission incl. delete_delivery."""
-    user = django_user_model.objects.create_user("ada", "ada@example.com", "pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=ADMINISTRATOR))
-    client.force_login(user)
+    client.force_login(OperatorFactory(username="ada", role=ADMINISTRATOR))
     return client
 
 
 def test_widening_an_api_keys_scopes_or_renaming_it_is_audited_with_before_and_after(boss_client):
-    key, _ = access.api_key_create(name="shop backend", scopes=["ingest_events"])
+    key = ApiKeyFactory(name="shop backend", scopes=["ingest_events"]).key
     resp = boss_client.post(f"/admin/accounts/apikey/{key.pk}/change/",
                             {"name": "shop backend (prod)", "scopes": ["ingest_events", "manage_customers"]})
     assert resp.status_code == 302
@@ -50,7 +42,7 @@ def test_widening_an_api_keys_scopes_or_renaming_it_is_audited_with_before_and_a
 
 
 def test_an_api_key_is_revoked_not_deleted_in_the_admin(boss_client):
-    key, _ = access.api_key_create(name="old", scopes=["ingest_events"])
+    key = ApiKeyFactory(name="old", scopes=["ingest_events"]).key
     assert boss_client.post(f"/admin/accounts/apikey/{key.pk}/delete/", {"post": "yes"}).status_code == 403
     boss_client.post("/admin/accounts/apikey/", {"action": "delete_selected", "_selected_action": [key.pk], "post": "yes"})
     assert ApiKey.objects.filter(pk=key.pk).exists()
@@ -58,9 +50,9 @@ def test_an_api_key_is_revoked_not_deleted_in_the_admin(boss_client):
 
 @pytest.fixture
 def sent_campaign(db):
-    customers = [Customer.objects.create(external_id=f"k{i}", email=f"k{i}@example.com") for i in range(3)]
-    campaign = Campaign.objects.create(name="Weekly news", schedule="weekly", title_template="Hi", body_template="News",
-                                       window_start=None, window_end=None, status="running", launched_at=timezone.now())
+    customers = [CustomerFactory(external_id=f"k{i}") for i in range(3)]
+    campaign = CampaignFactory(name="Weekly news", schedule="weekly", title_template="Hi", body_template="News",
+                               status="running", launched_at=timezone.now())
     now = timezone.now()
     deliveries = [Delivery.objects.create(campaign=campaign, customer=c, status="sent", sent_at=now, provider_key=f"p{c.pk}")
                   for c in customers]

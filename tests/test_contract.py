@@ -2,36 +2,33 @@
 with valid credentials, that nothing answers 5xx and every answer matches the schema."""
 from datetime import timedelta
 
-import pandas as pd
 import pytest
 import schemathesis
-from django.contrib.auth.models import Group
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.utils import timezone
 from hypothesis import HealthCheck, settings
 
-from accounts import access
 from pipeline import services as pipeline
-from profiles import services
+from tests.factories import ADMINISTRATOR, ApiKeyFactory, EventRow, OperatorFactory, ingest
 
 pytestmark = pytest.mark.contract
 CREDENTIALS: dict[str, str] = {}
 
 
 @pytest.fixture
-def api_schema(db, django_user_model):
+def api_schema(db):
     now = timezone.now()
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"k{i}", "customer": f"c{i % 5}", "item": f"sku{i % 4}", "type": ["view", "purchase"][i % 2],
-         "amount": 9.5 if i % 2 else None, "occurred_at": now - timedelta(days=i), "context": {"order_id": f"o{i}"} if i % 2 else {}}
+    ingest(events=[
+        EventRow(external_id=f"k{i}", customer=f"c{i % 5}", item=f"sku{i % 4}", type=["view", "purchase"][i % 2],
+                 amount=9.5 if i % 2 else None, occurred_at=now - timedelta(days=i),
+                 context={"order_id": f"o{i}"} if i % 2 else {})
         for i in range(30)
-    ]))
+    ])
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
-    admin = django_user_model.objects.create_user("contract-admin", password="contract-pw", is_staff=True)
-    admin.groups.add(Group.objects.get(name="Administrator"))
-    _, key = access.api_key_create(name="contract", scopes=["ingest_events", "read_recommendations", "manage_customers"])
+    OperatorFactory(username="contract-admin", password="contract-pw", role=ADMINISTRATOR)  # HTTP Basic below
+    key = ApiKeyFactory(name="contract", scopes=["ingest_events", "read_recommendations", "manage_customers"]).secret
     # Called in-process, the WSGI app would close the database connection after each request
     # (and with it the test's transaction); Django's own test client switches that off the same way.
     request_started.disconnect(close_old_connections)

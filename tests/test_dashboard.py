@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from pipeline import services as pipeline
 from profiles import services
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +50,7 @@ def test_dashboard_queries_do_not_grow_with_the_data_and_never_count_events(admi
     assert not any("profiles_event" in q["sql"] for q in large.captured_queries)
 
 
-def test_dashboard_is_for_staff_only(client, django_user_model):
+def test_dashboard_is_for_staff_only(client):
     assert client.get("/admin/dashboard/").status_code == 302  # to the login page
-    client.force_login(django_user_model.objects.create_user("shopper", password="pw"))
+    client.force_login(UserFactory(username="shopper"))
     assert client.get("/admin/dashboard/").status_code == 302

@@ -2,7 +2,6 @@
 copy of their identity behind, and the admin's Delete button forgets instead of wiping campaign history."""
 import hashlib
 import time
-from datetime import timedelta
 from unittest import mock
 
 import pandas as pd
@@ -16,12 +15,14 @@ from accounts import access
 from accounts.models import AuditEntry
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Delivery
+from accounts import access
 from profiles import services
+from accounts.models import AuditEntry
 from profiles.models import ConsentChange, Customer, Event
 from profiles.privacy import customer_forget
-from segments.models import Segment
-from segments.rules import refresh_rule_memberships
+from tests.factories import (ApiKeyFactory, CampaignFactory, CustomerRow, SegmentFactory, customer_client, ingest,
+                             key_client, purchases)
 
 pytestmark = pytest.mark.django_db
 
@@ -29,38 +30,16 @@ EXT, NAME, EMAIL = "shop-cust-7781zq", "Jürgen Quistorp-Ölmann", "j.quistorp@b
 
 
 @pytest.fixture
-def shop(db, django_capture_on_commit_callbacks):
+def shop(db, committed):
     """Ten customers (one of them ours) who bought something, and an email campaign sent to them all."""
-    now = timezone.now()
-    people = [{"external_id": EXT, "name": NAME, "email": EMAIL, "consent_email": True, "consent_in_app": True}] + [
-        {"external_id": f"other{i}", "name": f"Other {i}", "email": f"other{i}@example.com", "consent_email": True,
-         "consent_in_app": True} for i in range(9)]
-    services.customers_upsert(rows=pd.DataFrame(people))
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"er{i}", "customer": people[i % 10]["external_id"], "item": f"sku{i % 4}", "type": "purchase",
-         "amount": 30.0, "occurred_at": now - timedelta(days=i % 20), "context": {"order_id": f"o{i}"}} for i in range(40)]))
-    segment = Segment.objects.create(name="Mailable", kind="rule", rule={"consent": "email"})
-    refresh_rule_memberships(segment)
-    campaign = Campaign.objects.create(name="Spring mail", channel="email", title_template="Hi {{ customer.name }}",
-                                       body_template="For you", control_percent=0, window_start=None, window_end=None)
-    campaign.segments.set([segment])
-    with django_capture_on_commit_callbacks(execute=True):
-        campaign_services.campaign_launch(campaign=campaign)
+    people = [CustomerRow(external_id=EXT, name=NAME, email=EMAIL, consent_email=True)] + [
+        CustomerRow(external_id=f"other{i}", name=f"Other {i}", consent_email=True) for i in range(9)]
+    ingest(customers=people, events=purchases([p["external_id"] for p in people], 40, prefix="er", items=4, amount=30.0,
+                                              days=20, order_ids=True))
+    mailable = SegmentFactory(name="Mailable", rule={"consent": "email"})
+    campaign = CampaignFactory(name="Spring mail", channel="email", control_percent=0, segments=[mailable])
+    committed(campaign_services.campaign_launch, campaign=campaign)
     return campaign
-
-
-def _key(*scopes):
-    _, full = access.api_key_create(name="backend", scopes=list(scopes))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {full}")
-    return client
-
-
-def _token_client(external_id):
-    token = _key("read_recommendations").post("/api/customer-tokens/", {"customer": external_id}, format="json").json()["token"]
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Customer {token}")
-    return client
 
 
 def _unsubscribe_path(campaign):
@@ -74,7 +53,7 @@ def _unsubscribe_path(campaign):
 
 def test_an_old_unsubscribe_link_after_erasure_writes_nothing(shop, client):
     link = _unsubscribe_path(shop)
-    assert _key("manage_customers").delete(f"/api/customers/{EXT}/").status_code == 200
+    assert key_client("manage_customers").delete(f"/api/customers/{EXT}/").status_code == 200
     customers, consents, audit = Customer.objects.count(), ConsentChange.objects.count(), AuditEntry.objects.count()
     shown = client.get(link)
     done = client.post(link)
@@ -105,31 +84,31 @@ def test_an_unsubscribe_link_expires(shop, client):
 
 
 def test_a_customer_token_from_before_erasure_never_works_again(shop):
-    old = _token_client(EXT)
+    old = customer_client(EXT)
     assert old.get(f"/api/customers/{EXT}/recommendations/").status_code == 200
-    assert _key("manage_customers").delete(f"/api/customers/{EXT}/").status_code == 200
+    assert key_client("manage_customers").delete(f"/api/customers/{EXT}/").status_code == 200
     assert old.get(f"/api/customers/{EXT}/recommendations/").status_code == 401
     # the same person signs up again: the shop creates them explicitly; the old token stays dead
-    resp = _key("manage_customers").post("/api/customers/", [{"external_id": EXT, "email": EMAIL}], format="json")
+    resp = key_client("manage_customers").post("/api/customers/", [{"external_id": EXT, "email": EMAIL}], format="json")
     assert resp.status_code == 201 and resp.json()["created"] == 1
     assert old.get(f"/api/customers/{EXT}/recommendations/").status_code == 401
     assert old.get(f"/api/customers/{EXT}/inbox/").status_code == 401
-    assert _token_client(EXT).get(f"/api/customers/{EXT}/recommendations/").status_code == 200
+    assert customer_client(EXT).get(f"/api/customers/{EXT}/recommendations/").status_code == 200
 
 
 def test_an_old_unsubscribe_link_does_not_touch_a_recreated_customer(shop, client):
     link = _unsubscribe_path(shop)
-    _key("manage_customers").delete(f"/api/customers/{EXT}/")
-    _key("manage_customers").post("/api/customers/", [{"external_id": EXT, "consent_email": True}], format="json")
+    key_client("manage_customers").delete(f"/api/customers/{EXT}/")
+    key_client("manage_customers").post("/api/customers/", [{"external_id": EXT, "consent_email": True}], format="json")
     assert client.post(link).status_code == 200
     assert Customer.objects.get(external_id=EXT).consent_email
 
 
 def test_events_never_recreate_a_forgotten_customer(shop):
-    _key("manage_customers").delete(f"/api/customers/{EXT}/")
+    key_client("manage_customers").delete(f"/api/customers/{EXT}/")
     event = [{"external_id": "late-1", "customer": EXT, "item": "sku1", "type": "view", "occurred_at": timezone.now().isoformat()},
              {"external_id": "late-2", "customer": "brand-new", "item": "sku1", "type": "view", "occurred_at": timezone.now().isoformat()}]
-    resp = _key("ingest_events").post("/api/events/?create_unknown=true", event, format="json")
+    resp = key_client("ingest_events").post("/api/events/?create_unknown=true", event, format="json")
     assert resp.status_code == 400
     assert resp.json()["errors"] == [{"row": 0, "field": "customer", "reason": resp.json()["errors"][0]["reason"]}]
     assert "forgotten" in resp.json()["errors"][0]["reason"] and "/api/customers/" in resp.json()["errors"][0]["reason"]
@@ -143,8 +122,8 @@ def test_events_never_recreate_a_forgotten_customer(shop):
                                    source="import", recreate_forgotten=False)
     assert up.created == 0 and "forgotten" in up.errors[0].reason
     # once the shop re-creates them, their events are stored again
-    _key("manage_customers").post("/api/customers/", [{"external_id": EXT}], format="json")
-    assert _key("ingest_events").post("/api/events/", event[:1], format="json").status_code == 201
+    key_client("manage_customers").post("/api/customers/", [{"external_id": EXT}], format="json")
+    assert key_client("ingest_events").post("/api/events/", event[:1], format="json").status_code == 201
     assert Event.objects.filter(customer__external_id=EXT).count() == 1
 
 
@@ -201,7 +180,7 @@ def test_the_admin_delete_button_forgets_and_keeps_the_report(shop, admin_client
     assert not AuditEntry.objects.filter(action="customer.deleted").exists()
     history = LogEntry.objects.filter(object_id=str(customer.pk), content_type__model="customer")
     assert history.count() == 1 and all(EXT not in e.object_repr and NAME not in e.object_repr for e in history)
-    assert _key("ingest_events").post("/api/events/?create_unknown=true", [
+    assert key_client("ingest_events").post("/api/events/?create_unknown=true", [
         {"customer": EXT, "type": "search", "occurred_at": timezone.now().isoformat()}], format="json").status_code == 400
 
 
@@ -223,7 +202,7 @@ def test_a_customer_token_without_the_customer_row_is_refused(shop):
     """Tokens from before they named the customer row would open whoever holds the external id now."""
     from django.core import signing
 
-    key, _ = access.api_key_create(name="backend", scopes=["read_recommendations"])
+    key = ApiKeyFactory(scopes=["read_recommendations"]).key
     legacy = signing.dumps({"c": EXT, "k": key.prefix, "t": 600}, salt=access.TOKEN_SALT, compress=True)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Customer {legacy}")

@@ -294,12 +294,12 @@ def _events(batch: int, size: int, base) -> list[dict]:
 @pytest.mark.faults
 @pytest.mark.django_db(transaction=True)
 def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path):
-    from accounts.access import api_key_create
+    from tests.factories import ApiKeyFactory
 
     db_url = _database_url()
     redis = PrivateRedis()
     redis.start()
-    _, key = api_key_create(name="shop backend", scopes=["ingest_events"])
+    key = ApiKeyFactory(name="shop backend", scopes=["ingest_events"]).secret
     port = _free_port()
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "fault-test-secret", "DEBUG": "", "HTTPS_ONLY": "0",
@@ -380,13 +380,11 @@ def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path
 @pytest.mark.django_db
 def test_ingestion_is_answered_while_a_redis_cache_is_down():
     from django.test import override_settings
-    from rest_framework.test import APIClient
 
-    from accounts.access import api_key_create
+    from tests.factories import key_client
 
-    _, key = api_key_create(name="shop backend", scopes=["ingest_events"])
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    client = key_client("ingest_events", name="shop backend")
+    client.raise_request_exception = False
     dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there
     redis_cache = {"BACKEND": "common.cache.RedisCache", "LOCATION": dead}
     with override_settings(CACHES={"default": redis_cache, "throttle": redis_cache}):  # API_THROTTLE_SHARED=1
@@ -461,13 +459,9 @@ def _snapshot() -> dict:
 
 def _served(customers: list[str]) -> dict:
     """What the API answers for a few customers: their profile, segments and product suggestions."""
-    from django.contrib.auth import get_user_model
-    from rest_framework.test import APIClient
+    from tests.factories import UserFactory, client_for
 
-    admin = get_user_model().objects.filter(username="fault-admin").first() or get_user_model().objects.create_superuser(
-        "fault-admin", "fault-admin@example.com", "pw")
-    client = APIClient()
-    client.force_authenticate(admin)
+    client = client_for(UserFactory(username="fault-admin", superuser=True))  # the same account on each call
     out = {}
     for ext in customers:
         for what in ("profile", "segments", "recommendations"):

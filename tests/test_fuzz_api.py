@@ -22,10 +22,10 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
-from rest_framework.test import APIClient
 
-from accounts import access
 from profiles.models import Customer, Event, Item
+from tests import factories
+from tests.factories import UserFactory, client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fuzz]
 
@@ -131,10 +131,7 @@ def bad_event(draw, i: int = 0):
 @pytest.fixture
 def key_client(db):
     """The shop's backend: an API key with every write scope."""
-    _, full = access.api_key_create(name="fuzz", scopes=["ingest_events", "manage_customers", "read_recommendations"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {full}")
-    return client
+    return factories.key_client("ingest_events", "manage_customers", "read_recommendations", name="fuzz")
 
 
 def _counts():
@@ -469,13 +466,12 @@ def test_customer_token_endpoint_never_fails_with_5xx(key_client, body):
 
 @FUZZ_WRITES
 @given(external_id=st.one_of(ident, st.text(max_size=300)))
-def test_forgetting_a_customer_by_any_id_never_fails_with_5xx(db, django_user_model, external_id):
+def test_forgetting_a_customer_by_any_id_never_fails_with_5xx(db, external_id):
     from urllib.parse import quote
 
     # an empty id or one with a slash is another URL (Django's own 404 page), not this endpoint
     assume(external_id and "/" not in external_id and external_id not in (".", ".."))
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.get_or_create(username="root", defaults={"is_staff": True, "is_superuser": True})[0])
+    client = client_for(UserFactory(username="root", superuser=True))
 
     def check():
         Customer.objects.create(external_id="keep-me")
@@ -510,9 +506,8 @@ rules = st.recursive(rule_leaf, lambda children: st.one_of(
 
 @FUZZ
 @given(rule=st.one_of(rules, junk), segment_id=st.one_of(st.none(), st.integers(min_value=-(2**70), max_value=2**70)))
-def test_rule_preview_never_fails_with_5xx(db, django_user_model, rule, segment_id):
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.get_or_create(username="root", defaults={"is_staff": True, "is_superuser": True})[0])
+def test_rule_preview_never_fails_with_5xx(db, rule, segment_id):
+    client = client_for(UserFactory(username="root", superuser=True))
     body = {"rule": rule} if segment_id is None else {"rule": rule, "segment_id": segment_id}
     resp = _post(client, "/api/segments/preview/", json.dumps(body))
     if resp.status_code == 200:
@@ -528,9 +523,8 @@ def test_rule_preview_never_fails_with_5xx(db, django_user_model, rule, segment_
     "channel": st.one_of(st.sampled_from(["in_app", "email", "push", "\ud800", "pigeon"]), junk),
     "control_percent": st.one_of(junk, st.sampled_from(["NaN", "Infinity", "-Infinity", 100.5, -1])),
 }))
-def test_audience_preview_never_fails_with_5xx(db, django_user_model, body):
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.get_or_create(username="root", defaults={"is_staff": True, "is_superuser": True})[0])
+def test_audience_preview_never_fails_with_5xx(db, body):
+    client = client_for(UserFactory(username="root", superuser=True))
     resp = _post(client, "/api/campaigns/audience-preview/", json.dumps(body))
     if resp.status_code == 200:
         figures = resp.json()
@@ -544,9 +538,8 @@ def test_audience_preview_never_fails_with_5xx(db, django_user_model, body):
 @given(message=st.integers(min_value=0, max_value=2**70), body=st.one_of(junk, st.fixed_dictionaries({}, optional={
     "item": st.one_of(ident, junk, st.sampled_from(UNSTORABLE)), "item_kind": st.one_of(junk, st.text(max_size=40))})),
     what=st.sampled_from(["opened", "clicked"]))
-def test_inbox_tracking_never_fails_with_5xx(db, django_user_model, message, body, what):
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.get_or_create(username="root", defaults={"is_staff": True, "is_superuser": True})[0])
+def test_inbox_tracking_never_fails_with_5xx(db, message, body, what):
+    client = client_for(UserFactory(username="root", superuser=True))
     resp = _post(client, f"/api/customers/c1/inbox/{message}/{what}/", json.dumps(body))
     _assert_error_shape(resp)  # there is no such message: 400 for a bad body, else 404
     assert resp.status_code in (400, 404)

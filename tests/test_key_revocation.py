@@ -8,15 +8,14 @@ for API_KEY_CACHE_SECONDS.
 """
 from contextlib import contextmanager
 
-import pandas as pd
 import pytest
 from django.core.cache import cache
-from django.test import Client, override_settings
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from accounts import access
 from accounts.models import ApiKey
-from profiles import services
+from tests.factories import ApiKeyFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -46,11 +45,10 @@ def shared_cache(monkeypatch):
 
 @pytest.fixture
 def backend():
-    services.customers_upsert(rows=pd.DataFrame([{"external_id": "alice"}]))
-    key, full = access.api_key_create(name="shop backend", scopes=["read_recommendations"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {full}")
-    return key, client
+    """Alice, and the shop's backend with a key that issues customer tokens."""
+    ingest(customers=[{"external_id": "alice"}])
+    issued = ApiKeyFactory(name="shop backend", scopes=["read_recommendations"])
+    return issued.key, issued.client()
 
 
 def _token(client):
@@ -58,17 +56,9 @@ def _token(client):
     return resp.status_code, (resp.json().get("token") if resp.status_code == 201 else resp.json()["detail"])
 
 
-@pytest.fixture
-def administrator(django_user_model):
-    user = django_user_model.objects.create_user("administrator", "admin@shop.example", "pw", is_staff=True, is_superuser=True)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 @override_settings(API_KEY_CACHE_SECONDS=3600)
-def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_process(shared_cache, backend, administrator,
-                                                                                     django_capture_on_commit_callbacks):
+def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_process(
+        shared_cache, backend, admin_client, django_capture_on_commit_callbacks):
     key, client = backend
     a, b = Process(), Process()
     with b.serving():
@@ -79,7 +69,8 @@ def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_pr
         assert alice.get("/api/customers/alice/recommendations/").status_code == 200
     with a.serving(), django_capture_on_commit_callbacks(execute=True):
         assert _token(client)[0] == 201
-        resp = administrator.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True)
+        resp = admin_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]},
+                                 follow=True)
         assert "refused from now on" in resp.content.decode()
     with b.serving():
         status, detail = _token(client)

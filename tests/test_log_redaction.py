@@ -10,6 +10,7 @@ from django.test import Client
 from hypothesis import given, settings, strategies as st
 
 from config.logfilters import RedactPersonalData, redact
+from tests.factories import UserFactory
 
 # --- e-mail addresses ------------------------------------------------------------------------------
 
@@ -124,13 +125,12 @@ class _Output:
 
 
 @pytest.mark.django_db
-def test_a_not_found_warning_names_no_customer(django_user_model):
+def test_a_not_found_warning_names_no_customer():
     from profiles import services
 
     services.customers_upsert(rows=pd.DataFrame([{"external_id": "kim-4711", "email": "kim@example.com"}]))
-    admin = django_user_model.objects.create_user("administrator", password="pw", is_staff=True, is_superuser=True)
     client = Client()
-    client.force_login(admin)
+    client.force_login(UserFactory(username="administrator", superuser=True))
     with _Output() as out:
         assert client.get("/api/customers/nobody-9/inbox/12/opened/").status_code in (404, 405)
         assert client.get("/api/customers/kim-4711/nothing-here/").status_code == 404

@@ -7,10 +7,8 @@ the timeout cancels answers 503 with the error format of the API (a message in t
 the connection goes on working. SQLite has no statement timeout (the context is a no-op there).
 """
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
 from accounts.roles import ANALYST
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
@@ -47,18 +45,6 @@ def busy_shop(django_db_setup, django_db_blocker):
 
         for model in (Membership, Segment, Event, Item, Customer):
             model.objects.all().delete()
-
-
-@pytest.fixture
-def analyst(django_user_model):
-    from accounts.roles import sync_role_permissions
-
-    sync_role_permissions()
-    user = django_user_model.objects.create_user("ana", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=ANALYST))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def _statement_timeout() -> str:

@@ -3,58 +3,46 @@ import json
 from datetime import timedelta
 from io import StringIO
 
-import pandas as pd
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
-from rest_framework.test import APIClient
 
 from accounts import access
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Delivery
 from pipeline import services as pipeline
-from profiles import services
 from profiles.models import ConsentChange, Customer, Event, Profile
 from recommendations.models import Recommendation
-from segments.models import Membership, Segment
-from segments.rules import refresh_rule_memberships
+from segments.models import Membership
+from tests.factories import (CampaignFactory, CustomerRow, EventRow, OperatorFactory, SegmentFactory, client_for,
+                             ingest, key_client)
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def shop(db, django_capture_on_commit_callbacks):
+def shop(db, committed):
+    """Thirty customers who looked and bought, everything computed, and an in-app campaign sent to them."""
     now = timezone.now()
-    services.customers_upsert(rows=pd.DataFrame([
-        {"external_id": f"p{c}", "name": f"Person {c}", "email": f"p{c}@example.com", "consent_in_app": True} for c in range(30)]))
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"pe{i}", "customer": f"p{i % 30}", "item": f"sku{(i * 7) % 20}", "type": ["view", "purchase"][(i // 30) % 2],
-         "amount": 20.0 if (i // 30) % 2 else None, "occurred_at": now - timedelta(days=i % 50),
-         "context": {"order_id": f"o{i}"} if (i // 30) % 2 else {}}
+    people = [CustomerRow(external_id=f"p{c}", name=f"Person {c}") for c in range(30)]
+    ingest(customers=people, events=[
+        EventRow(external_id=f"pe{i}", customer=f"p{i % 30}", item=f"sku{(i * 7) % 20}",
+                 type=["view", "purchase"][(i // 30) % 2], amount=20.0 if (i // 30) % 2 else None,
+                 occurred_at=now - timedelta(days=i % 50),
+                 context={"order_id": f"o{i}"} if (i // 30) % 2 else {})
         for i in range(240)
-    ]))
+    ])
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
-    segment = Segment.objects.create(name="In-app", kind="rule", rule={"consent": "in_app"})
-    refresh_rule_memberships(segment)
-    campaign = Campaign.objects.create(name="Hello", title_template="Hi {{ customer.name }}", body_template="For you",
-                                       control_percent=0, window_start=None, window_end=None)
-    campaign.segments.set([segment])
-    with django_capture_on_commit_callbacks(execute=True):
-        campaign_services.campaign_launch(campaign=campaign)
+    in_app = SegmentFactory(name="In-app", rule={"consent": "in_app"})
+    campaign = CampaignFactory(name="Hello", control_percent=0, segments=[in_app])
+    committed(campaign_services.campaign_launch, campaign=campaign)
     return campaign
 
 
-def _api():
-    _, key = access.api_key_create(name="backend", scopes=["manage_customers"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    return client
-
-
 def test_export_holds_everything_about_the_customer(shop):
-    body = _api().get("/api/customers/p3/export/").json()
+    body = key_client("manage_customers").get("/api/customers/p3/export/").json()
     assert body["customer"]["external_id"] == "p3" and body["customer"]["email"] == "p3@example.com"
     assert len(body["events"]) == Event.objects.filter(customer__external_id="p3").count() == 8
     assert body["profile"]["frequency"] == Profile.objects.get(customer__external_id="p3").frequency
@@ -71,7 +59,7 @@ def test_export_holds_everything_about_the_customer(shop):
 def test_forgetting_removes_the_customer_everywhere_but_keeps_campaign_counts(shop):
     customer = Customer.objects.get(external_id="p3")
     report_before = campaign_selectors.campaign_report(shop)
-    resp = _api().delete("/api/customers/p3/")
+    resp = key_client("manage_customers").delete("/api/customers/p3/")
     assert resp.status_code == 200 and resp.json()["removed"]["events"] == 8
     customer.refresh_from_db()
     assert customer.external_id.startswith("forgotten-") and customer.name == "" and customer.email == ""
@@ -85,7 +73,7 @@ def test_forgetting_removes_the_customer_everywhere_but_keeps_campaign_counts(sh
     assert delivery.title == "" and delivery.body == ""
     assert campaign_selectors.campaign_report(shop)["sent"] == report_before["sent"]  # still counted
     # nothing answers for the old id any more; the others are untouched
-    assert _api().get("/api/customers/p3/export/").status_code == 404
+    assert key_client("manage_customers").get("/api/customers/p3/export/").status_code == 404
     assert Event.objects.filter(customer__external_id="p4").count() == 8
     # the next pipeline run has nothing of them to learn from, and suggests nothing to them
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "recommendations"]))
@@ -99,13 +87,10 @@ def test_forget_customer_command(shop):
     assert not Customer.objects.filter(external_id="p5").exists()
 
 
-def test_forgetting_needs_the_right_to(shop, django_user_model):
-    client = APIClient()
-    client.force_authenticate(django_user_model.objects.create_user("viewer", password="pw", is_staff=True))
+def test_forgetting_needs_the_right_to(shop):
+    client = client_for(OperatorFactory(username="viewer"))
     assert client.delete("/api/customers/p2/").status_code == 403
-    _, key = access.api_key_create(name="reader", scopes=["read_recommendations"])
-    reader = APIClient()
-    reader.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    reader = key_client("read_recommendations", name="reader")
     assert reader.delete("/api/customers/p2/").status_code == 403
     assert reader.get("/api/customers/p2/export/").status_code == 403
     assert Customer.objects.filter(external_id="p2").exists()

@@ -11,7 +11,6 @@ import json
 from datetime import timedelta
 from decimal import Decimal
 
-import pandas as pd
 import pytest
 from django.apps import apps
 from django.contrib.admin.models import LogEntry
@@ -19,17 +18,15 @@ from django.db import models
 from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
-from rest_framework.test import APIClient
 
 from accounts import access
 from campaigns import services as campaign_services
-from campaigns.models import Campaign, Delivery
+from campaigns.models import Delivery
 from pipeline import services as pipeline
 from profiles import services
 from profiles.models import Customer
 from recommendations.services import impressions_record
-from segments.models import Segment
-from segments.rules import refresh_rule_memberships
+from tests.factories import CampaignFactory, CustomerRow, EventRow, SegmentFactory, ingest, key_client
 
 pytestmark = pytest.mark.django_db
 
@@ -129,27 +126,23 @@ def _same(a, b) -> bool:
 
 
 @pytest.fixture
-def shop(db, django_capture_on_commit_callbacks, admin_user):
+def shop(db, committed, admin_user):
     now = timezone.now()
-    people = [{"external_id": EXT, "name": NAME, "email": EMAIL, "consent_in_app": True, "consent_email": True,
-               "attributes": {"tier": "gold", "contact": EMAIL}}]
-    people += [{"external_id": f"w{i}", "name": f"Walker {i}", "email": f"w{i}@example.com", "consent_in_app": True} for i in range(24)]
-    services.customers_upsert(rows=pd.DataFrame(people))
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"we{i}", "customer": people[i % 25]["external_id"], "item": f"sku{(i * 3) % 15}",
-         "type": ["view", "purchase"][(i // 25) % 2], "amount": 19.9 if (i // 25) % 2 else None,
-         "occurred_at": now - timedelta(days=i % 40), "context": {"device": "app", "note": f"by {people[i % 25]['name']}"}}
-        for i in range(250)]))
+    people = [CustomerRow(external_id=EXT, name=NAME, email=EMAIL, consent_email=True,
+                          attributes={"tier": "gold", "contact": EMAIL})]
+    people += [CustomerRow(external_id=f"w{i}", name=f"Walker {i}") for i in range(24)]
+    ingest(customers=people, events=[
+        EventRow(external_id=f"we{i}", customer=people[i % 25]["external_id"], item=f"sku{(i * 3) % 15}",
+                 type=["view", "purchase"][(i // 25) % 2], amount=19.9 if (i // 25) % 2 else None,
+                 occurred_at=now - timedelta(days=i % 40),
+                 context={"device": "app", "note": f"by {people[i % 25]['name']}"})
+        for i in range(250)])
     run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
     assert run.status == "succeeded", run.error
-    segment = Segment.objects.create(name="App users", kind="rule", rule={"consent": "in_app"})
-    refresh_rule_memberships(segment)
-    campaign = Campaign.objects.create(name="Picks", kind="products", recommendation_count=2, title_template="Hi {{ customer.name }}",
-                                       body_template="{% for i in items %}{{ i.title }} {% endfor %}", control_percent=0,
-                                       window_start=None, window_end=None)
-    campaign.segments.set([segment])
-    with django_capture_on_commit_callbacks(execute=True):
-        campaign_services.campaign_launch(campaign=campaign)
+    app_users = SegmentFactory(name="App users", rule={"consent": "in_app"})
+    campaign = CampaignFactory(name="Picks", kind="products", recommendation_count=2, control_percent=0,
+                               body_template="{% for i in items %}{{ i.title }} {% endfor %}", segments=[app_users])
+    committed(campaign_services.campaign_launch, campaign=campaign)
     customer = Customer.objects.get(external_id=EXT)
     Delivery.objects.filter(customer=customer).update(
         error=f"earlier attempt: 550 <{EMAIL}> unknown", delivered_at=now, opened_at=now, converted_at=now, revenue=Decimal("42.50"))
@@ -163,13 +156,6 @@ def shop(db, django_capture_on_commit_callbacks, admin_user):
     admin.site._registry[Customer].log_change(request, customer, [{"changed": {"fields": ["Name", "Email"]}}])
     services.customer_consent_set(customer=customer, source="admin", user=admin_user, consent_push=True)
     return campaign
-
-
-def _api():
-    _, key = access.api_key_create(name="backend", scopes=["manage_customers"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    return client
 
 
 def test_every_model_holding_a_customer_key_is_declared():
@@ -190,7 +176,7 @@ def test_every_model_holding_a_customer_key_is_declared():
 
 def test_the_export_holds_every_personal_field_of_every_such_model(shop):
     customer = Customer.objects.get(external_id=EXT)
-    body = _api().get(f"/api/customers/{EXT}/export/").json()
+    body = key_client("manage_customers").get(f"/api/customers/{EXT}/export/").json()
     checked = 0
     for label, model in _customer_models().items():
         section, fields = EXPORTED[label]
@@ -229,7 +215,7 @@ def _holds(text: str) -> list[str]:
 def test_after_forgetting_no_model_holds_the_customer(shop):
     customer = Customer.objects.get(external_id=EXT)
     assert LogEntry.objects.filter(object_repr__contains=EXT).exists()  # the fixture did put copies there
-    assert _api().delete(f"/api/customers/{EXT}/").status_code == 200
+    assert key_client("manage_customers").delete(f"/api/customers/{EXT}/").status_code == 200
     # no row still points to them, but those declared
     for label, model in _customer_models().items():
         if label in KEPT_AFTER_FORGET:

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from profiles import services
+from tests.factories import EventRow, OperatorFactory, UserFactory, ingest
 
 pytestmark = pytest.mark.django_db
 
@@ -19,9 +19,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def ops(django_user_model):
-    user = django_user_model.objects.create_user("ops", "ops@example.com", "right-pw-123", is_staff=True, is_superuser=True)
-    return user
+def ops(db):
+    return UserFactory(username="ops", password="right-pw-123", superuser=True)
 
 
 def _sign_in(client, password, username="ops", **extra):
@@ -29,7 +28,7 @@ def _sign_in(client, password, username="ops", **extra):
 
 
 @override_settings(LOGIN_FAILURE_LIMIT=3, LOGIN_LOCKOUT_SECONDS=600)
-def test_admin_sign_in_locks_after_repeated_failures_even_for_the_right_password_and_says_why(client, ops, django_user_model):
+def test_admin_sign_in_locks_after_repeated_failures_even_for_the_right_password_and_says_why(client, ops):
     for _ in range(3):
         resp = _sign_in(client, "guess")
         assert "Please enter the correct username and password" in resp.content.decode()
@@ -38,7 +37,7 @@ def test_admin_sign_in_locks_after_repeated_failures_even_for_the_right_password
     assert resp.status_code == 200 and "Too many failed sign-in attempts" in html and "10 minutes" in html
     assert "_auth_user_id" not in client.session
     # the lock is the account's (and that address's): another operator signing in elsewhere is not locked out
-    django_user_model.objects.create_user("eve", "eve@example.com", "eve-pw-456", is_staff=True)
+    OperatorFactory(username="eve", password="eve-pw-456")
     other = type(client)(REMOTE_ADDR="10.0.0.9")
     assert _sign_in(other, "eve-pw-456", username="eve").status_code == 302
 
@@ -125,17 +124,17 @@ def test_the_configured_handlers_carry_the_redaction_filter():
 def shop_with_objectors():
     now = timezone.now()
     people = [{"external_id": f"c{i}", "consent_in_app": i >= 10, "consent_email": False} for i in range(40)]
-    services.customers_upsert(rows=pd.DataFrame(people))
     rng = np.random.default_rng(3)
     rows = []
     for i in range(40):
         for j in rng.choice(30, size=8, replace=False):
-            rows.append({"external_id": f"e{i}-{j}", "customer": f"c{i}", "item": f"p{j}", "type": "purchase" if j % 3 == 0 else "view",
-                         "amount": 10.0 if j % 3 == 0 else None, "occurred_at": now - timedelta(days=int(j))})
+            kind = {"purchase": True, "amount": 10.0} if j % 3 == 0 else {"view": True}
+            rows.append(EventRow(external_id=f"e{i}-{j}", customer=f"c{i}", item=f"p{j}",
+                                 occurred_at=now - timedelta(days=int(j)), **kind))
     # an item only the objectors bought: with them left out, nobody trains on it
-    rows += [{"external_id": f"x{i}", "customer": f"c{i}", "item": "secret", "type": "purchase", "amount": 5.0, "occurred_at": now}
+    rows += [EventRow(external_id=f"x{i}", customer=f"c{i}", item="secret", purchase=True, amount=5.0, occurred_at=now)
              for i in range(10)]
-    services.events_ingest(rows=pd.DataFrame(rows))
+    ingest(customers=people, events=rows)
 
 
 def _interactions():
@@ -226,12 +225,12 @@ def test_production_settings_refuse_to_start_without_a_secret_and_turn_https_on(
 
 
 @pytest.mark.django_db
-def test_sign_in_still_works_while_the_cache_is_unreachable(client, django_user_model):
+def test_sign_in_still_works_while_the_cache_is_unreachable(client):
     import socket
 
     from django.test import override_settings
 
-    django_user_model.objects.create_user("ops2", "ops2@example.com", "right-pw-123", is_staff=True)
+    OperatorFactory(username="ops2", password="right-pw-123")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

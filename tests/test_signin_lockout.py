@@ -9,6 +9,7 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from accounts import signin
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -18,9 +19,9 @@ PROXY = "10.0.0.2"
 
 
 @pytest.fixture
-def administrator(django_user_model):
-    return django_user_model.objects.create_user("administrator", "admin@shop.example", "correct horse battery 9",
-                                                 is_staff=True, is_superuser=True)
+def administrator(db):
+    return UserFactory(username="administrator", email="admin@shop.example", password="correct horse battery 9",
+                       superuser=True)
 
 
 def _sign_in(client, username, password, **extra):

@@ -1,4 +1,4 @@
-"""A demo shop with profiles, segments and suggestions, built once per test module, and campaign helpers."""
+"""A demo shop with profiles, segments and suggestions, built once per test module, and a campaign helper."""
 import pytest
 
 from pipeline import services as pipeline
@@ -48,24 +48,10 @@ def shop(django_db_setup, django_db_blocker):
 
 
 def make_campaign(*, segments, excluded=(), **fields):
-    from campaigns.models import Campaign
+    """A draft campaign of this package's tests: "Spring", in-app, the items and their prices in the body."""
+    from tests.factories import CampaignFactory
 
     defaults = dict(name="Spring", goal="sell more", kind="message", channel="in_app",
-                    title_template="Hello {{ customer.first_name }}", body_template="{% for i in items %}{{ i.title }} {{ i.price }}\n{% endfor %}",
-                    window_start=None, window_end=None)
-    defaults.update(fields)
-    campaign = Campaign.objects.create(**defaults)
-    campaign.segments.set(segments)
-    campaign.excluded_segments.set(excluded)
-    return campaign
-
-
-@pytest.fixture
-def committed(django_capture_on_commit_callbacks):
-    """Call a service and run what it queued for after the commit (the send tasks, eager in tests)."""
-
-    def call(fn, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(**kwargs)
-
-    return call
+                    title_template="Hello {{ customer.first_name }}",
+                    body_template="{% for i in items %}{{ i.title }} {{ i.price }}\n{% endfor %}")
+    return CampaignFactory(**{**defaults, **fields}, segments=segments, excluded_segments=excluded)

@@ -10,6 +10,7 @@ from campaigns.models import Delivery
 from campaigns.rendering import TemplateError, render
 from profiles.models import Customer, Event
 from segments.models import Segment
+from tests.factories import OperatorFactory, client_for
 
 from .conftest import make_campaign
 from .loopback import push_receiver, smtp_server
@@ -22,16 +23,12 @@ def everyone():
 
 
 @pytest.fixture
-def staff_api(db, django_user_model):
+def staff_api(db):
     from django.contrib.auth.models import Permission
-    from rest_framework.test import APIClient
 
-    user = django_user_model.objects.create_user("frontend", "fe@example.com", "pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="campaigns"),
-                              *Permission.objects.filter(codename="view_segment"))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+    campaigns_perms = Permission.objects.filter(content_type__app_label="campaigns")
+    return client_for(OperatorFactory(username="frontend", email="fe@example.com",
+                                      permissions=[*campaigns_perms, "segments.view_segment"]))
 
 
 def test_an_email_with_the_customers_own_suggestions_arrives_and_its_link_unsubscribes(committed, shop, client):
@@ -130,8 +127,8 @@ def test_the_inbox_lists_in_app_messages_and_records_opens_and_clicks(committed,
     assert staff_api.get("/api/customers/nobody/inbox/").status_code == 404
 
 
-def test_the_api_needs_the_campaign_permissions(shop, client, django_user_model):
-    django_user_model.objects.create_user("plain", password="pw", is_staff=True)
+def test_the_api_needs_the_campaign_permissions(shop, client):
+    OperatorFactory(username="plain", password="pw")
     client.login(username="plain", password="pw")
     ext = Customer.objects.first().external_id
     assert client.get(f"/api/customers/{ext}/inbox/").status_code == 403

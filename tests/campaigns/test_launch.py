@@ -12,6 +12,7 @@ from campaigns import services
 from campaigns.models import Campaign, Delivery, StatusChange
 from profiles.models import Customer
 from segments.models import Membership, Segment
+from tests.factories import OperatorFactory
 
 from .conftest import make_campaign
 
@@ -22,8 +23,8 @@ def everyone():
     return Segment.objects.get(name="Everyone who looked")
 
 
-def test_a_launch_delivers_exactly_once_to_each_eligible_member_and_holds_out_a_stable_control_group(committed, shop, django_user_model):
-    user = django_user_model.objects.create_user("op", is_staff=True)
+def test_a_launch_delivers_exactly_once_to_each_eligible_member_and_holds_out_a_stable_control_group(committed, shop):
+    user = OperatorFactory(username="op")
     seg = everyone()
     cluster = Segment.objects.filter(kind="cluster").order_by("size").first()
     campaign = make_campaign(segments=[seg], excluded=[cluster])
@@ -133,8 +134,8 @@ def test_quiet_hours_defer_to_the_next_window_in_the_customers_own_time_zone(com
     assert Delivery.objects.filter(campaign=campaign, deferred_until__isnull=False).count() == len(deferred)
 
 
-def test_only_valid_status_moves_are_allowed_and_each_is_recorded(committed, shop, django_user_model):
-    user = django_user_model.objects.create_user("op2", is_staff=True)
+def test_only_valid_status_moves_are_allowed_and_each_is_recorded(committed, shop):
+    user = OperatorFactory(username="op2")
     later = timezone.now() + timedelta(days=1)
     campaign = make_campaign(segments=[everyone()], schedule="at", send_at=later)
     committed(services.campaign_launch, campaign=campaign, by=user)

@@ -14,6 +14,7 @@ from campaigns.stats import two_proportion
 from profiles.models import Customer, Item
 from profiles.services import events_ingest
 from segments.models import Segment
+from tests.factories import OperatorFactory, UserFactory
 
 from .conftest import make_campaign
 
@@ -66,7 +67,7 @@ def _simulate(committed, *, p_treated: float, p_control: float, seed: int):
     return campaign, campaign_report(Campaign.objects.get(pk=campaign.pk)), buyers
 
 
-def test_when_treated_customers_convert_more_the_uplift_is_positive_and_significant(committed, shop, client, django_user_model):
+def test_when_treated_customers_convert_more_the_uplift_is_positive_and_significant(committed, shop, client):
     campaign, report, buyers = _simulate(committed, p_treated=0.35, p_control=0.08, seed=1)
     c = report["conversion"]
     assert c["treated_conversions"] + c["control_conversions"] == len(buyers)
@@ -77,8 +78,7 @@ def test_when_treated_customers_convert_more_the_uplift_is_positive_and_signific
     assert report["suppressed"]["control"] == report["control"]
 
     # the same report from the API and in the admin, with its two charts
-    admin = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
-    client.force_login(admin)
+    client.force_login(UserFactory(username="boss", superuser=True))
     res = client.get(f"/api/campaigns/{campaign.pk}/report/")
     assert res.status_code == 200 and res.json()["conversion"]["p_value"] == pytest.approx(c["p_value"])
     page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
@@ -93,7 +93,7 @@ def test_when_treated_customers_do_not_convert_more_the_interval_covers_zero(com
     assert lo < 0 < hi and report["conversion"]["p_value"] > 0.05
 
 
-def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(committed, shop, client, django_user_model):
+def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(committed, shop, client):
     from recommendations.models import Recommendation
 
     second = Recommendation.objects.filter(run__is_active=True, kind="activity", rank=2,
@@ -110,9 +110,7 @@ def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(
     for c in (a, b, held):
         c.status = "running"
         c.save()
-    user = django_user_model.objects.create_user("fe", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_campaign"))
-    client.force_login(user)
+    client.force_login(OperatorFactory(username="fe", permissions=["campaigns.view_campaign"]))
     res = client.get(f"/api/customers/{customer.external_id}/activities/")
     assert res.status_code == 200
     names = [r["campaign_name"] for r in res.json()["results"]]
@@ -127,8 +125,8 @@ def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(
 def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test(committed, shop, client, django_user_model):
     from django.core import mail
 
-    user = django_user_model.objects.create_user("editor", "editor@example.com", "pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_campaign", "add_campaign", "change_campaign", "view_segment"]))
+    user = OperatorFactory(username="editor", permissions=[  # the test mail goes to editor@example.com
+        "campaigns.view_campaign", "campaigns.add_campaign", "campaigns.change_campaign", "segments.view_segment"])
     client.force_login(user)
     seg = everyone()
     res = client.post("/admin/campaigns/campaign/add/", {

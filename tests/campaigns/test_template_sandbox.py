@@ -7,7 +7,6 @@ stops at CAMPAIGN_MESSAGE_MAX_CHARS characters and CAMPAIGN_TEMPLATE_MAX_STEPS r
 a message that fails to render fails its own delivery, with the reason, and nothing else.
 """
 import pytest
-from django.contrib.auth.models import Permission
 from django.test import TestCase
 
 from campaigns import services
@@ -16,6 +15,7 @@ from campaigns.selectors import campaign_report
 from campaigns.rendering import ALLOWED_FILTERS, ALLOWED_TAGS, TemplateError, render, validate_template
 from profiles.models import Customer
 from segments.models import Segment
+from tests.factories import OperatorFactory
 
 from .conftest import make_campaign
 
@@ -197,10 +197,9 @@ def test_a_campaign_saved_with_querystring_is_refused_at_launch_and_never_breaks
     assert Delivery.objects.filter(campaign=good, status="sent").exists()
 
 
-def test_the_campaign_page_shows_a_render_error_for_the_sample_instead_of_a_500(shop, client, django_user_model):
-    user = django_user_model.objects.create_user("editor", "editor@example.com", "pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_campaign", "change_campaign", "view_segment"]))
-    client.force_login(user)
+def test_the_campaign_page_shows_a_render_error_for_the_sample_instead_of_a_500(shop, client):
+    client.force_login(OperatorFactory(username="editor", permissions=[
+        "campaigns.view_campaign", "campaigns.change_campaign", "segments.view_segment"]))
     sample = Customer.objects.filter(memberships__segment=everyone()).order_by("id").first()
     Customer.objects.filter(pk=sample.pk).update(attributes={"tags": {"colour": "red"}})
     campaign = make_campaign(segments=[everyone()], name="Tags", body_template="{{ customer.attributes.tags|first }}")

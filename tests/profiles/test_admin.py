@@ -28,28 +28,21 @@ def _seed(n_customers, start=0):
     services.events_ingest(rows=rows, create_unknown=True)
 
 
-@pytest.fixture
-def admin_client_logged(client, django_user_model):
-    user = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw")
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.parametrize("url", ["/admin/profiles/event/", "/admin/profiles/customer/", "/admin/profiles/item/"])
-def test_list_pages_do_not_run_a_query_per_row(admin_client_logged, url):
+def test_list_pages_do_not_run_a_query_per_row(boss_client, url):
     _seed(5)
     with CaptureQueriesContext(connection) as few:
-        assert admin_client_logged.get(url).status_code == 200
+        assert boss_client.get(url).status_code == 200
     _seed(15, start=100)
     with CaptureQueriesContext(connection) as many:
-        resp = admin_client_logged.get(url)
+        resp = boss_client.get(url)
     assert resp.status_code == 200
     assert len(many.captured_queries) == len(few.captured_queries)
 
 
-def test_event_list_shows_customer_and_item_and_drills_down_by_date(admin_client_logged):
+def test_event_list_shows_customer_and_item_and_drills_down_by_date(boss_client):
     _seed(4)
-    resp = admin_client_logged.get("/admin/profiles/event/?type__exact=purchase")
+    resp = boss_client.get("/admin/profiles/event/?type__exact=purchase")
     html = resp.content.decode()
     assert "cust-0" in html and "sku-" in html
     assert html.count('<tr class="row1"') + html.count("<tr>") >= 1
@@ -58,12 +51,12 @@ def test_event_list_shows_customer_and_item_and_drills_down_by_date(admin_client
     assert month in html
 
 
-def test_customer_page_shows_recent_events(admin_client_logged):
+def test_customer_page_shows_recent_events(boss_client):
     _seed(2)
     from profiles.models import Customer
 
     customer = Customer.objects.get(external_id="cust-0")
-    html = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
+    html = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
     assert "Recent events" in html
     assert "Add to cart" in html and "Purchase" in html
 
@@ -83,19 +76,19 @@ def test_customer_page_shows_every_apps_section_in_the_listed_order(admin_client
     assert positions == sorted(positions)
 
 
-def test_event_search_by_customer_external_id(admin_client_logged):
+def test_event_search_by_customer_external_id(boss_client):
     _seed(3)
-    html = admin_client_logged.get("/admin/profiles/event/?q=cust-2").content.decode()
+    html = boss_client.get("/admin/profiles/event/?q=cust-2").content.decode()
     assert "cust-2" in html and "cust-1<" not in html
 
 
-def test_consent_changed_in_the_admin_is_recorded_with_who_and_when(admin_client_logged):
+def test_consent_changed_in_the_admin_is_recorded_with_who_and_when(boss_client):
     from profiles.models import ConsentChange, Customer
 
     services.customers_upsert(rows=pd.DataFrame([{"external_id": "cons-1", "name": "Ada", "consent_email": True}]))
     customer = Customer.objects.get(external_id="cons-1")
     assert list(ConsentChange.objects.values_list("channel", "granted", "source")) == [("email", True, "api")]
-    page = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/")
+    page = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/")
     form = page.context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (dict, list))}
     data.update({"external_id": "cons-1", "name": "Ada", "time_zone": "UTC", "consent_in_app": "on", "consent_push": "on",
@@ -106,11 +99,11 @@ def test_consent_changed_in_the_admin_is_recorded_with_who_and_when(admin_client
         data.update({f"{management.prefix}-{k}": v for k, v in management.initial.items()})
         for form in inline.formset.forms:  # the existing rows' hidden ids
             data.update({f.html_name: f.value() for f in form.hidden_fields() if f.value() is not None})
-    resp = admin_client_logged.post(f"/admin/profiles/customer/{customer.pk}/change/", data)
+    resp = boss_client.post(f"/admin/profiles/customer/{customer.pk}/change/", data)
     assert resp.status_code == 302, [i.formset.errors for i in resp.context["inline_admin_formsets"]] + [resp.context["adminform"].form.errors, [i.formset.non_form_errors() for i in resp.context["inline_admin_formsets"]]]
     customer.refresh_from_db()
     assert customer.consent_email is False and customer.consent_push is True
     changes = list(ConsentChange.objects.filter(source="admin").order_by("channel").values_list("channel", "granted", "changed_by__username"))
     assert changes == [("email", False, "boss"), ("push", True, "boss")]
-    html = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
+    html = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
     assert "Consent history" in html

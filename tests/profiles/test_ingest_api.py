@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from profiles.models import Customer, Event, Item
+from tests.factories import CustomerFactory, ItemFactory, OperatorFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -106,8 +107,8 @@ def test_future_events_and_bad_values_are_refused(api):
 
 
 def test_unknown_references_are_refused_when_creation_is_off(api):
-    Customer.objects.create(external_id="known")
-    Item.objects.create(external_id="sku-1")
+    CustomerFactory(external_id="known")
+    ItemFactory(external_id="sku-1")
     now = timezone.now().isoformat()
     rows = [
         {"customer": "known", "item": "sku-1", "type": "view", "occurred_at": now},
@@ -144,11 +145,10 @@ def test_batch_over_the_limit_and_non_arrays_are_refused(api):
     assert Event.objects.count() == 0
 
 
-def test_ingest_needs_the_permission(db, django_user_model):
+def test_ingest_needs_the_permission(db):
     client = APIClient()
     assert client.post("/api/events/", _events(1), format="json").status_code in (401, 403)
-    staff = django_user_model.objects.create_user("analyst", password="pw", is_staff=True)
-    client.force_authenticate(staff)
+    client.force_authenticate(OperatorFactory(username="analyst"))
     resp = client.post("/api/events/", _events(1), format="json")
     assert resp.status_code == 403 and "profiles.add_event" in resp.json()["detail"]
     assert Event.objects.count() == 0

@@ -4,12 +4,12 @@ import sys
 import threading
 
 import pytest
-from rest_framework.test import APIClient
 
 from accounts import access
 from common import lanes
 from profiles import services
 from profiles.models import Customer, Event
+from tests.factories import key_client
 
 from .test_ingest_api import _events
 
@@ -27,10 +27,7 @@ def lane_on(settings):
 
 @pytest.fixture
 def backend():
-    _, secret = access.api_key_create(name="shop backend", scopes=["ingest_events", "manage_customers"])
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
-    return client
+    return key_client("ingest_events", "manage_customers", name="shop backend")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")

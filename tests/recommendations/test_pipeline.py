@@ -3,9 +3,7 @@ from io import StringIO
 
 import pandas as pd
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.management import call_command
-from rest_framework.test import APIClient
 
 from pipeline import services as pipeline
 from pipeline.models import Lease, PipelineRun, PipelineStep
@@ -17,6 +15,7 @@ from recommendations import selectors
 from recommendations import services as reco_services
 from recommendations.models import Impression, PopularItem, Recommendation, RecommenderRun, SimilarItem
 from segments.models import ClusteringRun, Membership, Segment, SegmentSize
+from tests.factories import OperatorFactory, client_for
 
 N_CUSTOMERS = 600
 N_EVENTS = 45_000
@@ -44,12 +43,8 @@ def shop(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def reader(db, django_user_model):
-    user = django_user_model.objects.create_user("reader", "reader@example.com", "pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(content_type__app_label="recommendations", codename="view_recommendation"))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+def reader(db):
+    return client_for(OperatorFactory(username="reader", permissions=["recommendations.view_recommendation"]))
 
 
 def _suggestions(kind=None) -> pd.DataFrame:

@@ -3,7 +3,6 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from django.contrib.auth.models import Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -11,6 +10,7 @@ from pipeline import services as pipeline
 from profiles import services
 from profiles.models import Profile
 from segments.models import Membership, Segment
+from tests.factories import OperatorFactory, client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -35,16 +35,12 @@ def small_shop(db):
     return now
 
 
-def _client(django_user_model, *perms):
-    user = django_user_model.objects.create_user("op", password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=[p.split(".")[1] for p in perms]))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+def _client(*perms):
+    return client_for(OperatorFactory(username="op", permissions=perms))
 
 
-def test_profile_endpoint_shows_rfm_and_interests(small_shop, django_user_model):
-    client = _client(django_user_model, "profiles.view_profile")
+def test_profile_endpoint_shows_rfm_and_interests(small_shop):
+    client = _client("profiles.view_profile")
     body = client.get("/api/customers/cust00/profile/").json()
     assert body["customer"] == "cust00"
     assert body["frequency"] == 3 and body["monetary"] == pytest.approx(60.0)
@@ -55,14 +51,14 @@ def test_profile_endpoint_shows_rfm_and_interests(small_shop, django_user_model)
     assert resp.status_code == 404 and "nobody" in resp.json()["detail"]
 
 
-def test_profile_endpoint_needs_the_permission(small_shop, django_user_model):
-    client = _client(django_user_model)
+def test_profile_endpoint_needs_the_permission(small_shop):
+    client = _client()
     assert client.get("/api/customers/cust00/profile/").status_code == 403
     assert APIClient().get("/api/customers/cust00/profile/").status_code in (401, 403)
 
 
-def test_rule_preview_then_save_then_members_and_customer_segments(small_shop, django_user_model):
-    client = _client(django_user_model, "segments.view_segment", "profiles.view_customer")
+def test_rule_preview_then_save_then_members_and_customer_segments(small_shop):
+    client = _client("segments.view_segment", "profiles.view_customer")
     rule = {"all": [{"event": {"type": "purchase", "min_count": 2, "within_days": 30, "category": "Books"}}, {"consent": "email"}]}
     preview = client.post("/api/segments/preview/", {"rule": rule}, format="json").json()
     assert preview == {"size": 1, "description": preview["description"]}  # cust00 (cust01 has no email consent)
@@ -120,10 +116,8 @@ def test_admin_starts_a_recomputation_that_runs_and_is_recorded(small_shop, admi
     assert "profiles_written" in page
 
 
-def test_starting_a_recomputation_needs_the_permission(small_shop, client, django_user_model):
-    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_pipelinerun"))
-    client.force_login(user)
+def test_starting_a_recomputation_needs_the_permission(small_shop, client):
+    client.force_login(OperatorFactory(username="viewer", permissions=["pipeline.view_pipelinerun"]))
     assert client.get("/admin/pipeline/pipelinerun/").status_code == 200
     assert "Start a recomputation" not in client.get("/admin/pipeline/pipelinerun/").content.decode()
     assert client.get("/admin/pipeline/pipelinerun/start/").status_code == 403

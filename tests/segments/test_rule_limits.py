@@ -8,12 +8,9 @@ in a list, with a 400 that names the limit and the path of the condition that cr
 API and next to the rule field in the admin.
 """
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
-from accounts.roles import ANALYST
 from segments.models import Segment
 from segments.rules import RuleError, validate_rule
 
@@ -47,18 +44,6 @@ def errors_of(rule, **kwargs) -> dict[str, str]:
     with pytest.raises(RuleError) as caught:
         validate_rule(rule, **kwargs)
     return {e["path"]: e["message"] for e in caught.value.errors}
-
-
-@pytest.fixture
-def analyst(django_user_model):
-    from accounts.roles import sync_role_permissions
-
-    sync_role_permissions()
-    user = django_user_model.objects.create_user("ana", password="pw", is_staff=True)
-    user.groups.add(Group.objects.get(name=ANALYST))
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def test_the_199_event_condition_preview_is_refused_with_400_naming_the_limit_and_the_path(analyst):
