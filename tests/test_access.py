@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core import signing
 from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient

@@ -9,11 +9,9 @@ from django.test import TestCase
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from accounts import access
 from accounts.models import ApiKey, AuditEntry
 from campaigns.models import Campaign
 from profiles import services
-from accounts.models import ApiKey, AuditEntry
 from profiles.models import Customer
 from segments.models import Segment
 from tests.factories import MARKETING_OPERATOR, ApiKeyFactory, CustomerRow, EventRow, OperatorFactory, ingest

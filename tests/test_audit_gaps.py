@@ -8,11 +8,9 @@ customer's page, not by deleting the campaign they belong to.
 import pytest
 from django.utils import timezone
 
-from accounts import access
 from accounts.models import ApiKey, AuditEntry
 from accounts.roles import ADMINISTRATOR
 from campaigns.models import Campaign, Delivery
-from accounts.models import ApiKey, AuditEntry
 from tests.factories import ADMINISTRATOR, ApiKeyFactory, CampaignFactory, CustomerFactory, OperatorFactory
 
 pytestmark = pytest.mark.django_db

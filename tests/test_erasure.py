@@ -16,9 +16,7 @@ from accounts.models import AuditEntry
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Delivery
-from accounts import access
 from profiles import services
-from accounts.models import AuditEntry
 from profiles.models import ConsentChange, Customer, Event
 from profiles.privacy import customer_forget
 from tests.factories import (ApiKeyFactory, CampaignFactory, CustomerRow, SegmentFactory, customer_client, ingest,

@@ -10,7 +10,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from accounts.roles import ANALYST
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles import services
 from profiles.demo import generate_shop

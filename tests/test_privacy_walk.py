@@ -19,7 +19,6 @@ from django.test import RequestFactory
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from accounts import access
 from campaigns import services as campaign_services
 from campaigns.models import Delivery
 from pipeline import services as pipeline

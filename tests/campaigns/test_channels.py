@@ -1,11 +1,9 @@
 """Email to a real SMTP server on loopback, push to a real HTTP receiver that checks the signature,
 the in-app inbox and its tracking, unsubscribe, and the template sandbox."""
 import pytest
-from django.core.management import call_command
 from django.test import override_settings
 
 from campaigns import services
-from campaigns.channels import Message, PushChannel
 from campaigns.models import Delivery
 from campaigns.rendering import TemplateError, render
 from profiles.models import Customer, Event

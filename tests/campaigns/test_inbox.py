@@ -2,7 +2,6 @@
 import pytest
 from django.apps import apps
 
-from accounts import access
 from campaigns import selectors as campaign_selectors
 from campaigns import services as campaign_services
 from campaigns.models import Delivery
@@ -87,7 +86,7 @@ def test_a_message_that_cannot_be_delivered_or_opened_is_refused_in_the_api_erro
         suppressed = Delivery.objects.filter(campaign=sent).first()
         Delivery.objects.filter(pk=suppressed.pk).update(status="suppressed")
     customer = suppressed.customer.external_id
-    client = _customer(customer)
+    client = customer_client(customer)
     for what in ("delivered", "opened"):
         resp = client.post(f"/api/customers/{customer}/inbox/{suppressed.pk}/{what}/", {}, format="json")
         assert resp.status_code == 400, resp.content

@@ -3,7 +3,6 @@ from datetime import datetime, time, timedelta, timezone as dt_tz
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 from django.utils import timezone

@@ -11,7 +11,7 @@ from campaigns import services
 from campaigns.models import Campaign, Delivery
 from campaigns.selectors import campaign_report
 from campaigns.stats import two_proportion
-from profiles.models import Customer, Item
+from profiles.models import Item
 from profiles.services import events_ingest
 from segments.models import Segment
 from tests.factories import OperatorFactory, UserFactory

@@ -5,7 +5,6 @@ import threading
 
 import pytest
 
-from accounts import access
 from common import lanes
 from profiles import services
 from profiles.models import Customer, Event
