@@ -9,7 +9,6 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import ApiKey, AuditEntry
-from accounts.roles import ADMINISTRATOR
 from campaigns.models import Campaign, Delivery
 from tests.factories import ADMINISTRATOR, ApiKeyFactory, CampaignFactory, CustomerFactory, OperatorFactory
 

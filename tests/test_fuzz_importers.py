@@ -16,6 +16,7 @@ import gzip
 import io
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -119,7 +120,7 @@ def _assert_rejects(rejects, bad: dict[int, str]) -> None:
         assert words in reasons[line], (line, reasons[line], words)
 
 
-def _write(tmp_path, body: bytes, gz: bool, name="events.csv") -> "Path":
+def _write(tmp_path, body: bytes, gz: bool, name="events.csv") -> Path:
     path = tmp_path / (name + (".gz" if gz else ""))
     path.write_bytes(gzip.compress(body) if gz else body)
     return path

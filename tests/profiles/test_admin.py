@@ -61,13 +61,13 @@ def test_customer_page_shows_recent_events(boss_client):
     assert "Add to cart" in html and "Purchase" in html
 
 
-def test_customer_page_shows_every_apps_section_in_the_listed_order(admin_client_logged):
+def test_customer_page_shows_every_apps_section_in_the_listed_order(boss_client):
     """The sections come from four apps, in the order settings.CUSTOMER_ADMIN_SECTIONS lists them."""
     _seed(1)
     from profiles.models import Customer
 
     customer = Customer.objects.get(external_id="cust-0")
-    page = admin_client_logged.get(f"/admin/profiles/customer/{customer.pk}/change/")
+    page = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/")
     headings = [str(inline.opts.verbose_name_plural) for inline in page.context["inline_admin_formsets"]]
     assert headings == ["Profile (computed)", "Recent events (latest 20)", "Consent history", "Segments",
                         "Current suggestions (active recommender run)", "Messages (latest 20)"]
