@@ -18,6 +18,7 @@ Every value can be overridden from the environment (GUNICORN_WORKERS, GUNICORN_T
 the command line (`-w 4`), which gunicorn reads after this file; size workers to the cores the web
 tier really has.
 """
+
 import gc
 import os
 
@@ -32,7 +33,9 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 # the workers' heartbeat files in memory, not on a disk that may stall under load
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "warning")
-accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None  # e.g. "-" for stdout; off by default (it costs CPU per request)
+accesslog = (
+    os.environ.get("GUNICORN_ACCESS_LOG") or None
+)  # e.g. "-" for stdout; off by default (it costs CPU per request)
 # access lines name no customer: ids in paths, e-mail addresses and search terms are redacted (config/logfilters.py)
 logger_class = "config.gunicorn_logging.RedactingLogger"
 
@@ -59,4 +62,3 @@ def when_ready(server):
     get_resolver().url_patterns  # noqa: B018 - imports the URLconf and every view it names
     gc.collect()
     gc.freeze()
-

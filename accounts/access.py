@@ -4,7 +4,9 @@ scopes) and customers themselves (short-lived signed tokens the backend obtains 
 
 Views declare access in one place, e.g.
 
-    permission_classes = [anyone_of(Operator("profiles.view_profile"), KeyScope("read_recommendations"), CustomerSelf())]
+    permission_classes = [
+        anyone_of(Operator("profiles.view_profile"), KeyScope("read_recommendations"), CustomerSelf())
+    ]
 
 and the authentication classes below tell who is calling:
 
@@ -27,6 +29,7 @@ memory cache, CACHE_URL unset), the key is looked up in the database on every re
 remembered copy is never trusted without the signal. `last_used_at` is written at most once per
 `API_KEY_CACHE_SECONDS` per process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,7 +72,9 @@ def api_key_create(*, name: str, scopes: list[str], user=None) -> tuple[ApiKey, 
     """Create a key; returns it and the full key text, which is shown once and never stored."""
     prefix = secrets.token_hex(4)
     secret = secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(name=name, prefix=prefix, hashed_secret=_hash(secret), scopes=list(scopes), created_by=user)
+    key = ApiKey.objects.create(
+        name=name, prefix=prefix, hashed_secret=_hash(secret), scopes=list(scopes), created_by=user
+    )
     return key, f"{prefix}.{secret}"
 
 
@@ -129,8 +134,12 @@ def _revocation_signal() -> None:
             if not cache.add(KEYS_GENERATION, secrets.randbits(62), timeout=None):
                 cache.incr(KEYS_GENERATION)
     except Exception:
-        log.error("an API key change could not be signalled (the cache is unreachable): other server processes may "
-                  "accept the key as it was for up to API_KEY_CACHE_SECONDS (%s s)", _key_cache_seconds(), exc_info=True)
+        log.error(
+            "an API key change could not be signalled (the cache is unreachable): other server processes may "
+            "accept the key as it was for up to API_KEY_CACHE_SECONDS (%s s)",
+            _key_cache_seconds(),
+            exc_info=True,
+        )
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="accounts.access.api_key_saved")
@@ -170,15 +179,20 @@ def _key_by_prefix(prefix: str, *, generation=_UNREAD) -> ApiKey | None:
     if generation is _UNREAD:
         generation = _generation()  # read before the lookup: a change committed after it moves it on
     known = _known_keys.get(prefix)
-    if (known is not None and generation is not None and known.generation == generation
-            and now - known.fetched < _key_cache_seconds()):
+    if (
+        known is not None
+        and generation is not None
+        and known.generation == generation
+        and now - known.fetched < _key_cache_seconds()
+    ):
         return known.key
     key = ApiKey.objects.filter(prefix=prefix).first()
     if key is None:
         _known_keys.pop(prefix, None)
         return None
-    _known_keys[prefix] = _KnownKey(key=key, fetched=now, touched=known.touched if known else float("-inf"),
-                                    generation=generation)
+    _known_keys[prefix] = _KnownKey(
+        key=key, fetched=now, touched=known.touched if known else float("-inf"), generation=generation
+    )
     return key
 
 
@@ -233,12 +247,15 @@ def customer_token_issue(
     """A token for one customer row: it names the row's id as well as its external id, so it dies with
     the row (erasure renames it) and never opens a customer later created again under the same id."""
     if customer_id is None:
-        customer_id = (_customer_model().objects.filter(external_id=customer_external_id)
-                       .values_list("pk", flat=True).first())
+        customer_id = (
+            _customer_model().objects.filter(external_id=customer_external_id).values_list("pk", flat=True).first()
+        )
         if customer_id is None:
             raise ValueError(f"No customer with external_id {customer_external_id!r}.")
     ttl = min(ttl or settings.CUSTOMER_TOKEN_TTL_SECONDS, settings.CUSTOMER_TOKEN_MAX_TTL_SECONDS)
-    token = signing.dumps({"c": customer_external_id, "p": customer_id, "k": key.prefix, "t": ttl}, salt=TOKEN_SALT, compress=True)
+    token = signing.dumps(
+        {"c": customer_external_id, "p": customer_id, "k": key.prefix, "t": ttl}, salt=TOKEN_SALT, compress=True
+    )
     return token, ttl
 
 
@@ -269,8 +286,13 @@ def _token_claims(token: str) -> _TokenClaims:
         data = signing.loads(token, salt=TOKEN_SALT)  # the ages are checked by the caller
         # "payload:timestamp:signature"; the signature covers the timestamp
         signed_at = signing.b62_decode(token.rsplit(":", 2)[-2])
-        claims = _TokenClaims(customer=str(data["c"]), key_prefix=str(data.get("k")), signed_at=signed_at, ttl=data.get("t"),
-                              customer_id=data.get("p"))
+        claims = _TokenClaims(
+            customer=str(data["c"]),
+            key_prefix=str(data.get("k")),
+            signed_at=signed_at,
+            ttl=data.get("t"),
+            customer_id=data.get("p"),
+        )
         if len(_verified_tokens) >= VERIFIED_TOKENS_MAX:
             _verified_tokens.clear()
         _verified_tokens[token] = claims
@@ -301,8 +323,10 @@ def _customer_row_lives(claims: _TokenClaims, *, generation: int | None) -> bool
     if generation is not None and seen is not None and seen[0] == generation and now - seen[1] < _key_cache_seconds():
         return True
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT 1 FROM {_customer_model()._meta.db_table} WHERE id = %s AND external_id = %s",
-                       [claims.customer_id, claims.customer])
+        cursor.execute(
+            f"SELECT 1 FROM {_customer_model()._meta.db_table} WHERE id = %s AND external_id = %s",
+            [claims.customer_id, claims.customer],
+        )
         alive = cursor.fetchone() is not None
     if alive and generation is not None:
         if len(_live_customers) >= LIVE_CUSTOMERS_MAX:
@@ -335,7 +359,9 @@ class CustomerTokenAuthentication(authentication.BaseAuthentication):
         if key is None or key.revoked_at is not None:
             raise exceptions.AuthenticationFailed("The API key that issued this customer token was revoked.")
         if not _customer_row_lives(claims, generation=generation):
-            raise exceptions.AuthenticationFailed("This customer token's customer no longer exists; ask the shop for a new one.")
+            raise exceptions.AuthenticationFailed(
+                "This customer token's customer no longer exists; ask the shop for a new one."
+            )
         principal = CustomerToken(customer=claims.customer, key_prefix=key.prefix)
         return (CustomerPrincipal(principal.customer), principal)
 

@@ -13,6 +13,7 @@ and records them with `accounts.audit.audit_record(action=SegmentsAuditAction.SE
 action needs no migration of the audit log); the admin's filter and labels offer them in the order of
 INSTALLED_APPS, each app's in the order it declares them.
 """
+
 from __future__ import annotations
 
 from django.apps import apps

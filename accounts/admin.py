@@ -19,6 +19,7 @@ what the page shows. Every created, changed or deleted user or group is recorded
 (`user.*`, `group.*`): which fields changed, flags before and after, groups and permissions added
 and removed — and for a password only the fact that it changed, never a hash.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,28 +72,50 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             before = ApiKey.objects.get(pk=obj.pk)
             super().save_model(request, obj, form, change)
-            changes = {f: {"from": getattr(before, f), "to": getattr(obj, f)} for f in ("name", "scopes")
-                       if getattr(before, f) != getattr(obj, f)}
+            changes = {
+                f: {"from": getattr(before, f), "to": getattr(obj, f)}
+                for f in ("name", "scopes")
+                if getattr(before, f) != getattr(obj, f)
+            }
             if changes:
-                audit_record(action=AccountsAuditAction.API_KEY_CHANGED, request=request, target=obj, source="admin",
-                             changes=changes)
+                audit_record(
+                    action=AccountsAuditAction.API_KEY_CHANGED,
+                    request=request,
+                    target=obj,
+                    source="admin",
+                    changes=changes,
+                )
             return
         key, full = access.api_key_create(name=obj.name, scopes=form.cleaned_data["scopes"], user=request.user)
         obj.pk = key.pk
         obj.prefix = key.prefix
-        audit_record(action=AccountsAuditAction.API_KEY_CREATED, request=request, target=key, source="admin",
-                     changes={"scopes": key.scopes})
+        audit_record(
+            action=AccountsAuditAction.API_KEY_CREATED,
+            request=request,
+            target=key,
+            source="admin",
+            changes={"scopes": key.scopes},
+        )
         # Shown once: only a hash of the secret is stored.
-        messages.warning(request, format_html(
-            "The new key is <code style='user-select:all'>{}</code>. Copy it now: it is not stored and cannot be shown again. "
-            "Send it as <code>Authorization: Api-Key {}</code>.", full, full))
+        messages.warning(
+            request,
+            format_html(
+                "The new key is <code style='user-select:all'>{}</code>. Copy it now: it is not stored and cannot be "
+                "shown again. "
+                "Send it as <code>Authorization: Api-Key {}</code>.",
+                full,
+                full,
+            ),
+        )
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
     def revoke(self, request, queryset):
         for key in queryset.filter(revoked_at__isnull=True):
             access.api_key_revoke(key=key)
             audit_record(action=AccountsAuditAction.API_KEY_REVOKED, request=request, target=key, source="admin")
-        messages.success(request, "Revoked; requests with these keys and the customer tokens they issued are refused from now on.")
+        messages.success(
+            request, "Revoked; requests with these keys and the customer tokens they issued are refused from now on."
+        )
 
 
 @admin.register(AuditEntry)
@@ -106,7 +129,18 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_select_related = ("actor",)
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    readonly_fields = ("at", "actor", "actor_label", "action", "source", "target_type", "target_id", "target_label", "changes_text", "ip")
+    readonly_fields = (
+        "at",
+        "actor",
+        "actor_label",
+        "action",
+        "source",
+        "target_type",
+        "target_id",
+        "target_label",
+        "changes_text",
+        "ip",
+    )
     exclude = ("changes",)
 
     @admin.display(description="target")
@@ -146,7 +180,11 @@ def perm_key(perm: Permission) -> str:
 
 
 def _perm_keys(perms) -> set[str]:
-    return {perm_key(p) for p in perms.select_related("content_type")} if hasattr(perms, "select_related") else {perm_key(p) for p in perms}
+    return (
+        {perm_key(p) for p in perms.select_related("content_type")}
+        if hasattr(perms, "select_related")
+        else {perm_key(p) for p in perms}
+    )
 
 
 def _missing_for(actor, perms) -> list[str]:
@@ -187,13 +225,18 @@ class GuardedUserChangeForm(GuardedFormMixin, DjangoUserAdmin.form):
         if own:
             for name in ("groups", "user_permissions", *FLAGS):
                 if name in self.changed_data:
-                    self.refuse(name, "You cannot change your own groups, permissions or status; ask another administrator.")
+                    self.refuse(
+                        name, "You cannot change your own groups, permissions or status; ask another administrator."
+                    )
         if "user_permissions" in data and data["user_permissions"] is not None:
             before = set(target.user_permissions.values_list("pk", flat=True)) if target.pk else set()
             added = [p for p in data["user_permissions"] if p.pk not in before]
             missing = _missing_for(actor, added)
             if missing:
-                self.refuse("user_permissions", f"You can only grant permissions you hold yourself; you lack: {', '.join(missing)}.")
+                self.refuse(
+                    "user_permissions",
+                    f"You can only grant permissions you hold yourself; you lack: {', '.join(missing)}.",
+                )
         if "groups" in data and data["groups"] is not None:
             before = set(target.groups.values_list("pk", flat=True)) if target.pk else set()
             for group in data["groups"]:
@@ -201,8 +244,11 @@ class GuardedUserChangeForm(GuardedFormMixin, DjangoUserAdmin.form):
                     continue
                 missing = _missing_for(actor, group.permissions.all())
                 if missing:
-                    self.refuse("groups", f"You can only add groups whose permissions you hold yourself; "
-                                          f"“{group.name}” has {', '.join(missing)}.")
+                    self.refuse(
+                        "groups",
+                        f"You can only add groups whose permissions you hold yourself; "
+                        f"“{group.name}” has {', '.join(missing)}.",
+                    )
         return data
 
 
@@ -220,9 +266,17 @@ class GuardedGroupForm(GuardedFormMixin, forms.ModelForm):
         added = [p for p in data["permissions"] if p.pk not in before]
         missing = _missing_for(actor, added)
         if missing:
-            self.refuse("permissions", f"You can only grant permissions you hold yourself; you lack: {', '.join(missing)}.")
-        if self.instance.pk and actor.groups.filter(pk=self.instance.pk).exists() and "permissions" in self.changed_data:
-            self.refuse("permissions", "You cannot change the permissions of a group you belong to; ask another administrator.")
+            self.refuse(
+                "permissions", f"You can only grant permissions you hold yourself; you lack: {', '.join(missing)}."
+            )
+        if (
+            self.instance.pk
+            and actor.groups.filter(pk=self.instance.pk).exists()
+            and "permissions" in self.changed_data
+        ):
+            self.refuse(
+                "permissions", "You cannot change the permissions of a group you belong to; ask another administrator."
+            )
         return data
 
 
@@ -257,9 +311,15 @@ class AuditedGuardedAdmin:
         actions = self.refused_action
 
         def on_refused(reasons, _obj=obj):
-            audit_record(action=actions, request=request, target=_obj, target_type="" if _obj else self.model._meta.label_lower,
-                         target_label="" if _obj else "(new)", changes={"refused": reasons, "posted": sorted(
-                             k for k in request.POST if k != "csrfmiddlewaretoken")}, source="admin")
+            audit_record(
+                action=actions,
+                request=request,
+                target=_obj,
+                target_type="" if _obj else self.model._meta.label_lower,
+                target_label="" if _obj else "(new)",
+                changes={"refused": reasons, "posted": sorted(k for k in request.POST if k != "csrfmiddlewaretoken")},
+                source="admin",
+            )
 
         return type(form.__name__, (form,), {"actor": request.user, "on_refused": staticmethod(on_refused)})
 
@@ -267,7 +327,10 @@ class AuditedGuardedAdmin:
 
     def save_model(self, request, obj, form, change):
         stored = type(obj).objects.get(pk=obj.pk) if change else obj
-        request._audit_before = ({f: getattr(stored, f) for f in self.audited_flags} if change else {}, _snapshot(stored, self.relations))
+        request._audit_before = (
+            {f: getattr(stored, f) for f in self.audited_flags} if change else {},
+            _snapshot(stored, self.relations),
+        )
         super().save_model(request, obj, form, change)
 
     def plain_changes(self, form, flags_before: dict, obj) -> dict:
@@ -298,20 +361,34 @@ class AuditedGuardedAdmin:
         if change and not changes:
             return
         created, changed, _ = self.audit_actions
-        audit_record(action=changed if change else created, request=request, target=obj, changes=changes, source="admin")
+        audit_record(
+            action=changed if change else created, request=request, target=obj, changes=changes, source="admin"
+        )
 
     def delete_model(self, request, obj):
         label, pk = str(obj)[:200], obj.pk
         super().delete_model(request, obj)
-        audit_record(action=self.audit_actions[2], request=request, target_type=obj._meta.label_lower, target_id=str(pk),
-                     target_label=label, source="admin")
+        audit_record(
+            action=self.audit_actions[2],
+            request=request,
+            target_type=obj._meta.label_lower,
+            target_id=str(pk),
+            target_label=label,
+            source="admin",
+        )
 
     def delete_queryset(self, request, queryset):
         gone = [(str(o.pk), str(o)[:200]) for o in queryset]
         super().delete_queryset(request, queryset)
         for pk, label in gone:
-            audit_record(action=self.audit_actions[2], request=request, target_type=queryset.model._meta.label_lower,
-                         target_id=pk, target_label=label, source="admin")
+            audit_record(
+                action=self.audit_actions[2],
+                request=request,
+                target_type=queryset.model._meta.label_lower,
+                target_id=pk,
+                target_label=label,
+                source="admin",
+            )
 
 
 admin.site.unregister(User)
@@ -323,8 +400,11 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
     form = GuardedUserChangeForm
     relations = ("groups", "user_permissions")
     audited_flags = FLAGS
-    audit_actions = (AccountsAuditAction.USER_CREATED, AccountsAuditAction.USER_CHANGED,
-                     AccountsAuditAction.USER_DELETED)
+    audit_actions = (
+        AccountsAuditAction.USER_CREATED,
+        AccountsAuditAction.USER_CHANGED,
+        AccountsAuditAction.USER_DELETED,
+    )
     refused_action = AccountsAuditAction.USER_CHANGE_REFUSED
 
     def get_fieldsets(self, request, obj=None):
@@ -332,7 +412,9 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
         if request.user.is_superuser:
             return fieldsets
         # not shown to a non-superuser (and refused if posted anyway: GuardedUserChangeForm)
-        return [(name, {**opts, "fields": [f for f in opts["fields"] if f != "is_superuser"]}) for name, opts in fieldsets]
+        return [
+            (name, {**opts, "fields": [f for f in opts["fields"] if f != "is_superuser"]}) for name, opts in fieldsets
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -357,11 +439,20 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
 
     def user_change_password(self, request, id, form_url=""):
         response = super().user_change_password(request, id, form_url)
-        if request.method == "POST" and isinstance(response, HttpResponseRedirect) and response.url != request.get_full_path():
+        if (
+            request.method == "POST"
+            and isinstance(response, HttpResponseRedirect)
+            and response.url != request.get_full_path()
+        ):
             user = User.objects.get(pk=id)
             fact = "(changed)" if user.has_usable_password() else "(password sign-in disabled)"
-            audit_record(action=AccountsAuditAction.USER_CHANGED, request=request, target=user, changes={"password": fact},
-                         source="admin")
+            audit_record(
+                action=AccountsAuditAction.USER_CHANGED,
+                request=request,
+                target=user,
+                changes={"password": fact},
+                source="admin",
+            )
         return response
 
 
@@ -369,8 +460,11 @@ class UserAdmin(AuditedGuardedAdmin, DjangoUserAdmin):
 class GroupAdmin(AuditedGuardedAdmin, DjangoGroupAdmin):
     form = GuardedGroupForm
     relations = ("permissions",)
-    audit_actions = (AccountsAuditAction.GROUP_CREATED, AccountsAuditAction.GROUP_CHANGED,
-                     AccountsAuditAction.GROUP_DELETED)
+    audit_actions = (
+        AccountsAuditAction.GROUP_CREATED,
+        AccountsAuditAction.GROUP_CHANGED,
+        AccountsAuditAction.GROUP_DELETED,
+    )
     refused_action = AccountsAuditAction.GROUP_CHANGE_REFUSED
 
     def has_delete_permission(self, request, obj=None):
@@ -386,8 +480,13 @@ def _audited_own_password_change(view):
     def password_change(request, extra_context=None):
         response = view(request, extra_context)
         if request.method == "POST" and isinstance(response, HttpResponseRedirect):
-            audit_record(action=AccountsAuditAction.USER_CHANGED, request=request, target=request.user,
-                         changes={"password": "(changed)"}, source="admin")
+            audit_record(
+                action=AccountsAuditAction.USER_CHANGED,
+                request=request,
+                target=request.user,
+                changes={"password": "(changed)"},
+                source="admin",
+            )
         return response
 
     return password_change

@@ -8,6 +8,7 @@ An entry never holds a customer's personal data: customers are named by their ex
 forgotten customer by the pseudonym erasure gave it), and changes list field names and
 non-personal values only.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -50,8 +51,19 @@ def shell_actor() -> str:
         return "shell"
 
 
-def audit_record(*, action: str, actor=None, target=None, target_type: str = "", target_id: str = "", target_label: str = "",
-                 changes: dict | None = None, source: str = "system", request=None, actor_label: str = "") -> AuditEntry:
+def audit_record(
+    *,
+    action: str,
+    actor=None,
+    target=None,
+    target_type: str = "",
+    target_id: str = "",
+    target_label: str = "",
+    changes: dict | None = None,
+    source: str = "system",
+    request=None,
+    actor_label: str = "",
+) -> AuditEntry:
     """Append one entry. `actor` is a user, a request's principal or None (then `actor_label`, or 'system')."""
     if request is not None and actor is None and not actor_label:
         # The Django request's user (a DRF Request's own .user would re-run API authentication).
@@ -64,8 +76,15 @@ def audit_record(*, action: str, actor=None, target=None, target_type: str = "",
         target_id = target_id or str(target.pk)
         target_label = target_label or str(target)[:200]
     return AuditEntry.objects.create(
-        actor=user, actor_label=label, action=action, source=source, target_type=target_type, target_id=str(target_id)[:64],
-        target_label=target_label[:200], changes=changes or {}, ip=client_ip(request) if request is not None else None,
+        actor=user,
+        actor_label=label,
+        action=action,
+        source=source,
+        target_type=target_type,
+        target_id=str(target_id)[:64],
+        target_label=target_label[:200],
+        changes=changes or {},
+        ip=client_ip(request) if request is not None else None,
         at=timezone.now(),
     )
 
@@ -114,18 +133,37 @@ class AuditedAdminMixin:
         changes = form_changes(form, exclude=self.audit_exclude, personal=self.audit_personal)
         if change and not changes:
             return
-        audit_record(action=changed if change else created, request=request, target=obj, target_label=self.audit_label(obj),
-                     changes=changes, source="admin")
+        audit_record(
+            action=changed if change else created,
+            request=request,
+            target=obj,
+            target_label=self.audit_label(obj),
+            changes=changes,
+            source="admin",
+        )
 
     def delete_model(self, request, obj):
         label, pk = self.audit_label(obj), obj.pk
         super().delete_model(request, obj)
-        audit_record(action=self.audit_actions[2], request=request, target_type=obj._meta.label_lower, target_id=str(pk),
-                     target_label=label, source="admin")
+        audit_record(
+            action=self.audit_actions[2],
+            request=request,
+            target_type=obj._meta.label_lower,
+            target_id=str(pk),
+            target_label=label,
+            source="admin",
+        )
 
     def delete_queryset(self, request, queryset):
         gone = [(str(o.pk), self.audit_label(o)) for o in queryset]
         model = queryset.model._meta.label_lower
         super().delete_queryset(request, queryset)
         for pk, label in gone:
-            audit_record(action=self.audit_actions[2], request=request, target_type=model, target_id=pk, target_label=label, source="admin")
+            audit_record(
+                action=self.audit_actions[2],
+                request=request,
+                target_type=model,
+                target_id=pk,
+                target_label=label,
+                source="admin",
+            )

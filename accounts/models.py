@@ -3,6 +3,7 @@
 Both tables were created by the profiles app and keep their names (`db_table`); their history is in
 profiles' migrations 0006-0013 and accounts 0001 took them over in the migration state only.
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -21,8 +22,9 @@ class ApiKey(models.Model):
     """A key for the shop's backend. Only a hash of the secret is stored; the key is shown once."""
 
     name = models.CharField(max_length=100, help_text="Who uses it, e.g. 'shop backend (production)'.")
-    prefix = models.CharField(max_length=12, unique=True,
-                              help_text="The key's public part, to recognise it in lists and logs.")
+    prefix = models.CharField(
+        max_length=12, unique=True, help_text="The key's public part, to recognise it in lists and logs."
+    )
     hashed_secret = models.CharField(max_length=128)
     scopes = models.JSONField(default=list, help_text="What the key may do.")
     created_by = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
@@ -69,7 +71,8 @@ class AuditEntry(models.Model):
     actor = models.ForeignKey("auth.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     actor_label = models.CharField(
         max_length=150,
-        help_text="The operator's username, api-key:PREFIX, shell:USER or system; kept if the account goes.")
+        help_text="The operator's username, api-key:PREFIX, shell:USER or system; kept if the account goes.",
+    )
     # The actions every installed app declares (a callable: an app adding an action needs no migration here).
     action = models.CharField(max_length=40, choices=audit_action_choices)
     source = models.CharField(max_length=20, help_text="admin, api, shell, schedule, system")

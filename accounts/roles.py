@@ -16,6 +16,7 @@ Entries are patterns over the app's permission codenames (`fnmatch`: `*` is ever
 matches (`"!view_lease"`). A role the app does not name gets none of its permissions. Django's own
 `auth` and django-celery-beat declare nothing themselves: their rows are in LIBRARY_ROLE_PERMISSIONS.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

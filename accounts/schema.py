@@ -2,6 +2,7 @@
 
 drf-spectacular registers an extension when its class is defined: the app's ready() imports this module.
 """
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
 
@@ -10,8 +11,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "ApiKey"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Api-Key <prefix>.<secret>`: a key created in the admin, with scopes."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <prefix>.<secret>`: a key created in the admin, with scopes.",
+        }
 
 
 class CustomerTokenScheme(OpenApiAuthenticationExtension):
@@ -19,8 +24,12 @@ class CustomerTokenScheme(OpenApiAuthenticationExtension):
     name = "CustomerToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Customer <token>`: from POST /api/customer-tokens/, for one customer's own data."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Customer <token>`: from POST /api/customer-tokens/, for one customer's own data.",
+        }
 
 
 class ThrottledBasicScheme(OpenApiAuthenticationExtension):
@@ -28,5 +37,8 @@ class ThrottledBasicScheme(OpenApiAuthenticationExtension):
     name = "basicAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "basic",
-                "description": "An operator's username and password (locked for a while after repeated failures)."}
+        return {
+            "type": "http",
+            "scheme": "basic",
+            "description": "An operator's username and password (locked for a while after repeated failures).",
+        }

@@ -24,6 +24,7 @@ app warns at start-up). docs/security.md explains the design.
 
 Sign-ins and refused sign-ins are written to the audit log.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -86,9 +87,11 @@ def client_ip(request) -> str | None:
         candidates.append(hops[-min(proxies, len(hops))])
     elif forwarded and not _untrusted_header_logged:
         _untrusted_header_logged.append(True)
-        log.warning("a request came with X-Forwarded-For but TRUSTED_PROXY_COUNT is 0: if the app is behind a proxy, every "
-                    "client has the proxy's address and one client's failed sign-ins lock everyone out; set "
-                    "TRUSTED_PROXY_COUNT (docs/security.md, 'Deploying')")
+        log.warning(
+            "a request came with X-Forwarded-For but TRUSTED_PROXY_COUNT is 0: if the app is behind a proxy, every "
+            "client has the proxy's address and one client's failed sign-ins lock everyone out; set "
+            "TRUSTED_PROXY_COUNT (docs/security.md, 'Deploying')"
+        )
     candidates.append(meta.get("REMOTE_ADDR") or "")
     for candidate in candidates:
         try:
@@ -134,8 +137,11 @@ def is_locked(username: str | None, request=None) -> bool:
         log.warning("sign-in lockout unavailable: the cache is unreachable", exc_info=True)
         return False
     count = lambda key: int(values.get(key) or 0) if key else 0  # noqa: E731
-    return (count(keys.pair) >= limits.per_pair or count(keys.address) >= limits.per_address
-            or (count(keys.username) >= limits.per_username and not values.get(keys.known)))
+    return (
+        count(keys.pair) >= limits.per_pair
+        or count(keys.address) >= limits.per_address
+        or (count(keys.username) >= limits.per_username and not values.get(keys.known))
+    )
 
 
 def _count(key: str, window: int) -> None:
@@ -175,9 +181,11 @@ def warn_if_cache_not_shared() -> bool:
     API keys are looked up on every request, accounts/access.py)."""
     if settings.DEBUG or cache_is_shared():
         return False
-    log.warning("CACHE_URL does not name a shared cache: each server process counts failed sign-ins and API throttles "
-                "on its own, so the limits are multiplied by the number of processes. Set CACHE_URL=redis://... "
-                "(docs/security.md, 'Deploying').")
+    log.warning(
+        "CACHE_URL does not name a shared cache: each server process counts failed sign-ins and API throttles "
+        "on its own, so the limits are multiplied by the number of processes. Set CACHE_URL=redis://... "
+        "(docs/security.md, 'Deploying')."
+    )
     return True
 
 
@@ -208,8 +216,11 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
         if username and is_locked(username, self.request):
             minutes = max(1, _limits().window // 60)
             raise ValidationError(
-                f"Too many failed sign-in attempts for this account or from this address. Try again in {minutes} minutes, "
-                "or ask an administrator to reset the password.", code="locked")
+                f"Too many failed sign-in attempts for this account or from this address. Try again in {minutes} "
+                "minutes, "
+                "or ask an administrator to reset the password.",
+                code="locked",
+            )
         return super().clean()
 
 
@@ -224,9 +235,13 @@ def on_login_failed(sender, credentials, request=None, **kwargs):
     locked = is_locked(username, request)
     if not locked:  # a refused attempt checked no password: it does not count again
         failure_record(username, request)
-    audit_record(action=AccountsAuditAction.LOGIN_FAILED, request=request,
-                 source="admin" if _is_admin(request) else "api",
-                 actor_label=f"{username or '?'}"[:150], changes={"locked": locked})
+    audit_record(
+        action=AccountsAuditAction.LOGIN_FAILED,
+        request=request,
+        source="admin" if _is_admin(request) else "api",
+        actor_label=f"{username or '?'}"[:150],
+        changes={"locked": locked},
+    )
 
 
 def on_logged_in(sender, request, user, **kwargs):
@@ -234,13 +249,13 @@ def on_logged_in(sender, request, user, **kwargs):
     from .models import AccountsAuditAction
 
     success_record(user.get_username(), request)
-    audit_record(action=AccountsAuditAction.LOGIN, actor=user, request=request,
-                 source="admin" if _is_admin(request) else "api")
+    audit_record(
+        action=AccountsAuditAction.LOGIN, actor=user, request=request, source="admin" if _is_admin(request) else "api"
+    )
 
 
 def _is_admin(request) -> bool:
     return bool(request is not None and getattr(request, "path", "").startswith("/admin"))
-
 
 
 class ThrottledBasicAuthentication(authentication.BasicAuthentication):
@@ -248,7 +263,9 @@ class ThrottledBasicAuthentication(authentication.BasicAuthentication):
 
     def authenticate_credentials(self, userid, password, request=None):
         if is_locked(userid, request):
-            raise exceptions.AuthenticationFailed("Too many failed sign-ins for this account or from this address; try again later.")
+            raise exceptions.AuthenticationFailed(
+                "Too many failed sign-ins for this account or from this address; try again later."
+            )
         return super().authenticate_credentials(userid, password, request)
 
 

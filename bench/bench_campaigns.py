@@ -10,6 +10,7 @@ server), dropped and created anew. With CELERY_BROKER_URL set, the in-app launch
 real worker (concurrency 1) on a queue of its own; without it, eagerly in-process (said in the result).
 The measurement runs in a subprocess so Django is set up against the bench database.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,20 +27,44 @@ sys.path.insert(0, str(REPO))
 
 
 def _db_url() -> str:
-    return os.environ.get("BENCH_CAMPAIGNS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketing_bench_campaigns")
+    return os.environ.get(
+        "BENCH_CAMPAIGNS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketing_bench_campaigns"
+    )
 
 
 def _env() -> dict:
-    return {**os.environ, "DATABASE_URL": _db_url(), "SECRET_KEY": "bench-only", "DEBUG": "0", "HTTPS_ONLY": "0", "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "config.settings"}
+    return {
+        **os.environ,
+        "DATABASE_URL": _db_url(),
+        "SECRET_KEY": "bench-only",
+        "DEBUG": "0",
+        "HTTPS_ONLY": "0",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
 
 
 def _fresh_db() -> None:
     url = urlparse(_db_url())
     name = url.path.lstrip("/")
     for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
-        subprocess.run(["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres",
-                        "-d", "postgres", "-qc", sql], check=True, capture_output=True)
+        subprocess.run(
+            [
+                "psql",
+                "-h",
+                url.hostname or "127.0.0.1",
+                "-p",
+                str(url.port or 5432),
+                "-U",
+                url.username or "postgres",
+                "-d",
+                "postgres",
+                "-qc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+        )
     subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=REPO, env=_env(), check=True)
 
 
@@ -47,7 +72,9 @@ def run(quick: bool = False) -> dict:
     n = 10_000 if quick else 100_000
     n_channel = 300 if quick else 2_000
     _fresh_db()
-    proc = subprocess.run([PY, __file__, "--inner", str(n), str(n_channel)], cwd=REPO, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        [PY, __file__, "--inner", str(n), str(n_channel)], cwd=REPO, env=_env(), capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"bench_campaigns failed:\n{proc.stderr[-4000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -74,19 +101,37 @@ def _inner(n: int, n_channel: int) -> dict:
 
     out: dict = {"customers": n}
     t = time.monotonic()
-    customers_upsert(rows=pd.DataFrame({
-        "external_id": [f"b{i:07d}" for i in range(n)], "name": [f"Bench Customer{i}" for i in range(n)],
-        "email": [f"b{i}@example.com" for i in range(n)], "consent_in_app": True, "consent_email": True, "consent_push": True,
-    }))
+    customers_upsert(
+        rows=pd.DataFrame(
+            {
+                "external_id": [f"b{i:07d}" for i in range(n)],
+                "name": [f"Bench Customer{i}" for i in range(n)],
+                "email": [f"b{i}@example.com" for i in range(n)],
+                "consent_in_app": True,
+                "consent_email": True,
+                "consent_push": True,
+            }
+        )
+    )
     seg = Segment.objects.create(name="bench", kind="cluster")
     ids = list(Customer.objects.order_by("id").values_list("id", flat=True))
-    bulk_insert(Membership, pd.DataFrame({"segment_id": seg.pk, "customer_id": ids, "since": pd.Timestamp.now(tz="UTC")}))
+    bulk_insert(
+        Membership, pd.DataFrame({"segment_id": seg.pk, "customer_id": ids, "since": pd.Timestamp.now(tz="UTC")})
+    )
     out["setup_seconds"] = round(time.monotonic() - t, 2)
 
     def campaign(name, channel, segment, **kw):
-        c = Campaign.objects.create(name=name, channel=channel, title_template="Hello {{ customer.first_name }}",
-                                    body_template="Dear {{ customer.name }}, {{ campaign.name }} is on.", window_start=None, window_end=None,
-                                    frequency_cap_count=1000, recommendation_count=0, **kw)
+        c = Campaign.objects.create(
+            name=name,
+            channel=channel,
+            title_template="Hello {{ customer.first_name }}",
+            body_template="Dear {{ customer.name }}, {{ campaign.name }} is on.",
+            window_start=None,
+            window_end=None,
+            frequency_cap_count=1000,
+            recommendation_count=0,
+            **kw,
+        )
         c.segments.set([segment])
         return c
 
@@ -118,17 +163,32 @@ def _inner(n: int, n_channel: int) -> dict:
         elapsed = time.monotonic() - t
         out["launch_mode"] = "eager, in-process (no CELERY_BROKER_URL)"
     sent = Delivery.objects.filter(campaign=c, status="sent").count()
-    out.update(in_app_launch_seconds=round(elapsed, 2), in_app_sent=sent, in_app_all_recorded=done,
-               in_app_deliveries_per_s=round(sent / elapsed, 1), in_app_target_met=bool(done and elapsed <= 60))
+    out.update(
+        in_app_launch_seconds=round(elapsed, 2),
+        in_app_sent=sent,
+        in_app_all_recorded=done,
+        in_app_deliveries_per_s=round(sent / elapsed, 1),
+        in_app_target_met=bool(done and elapsed <= 60),
+    )
 
     # 2. email and push against loopback servers, eager in-process, on a segment of n_channel customers
     app.conf.update(CELERY_TASK_ALWAYS_EAGER=True)
     small = Segment.objects.create(name="bench small", kind="cluster")
-    bulk_insert(Membership, pd.DataFrame({"segment_id": small.pk, "customer_id": ids[:n_channel], "since": pd.Timestamp.now(tz="UTC")}))
+    bulk_insert(
+        Membership,
+        pd.DataFrame({"segment_id": small.pk, "customer_id": ids[:n_channel], "since": pd.Timestamp.now(tz="UTC")}),
+    )
     from tests.campaigns.loopback import push_receiver, smtp_server
 
-    with smtp_server() as (port, inbox), override_settings(EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-                                                           EMAIL_HOST="127.0.0.1", EMAIL_PORT=port, EMAIL_USE_TLS=False):
+    with (
+        smtp_server() as (port, inbox),
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=port,
+            EMAIL_USE_TLS=False,
+        ),
+    ):
         c = campaign("bench email", "email", small, control_percent=0)
         t = time.monotonic()
         services.campaign_launch(campaign=c)
@@ -136,14 +196,21 @@ def _inner(n: int, n_channel: int) -> dict:
         sent = Delivery.objects.filter(campaign=c, status="sent").count()
         out.update(email_sent=sent, email_received=len(inbox.messages), email_deliveries_per_s=round(sent / elapsed, 1))
     secret = "bench-secret"
-    with push_receiver(secret) as (url, receiver), override_settings(CAMPAIGN_PUSH_URL=url, CAMPAIGN_PUSH_SECRET=secret):
+    with (
+        push_receiver(secret) as (url, receiver),
+        override_settings(CAMPAIGN_PUSH_URL=url, CAMPAIGN_PUSH_SECRET=secret),
+    ):
         c = campaign("bench push", "push", small, control_percent=0)
         t = time.monotonic()
         services.campaign_launch(campaign=c)
         elapsed = time.monotonic() - t
         sent = Delivery.objects.filter(campaign=c, status="sent").count()
-        out.update(push_sent=sent, push_received=len(receiver.accepted), push_bad_signatures=receiver.bad_signatures,
-                   push_deliveries_per_s=round(sent / elapsed, 1))
+        out.update(
+            push_sent=sent,
+            push_received=len(receiver.accepted),
+            push_bad_signatures=receiver.bad_signatures,
+            push_deliveries_per_s=round(sent / elapsed, 1),
+        )
     return out
 
 

@@ -93,7 +93,7 @@ def _speed_case(name: str, quick: bool) -> dict:
         t0 = time.perf_counter()
         model = default_recommender().fit(r)
         t1 = time.perf_counter()
-        items, scores = model.recommend(users, n=20)
+        items, _scores = model.recommend(users, n=20)
         t2 = time.perf_counter()
         runs.append({"fit_seconds": t1 - t0, "recommend_seconds": t2 - t1, "total_seconds": t2 - t0})
     best = min(runs, key=lambda x: x["total_seconds"])
@@ -101,8 +101,13 @@ def _speed_case(name: str, quick: bool) -> dict:
     _, _, why = model.recommend(users[:1000], n=20, return_explanations=True)
     explain_s = time.perf_counter() - t0
     return {
-        "case": name, "n_users": int(r.shape[0]), "n_items": int(r.shape[1]), "nnz": int(r.nnz),
-        "generate_seconds": gen, **best, "all_runs": runs,
+        "case": name,
+        "n_users": int(r.shape[0]),
+        "n_items": int(r.shape[1]),
+        "nnz": int(r.nnz),
+        "generate_seconds": gen,
+        **best,
+        "all_runs": runs,
         "recommend_with_explanations_1000_users_seconds": explain_s,
         "explained_share": float((why.kind == 1).mean()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -127,9 +132,11 @@ def topn_tables() -> dict:
 
     algos = ("default", "rp3beta", "item_knn") + PEERS
     out = {}
-    for key, name, hl in (("ml-100k", "ml-100k", "default"),
-                          ("online-retail", "online-retail", "default"),
-                          ("online-retail-raw-counts", "online-retail", None)):
+    for key, name, hl in (
+        ("ml-100k", "ml-100k", "default"),
+        ("online-retail", "online-retail", "default"),
+        ("online-retail-raw-counts", "online-retail", None),
+    ):
         res = run_protocol(name, DATASETS, algorithms=algos, half_life_days=hl)
         res["table"] = format_table(res)
         out[key] = res
@@ -137,11 +144,15 @@ def topn_tables() -> dict:
     for key, res in out.items():
         summary[key] = {a: round(m["ndcg@10"], 4) for a, m in res["results"].items()}
     best_peer = {k: max(v[p] for p in PEERS if p != "popularity") for k, v in summary.items()}
-    return {"ndcg@10": summary, "best_peer_ndcg@10": best_peer,
-            "targets": {"ml-100k": 0.14, "online-retail": 0.105},
-            "default_meets_targets": bool(summary["ml-100k"]["default"] >= 0.14
-                                          and summary["online-retail"]["default"] >= 0.105),
-            "protocols": out}
+    return {
+        "ndcg@10": summary,
+        "best_peer_ndcg@10": best_peer,
+        "targets": {"ml-100k": 0.14, "online-retail": 0.105},
+        "default_meets_targets": bool(
+            summary["ml-100k"]["default"] >= 0.14 and summary["online-retail"]["default"] >= 0.105
+        ),
+        "protocols": out,
+    }
 
 
 def rating_table() -> dict:
@@ -205,8 +216,9 @@ def surprise_comparison(quick: bool) -> dict:
     data = surprise.Dataset.load_from_folds([(str(ml / "u1.base"), str(ml / "u1.test"))], surprise.Reader("ml-100k"))
     trainset, _ = next(surprise.model_selection.PredefinedKFold().split(data))
     t0 = time.perf_counter()
-    algo = surprise.KNNWithMeans(k=40, min_k=1, sim_options={"name": "msd", "user_based": True},
-                                 verbose=False).fit(trainset)
+    algo = surprise.KNNWithMeans(k=40, min_k=1, sim_options={"name": "msd", "user_based": True}, verbose=False).fit(
+        trainset
+    )
     fit_s = time.perf_counter() - t0
     sample_users = np.arange(n_users) if not quick else np.random.default_rng(0).choice(n_users, 60, replace=False)
     dense = train.toarray()
@@ -220,26 +232,30 @@ def surprise_comparison(quick: bool) -> dict:
         n_done += len(unrated)
     pred_s = time.perf_counter() - t0
     surprise_s = fit_s + pred_s * (n_unrated / max(n_done, 1))
-    test_est = np.array([algo.predict(str(u + 1), str(i + 1)).est for u, i in zip(fold.test_users, fold.test_items)])
+    test_est = np.array(
+        [algo.predict(str(u + 1), str(i + 1)).est for u, i in zip(fold.test_users, fold.test_items, strict=False)]
+    )
     after, _ = _time_ours(train, 5)
     after_1t, _ = _time_ours(train, 3, n_threads=1)
     runs, runs_1t = runs + after, runs_1t + after_1t
-    result.update({
-        "ours_seconds": min(runs),
-        "ours_seconds_median": float(np.median(runs)),
-        "ours_seconds_runs": runs,
-        "ours_seconds_one_thread": min(runs_1t),
-        "ours_seconds_one_thread_runs": runs_1t,
-        "surprise_seconds": surprise_s,
-        "surprise_extrapolated_from_users": int(len(sample_users)),
-        "surprise_rmse_u1": rmse(fold.test_ratings, test_est),
-        "speedup": surprise_s / min(runs),
-        "speedup_vs_median_run": surprise_s / float(np.median(runs)),
-        "speedup_vs_slowest_run": surprise_s / max(runs),
-        "speedup_one_thread": surprise_s / min(runs_1t),
-        "max_abs_difference_on_scored_pairs": max_diff,
-        "load_average_1min_at_end": os.getloadavg()[0],
-    })
+    result.update(
+        {
+            "ours_seconds": min(runs),
+            "ours_seconds_median": float(np.median(runs)),
+            "ours_seconds_runs": runs,
+            "ours_seconds_one_thread": min(runs_1t),
+            "ours_seconds_one_thread_runs": runs_1t,
+            "surprise_seconds": surprise_s,
+            "surprise_extrapolated_from_users": len(sample_users),
+            "surprise_rmse_u1": rmse(fold.test_ratings, test_est),
+            "speedup": surprise_s / min(runs),
+            "speedup_vs_median_run": surprise_s / float(np.median(runs)),
+            "speedup_vs_slowest_run": surprise_s / max(runs),
+            "speedup_one_thread": surprise_s / min(runs_1t),
+            "max_abs_difference_on_scored_pairs": max_diff,
+            "load_average_1min_at_end": os.getloadavg()[0],
+        }
+    )
     return result
 
 

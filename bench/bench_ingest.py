@@ -7,6 +7,7 @@ The database is `BENCH_DATABASE_URL` (default: a `marketing_bench` database on t
 dropped and created anew for each measurement. Figures are returned as a dict; `bench/run.py`
 writes them to bench/results/.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,21 @@ def _env() -> dict:
 def _psql(sql: str) -> None:
     url = urlparse(_db_url())
     subprocess.run(
-        ["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres", "-d", "postgres", "-qc", sql],
-        check=True, capture_output=True,
+        [
+            "psql",
+            "-h",
+            url.hostname or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
@@ -64,7 +78,9 @@ def _write_csv(path: Path, n_events: int, n_customers: int, seed: int) -> int:
     """A generic-format events file from the demo generator (customers and items created on the fly)."""
     from profiles.demo import generate_shop
 
-    shop = generate_shop(seed=seed, n_customers=n_customers, n_events=n_events, n_products=max(400, n_customers // 5), chunk_size=100_000)
+    shop = generate_shop(
+        seed=seed, n_customers=n_customers, n_events=n_events, n_products=max(400, n_customers // 5), chunk_size=100_000
+    )
     header = True
     rows = 0
     with open(path, "w", newline="") as fh:
@@ -112,15 +128,34 @@ def _rest(path: Path, n_events: int, batch: int = 5_000, clients: int = 2) -> di
 
     env = _env()
     subprocess.run(
-        [PY, "manage.py", "shell", "-c",
-         "from django.contrib.auth.models import User;"
-         "u=User.objects.filter(username='bench').first() or User.objects.create_superuser('bench','b@example.com','bench-pw');"],
-        cwd=REPO, env=env, check=True,
+        [
+            PY,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User;"
+            "u=User.objects.filter(username='bench').first() or User.objects.create_superuser('bench','b@example.com','bench-pw');",
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
     )
     port = 18123
     server = subprocess.Popen(
-        [str(Path(PY).parent / "gunicorn"), "config.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "120", "--log-level", "warning"],
-        cwd=REPO, env=env,
+        [
+            str(Path(PY).parent / "gunicorn"),
+            "config.wsgi",
+            "-w",
+            "2",
+            "-b",
+            f"127.0.0.1:{port}",
+            "--timeout",
+            "120",
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 30
@@ -153,7 +188,9 @@ def _rest(path: Path, n_events: int, batch: int = 5_000, clients: int = 2) -> di
                         return
                     i = queue.pop(0)
                 req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/events/", data=bodies[i], method="POST",
+                    f"http://127.0.0.1:{port}/api/events/",
+                    data=bodies[i],
+                    method="POST",
                     headers={"Content-Type": "application/json", "Authorization": auth},
                 )
                 t = time.monotonic()
@@ -179,8 +216,13 @@ def _rest(path: Path, n_events: int, batch: int = 5_000, clients: int = 2) -> di
         server.wait(timeout=30)
     latencies.sort()
     return {
-        "events": len(records), "batch_size": batch, "clients": clients, "seconds": round(elapsed, 2),
-        "created": created[0], "errors": len(errors), "events_per_s": round(created[0] / elapsed),
+        "events": len(records),
+        "batch_size": batch,
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "created": created[0],
+        "errors": len(errors),
+        "events_per_s": round(created[0] / elapsed),
         "batch_p50_s": round(latencies[len(latencies) // 2], 3) if latencies else None,
         "batch_max_s": round(latencies[-1], 3) if latencies else None,
         "target_events_per_s": 5_000,
@@ -200,7 +242,10 @@ def run(quick: bool = False) -> dict:
         big = Path(tmp) / "events-10x.csv"
         _write_csv(small, small_n, n_customers=2_000 if not quick else 400, seed=1)
         _write_csv(big, big_n, n_customers=20_000 if not quick else 4_000, seed=2)
-        results["file_mb"] = {"demo": round(small.stat().st_size / 2**20, 1), "10x": round(big.stat().st_size / 2**20, 1)}
+        results["file_mb"] = {
+            "demo": round(small.stat().st_size / 2**20, 1),
+            "10x": round(big.stat().st_size / 2**20, 1),
+        }
 
         _fresh_db()
         first = _import(small)
@@ -208,9 +253,21 @@ def run(quick: bool = False) -> dict:
         _fresh_db()
         ten = _import(big)
         results["csv_import"] = {
-            "demo_file": {"seconds": round(first["seconds"], 2), "events_per_s": round(small_n / first["seconds"]), "peak_rss_mb": round(first["peak_rss_mb"])},
-            "demo_file_again_all_duplicates": {"seconds": round(again["seconds"], 2), "events_per_s": round(small_n / again["seconds"]), "output": again["out"].strip()},
-            "ten_times_file": {"seconds": round(ten["seconds"], 2), "events_per_s": round(big_n / ten["seconds"]), "peak_rss_mb": round(ten["peak_rss_mb"])},
+            "demo_file": {
+                "seconds": round(first["seconds"], 2),
+                "events_per_s": round(small_n / first["seconds"]),
+                "peak_rss_mb": round(first["peak_rss_mb"]),
+            },
+            "demo_file_again_all_duplicates": {
+                "seconds": round(again["seconds"], 2),
+                "events_per_s": round(small_n / again["seconds"]),
+                "output": again["out"].strip(),
+            },
+            "ten_times_file": {
+                "seconds": round(ten["seconds"], 2),
+                "events_per_s": round(big_n / ten["seconds"]),
+                "peak_rss_mb": round(ten["peak_rss_mb"]),
+            },
             "memory_growth_10x_over_1x": round(ten["peak_rss_mb"] / first["peak_rss_mb"], 2),
             "target_events_per_s": 20_000,
         }

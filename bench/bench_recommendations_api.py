@@ -14,6 +14,7 @@ rather than hidden (no coordinated omission). It runs 100, 250 and 500 requests 
 warm-up, 30 s each (10 s with --quick); the target is checked at every rate. Nothing else runs
 on the server meanwhile (bench/load.py adds ingestion and a recomputation).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import load  # noqa: E402  (bench/load.py: preparation, gunicorn, the open-loop generator)
+import load
 
 PORT = 18124
 RATES = (100, 250, 500)
@@ -42,16 +43,44 @@ def run(quick: bool = False) -> dict:
         asyncio.run(load.recommendation_load(info, rate=100, seconds=5, seed=1, port=PORT))  # warm-up
         for i, rate in enumerate(RATES):
             figures = asyncio.run(load.recommendation_load(info, rate=rate, seconds=seconds, seed=10 + i, port=PORT))
-            steps.append({"rate_per_s": rate, **{k: figures[k] for k in ("requests", "errors", "achieved_rate_per_s", "p50_ms", "p90_ms",
-                                                                         "p99_ms", "p999_ms", "max_ms", "first_errors")}})
-    met = {f"p99_under_{TARGET_P99_MS}_ms_at_{s['rate_per_s']}_per_s": bool(s["p99_ms"] is not None and s["p99_ms"] < TARGET_P99_MS
-                                                                             and s["errors"] == 0) for s in steps}
+            steps.append(
+                {
+                    "rate_per_s": rate,
+                    **{
+                        k: figures[k]
+                        for k in (
+                            "requests",
+                            "errors",
+                            "achieved_rate_per_s",
+                            "p50_ms",
+                            "p90_ms",
+                            "p99_ms",
+                            "p999_ms",
+                            "max_ms",
+                            "first_errors",
+                        )
+                    },
+                }
+            )
+    met = {
+        f"p99_under_{TARGET_P99_MS}_ms_at_{s['rate_per_s']}_per_s": bool(
+            s["p99_ms"] is not None and s["p99_ms"] < TARGET_P99_MS and s["errors"] == 0
+        )
+        for s in steps
+    }
     return {
-        "database": "postgresql", "customers": len(info["tokens"]), "setup_seconds": info["setup_seconds"],
-        "recompute_output": info.get("first_recompute_output"), "server": "gunicorn -c gunicorn.conf.py",
-        "endpoint": "GET /api/customers/{id}/recommendations/?kind=…&limit=10", "auth": "customer token (Authorization: Customer …)",
-        "generator": "open loop, fixed rate, latency from the scheduled send time", "seconds_per_rate": seconds,
-        "steps": steps, "target_p99_ms": TARGET_P99_MS, "targets_met": met,
+        "database": "postgresql",
+        "customers": len(info["tokens"]),
+        "setup_seconds": info["setup_seconds"],
+        "recompute_output": info.get("first_recompute_output"),
+        "server": "gunicorn -c gunicorn.conf.py",
+        "endpoint": "GET /api/customers/{id}/recommendations/?kind=…&limit=10",
+        "auth": "customer token (Authorization: Customer …)",
+        "generator": "open loop, fixed rate, latency from the scheduled send time",
+        "seconds_per_rate": seconds,
+        "steps": steps,
+        "target_p99_ms": TARGET_P99_MS,
+        "targets_met": met,
     }
 
 

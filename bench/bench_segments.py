@@ -9,6 +9,7 @@ then refreshed and timed.
 Targets (issue #3): the whole step on 1M customers / 20M events in at most 5 minutes with at most
 4 GB peak memory; a rule segment over 1M customers refreshes in seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,14 +32,33 @@ def _db_url() -> str:
 
 
 def _env() -> dict:
-    return {**os.environ, "DATABASE_URL": _db_url(), "SECRET_KEY": "bench-only", "DEBUG": "0", "HTTPS_ONLY": "0",
-            "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "config.settings"}
+    return {
+        **os.environ,
+        "DATABASE_URL": _db_url(),
+        "SECRET_KEY": "bench-only",
+        "DEBUG": "0",
+        "HTTPS_ONLY": "0",
+        "CELERY_BROKER_URL": "",
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
 
 
 def _fresh_db() -> None:
     url = urlparse(_db_url())
     name = url.path.lstrip("/")
-    base = ["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres", "-d", "postgres", "-qc"]
+    base = [
+        "psql",
+        "-h",
+        url.hostname or "127.0.0.1",
+        "-p",
+        str(url.port or 5432),
+        "-U",
+        url.username or "postgres",
+        "-d",
+        "postgres",
+        "-qc",
+    ]
     subprocess.run([*base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=True, capture_output=True)
     subprocess.run([*base, f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
     subprocess.run([PY, "manage.py", "migrate", "--no-input", "-v0"], cwd=REPO, env=_env(), check=True)
@@ -75,34 +95,74 @@ def load(n_customers: int) -> dict:
     from profiles.models import Customer, Event, Item
 
     started = time.monotonic()
-    shop = generate_shop(seed=11, n_customers=n_customers, n_events=n_customers * EVENTS_PER_CUSTOMER,
-                         n_products=max(400, n_customers // 250), n_posts=max(200, n_customers // 500), chunk_size=1_000_000)
+    shop = generate_shop(
+        seed=11,
+        n_customers=n_customers,
+        n_events=n_customers * EVENTS_PER_CUSTOMER,
+        n_products=max(400, n_customers // 250),
+        n_posts=max(200, n_customers // 500),
+        chunk_size=1_000_000,
+    )
     cust = shop.customers
     cust_id = pd.Series(np.arange(1, len(cust) + 1), index=cust["external_id"])
     items = shop.items
-    item_id = pd.Series(np.arange(1, len(items) + 1), index=pd.MultiIndex.from_arrays([items["kind"], items["external_id"]]))
+    item_id = pd.Series(
+        np.arange(1, len(items) + 1), index=pd.MultiIndex.from_arrays([items["kind"], items["external_id"]])
+    )
     with transaction.atomic():
-        bulk_insert(Customer, pd.DataFrame({
-            "id": cust_id.to_numpy(), "external_id": cust["external_id"], "name": cust["name"], "email": cust["email"],
-            "time_zone": cust["time_zone"], "consent_in_app": cust["consent_in_app"], "consent_email": cust["consent_email"],
-            "consent_push": cust["consent_push"], "attributes": cust["attributes"], "created_at": cust["created_at"],
-        }), json_columns=("attributes",))
-        bulk_insert(Item, pd.DataFrame({
-            "id": item_id.to_numpy(), "kind": items["kind"], "external_id": items["external_id"], "title": items["title"],
-            "category": items["category"], "price": items["price"].round(2), "attributes": items["attributes"],
-            "active": items["active"], "created_at": items["created_at"],
-        }), json_columns=("attributes",))
+        bulk_insert(
+            Customer,
+            pd.DataFrame(
+                {
+                    "id": cust_id.to_numpy(),
+                    "external_id": cust["external_id"],
+                    "name": cust["name"],
+                    "email": cust["email"],
+                    "time_zone": cust["time_zone"],
+                    "consent_in_app": cust["consent_in_app"],
+                    "consent_email": cust["consent_email"],
+                    "consent_push": cust["consent_push"],
+                    "attributes": cust["attributes"],
+                    "created_at": cust["created_at"],
+                }
+            ),
+            json_columns=("attributes",),
+        )
+        bulk_insert(
+            Item,
+            pd.DataFrame(
+                {
+                    "id": item_id.to_numpy(),
+                    "kind": items["kind"],
+                    "external_id": items["external_id"],
+                    "title": items["title"],
+                    "category": items["category"],
+                    "price": items["price"].round(2),
+                    "attributes": items["attributes"],
+                    "active": items["active"],
+                    "created_at": items["created_at"],
+                }
+            ),
+            json_columns=("attributes",),
+        )
     n_events = 0
     next_id = 1
     for chunk in shop.iter_events():
         keys = pd.MultiIndex.from_arrays([chunk["item_kind"].fillna(""), chunk["item"].fillna("")])
-        frame = pd.DataFrame({
-            "id": np.arange(next_id, next_id + len(chunk)),
-            "external_id": chunk["external_id"], "customer_id": cust_id.reindex(chunk["customer"]).to_numpy(),
-            "item_id": pd.array(item_id.reindex(keys).to_numpy(), dtype="Int64"), "type": chunk["type"].to_numpy(), "value": chunk["value"].to_numpy(),
-            "amount": chunk["amount"].round(2), "occurred_at": chunk["occurred_at"],
-            "context": chunk["context"].map(lambda c: c or {}), "received_at": pd.Timestamp.now(tz="UTC"),
-        })
+        frame = pd.DataFrame(
+            {
+                "id": np.arange(next_id, next_id + len(chunk)),
+                "external_id": chunk["external_id"],
+                "customer_id": cust_id.reindex(chunk["customer"]).to_numpy(),
+                "item_id": pd.array(item_id.reindex(keys).to_numpy(), dtype="Int64"),
+                "type": chunk["type"].to_numpy(),
+                "value": chunk["value"].to_numpy(),
+                "amount": chunk["amount"].round(2),
+                "occurred_at": chunk["occurred_at"],
+                "context": chunk["context"].map(lambda c: c or {}),
+                "received_at": pd.Timestamp.now(tz="UTC"),
+            }
+        )
         next_id += len(chunk)
         with transaction.atomic():
             bulk_insert(Event, frame, json_columns=("context",))
@@ -112,7 +172,12 @@ def load(n_customers: int) -> dict:
             table = model._meta.db_table
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT MAX(id) FROM {table}))")
         cur.execute("ANALYZE")
-    return {"customers": len(cust), "items": len(items), "events": n_events, "load_seconds": round(time.monotonic() - started, 1)}
+    return {
+        "customers": len(cust),
+        "items": len(items),
+        "events": n_events,
+        "load_seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def rule_refresh() -> dict:
@@ -123,18 +188,25 @@ def rule_refresh() -> dict:
     from segments.models import Segment
     from segments.rules import refresh_rule_memberships, rule_audience_size
 
-    rule = {"all": [
-        {"field": "lifecycle", "op": "in", "value": ["at-risk", "lapsed"]},
-        {"not": {"event": {"type": "purchase", "within_days": 60}}},
-        {"consent": "email"},
-    ]}
+    rule = {
+        "all": [
+            {"field": "lifecycle", "op": "in", "value": ["at-risk", "lapsed"]},
+            {"not": {"event": {"type": "purchase", "within_days": 60}}},
+            {"consent": "email"},
+        ]
+    }
     seg = Segment.objects.create(name="Win-back by email", kind="rule", rule=rule)
     t = time.monotonic()
     preview = rule_audience_size(rule)
     preview_s = time.monotonic() - t
     t = time.monotonic()
     size = refresh_rule_memberships(seg)
-    return {"rule_size": size, "preview_count_seconds": round(preview_s, 2), "refresh_seconds": round(time.monotonic() - t, 2), "preview_size": preview}
+    return {
+        "rule_size": size,
+        "preview_count_seconds": round(preview_s, 2),
+        "refresh_seconds": round(time.monotonic() - t, 2),
+        "preview_size": preview,
+    }
 
 
 def step_figures() -> dict:
@@ -155,15 +227,20 @@ def run(quick: bool = False) -> dict:
         step = _measured(["manage.py", "recompute", "--steps", "profiles,segments", "--no-progress"])
         figures = json.loads(_measured([str(Path(__file__)), "--steps"])["out"].strip().splitlines()[-1])
         rule = json.loads(_measured([str(Path(__file__)), "--rule"])["out"].strip().splitlines()[-1])
-        out["runs"].append({
-            "customers": n, "events": loaded["events"], "load_seconds": loaded["load_seconds"],
-            "pipeline_seconds": round(step["seconds"], 1), "pipeline_peak_rss_mb": round(step["peak_rss_mb"]),
-            "profiles_seconds": figures.get("profiles", {}).get("seconds"),
-            "profiles_breakdown": figures.get("profiles", {}).get("counts", {}).get("seconds"),
-            "segments_seconds": figures.get("segments", {}).get("seconds"),
-            "chosen_k": figures.get("segments", {}).get("counts", {}).get("clustering", {}).get("chosen_k"),
-            "rule_segment": rule,
-        })
+        out["runs"].append(
+            {
+                "customers": n,
+                "events": loaded["events"],
+                "load_seconds": loaded["load_seconds"],
+                "pipeline_seconds": round(step["seconds"], 1),
+                "pipeline_peak_rss_mb": round(step["peak_rss_mb"]),
+                "profiles_seconds": figures.get("profiles", {}).get("seconds"),
+                "profiles_breakdown": figures.get("profiles", {}).get("counts", {}).get("seconds"),
+                "segments_seconds": figures.get("segments", {}).get("seconds"),
+                "chosen_k": figures.get("segments", {}).get("counts", {}).get("clustering", {}).get("chosen_k"),
+                "rule_segment": rule,
+            }
+        )
     largest = out["runs"][-1]
     out["targets_met"] = {
         "1M_within_5_min": largest["customers"] == 1_000_000 and largest["pipeline_seconds"] <= 300,

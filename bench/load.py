@@ -30,6 +30,7 @@ bench/results/load.json and load.md. The exit status is 1 when a guarantee is br
 
     python bench/load.py [--seconds 60] [--rate 500] [--quick] [--keep-db]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ import sys
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -63,17 +64,41 @@ def _db_url() -> str:
 
 
 def _env(db_url: str | None = None, **extra: str) -> dict:
-    return {**os.environ, "DATABASE_URL": db_url or _db_url(), "SECRET_KEY": "load-test-only", "DEBUG": "0", "HTTPS_ONLY": "0",
-            "ALLOWED_HOSTS": "127.0.0.1,localhost", "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING",
-            # a shared cache, as production needs (docs/security.md): API keys are then remembered per process and
-            # checked against the keys generation in one cache read, instead of the database on every request
-            "CACHE_URL": os.environ.get("LOAD_CACHE_URL", "redis://127.0.0.1:6379/9"), **extra}
+    return {
+        **os.environ,
+        "DATABASE_URL": db_url or _db_url(),
+        "SECRET_KEY": "load-test-only",
+        "DEBUG": "0",
+        "HTTPS_ONLY": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "CELERY_BROKER_URL": "",
+        "LOG_LEVEL": "WARNING",
+        # a shared cache, as production needs (docs/security.md): API keys are then remembered per process and
+        # checked against the keys generation in one cache read, instead of the database on every request
+        "CACHE_URL": os.environ.get("LOAD_CACHE_URL", "redis://127.0.0.1:6379/9"),
+        **extra,
+    }
 
 
 def _psql(sql: str, db_url: str | None = None) -> None:
     url = urlparse(db_url or _db_url())
-    subprocess.run(["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres",
-                    "-d", "postgres", "-qc", sql], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            url.hostname or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _manage(*args: str, db_url: str | None = None) -> str:
@@ -137,10 +162,20 @@ class Gunicorn:
         self.port, self.db_url, self.env = port, db_url, env
 
     def __enter__(self):
-        self.proc = subprocess.Popen([str(Path(PY).parent / "gunicorn"), "-c", str(REPO / "gunicorn.conf.py"), "-b", f"127.0.0.1:{self.port}",
-                                      "config.wsgi"], cwd=REPO, env=_env(self.db_url, **self.env),
-                                     # a service of its own, as in production (and its own autogroup, see _lower_priority)
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [
+                str(Path(PY).parent / "gunicorn"),
+                "-c",
+                str(REPO / "gunicorn.conf.py"),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "config.wsgi",
+            ],
+            cwd=REPO,
+            env=_env(self.db_url, **self.env),
+            # a service of its own, as in production (and its own autogroup, see _lower_priority)
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -256,16 +291,21 @@ class Pool:
 
 
 def _get(path: str, auth: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nAuthorization: {auth}\r\n\r\n".encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nAuthorization: {auth}\r\n\r\n".encode()
+    )
 
 
 def _post(path: str, auth: str, body: bytes) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nAuthorization: {auth}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\nAuthorization: {auth}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
-async def open_loop(*, rate: float, seconds: float, make_request, check, timeout: float = 5.0, port: int = PORT,
-                    connections: int = 64) -> dict:
+async def open_loop(
+    *, rate: float, seconds: float, make_request, check, timeout: float = 5.0, port: int = PORT, connections: int = 64
+) -> dict:
     """Send make_request(i) at start + i/rate for `seconds`; latency counted from that due time."""
     loop = asyncio.get_running_loop()
     pool = Pool(port, connections)
@@ -315,16 +355,29 @@ async def open_loop(*, rate: float, seconds: float, make_request, check, timeout
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2) if latencies else None
 
     errors_total = len(errors) + (n - len(latencies) - len(errors))
-    return {"asked_rate_per_s": rate, "requests": n, "ok": len(latencies), "errors": errors_total,
-            "wrong_answers": wrong[0], "unanswered": errors_total - wrong[0],
-            "first_errors": errors[:5], "seconds_sending": round(sent_in, 2), "seconds_until_last_answer": round(wall, 2),
-            "achieved_rate_per_s": round(len(latencies) / sent_in, 1) if sent_in else None,
-            "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "p999_ms": pct(0.999), "max_ms": pct(1.0),
-            "late_sends": late_sends, "connections_opened": pool.opened,
-            "send_lateness_p99_ms": round(1000 * sorted(lateness)[int(0.99 * len(lateness))], 2) if lateness else None,
-            "send_lateness_max_ms": round(1000 * max(lateness), 2) if lateness else None,
-            # the slowest answer of each second of the run, to see when a stall happened
-            "max_ms_by_second": [round(1000 * max(by_second.get(t, [0])), 1) for t in range(int(seconds))]}
+    return {
+        "asked_rate_per_s": rate,
+        "requests": n,
+        "ok": len(latencies),
+        "errors": errors_total,
+        "wrong_answers": wrong[0],
+        "unanswered": errors_total - wrong[0],
+        "first_errors": errors[:5],
+        "seconds_sending": round(sent_in, 2),
+        "seconds_until_last_answer": round(wall, 2),
+        "achieved_rate_per_s": round(len(latencies) / sent_in, 1) if sent_in else None,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "p999_ms": pct(0.999),
+        "max_ms": pct(1.0),
+        "late_sends": late_sends,
+        "connections_opened": pool.opened,
+        "send_lateness_p99_ms": round(1000 * sorted(lateness)[int(0.99 * len(lateness))], 2) if lateness else None,
+        "send_lateness_max_ms": round(1000 * max(lateness), 2) if lateness else None,
+        # the slowest answer of each second of the run, to see when a stall happened
+        "max_ms_by_second": [round(1000 * max(by_second.get(t, [0])), 1) for t in range(int(seconds))],
+    }
 
 
 def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, port: int = PORT):
@@ -335,7 +388,9 @@ def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, p
 
     def make(i: int) -> bytes:
         customer, kind = plan[i]
-        return _get(f"/api/customers/{customer}/recommendations/?kind={kind}&limit=10", f"Customer {info['tokens'][customer]}")
+        return _get(
+            f"/api/customers/{customer}/recommendations/?kind={kind}&limit=10", f"Customer {info['tokens'][customer]}"
+        )
 
     def check(i: int, status: int, body: bytes) -> str | None:
         if status != 200:
@@ -351,19 +406,27 @@ def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, p
     return open_loop(rate=rate, seconds=seconds, make_request=make, check=check, port=port)
 
 
-def _ingestion_load(info: dict, *, tag: str, batch: int, per_second: float, seconds: float, seed: int, port: int = PORT):
+def _ingestion_load(
+    info: dict, *, tag: str, batch: int, per_second: float, seconds: float, seed: int, port: int = PORT
+):
     rng = random.Random(seed + 1)
     customers = sorted(info["tokens"])
     accepted: list[int] = []
     refused: list[str] = []
 
     def events(b: int) -> list[dict]:
-        now = datetime.now(timezone.utc).isoformat()
+        now = datetime.now(UTC).isoformat()
         rows = []
         for i in range(batch):
             kind = rng.choice(EVENT_TYPES)
-            row = {"external_id": f"{tag}-{b}-{i}", "customer": rng.choice(customers), "item": rng.choice(info["items"]),
-                   "type": kind, "occurred_at": now, "context": {"channel": "load-test"}}
+            row = {
+                "external_id": f"{tag}-{b}-{i}",
+                "customer": rng.choice(customers),
+                "item": rng.choice(info["items"]),
+                "type": kind,
+                "occurred_at": now,
+                "context": {"channel": "load-test"},
+            }
             if kind == "purchase":
                 row["amount"] = round(rng.uniform(5, 120), 2)
                 row["context"]["order_id"] = f"{tag}-o{b}-{i}"
@@ -383,7 +446,9 @@ def _ingestion_load(info: dict, *, tag: str, batch: int, per_second: float, seco
         return None
 
     async def go():
-        figures = await open_loop(rate=per_second, seconds=seconds, make_request=make, check=check, timeout=30, port=port, connections=8)
+        figures = await open_loop(
+            rate=per_second, seconds=seconds, make_request=make, check=check, timeout=30, port=port, connections=8
+        )
         figures["accepted_batches"] = sorted(accepted)
         return figures
 
@@ -404,8 +469,10 @@ def _lower_priority(pid: int) -> None:
     the CPU between sessions and only then by priority inside each; every PostgreSQL backend is a
     session of its own (it calls setsid), so a reniced backend alone would still get as much CPU as the
     whole web tier. What the harness has no right to change, it leaves as it is."""
-    for lower in (lambda: os.setpriority(os.PRIO_PROCESS, pid, 19),
-                  lambda: os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))):
+    for lower in (
+        lambda: os.setpriority(os.PRIO_PROCESS, pid, 19),
+        lambda: os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0)),
+    ):
         try:
             lower()
         except OSError:
@@ -426,9 +493,13 @@ def _lower_recompute_sessions(stop: threading.Event) -> None:
     import psycopg
 
     seen: set[int] = set()
-    with psycopg.connect(_db_url(), autocommit=True, application_name="psql") as conn:  # left out of the app's CPU account
+    with psycopg.connect(
+        _db_url(), autocommit=True, application_name="psql"
+    ) as conn:  # left out of the app's CPU account
         while not stop.is_set():
-            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", [RECOMPUTE_APP_NAME]).fetchall()
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [RECOMPUTE_APP_NAME]
+            ).fetchall()
             for (pid,) in rows:
                 if pid not in seen:
                     _lower_priority(pid)
@@ -439,8 +510,13 @@ def _lower_recompute_sessions(stop: threading.Event) -> None:
 async def _recompute_loop(*, start: float, stop_at: float, runs: list[dict]) -> None:
     """`manage.py recompute` at low CPU priority, started again while at least 15 s of the window
     remain; the last one may end after the window, within RECOMPUTE_GRACE_SECONDS."""
-    env = _env(RECOMMENDER_N_THREADS="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PGAPPNAME=RECOMPUTE_APP_NAME)
+    env = _env(
+        RECOMMENDER_N_THREADS="1",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        PGAPPNAME=RECOMPUTE_APP_NAME,
+    )
     stop = threading.Event()
     lowering = threading.Thread(target=_lower_recompute_sessions, args=(stop,), daemon=True)
     lowering.start()
@@ -456,11 +532,25 @@ async def _recompute_runs(*, env: dict, start: float, stop_at: float, runs: list
         started = time.monotonic()
         # as a worker service at low priority would run it: a session of its own, niced (the
         # process and its autogroup), like the database sessions it opens
-        proc = await asyncio.create_subprocess_exec("nice", "-n", "19", PY, "manage.py", "recompute", "--no-progress", cwd=REPO, env=env,
-                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        proc = await asyncio.create_subprocess_exec(
+            "nice",
+            "-n",
+            "19",
+            PY,
+            "manage.py",
+            "recompute",
+            "--no-progress",
+            cwd=REPO,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
         _lower_priority(proc.pid)
         try:
-            out, err = await asyncio.wait_for(proc.communicate(), timeout=stop_at + RECOMPUTE_GRACE_SECONDS - time.monotonic())
+            out, err = await asyncio.wait_for(
+                proc.communicate(), timeout=stop_at + RECOMPUTE_GRACE_SECONDS - time.monotonic()
+            )
         except TimeoutError:
             proc.kill()
             out, err = await proc.communicate()
@@ -468,15 +558,29 @@ async def _recompute_runs(*, env: dict, start: float, stop_at: float, runs: list
             proc.kill()
             raise
         lines = out.decode().splitlines()
-        runs.append({"started_s": round(started - start, 1), "seconds": round(time.monotonic() - started, 1), "exit": proc.returncode,
-                     "steps": [line.split("  ")[0] for line in lines if " in " in line and ("succeeded" in line or "failed" in line)],
-                     "stderr": err.decode()[-500:] if proc.returncode else ""})
+        runs.append(
+            {
+                "started_s": round(started - start, 1),
+                "seconds": round(time.monotonic() - started, 1),
+                "exit": proc.returncode,
+                "steps": [
+                    line.split("  ")[0]
+                    for line in lines
+                    if " in " in line and ("succeeded" in line or "failed" in line)
+                ],
+                "stderr": err.decode()[-500:] if proc.returncode else "",
+            }
+        )
 
 
-async def window(info: dict, *, rate: float, seconds: float, batch: int, batches_per_s: float, tag: str, recompute: bool) -> dict:
+async def window(
+    info: dict, *, rate: float, seconds: float, batch: int, batches_per_s: float, tag: str, recompute: bool
+) -> dict:
     runs: list[dict] = []
     start = time.monotonic()
-    recomputing = asyncio.create_task(_recompute_loop(start=start, stop_at=start + seconds, runs=runs)) if recompute else None
+    recomputing = (
+        asyncio.create_task(_recompute_loop(start=start, stop_at=start + seconds, runs=runs)) if recompute else None
+    )
     reco, ingest = await asyncio.gather(
         recommendation_load(info, rate=rate, seconds=seconds, seed=7),
         _ingestion_load(info, tag=tag, batch=batch, per_second=batches_per_s, seconds=seconds, seed=7),
@@ -484,7 +588,12 @@ async def window(info: dict, *, rate: float, seconds: float, batch: int, batches
     load_seconds = time.monotonic() - start
     if recomputing is not None:
         await recomputing
-    return {"recommendations": reco, "ingestion": ingest, "recomputations": runs, "load_seconds": round(load_seconds, 1)}
+    return {
+        "recommendations": reco,
+        "ingestion": ingest,
+        "recomputations": runs,
+        "load_seconds": round(load_seconds, 1),
+    }
 
 
 def _stored_events(tag: str) -> set[str]:
@@ -521,17 +630,30 @@ class CpuAccount:
     def _pids(self):
         app = [s.proc.pid for s in self.servers]
         for s in self.servers:
-            app += [int(p) for p in subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()]
+            app += [
+                int(p)
+                for p in subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()
+            ]
         # the app's sessions (those of the recomputation, named, and of psql itself left out)
-        db = [int(p) for p in _psql_query(f"SELECT pid FROM pg_stat_activity WHERE datname = '{urlparse(_db_url()).path.lstrip('/')}' "
-                                          f"AND application_name NOT IN ('{RECOMPUTE_APP_NAME}', 'psql')").split()]
+        db = [
+            int(p)
+            for p in _psql_query(
+                f"SELECT pid FROM pg_stat_activity WHERE datname = '{urlparse(_db_url()).path.lstrip('/')}' "
+                f"AND application_name NOT IN ('{RECOMPUTE_APP_NAME}', 'psql')"
+            ).split()
+        ]
         return app, db
 
     def __enter__(self):
         self.app, db = self._pids()
         self.db_before = {pid: _cpu_seconds([pid]) for pid in db}
-        self.before = (_cpu_seconds(self.app), time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN), _cpu_snapshot(),
-                       time.monotonic())
+        self.before = (
+            _cpu_seconds(self.app),
+            time.process_time(),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+            _cpu_snapshot(),
+            time.monotonic(),
+        )
         return self
 
     def __exit__(self, *exc):
@@ -547,19 +669,45 @@ class CpuAccount:
             "app_gunicorn_cores": round((_cpu_seconds(self.app) - app) / wall, 3),
             "database_for_app_cores": round(db / wall, 3),
             "generator_cores": round((time.process_time() - me) / wall, 3),
-            "recompute_python_cores": round((kids.ru_utime + kids.ru_stime - children.ru_utime - children.ru_stime) / wall, 3),
+            "recompute_python_cores": round(
+                (kids.ru_utime + kids.ru_stime - children.ru_utime - children.ru_stime) / wall, 3
+            ),
             "machine_busy_cores": round((total1 - total0 - (idle1 - idle0)) / ticks / wall, 3),
         }
 
 
 def _psql_query(sql: str) -> str:
     url = urlparse(_db_url())
-    return subprocess.run(["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432), "-U", url.username or "postgres",
-                           "-d", "postgres", "-Atc", sql], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [
+            "psql",
+            "-h",
+            url.hostname or "127.0.0.1",
+            "-p",
+            str(url.port or 5432),
+            "-U",
+            url.username or "postgres",
+            "-d",
+            "postgres",
+            "-Atc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
-def run(*, seconds: float, rate: float, batch: int, batches_per_s: float, quick: bool, recompute: bool = True,
-        reuse_db: bool = False) -> dict:
+def run(
+    *,
+    seconds: float,
+    rate: float,
+    batch: int,
+    batches_per_s: float,
+    quick: bool,
+    recompute: bool = True,
+    reuse_db: bool = False,
+) -> dict:
     started = time.monotonic()
     info = prepare(quick=quick, reuse_db=reuse_db)
     tag = f"load-{int(time.time())}"
@@ -572,19 +720,43 @@ def run(*, seconds: float, rate: float, batch: int, batches_per_s: float, quick:
         asyncio.run(recommendation_load(info, rate=min(rate, 200), seconds=5, seed=1))
         load0 = os.getloadavg()[0]
         with CpuAccount([app]) as cpu:
-            figures = asyncio.run(window(info, rate=rate, seconds=seconds, batch=batch, batches_per_s=batches_per_s, tag=tag,
-                                         recompute=recompute))
+            figures = asyncio.run(
+                window(
+                    info,
+                    rate=rate,
+                    seconds=seconds,
+                    batch=batch,
+                    batches_per_s=batches_per_s,
+                    tag=tag,
+                    recompute=recompute,
+                )
+            )
     stored = _stored_events(tag)
     accepted = {f"{tag}-{b}-{i}" for b in figures["ingestion"].pop("accepted_batches") for i in range(batch)}
     reco, ingest, runs = figures["recommendations"], figures["ingestion"], figures["recomputations"]
     result = {
-        "database": "postgresql", "customers": len(info["tokens"]), "setup_seconds": info["setup_seconds"],
-        "window_seconds": seconds, "load_seconds": figures["load_seconds"],
-        "recommendations": {"endpoint": "GET /api/customers/{id}/recommendations/?kind=…&limit=10", "auth": "customer token", **reco},
-        "ingestion": {"endpoint": "POST /api/events/", "auth": "API key", "batch": batch, "asked_batches_per_s": batches_per_s, **ingest,
-                      "events_accepted": len(accepted), "events_stored": len(stored), "accepted_but_missing": len(accepted - stored),
-                      "stored_but_not_accepted": len(stored - accepted),
-                      "events_per_s": round(len(accepted) / ingest["seconds_sending"], 1) if ingest["seconds_sending"] else None},
+        "database": "postgresql",
+        "customers": len(info["tokens"]),
+        "setup_seconds": info["setup_seconds"],
+        "window_seconds": seconds,
+        "load_seconds": figures["load_seconds"],
+        "recommendations": {
+            "endpoint": "GET /api/customers/{id}/recommendations/?kind=…&limit=10",
+            "auth": "customer token",
+            **reco,
+        },
+        "ingestion": {
+            "endpoint": "POST /api/events/",
+            "auth": "API key",
+            "batch": batch,
+            "asked_batches_per_s": batches_per_s,
+            **ingest,
+            "events_accepted": len(accepted),
+            "events_stored": len(stored),
+            "accepted_but_missing": len(accepted - stored),
+            "stored_but_not_accepted": len(stored - accepted),
+            "events_per_s": round(len(accepted) / ingest["seconds_sending"], 1) if ingest["seconds_sending"] else None,
+        },
         "recomputations": runs,
         "machine": {"cpus": os.cpu_count(), "load_average_before": round(load0, 2)},
         "cpu_during_window": cpu.figures,
@@ -612,7 +784,7 @@ def _table(result: dict) -> str:
     reco, ingest = result["recommendations"], result["ingestion"]
     runs = result["recomputations"]
     lines = [
-        f"# Load test {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC — {'guarantees held' if result['guarantees_held'] else 'GUARANTEE BROKEN'}, {'speed targets met' if result['targets_met'] else 'speed target missed'}",
+        f"# Load test {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {'guarantees held' if result['guarantees_held'] else 'GUARANTEE BROKEN'}, {'speed targets met' if result['targets_met'] else 'speed target missed'}",
         "",
         "| figure | value | target |",
         "| --- | --- | --- |",
@@ -623,11 +795,22 @@ def _table(result: dict) -> str:
         f"| ingestion latency p50 / p99 | {ingest['p50_ms']} / {ingest['p99_ms']} ms | |",
         f"| events accepted / stored / missing | {ingest['events_accepted']} / {ingest['events_stored']} / {ingest['accepted_but_missing']} | none missing |",
         f"| events per second | {ingest['events_per_s']} | |",
-        f"| recomputations during the window | {len(runs)}: " + ", ".join(f"{r['seconds']} s (exit {r['exit']})" for r in runs) + " | ≥ 1, all succeed |",
+        f"| recomputations during the window | {len(runs)}: "
+        + ", ".join(f"{r['seconds']} s (exit {r['exit']})" for r in runs)
+        + " | ≥ 1, all succeed |",
         f"| generator's own lateness in sending, p99 / max (counted in the latencies) | {reco['send_lateness_p99_ms']} / {reco['send_lateness_max_ms']} ms | |",
         f"| CPU during the window, in cores (of {result['machine']['cpus']}): app / its database work / generator / recompute (python) / whole machine | "
-        + " / ".join(str(result["cpu_during_window"][k]) for k in ("app_gunicorn_cores", "database_for_app_cores", "generator_cores",
-                                                                   "recompute_python_cores", "machine_busy_cores")) + " | |",
+        + " / ".join(
+            str(result["cpu_during_window"][k])
+            for k in (
+                "app_gunicorn_cores",
+                "database_for_app_cores",
+                "generator_cores",
+                "recompute_python_cores",
+                "machine_busy_cores",
+            )
+        )
+        + " | |",
         f"| whole run (setup, warm-up, window, checks) | {result['total_seconds']} s | |",
         "",
     ]
@@ -646,13 +829,26 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100, help="events per ingestion batch")
     parser.add_argument("--batches-per-s", type=float, default=4)
     parser.add_argument("--no-recompute", action="store_true", help="leave the recomputation out (to compare)")
-    parser.add_argument("--quick", action="store_true", help="a quarter-size shop and 15 s, for a smoke run (targets still checked)")
-    parser.add_argument("--reuse-db", action="store_true", help="keep the shop of an earlier run (faster, while tuning)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 on a missed speed target too (not only a broken guarantee)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a quarter-size shop and 15 s, for a smoke run (targets still checked)"
+    )
+    parser.add_argument(
+        "--reuse-db", action="store_true", help="keep the shop of an earlier run (faster, while tuning)"
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 on a missed speed target too (not only a broken guarantee)"
+    )
     args = parser.parse_args()
     seconds = min(args.seconds, 15) if args.quick else args.seconds
-    result = run(seconds=seconds, rate=args.rate, batch=args.batch, batches_per_s=args.batches_per_s, quick=args.quick,
-                 recompute=not args.no_recompute, reuse_db=args.reuse_db)
+    result = run(
+        seconds=seconds,
+        rate=args.rate,
+        batch=args.batch,
+        batches_per_s=args.batches_per_s,
+        quick=args.quick,
+        recompute=not args.no_recompute,
+        reuse_db=args.reuse_db,
+    )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "load.json").write_text(json.dumps(result, indent=2))
     (RESULTS / "load.md").write_text(_table(result))
@@ -663,8 +859,10 @@ def main() -> int:
         print(f"{'MET   ' if met else 'MISSED'} target {name}")
     broken = [n for n, held in result["guarantees"].items() if not held]
     missed = [n for n, met in result["targets"].items() if not met]
-    print(f"load: guarantees {'held' if not broken else 'BROKEN: ' + ', '.join(broken)}; "
-          f"speed targets {'met' if not missed else 'MISSED: ' + ', '.join(missed)}")
+    print(
+        f"load: guarantees {'held' if not broken else 'BROKEN: ' + ', '.join(broken)}; "
+        f"speed targets {'met' if not missed else 'MISSED: ' + ', '.join(missed)}"
+    )
     # A broken guarantee always fails; a missed speed target fails only with --strict (a machine of
     # the web tier's own), since on a shared 2-core machine it measures the machine (docs/benchmarks.md).
     return 1 if broken or (missed and args.strict) else 0

@@ -4,6 +4,7 @@
 Each bench/bench_<name>.py exposes `run(quick: bool = False) -> dict`. Usage:
     python bench/run.py [--quick] [--only ingest,engine]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,7 @@ import platform
 import sys
 import time
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -48,8 +49,13 @@ def main() -> int:
     args = parser.parse_args()
     only = {n.strip() for n in args.only.split(",") if n.strip()}
     RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    summary = {"started": stamp, "quick": args.quick, "machine": {"python": platform.python_version(), "platform": platform.platform()}, "benches": {}}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    summary = {
+        "started": stamp,
+        "quick": args.quick,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "benches": {},
+    }
     failed = False
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
@@ -64,7 +70,11 @@ def main() -> int:
             figures = {"error": traceback.format_exc()}
             status = "failed"
             failed = True
-        summary["benches"][name] = {"status": status, "seconds": round(time.monotonic() - started, 1), "figures": figures}
+        summary["benches"][name] = {
+            "status": status,
+            "seconds": round(time.monotonic() - started, 1),
+            "figures": figures,
+        }
         (RESULTS / f"{name}.json").write_text(json.dumps(summary["benches"][name], indent=2, default=str))
         print(json.dumps(figures, indent=2, default=str)[:4000], flush=True)
     (RESULTS / f"summary-{stamp}.json").write_text(json.dumps(summary, indent=2, default=str))

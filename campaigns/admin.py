@@ -1,5 +1,6 @@
 """Operator screens: create and edit campaigns with a live audience preview, preview the message for a
 sample member, send a test to oneself, launch / pause / resume / cancel (with permissions), the report."""
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -11,10 +12,15 @@ from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.models import Customer
 
 from . import selectors, services
-from .models import Campaign, CampaignStatus, CampaignsAuditAction, Delivery, StatusChange
+from .models import Campaign, CampaignsAuditAction, CampaignStatus, Delivery, StatusChange
 from .rendering import TemplateError, validate_template
 
-ACTION_PERMS = {"launch": "launch_campaign", "pause": "pause_campaign", "resume": "pause_campaign", "cancel": "cancel_campaign"}
+ACTION_PERMS = {
+    "launch": "launch_campaign",
+    "pause": "pause_campaign",
+    "resume": "pause_campaign",
+    "cancel": "cancel_campaign",
+}
 
 
 class CampaignForm(forms.ModelForm):
@@ -50,8 +56,11 @@ class StatusChangeInline(admin.TabularInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    audit_actions = (CampaignsAuditAction.CAMPAIGN_CREATED, CampaignsAuditAction.CAMPAIGN_CHANGED,
-                     CampaignsAuditAction.CAMPAIGN_DELETED)
+    audit_actions = (
+        CampaignsAuditAction.CAMPAIGN_CREATED,
+        CampaignsAuditAction.CAMPAIGN_CHANGED,
+        CampaignsAuditAction.CAMPAIGN_DELETED,
+    )
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ("name", "kind", "channel", "status", "schedule", "launched_at", "created_by")
@@ -65,9 +74,30 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "goal", "kind", "channel"]}),
         ("Audience", {"fields": ["segments", "excluded_segments", "control_percent"]}),
-        ("Content", {"fields": ["title_template", "body_template", "promoted_item", "recommendation_kind", "recommendation_count"]}),
-        ("Schedule", {"fields": ["schedule", "send_at", "ends_at", ("window_start", "window_end"),
-                                 ("frequency_cap_count", "frequency_cap_days")]}),
+        (
+            "Content",
+            {
+                "fields": [
+                    "title_template",
+                    "body_template",
+                    "promoted_item",
+                    "recommendation_kind",
+                    "recommendation_count",
+                ]
+            },
+        ),
+        (
+            "Schedule",
+            {
+                "fields": [
+                    "schedule",
+                    "send_at",
+                    "ends_at",
+                    ("window_start", "window_end"),
+                    ("frequency_cap_count", "frequency_cap_days"),
+                ]
+            },
+        ),
         ("Conversion goal", {"fields": ["goal_event_type", "goal_item", "goal_category", "attribution_days"]}),
     ]
 
@@ -104,8 +134,12 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def _apply(self, request, queryset, verb):
-        fn = {"launch": services.campaign_launch, "pause": services.campaign_pause, "resume": services.campaign_resume,
-              "cancel": services.campaign_cancel}[verb]
+        fn = {
+            "launch": services.campaign_launch,
+            "pause": services.campaign_pause,
+            "resume": services.campaign_resume,
+            "cancel": services.campaign_cancel,
+        }[verb]
         for campaign in queryset:
             try:
                 fn(campaign=campaign, by=request.user, source="admin")
@@ -128,7 +162,11 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path("<int:pk>/do/<str:verb>/", self.admin_site.admin_view(self.do_view), name="campaigns_campaign_do"),
-            path("<int:pk>/send-test/", self.admin_site.admin_view(self.send_test_view), name="campaigns_campaign_send_test"),
+            path(
+                "<int:pk>/send-test/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="campaigns_campaign_send_test",
+            ),
             *super().get_urls(),
         ]
 
@@ -155,7 +193,10 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 messages.success(request, f"Test sent to {request.user.email}, rendered for {customer.external_id}.")
             except (ValueError, TemplateError) as exc:
                 messages.error(request, str(exc))
-        return redirect(reverse("admin:campaigns_campaign_change", args=[pk]) + f"?sample={customer.external_id if customer else ''}")
+        return redirect(
+            reverse("admin:campaigns_campaign_change", args=[pk])
+            + f"?sample={customer.external_id if customer else ''}"
+        )
 
     @staticmethod
     def _sample(campaign, external_id=None):
@@ -164,7 +205,13 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
         seg_ids = list(campaign.segments.values_list("id", flat=True))
         if not seg_ids:
             return None
-        return services.audience_queryset(segment_ids=seg_ids, excluded_ids=campaign.excluded_segments.values_list("id", flat=True)).order_by("id").first()
+        return (
+            services.audience_queryset(
+                segment_ids=seg_ids, excluded_ids=campaign.excluded_segments.values_list("id", flat=True)
+            )
+            .order_by("id")
+            .first()
+        )
 
     def _context(self, request, campaign):
         ctx = {"preview_url": reverse("campaigns-audience-preview")}
@@ -194,10 +241,24 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
             ctx["report"] = report
             c = report["conversion"]
             ctx["chart_data"] = {
-                "funnel": {"labels": ["audience", "eligible", "sent", "delivered", "opened", "clicked", "converted"],
-                           "values": [report["audience"], report["audience"] - report["suppressed"]["no_consent"], report["sent"],
-                                      report["delivered"], report["opened"], report["clicked"], c["treated_conversions"]]},
-                "uplift": {"treated": c["treated_rate"], "control": c["control_rate"], "abs": c["uplift_abs"], "ci": c["uplift_abs_ci"]},
+                "funnel": {
+                    "labels": ["audience", "eligible", "sent", "delivered", "opened", "clicked", "converted"],
+                    "values": [
+                        report["audience"],
+                        report["audience"] - report["suppressed"]["no_consent"],
+                        report["sent"],
+                        report["delivered"],
+                        report["opened"],
+                        report["clicked"],
+                        c["treated_conversions"],
+                    ],
+                },
+                "uplift": {
+                    "treated": c["treated_rate"],
+                    "control": c["control_rate"],
+                    "abs": c["uplift_abs"],
+                    "ci": c["uplift_abs_ci"],
+                },
             }
         return ctx
 
@@ -212,7 +273,18 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("id", "campaign", "customer", "is_control", "status", "reason", "sent_at", "opened_at", "clicked_at", "converted_at")
+    list_display = (
+        "id",
+        "campaign",
+        "customer",
+        "is_control",
+        "status",
+        "reason",
+        "sent_at",
+        "opened_at",
+        "clicked_at",
+        "converted_at",
+    )
     list_filter = ("status", "reason", "is_control", "campaign__channel")
     list_select_related = ("campaign", "customer")
     search_fields = ("=customer__external_id", "=provider_key")

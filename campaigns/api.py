@@ -3,6 +3,7 @@
 Who may call each view is declared once, in PERMISSIONS: staff holding campaigns model
 permissions for now; the access-control issue will swap these for customer tokens.
 """
+
 from django.core import signing
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
@@ -12,11 +13,11 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import CustomerSelf, KeyScope, Operator, anyone_of
 from common.api_errors import BadRequest
 from common.operator_queries import operator_query
 from profiles import selectors as profile_selectors
 from profiles.models import Item
-from accounts.access import CustomerSelf, KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors, services
@@ -55,10 +56,12 @@ class InboxView(APIView):
     throttle_scope = "customer"
     permission_classes = [PERMISSIONS["inbox"]]
 
-    @extend_schema(summary="A customer's in-app messages, newest first",
-                   description="A read: it changes nothing. The customer's client reports a message it showed with "
-                   "POST .../inbox/{id}/delivered/.",
-                   responses={200: InboxOutSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        summary="A customer's in-app messages, newest first",
+        description="A read: it changes nothing. The customer's client reports a message it showed with "
+        "POST .../inbox/{id}/delivered/.",
+        responses={200: InboxOutSerializer, 404: ErrorSerializer},
+    )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
         rows = list(selectors.inbox_for(customer))
@@ -69,11 +72,14 @@ class DeliveredView(APIView):
     throttle_scope = "customer"
     permission_classes = [PERMISSIONS["delivered"]]
 
-    @extend_schema(summary="Report an in-app message shown to the customer (delivered); idempotent",
-                   description="Called by the customer's own client (customer token) or the shop's backend "
-                   "(API key with scope read_recommendations), never by an operator. The first call stamps "
-                   "delivered_at and records one message_delivered event; later calls change nothing.",
-                   request=None, responses={200: DeliveredOutSerializer, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Report an in-app message shown to the customer (delivered); idempotent",
+        description="Called by the customer's own client (customer token) or the shop's backend "
+        "(API key with scope read_recommendations), never by an operator. The first call stamps "
+        "delivered_at and records one message_delivered event; later calls change nothing.",
+        request=None,
+        responses={200: DeliveredOutSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
     def post(self, request, external_id: str, pk: int):
         delivery = Delivery.objects.select_related("campaign").filter(pk=pk, customer__external_id=external_id).first()
         if delivery is None:
@@ -90,17 +96,26 @@ class TrackView(APIView):
     permission_classes = [PERMISSIONS["track"]]
     what = "opened"
 
-    @extend_schema(summary="Report an in-app message opened or clicked", request=TrackInSerializer,
-                   responses={200: None, 400: ErrorSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Report an in-app message opened or clicked",
+        request=TrackInSerializer,
+        responses={200: None, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
     def post(self, request, external_id: str, pk: int):
         body = TrackInSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        delivery = Delivery.objects.select_related("campaign", "customer").filter(pk=pk, customer__external_id=external_id).first()
+        delivery = (
+            Delivery.objects.select_related("campaign", "customer")
+            .filter(pk=pk, customer__external_id=external_id)
+            .first()
+        )
         if delivery is None:
             raise NotFound(f"No message {pk} for customer {external_id!r}.")
         item = None
         if body.validated_data.get("item"):
-            item = Item.objects.filter(kind=body.validated_data["item_kind"], external_id=body.validated_data["item"]).first()
+            item = Item.objects.filter(
+                kind=body.validated_data["item_kind"], external_id=body.validated_data["item"]
+            ).first()
             if item is None:
                 raise NotFound(f"No item {body.validated_data['item']!r}.")
         try:
@@ -122,18 +137,24 @@ class ActivitiesView(APIView):
     throttle_scope = "customer"
     permission_classes = [PERMISSIONS["activities"]]
 
-    @extend_schema(summary="Running activity campaigns the customer may join, best first",
-                   responses={200: ActivitiesOutSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Running activity campaigns the customer may join, best first",
+        responses={200: ActivitiesOutSerializer, 404: ErrorSerializer},
+    )
     def get(self, request, external_id: str):
         customer = _customer(external_id)
-        return Response(ActivitiesOutSerializer({"customer": external_id, "results": selectors.activities_for(customer)}).data)
+        return Response(
+            ActivitiesOutSerializer({"customer": external_id, "results": selectors.activities_for(customer)}).data
+        )
 
 
 class ReportView(APIView):
     permission_classes = [PERMISSIONS["report"]]
 
-    @extend_schema(summary="A campaign's report: funnel, suppressions, uplift vs control with CI and p-value, revenue",
-                   responses={200: ReportSerializer, 404: ErrorSerializer, 503: ErrorSerializer})
+    @extend_schema(
+        summary="A campaign's report: funnel, suppressions, uplift vs control with CI and p-value, revenue",
+        responses={200: ReportSerializer, 404: ErrorSerializer, 503: ErrorSerializer},
+    )
     @operator_query(hint="try again later")
     def get(self, request, pk: int):
         campaign = Campaign.objects.filter(pk=pk).first()
@@ -145,15 +166,24 @@ class ReportView(APIView):
 class AudiencePreviewView(APIView):
     permission_classes = [PERMISSIONS["preview"]]
 
-    @extend_schema(summary="Audience size for a choice of segments and channel (the campaign form's live preview)",
-                   request=AudiencePreviewInSerializer, responses={200: AudiencePreviewOutSerializer, 503: ErrorSerializer})
+    @extend_schema(
+        summary="Audience size for a choice of segments and channel (the campaign form's live preview)",
+        request=AudiencePreviewInSerializer,
+        responses={200: AudiencePreviewOutSerializer, 503: ErrorSerializer},
+    )
     @operator_query(hint="choose fewer segments")
     def post(self, request):
         body = AudiencePreviewInSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         v = body.validated_data
-        return Response(services.audience_preview(segment_ids=v["segments"], excluded_ids=v["excluded_segments"],
-                                                  channel=v["channel"], control_percent=v["control_percent"]))
+        return Response(
+            services.audience_preview(
+                segment_ids=v["segments"],
+                excluded_ids=v["excluded_segments"],
+                channel=v["channel"],
+                control_percent=v["control_percent"],
+            )
+        )
 
 
 @csrf_exempt  # the link in an email (and RFC 8058 one-click POST) carries its own signed token

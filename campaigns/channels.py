@@ -10,13 +10,13 @@ Channels behind one interface: `send(messages) -> list[Outcome]`, one outcome pe
 
 A channel never touches the database: the send service claims rows before and records outcomes after.
 """
+
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
 import logging
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core import mail
-
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,11 @@ class EmailChannel:
 
         sender = settings.CAMPAIGN_FROM_EMAIL or settings.DEFAULT_FROM_EMAIL
         text = m.body + (f"\n\n--\nUnsubscribe: {m.unsubscribe_url}\n" if m.unsubscribe_url else "")
-        headers = {"Message-ID": message_id(m.provider_key), "X-Campaign": str(m.campaign_id), "X-Delivery-Key": m.provider_key}
+        headers = {
+            "Message-ID": message_id(m.provider_key),
+            "X-Campaign": str(m.campaign_id),
+            "X-Delivery-Key": m.provider_key,
+        }
         if m.unsubscribe_url:
             headers["List-Unsubscribe"] = f"<{m.unsubscribe_url}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -106,7 +109,7 @@ class EmailChannel:
                     out.append(Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:500]))
         except Exception as exc:  # the server is unreachable: every message of the batch failed
             log.warning("email connection failed: %s", exc)
-            out.extend(Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:500]) for _ in messages[len(out):])
+            out.extend(Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:500]) for _ in messages[len(out) :])
         finally:
             try:
                 connection.close()
@@ -122,8 +125,17 @@ def sign(secret: str, body: bytes) -> str:
 class PushChannel:
     name = "push"
 
-    def __init__(self, url: str | None = None, secret: str | None = None, *, timeout: float | None = None,
-                 max_attempts: int | None = None, backoff: float | None = None, concurrency: int | None = None, sleep=time.sleep):
+    def __init__(
+        self,
+        url: str | None = None,
+        secret: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        backoff: float | None = None,
+        concurrency: int | None = None,
+        sleep=time.sleep,
+    ):
         self.url = url if url is not None else settings.CAMPAIGN_PUSH_URL
         self.secret = secret if secret is not None else settings.CAMPAIGN_PUSH_SECRET
         self.timeout = float(timeout if timeout is not None else settings.CAMPAIGN_PUSH_TIMEOUT_SECONDS)
@@ -133,14 +145,26 @@ class PushChannel:
         self.sleep = sleep
 
     def payload(self, m: Message) -> bytes:
-        return json.dumps({
-            "idempotency_key": m.provider_key, "campaign": m.campaign_id, "customer": m.customer_external_id,
-            "title": m.title, "body": m.body, "data": m.data,
-        }, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            {
+                "idempotency_key": m.provider_key,
+                "campaign": m.campaign_id,
+                "customer": m.customer_external_id,
+                "title": m.title,
+                "body": m.body,
+                "data": m.data,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
 
     def send_one(self, m: Message) -> Outcome:
         body = self.payload(m)
-        headers = {"Content-Type": "application/json", "X-Signature": sign(self.secret, body), "Idempotency-Key": m.provider_key}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signature": sign(self.secret, body),
+            "Idempotency-Key": m.provider_key,
+        }
         error = ""
         for attempt in range(1, self.max_attempts + 1):
             request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
@@ -152,11 +176,13 @@ class PushChannel:
                 error = f"HTTP {exc.code}"
                 if exc.code < 500:
                     return Outcome(ok=False, error=error, attempts=attempt)  # the receiver refused it: final
-            except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
                 error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
             if attempt < self.max_attempts:
                 self.sleep(self.backoff * (2 ** (attempt - 1)))
-        return Outcome(ok=False, error=f"gave up after {self.max_attempts} attempts: {error}"[:500], attempts=self.max_attempts)
+        return Outcome(
+            ok=False, error=f"gave up after {self.max_attempts} attempts: {error}"[:500], attempts=self.max_attempts
+        )
 
     def send(self, messages: list[Message]) -> list[Outcome]:
         if not self.url or not self.secret:

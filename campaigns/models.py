@@ -1,4 +1,5 @@
 """Campaigns aimed at segments, their deliveries over channels, and the record of who changed what."""
+
 from __future__ import annotations
 
 from datetime import time
@@ -42,7 +43,9 @@ class CampaignStatus(models.TextChoices):
 #: The only allowed moves; services refuse anything else.
 TRANSITIONS: dict[str, frozenset[str]] = {
     CampaignStatus.DRAFT: frozenset({CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.CANCELLED}),
-    CampaignStatus.SCHEDULED: frozenset({CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED}),
+    CampaignStatus.SCHEDULED: frozenset(
+        {CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.CANCELLED}
+    ),
     CampaignStatus.RUNNING: frozenset({CampaignStatus.PAUSED, CampaignStatus.COMPLETED, CampaignStatus.CANCELLED}),
     CampaignStatus.PAUSED: frozenset({CampaignStatus.RUNNING, CampaignStatus.SCHEDULED, CampaignStatus.CANCELLED}),
     CampaignStatus.COMPLETED: frozenset(),
@@ -71,25 +74,44 @@ class Campaign(models.Model):
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.IN_APP)
 
     segments = models.ManyToManyField(Segment, related_name="+", help_text="Members of any of these are the audience.")
-    excluded_segments = models.ManyToManyField(Segment, related_name="+", blank=True, help_text="Members of these are left out.")
+    excluded_segments = models.ManyToManyField(
+        Segment, related_name="+", blank=True, help_text="Members of these are left out."
+    )
 
     promoted_item = models.ForeignKey(
-        Item, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
-        limit_choices_to={"kind": ItemKind.ACTIVITY}, help_text="For an activity promotion: the activity.",
+        Item,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"kind": ItemKind.ACTIVITY},
+        help_text="For an activity promotion: the activity.",
     )
     recommendation_kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.PRODUCT)
-    recommendation_count = models.PositiveSmallIntegerField(default=3, help_text="Top-N suggestions put in the message's context.")
-    title_template = models.CharField(max_length=500, help_text="Django template syntax, e.g. Hello {{ customer.first_name }}.")
+    recommendation_count = models.PositiveSmallIntegerField(
+        default=3, help_text="Top-N suggestions put in the message's context."
+    )
+    title_template = models.CharField(
+        max_length=500, help_text="Django template syntax, e.g. Hello {{ customer.first_name }}."
+    )
     body_template = models.TextField(help_text="Django template syntax; see docs/campaigns.md for the context.")
 
     schedule = models.CharField(max_length=10, choices=ScheduleKind.choices, default=ScheduleKind.NOW)
     send_at = models.DateTimeField(null=True, blank=True, help_text="For 'at a time' and recurring: the first send.")
     ends_at = models.DateTimeField(null=True, blank=True, help_text="No sends after this; the campaign completes.")
-    window_start = models.TimeField(null=True, blank=True, default=time(9, 0), help_text="Send window start, customer's local time.")
-    window_end = models.TimeField(null=True, blank=True, default=time(21, 0), help_text="Send window end, customer's local time.")
+    window_start = models.TimeField(
+        null=True, blank=True, default=time(9, 0), help_text="Send window start, customer's local time."
+    )
+    window_end = models.TimeField(
+        null=True, blank=True, default=time(21, 0), help_text="Send window end, customer's local time."
+    )
 
-    frequency_cap_count = models.PositiveIntegerField(null=True, blank=True, help_text="Override of CAMPAIGN_FREQUENCY_CAP_COUNT.")
-    frequency_cap_days = models.PositiveIntegerField(null=True, blank=True, help_text="Override of CAMPAIGN_FREQUENCY_CAP_DAYS.")
+    frequency_cap_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Override of CAMPAIGN_FREQUENCY_CAP_COUNT."
+    )
+    frequency_cap_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Override of CAMPAIGN_FREQUENCY_CAP_DAYS."
+    )
     control_percent = models.FloatField(default=10.0, help_text="Share of the audience held out, 0 to 100.")
 
     goal_event_type = models.CharField(max_length=20, choices=EventType.choices, default=EventType.PURCHASE)
@@ -97,7 +119,9 @@ class Campaign(models.Model):
     goal_category = models.CharField(max_length=120, blank=True)
     attribution_days = models.PositiveIntegerField(default=7)
 
-    status = models.CharField(max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True)
+    status = models.CharField(
+        max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True
+    )
     launched_at = models.DateTimeField(null=True, blank=True)
     next_run_at = models.DateTimeField(null=True, blank=True, help_text="Recurring: the next audience refresh.")
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -115,8 +139,12 @@ class Campaign(models.Model):
             ("send_test_campaign", "Can send a campaign's test message to oneself"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(control_percent__gte=0) & Q(control_percent__lte=100), name="campaign_control_0_100"),
-            models.CheckConstraint(condition=~Q(kind="activity") | Q(promoted_item__isnull=False), name="campaign_activity_has_item"),
+            models.CheckConstraint(
+                condition=Q(control_percent__gte=0) & Q(control_percent__lte=100), name="campaign_control_0_100"
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="activity") | Q(promoted_item__isnull=False), name="campaign_activity_has_item"
+            ),
             models.CheckConstraint(condition=Q(recommendation_count__lte=20), name="campaign_reco_count_max_20"),
         ]
 
@@ -171,7 +199,9 @@ class Delivery(models.Model):
     title = models.CharField(max_length=500, blank=True)
     body = models.TextField(blank=True)
     items = models.JSONField(default=list, blank=True, help_text="Ids of the items the message carried.")
-    provider_key = models.CharField(max_length=80, null=True, blank=True, unique=True, help_text="Idempotency key sent to the channel.")
+    provider_key = models.CharField(
+        max_length=80, null=True, blank=True, unique=True, help_text="Idempotency key sent to the channel."
+    )
     claim = models.CharField(max_length=64, blank=True, help_text="The task attempt that claimed the row.")
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.CharField(max_length=500, blank=True)
@@ -191,8 +221,12 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         constraints = [
             models.UniqueConstraint(fields=["campaign", "customer"], name="delivery_campaign_customer_uniq"),
-            models.CheckConstraint(condition=~Q(status="sent") | Q(sent_at__isnull=False), name="delivery_sent_has_time"),
-            models.CheckConstraint(condition=~Q(is_control=True) | Q(status="suppressed"), name="delivery_control_not_sent"),
+            models.CheckConstraint(
+                condition=~Q(status="sent") | Q(sent_at__isnull=False), name="delivery_sent_has_time"
+            ),
+            models.CheckConstraint(
+                condition=~Q(is_control=True) | Q(status="suppressed"), name="delivery_control_not_sent"
+            ),
         ]
         indexes = [
             models.Index(fields=["campaign", "status"], name="delivery_campaign_status_idx"),

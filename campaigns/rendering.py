@@ -23,6 +23,7 @@ A template that does not compile raises `TemplateError`; one that fails while re
 given customer (a limit reached, a filter that fails on that customer's data) raises
 `RenderError`, a `TemplateError` whose message says why. Sends fail that one delivery with it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,11 +38,9 @@ from types import MappingProxyType
 from typing import Any
 
 from django.conf import settings
-from django.template import Context, Engine, Library, Node, Template, TemplateSyntaxError
-from django.template import defaultfilters, defaulttags
+from django.template import Context, Engine, Library, Node, Template, TemplateSyntaxError, defaultfilters, defaulttags
 from django.template.base import Lexer, TokenType
 from django.template.defaulttags import ForNode
-
 
 # What a message may use. Tags: conditions, loops, names for values, a fallback, comments, the
 # date, whitespace. Filters: text and number formatting whose result is bounded by their input.
@@ -49,10 +48,30 @@ ALLOWED_TAGS = frozenset({"if", "for", "with", "firstof", "comment", "now", "spa
 _TAG_ORDER = ("if", "for", "with", "firstof", "comment", "now", "spaceless")
 # The closing and middle parts of the allowed tags.
 _INNER_TAGS = frozenset({"elif", "else", "endif", "empty", "endfor", "endwith", "endcomment", "endspaceless"})
-ALLOWED_FILTERS = frozenset({
-    "capfirst", "cut", "date", "default", "default_if_none", "first", "floatformat", "join", "last", "length", "lower",
-    "pluralize", "slice", "time", "title", "truncatechars", "truncatewords", "upper", "urlencode", "yesno",
-})
+ALLOWED_FILTERS = frozenset(
+    {
+        "capfirst",
+        "cut",
+        "date",
+        "default",
+        "default_if_none",
+        "first",
+        "floatformat",
+        "join",
+        "last",
+        "length",
+        "lower",
+        "pluralize",
+        "slice",
+        "time",
+        "title",
+        "truncatechars",
+        "truncatewords",
+        "upper",
+        "urlencode",
+        "yesno",
+    }
+)
 MAX_FLOAT_PLACES = 20  # floatformat:N builds a number of N digits
 
 _INVALID_FILTER = re.compile(r"Invalid filter: '([^']*)'")
@@ -93,8 +112,10 @@ class _Budget:
             raise RenderError(self.exceeded)
         self.steps += n
         if self.steps > self.max_steps:
-            self._fail(f"the template made more than {self.max_steps:,} render steps (loop iterations, pieces of template "
-                       "and filters; CAMPAIGN_TEMPLATE_MAX_STEPS): loop over fewer things")
+            self._fail(
+                f"the template made more than {self.max_steps:,} render steps (loop iterations, pieces of template "
+                "and filters; CAMPAIGN_TEMPLATE_MAX_STEPS): loop over fewer things"
+            )
 
     def write(self, n_chars: int) -> None:
         self.chars += n_chars
@@ -103,8 +124,10 @@ class _Budget:
 
     def value(self, text: Any, filter_name: str) -> None:
         if isinstance(text, str) and len(text) > self.max_chars:
-            self._fail(f"the filter {filter_name!r} made a value longer than {self.max_chars:,} characters "
-                       "(CAMPAIGN_MESSAGE_MAX_CHARS)")
+            self._fail(
+                f"the filter {filter_name!r} made a value longer than {self.max_chars:,} characters "
+                "(CAMPAIGN_MESSAGE_MAX_CHARS)"
+            )
 
 
 _BUDGET: ContextVar[_Budget | None] = ContextVar("campaign_render_budget", default=None)
@@ -195,8 +218,9 @@ def _sandbox_library() -> Library:
 
 @lru_cache(maxsize=2)
 def sandbox_engine(autoescape: bool = False) -> Engine:
-    engine = Engine(dirs=[], app_dirs=False, loaders=[], libraries={}, autoescape=autoescape, debug=False,
-                    string_if_invalid="")
+    engine = Engine(
+        dirs=[], app_dirs=False, loaders=[], libraries={}, autoescape=autoescape, debug=False, string_if_invalid=""
+    )
     engine.template_builtins = [_sandbox_library()]
     return engine
 
@@ -207,8 +231,10 @@ def _check_tags(source: str) -> None:
             continue
         name = token.contents.split()[0]
         if name not in ALLOWED_TAGS and name not in _INNER_TAGS:
-            raise TemplateError(f"the tag {name!r} (line {token.lineno}) is not allowed in a message; "
-                                f"allowed tags: {', '.join(_TAG_ORDER)}")
+            raise TemplateError(
+                f"the tag {name!r} (line {token.lineno}) is not allowed in a message; "
+                f"allowed tags: {', '.join(_TAG_ORDER)}"
+            )
 
 
 @lru_cache(maxsize=256)
@@ -219,8 +245,10 @@ def compile_template(source: str, autoescape: bool = False) -> Template:
     except TemplateSyntaxError as exc:
         unknown = _INVALID_FILTER.search(str(exc))
         if unknown:
-            raise TemplateError(f"the filter {unknown.group(1)!r} is not allowed in a message; "
-                                f"allowed filters: {', '.join(sorted(ALLOWED_FILTERS))}") from exc
+            raise TemplateError(
+                f"the filter {unknown.group(1)!r} is not allowed in a message; "
+                f"allowed filters: {', '.join(sorted(ALLOWED_FILTERS))}"
+            ) from exc
         raise TemplateError(str(exc)) from exc
     _meter_nodes(template)
     return template
@@ -250,8 +278,9 @@ def render(source: str, context: Mapping[str, Any], *, autoescape: bool = False)
     """The message for one context. Raises `TemplateError` (it does not compile) or `RenderError`
     (a limit was reached, or a filter failed on this context's data), never anything else."""
     template = compile_template(source, autoescape)
-    budget = _Budget(max_chars=int(settings.CAMPAIGN_MESSAGE_MAX_CHARS),
-                     max_steps=int(settings.CAMPAIGN_TEMPLATE_MAX_STEPS))
+    budget = _Budget(
+        max_chars=int(settings.CAMPAIGN_MESSAGE_MAX_CHARS), max_steps=int(settings.CAMPAIGN_TEMPLATE_MAX_STEPS)
+    )
     token = _BUDGET.set(budget)
     try:
         out = template.render(Context(dict(freeze(context)), autoescape=autoescape))

@@ -1,4 +1,5 @@
 """Reads shared by the API, the admin and tasks: the report, a customer's inbox and joinable activities."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -14,13 +15,18 @@ from .stats import two_proportion
 
 
 def campaigns_list() -> QuerySet[Campaign]:
-    return Campaign.objects.select_related("promoted_item", "created_by").prefetch_related("segments", "excluded_segments")
+    return Campaign.objects.select_related("promoted_item", "created_by").prefetch_related(
+        "segments", "excluded_segments"
+    )
 
 
 def inbox_for(customer: Customer, *, limit: int = 50) -> QuerySet[Delivery]:
     """The customer's in-app messages, newest first."""
-    return (Delivery.objects.filter(customer=customer, status=DeliveryStatus.SENT, campaign__channel="in_app")
-            .select_related("campaign").order_by("-sent_at", "-id")[:limit])
+    return (
+        Delivery.objects.filter(customer=customer, status=DeliveryStatus.SENT, campaign__channel="in_app")
+        .select_related("campaign")
+        .order_by("-sent_at", "-id")[:limit]
+    )
 
 
 def _rate(num: int, den: int) -> float | None:
@@ -40,31 +46,55 @@ def campaign_report(campaign: Campaign) -> dict:
         opened=Count("id", filter=sent & Q(opened_at__isnull=False)),
         clicked=Count("id", filter=sent & Q(clicked_at__isnull=False)),
         failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
-        pending=Count("id", filter=Q(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING))),
+        pending=Count(
+            "id", filter=Q(status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING))
+        ),
         deferred=Count("id", filter=Q(deferred_until__isnull=False)),
         treated_conv=Count("id", filter=sent & Q(converted_at__isnull=False)),
         control_conv=Count("id", filter=control & Q(converted_at__isnull=False)),
         treated_revenue=Sum("revenue", filter=sent),
         held_out_revenue=Sum("revenue", filter=control),
     )
-    by_reason = dict(d.filter(status=DeliveryStatus.SUPPRESSED).values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
+    by_reason = dict(
+        d.filter(status=DeliveryStatus.SUPPRESSED)
+        .values_list("reason")
+        .annotate(n=Count("id"))
+        .values_list("reason", "n")
+    )
     suppressed = {r.value: by_reason.get(r.value, 0) for r in SuppressReason}
     suppressed["quiet_hours_deferred"] = agg["deferred"]
     test = two_proportion(agg["treated_conv"], agg["sent"], agg["control_conv"], agg["held_out"])
     revenue = agg["treated_revenue"] or Decimal("0")
     control_revenue = agg["held_out_revenue"] or Decimal("0")
     return {
-        "campaign": campaign.pk, "name": campaign.name, "status": campaign.status, "channel": campaign.channel,
-        "launched_at": campaign.launched_at, "attributed_at": campaign.attributed_at,
-        "audience": agg["audience"], "control": agg["held_out"], "suppressed": suppressed,
-        "sent": agg["sent"], "delivered": agg["delivered"], "opened": agg["opened"], "clicked": agg["clicked"],
-        "failed": agg["failed"], "pending": agg["pending"],
-        "open_rate": _rate(agg["opened"], agg["sent"]), "click_rate": _rate(agg["clicked"], agg["sent"]),
+        "campaign": campaign.pk,
+        "name": campaign.name,
+        "status": campaign.status,
+        "channel": campaign.channel,
+        "launched_at": campaign.launched_at,
+        "attributed_at": campaign.attributed_at,
+        "audience": agg["audience"],
+        "control": agg["held_out"],
+        "suppressed": suppressed,
+        "sent": agg["sent"],
+        "delivered": agg["delivered"],
+        "opened": agg["opened"],
+        "clicked": agg["clicked"],
+        "failed": agg["failed"],
+        "pending": agg["pending"],
+        "open_rate": _rate(agg["opened"], agg["sent"]),
+        "click_rate": _rate(agg["clicked"], agg["sent"]),
         "conversion": test,
-        "attributed_revenue": f"{revenue:.2f}", "control_revenue": f"{control_revenue:.2f}",
-        "revenue_per_treated": _rate(float(revenue), agg["sent"]), "revenue_per_control": _rate(float(control_revenue), agg["held_out"]),
-        "goal": {"event_type": campaign.goal_event_type, "item": campaign.goal_item_id, "category": campaign.goal_category,
-                 "attribution_days": campaign.attribution_days},
+        "attributed_revenue": f"{revenue:.2f}",
+        "control_revenue": f"{control_revenue:.2f}",
+        "revenue_per_treated": _rate(float(revenue), agg["sent"]),
+        "revenue_per_control": _rate(float(control_revenue), agg["held_out"]),
+        "goal": {
+            "event_type": campaign.goal_event_type,
+            "item": campaign.goal_item_id,
+            "category": campaign.goal_category,
+            "attribution_days": campaign.attribution_days,
+        },
     }
 
 
@@ -75,7 +105,8 @@ def activities_for(customer: Customer) -> list[dict]:
 
     campaigns = list(
         Campaign.objects.filter(status=CampaignStatus.RUNNING, kind=CampaignKind.ACTIVITY, promoted_item__isnull=False)
-        .filter(segments__memberships__customer=customer).distinct()
+        .filter(segments__memberships__customer=customer)
+        .distinct()
         .exclude(excluded_segments__memberships__customer=customer)
         .select_related("promoted_item")
     )
@@ -87,8 +118,15 @@ def activities_for(customer: Customer) -> list[dict]:
     rows = []
     for c in campaigns:
         rec = scores.get(c.promoted_item_id)
-        rows.append({"campaign": c, "item": c.promoted_item, "score": rec.score if rec else None,
-                     "rank": rec.rank if rec else None, "reason": rec.reason_text if rec else ""})
+        rows.append(
+            {
+                "campaign": c,
+                "item": c.promoted_item,
+                "score": rec.score if rec else None,
+                "rank": rec.rank if rec else None,
+                "reason": rec.reason_text if rec else "",
+            }
+        )
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0.0), r["campaign"].pk))
     return rows
 
@@ -107,16 +145,30 @@ def dashboard_campaigns(limit: int = 10) -> list[dict]:
             with operator_query_timeout():
                 report = campaign_report(campaign)
         except OperatorQueryTimeout as exc:
-            rows.append({"name": campaign.name, "url": url, "sent": "–", "treated_rate": "–", "control_rate": "–",
-                         "uplift": f"not shown: {exc}"})
+            rows.append(
+                {
+                    "name": campaign.name,
+                    "url": url,
+                    "sent": "–",
+                    "treated_rate": "–",
+                    "control_rate": "–",
+                    "uplift": f"not shown: {exc}",
+                }
+            )
             continue
         test = report["conversion"]
         uplift = "–"
         if test.get("uplift_abs") is not None:
             lo, hi = test["uplift_abs_ci"]
             uplift = f"{test['uplift_abs'] * 100:+.1f} pts (95% CI {lo * 100:+.1f} to {hi * 100:+.1f})"
-        rows.append({
-            "name": campaign.name, "url": url, "sent": report["sent"],
-            "treated_rate": pct(test.get("treated_rate")), "control_rate": pct(test.get("control_rate")), "uplift": uplift,
-        })
+        rows.append(
+            {
+                "name": campaign.name,
+                "url": url,
+                "sent": report["sent"],
+                "treated_rate": pct(test.get("treated_rate")),
+                "control_rate": pct(test.get("control_rate")),
+                "uplift": uplift,
+            }
+        )
     return rows

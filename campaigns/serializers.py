@@ -1,4 +1,5 @@
 """Request and response shapes of the campaigns API (also what the OpenAPI schema documents)."""
+
 from rest_framework import serializers
 
 from .models import Channel
@@ -25,7 +26,9 @@ class DeliveredOutSerializer(serializers.Serializer):
 
 
 class TrackInSerializer(serializers.Serializer):
-    item = serializers.CharField(required=False, max_length=128, help_text="External id of the item clicked (clicks only).")
+    item = serializers.CharField(
+        required=False, max_length=128, help_text="External id of the item clicked (clicks only)."
+    )
     item_kind = serializers.CharField(required=False, default="product", max_length=16)
 
 
@@ -39,7 +42,9 @@ def _finite(value: float) -> None:
 
 
 class AudiencePreviewInSerializer(serializers.Serializer):
-    segments = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), allow_empty=True, max_length=1000)
+    segments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), allow_empty=True, max_length=1000
+    )
     excluded_segments = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False, default=list, max_length=1000
     )

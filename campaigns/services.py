@@ -15,6 +15,7 @@ Exactly once, per delivery (see docs/campaigns.md, "Delivery guarantee"):
    receiver dedupes on; email carries a Message-ID built from the provider key, so a resend is
    the same message to any system that dedupes on it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,8 @@ from .models import (
     TRANSITIONS,
     Campaign,
     CampaignKind,
-    CampaignStatus,
     CampaignsAuditAction,
+    CampaignStatus,
     Channel,
     Delivery,
     DeliveryStatus,
@@ -56,8 +57,17 @@ log = logging.getLogger(__name__)
 
 OPEN = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
 UNSUBSCRIBE_SALT = "campaigns.unsubscribe"
-PROFILE_FIELDS = ("lifecycle", "rfm_code", "top_category", "orders_total", "recency_days", "monetary", "price_band",
-                  "avg_order_value", "frequency")
+PROFILE_FIELDS = (
+    "lifecycle",
+    "rfm_code",
+    "top_category",
+    "orders_total",
+    "recency_days",
+    "monetary",
+    "price_band",
+    "avg_order_value",
+    "frequency",
+)
 
 
 class TransitionError(Exception):
@@ -97,13 +107,19 @@ def audience_queryset(*, segment_ids, excluded_ids=()) -> QuerySet[Customer]:
     return qs.order_by()
 
 
-def audience_preview(*, segment_ids, excluded_ids=(), channel: str = Channel.IN_APP, control_percent: float = 10.0) -> dict:
+def audience_preview(
+    *, segment_ids, excluded_ids=(), channel: str = Channel.IN_APP, control_percent: float = 10.0
+) -> dict:
     """The live audience-size preview of the campaign form."""
     qs = audience_queryset(segment_ids=segment_ids, excluded_ids=excluded_ids)
     agg = qs.aggregate(members=Count("id"), consenting=Count("id", filter=Q(**{CONSENT_FIELDS[channel]: True})))
     control = round(agg["consenting"] * float(control_percent) / 100.0)
-    return {**agg, "no_consent": agg["members"] - agg["consenting"], "control_expected": control,
-            "treated_expected": agg["consenting"] - control}
+    return {
+        **agg,
+        "no_consent": agg["members"] - agg["consenting"],
+        "control_expected": control,
+        "treated_expected": agg["consenting"] - control,
+    }
 
 
 def _campaign_audience(campaign: Campaign) -> QuerySet[Customer]:
@@ -122,9 +138,11 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     """
     now = now or timezone.now()
     consent = CONSENT_FIELDS[campaign.channel]
-    qs = _campaign_audience(campaign).exclude(
-        Exists(Delivery.objects.filter(campaign_id=campaign.pk, customer_id=OuterRef("pk")))
-    ).order_by("id")
+    qs = (
+        _campaign_audience(campaign)
+        .exclude(Exists(Delivery.objects.filter(campaign_id=campaign.pk, customer_id=OuterRef("pk"))))
+        .order_by("id")
+    )
     frame = read_frame(qs, ["id", consent])
     if frame.empty:
         return 0
@@ -133,11 +151,22 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     control = control_mask(campaign.pk, ids, campaign.control_percent) & consenting
     status = np.where(consenting & ~control, DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value)
     reason = np.where(control, SuppressReason.CONTROL.value, np.where(consenting, "", SuppressReason.NO_CONSENT.value))
-    rows = pd.DataFrame({
-        "campaign_id": campaign.pk, "customer_id": ids, "is_control": control, "status": status, "reason": reason,
-        "title": "", "body": "", "items": [[] for _ in range(len(ids))], "claim": "", "attempts": 0, "error": "",
-        "created_at": pd.Timestamp(now),
-    })
+    rows = pd.DataFrame(
+        {
+            "campaign_id": campaign.pk,
+            "customer_id": ids,
+            "is_control": control,
+            "status": status,
+            "reason": reason,
+            "title": "",
+            "body": "",
+            "items": [[] for _ in range(len(ids))],
+            "claim": "",
+            "attempts": 0,
+            "error": "",
+            "created_at": pd.Timestamp(now),
+        }
+    )
     return bulk_insert(Delivery, rows, json_columns=("items",))
 
 
@@ -179,7 +208,9 @@ STATUS_ACTIONS = {
 }
 
 
-def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "", now: datetime | None = None, source: str = "") -> Campaign:
+def campaign_transition(
+    *, campaign: Campaign, to: str, by=None, note: str = "", now: datetime | None = None, source: str = ""
+) -> Campaign:
     """Move a campaign to `to` if the state machine allows it, and record who did it and when
     (in its status history and in the audit log; `source` is admin, api, shell or system)."""
     from accounts.audit import audit_record, shell_actor
@@ -189,13 +220,23 @@ def campaign_transition(*, campaign: Campaign, to: str, by=None, note: str = "",
         locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
         if to not in TRANSITIONS[locked.status]:
             raise TransitionError(f"A {locked.get_status_display().lower()} campaign cannot become {to}.")
-        StatusChange.objects.create(campaign=locked, from_status=locked.status, to_status=to, by=by, at=now, note=note[:300])
-        action = CampaignsAuditAction.CAMPAIGN_RESUMED if (locked.status == CampaignStatus.PAUSED
-                                                          and to == CampaignStatus.RUNNING) \
-            else STATUS_ACTIONS.get(to, CampaignsAuditAction.CAMPAIGN_CHANGED)  # back to draft: a change, with from/to
+        StatusChange.objects.create(
+            campaign=locked, from_status=locked.status, to_status=to, by=by, at=now, note=note[:300]
+        )
+        action = (
+            CampaignsAuditAction.CAMPAIGN_RESUMED
+            if (locked.status == CampaignStatus.PAUSED and to == CampaignStatus.RUNNING)
+            else STATUS_ACTIONS.get(to, CampaignsAuditAction.CAMPAIGN_CHANGED)
+        )  # back to draft: a change, with from/to
         source = source or ("admin" if by is not None else "system")
-        audit_record(action=action, actor=by, target=locked, source=source, actor_label=shell_actor() if source == "shell" else "",
-                     changes={"from": locked.status, "to": to, **({"note": note[:300]} if note else {})})
+        audit_record(
+            action=action,
+            actor=by,
+            target=locked,
+            source=source,
+            actor_label=shell_actor() if source == "shell" else "",
+            changes={"from": locked.status, "to": to, **({"note": note[:300]} if note else {})},
+        )
         locked.status = to
         fields = ["status", "updated_at"]
         if to == CampaignStatus.COMPLETED or to == CampaignStatus.CANCELLED:
@@ -223,15 +264,33 @@ def _check_ready(campaign: Campaign) -> None:
             raise TemplateError(f"{label}: {exc}") from exc
 
 
-def campaign_launch(*, campaign: Campaign, by=None, now: datetime | None = None, queue: str | None = None, force_now: bool = False,
-                    source: str = "") -> Campaign:
+def campaign_launch(
+    *,
+    campaign: Campaign,
+    by=None,
+    now: datetime | None = None,
+    queue: str | None = None,
+    force_now: bool = False,
+    source: str = "",
+) -> Campaign:
     """Start a campaign: scheduled for later if its schedule says so, else snapshot and send now."""
     now = now or timezone.now()
     _check_ready(campaign)
-    if not force_now and campaign.schedule != ScheduleKind.NOW and campaign.send_at and campaign.send_at > now \
-            and campaign.status == CampaignStatus.DRAFT:
-        return campaign_transition(campaign=campaign, to=CampaignStatus.SCHEDULED, by=by, note=f"for {campaign.send_at:%Y-%m-%d %H:%M %Z}", now=now,
-                                   source=source)
+    if (
+        not force_now
+        and campaign.schedule != ScheduleKind.NOW
+        and campaign.send_at
+        and campaign.send_at > now
+        and campaign.status == CampaignStatus.DRAFT
+    ):
+        return campaign_transition(
+            campaign=campaign,
+            to=CampaignStatus.SCHEDULED,
+            by=by,
+            note=f"for {campaign.send_at:%Y-%m-%d %H:%M %Z}",
+            now=now,
+            source=source,
+        )
     with transaction.atomic():
         campaign_transition(campaign=campaign, to=CampaignStatus.RUNNING, by=by, note="launch", now=now, source=source)
         campaign.launched_at = campaign.launched_at or now
@@ -266,7 +325,8 @@ def campaign_cancel(*, campaign: Campaign, by=None, source: str = "") -> Campaig
     with transaction.atomic():
         campaign_transition(campaign=campaign, to=CampaignStatus.CANCELLED, by=by, note="cancel", source=source)
         Delivery.objects.filter(campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)).update(
-            status=DeliveryStatus.CANCELLED)
+            status=DeliveryStatus.CANCELLED
+        )
     return campaign
 
 
@@ -275,12 +335,15 @@ def item_url(item: dict) -> str:
     attrs = item.get("attributes") or {}
     if isinstance(attrs, dict) and attrs.get("url"):
         return str(attrs["url"])
-    return settings.CAMPAIGN_ITEM_URL.format(base=settings.CAMPAIGN_PUBLIC_BASE_URL.rstrip("/"), kind=item["kind"],
-                                             external_id=item["external_id"])
+    return settings.CAMPAIGN_ITEM_URL.format(
+        base=settings.CAMPAIGN_PUBLIC_BASE_URL.rstrip("/"), kind=item["kind"], external_id=item["external_id"]
+    )
 
 
 def _item_dicts(item_ids) -> dict[int, dict]:
-    rows = Item.objects.filter(id__in=list(item_ids)).values("id", "kind", "external_id", "title", "category", "price", "attributes")
+    rows = Item.objects.filter(id__in=list(item_ids)).values(
+        "id", "kind", "external_id", "title", "category", "price", "attributes"
+    )
     out = {}
     for r in rows:
         r["url"] = item_url(r)
@@ -292,11 +355,14 @@ def _item_dicts(item_ids) -> dict[int, dict]:
 def unsubscribe_token(*, customer_external_id: str, campaign_id: int | None, customer_id: int) -> str:
     """The signed token of an unsubscribe link: the customer row (id and external id) and the campaign.
     It works for UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS and only on that row (see unsubscribe_record)."""
-    return signing.dumps({"c": customer_external_id, "p": customer_id, "k": campaign_id}, salt=UNSUBSCRIBE_SALT, compress=True)
+    return signing.dumps(
+        {"c": customer_external_id, "p": customer_id, "k": campaign_id}, salt=UNSUBSCRIBE_SALT, compress=True
+    )
 
 
 def unsubscribe_token_read(token: str) -> dict:
-    """The token's claims; raises signing.SignatureExpired past UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS, signing.BadSignature if forged."""
+    """The token's claims; raises signing.SignatureExpired past UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS, signing.BadSignature "
+    "if forged."""
     days = settings.UNSUBSCRIBE_TOKEN_MAX_AGE_DAYS
     return signing.loads(token, salt=UNSUBSCRIBE_SALT, max_age=timedelta(days=days))
 
@@ -304,7 +370,9 @@ def unsubscribe_token_read(token: str) -> dict:
 def unsubscribe_url(*, customer_external_id: str, campaign_id: int | None, customer_id: int) -> str:
     from django.urls import reverse
 
-    token = unsubscribe_token(customer_external_id=customer_external_id, campaign_id=campaign_id, customer_id=customer_id)
+    token = unsubscribe_token(
+        customer_external_id=customer_external_id, campaign_id=campaign_id, customer_id=customer_id
+    )
     return settings.CAMPAIGN_PUBLIC_BASE_URL.rstrip("/") + reverse("campaigns-unsubscribe", args=[token])
 
 
@@ -313,11 +381,14 @@ def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int
 
     Plain data only: see rendering.py for the sandbox.
     """
-    from recommendations.selectors import top_items_for
     from recommendations.models import PopularItem
+    from recommendations.selectors import top_items_for
 
     ids = customers["id"].astype("int64").tolist()
-    profiles = {r.pop("customer_id"): r for r in Profile.objects.filter(customer_id__in=ids).values("customer_id", *PROFILE_FIELDS)}
+    profiles = {
+        r.pop("customer_id"): r
+        for r in Profile.objects.filter(customer_id__in=ids).values("customer_id", *PROFILE_FIELDS)
+    }
     per_customer: dict[int, list[int]] = {}
     fallback: list[int] = []
     n = campaign.recommendation_count
@@ -326,15 +397,22 @@ def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int
         for cid, group in top.groupby("customer_id", sort=False):
             per_customer[int(cid)] = group.sort_values("rank")["item_id"].astype(int).tolist()
         if len(per_customer) < len(ids):
-            fallback = list(PopularItem.objects.filter(run__is_active=True, kind=campaign.recommendation_kind, segment__isnull=True)
-                            .order_by("rank").values_list("item_id", flat=True)[:n])
+            fallback = list(
+                PopularItem.objects.filter(run__is_active=True, kind=campaign.recommendation_kind, segment__isnull=True)
+                .order_by("rank")
+                .values_list("item_id", flat=True)[:n]
+            )
     wanted = {i for v in per_customer.values() for i in v} | set(fallback)
     if campaign.promoted_item_id:
         wanted.add(campaign.promoted_item_id)
     items = _item_dicts(wanted)
     activity = items.get(campaign.promoted_item_id) if campaign.promoted_item_id else None
     camp = freeze({"id": campaign.pk, "name": campaign.name, "goal": campaign.goal})
-    frozen_activity = freeze({k: activity[k] for k in ("external_id", "kind", "title", "category", "price", "url")}) if activity else None
+    frozen_activity = (
+        freeze({k: activity[k] for k in ("external_id", "kind", "title", "category", "price", "url")})
+        if activity
+        else None
+    )
     out = {}
     for rec in customers.to_dict("records"):
         cid = int(rec["id"])
@@ -342,17 +420,26 @@ def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int
         chosen = [items[i] for i in per_customer.get(cid, fallback) if i in items]
         attrs = rec.get("attributes") or {}
         out[cid] = {
-            "customer": {"external_id": rec["external_id"], "name": name or rec["external_id"],
-                         "first_name": (name.split() or [rec["external_id"]])[0], "email": rec.get("email") or "",
-                         "time_zone": rec.get("time_zone") or "UTC", "attributes": attrs if isinstance(attrs, dict) else {},
-                         "profile": profiles.get(cid, {})},
-            "items": [{k: it[k] for k in ("external_id", "kind", "title", "category", "price", "url")} for it in chosen],
+            "customer": {
+                "external_id": rec["external_id"],
+                "name": name or rec["external_id"],
+                "first_name": (name.split() or [rec["external_id"]])[0],
+                "email": rec.get("email") or "",
+                "time_zone": rec.get("time_zone") or "UTC",
+                "attributes": attrs if isinstance(attrs, dict) else {},
+                "profile": profiles.get(cid, {}),
+            },
+            "items": [
+                {k: it[k] for k in ("external_id", "kind", "title", "category", "price", "url")} for it in chosen
+            ],
             "item_ids": [it["id"] for it in chosen] + ([activity["id"]] if activity else []),
             "activity": frozen_activity,
             "campaign": camp,
         }
         if campaign.channel == Channel.EMAIL:
-            out[cid]["unsubscribe_url"] = unsubscribe_url(customer_external_id=rec["external_id"], campaign_id=campaign.pk, customer_id=cid)
+            out[cid]["unsubscribe_url"] = unsubscribe_url(
+                customer_external_id=rec["external_id"], campaign_id=campaign.pk, customer_id=cid
+            )
     return out
 
 
@@ -363,11 +450,26 @@ def _render_pair(campaign: Campaign, context: dict) -> tuple[str, str]:
 
 def message_preview(*, campaign: Campaign, customer: Customer) -> dict:
     """The message as `customer` would get it: title, body and the context it was rendered from."""
-    frame = pd.DataFrame([{"id": customer.pk, "external_id": customer.external_id, "name": customer.name, "email": customer.email,
-                           "time_zone": customer.time_zone, "attributes": customer.attributes}])
+    frame = pd.DataFrame(
+        [
+            {
+                "id": customer.pk,
+                "external_id": customer.external_id,
+                "name": customer.name,
+                "email": customer.email,
+                "time_zone": customer.time_zone,
+                "attributes": customer.attributes,
+            }
+        ]
+    )
     context = message_contexts(campaign=campaign, customers=frame)[customer.pk]
     title, body = _render_pair(campaign, context)
-    return {"customer": customer.external_id, "title": title, "body": body, "context": {k: v for k, v in context.items() if k != "item_ids"}}
+    return {
+        "customer": customer.external_id,
+        "title": title,
+        "body": body,
+        "context": {k: v for k, v in context.items() if k != "item_ids"},
+    }
 
 
 def campaign_send_test(*, campaign: Campaign, user, customer: Customer) -> dict:
@@ -377,8 +479,15 @@ def campaign_send_test(*, campaign: Campaign, user, customer: Customer) -> dict:
     if not user.email:
         raise ValueError("Your user has no email address to send the test to.")
     preview = message_preview(campaign=campaign, customer=customer)
-    msg = Message(delivery_id=0, provider_key=f"test-{campaign.pk}-{uuid.uuid4().hex[:12]}", customer_external_id=customer.external_id,
-                  email=user.email, title="[TEST] " + preview["title"], body=preview["body"], campaign_id=campaign.pk)
+    msg = Message(
+        delivery_id=0,
+        provider_key=f"test-{campaign.pk}-{uuid.uuid4().hex[:12]}",
+        customer_external_id=customer.external_id,
+        email=user.email,
+        title="[TEST] " + preview["title"],
+        body=preview["body"],
+        campaign_id=campaign.pk,
+    )
     outcome = EmailChannel().send([msg])[0]
     if not outcome.ok:
         raise ValueError(f"The test could not be sent: {outcome.error}")
@@ -432,12 +541,20 @@ def _update_rows(frame: pd.DataFrame, columns: list[str], *, json_columns: tuple
             cur.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS SELECT {quoted} FROM {table} WITH NO DATA")
             with cur.cursor.copy(f"COPY {temp} ({quoted}) FROM STDIN") as copy:
                 for row in frame[cols].itertuples(index=False, name=None):
-                    copy.write_row([json.dumps(v) if c in json_columns else (None if v is pd.NaT else v) for c, v in zip(cols, row)])
+                    copy.write_row(
+                        [
+                            json.dumps(v) if c in json_columns else (None if v is pd.NaT else v)
+                            for c, v in zip(cols, row, strict=False)
+                        ]
+                    )
             sets = ", ".join(f'"{c}" = t."{c}"' for c in columns)
-            cur.execute(f'UPDATE {table} d SET {sets} FROM {temp} t WHERE d.id = t.id')
+            cur.execute(f"UPDATE {table} d SET {sets} FROM {temp} t WHERE d.id = t.id")
             cur.execute(f"DROP TABLE {temp}")
     else:
-        objs = [Delivery(**{k: (None if v is pd.NaT else v) for k, v in rec.items()}) for rec in frame[["id", *columns]].to_dict("records")]
+        objs = [
+            Delivery(**{k: (None if v is pd.NaT else v) for k, v in rec.items()})
+            for rec in frame[["id", *columns]].to_dict("records")
+        ]
         Delivery.objects.bulk_update(objs, columns, batch_size=500)
 
 
@@ -459,22 +576,45 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
         if not ids:
             return pd.DataFrame()
         rows = pd.DataFrame.from_records(
-            Delivery.objects.filter(id__in=ids).order_by("id").values(
-                "id", "customer_id", "status", "title", "body", "items", "customer__external_id", "customer__name",
-                "customer__email", "customer__time_zone", "customer__attributes", f"customer__{consent}",
+            Delivery.objects.filter(id__in=ids)
+            .order_by("id")
+            .values(
+                "id",
+                "customer_id",
+                "status",
+                "title",
+                "body",
+                "items",
+                "customer__external_id",
+                "customer__name",
+                "customer__email",
+                "customer__time_zone",
+                "customer__attributes",
+                f"customer__{consent}",
             )
         )
-        list(Customer.objects.select_for_update().filter(id__in=rows["customer_id"].tolist()).order_by("id").values_list("id", flat=True))
+        list(
+            Customer.objects.select_for_update()
+            .filter(id__in=rows["customer_id"].tolist())
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
         rows = rows.rename(columns=lambda c: c.replace("customer__", "c_"))
         rows["new_status"] = DeliveryStatus.SENDING.value
         rows["reason"] = ""
         rows["due_at"] = pd.Series([None] * len(rows), index=rows.index, dtype=object)
         # 1. consent (it may have been withdrawn since launch) and an address
         no_consent = ~rows[f"c_{consent}"].astype(bool)
-        rows.loc[no_consent, ["new_status", "reason"]] = [DeliveryStatus.SUPPRESSED.value, SuppressReason.NO_CONSENT.value]
+        rows.loc[no_consent, ["new_status", "reason"]] = [
+            DeliveryStatus.SUPPRESSED.value,
+            SuppressReason.NO_CONSENT.value,
+        ]
         if campaign.channel == Channel.EMAIL:
             no_addr = (rows["c_email"].fillna("") == "") & (rows["new_status"] == DeliveryStatus.SENDING)
-            rows.loc[no_addr, ["new_status", "reason"]] = [DeliveryStatus.SUPPRESSED.value, SuppressReason.NO_ADDRESS.value]
+            rows.loc[no_addr, ["new_status", "reason"]] = [
+                DeliveryStatus.SUPPRESSED.value,
+                SuppressReason.NO_ADDRESS.value,
+            ]
         if campaign.ends_at and campaign.ends_at <= now:
             live = rows["new_status"] == DeliveryStatus.SENDING
             rows.loc[live, ["new_status", "reason"]] = [DeliveryStatus.SUPPRESSED.value, SuppressReason.EXPIRED.value]
@@ -489,12 +629,21 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
         live = rows["new_status"] == DeliveryStatus.SENDING
         if live.any():
             counts = dict(
-                Delivery.objects.filter(customer_id__in=rows.loc[live, "customer_id"].tolist(),
-                                        status__in=(DeliveryStatus.SENDING, DeliveryStatus.SENT), claimed_at__gte=now - timedelta(days=days))
-                .exclude(id__in=ids).values("customer_id").annotate(n=Count("id")).values_list("customer_id", "n")
+                Delivery.objects.filter(
+                    customer_id__in=rows.loc[live, "customer_id"].tolist(),
+                    status__in=(DeliveryStatus.SENDING, DeliveryStatus.SENT),
+                    claimed_at__gte=now - timedelta(days=days),
+                )
+                .exclude(id__in=ids)
+                .values("customer_id")
+                .annotate(n=Count("id"))
+                .values_list("customer_id", "n")
             )
             over = live & (rows["customer_id"].map(counts).fillna(0) >= cap)
-            rows.loc[over, ["new_status", "reason"]] = [DeliveryStatus.SUPPRESSED.value, SuppressReason.FREQUENCY_CAP.value]
+            rows.loc[over, ["new_status", "reason"]] = [
+                DeliveryStatus.SUPPRESSED.value,
+                SuppressReason.FREQUENCY_CAP.value,
+            ]
         # 4. render what has not been rendered by an earlier attempt; a message that cannot be
         #    rendered (a sandbox limit, a filter failing on this customer's data) fails its own
         #    delivery with the reason, and the rest of the chunk goes on
@@ -502,7 +651,9 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
         todo = live & (rows["title"] == "")
         rows["error"] = ""
         if todo.any():
-            customers = rows.loc[todo, ["customer_id", "c_external_id", "c_name", "c_email", "c_time_zone", "c_attributes"]]
+            customers = rows.loc[
+                todo, ["customer_id", "c_external_id", "c_name", "c_email", "c_time_zone", "c_attributes"]
+            ]
             customers.columns = ["id", "external_id", "name", "email", "time_zone", "attributes"]
             contexts = message_contexts(campaign=campaign, customers=customers)
             rendered: dict[int, tuple] = {}
@@ -514,7 +665,11 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
                     failures[cid] = str(exc)[:500]
             if failures:
                 # the reasons are in the rows; they may quote a customer's data, which logs never carry
-                log.warning("campaign %s: %d message(s) could not be rendered; their deliveries failed", campaign.pk, len(failures))
+                log.warning(
+                    "campaign %s: %d message(s) could not be rendered; their deliveries failed",
+                    campaign.pk,
+                    len(failures),
+                )
                 bad = todo & rows["customer_id"].isin(list(failures))
                 rows.loc[bad, "new_status"] = DeliveryStatus.FAILED.value
                 rows.loc[bad, "error"] = rows.loc[bad, "customer_id"].map(failures)
@@ -533,11 +688,16 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
         sending = rows[live].copy()
         if len(sending):
             sending["attempts_inc"] = 1
-            _update_rows(sending[["id", "status", "claim", "claimed_at", "provider_key", "title", "body", "items"]],
-                         ["status", "claim", "claimed_at", "provider_key", "title", "body", "items"], json_columns=("items",))
+            _update_rows(
+                sending[["id", "status", "claim", "claimed_at", "provider_key", "title", "body", "items"]],
+                ["status", "claim", "claimed_at", "provider_key", "title", "body", "items"],
+                json_columns=("items",),
+            )
             Delivery.objects.filter(id__in=sending["id"].tolist()).update(attempts=F("attempts") + 1)
         if deferred.any():
-            _update_rows(rows.loc[deferred, ["id", "status", "due_at", "deferred_until"]], ["status", "due_at", "deferred_until"])
+            _update_rows(
+                rows.loc[deferred, ["id", "status", "due_at", "deferred_until"]], ["status", "due_at", "deferred_until"]
+            )
         suppressed = rows["status"] == DeliveryStatus.SUPPRESSED
         if suppressed.any():
             _update_rows(rows.loc[suppressed, ["id", "status", "reason"]], ["status", "reason"])
@@ -547,7 +707,9 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
     return sending
 
 
-def deliveries_send(*, campaign_id: int, first_id: int, last_id: int, attempt: str = "", now: datetime | None = None) -> dict:
+def deliveries_send(
+    *, campaign_id: int, first_id: int, last_id: int, attempt: str = "", now: datetime | None = None
+) -> dict:
     """Send the campaign's deliveries with ids in [first_id, last_id]; safe to run any number of times."""
     started = time.monotonic()
     campaign = Campaign.objects.filter(pk=campaign_id).first()
@@ -564,29 +726,38 @@ def deliveries_send(*, campaign_id: int, first_id: int, last_id: int, attempt: s
     delay = float(settings.CAMPAIGN_SEND_DELAY_SECONDS)
     records = claimed.to_dict("records")
     for start in range(0, len(records), batch):
-        part = records[start:start + batch]
+        part = records[start : start + batch]
         messages = [
-            Message(delivery_id=r["id"], provider_key=r["provider_key"], customer_external_id=r["c_external_id"], email=r["c_email"] or "",
-                    title=r["title"], body=r["body"], campaign_id=campaign.pk,
-                    unsubscribe_url=unsubscribe_url(customer_external_id=r["c_external_id"], campaign_id=campaign.pk,
-                                                    customer_id=int(r["customer_id"]))
-                    if campaign.channel == Channel.EMAIL else "",
-                    data={"items": list(r["items"] or []), "delivery": r["id"]})
+            Message(
+                delivery_id=r["id"],
+                provider_key=r["provider_key"],
+                customer_external_id=r["c_external_id"],
+                email=r["c_email"] or "",
+                title=r["title"],
+                body=r["body"],
+                campaign_id=campaign.pk,
+                unsubscribe_url=unsubscribe_url(
+                    customer_external_id=r["c_external_id"], campaign_id=campaign.pk, customer_id=int(r["customer_id"])
+                )
+                if campaign.channel == Channel.EMAIL
+                else "",
+                data={"items": list(r["items"] or []), "delivery": r["id"]},
+            )
             for r in part
         ]
         if delay:
             time.sleep(delay * len(messages))
         outcomes = channel.send(messages)
         sent_at = timezone.now()
-        ok_delivered = [m.delivery_id for m, o in zip(messages, outcomes) if o.ok and o.delivered]
-        ok_stored = [m.delivery_id for m, o in zip(messages, outcomes) if o.ok and not o.delivered]
+        ok_delivered = [m.delivery_id for m, o in zip(messages, outcomes, strict=False) if o.ok and o.delivered]
+        ok_stored = [m.delivery_id for m, o in zip(messages, outcomes, strict=False) if o.ok and not o.delivered]
         mine = Delivery.objects.filter(status=DeliveryStatus.SENDING, claim=attempt)
         if ok_delivered:
             mine.filter(id__in=ok_delivered).update(status=DeliveryStatus.SENT, sent_at=sent_at, delivered_at=sent_at)
         if ok_stored:
             mine.filter(id__in=ok_stored).update(status=DeliveryStatus.SENT, sent_at=sent_at)
         errors: dict[str, list[int]] = {}
-        for m, o in zip(messages, outcomes):
+        for m, o in zip(messages, outcomes, strict=False):
             if not o.ok:
                 errors.setdefault(o.error[:500], []).append(m.delivery_id)
         for error, ids in errors.items():
@@ -608,12 +779,22 @@ def _after_send(campaign: Campaign, rows: list[dict], *, delivered: set[int], at
         try:
             from recommendations.services import impressions_record
 
-            impressions_record(customer_ids=[p[0] for p in pairs], item_ids=[p[1] for p in pairs], shown_at=at, source=f"campaign:{campaign.pk}")
+            impressions_record(
+                customer_ids=[p[0] for p in pairs],
+                item_ids=[p[1] for p in pairs],
+                shown_at=at,
+                source=f"campaign:{campaign.pk}",
+            )
         except Exception:  # a soft signal: never fail a send for it
             log.exception("impressions for campaign %s not recorded", campaign.pk)
     delivered_rows = [r for r in rows if r["id"] in delivered]
     if delivered_rows:
-        _record_events(campaign, "delivered", [(r["id"], r["c_external_id"], (r["items"] or [None])[0]) for r in delivered_rows], at)
+        _record_events(
+            campaign,
+            "delivered",
+            [(r["id"], r["c_external_id"], (r["items"] or [None])[0]) for r in delivered_rows],
+            at,
+        )
 
 
 def _record_events(campaign: Campaign, what: str, rows: list[tuple[int, str, int | None]], at: datetime) -> int:
@@ -622,16 +803,27 @@ def _record_events(campaign: Campaign, what: str, rows: list[tuple[int, str, int
     if not etype or not rows:
         return 0
     items = _item_dicts({i for _, _, i in rows if i})
-    frame = pd.DataFrame([
-        {"external_id": f"campaign:{campaign.pk}:delivery:{did}:{what}", "customer": ext,
-         "item_kind": items[i]["kind"] if i in items else None, "item": items[i]["external_id"] if i in items else None,
-         "type": etype, "value": None, "amount": None, "occurred_at": at,
-         "context": {"campaign": campaign.pk, "delivery": did, "channel": campaign.channel, "interaction": what}}
-        for did, ext, i in rows
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "external_id": f"campaign:{campaign.pk}:delivery:{did}:{what}",
+                "customer": ext,
+                "item_kind": items[i]["kind"] if i in items else None,
+                "item": items[i]["external_id"] if i in items else None,
+                "type": etype,
+                "value": None,
+                "amount": None,
+                "occurred_at": at,
+                "context": {"campaign": campaign.pk, "delivery": did, "channel": campaign.channel, "interaction": what},
+            }
+            for did, ext, i in rows
+        ]
+    )
     result = events_ingest(rows=frame, all_or_nothing=False, create_unknown=False)
     if result.errors:
-        log.info("campaign %s: %d %s event(s) not recorded: %s", campaign.pk, len(result.errors), what, result.errors[0])
+        log.info(
+            "campaign %s: %d %s event(s) not recorded: %s", campaign.pk, len(result.errors), what, result.errors[0]
+        )
     return result.created
 
 
@@ -676,14 +868,22 @@ def inbox_record_delivered(*, delivery: Delivery, now: datetime | None = None) -
 def inbox_mark_delivered(*, delivery_ids: list[int], now: datetime | None = None) -> int:
     """The customer's client showed these in-app messages: they are delivered (each once)."""
     now = now or timezone.now()
-    fresh = list(Delivery.objects.filter(id__in=delivery_ids, delivered_at__isnull=True)
-                 .values_list("id", "campaign_id", "customer__external_id", "items"))
+    fresh = list(
+        Delivery.objects.filter(id__in=delivery_ids, delivered_at__isnull=True).values_list(
+            "id", "campaign_id", "customer__external_id", "items"
+        )
+    )
     if not fresh:
         return 0
     Delivery.objects.filter(id__in=[f[0] for f in fresh], delivered_at__isnull=True).update(delivered_at=now)
     for cid in {f[1] for f in fresh}:
         campaign = Campaign.objects.get(pk=cid)
-        _record_events(campaign, "delivered", [(f[0], f[2], campaign.promoted_item_id or (f[3] or [None])[0]) for f in fresh if f[1] == cid], now)
+        _record_events(
+            campaign,
+            "delivered",
+            [(f[0], f[2], campaign.promoted_item_id or (f[3] or [None])[0]) for f in fresh if f[1] == cid],
+            now,
+        )
     return len(fresh)
 
 
@@ -729,8 +929,9 @@ def campaigns_tick(*, now: datetime | None = None, queue: str | None = None) -> 
     for campaign in Campaign.objects.filter(status=CampaignStatus.RUNNING):
         if campaign.ends_at and campaign.ends_at <= now:
             with transaction.atomic():
-                Delivery.objects.filter(campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)).update(
-                    status=DeliveryStatus.SUPPRESSED, reason=SuppressReason.EXPIRED)
+                Delivery.objects.filter(
+                    campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+                ).update(status=DeliveryStatus.SUPPRESSED, reason=SuppressReason.EXPIRED)
                 campaign_transition(campaign=campaign, to=CampaignStatus.COMPLETED, note="ended", now=now)
             out["completed"] += 1
             continue
@@ -741,10 +942,15 @@ def campaigns_tick(*, now: datetime | None = None, queue: str | None = None) -> 
                 campaign.save(update_fields=["next_run_at", "updated_at"])
             out["refreshed"] += added
         stale = now - timedelta(seconds=float(settings.CAMPAIGN_CLAIM_TIMEOUT_SECONDS))
-        pending = Delivery.objects.filter(campaign=campaign).filter(
-            Q(status=DeliveryStatus.QUEUED) | Q(status=DeliveryStatus.DEFERRED, due_at__lte=now)
-            | Q(status=DeliveryStatus.SENDING, claimed_at__lt=stale)
-        ).values_list("id", flat=True)
+        pending = (
+            Delivery.objects.filter(campaign=campaign)
+            .filter(
+                Q(status=DeliveryStatus.QUEUED)
+                | Q(status=DeliveryStatus.DEFERRED, due_at__lte=now)
+                | Q(status=DeliveryStatus.SENDING, claimed_at__lt=stale)
+            )
+            .values_list("id", flat=True)
+        )
         ids = list(pending)
         if ids:
             out["requeued"] += deliveries_enqueue(campaign_id=campaign.pk, ids=ids, queue=queue)
@@ -780,13 +986,19 @@ def campaigns_attribute(*, now: datetime | None = None, campaign_ids: list[int] 
             treated = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT)
             n_t = treated.update(
                 converted_at=Subquery(treated_goal.order_by("occurred_at").values("occurred_at")[:1]),
-                revenue=Subquery(treated_goal.order_by().values("customer_id").annotate(s=Sum("amount")).values("s")[:1]),
+                revenue=Subquery(
+                    treated_goal.order_by().values("customer_id").annotate(s=Sum("amount")).values("s")[:1]
+                ),
             )
-            control_goal = goal.filter(occurred_at__gte=campaign.launched_at, occurred_at__lte=campaign.launched_at + window)
+            control_goal = goal.filter(
+                occurred_at__gte=campaign.launched_at, occurred_at__lte=campaign.launched_at + window
+            )
             control = Delivery.objects.filter(campaign=campaign, is_control=True)
             n_c = control.update(
                 converted_at=Subquery(control_goal.order_by("occurred_at").values("occurred_at")[:1]),
-                revenue=Subquery(control_goal.order_by().values("customer_id").annotate(s=Sum("amount")).values("s")[:1]),
+                revenue=Subquery(
+                    control_goal.order_by().values("customer_id").annotate(s=Sum("amount")).values("s")[:1]
+                ),
             )
             Campaign.objects.filter(pk=campaign.pk).update(attributed_at=now)
         out[campaign.pk] = {"treated": n_t, "control": n_c}

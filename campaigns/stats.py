@@ -1,4 +1,5 @@
 """The uplift statistics of the report: a two-proportion test, in plain math (no scipy.stats, no statsmodels)."""
+
 from __future__ import annotations
 
 import math
@@ -17,9 +18,21 @@ def two_proportion(x_t: int, n_t: int, x_c: int, n_c: int, *, z: float = Z95) ->
 
     Every figure is None where it is undefined (an empty group, no conversions for the ratio).
     """
-    out = {"treated_n": n_t, "treated_conversions": x_t, "control_n": n_c, "control_conversions": x_c,
-           "treated_rate": None, "control_rate": None, "uplift_abs": None, "uplift_abs_ci": None,
-           "uplift_rel": None, "uplift_rel_ci": None, "z": None, "p_value": None, "significant": None}
+    out = {
+        "treated_n": n_t,
+        "treated_conversions": x_t,
+        "control_n": n_c,
+        "control_conversions": x_c,
+        "treated_rate": None,
+        "control_rate": None,
+        "uplift_abs": None,
+        "uplift_abs_ci": None,
+        "uplift_rel": None,
+        "uplift_rel_ci": None,
+        "z": None,
+        "p_value": None,
+        "significant": None,
+    }
     if n_t <= 0 or n_c <= 0:
         return out
     p_t, p_c = x_t / n_t, x_c / n_c

@@ -1,7 +1,8 @@
 """Celery tasks: they take ids, call one service, and are safe to run twice.
 
-Beat entries (the lead adds them to CELERY_BEAT_SCHEDULE):
-  campaigns.tasks.campaigns_tick       every minute      scheduled launches, recurring refreshes, deferred sends, stranded chunks
+Beat entries (config/settings.py, CELERY_BEAT_SCHEDULE):
+  campaigns.tasks.campaigns_tick       every minute      scheduled launches, recurring refreshes, deferred sends,
+                                                         stranded chunks
   campaigns.tasks.campaigns_attribute  every 15 minutes  conversion attribution
 
 Reliability (docs/reliability.md): transient database or broker errors are retried with
@@ -10,6 +11,7 @@ to its job instead of the global hour: a tick must finish before the next one st
 sends within a few minutes. A send retried (or redelivered) keeps its task id, which is its claim
 key, so it takes over its own claimed rows and skips those already sent.
 """
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
@@ -28,16 +30,25 @@ ATTRIBUTE_LIMITS = {"soft_time_limit": 840, "time_limit": 900}
 
 
 @shared_task(
-    name="campaigns.tasks.deliveries_send", bind=True, acks_late=True, **SEND_LIMITS,
+    name="campaigns.tasks.deliveries_send",
+    bind=True,
+    acks_late=True,
+    **SEND_LIMITS,
     **{**RETRY_TRANSIENT, "autoretry_for": (*RETRY_TRANSIENT["autoretry_for"], SoftTimeLimitExceeded)},
 )
 def deliveries_send(self, campaign_id: int, first_id: int, last_id: int) -> dict:
     """Send one chunk. The task id is the claim key: a redelivery of the same message may take over
     the rows its dead predecessor claimed; rows already sent are skipped."""
-    return services.deliveries_send(campaign_id=campaign_id, first_id=first_id, last_id=last_id, attempt=self.request.id or "")
+    return services.deliveries_send(
+        campaign_id=campaign_id, first_id=first_id, last_id=last_id, attempt=self.request.id or ""
+    )
 
 
-@shared_task(name="campaigns.tasks.campaigns_tick", **{**RETRY_TRANSIENT, "max_retries": 2, "retry_backoff_max": 20}, **TICK_LIMITS)
+@shared_task(
+    name="campaigns.tasks.campaigns_tick",
+    **{**RETRY_TRANSIENT, "max_retries": 2, "retry_backoff_max": 20},
+    **TICK_LIMITS,
+)
 def campaigns_tick() -> dict:
     # Few, short retries: the next tick comes within a minute and does the same work.
     return services.campaigns_tick()

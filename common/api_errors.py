@@ -1,4 +1,5 @@
 """One error shape for the whole API: {"detail": "<sentence>", "errors": [{"field"|"row"|"path", "reason"}...]}."""
+
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -49,7 +50,10 @@ def _flatten(data, prefix: str = "") -> list[dict]:
 def exception_handler(exc, context):
     if isinstance(exc, RecursionError) and "JSON" in str(exc):
         # json.loads gives up on a body nested thousands of levels deep; that is the client's error.
-        return Response({"detail": "JSON parse error - the body is nested too deeply.", "errors": []}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"detail": "JSON parse error - the body is nested too deeply.", "errors": []},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, OperatorQueryTimeout):
         # The server cancelled an operator's query (OPERATOR_QUERY_TIMEOUT_MS): not the caller's
         # syntax, not a crash; the same request may pass later or narrowed.
@@ -58,7 +62,9 @@ def exception_handler(exc, context):
     if response is None:
         return None
     data = response.data
-    if isinstance(exc, exceptions.ValidationError) and not (isinstance(data, dict) and "detail" in data and "errors" in data):
+    if isinstance(exc, exceptions.ValidationError) and not (
+        isinstance(data, dict) and "detail" in data and "errors" in data
+    ):
         errors = _flatten(data)
         named = "; ".join(f"{e['field']}: {e['reason']}" for e in errors[:3])
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""

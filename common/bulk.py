@@ -5,6 +5,7 @@ PostgreSQL gets COPY both ways (several times faster than row-by-row cursors and
 INSERTs); other databases (SQLite for the demo) get the portable equivalents. Callers hand over a
 queryset or a DataFrame and never loop over rows themselves.
 """
+
 from __future__ import annotations
 
 import io
@@ -41,7 +42,10 @@ def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tu
     else:
         sql, params, prefixed, text = _copy_out_sql(qs)
         options = {
-            "header": None, "names": columns, "keep_default_na": False, "low_memory": False,
+            "header": None,
+            "names": columns,
+            "keep_default_na": False,
+            "low_memory": False,
             # NULL is the only empty field: text that can be empty is prefixed, text that cannot be
             # NULL keeps "" as "" (CSV cannot tell a quoted "" from an unquoted one to pandas)
             "na_values": {c: [""] for i, c in enumerate(columns) if i in prefixed or i not in text},
@@ -63,7 +67,7 @@ def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tu
             present = pd.notna(values)
             values[present] = pd.Series(values[present], dtype=object).str[1:].to_numpy(dtype=object)
             frame[columns[i]] = values
-    for col, kind in zip(columns, kinds):
+    for col, kind in zip(columns, kinds, strict=False):
         if kind is not None:
             frame[col] = _TYPED[kind](frame[col])
     for col in parse_dates:
@@ -72,7 +76,7 @@ def read_frame(queryset: models.QuerySet, columns: list[str], *, parse_dates: tu
 
 
 def _column_kinds(qs: models.QuerySet) -> list[str | None]:
-    """"bool", "int", "float" or None (left as read) for each selected column, from its field."""
+    """ "bool", "int", "float" or None (left as read) for each selected column, from its field."""
     compiler = qs.query.get_compiler(using=qs.db)
     compiler.setup_query()
     kinds: list[str | None] = []
@@ -174,8 +178,23 @@ def _read_with_psql(sql: str, params, columns: list[str], options: dict) -> pd.D
         literal_sql = ClientCursor(cur.connection).mogrify(sql, params)
     db = connection.settings_dict
     env = {**os.environ, "PGPASSWORD": db.get("PASSWORD") or "", "PGCONNECT_TIMEOUT": "10"}
-    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", db.get("HOST") or "localhost", "-p", str(db.get("PORT") or 5432),
-           "-U", db.get("USER") or "postgres", "-d", db["NAME"], "-c", f"COPY ({literal_sql}) TO STDOUT WITH (FORMAT csv)"]
+    cmd = [
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        db.get("HOST") or "localhost",
+        "-p",
+        str(db.get("PORT") or 5432),
+        "-U",
+        db.get("USER") or "postgres",
+        "-d",
+        db["NAME"],
+        "-c",
+        f"COPY ({literal_sql}) TO STDOUT WITH (FORMAT csv)",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         frame = pd.read_csv(proc.stdout, **options)
@@ -213,10 +232,9 @@ def copy_rows(table: str, rows: Iterable[tuple], *, columns: Sequence[str] | Non
     as NULL, as a column or row boundary, or as the end of the data.
     """
     cols = " ({})".format(", ".join(f'"{c}"' for c in columns)) if columns else ""
-    with connection.cursor() as cur:
-        with cur.cursor.copy(f"COPY {table}{cols} FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    with connection.cursor() as cur, cur.cursor.copy(f"COPY {table}{cols} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _copy_in(table: str, frame: pd.DataFrame, json_columns: tuple[str, ...]) -> None:
@@ -225,7 +243,7 @@ def _copy_in(table: str, frame: pd.DataFrame, json_columns: tuple[str, ...]) -> 
     def rows():
         for start in range(0, len(frame), COPY_SLICE_ROWS):
             part = frame.iloc[start : start + COPY_SLICE_ROWS]
-            yield from zip(*(copy_values(part[c], as_json=c in json_columns) for c in part.columns))
+            yield from zip(*(copy_values(part[c], as_json=c in json_columns) for c in part.columns), strict=False)
 
     copy_rows(table, rows(), columns=list(frame.columns))
 
@@ -236,7 +254,9 @@ def _records(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def bulk_insert(model: type[models.Model], frame: pd.DataFrame, *, json_columns: tuple[str, ...] = (), batch_size: int = 5000) -> int:
+def bulk_insert(
+    model: type[models.Model], frame: pd.DataFrame, *, json_columns: tuple[str, ...] = (), batch_size: int = 5000
+) -> int:
     """Insert every row of `frame` (columns are the model's column names, e.g. `customer_id`)."""
     if frame.empty:
         return 0
@@ -248,7 +268,12 @@ def bulk_insert(model: type[models.Model], frame: pd.DataFrame, *, json_columns:
 
 
 def bulk_upsert(
-    model: type[models.Model], frame: pd.DataFrame, *, key: list[str], json_columns: tuple[str, ...] = (), batch_size: int = 5000
+    model: type[models.Model],
+    frame: pd.DataFrame,
+    *,
+    key: list[str],
+    json_columns: tuple[str, ...] = (),
+    batch_size: int = 5000,
 ) -> int:
     """Insert rows, or update every other column of the row with the same `key`."""
     if frame.empty:
@@ -268,13 +293,18 @@ def bulk_upsert(
                 cur.execute(f"CREATE TEMP TABLE {temp} ON COMMIT DROP AS SELECT {cols} FROM {table} WITH NO DATA")
             _copy_in(temp, frame, json_columns)
             with connection.cursor() as cur:
-                cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT ({keys}) DO UPDATE SET {sets}")
+                cur.execute(
+                    f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {temp} ON CONFLICT ({keys}) DO UPDATE SET {sets}"
+                )
                 cur.execute(f"DROP TABLE {temp}")
     else:
         field_of = {f.column: f.name for f in model._meta.concrete_fields}
         objs = [model(**row) for row in _records(frame)]
         model.objects.bulk_create(
-            objs, batch_size=batch_size, update_conflicts=True,
-            unique_fields=[field_of[k] for k in key], update_fields=[field_of[c] for c in update],
+            objs,
+            batch_size=batch_size,
+            update_conflicts=True,
+            unique_fields=[field_of[k] for k in key],
+            update_fields=[field_of[c] for c in update],
         )
     return len(frame)

@@ -5,6 +5,7 @@ The sign-in lockout (accounts/signin.py), the API throttles and the API-key revo
 database or file cache is seen by every process; the default per-process memory cache (LocMem) is
 not: each gunicorn worker and Celery process then has its own counters.
 """
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -12,13 +12,15 @@ answer, its status and its errors are the same as when the work runs in the requ
 Each lane thread holds its own database connection, opened and recycled as a request's would be
 (close_old_connections before and after each job).
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -48,7 +50,9 @@ def _lane() -> ThreadPoolExecutor:
     with _lock:
         if _executor is None or _executor_pid != os.getpid():  # a forked server process makes its own
             _executor_threads = max(1, int(settings.BULK_WRITE_THREADS))
-            _executor = ThreadPoolExecutor(max_workers=_executor_threads, thread_name_prefix="bulk-write", initializer=_lower_this_thread)
+            _executor = ThreadPoolExecutor(
+                max_workers=_executor_threads, thread_name_prefix="bulk-write", initializer=_lower_this_thread
+            )
             _executor_pid = os.getpid()
         return _executor
 

@@ -7,6 +7,7 @@
   JSON body of any size would be read into memory and parsed. Multipart bodies are left to Django,
   which counts only their fields against the limit (uploaded files have their own settings).
 """
+
 from django.conf import settings
 from django.http import JsonResponse
 
@@ -30,7 +31,8 @@ class RejectNulMiddleware:
     def __call__(self, request):
         if "\x00" in request.path or any("\x00" in k or any("\x00" in v for v in vs) for k, vs in request.GET.lists()):
             return JsonResponse(
-                {"detail": "The URL contains a NUL character (%00), which no id or filter may contain.", "errors": []}, status=400
+                {"detail": "The URL contains a NUL character (%00), which no id or filter may contain.", "errors": []},
+                status=400,
             )
         # a session or CSRF cookie is looked up in the database too
         if any("\x00" in k or "\x00" in v for k, v in request.COOKIES.items()):
@@ -38,8 +40,12 @@ class RejectNulMiddleware:
         size = _too_large(request)
         if size is not None:
             return JsonResponse(
-                {"detail": f"The request body is {size} bytes; at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} are accepted "
-                           "(send a large batch as several smaller ones).", "errors": []},
+                {
+                    "detail": f"The request body is {size} bytes; at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} are "
+                    "accepted "
+                    "(send a large batch as several smaller ones).",
+                    "errors": [],
+                },
                 status=413,
             )
         return self.get_response(request)

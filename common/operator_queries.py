@@ -12,6 +12,7 @@ succeeds the previous timeout is put back, so nothing after the block runs under
 SQLite has no statement timeout: there the block is a no-op. Pipeline work (recomputations,
 refreshes of every rule segment, sends) never runs under it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -29,8 +30,10 @@ class OperatorQueryTimeout(Exception):
     def __init__(self, ms: int, hint: str = ""):
         self.ms = ms
         self.hint = hint
-        super().__init__(f"The query took longer than {ms / 1000:g} s (OPERATOR_QUERY_TIMEOUT_MS) and was stopped"
-                         + (f"; {hint}." if hint else "."))
+        super().__init__(
+            f"The query took longer than {ms / 1000:g} s (OPERATOR_QUERY_TIMEOUT_MS) and was stopped"
+            + (f"; {hint}." if hint else ".")
+        )
 
 
 def _cancelled(exc: BaseException) -> bool:
@@ -54,7 +57,9 @@ def operator_query_timeout(*, ms: int | None = None, hint: str = "", using: str 
         with transaction.atomic(using=using):
             with connection.cursor() as cursor:
                 # set_config(..., true) is SET LOCAL: it ends with the transaction or the savepoint's rollback.
-                cursor.execute("SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)", [f"{ms}"])
+                cursor.execute(
+                    "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)", [f"{ms}"]
+                )
                 previous = cursor.fetchone()[0]
             yield
             # Released savepoints keep SET LOCAL until the outer transaction ends: put the old value back.

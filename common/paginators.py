@@ -1,4 +1,5 @@
 """Admin paginators for tables too large to count on every page (the events list, the audit log)."""
+
 from django.core.paginator import Paginator
 from django.db import connection, models
 from django.utils.functional import cached_property

@@ -4,6 +4,7 @@ Errors that go away by themselves (a dropped database connection, a deadlock, th
 restarting) are retried with exponential backoff and full jitter, a bounded number of times;
 anything else fails the task at once.
 """
+
 from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 from kombu.exceptions import OperationalError as BrokerOperationalError
@@ -14,8 +15,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 # OperationalError covers lost connections, deadlocks and serialization failures on PostgreSQL
 # and "database is locked" on SQLite; kombu's covers a broker that cannot be reached.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseOperationalError, DatabaseInterfaceError, BrokerOperationalError, RedisConnectionError, RedisTimeoutError,
-    ConnectionError, TimeoutError,
+    DatabaseOperationalError,
+    DatabaseInterfaceError,
+    BrokerOperationalError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
 )
 
 # Options for @shared_task(**RETRY_TRANSIENT, ...): 5 retries, waits drawn from 0..2 s, 0..4 s,

@@ -41,5 +41,7 @@ def add_error_responses(result, generator, request, public):
             if "{" in path:
                 codes.append("404")
             for code in codes:
-                responses.setdefault(code, {"description": ERRORS[code], "content": {"application/json": {"schema": ref}}})
+                responses.setdefault(
+                    code, {"description": ERRORS[code], "content": {"application/json": {"schema": ref}}}
+                )
     return result

@@ -2,6 +2,7 @@
 
 The retry policy the tasks share is in common/retry.py (docs/reliability.md).
 """
+
 import os
 
 from celery import Celery
@@ -11,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("marketing")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
 
 @app.task(bind=True, name="config.ping")
 def ping(self, value: int = 1) -> dict:

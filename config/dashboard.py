@@ -4,6 +4,7 @@ Every figure comes from what the recomputation steps stored (their counts, runs 
 sizes) or from an indexed range count, so the page stays fast on a database of millions of
 customers and tens of millions of events: nothing here scans a whole table.
 """
+
 from datetime import timedelta
 
 from django.contrib import admin
@@ -51,9 +52,19 @@ def dashboard(request):
         "as_of": profiles_step.finished_at if profiles_step else None,
     }
     charts = {
-        "segments": {"labels": [s.name for s in segments], "sizes": [s.size for s in segments], "kinds": [s.kind for s in segments]},
-        "elbow": {"ks": clustering.ks, "inertia": clustering.inertia, "silhouette": clustering.silhouette, "chosen_k": clustering.chosen_k}
-        if clustering else None,
+        "segments": {
+            "labels": [s.name for s in segments],
+            "sizes": [s.size for s in segments],
+            "kinds": [s.kind for s in segments],
+        },
+        "elbow": {
+            "ks": clustering.ks,
+            "inertia": clustering.inertia,
+            "silhouette": clustering.silhouette,
+            "chosen_k": clustering.chosen_k,
+        }
+        if clustering
+        else None,
         "recommender": {
             "labels": [r.started_at.strftime("%m-%d %H:%M") for r in reco_runs],
             "ndcg": [r.ndcg_at_10 for r in reco_runs],

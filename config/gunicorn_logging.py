@@ -4,6 +4,7 @@ gunicorn writes its access lines through its own handlers, not Django's, so the 
 settings.LOGGING never sees them: the request line, path, query string and referer are passed through
 the same `redact` (config/logfilters.py) before they are formatted.
 """
+
 from __future__ import annotations
 
 from gunicorn.glogging import Logger

@@ -3,6 +3,7 @@
 200 when the database answers; 503 otherwise. The broker is reported (``eager`` when tasks run in
 process) but does not fail the check: ingestion and the API keep working without it.
 """
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -19,6 +19,7 @@ handler formats it:
 Code logs customers by their internal id; this filter is the net under that rule, for messages that
 quote data they did not choose (driver errors, SMTP refusals, tracebacks, request warnings).
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,8 @@ ENCODED_EMAIL = re.compile(r"[^\s/?&=#\"'<>]{1,192}%40[^\s/?&=#\"'<>]{1,255}", r
 CUSTOMER_IN_PATH = re.compile(r"(/customers/)(?!<id>)[^/?#\s\"']+")
 TOKEN_IN_PATH = re.compile(r"(/unsubscribe/)(?!<token>)[^/?#\s\"']+")
 PERSONAL_QUERY_VALUE = re.compile(
-    r"([?&;](?:q|email|e-mail|name|first_name|last_name|customer|external_id|token|search)=)[^&#\s\"']+", re.IGNORECASE)
+    r"([?&;](?:q|email|e-mail|name|first_name|last_name|customer|external_id|token|search)=)[^&#\s\"']+", re.IGNORECASE
+)
 PERSONAL_FIELD_VALUE = re.compile(
     r"""(?P<key>['"]?\b(?:name|email|first_name|last_name|full_name)\b['"]?\s*[:=]\s*)(?P<q>['"])(?P<value>(?:(?!(?P=q)).){0,200})(?P=q)""",
     re.IGNORECASE,

@@ -5,6 +5,7 @@ Every value has a safe default for the demo (SQLite file, Celery eager); secrets
 production default: with DEBUG off the app refuses to start without SECRET_KEY.
 See docs/configuration.md for the full list.
 """
+
 import json
 import os
 import warnings
@@ -188,8 +189,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the admin read while an import writes; IMMEDIATE avoids lock-upgrade deadlocks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-         "transaction_mode": "IMMEDIATE", "timeout": 30}
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -221,8 +225,11 @@ CACHES = {
 # hot read path makes one round trip to Redis (the keys' generation) instead of three. Sign-in
 # lockouts and the keys' generation always use the shared cache (CACHE_URL). docs/configuration.md.
 API_THROTTLE_SHARED = os.environ.get("API_THROTTLE_SHARED", "0") == "1"
-CACHES["throttle"] = (CACHES["default"] if API_THROTTLE_SHARED
-                      else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing-throttle"})
+CACHES["throttle"] = (
+    CACHES["default"]
+    if API_THROTTLE_SHARED
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "marketing-throttle"}
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -314,7 +321,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # this long is redelivered (must exceed the longest task time limit); the worker reconnects forever;
 # results survive a result-backend blip.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3}
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": max(7200, 2 * int(os.environ.get("CELERY_TASK_TIME_LIMIT", "3600")))}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": max(7200, 2 * int(os.environ.get("CELERY_TASK_TIME_LIMIT", "3600")))
+}
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
@@ -370,7 +379,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # Customers' e-mail addresses and names never reach a log line (config/logfilters.py).
     "filters": {"redact_personal_data": {"()": "config.logfilters.RedactPersonalData"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_personal_data"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_personal_data"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Django's own loggers lose the handlers of its default configuration (which carry no filter: the
     # DEBUG console, admin e-mails, the development server's access lines) and log through the root's.
@@ -472,7 +483,9 @@ RECOMMENDER_SIMILAR_K = int(os.environ.get("RECOMMENDER_SIMILAR_K", "100"))
 # Event types that take an item out of a customer's suggestions, per item kind.
 # A viewed product may come back; a bought one does not. A JSON object in the environment is merged over these.
 RECOMMENDER_EXCLUDE_EVENT_TYPES = {
-    "product": ["purchase"], "activity": ["purchase"], "post": ["post", "like", "comment"],
+    "product": ["purchase"],
+    "activity": ["purchase"],
+    "post": ["post", "like", "comment"],
     **env_json("RECOMMENDER_EXCLUDE_EVENT_TYPES", {}),
 }
 RECOMMENDER_KEEP_RUNS = int(os.environ.get("RECOMMENDER_KEEP_RUNS", "3"))
@@ -524,16 +537,24 @@ CAMPAIGN_PUSH_BACKOFF_SECONDS = float(env("CAMPAIGN_PUSH_BACKOFF_SECONDS", "0.5"
 CAMPAIGN_PUSH_CONCURRENCY = int(env("CAMPAIGN_PUSH_CONCURRENCY", "8"))  # parallel requests within a chunk
 # The event type each interaction with a message is recorded as (merged over these).
 CAMPAIGN_EVENT_TYPES = {
-    "delivered": "message_delivered", "opened": "message_opened", "clicked": "message_clicked",
+    "delivered": "message_delivered",
+    "opened": "message_opened",
+    "clicked": "message_clicked",
     **env_json("CAMPAIGN_EVENT_TYPES", {}),
 }
 # campaigns launched longer ago (window closed) are not re-attributed
 CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS = int(env("CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS", "60"))
 
-CELERY_BEAT_SCHEDULE.update({
-    # attribute conversions of running and recent campaigns
-    "campaigns-attribute": {"task": "campaigns.tasks.campaigns_attribute", "schedule": crontab(minute="*/15")},
-    # launch scheduled campaigns, refresh recurring ones, send deferred messages when due,
-    # re-queue stranded chunks, complete finished campaigns
-    "campaigns-tick": {"task": "campaigns.tasks.campaigns_tick", "schedule": crontab(minute="*"), "options": {"expires": 55}},
-})
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # attribute conversions of running and recent campaigns
+        "campaigns-attribute": {"task": "campaigns.tasks.campaigns_attribute", "schedule": crontab(minute="*/15")},
+        # launch scheduled campaigns, refresh recurring ones, send deferred messages when due,
+        # re-queue stranded chunks, complete finished campaigns
+        "campaigns-tick": {
+            "task": "campaigns.tasks.campaigns_tick",
+            "schedule": crontab(minute="*"),
+            "options": {"expires": 55},
+        },
+    }
+)

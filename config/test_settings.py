@@ -1,11 +1,12 @@
 """Settings for the test suite: the real settings, with a throwaway secret key."""
+
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-insecure-secret-key")
 # The test client and live servers speak plain HTTP (tests of the HTTPS settings set them explicitly).
 os.environ.setdefault("HTTPS_ONLY", "0")
 
-from .settings import *  # noqa: E402,F401,F403
+from .settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

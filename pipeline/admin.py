@@ -1,4 +1,5 @@
 """Operator screens for recomputations: the runs with their steps, and starting one."""
+
 import json
 import logging
 
@@ -37,8 +38,9 @@ class StepInline(admin.TabularInline):
 
     @admin.display(description="counts")
     def counts_text(self, obj):
-        return format_html("<pre style='white-space:pre-wrap;max-width:520px'>{}</pre>",
-                           json.dumps(obj.counts, indent=1, default=str))
+        return format_html(
+            "<pre style='white-space:pre-wrap;max-width:520px'>{}</pre>", json.dumps(obj.counts, indent=1, default=str)
+        )
 
     @admin.display(description="error")
     def error_short(self, obj):
@@ -61,12 +63,16 @@ class StartPipelineForm(forms.Form):
         for step, param in declared_params():
             if param.admin and param.name not in self.fields:
                 self.fields[param.name] = _FIELDS[param.type](
-                    required=False, help_text=f"{step.name.capitalize()}: {param.help}")
+                    required=False, help_text=f"{step.name.capitalize()}: {param.help}"
+                )
 
     def options(self) -> dict:
         """The parameters' values as given (a checkbox left empty, a field left blank: not given)."""
-        return {name: self.cleaned_data[name] for name in self.fields
-                if name != "steps" and self.cleaned_data[name] not in (None, False, "")}
+        return {
+            name: self.cleaned_data[name]
+            for name in self.fields
+            if name != "steps" and self.cleaned_data[name] not in (None, False, "")
+        }
 
 
 @admin.register(PipelineRun)
@@ -102,16 +108,26 @@ class PipelineRunAdmin(admin.ModelAdmin):
             raise PermissionDenied("You need the permission “Can start a recomputation”.")
         form = StartPipelineForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            run = services.pipeline_start(trigger="admin", user=request.user, steps=form.cleaned_data["steps"],
-                                          options=form.options())
+            run = services.pipeline_start(
+                trigger="admin", user=request.user, steps=form.cleaned_data["steps"], options=form.options()
+            )
             shown = {name: form.cleaned_data[name] for name in form.fields if name != "steps"}
-            audit_record(action=PipelineAuditAction.PIPELINE_STARTED, request=request, target=run, source="admin",
-                         changes={"steps": run.steps, **shown})
+            audit_record(
+                action=PipelineAuditAction.PIPELINE_STARTED,
+                request=request,
+                target=run,
+                source="admin",
+                changes={"steps": run.steps, **shown},
+            )
             transaction.on_commit(lambda: _enqueue_pipeline(run, run.step_params))
             messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")
             return redirect(reverse("admin:pipeline_pipelinerun_change", args=[run.pk]))
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Start a recomputation",
-                   "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request),
+            "form": form,
+            "title": "Start a recomputation",
+            "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/pipeline/pipelinerun/start.html", context)
 
 
@@ -125,5 +141,7 @@ def _enqueue_pipeline(run: PipelineRun, params: dict | None) -> None:
             raise  # in-process: the step's own error is already recorded on the run
         log.exception("pipeline run %s could not be queued", run.pk)
         PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.FAILED, error=f"Could not be queued: {type(exc).__name__}: {exc}",
-            finished_at=timezone.now())
+            status=RunStatus.FAILED,
+            error=f"Could not be queued: {type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )

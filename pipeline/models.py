@@ -3,6 +3,7 @@
 The tables kept the names they had when these models lived in `profiles` (profiles_pipelinerun,
 profiles_pipelinestep, profiles_lease): moving the models moved no data.
 """
+
 from __future__ import annotations
 
 from django.db import models

@@ -1,4 +1,5 @@
 """Reads of the recomputation's records shared by the admin, the dashboard and the steps."""
+
 from django.db.models import QuerySet
 
 from .models import PipelineRun, PipelineStep, RunStatus
@@ -10,5 +11,8 @@ def pipeline_runs() -> QuerySet[PipelineRun]:
 
 def last_succeeded_step(*, name: str, counts_key: str) -> PipelineStep | None:
     """The latest step `name` that succeeded and recorded `counts_key` in its counts."""
-    return (PipelineStep.objects.filter(name=name, status=RunStatus.SUCCEEDED, counts__has_key=counts_key)
-            .order_by("-finished_at").first())
+    return (
+        PipelineStep.objects.filter(name=name, status=RunStatus.SUCCEEDED, counts__has_key=counts_key)
+        .order_by("-finished_at")
+        .first()
+    )

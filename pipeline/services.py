@@ -18,6 +18,7 @@ abandoned: the next pipeline (or `pipeline_recover`) records it as failed, with 
 in. What a step writes goes into service in one transaction at its end, so an abandoned step
 leaves the previous result in service (docs/reliability.md).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,9 @@ from .steps import available_steps, ordered, step_named, step_params
 log = logging.getLogger(__name__)
 
 PIPELINE_LEASE = "pipeline"
-ABANDONED = "the worker running it stopped (killed, out of memory, past its hard time limit, or lost) and its lease lapsed."
+ABANDONED = (
+    "the worker running it stopped (killed, out of memory, past its hard time limit, or lost) and its lease lapsed."
+)
 
 
 def lease_seconds() -> int:
@@ -59,7 +62,9 @@ class Progress:
     With `lease` set (no heartbeat thread, i.e. SQLite), each recorded report also renews the lease.
     """
 
-    def __init__(self, step: PipelineStep, listener: Callable[[str, float, str], None] | None = None, lease: Lease | None = None):
+    def __init__(
+        self, step: PipelineStep, listener: Callable[[str, float, str], None] | None = None, lease: Lease | None = None
+    ):
         self.step = step
         self.listener = listener
         self.lease = lease
@@ -169,7 +174,7 @@ def _error_text(exc: BaseException) -> str:
     try:
         from celery.exceptions import SoftTimeLimitExceeded
     except ImportError:  # pragma: no cover - celery is a dependency
-        SoftTimeLimitExceeded = ()  # noqa: N806
+        SoftTimeLimitExceeded = ()
     if isinstance(exc, SoftTimeLimitExceeded):
         head = "SoftTimeLimitExceeded: the task's time limit was reached; the step was stopped."
     else:
@@ -188,7 +193,11 @@ def abandoned_runs() -> list[int]:
         return []
     # Read after the running runs: a run becomes running only once it holds the lease, so one that
     # is alive at this point holds a live lease naming it.
-    live = Lease.objects.filter(name=PIPELINE_LEASE, expires_at__gte=timezone.now()).values_list("holder", flat=True).first()
+    live = (
+        Lease.objects.filter(name=PIPELINE_LEASE, expires_at__gte=timezone.now())
+        .values_list("holder", flat=True)
+        .first()
+    )
     if live is None:
         return running
     holder_run = _run_of_holder(live)
@@ -206,8 +215,10 @@ def runs_abandon(*, run_ids: list[int], reason: str) -> int:
     for run in PipelineRun.objects.filter(pk__in=run_ids, status=RunStatus.RUNNING):
         steps = list(PipelineStep.objects.filter(pipeline=run, status=RunStatus.RUNNING))
         where = f" during step {', '.join(s.name for s in steps)}" if steps else ""
-        text = (f"Abandoned{where}: {reason} What the previous run wrote stayed in service; "
-                f"the next run recomputes from the events.")
+        text = (
+            f"Abandoned{where}: {reason} What the previous run wrote stayed in service; "
+            f"the next run recomputes from the events."
+        )
         with transaction.atomic():
             if not PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
                 status=RunStatus.FAILED, error=_append(run.error, text), finished_at=now
@@ -215,7 +226,9 @@ def runs_abandon(*, run_ids: list[int], reason: str) -> int:
                 continue  # it finished meanwhile
             for step in steps:
                 PipelineStep.objects.filter(pk=step.pk, status=RunStatus.RUNNING).update(
-                    status=RunStatus.FAILED, error=text, finished_at=now,
+                    status=RunStatus.FAILED,
+                    error=text,
+                    finished_at=now,
                     duration_s=round((now - step.started_at).total_seconds(), 3) if step.started_at else None,
                 )
         for step in steps:
@@ -239,8 +252,12 @@ def pipeline_recover() -> int:
 
 
 def step_run(
-    *, name: str, pipeline: PipelineRun | None = None, params: dict | None = None,
-    listener: Callable[[str, float, str], None] | None = None, lease: Lease | None = None,
+    *,
+    name: str,
+    pipeline: PipelineRun | None = None,
+    params: dict | None = None,
+    listener: Callable[[str, float, str], None] | None = None,
+    lease: Lease | None = None,
 ) -> PipelineStep:
     """Run one listed step and record it. Never raises for the step's own failure: it is recorded.
 
@@ -280,7 +297,11 @@ def pipeline_create(*, steps: list[str], trigger: str = "shell", user=None) -> P
 
 
 def pipeline_start(
-    *, trigger: str, steps: list[str] | None = None, user=None, options: Mapping[str, object] | None = None,
+    *,
+    trigger: str,
+    steps: list[str] | None = None,
+    user=None,
+    options: Mapping[str, object] | None = None,
 ) -> PipelineRun:
     """Create a queued run over `steps` (all listed steps when None), in pipeline order.
 
@@ -334,8 +355,9 @@ def pipeline_execute(
     try:
         # We hold the lease, so any other run still recorded as running has lost its worker.
         runs_abandon(
-            run_ids=list(PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=run.pk)
-                         .values_list("pk", flat=True)),
+            run_ids=list(
+                PipelineRun.objects.filter(status=RunStatus.RUNNING).exclude(pk=run.pk).values_list("pk", flat=True)
+            ),
             reason=ABANDONED,
         )
         now = timezone.now()
@@ -348,16 +370,24 @@ def pipeline_execute(
         started = True
         run.status, run.started_at = RunStatus.RUNNING, run.started_at or now
         beat = _start_heartbeat(lease)
-        done = set(run.step_runs.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.SKIPPED])
-                   .values_list("name", flat=True))
+        done = set(
+            run.step_runs.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.SKIPPED]).values_list("name", flat=True)
+        )
         for name in run.steps:
             if name in done:
                 continue
-            step = step_run(name=name, pipeline=run, params=(step_params or {}).get(name), listener=listener,
-                            lease=None if beat else lease)
+            step = step_run(
+                name=name,
+                pipeline=run,
+                params=(step_params or {}).get(name),
+                listener=listener,
+                lease=None if beat else lease,
+            )
             if step.status == RunStatus.FAILED:
                 run.status = RunStatus.FAILED
-                run.error = _append(run.error, f"step {name} failed: {step.error.splitlines()[0] if step.error else ''}")
+                run.error = _append(
+                    run.error, f"step {name} failed: {step.error.splitlines()[0] if step.error else ''}"
+                )
                 run.failed_exception = step.exception
                 break
         else:

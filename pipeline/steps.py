@@ -22,6 +22,7 @@ An implementation is called as `implementation(step=..., progress=..., **params)
 counts it wants recorded on the step (a `_status` key of "skipped" records the step as skipped);
 it raises to fail.
 """
+
 from __future__ import annotations
 
 import functools

@@ -9,6 +9,7 @@ stays visible. A run only ever executes from QUEUED, so a duplicate delivery doe
 The tasks kept the names they had in `profiles` (profiles.tasks.*), so messages already queued and
 django-celery-beat's rows still reach them.
 """
+
 from celery import shared_task
 
 from common.retry import RETRY_TRANSIENT, TRANSIENT_ERRORS, retry_countdown
@@ -45,10 +46,18 @@ def _execute(task, run, step_params, *, hand_over: bool = False) -> dict:
         if not isinstance(failure, TRANSIENT_ERRORS) or retries >= task.max_retries:
             return {"pipeline": run.pk, "status": run.status}
         eager = task.request.is_eager
-        countdown = 0 if eager else retry_countdown(
-            retries, factor=RETRY_TRANSIENT["retry_backoff"], maximum=RETRY_TRANSIENT["retry_backoff_max"])
-        note = (f"{type(failure).__name__} is transient: retry {retries + 1} of {task.max_retries} "
-                + ("now" if eager else f"in {countdown:.0f} s") + ", resuming from the failed step.")
+        countdown = (
+            0
+            if eager
+            else retry_countdown(
+                retries, factor=RETRY_TRANSIENT["retry_backoff"], maximum=RETRY_TRANSIENT["retry_backoff_max"]
+            )
+        )
+        note = (
+            f"{type(failure).__name__} is transient: retry {retries + 1} of {task.max_retries} "
+            + ("now" if eager else f"in {countdown:.0f} s")
+            + ", resuming from the failed step."
+        )
         if run.status != RunStatus.QUEUED and not services.pipeline_requeue(run=run, note=note):
             return {"pipeline": run.pk, "status": run.status}
         retries += 1
@@ -76,8 +85,9 @@ def pipeline_execute_task(self, pipeline_run_id: int, step_params: dict | None =
     return _execute(self, run, step_params)
 
 
-@shared_task(name="profiles.tasks.pipeline_scheduled", bind=True, max_retries=RETRY_TRANSIENT["max_retries"],
-             **PIPELINE_LIMITS)
+@shared_task(
+    name="profiles.tasks.pipeline_scheduled", bind=True, max_retries=RETRY_TRANSIENT["max_retries"], **PIPELINE_LIMITS
+)
 def pipeline_scheduled(self, steps: list[str] | None = None, incremental: bool = False) -> dict:
     """What beat starts: a pipeline over `steps` (all listed steps when None), run in this task.
 
@@ -86,7 +96,7 @@ def pipeline_scheduled(self, steps: list[str] | None = None, incremental: bool =
         options = {"incremental": True} if incremental else None
         run = services.pipeline_start(trigger="schedule", steps=steps, options=options)
     except TRANSIENT_ERRORS as exc:  # nothing was created: this task may simply run again
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries))
+        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
     return _execute(self, run, run.step_params, hand_over=True)
 
 

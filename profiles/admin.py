@@ -1,13 +1,14 @@
 """Operator screens for customers, catalogue items and behaviour events."""
+
 import logging
 
 import pandas as pd
 from django.conf import settings
 from django.contrib import admin
 from django.db import models
-from django.utils.module_loading import import_string
 from django.db.models import Max, Min
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from accounts.audit import AuditedAdminMixin
 from common.paginators import EstimatedCountPaginator
@@ -35,7 +36,9 @@ class RangeDatesQuerySet(models.QuerySet):
         zone = tzinfo or timezone.get_current_timezone()
         first = pd.Timestamp(bounds["first"]).tz_convert(zone)
         last = pd.Timestamp(bounds["last"]).tz_convert(zone)
-        start = {"year": first.normalize().replace(month=1, day=1), "month": first.normalize().replace(day=1)}.get(kind, first.normalize())
+        start = {"year": first.normalize().replace(month=1, day=1), "month": first.normalize().replace(day=1)}.get(
+            kind, first.normalize()
+        )
         periods = pd.date_range(start, last, freq=self._FREQ[kind])
         values = [p.to_pydatetime() for p in periods]
         return values if order == "ASC" else values[::-1]
@@ -60,7 +63,11 @@ class RecentEventInline(admin.TabularInline):
     def get_queryset(self, request):
         qs = super().get_queryset(request).select_related("item")
         # The inline shows the latest 20; slicing keeps the page cheap for busy customers.
-        ids = list(qs.filter(customer_id=request.resolver_match.kwargs.get("object_id")).order_by("-occurred_at").values_list("id", flat=True)[:20])
+        ids = list(
+            qs.filter(customer_id=request.resolver_match.kwargs.get("object_id"))
+            .order_by("-occurred_at")
+            .values_list("id", flat=True)[:20]
+        )
         return qs.filter(id__in=ids)
 
 
@@ -81,11 +88,23 @@ class ConsentChangeInline(admin.TabularInline):
 class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # Who changed a customer, and which fields; personal values are not copied into the log, and
     # consent changes have entries of their own.
-    audit_actions = (ProfilesAuditAction.CUSTOMER_CREATED, ProfilesAuditAction.CUSTOMER_CHANGED,
-                     ProfilesAuditAction.CUSTOMER_DELETED)
+    audit_actions = (
+        ProfilesAuditAction.CUSTOMER_CREATED,
+        ProfilesAuditAction.CUSTOMER_CHANGED,
+        ProfilesAuditAction.CUSTOMER_DELETED,
+    )
     audit_exclude = tuple(services.CONSENT_CHANNELS)
     audit_personal = ("name", "email", "attributes", "time_zone")
-    list_display = ("external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "created_at")
+    list_display = (
+        "external_id",
+        "name",
+        "email",
+        "time_zone",
+        "consent_in_app",
+        "consent_email",
+        "consent_push",
+        "created_at",
+    )
     list_filter = ("consent_in_app", "consent_email", "consent_push", "time_zone")
     search_fields = ("=external_id", "name", "email")
     date_hierarchy = "created_at"
@@ -117,9 +136,11 @@ class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     # Delete (the button and the bulk action) forgets: a cascade would take the customer's campaign
     # deliveries with it and change past reports, and would leave their identity in the logs.
-    FORGET_SUMMARY = ("forgotten rather than deleted: events, profile, segment memberships, suggestions, impressions and "
-                      "consent history are removed, name, email and attributes cleared and the external id replaced by a "
-                      "pseudonym; campaign deliveries stay counted in reports, emptied of what they said")
+    FORGET_SUMMARY = (
+        "forgotten rather than deleted: events, profile, segment memberships, suggestions, impressions and "
+        "consent history are removed, name, email and attributes cleared and the external id replaced by a "
+        "pseudonym; campaign deliveries stay counted in reports, emptied of what they said"
+    )
 
     def get_deleted_objects(self, objs, request):
         objs = list(objs)
@@ -205,7 +226,16 @@ class ProfileInline(admin.StackedInline):
 
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
-    list_display = ("customer", "lifecycle", "rfm_code", "recency_days", "frequency", "monetary", "top_category", "computed_at")
+    list_display = (
+        "customer",
+        "lifecycle",
+        "rfm_code",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "top_category",
+        "computed_at",
+    )
     list_filter = ("lifecycle", "price_band", "r_score", "f_score", "m_score")
     list_select_related = ("customer",)
     search_fields = ("=customer__external_id", "customer__name", "=rfm_code", "top_category")

@@ -1,4 +1,5 @@
 """Bulk write endpoints for the shop's backend: events, customers, items."""
+
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -7,19 +8,19 @@ from rest_framework.exceptions import APIException, NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import KeyScope, Operator, anyone_of, customer_token_issue
 from common import lanes
 from common.api_errors import safe_text
 
 from . import selectors, services
-from accounts.access import KeyScope, Operator, anyone_of, customer_token_issue
 from .serializers import (
     BatchErrorSerializer,
-    ErrorSerializer,
-    ProfileSerializer,
     CustomerInSerializer,
+    ErrorSerializer,
     EventInSerializer,
     IngestResultSerializer,
     ItemInSerializer,
+    ProfileSerializer,
     UpsertResultSerializer,
 )
 from .validation import records_frame
@@ -44,7 +45,10 @@ def _batch(request, *, limit: int) -> list:
 def _refused(errors) -> Response:
     return Response(
         # an unknown field's name is what the client sent, and may hold a lone surrogate
-        {"detail": f"{len({e.row for e in errors})} invalid row(s); nothing was written.", "errors": safe_text([e.as_dict() for e in errors])},
+        {
+            "detail": f"{len({e.row for e in errors})} invalid row(s); nothing was written.",
+            "errors": safe_text([e.as_dict() for e in errors]),
+        },
         status=status.HTTP_400_BAD_REQUEST,
     )
 
@@ -95,7 +99,9 @@ class EventBatchView(APIView):
         request=EventInSerializer(many=True),
         parameters=[
             OpenApiParameter(
-                "create_unknown", OpenApiTypes.BOOL, description="Create customers and items the batch names but the platform does not know "
+                "create_unknown",
+                OpenApiTypes.BOOL,
+                description="Create customers and items the batch names but the platform does not know "
                 "(default: the INGEST_CREATE_UNKNOWN setting). When false, such rows are errors.",
             )
         ],
@@ -107,7 +113,9 @@ class EventBatchView(APIView):
 
 
 class CustomerBatchView(APIView):
-    permission_classes = [anyone_of(Operator("profiles.add_customer", "profiles.change_customer"), KeyScope("manage_customers"))]
+    permission_classes = [
+        anyone_of(Operator("profiles.add_customer", "profiles.change_customer"), KeyScope("manage_customers"))
+    ]
     throttle_scope = "ingest"
 
     @extend_schema(
@@ -121,7 +129,9 @@ class CustomerBatchView(APIView):
 
 
 class ItemBatchView(APIView):
-    permission_classes = [anyone_of(Operator("profiles.add_item", "profiles.change_item"), KeyScope("manage_customers"))]
+    permission_classes = [
+        anyone_of(Operator("profiles.add_item", "profiles.change_item"), KeyScope("manage_customers"))
+    ]
     throttle_scope = "ingest"
 
     @extend_schema(
@@ -151,7 +161,11 @@ class CustomerProfileView(APIView):
 
 class CustomerTokenInSerializer(serializers.Serializer):
     customer = serializers.CharField(max_length=128, help_text="The customer's external id.")
-    ttl = serializers.IntegerField(required=False, min_value=60, help_text="Lifetime in seconds (default CUSTOMER_TOKEN_TTL_SECONDS, capped by CUSTOMER_TOKEN_MAX_TTL_SECONDS).")
+    ttl = serializers.IntegerField(
+        required=False,
+        min_value=60,
+        help_text="Lifetime in seconds (default CUSTOMER_TOKEN_TTL_SECONDS, capped by CUSTOMER_TOKEN_MAX_TTL_SECONDS).",
+    )
 
 
 class CustomerTokenOutSerializer(serializers.Serializer):
@@ -171,7 +185,8 @@ class CustomerTokenView(APIView):
         description="The token goes in `Authorization: Customer <token>` and opens the customer-facing endpoints "
         "for that customer only (own recommendations, inbox, delivered/opened/clicked, activities) until it expires, "
         "and never once the customer is forgotten.",
-        request=CustomerTokenInSerializer, responses={201: CustomerTokenOutSerializer, 400: BatchErrorSerializer, 404: ErrorSerializer},
+        request=CustomerTokenInSerializer,
+        responses={201: CustomerTokenOutSerializer, 400: BatchErrorSerializer, 404: ErrorSerializer},
     )
     def post(self, request):
         data = CustomerTokenInSerializer(data=request.data)
@@ -180,8 +195,12 @@ class CustomerTokenView(APIView):
         customer = selectors.customer_by_external_id(external_id)
         if customer is None:
             raise NotFound(f"No customer with external_id {external_id!r}.")
-        token, ttl = customer_token_issue(customer_external_id=external_id, customer_id=customer.pk, key=request.auth,
-                                          ttl=data.validated_data.get("ttl"))
+        token, ttl = customer_token_issue(
+            customer_external_id=external_id,
+            customer_id=customer.pk,
+            key=request.auth,
+            ttl=data.validated_data.get("ttl"),
+        )
         return Response({"token": token, "customer": external_id, "expires_in": ttl}, status=status.HTTP_201_CREATED)
 
 
@@ -190,23 +209,31 @@ class CustomerView(APIView):
 
     permission_classes = [anyone_of(Operator("profiles.delete_customer"), KeyScope("manage_customers"))]
 
-    @extend_schema(summary="Forget a customer: events, profile, memberships, suggestions and personal fields are removed",
-                   responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Forget a customer: events, profile, memberships, suggestions and personal fields are removed",
+        responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer},
+    )
     def delete(self, request, external_id: str):
         from .privacy import customer_forget
 
         customer = selectors.customer_by_external_id(external_id)
         if customer is None:
             raise NotFound(f"No customer with external_id {external_id!r}.")
-        return Response({"forgotten": True, "removed": customer_forget(customer=customer, request=request, source="api")})
+        return Response(
+            {"forgotten": True, "removed": customer_forget(customer=customer, request=request, source="api")}
+        )
 
 
 class CustomerExportView(APIView):
     """GET everything the platform holds about a customer (right of access)."""
 
-    permission_classes = [anyone_of(Operator("profiles.view_customer", "profiles.view_event"), KeyScope("manage_customers"))]
+    permission_classes = [
+        anyone_of(Operator("profiles.view_customer", "profiles.view_event"), KeyScope("manage_customers"))
+    ]
 
-    @extend_schema(summary="Everything held about a customer, as JSON", responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer})
+    @extend_schema(
+        summary="Everything held about a customer, as JSON", responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer}
+    )
     def get(self, request, external_id: str):
         from .privacy import customer_export
 

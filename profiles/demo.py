@@ -24,63 +24,186 @@ and browsing events.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterator
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["DemoShop", "Persona", "PERSONAS", "CATEGORIES", "EVENT_TYPES", "generate_shop"]
+__all__ = ["CATEGORIES", "EVENT_TYPES", "PERSONAS", "DemoShop", "Persona", "generate_shop"]
 
 DAY = 86_400.0
 
 EVENT_TYPES = (
-    "view", "click", "add_to_cart", "purchase", "rating", "favorite",
-    "like", "comment", "post", "share", "search", "return",
+    "view",
+    "click",
+    "add_to_cart",
+    "purchase",
+    "rating",
+    "favorite",
+    "like",
+    "comment",
+    "post",
+    "share",
+    "search",
+    "return",
 )
 
 # name, lognormal median price, sigma, product nouns
 CATEGORIES: tuple[tuple[str, float, float, tuple[str, ...]], ...] = (
-    ("Electronics", 180.0, 0.7, ("Wireless headphones", "Smartwatch", "Bluetooth speaker", "4K monitor", "Tablet", "Action camera")),
-    ("Home & Kitchen", 45.0, 0.6, ("Chef's knife", "Espresso maker", "Cast iron pan", "Linen duvet cover", "Blender", "Table lamp")),
+    (
+        "Electronics",
+        180.0,
+        0.7,
+        ("Wireless headphones", "Smartwatch", "Bluetooth speaker", "4K monitor", "Tablet", "Action camera"),
+    ),
+    (
+        "Home & Kitchen",
+        45.0,
+        0.6,
+        ("Chef's knife", "Espresso maker", "Cast iron pan", "Linen duvet cover", "Blender", "Table lamp"),
+    ),
     ("Fashion", 40.0, 0.5, ("Denim jacket", "Linen shirt", "Leather belt", "Wool scarf", "Sneakers", "Summer dress")),
     ("Beauty", 22.0, 0.5, ("Face serum", "Lip balm", "Hair oil", "Night cream", "Sunscreen", "Perfume sample set")),
-    ("Sports & Outdoors", 60.0, 0.6, ("Trail running shoes", "Yoga mat", "Hiking backpack", "Cycling gloves", "Tent", "Water bottle")),
-    ("Books", 14.0, 0.4, ("Crime novel", "Cookbook", "Travel guide", "Graphic novel", "Poetry collection", "Biography")),
-    ("Toys & Games", 25.0, 0.5, ("Board game", "Puzzle 1000 pieces", "Building blocks", "Plush bear", "Card game", "Kite")),
+    (
+        "Sports & Outdoors",
+        60.0,
+        0.6,
+        ("Trail running shoes", "Yoga mat", "Hiking backpack", "Cycling gloves", "Tent", "Water bottle"),
+    ),
+    (
+        "Books",
+        14.0,
+        0.4,
+        ("Crime novel", "Cookbook", "Travel guide", "Graphic novel", "Poetry collection", "Biography"),
+    ),
+    (
+        "Toys & Games",
+        25.0,
+        0.5,
+        ("Board game", "Puzzle 1000 pieces", "Building blocks", "Plush bear", "Card game", "Kite"),
+    ),
     ("Grocery", 8.0, 0.5, ("Olive oil", "Ground coffee", "Green tea", "Dark chocolate", "Pasta", "Granola")),
     ("Garden", 35.0, 0.6, ("Pruning shears", "Seed kit", "Watering can", "Planter", "Garden hose", "Bird feeder")),
     ("Pet Supplies", 20.0, 0.5, ("Dog leash", "Cat tree", "Pet bed", "Chew toy", "Grooming brush", "Food bowl")),
-    ("Health & Wellness", 25.0, 0.5, ("Vitamin D", "Massage ball", "Resistance bands", "Herbal tea", "Foam roller", "Sleep mask")),
-    ("Jewelry & Watches", 120.0, 0.7, ("Silver ring", "Gold necklace", "Chronograph watch", "Pearl earrings", "Bracelet", "Cufflinks")),
+    (
+        "Health & Wellness",
+        25.0,
+        0.5,
+        ("Vitamin D", "Massage ball", "Resistance bands", "Herbal tea", "Foam roller", "Sleep mask"),
+    ),
+    (
+        "Jewelry & Watches",
+        120.0,
+        0.7,
+        ("Silver ring", "Gold necklace", "Chronograph watch", "Pearl earrings", "Bracelet", "Cufflinks"),
+    ),
 )
 
 ACTIVITY_TITLES = (
-    "Yoga in the park", "Cooking class: fresh pasta", "Trail run meetup", "Gadget repair café",
-    "Book club evening", "Garden planting day", "Board game night", "Skincare workshop",
-    "Dog walking group", "Wine and cheese tasting", "Photography walk", "Mindfulness session",
+    "Yoga in the park",
+    "Cooking class: fresh pasta",
+    "Trail run meetup",
+    "Gadget repair café",
+    "Book club evening",
+    "Garden planting day",
+    "Board game night",
+    "Skincare workshop",
+    "Dog walking group",
+    "Wine and cheese tasting",
+    "Photography walk",
+    "Mindfulness session",
 )
 POST_TEMPLATES = (
-    "My review of", "Tips for choosing", "Unboxing:", "How I use my", "Question about",
-    "Best deals on", "Care guide for", "Showing off my new",
+    "My review of",
+    "Tips for choosing",
+    "Unboxing:",
+    "How I use my",
+    "Question about",
+    "Best deals on",
+    "Care guide for",
+    "Showing off my new",
 )
 
 FIRST_NAMES = (
-    "Emma", "Liam", "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leon", "Sofia", "Mateo", "Hannah",
-    "Elias", "Chloe", "Hugo", "Yuki", "Ravi", "Amara", "Jonas", "Ines", "Kenji", "Lena", "Omar",
-    "Zoe", "Felix", "Nora", "Arjun", "Clara", "Diego", "Maya", "Tom", "Aisha", "Paul",
+    "Emma",
+    "Liam",
+    "Olivia",
+    "Noah",
+    "Ava",
+    "Lucas",
+    "Mia",
+    "Leon",
+    "Sofia",
+    "Mateo",
+    "Hannah",
+    "Elias",
+    "Chloe",
+    "Hugo",
+    "Yuki",
+    "Ravi",
+    "Amara",
+    "Jonas",
+    "Ines",
+    "Kenji",
+    "Lena",
+    "Omar",
+    "Zoe",
+    "Felix",
+    "Nora",
+    "Arjun",
+    "Clara",
+    "Diego",
+    "Maya",
+    "Tom",
+    "Aisha",
+    "Paul",
 )
 LAST_NAMES = (
-    "Smith", "Müller", "Dubois", "García", "Rossi", "Jansen", "Nowak", "Tanaka", "Kim", "Patel",
-    "Johnson", "Schmidt", "Martin", "López", "Bianchi", "de Vries", "Kowalski", "Sato", "Silva",
-    "Brown", "Fischer", "Bernard", "Moreau", "Fernández", "Ricci", "Bakker", "Nguyen", "Chen",
+    "Smith",
+    "Müller",
+    "Dubois",
+    "García",
+    "Rossi",
+    "Jansen",
+    "Nowak",
+    "Tanaka",
+    "Kim",
+    "Patel",
+    "Johnson",
+    "Schmidt",
+    "Martin",
+    "López",
+    "Bianchi",
+    "de Vries",
+    "Kowalski",
+    "Sato",
+    "Silva",
+    "Brown",
+    "Fischer",
+    "Bernard",
+    "Moreau",
+    "Fernández",
+    "Ricci",
+    "Bakker",
+    "Nguyen",
+    "Chen",
 )
 TIME_ZONES = (
-    ("Europe/London", 0.20), ("Europe/Berlin", 0.15), ("Europe/Paris", 0.10), ("Europe/Madrid", 0.07),
-    ("Europe/Amsterdam", 0.05), ("Europe/Warsaw", 0.03), ("America/New_York", 0.14),
-    ("America/Chicago", 0.06), ("America/Los_Angeles", 0.08), ("America/Sao_Paulo", 0.02),
-    ("Asia/Tokyo", 0.04), ("Asia/Singapore", 0.03), ("Australia/Sydney", 0.03),
+    ("Europe/London", 0.20),
+    ("Europe/Berlin", 0.15),
+    ("Europe/Paris", 0.10),
+    ("Europe/Madrid", 0.07),
+    ("Europe/Amsterdam", 0.05),
+    ("Europe/Warsaw", 0.03),
+    ("America/New_York", 0.14),
+    ("America/Chicago", 0.06),
+    ("America/Los_Angeles", 0.08),
+    ("America/Sao_Paulo", 0.02),
+    ("Asia/Tokyo", 0.04),
+    ("Asia/Singapore", 0.03),
+    ("Australia/Sydney", 0.03),
 )
 CHANNELS = np.array(["web", "app", "email"], dtype=object)
 DEVICES = np.array(["mobile", "desktop", "tablet"], dtype=object)
@@ -95,17 +218,17 @@ class Persona:
 
     name: str
     label: str
-    share: float                    # fraction of customers
-    activity: float                 # relative event budget (multiplied by a lognormal(0, 0.35) draw)
-    orders_base: int                # orders = orders_base + Poisson(orders_mean) ...
+    share: float  # fraction of customers
+    activity: float  # relative event budget (multiplied by a lognormal(0, 0.35) draw)
+    orders_base: int  # orders = orders_base + Poisson(orders_mean) ...
     orders_mean: float
-    buy_probability: float          # ... if a Bernoulli(buy_probability) draw says the customer buys at all
-    price_alpha: float              # item choice ∝ (price / category median) ** price_alpha
-    categories: tuple[str, ...]     # preferred categories (6x the weight of the others)
-    quantity_max: int               # purchase quantity uniform in 1..quantity_max (skewed to 1)
-    community_share: float          # fraction of the non-order budget spent on community posts
-    activity_share: float           # fraction of the rest spent on marketing activities
-    return_rate: float              # fraction of purchases returned
+    buy_probability: float  # ... if a Bernoulli(buy_probability) draw says the customer buys at all
+    price_alpha: float  # item choice ∝ (price / category median) ** price_alpha
+    categories: tuple[str, ...]  # preferred categories (6x the weight of the others)
+    quantity_max: int  # purchase quantity uniform in 1..quantity_max (skewed to 1)
+    community_share: float  # fraction of the non-order budget spent on community posts
+    activity_share: float  # fraction of the rest spent on marketing activities
+    return_rate: float  # fraction of purchases returned
     signup_days: tuple[float, float]  # signup between this many days ago (min, max)
     active_until_days: tuple[float, float]  # last activity between this many days ago (0 = up to now)
     consent_email: float
@@ -115,54 +238,127 @@ class Persona:
 
 PERSONAS: tuple[Persona, ...] = (
     Persona(
-        name="loyal_big_spender", label="Loyal big spenders", share=0.15, activity=2.0,
-        orders_base=6, orders_mean=6.0, buy_probability=1.0, price_alpha=2.0,
-        categories=("Electronics", "Jewelry & Watches", "Home & Kitchen"), quantity_max=2,
-        community_share=0.04, activity_share=0.04, return_rate=0.04,
-        signup_days=(200, 1100), active_until_days=(0, 6), consent_email=0.85, consent_push=0.55,
+        name="loyal_big_spender",
+        label="Loyal big spenders",
+        share=0.15,
+        activity=2.0,
+        orders_base=6,
+        orders_mean=6.0,
+        buy_probability=1.0,
+        price_alpha=2.0,
+        categories=("Electronics", "Jewelry & Watches", "Home & Kitchen"),
+        quantity_max=2,
+        community_share=0.04,
+        activity_share=0.04,
+        return_rate=0.04,
+        signup_days=(200, 1100),
+        active_until_days=(0, 6),
+        consent_email=0.85,
+        consent_push=0.55,
         description="Order every two weeks or so, recently, expensive items (electronics, jewellery, kitchen).",
     ),
     Persona(
-        name="bargain_hunter", label="Bargain hunters", share=0.25, activity=1.2,
-        orders_base=3, orders_mean=4.0, buy_probability=1.0, price_alpha=-2.5,
-        categories=("Grocery", "Beauty", "Toys & Games"), quantity_max=4,
-        community_share=0.03, activity_share=0.03, return_rate=0.08,
-        signup_days=(200, 900), active_until_days=(0, 20), consent_email=0.75, consent_push=0.45,
+        name="bargain_hunter",
+        label="Bargain hunters",
+        share=0.25,
+        activity=1.2,
+        orders_base=3,
+        orders_mean=4.0,
+        buy_probability=1.0,
+        price_alpha=-2.5,
+        categories=("Grocery", "Beauty", "Toys & Games"),
+        quantity_max=4,
+        community_share=0.03,
+        activity_share=0.03,
+        return_rate=0.08,
+        signup_days=(200, 900),
+        active_until_days=(0, 20),
+        consent_email=0.75,
+        consent_push=0.45,
         description="Regular small baskets of cheap items (grocery, beauty, toys), several of each, more returns.",
     ),
     Persona(
-        name="new_visitor", label="New visitors", share=0.20, activity=0.5,
-        orders_base=1, orders_mean=0.0, buy_probability=0.1, price_alpha=0.0,
-        categories=("Fashion", "Sports & Outdoors"), quantity_max=1,
-        community_share=0.02, activity_share=0.03, return_rate=0.02,
-        signup_days=(1, 30), active_until_days=(0, 2), consent_email=0.6, consent_push=0.3,
+        name="new_visitor",
+        label="New visitors",
+        share=0.20,
+        activity=0.5,
+        orders_base=1,
+        orders_mean=0.0,
+        buy_probability=0.1,
+        price_alpha=0.0,
+        categories=("Fashion", "Sports & Outdoors"),
+        quantity_max=1,
+        community_share=0.02,
+        activity_share=0.03,
+        return_rate=0.02,
+        signup_days=(1, 30),
+        active_until_days=(0, 2),
+        consent_email=0.6,
+        consent_push=0.3,
         description="Signed up in the last 30 days; browse fashion and sports; about one in ten has bought once.",
     ),
     Persona(
-        name="lapsed", label="Lapsed customers", share=0.20, activity=0.6,
-        orders_base=1, orders_mean=2.0, buy_probability=1.0, price_alpha=0.0,
-        categories=("Garden", "Books", "Pet Supplies"), quantity_max=2,
-        community_share=0.02, activity_share=0.02, return_rate=0.04,
-        signup_days=(400, 1500), active_until_days=(110, 140), consent_email=0.65, consent_push=0.3,
+        name="lapsed",
+        label="Lapsed customers",
+        share=0.20,
+        activity=0.6,
+        orders_base=1,
+        orders_mean=2.0,
+        buy_probability=1.0,
+        price_alpha=0.0,
+        categories=("Garden", "Books", "Pet Supplies"),
+        quantity_max=2,
+        community_share=0.02,
+        activity_share=0.02,
+        return_rate=0.04,
+        signup_days=(400, 1500),
+        active_until_days=(110, 140),
+        consent_email=0.65,
+        consent_push=0.3,
         description="Bought a few times early in the period (garden, books, pets), nothing in the last ~4 months.",
     ),
     Persona(
-        name="community_enthusiast", label="Community enthusiasts", share=0.20, activity=1.8,
-        orders_base=1, orders_mean=1.5, buy_probability=1.0, price_alpha=0.0,
-        categories=("Sports & Outdoors", "Health & Wellness", "Books"), quantity_max=1,
-        community_share=0.65, activity_share=0.12, return_rate=0.03,
-        signup_days=(150, 1000), active_until_days=(0, 5), consent_email=0.7, consent_push=0.6,
+        name="community_enthusiast",
+        label="Community enthusiasts",
+        share=0.20,
+        activity=1.8,
+        orders_base=1,
+        orders_mean=1.5,
+        buy_probability=1.0,
+        price_alpha=0.0,
+        categories=("Sports & Outdoors", "Health & Wellness", "Books"),
+        quantity_max=1,
+        community_share=0.65,
+        activity_share=0.12,
+        return_rate=0.03,
+        signup_days=(150, 1000),
+        active_until_days=(0, 5),
+        consent_email=0.7,
+        consent_push=0.6,
         description="Post, comment, like and share community content and join activities; buy now and then.",
     ),
 )
 
 # Order session template: event type, probability the slot is present, quantity/amount carried.
-_ORDER_SLOTS = (("view", 1.0), ("view", 0.5), ("click", 0.4), ("add_to_cart", 1.0), ("purchase", 1.0),
-                ("rating", 0.15), ("return", None))
+_ORDER_SLOTS = (
+    ("view", 1.0),
+    ("view", 0.5),
+    ("click", 0.4),
+    ("add_to_cart", 1.0),
+    ("purchase", 1.0),
+    ("rating", 0.15),
+    ("return", None),
+)
 _COMMUNITY_TYPES = (("view", 0.30), ("like", 0.30), ("comment", 0.18), ("post", 0.10), ("share", 0.12))
 _ACTIVITY_TYPES = (("view", 0.55), ("click", 0.35), ("share", 0.10))
-_BROWSE_TYPES = (("view", 0.56), ("click", 0.16), ("search", 0.12), ("favorite", 0.05),
-                 ("add_to_cart", 0.08), ("share", 0.03))
+_BROWSE_TYPES = (
+    ("view", 0.56),
+    ("click", 0.16),
+    ("search", 0.12),
+    ("favorite", 0.05),
+    ("add_to_cart", 0.08),
+    ("share", 0.03),
+)
 
 EVENT_COLUMNS = ("external_id", "customer", "item_kind", "item", "type", "value", "amount", "occurred_at", "context")
 
@@ -212,8 +408,8 @@ class DemoShop:
     # internal arrays used by iter_events
     _persona_idx: np.ndarray = field(repr=False, default=None)
     _budget: np.ndarray = field(repr=False, default=None)
-    _signup_age: np.ndarray = field(repr=False, default=None)   # seconds before now
-    _until_age: np.ndarray = field(repr=False, default=None)    # seconds before now
+    _signup_age: np.ndarray = field(repr=False, default=None)  # seconds before now
+    _until_age: np.ndarray = field(repr=False, default=None)  # seconds before now
     _product_cum: np.ndarray = field(repr=False, default=None)  # personas x products cumulative weights
     _activity_cum: np.ndarray = field(repr=False, default=None)
     _post_cum: np.ndarray = field(repr=False, default=None)
@@ -235,7 +431,7 @@ class DemoShop:
             hi = max(hi, lo + 1)
             bounds.append(min(hi, n))
             start_total = int(cum[bounds[-1] - 1])
-        return list(zip(bounds[:-1], bounds[1:]))
+        return list(zip(bounds[:-1], bounds[1:], strict=False))
 
     def iter_events(self) -> Iterator[pd.DataFrame]:
         """Yield event chunks of at most ``chunk_size`` rows, ordered by customer then time.
@@ -252,7 +448,7 @@ class DemoShop:
             frame = self._block_events(block_no, lo, hi, offset)
             offset += len(frame)
             for start in range(0, len(frame), self.chunk_size):
-                yield frame.iloc[start:start + self.chunk_size].reset_index(drop=True)
+                yield frame.iloc[start : start + self.chunk_size].reset_index(drop=True)
 
     def events(self) -> pd.DataFrame:
         """All events in one frame (for small shops and tests)."""
@@ -264,7 +460,8 @@ class DemoShop:
     @staticmethod
     def _empty_events() -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in EVENT_COLUMNS}).astype(
-            {"value": float, "amount": float, "occurred_at": "datetime64[ns, UTC]"})
+            {"value": float, "amount": float, "occurred_at": "datetime64[ns, UTC]"}
+        )
 
     # ------------------------------------------------------------------ events of one block
     def _block_events(self, block_no: int, lo: int, hi: int, id_offset: int) -> pd.DataFrame:
@@ -281,8 +478,14 @@ class DemoShop:
     def _block(self, lo: int, hi: int) -> _Block:
         start_age = np.minimum(self._signup_age[lo:hi], self.window_seconds)  # seconds before now
         end_age = np.minimum(self._until_age[lo:hi], start_age * 0.8)
-        return _Block(lo=lo, hi=hi, pidx=self._persona_idx[lo:hi], budget=self._budget[lo:hi], end_age=end_age,
-                      span=start_age - end_age)
+        return _Block(
+            lo=lo,
+            hi=hi,
+            pidx=self._persona_idx[lo:hi],
+            budget=self._budget[lo:hi],
+            end_age=end_age,
+            span=start_age - end_age,
+        )
 
     def _order_events(self, rng: np.random.Generator, block: _Block, cols: dict[str, list]) -> np.ndarray:
         """Order sessions (views, carts, a purchase, maybe a rating or a return), kept whole while
@@ -297,7 +500,7 @@ class DemoShop:
         buy_p = np.array([p.buy_probability for p in personas])[pidx]
         n_orders = (base + rng.poisson(mean)) * (rng.random(n_cust) < buy_p)
         n_orders = np.where(budget > 0, n_orders, 0)
-        o_cust = np.repeat(np.arange(n_cust), n_orders)          # local customer index per order
+        o_cust = np.repeat(np.arange(n_cust), n_orders)  # local customer index per order
         o_rank = np.arange(len(o_cust)) - np.repeat(np.cumsum(n_orders) - n_orders, n_orders)
         n_o = len(o_cust)
         o_persona = pidx[o_cust]
@@ -324,7 +527,7 @@ class DemoShop:
                 present = rng.random(n_o) < prob
                 offset_s = offset_s + rng.uniform(20, 600, n_o)
                 age = o_start - offset_s
-            present &= age > 0          # never after now
+            present &= age > 0  # never after now
             slots.append((np.flatnonzero(present), etype, age))
         # events per order and trimming: keep whole orders while they fit the customer's budget
         per_order = np.zeros(n_o, dtype=np.int64)
@@ -333,7 +536,7 @@ class DemoShop:
         cum_in_cust = np.cumsum(per_order)
         cust_first = np.cumsum(n_orders) - n_orders
         before = np.concatenate([[0], cum_in_cust])[cust_first[o_cust]]
-        within = cum_in_cust - before            # events used by this customer's orders up to this one
+        within = cum_in_cust - before  # events used by this customer's orders up to this one
         keep_order = within <= budget[o_cust]
         used = np.bincount(o_cust[keep_order], weights=per_order[keep_order], minlength=n_cust).astype(np.int64)
 
@@ -400,19 +603,20 @@ class DemoShop:
             cols["age"].append(age)
             cols["order"].append(np.full(n, -1))
 
-    def _events_frame(self, rng: np.random.Generator, block: _Block, cols: dict[str, list],
-                      id_offset: int) -> pd.DataFrame:
+    def _events_frame(
+        self, rng: np.random.Generator, block: _Block, cols: dict[str, list], id_offset: int
+    ) -> pd.DataFrame:
         """The block's events as one frame, by customer then oldest first, with their contexts and ids."""
         cust_l = np.concatenate(cols["cust"])
         age = np.maximum(np.concatenate(cols["age"]), 1.0)
-        order = np.lexsort((-age, cust_l))   # by customer, then oldest first
+        order = np.lexsort((-age, cust_l))  # by customer, then oldest first
         cust_l = cust_l[order]
         age = age[order]
         etype = np.concatenate(cols["type"])[order]
         order_rank = np.concatenate(cols["order"])[order]
         n = len(cust_l)
-        cust_ext = self.customers["external_id"].to_numpy(dtype=object)[block.lo:block.hi][cust_l]
-        occurred = (self.now - pd.to_timedelta(np.floor(age), unit="s"))
+        cust_ext = self.customers["external_id"].to_numpy(dtype=object)[block.lo : block.hi][cust_l]
+        occurred = self.now - pd.to_timedelta(np.floor(age), unit="s")
 
         # contexts: channel/device for everything, order id on purchases, a query on searches
         channel = CHANNELS[_choice(rng, np.cumsum([0.55, 0.35, 0.10]), n)]
@@ -420,7 +624,9 @@ class DemoShop:
         cat_names = np.array(sorted(set(self.items["category"])), dtype=object)
         query_cat = cat_names[rng.integers(0, len(cat_names), n)]
         context = np.empty(n, dtype=object)
-        for i, (ch, dv, t, rank, cu, q) in enumerate(zip(channel, device, etype, order_rank, cust_ext, query_cat)):
+        for i, (ch, dv, t, rank, cu, q) in enumerate(
+            zip(channel, device, etype, order_rank, cust_ext, query_cat, strict=False)
+        ):
             if t == "purchase":
                 context[i] = {"channel": ch, "device": dv, "order_id": f"o-{cu}-{rank:03d}"}
             elif t == "search":
@@ -428,17 +634,19 @@ class DemoShop:
             else:
                 context[i] = {"channel": ch, "device": dv}
         width = _width(self.n_events, 8)
-        frame = pd.DataFrame({
-            "external_id": _ids("e", id_offset, id_offset + n, width),
-            "customer": cust_ext,
-            "item_kind": np.concatenate(cols["kind"])[order],
-            "item": np.concatenate(cols["item"])[order],
-            "type": etype,
-            "value": np.concatenate(cols["value"])[order],
-            "amount": np.concatenate(cols["amount"])[order],
-            "occurred_at": occurred,
-            "context": context,
-        })
+        frame = pd.DataFrame(
+            {
+                "external_id": _ids("e", id_offset, id_offset + n, width),
+                "customer": cust_ext,
+                "item_kind": np.concatenate(cols["kind"])[order],
+                "item": np.concatenate(cols["item"])[order],
+                "type": etype,
+                "value": np.concatenate(cols["value"])[order],
+                "amount": np.concatenate(cols["amount"])[order],
+                "occurred_at": occurred,
+                "context": context,
+            }
+        )
         return frame
 
 
@@ -459,7 +667,7 @@ class _Block:
 
 
 def _default_now() -> pd.Timestamp:
-    return pd.Timestamp(datetime.now(timezone.utc)).floor("h")
+    return pd.Timestamp(datetime.now(UTC)).floor("h")
 
 
 def _as_utc(now: datetime | pd.Timestamp | None) -> pd.Timestamp:
@@ -491,41 +699,61 @@ def _make_items(rng, now, window_s, n_products, n_activities, n_posts, cats, com
     price = np.maximum(price, 0.99)
     nouns = [c[3] for c in cats]
     noun_pick = rng.integers(0, 6, n_products)
-    p_title = [f"{nouns[c][k % len(nouns[c])]} #{i + 1}" for i, (c, k) in enumerate(zip(p_cat, noun_pick))]
+    p_title = [
+        f"{nouns[c][k % len(nouns[c])]} #{i + 1}" for i, (c, k) in enumerate(zip(p_cat, noun_pick, strict=False))
+    ]
     active = rng.random(n_products) >= 0.03
     p_created = now - pd.to_timedelta(np.floor(window_s + rng.uniform(0, 700, n_products) * DAY), unit="s")
     brands = np.array(["Northwind", "Acme", "Globex", "Umbrella", "Initech", "Hooli", "Vandelay"], dtype=object)
     p_brand = brands[rng.integers(0, len(brands), n_products)]
-    p_attrs = [{"brand": b, "popularity_rank": int(r)} for b, r in zip(p_brand, rng.permutation(n_products) + 1)]
+    p_attrs = [
+        {"brand": b, "popularity_rank": int(r)} for b, r in zip(p_brand, rng.permutation(n_products) + 1, strict=False)
+    ]
 
     a_cat = np.arange(n_activities) % n_cat
-    a_title = [f"{ACTIVITY_TITLES[i % len(ACTIVITY_TITLES)]}" + (f" #{i // len(ACTIVITY_TITLES) + 1}" if i >= len(ACTIVITY_TITLES) else "")
-               for i in range(n_activities)]
+    a_title = [
+        f"{ACTIVITY_TITLES[i % len(ACTIVITY_TITLES)]}"
+        + (f" #{i // len(ACTIVITY_TITLES) + 1}" if i >= len(ACTIVITY_TITLES) else "")
+        for i in range(n_activities)
+    ]
     a_start = now + pd.to_timedelta(rng.uniform(-60, 60, n_activities) * DAY, unit="s").floor("h")
-    a_attrs = [{"starts_at": s.isoformat(), "capacity": int(c)} for s, c in zip(a_start, rng.integers(10, 80, n_activities))]
+    a_attrs = [
+        {"starts_at": s.isoformat(), "capacity": int(c)}
+        for s, c in zip(a_start, rng.integers(10, 80, n_activities), strict=False)
+    ]
     a_created = now - pd.to_timedelta(np.floor(rng.uniform(30, 200, n_activities) * DAY), unit="s")
 
     s_cat = rng.integers(0, n_cat, n_posts)
     tmpl = rng.integers(0, len(POST_TEMPLATES), n_posts)
-    s_title = [f"{POST_TEMPLATES[t]} {nouns[c][t % len(nouns[c])].lower()}" for t, c in zip(tmpl, s_cat)]
-    authors = community_authors[rng.integers(0, len(community_authors), n_posts)] if len(community_authors) else np.full(n_posts, None)
+    s_title = [f"{POST_TEMPLATES[t]} {nouns[c][t % len(nouns[c])].lower()}" for t, c in zip(tmpl, s_cat, strict=False)]
+    authors = (
+        community_authors[rng.integers(0, len(community_authors), n_posts)]
+        if len(community_authors)
+        else np.full(n_posts, None)
+    )
     s_attrs = [{"author": a} for a in authors]
     s_created = now - pd.to_timedelta(np.floor(rng.uniform(1, window_s / DAY, n_posts) * DAY), unit="s")
 
-    items = pd.DataFrame({
-        "external_id": np.concatenate([
-            _ids("p", 1, n_products + 1, _width(n_products + 1, 5)),
-            _ids("act", 1, n_activities + 1, _width(n_activities + 1, 3)),
-            _ids("post", 1, n_posts + 1, _width(n_posts + 1, 4)),
-        ]),
-        "kind": ["product"] * n_products + ["activity"] * n_activities + ["post"] * n_posts,
-        "title": p_title + a_title + s_title,
-        "category": np.concatenate([names[p_cat], names[a_cat], names[s_cat]]),
-        "price": np.concatenate([price, np.full(n_activities + n_posts, np.nan)]),
-        "attributes": p_attrs + a_attrs + s_attrs,
-        "active": np.concatenate([active, np.ones(n_activities + n_posts, dtype=bool)]),
-        "created_at": pd.DatetimeIndex(np.concatenate([p_created.values, a_created.values, s_created.values])).tz_localize("UTC"),
-    })
+    items = pd.DataFrame(
+        {
+            "external_id": np.concatenate(
+                [
+                    _ids("p", 1, n_products + 1, _width(n_products + 1, 5)),
+                    _ids("act", 1, n_activities + 1, _width(n_activities + 1, 3)),
+                    _ids("post", 1, n_posts + 1, _width(n_posts + 1, 4)),
+                ]
+            ),
+            "kind": ["product"] * n_products + ["activity"] * n_activities + ["post"] * n_posts,
+            "title": p_title + a_title + s_title,
+            "category": np.concatenate([names[p_cat], names[a_cat], names[s_cat]]),
+            "price": np.concatenate([price, np.full(n_activities + n_posts, np.nan)]),
+            "attributes": p_attrs + a_attrs + s_attrs,
+            "active": np.concatenate([active, np.ones(n_activities + n_posts, dtype=bool)]),
+            "created_at": pd.DatetimeIndex(
+                np.concatenate([p_created.values, a_created.values, s_created.values])
+            ).tz_localize("UTC"),
+        }
+    )
     return items
 
 
@@ -539,8 +767,13 @@ def _make_customers(rng, n_customers, personas, now_ts):
     ext = _ids("c", 0, n_customers, _width(n_customers, 6))
     name = first + " " + last
     ascii_last = pd.Series(last).str.normalize("NFKD").str.encode("ascii", "ignore").str.decode("ascii")
-    email = (pd.Series(first).str.lower() + "." + ascii_last.str.lower().str.replace(" ", "", regex=False)
-             + pd.Series(ext).str[1:] + "@example.com")
+    email = (
+        pd.Series(first).str.lower()
+        + "."
+        + ascii_last.str.lower().str.replace(" ", "", regex=False)
+        + pd.Series(ext).str[1:]
+        + "@example.com"
+    )
     tz_names = np.array([t for t, _ in TIME_ZONES], dtype=object)
     tz = tz_names[_choice(rng, np.cumsum([w for _, w in TIME_ZONES]), n_customers)]
     lo = np.array([p.signup_days[0] for p in personas])[pidx]
@@ -553,18 +786,20 @@ def _make_customers(rng, n_customers, personas, now_ts):
     consent_push = rng.random(n_customers) < np.array([p.consent_push for p in personas])[pidx]
     consent_in_app = rng.random(n_customers) < 0.9
     persona_names = np.array([p.name for p in personas], dtype=object)[pidx]
-    customers = pd.DataFrame({
-        "external_id": ext,
-        "name": name,
-        "email": email.to_numpy(dtype=object),
-        "time_zone": tz,
-        "consent_in_app": consent_in_app,
-        "consent_email": consent_email,
-        "consent_push": consent_push,
-        "created_at": now_ts - pd.to_timedelta(signup_age, unit="s"),
-        "attributes": [{"persona": p} for p in persona_names],
-        "persona": persona_names,
-    })
+    customers = pd.DataFrame(
+        {
+            "external_id": ext,
+            "name": name,
+            "email": email.to_numpy(dtype=object),
+            "time_zone": tz,
+            "consent_in_app": consent_in_app,
+            "consent_email": consent_email,
+            "consent_push": consent_push,
+            "created_at": now_ts - pd.to_timedelta(signup_age, unit="s"),
+            "attributes": [{"persona": p} for p in persona_names],
+            "persona": persona_names,
+        }
+    )
     return customers, pidx, signup_age, until_age
 
 
@@ -575,7 +810,7 @@ def _persona_weights(rng, items, personas, cat_names):
         sub = items[items["kind"] == kind]
         n = len(sub)
         cat = sub["category"].to_numpy()
-        popularity = 1.0 / (rng.permutation(n) + 5.0) ** 0.7   # long-tailed popularity
+        popularity = 1.0 / (rng.permutation(n) + 5.0) ** 0.7  # long-tailed popularity
         rows = []
         for p in personas:
             w = popularity * np.where(np.isin(cat, p.categories), 6.0, 1.0)
@@ -619,8 +854,14 @@ def generate_shop(
     cats = _categories(n_categories)
     cat_names = [c[0] for c in cats]
     personas = tuple(
-        p if all(c in cat_names for c in p.categories) else
-        Persona(**{**p.__dict__, "categories": tuple(cat_names[(i * 3 + j) % len(cat_names)] for j in range(len(p.categories)))})
+        p
+        if all(c in cat_names for c in p.categories)
+        else Persona(
+            **{
+                **p.__dict__,
+                "categories": tuple(cat_names[(i * 3 + j) % len(cat_names)] for j in range(len(p.categories))),
+            }
+        )
         for i, p in enumerate(PERSONAS)
     )
 
@@ -638,8 +879,19 @@ def generate_shop(
     budget = _largest_remainder(n_events, activity) if n_events else np.zeros(n_customers, dtype=np.int64)
 
     return DemoShop(
-        seed=seed, now=now_ts, months=months, n_events=n_events, chunk_size=chunk_size,
-        customers=customers, items=items, personas=personas,
-        _persona_idx=pidx, _budget=budget, _signup_age=signup_age, _until_age=until_age,
-        _product_cum=cum["product"], _activity_cum=cum["activity"], _post_cum=cum["post"],
+        seed=seed,
+        now=now_ts,
+        months=months,
+        n_events=n_events,
+        chunk_size=chunk_size,
+        customers=customers,
+        items=items,
+        personas=personas,
+        _persona_idx=pidx,
+        _budget=budget,
+        _signup_age=signup_age,
+        _until_age=until_age,
+        _product_cum=cum["product"],
+        _activity_cum=cum["activity"],
+        _post_cum=cum["post"],
     )

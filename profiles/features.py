@@ -77,30 +77,62 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
-    "DEFAULT_WEIGHTS", "FEATURE_COLUMNS", "REQUIRED_COLUMNS", "LIFECYCLES",
-    "catalogue_price_cuts", "compute_features", "score_rfm",
+    "DEFAULT_WEIGHTS",
+    "FEATURE_COLUMNS",
+    "LIFECYCLES",
+    "REQUIRED_COLUMNS",
+    "catalogue_price_cuts",
+    "compute_features",
+    "score_rfm",
 ]
 
 DEFAULT_WEIGHTS: dict[str, float | str] = {
-    "view": 1.0, "click": 1.5, "add_to_cart": 3.0, "purchase": 5.0, "favorite": 3.0,
-    "like": 2.0, "comment": 2.0, "post": 2.0, "share": 2.5, "search": 0.0,
-    "rating": "explicit", "return": 0.0,
+    "view": 1.0,
+    "click": 1.5,
+    "add_to_cart": 3.0,
+    "purchase": 5.0,
+    "favorite": 3.0,
+    "like": 2.0,
+    "comment": 2.0,
+    "post": 2.0,
+    "share": 2.5,
+    "search": 0.0,
+    "rating": "explicit",
+    "return": 0.0,
 }
 # ``item_kind`` is part of the input contract but not needed by any feature yet, so not required.
 REQUIRED_COLUMNS = ("customer_id", "type", "value", "amount", "occurred_at", "category", "item_price")
 LIFECYCLES = ("new", "active", "at-risk", "lapsed", "never-bought")
 FEATURE_COLUMNS = (
-    "recency_days", "frequency", "monetary", "avg_order_value", "interests", "top_categories",
-    "median_price", "price_band", "active_days", "last_seen", "first_seen", "events_30d", "n_events",
-    "community_posts", "community_comments", "community_likes", "orders_total",
-    "first_purchase_at", "last_purchase_at", "lifecycle",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "interests",
+    "top_categories",
+    "median_price",
+    "price_band",
+    "active_days",
+    "last_seen",
+    "first_seen",
+    "events_30d",
+    "n_events",
+    "community_posts",
+    "community_comments",
+    "community_likes",
+    "orders_total",
+    "first_purchase_at",
+    "last_purchase_at",
+    "lifecycle",
 )
 
 _NS_PER_DAY = 86_400 * 10**9
 _PRICE_TYPES = ("view", "click", "add_to_cart", "purchase")
 
 
-def catalogue_price_cuts(prices: Iterable[float], quantiles: tuple[float, float] = (1 / 3, 2 / 3)) -> tuple[float, float]:
+def catalogue_price_cuts(
+    prices: Iterable[float], quantiles: tuple[float, float] = (1 / 3, 2 / 3)
+) -> tuple[float, float]:
     """The two prices that split a catalogue into low / mid / high thirds (nulls ignored)."""
     arr = pd.Series(list(prices) if not isinstance(prices, (pd.Series, np.ndarray)) else prices, dtype=float).dropna()
     if arr.empty:
@@ -163,7 +195,7 @@ def compute_features(
     missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
     if missing:
         raise ValueError(f"events lack column(s): {', '.join(missing)}")
-    if not (0 <= new_days and active_days <= at_risk_days):
+    if not (new_days >= 0 and active_days <= at_risk_days):
         raise ValueError("lifecycle thresholds must satisfy active_days <= at_risk_days")
     w = dict(DEFAULT_WEIGHTS if weights is None else weights)
     ev = _Events(events, now=now, window_days=window_days, customer_ids=customer_ids)
@@ -261,8 +293,16 @@ def _purchases(ev: _Events) -> _Purchases:
     monetary = np.round(spend - refunds, 6)
     with np.errstate(divide="ignore", invalid="ignore"):
         aov = np.where(frequency > 0, monetary / np.maximum(frequency, 1), np.nan)
-    return _Purchases(ever=bought, first_ns=first_p, last_ns=last_p, recency_days=recency, frequency=frequency,
-                      orders_total=orders_total, monetary=monetary, avg_order_value=aov)
+    return _Purchases(
+        ever=bought,
+        first_ns=first_p,
+        last_ns=last_p,
+        recency_days=recency,
+        frequency=frequency,
+        orders_total=orders_total,
+        monetary=monetary,
+        avg_order_value=aov,
+    )
 
 
 def _order_keys(ev: _Events) -> np.ndarray:
@@ -276,7 +316,7 @@ def _order_keys(ev: _Events) -> np.ndarray:
     okey = np.empty(len(ev.inv), dtype=np.int64)
     if has_oid.any():
         okey[has_oid] = pd.factorize(pd.Series(oid[has_oid]).astype(str))[0]
-    okey[~has_oid] = -1 - ev.day[~has_oid]          # day keys are negative, order ids non-negative
+    okey[~has_oid] = -1 - ev.day[~has_oid]  # day keys are negative, order ids non-negative
     return okey
 
 
@@ -308,9 +348,9 @@ def _interests(ev: _Events, weights: dict, *, half_life_days: float) -> tuple[li
         bounds = np.flatnonzero(np.diff(c_arr)) + 1
         starts = np.concatenate([[0], bounds])
         ends = np.concatenate([bounds, [len(c_arr)]])
-        for cust, s, e in zip(c_arr[starts].tolist(), starts.tolist(), ends.tolist()):
-            interests[cust] = dict(zip(cats[s:e], ws[s:e]))
-            top[cust] = cats[s:min(e, s + 3)]
+        for cust, s, e in zip(c_arr[starts].tolist(), starts.tolist(), ends.tolist(), strict=False):
+            interests[cust] = dict(zip(cats[s:e], ws[s:e], strict=False))
+            top[cust] = cats[s : min(e, s + 3)]
     return interests, top
 
 
@@ -346,14 +386,19 @@ def _activity(ev: _Events, *, recent_days: float) -> dict[str, np.ndarray | pd.D
     }
 
 
-def _lifecycle(ev: _Events, bought: _Purchases, *, new_days: float, active_days: float,
-               at_risk_days: float) -> np.ndarray:
+def _lifecycle(
+    ev: _Events, bought: _Purchases, *, new_days: float, active_days: float, at_risk_days: float
+) -> np.ndarray:
     """never-bought, new, active, at-risk or lapsed (see the module docstring)."""
     first_age = (ev.now_ns - bought.first_ns) / _NS_PER_DAY
     recency = bought.recency_days
     return np.select(
-        [~bought.ever, (first_age <= new_days) & (bought.orders_total == 1), recency <= active_days,
-         recency <= at_risk_days],
+        [
+            ~bought.ever,
+            (first_age <= new_days) & (bought.orders_total == 1),
+            recency <= active_days,
+            recency <= at_risk_days,
+        ],
         ["never-bought", "new", "active", "at-risk"],
         default="lapsed",
     ).astype(object)
@@ -378,11 +423,14 @@ def score_rfm(features: pd.DataFrame) -> pd.DataFrame:
     """
     out = features.copy()
     scored = out["recency_days"].notna()
-    for col, src, better in (("r_score", "recency_days", False), ("f_score", "frequency", True),
-                             ("m_score", "monetary", True)):
+    for col, src, better in (
+        ("r_score", "recency_days", False),
+        ("f_score", "frequency", True),
+        ("m_score", "monetary", True),
+    ):
         s = np.zeros(len(out), dtype=np.int64)
         if scored.any():
             s[scored.to_numpy()] = _score(out.loc[scored, src].astype(float), better)
         out[col] = s
-    out["rfm_code"] = (out["r_score"].astype(str) + out["f_score"].astype(str) + out["m_score"].astype(str))
+    out["rfm_code"] = out["r_score"].astype(str) + out["f_score"].astype(str) + out["m_score"].astype(str)
     return out

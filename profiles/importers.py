@@ -12,6 +12,7 @@ Formats:
   InvoiceDate, UnitPrice, CustomerID, Country);
 - movielens: the MovieLens 100K folder (u.user, u.item, u.genre, u.data).
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,7 +31,16 @@ import pandas as pd
 from .validation import EVENT_COLUMNS
 
 FORMATS = ("generic", "online-retail", "movielens")
-RETAIL_COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
+RETAIL_COLUMNS = [
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+]
 RETAIL_TIME_ZONE = "Europe/London"  # InvoiceDate is UK local time
 
 
@@ -134,8 +144,16 @@ def _csv_chunks(
     too_many = f"more fields than the {len(names)} columns"
     try:
         reader = pd.read_csv(
-            text, dtype=str, keep_default_na=False, chunksize=chunk_size, on_bad_lines="warn", skip_blank_lines=False,
-            header=None, names=[*names, _EXTRA], index_col=False, **read_csv,
+            text,
+            dtype=str,
+            keep_default_na=False,
+            chunksize=chunk_size,
+            on_bad_lines="warn",
+            skip_blank_lines=False,
+            header=None,
+            names=[*names, _EXTRA],
+            index_col=False,
+            **read_csv,
         )
     except pd.errors.EmptyDataError:
         yield pd.DataFrame(columns=names), {}
@@ -180,11 +198,15 @@ def _with_bad_lines(events: pd.DataFrame, raw: pd.DataFrame, bad: dict[int, str]
     return events, raw
 
 
-def read_generic(path: Path, *, chunk_size: int, progress: Callable[[int, int], None] | None = None) -> Iterator[ImportChunk]:
+def read_generic(
+    path: Path, *, chunk_size: int, progress: Callable[[int, int], None] | None = None
+) -> Iterator[ImportChunk]:
     text, prog = _open_text(path)
     try:
         first = True
-        for chunk, bad in _csv_chunks(text, name=path.name, first_line=2, chunk_size=chunk_size):  # line 1 is the header
+        for chunk, bad in _csv_chunks(
+            text, name=path.name, first_line=2, chunk_size=chunk_size
+        ):  # line 1 is the header
             if first:
                 missing = [c for c in ("customer", "type", "occurred_at") if c not in chunk.columns]
                 unknown = [c for c in chunk.columns if c not in EVENT_COLUMNS]
@@ -206,7 +228,9 @@ def read_generic(path: Path, *, chunk_size: int, progress: Callable[[int, int], 
             if progress:
                 progress(prog.position(), prog.total)
         if first:
-            raise ImportFormatError(f"{path.name}: the file is empty (expected a header naming the columns {', '.join(EVENT_COLUMNS)})")
+            raise ImportFormatError(
+                f"{path.name}: the file is empty (expected a header naming the columns {', '.join(EVENT_COLUMNS)})"
+            )
     except pd.errors.ParserError as exc:
         raise ImportFormatError(f"{path.name}: not a readable CSV ({exc})") from exc
     finally:
@@ -220,7 +244,9 @@ def _retail_category(description: pd.Series) -> pd.Series:
     return last.str.title().where(last.str.len() > 0, "Other")
 
 
-def read_online_retail(path: Path, *, chunk_size: int, progress: Callable[[int, int], None] | None = None) -> Iterator[ImportChunk]:
+def read_online_retail(
+    path: Path, *, chunk_size: int, progress: Callable[[int, int], None] | None = None
+) -> Iterator[ImportChunk]:
     """Invoice lines become purchases (cancellations, InvoiceNo 'C...', become returns).
 
     Lines without a CustomerID cannot be attributed to anyone: they are skipped and counted.
@@ -233,7 +259,9 @@ def read_online_retail(path: Path, *, chunk_size: int, progress: Callable[[int, 
             if first:
                 missing = [c for c in RETAIL_COLUMNS if c not in chunk.columns]
                 if missing:
-                    raise ImportFormatError(f"{path.name}: not an Online Retail file; missing columns: {', '.join(missing)}")
+                    raise ImportFormatError(
+                        f"{path.name}: not an Online Retail file; missing columns: {', '.join(missing)}"
+                    )
                 first = False
             has_customer = chunk["CustomerID"].str.strip() != ""
             skipped = int((~has_customer).sum())
@@ -245,7 +273,7 @@ def read_online_retail(path: Path, *, chunk_size: int, progress: Callable[[int, 
             qty = quantity.abs()
             context = [
                 {"order_id": inv, "country": country, "source": "online-retail"}
-                for inv, country in zip(invoice, rows["Country"])
+                for inv, country in zip(invoice, rows["Country"], strict=False)
             ]
             events = pd.DataFrame(
                 {
@@ -286,10 +314,14 @@ def read_online_retail(path: Path, *, chunk_size: int, progress: Callable[[int, 
             if problems.notna().any():
                 events["_invalid"] = problems
                 # what the reader refuses must not reach the catalogue either
-                customers = customers[customers["external_id"].isin(rows.loc[problems.isna(), "CustomerID"].str.strip())]
+                customers = customers[
+                    customers["external_id"].isin(rows.loc[problems.isna(), "CustomerID"].str.strip())
+                ]
                 items = items[items["external_id"].isin(rows.loc[problems.isna(), "StockCode"].str.strip())]
             events, rows = _with_bad_lines(events, rows, bad)
-            yield ImportChunk(events=events, customers=customers, items=items, skipped=skipped, assume_tz=RETAIL_TIME_ZONE, raw=rows)
+            yield ImportChunk(
+                events=events, customers=customers, items=items, skipped=skipped, assume_tz=RETAIL_TIME_ZONE, raw=rows
+            )
             if progress:
                 progress(prog.position(), prog.total)
         if first:
@@ -309,7 +341,14 @@ def _movielens_dir(path: Path) -> Path:
 
 
 def movielens_customers(folder: Path) -> pd.DataFrame:
-    users = pd.read_csv(folder / "u.user", sep="|", header=None, names=["id", "age", "gender", "occupation", "zip"], dtype=str, encoding="latin-1")
+    users = pd.read_csv(
+        folder / "u.user",
+        sep="|",
+        header=None,
+        names=["id", "age", "gender", "occupation", "zip"],
+        dtype=str,
+        encoding="latin-1",
+    )
     ages = pd.to_numeric(users["age"], errors="coerce")
     bad = ~(ages.notna() & (ages == ages.round())).to_numpy(dtype=bool)
     if bad.any():
@@ -321,17 +360,26 @@ def movielens_customers(folder: Path) -> pd.DataFrame:
             "name": "MovieLens user " + users["id"],
             "attributes": [
                 {"age": int(a), "gender": g, "occupation": o, "zip": z, "source": "movielens"}
-                for a, g, o, z in zip(users["age"], users["gender"], users["occupation"], users["zip"])
+                for a, g, o, z in zip(users["age"], users["gender"], users["occupation"], users["zip"], strict=False)
             ],
         }
     )
 
 
 def movielens_items(folder: Path) -> pd.DataFrame:
-    genres = pd.read_csv(folder / "u.genre", sep="|", header=None, names=["name", "index"], dtype={"name": str, "index": int}, encoding="latin-1")
+    genres = pd.read_csv(
+        folder / "u.genre",
+        sep="|",
+        header=None,
+        names=["name", "index"],
+        dtype={"name": str, "index": int},
+        encoding="latin-1",
+    )
     genres = genres.dropna().sort_values("index")["name"].tolist()
     cols = ["id", "title", "release_date", "video_release_date", "imdb_url", *genres]
-    movies = pd.read_csv(folder / "u.item", sep="|", header=None, names=cols, dtype=str, encoding="latin-1", keep_default_na=False)
+    movies = pd.read_csv(
+        folder / "u.item", sep="|", header=None, names=cols, dtype=str, encoding="latin-1", keep_default_na=False
+    )
     numeric = movies[genres].apply(pd.to_numeric, errors="coerce")
     bad = ~numeric.isin([0, 1]).all(axis=1).to_numpy(dtype=bool)
     if bad.any():
@@ -349,13 +397,15 @@ def movielens_items(folder: Path) -> pd.DataFrame:
             "category": category,
             "attributes": [
                 {"genres": g, "release_date": r, "imdb_url": u, "source": "movielens"}
-                for g, r, u in zip(genre_lists, movies["release_date"], movies["imdb_url"])
+                for g, r, u in zip(genre_lists, movies["release_date"], movies["imdb_url"], strict=False)
             ],
         }
     )
 
 
-def read_movielens(path: Path, *, chunk_size: int, progress: Callable[[int, int], None] | None = None) -> Iterator[ImportChunk]:
+def read_movielens(
+    path: Path, *, chunk_size: int, progress: Callable[[int, int], None] | None = None
+) -> Iterator[ImportChunk]:
     """u.user becomes customers, u.item items (first genre as category), u.data rating events."""
     folder = _movielens_dir(path)
     try:
@@ -367,8 +417,14 @@ def read_movielens(path: Path, *, chunk_size: int, progress: Callable[[int, int]
     text, prog = _open_text(folder / "u.data", encoding="latin-1")
     try:
         first = True
-        for chunk, bad in _csv_chunks(text, name=f"{folder.name}/u.data", first_line=1, chunk_size=chunk_size, sep="\t",
-                                      names=["user", "item", "rating", "ts"]):  # no header
+        for chunk, bad in _csv_chunks(
+            text,
+            name=f"{folder.name}/u.data",
+            first_line=1,
+            chunk_size=chunk_size,
+            sep="\t",
+            names=["user", "item", "rating", "ts"],
+        ):  # no header
             blank = _blank(chunk)
             chunk = chunk[~blank]
             ts = pd.to_numeric(chunk["ts"], errors="coerce")
@@ -389,12 +445,17 @@ def read_movielens(path: Path, *, chunk_size: int, progress: Callable[[int, int]
                 },
                 index=chunk.index,
             )
-            problems = _row_problems(chunk).mask(bad_ts, "the timestamp (4th field) is not a time in seconds since 1970")
+            problems = _row_problems(chunk).mask(
+                bad_ts, "the timestamp (4th field) is not a time in seconds since 1970"
+            )
             if problems.notna().any():
                 events["_invalid"] = problems
             events, raw = _with_bad_lines(events, chunk, bad)
             yield ImportChunk(
-                events=events, customers=customers if first else None, items=items if first else None, raw=raw,
+                events=events,
+                customers=customers if first else None,
+                items=items if first else None,
+                raw=raw,
                 skipped=int(blank.sum()),
             )
             first = False

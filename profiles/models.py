@@ -1,4 +1,5 @@
 """Customers, catalogue items and behaviour events: the source of truth everything else is computed from."""
+
 from __future__ import annotations
 
 from django.db import models
@@ -85,10 +86,14 @@ class EventType(models.TextChoices):
 class Event(models.Model):
     """One thing a customer did. Idempotent by the sender's own `external_id`."""
 
-    external_id = models.CharField(max_length=128, null=True, blank=True, help_text="The sender's id; a resend is skipped.")
+    external_id = models.CharField(
+        max_length=128, null=True, blank=True, help_text="The sender's id; a resend is skipped."
+    )
     # The composite indexes below lead with these columns, so the FKs need no index of their own.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events", db_index=False)
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, null=True, blank=True, related_name="events", db_index=False)
+    item = models.ForeignKey(
+        Item, on_delete=models.CASCADE, null=True, blank=True, related_name="events", db_index=False
+    )
     type = models.CharField(max_length=20, choices=EventType.choices)
     value = models.FloatField(null=True, blank=True, help_text="A rating, or a quantity.")
     amount = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True, help_text="Money.")
@@ -102,9 +107,7 @@ class Event(models.Model):
             models.UniqueConstraint(
                 fields=["external_id"], condition=Q(external_id__isnull=False), name="event_external_id_uniq"
             ),
-            models.CheckConstraint(
-                condition=Q(type__in=[t.value for t in EventType]), name="event_type_known"
-            ),
+            models.CheckConstraint(condition=Q(type__in=[t.value for t in EventType]), name="event_type_known"),
         ]
         indexes = [
             models.Index(fields=["customer", "occurred_at"], name="event_customer_time_idx"),
@@ -181,8 +184,6 @@ class Profile(models.Model):
         return f"profile of {self.customer_id} ({self.rfm_code}, {self.lifecycle})"
 
 
-
-
 class ConsentChange(models.Model):
     """A change of a customer's marketing consent: what, when, through what, by whom."""
 
@@ -215,7 +216,9 @@ class ForgottenCustomer(models.Model):
     """A customer forgotten on request, remembered only as a keyed hash of their external id (see
     profiles.privacy.forgotten_digest), so that events, links and tokens never bring them back."""
 
-    digest = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the external id; not reversible without the key.")
+    digest = models.CharField(
+        max_length=64, unique=True, help_text="HMAC-SHA256 of the external id; not reversible without the key."
+    )
     forgotten_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -17,6 +17,7 @@ links and customer tokens never bring a forgotten customer back; only the shop's
 upsert (a new sign-up) creates one again, as a new row that old tokens and links do not open.
 The key is ERASURE_SECRET_KEY, or SECRET_KEY when that is unset.
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,12 +64,16 @@ def _erasure_key() -> str:
 
 def forgotten_digest(external_id: str) -> str:
     """The keyed hash under which a forgotten external id is remembered."""
-    return salted_hmac("marketing.erasure.forgotten", external_id, secret=_erasure_key(), algorithm="sha256").hexdigest()
+    return salted_hmac(
+        "marketing.erasure.forgotten", external_id, secret=_erasure_key(), algorithm="sha256"
+    ).hexdigest()
 
 
 def pseudonym(*, customer_id: int, external_id: str) -> str:
     """The name a forgotten customer's row takes: keyed, so not derivable from the id and old external id."""
-    token = salted_hmac("marketing.erasure.pseudonym", f"{customer_id}:{external_id}", secret=_erasure_key(), algorithm="sha256")
+    token = salted_hmac(
+        "marketing.erasure.pseudonym", f"{customer_id}:{external_id}", secret=_erasure_key(), algorithm="sha256"
+    )
     return f"forgotten-{token.hexdigest()[:24]}"
 
 
@@ -79,7 +84,9 @@ def forgotten_among(external_ids: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(digests), 5000):
         part = digests[start : start + 5000]
-        found.update(by_digest[d] for d in ForgottenCustomer.objects.filter(digest__in=part).values_list("digest", flat=True))
+        found.update(
+            by_digest[d] for d in ForgottenCustomer.objects.filter(digest__in=part).values_list("digest", flat=True)
+        )
     return found
 
 
@@ -113,8 +120,12 @@ def _scrub_logs(*, customer: Customer, needles: list[str], replacement: str) -> 
             entry.change_message = _scrub(entry.change_message, needles, replacement)
     LogEntry.objects.bulk_update(history, ["object_repr", "change_message"], batch_size=500)
     n += len(history)
-    entries = list(AuditEntry.objects.filter(
-        Q(target_type=Customer._meta.label_lower, target_id=str(customer.pk)) | Q(actor_label=f"customer:{needles[0]}")))
+    entries = list(
+        AuditEntry.objects.filter(
+            Q(target_type=Customer._meta.label_lower, target_id=str(customer.pk))
+            | Q(actor_label=f"customer:{needles[0]}")
+        )
+    )
     for entry in entries:
         if entry.target_type == Customer._meta.label_lower and entry.target_id == str(customer.pk):
             entry.target_label = replacement
@@ -129,16 +140,28 @@ def customer_export(*, customer: Customer) -> dict:
     events = Event.objects.filter(customer=customer).select_related("item").order_by("occurred_at")
     profile = Profile.objects.filter(customer=customer).first()
     data = {
-        "customer": {k: v for k, v in model_to_dict(customer).items() if k != "id"} | {"created_at": customer.created_at},
-        "consent_history": list(ConsentChange.objects.filter(customer=customer).values("channel", "granted", "source", "at")),
+        "customer": {k: v for k, v in model_to_dict(customer).items() if k != "id"}
+        | {"created_at": customer.created_at},
+        "consent_history": list(
+            ConsentChange.objects.filter(customer=customer).values("channel", "granted", "source", "at")
+        ),
         "events": [
-            {"external_id": e.external_id, "type": e.type, "item_kind": e.item.kind if e.item else None,
-             "item": e.item.external_id if e.item else None, "value": e.value,
-             "amount": None if e.amount is None else str(e.amount), "occurred_at": e.occurred_at, "context": e.context,
-             "received_at": e.received_at}
+            {
+                "external_id": e.external_id,
+                "type": e.type,
+                "item_kind": e.item.kind if e.item else None,
+                "item": e.item.external_id if e.item else None,
+                "value": e.value,
+                "amount": None if e.amount is None else str(e.amount),
+                "occurred_at": e.occurred_at,
+                "context": e.context,
+                "received_at": e.received_at,
+            }
             for e in events.iterator(chunk_size=2000)
         ],
-        "profile": {k: v for k, v in model_to_dict(profile).items() if k not in ("customer", "run")} if profile else None,
+        "profile": {k: v for k, v in model_to_dict(profile).items() if k not in ("customer", "run")}
+        if profile
+        else None,
     }
     for hooks in privacy_hooks():
         data.update(hooks.export(customer))
@@ -173,7 +196,14 @@ def customer_forget(*, customer: Customer, by=None, source: str = "system", requ
         customer.save()
         access.access_changed()  # every server process stops trusting the customer's tokens at once
         counts["log_entries_rewritten"] = _scrub_logs(customer=customer, needles=identity, replacement=alias)
-        audit_record(action=ProfilesAuditAction.CUSTOMER_FORGOTTEN, actor=by, request=request, source=source,
-                     target=customer, target_label=customer.external_id, actor_label=shell_actor() if source == "shell" else "",
-                     changes={"removed": counts})
+        audit_record(
+            action=ProfilesAuditAction.CUSTOMER_FORGOTTEN,
+            actor=by,
+            request=request,
+            source=source,
+            target=customer,
+            target_label=customer.external_id,
+            actor_label=shell_actor() if source == "shell" else "",
+            changes={"removed": counts},
+        )
     return counts

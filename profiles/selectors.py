@@ -1,4 +1,5 @@
 """Reads shared by views, tasks and templates."""
+
 from .models import Customer, Profile
 
 

@@ -1,4 +1,5 @@
 """Request and response shapes of the profiles API (also what the OpenAPI schema documents)."""
+
 from rest_framework import serializers
 
 from .models import EventType, ItemKind
@@ -16,21 +17,33 @@ class BatchErrorSerializer(serializers.Serializer):
 
 
 class EventInSerializer(serializers.Serializer):
-    external_id = serializers.CharField(required=False, max_length=128, help_text="Your id for the event; a resend with the same id is skipped.")
+    external_id = serializers.CharField(
+        required=False, max_length=128, help_text="Your id for the event; a resend with the same id is skipped."
+    )
     customer = serializers.CharField(max_length=128, help_text="The customer's external id.")
     item_kind = serializers.ChoiceField(choices=ItemKind.choices, required=False, default=ItemKind.PRODUCT)
-    item = serializers.CharField(required=False, max_length=128, help_text="The item's external id (not needed for a search).")
+    item = serializers.CharField(
+        required=False, max_length=128, help_text="The item's external id (not needed for a search)."
+    )
     type = serializers.ChoiceField(choices=EventType.choices)
-    value = serializers.FloatField(required=False, help_text="A rating (0-10), or a quantity (> 0; default 1 for purchase, cart and return).")
-    amount = serializers.DecimalField(required=False, max_digits=14, decimal_places=2, min_value=0, help_text="Money, >= 0.")
-    occurred_at = serializers.DateTimeField(help_text="ISO 8601 with a time zone offset, e.g. 2025-03-01T12:00:00+01:00.")
+    value = serializers.FloatField(
+        required=False, help_text="A rating (0-10), or a quantity (> 0; default 1 for purchase, cart and return)."
+    )
+    amount = serializers.DecimalField(
+        required=False, max_digits=14, decimal_places=2, min_value=0, help_text="Money, >= 0."
+    )
+    occurred_at = serializers.DateTimeField(
+        help_text="ISO 8601 with a time zone offset, e.g. 2025-03-01T12:00:00+01:00."
+    )
     context = serializers.DictField(required=False, help_text="Free JSON object: channel, campaign, device, ...")
 
 
 class IngestResultSerializer(serializers.Serializer):
     received = serializers.IntegerField()
     created = serializers.IntegerField()
-    duplicates = serializers.IntegerField(help_text="Events skipped because their external_id was already stored or repeated in the batch.")
+    duplicates = serializers.IntegerField(
+        help_text="Events skipped because their external_id was already stored or repeated in the batch."
+    )
     invalid = serializers.IntegerField()
     customers_created = serializers.IntegerField()
     items_created = serializers.IntegerField()

@@ -1,5 +1,6 @@
 """The profiles app's pipeline step (listed in settings.PIPELINE_STEPS; see pipeline/steps.py)."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 from pipeline.steps import Param, Step
 
@@ -11,7 +12,7 @@ def profiles_local(*, step, progress, incremental: bool = False, as_of: str | No
     # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.
     now = datetime.fromisoformat(as_of) if as_of else None
     if now is not None and now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+        now = now.replace(tzinfo=UTC)
     return services.profiles_compute(step=step, incremental=incremental, progress=progress, now=now)
 
 

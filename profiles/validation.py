@@ -7,6 +7,7 @@ rules and the error messages are the same everywhere. A function returns the row
 normalised to their storage types, and one `RowError` per problem, naming the row (its index in
 the frame: a position in a JSON array or a line number in a file), the field and the reason.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,13 @@ from .models import CONSENT_FIELDS, EventType, ItemKind
 
 EVENT_COLUMNS = ["external_id", "customer", "item_kind", "item", "type", "value", "amount", "occurred_at", "context"]
 CUSTOMER_COLUMNS = [
-    "external_id", "name", "email", "time_zone", *CONSENT_FIELDS.values(), "attributes", "created_at",
+    "external_id",
+    "name",
+    "email",
+    "time_zone",
+    *CONSENT_FIELDS.values(),
+    "attributes",
+    "created_at",
 ]
 ITEM_COLUMNS = ["kind", "external_id", "title", "category", "price", "attributes", "active", "created_at"]
 # Columns that hold text (a number is taken as its text, as for an id; an object or a boolean is refused).
@@ -34,9 +41,14 @@ EVENT_TYPES = frozenset(t.value for t in EventType)
 ITEM_KINDS = frozenset(k.value for k in ItemKind)
 # Every event type names an item, except a search (it names a query, in context) and what
 # happens to a campaign's message (the message may carry no item; context names the campaign).
-TYPES_WITHOUT_ITEM = frozenset({
-    EventType.SEARCH.value, EventType.MESSAGE_DELIVERED.value, EventType.MESSAGE_OPENED.value, EventType.MESSAGE_CLICKED.value,
-})
+TYPES_WITHOUT_ITEM = frozenset(
+    {
+        EventType.SEARCH.value,
+        EventType.MESSAGE_DELIVERED.value,
+        EventType.MESSAGE_OPENED.value,
+        EventType.MESSAGE_CLICKED.value,
+    }
+)
 QUANTITY_TYPES = frozenset({EventType.PURCHASE.value, EventType.ADD_TO_CART.value, EventType.RETURN.value})
 MAX_ID_LENGTH = 128
 MAX_AMOUNT = 10**12  # DecimalField(max_digits=14, decimal_places=2)
@@ -88,7 +100,7 @@ class _Errors:
             rows = self.index[mask]
             if isinstance(reason, pd.Series):
                 texts = reason.to_numpy()[mask]
-                out.extend(RowError(int(r), field, str(t)) for r, t in zip(rows, texts))
+                out.extend(RowError(int(r), field, str(t)) for r, t in zip(rows, texts, strict=False))
             else:
                 out.extend(RowError(int(r), field, reason) for r in rows)
         out.sort(key=lambda e: e.row)
@@ -219,8 +231,14 @@ def _ids(series: pd.Series, errors: _Errors, field: str, *, required: bool) -> p
 
 
 def parse_timestamps(
-    series: pd.Series, errors: _Errors, field: str, *, now: datetime, max_future: timedelta,
-    assume_tz: str | None = None, required: bool = True,
+    series: pd.Series,
+    errors: _Errors,
+    field: str,
+    *,
+    now: datetime,
+    max_future: timedelta,
+    assume_tz: str | None = None,
+    required: bool = True,
 ) -> pd.Series:
     """ISO 8601 texts (or datetimes) to UTC timestamps.
 
@@ -245,7 +263,11 @@ def parse_timestamps(
         has_offset = text.str.contains(_OFFSET_RE, regex=True).fillna(False).to_numpy(dtype=bool)
         if assume_tz is None:
             ts = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-            errors.add(given & ~has_offset & ts.notna().to_numpy(), field, "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)")
+            errors.add(
+                given & ~has_offset & ts.notna().to_numpy(),
+                field,
+                "has no time zone offset (e.g. 2024-05-01T12:00:00+02:00)",
+            )
         else:
             ts = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns, UTC]")
             if has_offset.any():
@@ -253,7 +275,9 @@ def parse_timestamps(
             naive = given & ~has_offset
             if naive.any():
                 local = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
-                ts[naive] = local.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+                ts[naive] = local.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert(
+                    "UTC"
+                )
         # Years pandas cannot hold (past 2262) would otherwise read as "not a valid" date.
         year = pd.to_numeric(text.str.extract(r"^([+-]?\d{4,})-", expand=False), errors="coerce").to_numpy(dtype=float)
         unparsed = given & ts.isna().to_numpy()
@@ -264,7 +288,11 @@ def parse_timestamps(
             errors.add(~given, field, "is required")
     ts = ts.astype("datetime64[ns, UTC]")
     valid = ts.notna().to_numpy()
-    errors.add(valid & (ts > limit).fillna(False).to_numpy(dtype=bool), field, f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})")
+    errors.add(
+        valid & (ts > limit).fillna(False).to_numpy(dtype=bool),
+        field,
+        f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})",
+    )
     errors.add(valid & (ts < EARLIEST).fillna(False).to_numpy(dtype=bool), field, "is before 1990")
     return ts
 
@@ -303,7 +331,7 @@ def _reject_unstorable(df: pd.DataFrame, errors: _Errors, text_columns: frozense
             if col in text_columns:
                 for kind, name in _TYPE_NAMES.items():
                     errors.add((kinds == kind).to_numpy(dtype=bool), col, f"expected text, got {name}")
-            is_str = (kinds == str).to_numpy(dtype=bool)
+            is_str = (kinds == str).to_numpy(dtype=bool)  # noqa: E721 (elementwise, on a Series of types)
             is_json = kinds.isin([dict, list]).to_numpy(dtype=bool)
         if is_str.any():
             strings = series[is_str].astype(str)
@@ -323,7 +351,9 @@ def _reject_unstorable(df: pd.DataFrame, errors: _Errors, text_columns: frozense
             errors.add(problems.notna().to_numpy(dtype=bool), col, problems.fillna(""))
 
 
-def _ensure_columns(df: pd.DataFrame, columns: list[str], errors: _Errors, text_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
+def _ensure_columns(
+    df: pd.DataFrame, columns: list[str], errors: _Errors, text_columns: frozenset[str] = frozenset()
+) -> pd.DataFrame:
     _reject_unstorable(df, errors, text_columns)
     unknown = [c for c in df.columns if c not in columns]
     if unknown and len(df):
@@ -360,7 +390,11 @@ def validate_events(
     errors.add(needs_item & ~_present(item), "item", "is required for this event type")
 
     kind = _text(df["item_kind"]).str.lower().fillna(ItemKind.PRODUCT.value)
-    errors.add(~kind.isin(ITEM_KINDS).to_numpy(dtype=bool), "item_kind", "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")")
+    errors.add(
+        ~kind.isin(ITEM_KINDS).to_numpy(dtype=bool),
+        "item_kind",
+        "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")",
+    )
 
     value = _numbers(df["value"], errors, "value")
     is_rating = (etype == EventType.RATING.value).fillna(False).to_numpy(dtype=bool)
@@ -373,11 +407,19 @@ def validate_events(
     value = value.mask(is_qty & value.isna().to_numpy(), 1.0)
 
     amount = _numbers(df["amount"], errors, "amount")
-    errors.add((amount < 0).fillna(False).to_numpy(dtype=bool), "amount", "must not be negative (a refund is a 'return' event)")
+    errors.add(
+        (amount < 0).fillna(False).to_numpy(dtype=bool), "amount", "must not be negative (a refund is a 'return' event)"
+    )
     amount = amount.round(2)  # the check below is on what would be stored
-    errors.add((amount.abs() >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool), "amount", f"is too large (at most {MAX_AMOUNT - 0.01:.2f})")
+    errors.add(
+        (amount.abs() >= MAX_AMOUNT).fillna(False).to_numpy(dtype=bool),
+        "amount",
+        f"is too large (at most {MAX_AMOUNT - 0.01:.2f})",
+    )
 
-    occurred_at = parse_timestamps(df["occurred_at"], errors, "occurred_at", now=now, max_future=max_future, assume_tz=assume_tz)
+    occurred_at = parse_timestamps(
+        df["occurred_at"], errors, "occurred_at", now=now, max_future=max_future, assume_tz=assume_tz
+    )
     context = _contexts(df["context"], errors)
 
     out = pd.DataFrame(
@@ -435,19 +477,34 @@ def validate_customers(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame
     email = _text(df["email"])
     bad_email = _present(email) & ~email.str.match(_EMAIL_RE).fillna(False).to_numpy(dtype=bool)
     errors.add(bad_email, "email", "not a valid email address")
-    errors.add(email.str.len().fillna(0).to_numpy() > MAX_EMAIL_LENGTH, "email", f"longer than {MAX_EMAIL_LENGTH} characters")
+    errors.add(
+        email.str.len().fillna(0).to_numpy() > MAX_EMAIL_LENGTH, "email", f"longer than {MAX_EMAIL_LENGTH} characters"
+    )
     tz = _text(df["time_zone"])
     zones = zoneinfo.available_timezones()
-    errors.add(_present(tz) & ~tz.isin(zones).fillna(False).to_numpy(dtype=bool), "time_zone", "unknown time zone (use an IANA name such as Europe/Paris)")
+    errors.add(
+        _present(tz) & ~tz.isin(zones).fillna(False).to_numpy(dtype=bool),
+        "time_zone",
+        "unknown time zone (use an IANA name such as Europe/Paris)",
+    )
     consents = {c: _booleans(df[c], errors, c) for c in CONSENT_FIELDS.values()}
     given_attrs = df["attributes"].notna()
     attributes = _dicts(df["attributes"], errors, "attributes").where(given_attrs, None)
-    created_at = parse_timestamps(df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False)
+    created_at = parse_timestamps(
+        df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False
+    )
     dup = external_id.duplicated(keep="last").to_numpy() & _present(external_id)
     errors.add(dup, "external_id", "appears again later in the same batch")
     out = pd.DataFrame(
-        {"external_id": external_id, "name": name, "email": email, "time_zone": tz, **consents,
-         "attributes": attributes, "created_at": created_at},
+        {
+            "external_id": external_id,
+            "name": name,
+            "email": email,
+            "time_zone": tz,
+            **consents,
+            "attributes": attributes,
+            "created_at": created_at,
+        },
         index=df.index,
     )
     return out[~errors.bad], errors.rows()
@@ -459,7 +516,11 @@ def validate_items(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, li
     errors = _Errors(df.index)
     df = _ensure_columns(df, ITEM_COLUMNS, errors, ITEM_TEXT_COLUMNS)
     kind = _text(df["kind"]).str.lower().fillna(ItemKind.PRODUCT.value)
-    errors.add(~kind.isin(ITEM_KINDS).to_numpy(dtype=bool), "kind", "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")")
+    errors.add(
+        ~kind.isin(ITEM_KINDS).to_numpy(dtype=bool),
+        "kind",
+        "unknown item kind (expected one of: " + ", ".join(sorted(ITEM_KINDS)) + ")",
+    )
     external_id = _ids(df["external_id"], errors, "external_id", required=True)
     title = _text(df["title"])
     errors.add(title.str.len().fillna(0).to_numpy() > 300, "title", "longer than 300 characters")
@@ -468,16 +529,34 @@ def validate_items(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, li
     price = _numbers(df["price"], errors, "price")
     errors.add((price < 0).fillna(False).to_numpy(dtype=bool), "price", "must not be negative")
     price = price.round(2)
-    errors.add((price >= MAX_PRICE).fillna(False).to_numpy(dtype=bool), "price", f"is too large (at most {MAX_PRICE - 0.01:.2f})")
+    errors.add(
+        (price >= MAX_PRICE).fillna(False).to_numpy(dtype=bool),
+        "price",
+        f"is too large (at most {MAX_PRICE - 0.01:.2f})",
+    )
     given_attrs = df["attributes"].notna()
     attributes = _dicts(df["attributes"], errors, "attributes").where(given_attrs, None)
     active = _booleans(df["active"], errors, "active")
-    created_at = parse_timestamps(df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False)
+    created_at = parse_timestamps(
+        df["created_at"], errors, "created_at", now=now, max_future=timedelta(days=1), required=False
+    )
     key = kind + "\x00" + external_id.fillna("")
-    errors.add(key.duplicated(keep="last").to_numpy() & _present(external_id), "external_id", "appears again later in the same batch")
+    errors.add(
+        key.duplicated(keep="last").to_numpy() & _present(external_id),
+        "external_id",
+        "appears again later in the same batch",
+    )
     out = pd.DataFrame(
-        {"kind": kind, "external_id": external_id, "title": title, "category": category,
-         "price": price.round(2), "attributes": attributes, "active": active, "created_at": created_at},
+        {
+            "kind": kind,
+            "external_id": external_id,
+            "title": title,
+            "category": category,
+            "price": price.round(2),
+            "attributes": attributes,
+            "active": active,
+            "created_at": created_at,
+        },
         index=df.index,
     )
     return out[~errors.bad], errors.rows()
@@ -485,7 +564,9 @@ def validate_items(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame, li
 
 def records_frame(records: list, *, start: int = 0) -> tuple[pd.DataFrame, list[RowError]]:
     """A JSON array of objects as a frame indexed by position; a non-object element is an error."""
-    errors = [RowError(start + i, "(row)", "expected a JSON object") for i, r in enumerate(records) if not isinstance(r, dict)]
+    errors = [
+        RowError(start + i, "(row)", "expected a JSON object") for i, r in enumerate(records) if not isinstance(r, dict)
+    ]
     bad = {e.row - start for e in errors}
     rows = [r if isinstance(r, dict) else {} for r in records]
     try:

@@ -1,4 +1,5 @@
 """Operator screens: recommender runs with their metrics, and a customer's current suggestions."""
+
 import json
 
 from django.contrib import admin
@@ -17,14 +18,49 @@ def _fmt(value) -> str:
 @admin.register(RecommenderRun)
 class RecommenderRunAdmin(admin.ModelAdmin):
     change_list_template = "admin/recommendations/recommenderrun/change_list.html"
-    list_display = ("id", "started_at", "status", "is_active", "algorithm", "n_customers", "n_recommendations",
-                    "ndcg", "precision", "recall", "coverage_10", "duration_s")
+    list_display = (
+        "id",
+        "started_at",
+        "status",
+        "is_active",
+        "algorithm",
+        "n_customers",
+        "n_recommendations",
+        "ndcg",
+        "precision",
+        "recall",
+        "coverage_10",
+        "duration_s",
+    )
     list_filter = ("status", "is_active")
     list_select_related = ("step",)
-    fields = ("status", "is_active", "algorithm", ("started_at", "finished_at", "activated_at", "duration_s"),
-              "metrics_table", "sizes_table", "durations_table", "params", "step_link", "error")
-    readonly_fields = ("status", "is_active", "algorithm", "started_at", "finished_at", "activated_at", "duration_s",
-                       "metrics_table", "sizes_table", "durations_table", "params", "step_link", "error")
+    fields = (
+        "status",
+        "is_active",
+        "algorithm",
+        ("started_at", "finished_at", "activated_at", "duration_s"),
+        "metrics_table",
+        "sizes_table",
+        "durations_table",
+        "params",
+        "step_link",
+        "error",
+    )
+    readonly_fields = (
+        "status",
+        "is_active",
+        "algorithm",
+        "started_at",
+        "finished_at",
+        "activated_at",
+        "duration_s",
+        "metrics_table",
+        "sizes_table",
+        "durations_table",
+        "params",
+        "step_link",
+        "error",
+    )
 
     def has_add_permission(self, request):
         return False  # runs come from the pipeline ("Start a recomputation" on the pipeline runs page)
@@ -69,17 +105,26 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             return "–"
         head = format_html_join("", "<th>{}</th>", ((n,) for n in ["kind", "model", *names]))
         body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td>" + "<td>{}</td>" * len(names) + "</tr>",
+            "",
+            "<tr><td>{}</td><td>{}</td>" + "<td>{}</td>" * len(names) + "</tr>",
             ((k, m, *[v if isinstance(v, int) else _fmt(v) for v in vals]) for k, m, *vals in rows),
         )
         note = metrics.get("protocol", "")
-        return format_html('<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p class="help">{}</p>', head, body, note)
+        return format_html(
+            '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p class="help">{}</p>', head, body, note
+        )
 
     def _table(self, data: dict):
         if not data:
             return "–"
-        return format_html("<table>{}</table>", format_html_join(
-            "", "<tr><th>{}</th><td>{}</td></tr>", ((k, json.dumps(v) if isinstance(v, dict) else v) for k, v in data.items())))
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "",
+                "<tr><th>{}</th><td>{}</td></tr>",
+                ((k, json.dumps(v) if isinstance(v, dict) else v) for k, v in data.items()),
+            ),
+        )
 
     @admin.display(description="sizes")
     def sizes_table(self, obj):
@@ -90,8 +135,11 @@ class RecommenderRunAdmin(admin.ModelAdmin):
         return self._table(obj.durations)
 
     def changelist_view(self, request, extra_context=None):
-        runs = list(RecommenderRun.objects.filter(status="succeeded").order_by("-started_at")
-                    .values("id", "started_at", "ndcg_at_10", "precision_at_10", "recall_at_10", "coverage")[:CHART_RUNS])[::-1]
+        runs = list(
+            RecommenderRun.objects.filter(status="succeeded")
+            .order_by("-started_at")
+            .values("id", "started_at", "ndcg_at_10", "precision_at_10", "recall_at_10", "coverage")[:CHART_RUNS]
+        )[::-1]
         chart = {
             "labels": [f"#{r['id']} {r['started_at']:%m-%d %H:%M}" for r in runs],
             "ndcg": [r["ndcg_at_10"] for r in runs],
@@ -99,8 +147,11 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             "recall": [r["recall_at_10"] for r in runs],
             "coverage": [r["coverage"] for r in runs],
         }
-        extra_context = {**(extra_context or {}), "metrics_chart": chart,
-                         "start_url": reverse("admin:pipeline_pipelinerun_start")}
+        extra_context = {
+            **(extra_context or {}),
+            "metrics_chart": chart,
+            "start_url": reverse("admin:pipeline_pipelinerun_start"),
+        }
         return super().changelist_view(request, extra_context)
 
 

@@ -3,13 +3,14 @@
 Both answer from the active run's stored tables: one indexed query on the hot path. Who may ask
 is decided in one place each, `OWN_SUGGESTIONS` and `SIMILAR_ITEMS` below (docs/api.md).
 """
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from profiles import selectors as profile_selectors
 from accounts.access import AnyCustomer, CustomerSelf, KeyScope, Operator, anyone_of
+from profiles import selectors as profile_selectors
 from profiles.serializers import ErrorSerializer
 
 from . import selectors
@@ -22,8 +23,12 @@ from .serializers import (
 )
 
 # Operators, the shop's backend (key scope read_recommendations) and the customer themself.
-OWN_SUGGESTIONS = anyone_of(Operator("recommendations.view_recommendation"), KeyScope("read_recommendations"), CustomerSelf())
-SIMILAR_ITEMS = anyone_of(Operator("recommendations.view_recommendation"), KeyScope("read_recommendations"), AnyCustomer())
+OWN_SUGGESTIONS = anyone_of(
+    Operator("recommendations.view_recommendation"), KeyScope("read_recommendations"), CustomerSelf()
+)
+SIMILAR_ITEMS = anyone_of(
+    Operator("recommendations.view_recommendation"), KeyScope("read_recommendations"), AnyCustomer()
+)
 
 QUERY_PARAMETERS = [
     OpenApiParameter("kind", str, description="product, activity or post (default product)."),
@@ -47,7 +52,8 @@ class CustomerRecommendationsView(APIView):
 
     @extend_schema(
         summary="A customer's suggestions of one kind, with reasons",
-        description="From the active recommender run. A customer created since the run gets the popular items of their segment, or overall.",
+        description="From the active recommender run. A customer created since the run gets the popular items of "
+        "their segment, or overall.",
         parameters=QUERY_PARAMETERS,
         responses={200: RecommendationsOutSerializer, 404: ErrorSerializer},
     )
@@ -61,7 +67,12 @@ class CustomerRecommendationsView(APIView):
         if customer is None:
             raise NotFound(f"No customer with external_id {external_id!r}.")
         rows = selectors.fallback_for(customer, kind=query["kind"], limit=query["limit"])
-        data = {"customer": external_id, "kind": query["kind"], "run": rows[0].run_id if rows else None, "results": rows}
+        data = {
+            "customer": external_id,
+            "kind": query["kind"],
+            "run": rows[0].run_id if rows else None,
+            "results": rows,
+        }
         return Response(RecommendationsOutSerializer(data).data)
 
 
@@ -71,7 +82,8 @@ class SimilarItemsView(APIView):
 
     @extend_schema(
         summary="Items similar to an item, of the same kind",
-        description="Item-item neighbours (cosine over who interacted with what) stored by the active run; inactive items left out.",
+        description="Item-item neighbours (cosine over who interacted with what) stored by the active run; inactive "
+        "items left out.",
         parameters=QUERY_PARAMETERS,
         responses={200: SimilarItemsOutSerializer, 404: ErrorSerializer},
     )

@@ -4,6 +4,7 @@ Every row a run writes carries the run's id, and readers only look at the active
 being written (or one that failed halfway) is never seen; switching the active run is one UPDATE
 pair in one transaction (see services.recommendations_compute).
 """
+
 from __future__ import annotations
 
 from django.db import models
@@ -28,9 +29,15 @@ class RecommenderRun(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING, db_index=True)
     is_active = models.BooleanField(default=False, help_text="The run the API and the admin serve. At most one.")
     algorithm = models.CharField(max_length=40, default="pure_svd")
-    params = models.JSONField(default=dict, blank=True, help_text="Model parameters, weights, half-life, exclusions, sizes of lists.")
-    sizes = models.JSONField(default=dict, blank=True, help_text="Customers, items, events, interactions, rows written.")
-    metrics = models.JSONField(default=dict, blank=True, help_text="Offline metrics on the holdout, per kind and for the baseline.")
+    params = models.JSONField(
+        default=dict, blank=True, help_text="Model parameters, weights, half-life, exclusions, sizes of lists."
+    )
+    sizes = models.JSONField(
+        default=dict, blank=True, help_text="Customers, items, events, interactions, rows written."
+    )
+    metrics = models.JSONField(
+        default=dict, blank=True, help_text="Offline metrics on the holdout, per kind and for the baseline."
+    )
     durations = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
     # The product kind's headline figures, as columns so the run list can sort and chart them.
     ndcg_at_10 = models.FloatField(null=True, blank=True, verbose_name="NDCG@10")
@@ -67,15 +74,25 @@ class Recommendation(models.Model):
     """One suggestion of a run: customer, item, its rank within the item's kind, and why."""
 
     # (run, customer, kind, rank) is unique and indexed; it serves the API's lookup and the pruning.
-    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False, db_constraint=False)
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="recommendations", db_index=False, db_constraint=False)
+    run = models.ForeignKey(
+        RecommenderRun, on_delete=models.CASCADE, related_name="recommendations", db_index=False, db_constraint=False
+    )
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="recommendations", db_index=False, db_constraint=False
+    )
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     kind = models.CharField(max_length=16, choices=ItemKind.choices, help_text="The item's kind, copied for the index.")
     rank = models.PositiveSmallIntegerField(help_text="1 = best.")
     score = models.FloatField()
     reason = models.CharField(max_length=20, choices=Reason.choices)
     reason_item = models.ForeignKey(
-        Item, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False, db_constraint=False,
+        Item,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
         help_text="For “because you … X”: X, one of the customer's own items.",
     )
     reason_text = models.CharField(max_length=300, help_text="The reason in words, as a customer reads it.")
@@ -83,7 +100,9 @@ class Recommendation(models.Model):
     class Meta:
         ordering = ["run", "customer", "kind", "rank"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "customer", "kind", "rank"], name="reco_run_customer_kind_rank_uniq"),
+            models.UniqueConstraint(
+                fields=["run", "customer", "kind", "rank"], name="reco_run_customer_kind_rank_uniq"
+            ),
             models.CheckConstraint(condition=Q(rank__gte=1), name="reco_rank_positive"),
         ]
 
@@ -94,7 +113,9 @@ class Recommendation(models.Model):
 class SimilarItem(models.Model):
     """The top neighbours of an item within its kind, per run (item-item cosine, see services)."""
 
-    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="similar_items", db_index=False, db_constraint=False)
+    run = models.ForeignKey(
+        RecommenderRun, on_delete=models.CASCADE, related_name="similar_items", db_index=False, db_constraint=False
+    )
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     similar = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     rank = models.PositiveSmallIntegerField()
@@ -115,8 +136,18 @@ class PopularItem(models.Model):
     customers who arrived after it are answered from here.
     """
 
-    run = models.ForeignKey(RecommenderRun, on_delete=models.CASCADE, related_name="popular_items", db_index=False, db_constraint=False)
-    segment = models.ForeignKey("segments.Segment", on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False, db_constraint=False)
+    run = models.ForeignKey(
+        RecommenderRun, on_delete=models.CASCADE, related_name="popular_items", db_index=False, db_constraint=False
+    )
+    segment = models.ForeignKey(
+        "segments.Segment",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     kind = models.CharField(max_length=16, choices=ItemKind.choices)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     rank = models.PositiveSmallIntegerField()

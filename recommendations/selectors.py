@@ -1,4 +1,5 @@
 """Reads of the active run's suggestions, shared by the API, the admin and campaigns."""
+
 from __future__ import annotations
 
 import weakref
@@ -25,7 +26,8 @@ def recommendations_for(customer: Customer, *, kind: str = "product", limit: int
     """The customer's suggestions of `kind` in the active run, best first (item and reason item loaded)."""
     return list(
         Recommendation.objects.filter(run__is_active=True, customer=customer, kind=kind)
-        .select_related("item", "reason_item").order_by("rank")[:limit]
+        .select_related("item", "reason_item")
+        .order_by("rank")[:limit]
     )
 
 
@@ -44,8 +46,19 @@ WHERE run.is_active AND c.external_id = {{0}} AND r.kind = {{1}}
 ORDER BY r.rank
 LIMIT {{2}}
 """
-ROW_FIELDS = ("run", "rank", "score", "reason", "reason_text", "item_external_id", "item_kind", "item_title", "item_category",
-              "item_price", "reason_item")
+ROW_FIELDS = (
+    "run",
+    "rank",
+    "score",
+    "reason",
+    "reason_text",
+    "item_external_id",
+    "item_kind",
+    "item_title",
+    "item_category",
+    "item_price",
+    "reason_item",
+)
 # On PostgreSQL, planning this five-table join costs several times its execution (~0.8 vs
 # ~0.2 ms), so each connection prepares it once (a session-level prepared statement, which
 # survives rollbacks) and then only executes it. Connections that have it, by their driver object.
@@ -63,7 +76,9 @@ def recommendation_rows_for_external_id(external_id: str, *, kind: str = "produc
             if raw not in _prepared_on:
                 cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [_PREPARED_NAME])
                 if cursor.fetchone() is None:
-                    cursor.execute(f"PREPARE {_PREPARED_NAME} (text, text, integer) AS " + _ROWS_SQL.format("$1", "$2", "$3"))
+                    cursor.execute(
+                        f"PREPARE {_PREPARED_NAME} (text, text, integer) AS " + _ROWS_SQL.format("$1", "$2", "$3")
+                    )
                 _prepared_on[raw] = True
             cursor.execute(f"EXECUTE {_PREPARED_NAME} (%s, %s, %s)", params)
         else:
@@ -78,19 +93,39 @@ def fallback_for(customer: Customer, *, kind: str = "product", limit: int = 10) 
     if run is None:
         return []
     segment_ids = list(
-        Membership.objects.filter(customer=customer, segment__kind=SegmentKind.CLUSTER, segment__active=True).values_list("segment_id", flat=True)[:1]
+        Membership.objects.filter(
+            customer=customer, segment__kind=SegmentKind.CLUSTER, segment__active=True
+        ).values_list("segment_id", flat=True)[:1]
     )
     rows = []
     if segment_ids:
-        rows = list(PopularItem.objects.filter(run=run, kind=kind, segment_id=segment_ids[0]).select_related("item").order_by("rank")[:limit])
+        rows = list(
+            PopularItem.objects.filter(run=run, kind=kind, segment_id=segment_ids[0])
+            .select_related("item")
+            .order_by("rank")[:limit]
+        )
     if not rows:
-        rows = list(PopularItem.objects.filter(run=run, kind=kind, segment__isnull=True).select_related("item").order_by("rank")[:limit])
+        rows = list(
+            PopularItem.objects.filter(run=run, kind=kind, segment__isnull=True)
+            .select_related("item")
+            .order_by("rank")[:limit]
+        )
     out = []
     for row in rows:
         reason = Reason.SEGMENT_POPULAR if row.segment_id and row.score > 0 else Reason.POPULAR
         text = "popular in your segment" if reason == Reason.SEGMENT_POPULAR else "popular right now"
-        out.append(Recommendation(run=run, customer=customer, item=row.item, kind=kind, rank=row.rank, score=row.score,
-                                  reason=reason, reason_text=text))
+        out.append(
+            Recommendation(
+                run=run,
+                customer=customer,
+                item=row.item,
+                kind=kind,
+                rank=row.rank,
+                score=row.score,
+                reason=reason,
+                reason_text=text,
+            )
+        )
     return out
 
 
@@ -106,7 +141,7 @@ def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.D
     frames = []
     for start in range(0, len(ids), 20_000):  # keeps the IN list within the databases' limits
         qs = Recommendation.objects.filter(
-            run__is_active=True, kind=kind, rank__lte=limit, customer_id__in=ids[start:start + 20_000]
+            run__is_active=True, kind=kind, rank__lte=limit, customer_id__in=ids[start : start + 20_000]
         ).order_by("customer_id", "rank")
         frames.append(read_frame(qs, TOP_ITEMS_COLUMNS))
     return pd.concat(frames, ignore_index=True)
@@ -116,7 +151,8 @@ def similar_items_for_external_id(external_id: str, *, kind: str = "product", li
     """An item's neighbours within its kind in the active run, best first, in one query."""
     return list(
         SimilarItem.objects.filter(run__is_active=True, item__external_id=external_id, item__kind=kind)
-        .select_related("similar").order_by("rank")[:limit]
+        .select_related("similar")
+        .order_by("rank")[:limit]
     )
 
 

@@ -60,8 +60,12 @@ class RecommendationOutSerializer(serializers.Serializer):
     score = serializers.FloatField()
     reason = serializers.CharField(help_text="item, similar_users, segment_popular or popular")
     reason_text = serializers.CharField(help_text="The reason in words, e.g. “because you bought Espresso maker #12”.")
-    reason_item = serializers.CharField(source="reason_item.external_id", allow_null=True, default=None,
-                                        help_text="For reason item: the external id of the customer's own item.")
+    reason_item = serializers.CharField(
+        source="reason_item.external_id",
+        allow_null=True,
+        default=None,
+        help_text="For reason item: the external id of the customer's own item.",
+    )
 
 
 class RecommendationsOutSerializer(serializers.Serializer):
@@ -89,9 +93,20 @@ def recommendations_out(*, customer: str, kind: str, rows: list[tuple]) -> dict:
     `selectors.recommendation_rows_for_external_id` rows: on the API's hot path the serializer's
     field machinery cost more than the query (docs/benchmarks.md, "Load")."""
     results = [
-        {"rank": int(rank), "item": {"external_id": ext, "kind": item_kind, "title": title, "category": category,
-                                     "price": _price(price)},
-         "score": float(score), "reason": reason, "reason_text": reason_text, "reason_item": reason_item}
+        {
+            "rank": int(rank),
+            "item": {
+                "external_id": ext,
+                "kind": item_kind,
+                "title": title,
+                "category": category,
+                "price": _price(price),
+            },
+            "score": float(score),
+            "reason": reason,
+            "reason_text": reason_text,
+            "reason_item": reason_item,
+        }
         for _, rank, score, reason, reason_text, ext, item_kind, title, category, price, reason_item in rows
     ]
     return {"customer": customer, "kind": kind, "run": rows[0][0] if rows else None, "results": results}

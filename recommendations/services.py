@@ -22,6 +22,7 @@ The verbs that change the recommender's state: compute a run's suggestions, reco
 Every row carries the run's id and readers only look at the active run, so a run being
 written is invisible and a failed run leaves the previous one in service.
 """
+
 from __future__ import annotations
 
 import logging
@@ -66,9 +67,17 @@ EVAL_K = 10
 
 #: How "because you … X" reads, by the strongest thing the customer did with X (first wins).
 VERBS: tuple[tuple[str, str], ...] = (
-    ("purchase", "bought"), ("return", "bought"), ("post", "posted"), ("comment", "commented on"),
-    ("like", "liked"), ("favorite", "saved"), ("rating", "rated"), ("share", "shared"),
-    ("add_to_cart", "put {} in your basket"), ("click", "looked at"), ("view", "looked at"),
+    ("purchase", "bought"),
+    ("return", "bought"),
+    ("post", "posted"),
+    ("comment", "commented on"),
+    ("like", "liked"),
+    ("favorite", "saved"),
+    ("rating", "rated"),
+    ("share", "shared"),
+    ("add_to_cart", "put {} in your basket"),
+    ("click", "looked at"),
+    ("view", "looked at"),
 )  # the item's name goes at "{}", else after the verb
 REASON_TEXT = {
     Reason.SIMILAR_USERS: "customers with similar taste bought this",
@@ -111,8 +120,10 @@ def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.
         channels = [c.strip() for c in (rule.split(",") if isinstance(rule, str) else rule)]
     unknown = [c for c in channels if c not in CONSENT_FIELDS]
     if unknown:
-        raise ValueError(f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; "
-                         f"use any, or some of {sorted(CONSENT_FIELDS)}")
+        raise ValueError(
+            f"TRAINING_REQUIRES_CONSENT names unknown channel(s) {unknown}; "
+            f"use any, or some of {sorted(CONSENT_FIELDS)}"
+        )
     return np.logical_or.reduce([people[CONSENT_FIELDS[c]].to_numpy(dtype=bool) for c in channels])
 
 
@@ -124,7 +135,9 @@ def impressions_record(*, customer_ids, item_ids, shown_at: datetime | None = No
     RECOMMENDER_IMPRESSION_WINDOW_DAYS by RECOMMENDER_IMPRESSION_PENALTY per showing, so a
     customer who ignored a suggestion sees something else next time. Arrays of equal length.
     """
-    frame = pd.DataFrame({"customer_id": np.asarray(customer_ids, dtype=np.int64), "item_id": np.asarray(item_ids, dtype=np.int64)})
+    frame = pd.DataFrame(
+        {"customer_id": np.asarray(customer_ids, dtype=np.int64), "item_id": np.asarray(item_ids, dtype=np.int64)}
+    )
     if frame.empty:
         return 0
     frame["shown_at"] = pd.Timestamp(shown_at or timezone.now())
@@ -138,20 +151,20 @@ def impressions_record(*, customer_ids, item_ids, shown_at: datetime | None = No
 class Interactions:
     """The run's vocabulary and matrices. Rows are customers (sorted ids), columns items."""
 
-    customer_ids: np.ndarray           # (n_users,)
-    item_ids: np.ndarray               # (n_items,)
-    item_kind: np.ndarray              # (n_items,) str
-    item_active: np.ndarray            # (n_items,) bool
-    item_title: np.ndarray             # (n_items,) object
-    user_items: sp.csr_matrix          # decayed weights + ratings
-    recent: sp.csr_matrix              # the same decayed from the shop's latest event ("popular right now")
-    exclude: sp.csr_matrix             # 1 where the customer did something that rules the item out
-    verb: sp.csr_matrix                # 1 + index into VERBS of the strongest event of the pair
-    shown: sp.csr_matrix               # recent impressions per pair
-    events: pd.DataFrame               # u, i, t, positive (for the holdout)
+    customer_ids: np.ndarray  # (n_users,)
+    item_ids: np.ndarray  # (n_items,)
+    item_kind: np.ndarray  # (n_items,) str
+    item_active: np.ndarray  # (n_items,) bool
+    item_title: np.ndarray  # (n_items,) object
+    user_items: sp.csr_matrix  # decayed weights + ratings
+    recent: sp.csr_matrix  # the same decayed from the shop's latest event ("popular right now")
+    exclude: sp.csr_matrix  # 1 where the customer did something that rules the item out
+    verb: sp.csr_matrix  # 1 + index into VERBS of the strongest event of the pair
+    shown: sp.csr_matrix  # recent impressions per pair
+    events: pd.DataFrame  # u, i, t, positive (for the holdout)
     n_events: int
     now: pd.Timestamp
-    n_untrained: int = 0               # customers left out of training for want of consent
+    n_untrained: int = 0  # customers left out of training for want of consent
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -164,8 +177,18 @@ class Interactions:
 
 def _feedback(u, i, etype, value, t, cfg: dict, *, decay_from: str, shape) -> sp.csr_matrix:
     """The engine's interaction matrix with the recommender's weights and half-life."""
-    return interaction_matrix(u, i, etype, value, t, weights=cfg["weights"], half_life_days=cfg["half_life_days"],
-                              decay_from=decay_from, n_users=shape[0], n_items=shape[1])
+    return interaction_matrix(
+        u,
+        i,
+        etype,
+        value,
+        t,
+        weights=cfg["weights"],
+        half_life_days=cfg["half_life_days"],
+        decay_from=decay_from,
+        n_users=shape[0],
+        n_items=shape[1],
+    )
 
 
 def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions:
@@ -179,7 +202,8 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     since = now_ts - pd.Timedelta(days=cfg["window_days"])
     events = read_frame(
         Event.objects.filter(item__isnull=False, occurred_at__gte=since).order_by(),
-        ["customer_id", "item_id", "type", "value", "occurred_at"], parse_dates=("occurred_at",),
+        ["customer_id", "item_id", "type", "value", "occurred_at"],
+        parse_dates=("occurred_at",),
     )
     shape = (len(customers), len(item_ids))
     u = np.searchsorted(customers, events["customer_id"].to_numpy(dtype=np.int64))
@@ -209,16 +233,28 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
     iu = np.searchsorted(customers, imp["customer_id"].to_numpy(dtype=np.int64))
     ii = np.searchsorted(item_ids, imp["item_id"].to_numpy(dtype=np.int64))
     ok = (iu < len(customers)) & (ii < len(item_ids))
-    ok[ok] &= (customers[iu[ok]] == imp["customer_id"].to_numpy()[ok]) & (item_ids[ii[ok]] == imp["item_id"].to_numpy()[ok])
+    ok[ok] &= (customers[iu[ok]] == imp["customer_id"].to_numpy()[ok]) & (
+        item_ids[ii[ok]] == imp["item_id"].to_numpy()[ok]
+    )
     shown = pair_matrix(iu[ok], ii[ok], n_users=shape[0], n_items=shape[1])
 
     w = pd.Series(etype).map({k: float(v) for k, v in cfg["weights"].items()}).fillna(0.0).to_numpy()
     positive = (w > 0) | ((etype == "rating") & np.isfinite(value))
     return Interactions(
-        customer_ids=customers, item_ids=item_ids, item_kind=kind, item_active=items["active"].to_numpy(dtype=bool),
-        item_title=items["title"].fillna("").to_numpy(dtype=object), user_items=user_items, recent=recent, exclude=exclude, verb=verb,
-        shown=shown, events=pd.DataFrame({"u": u, "i": i, "type": etype, "value": value, "t": t, "positive": positive}),
-        n_events=len(u), now=now_ts, n_untrained=int((~trainable).sum()),
+        customer_ids=customers,
+        item_ids=item_ids,
+        item_kind=kind,
+        item_active=items["active"].to_numpy(dtype=bool),
+        item_title=items["title"].fillna("").to_numpy(dtype=object),
+        user_items=user_items,
+        recent=recent,
+        exclude=exclude,
+        verb=verb,
+        shown=shown,
+        events=pd.DataFrame({"u": u, "i": i, "type": etype, "value": value, "t": t, "positive": positive}),
+        n_events=len(u),
+        now=now_ts,
+        n_untrained=int((~trainable).sum()),
     )
 
 
@@ -229,12 +265,27 @@ def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_
     items. Returns the training matrix (every event of a held-out pair removed) and the relevant matrix.
     """
     ev = data.events
-    relevant, keep = last_items_holdout(ev["u"].to_numpy(), ev["i"].to_numpy(), ev["t"].to_numpy(),
-                                        ev["positive"].to_numpy(), n_holdout=cfg["eval_holdout"],
-                                        min_items=cfg["eval_min_items"], n_users=data.shape[0], n_items=data.shape[1])
+    relevant, keep = last_items_holdout(
+        ev["u"].to_numpy(),
+        ev["i"].to_numpy(),
+        ev["t"].to_numpy(),
+        ev["positive"].to_numpy(),
+        n_holdout=cfg["eval_holdout"],
+        min_items=cfg["eval_min_items"],
+        n_users=data.shape[0],
+        n_items=data.shape[1],
+    )
     kept = ev[keep]
-    train = _feedback(kept["u"].to_numpy(), kept["i"].to_numpy(), kept["type"].to_numpy(), kept["value"].to_numpy(),
-                      kept["t"].to_numpy(), cfg, decay_from=cfg["decay_from"], shape=data.shape)
+    train = _feedback(
+        kept["u"].to_numpy(),
+        kept["i"].to_numpy(),
+        kept["type"].to_numpy(),
+        kept["value"].to_numpy(),
+        kept["t"].to_numpy(),
+        cfg,
+        decay_from=cfg["decay_from"],
+        shape=data.shape,
+    )
     return train, relevant
 
 
@@ -245,8 +296,11 @@ def _default_model(cfg: dict):
 def offline_metrics(data: Interactions, cfg: dict) -> dict:
     """Metrics at 10 per kind on the holdout, for the default model and the popularity baseline."""
     train, relevant = holdout_split(data, cfg)
-    out: dict = {"protocol": f"last {cfg['eval_holdout']} new items per customer with >= {cfg['eval_min_items']} items",
-                 "customers": int((np.diff(relevant.indptr) > 0).sum()), "held_out": int(relevant.nnz)}
+    out: dict = {
+        "protocol": f"last {cfg['eval_holdout']} new items per customer with >= {cfg['eval_min_items']} items",
+        "customers": int((np.diff(relevant.indptr) > 0).sum()),
+        "held_out": int(relevant.nnz),
+    }
     if relevant.nnz == 0 or train.nnz == 0:
         return out
     model = _default_model(cfg).fit(train)
@@ -301,17 +355,19 @@ def _rows_frame(run_id: int, data: Interactions, users, kind, items, scores, rea
     src_v = src[valid]
     reason_item = pd.array(np.where(src_v >= 0, data.item_ids[np.maximum(src_v, 0)], 0), dtype="Int64")
     reason_item[src_v < 0] = pd.NA
-    return pd.DataFrame({
-        "run_id": run_id,
-        "customer_id": data.customer_ids[users_rep[valid]],
-        "item_id": data.item_ids[items[valid]],
-        "kind": kind,
-        "rank": rank[valid].astype(np.int64),
-        "score": np.round(scores[valid].astype(np.float64), 6),
-        "reason": reason[valid],
-        "reason_item_id": reason_item,
-        "reason_text": pd.Series(text[valid], dtype=object).str.slice(0, 300).to_numpy(dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "customer_id": data.customer_ids[users_rep[valid]],
+            "item_id": data.item_ids[items[valid]],
+            "kind": kind,
+            "rank": rank[valid].astype(np.int64),
+            "score": np.round(scores[valid].astype(np.float64), 6),
+            "reason": reason[valid],
+            "reason_item_id": reason_item,
+            "reason_text": pd.Series(text[valid], dtype=object).str.slice(0, 300).to_numpy(dtype=object),
+        }
+    )
 
 
 def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dict):
@@ -356,23 +412,28 @@ def similar_rows(run_id: int, data: Interactions, cfg: dict) -> pd.DataFrame:
             drop = (idx < 0) | ~active[np.maximum(idx, 0)] | ~np.isfinite(sc)
             idx, sc = compact(idx, sc, drop, n=n)
             valid = idx >= 0
-            frames.append(pd.DataFrame({
-                "run_id": run_id,
-                "item_id": data.item_ids[cols[np.broadcast_to(q[:, None], idx.shape)[valid]]],
-                "similar_id": data.item_ids[cols[idx[valid]]],
-                "rank": np.cumsum(valid, axis=1)[valid].astype(np.int64),
-                "score": np.round(sc[valid], 6),
-            }))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "item_id": data.item_ids[cols[np.broadcast_to(q[:, None], idx.shape)[valid]]],
+                        "similar_id": data.item_ids[cols[idx[valid]]],
+                        "rank": np.cumsum(valid, axis=1)[valid].astype(np.int64),
+                        "score": np.round(sc[valid], 6),
+                    }
+                )
+            )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _cluster_memberships(data: Interactions) -> pd.DataFrame:
     members = read_frame(
-        Membership.objects.filter(segment__kind=SegmentKind.CLUSTER, segment__active=True).order_by(), ["segment_id", "customer_id"]
+        Membership.objects.filter(segment__kind=SegmentKind.CLUSTER, segment__active=True).order_by(),
+        ["segment_id", "customer_id"],
     )
     cid = members["customer_id"].to_numpy(dtype=np.int64)
     u = np.searchsorted(data.customer_ids, cid)
-    ok = (u < len(data.customer_ids))
+    ok = u < len(data.customer_ids)
     ok[ok] &= data.customer_ids[u[ok]] == cid[ok]
     # one clustering segment per customer; keep the first if a rerun is racing
     return pd.DataFrame({"segment_id": members["segment_id"].to_numpy()[ok], "u": u[ok]}).drop_duplicates("u")
@@ -404,8 +465,9 @@ def recommender_run_abandon(*, step) -> int:
     (the active run, another one, stays in service)."""
     runs = list(RecommenderRun.objects.filter(step=step, status=RunStatus.RUNNING, is_active=False))
     for run in runs:
-        RecommenderRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.",
-                                                        finished_at=timezone.now())
+        RecommenderRun.objects.filter(pk=run.pk).update(
+            status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.", finished_at=timezone.now()
+        )
         _discard(run)
     return len(runs)
 
@@ -427,23 +489,38 @@ class _Laps:
 
 def _run_create(cfg: dict, *, step, now: datetime | None) -> RecommenderRun:
     return RecommenderRun.objects.create(
-        step=step, algorithm="pure_svd", started_at=now or timezone.now(),
-        params={"model": cfg["model_params"], "half_life_days": cfg["half_life_days"], "decay_from": cfg["decay_from"],
-                "weights": cfg["weights"], "window_days": cfg["window_days"], "exclude": cfg["exclude"],
-                "top_n": cfg["top_n"],
-                "similar": {"algorithm": "item_knn_cosine", "k": cfg["similar_k"], "n": cfg["similar_n"]},
-                "impressions": {"window_days": cfg["impression_window_days"], "penalty": cfg["impression_penalty"]},
-                "holdout": {"last_new_items": cfg["eval_holdout"], "min_items": cfg["eval_min_items"]}},
+        step=step,
+        algorithm="pure_svd",
+        started_at=now or timezone.now(),
+        params={
+            "model": cfg["model_params"],
+            "half_life_days": cfg["half_life_days"],
+            "decay_from": cfg["decay_from"],
+            "weights": cfg["weights"],
+            "window_days": cfg["window_days"],
+            "exclude": cfg["exclude"],
+            "top_n": cfg["top_n"],
+            "similar": {"algorithm": "item_knn_cosine", "k": cfg["similar_k"], "n": cfg["similar_n"]},
+            "impressions": {"window_days": cfg["impression_window_days"], "penalty": cfg["impression_penalty"]},
+            "holdout": {"last_new_items": cfg["eval_holdout"], "min_items": cfg["eval_min_items"]},
+        },
     )
 
 
 def _sizes(data: Interactions, warm: np.ndarray, cold: np.ndarray) -> dict:
     n_users, n_items = data.shape
-    return {"customers": n_users, "items": n_items, "events": data.n_events, "interactions": int(data.user_items.nnz),
-            "customers_with_history": int(len(warm)), "customers_cold": int(len(cold)),
-            "items_per_kind": {k: int((data.item_kind == k).sum()) for k in KINDS},
-            "inactive_items": int((~data.item_active).sum()), "recent_impressions": int(data.shown.nnz),
-            "customers_not_trained_no_consent": data.n_untrained}
+    return {
+        "customers": n_users,
+        "items": n_items,
+        "events": data.n_events,
+        "interactions": int(data.user_items.nnz),
+        "customers_with_history": len(warm),
+        "customers_cold": len(cold),
+        "items_per_kind": {k: int((data.item_kind == k).sum()) for k in KINDS},
+        "inactive_items": int((~data.item_active).sum()),
+        "recent_impressions": int(data.shown.nnz),
+        "customers_not_trained_no_consent": data.n_untrained,
+    }
 
 
 def _write_warm(run: RecommenderRun, data: Interactions, model, warm: np.ndarray, cfg: dict, progress) -> int:
@@ -454,8 +531,10 @@ def _write_warm(run: RecommenderRun, data: Interactions, model, warm: np.ndarray
         users = warm[sl]
         frames = [_rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg)) for kind in KINDS]
         written += _write(Recommendation, pd.concat(frames, ignore_index=True))
-        progress(0.3 + 0.5 * (c + 1) / n_chunks,
-                 f"suggestions for {min(sl.stop, len(warm)):,} of {len(warm):,} customers with history")
+        progress(
+            0.3 + 0.5 * (c + 1) / n_chunks,
+            f"suggestions for {min(sl.stop, len(warm)):,} of {len(warm):,} customers with history",
+        )
     return written
 
 
@@ -477,8 +556,9 @@ def _cold_lists(lists: dict, data: Interactions, cold: np.ndarray, cold_seg: np.
     return items, scores, reason, text
 
 
-def _write_cold_and_popular(run: RecommenderRun, data: Interactions, popular: Popularity, cold: np.ndarray,
-                            cfg: dict) -> int:
+def _write_cold_and_popular(
+    run: RecommenderRun, data: Interactions, popular: Popularity, cold: np.ndarray, cfg: dict
+) -> int:
     """Phase "cold_start": the popular lists (per clustering segment and overall) and the lists of
     the customers without history; returns how many suggestions were written."""
     segments = _cluster_memberships(data)
@@ -487,20 +567,27 @@ def _write_cold_and_popular(run: RecommenderRun, data: Interactions, popular: Po
     popular_frames, cold_frames = [], []
     for kind in KINDS:
         lists = popular_lists(popular, data, segments, kind, cfg)
-        for seg, (items, scores, reason) in lists.items():
+        for seg, (items, scores, _reason) in lists.items():
             ok = items >= 0
-            popular_frames.append(pd.DataFrame({
-                "run_id": run.pk, "segment_id": pd.array([seg] * int(ok.sum()), dtype="Int64"), "kind": kind,
-                "item_id": data.item_ids[items[ok]], "rank": np.arange(1, int(ok.sum()) + 1),
-                "score": np.round(scores[ok], 6),
-            }))
+            popular_frames.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run.pk,
+                        "segment_id": pd.array([seg] * int(ok.sum()), dtype="Int64"),
+                        "kind": kind,
+                        "item_id": data.item_ids[items[ok]],
+                        "rank": np.arange(1, int(ok.sum()) + 1),
+                        "score": np.round(scores[ok], 6),
+                    }
+                )
+            )
         if len(cold):
             items, scores, reason, text = _cold_lists(lists, data, cold, cold_seg)
             no_item = np.full(items.shape, -1)
             cold_frames.append(_rows_frame(run.pk, data, cold, kind, items, scores, reason, no_item, text))
     written = 0
     for start in range(0, len(cold_frames), 3):
-        written += _write(Recommendation, pd.concat(cold_frames[start:start + 3], ignore_index=True))
+        written += _write(Recommendation, pd.concat(cold_frames[start : start + 3], ignore_index=True))
     _write(PopularItem, pd.concat(popular_frames, ignore_index=True))
     return written
 
@@ -544,8 +631,9 @@ def _run_fail(run: RecommenderRun, exc: Exception, laps: _Laps) -> None:
         log.exception("could not discard the rows of failed run %s", run.pk)
 
 
-def recommendations_compute(*, step=None, progress: Callable[[float, str], None] | None = None,
-                            now: datetime | None = None) -> dict:
+def recommendations_compute(
+    *, step=None, progress: Callable[[float, str], None] | None = None, now: datetime | None = None
+) -> dict:
     """The pipeline's "recommendations" step (see the module docstring). Returns the figures it recorded."""
     progress = progress or (lambda fraction, message="": None)
     cfg = recommender_settings()
@@ -585,9 +673,15 @@ def recommendations_compute(*, step=None, progress: Callable[[float, str], None]
         _run_switch(run, sizes=sizes, metrics=metrics, laps=laps)
         pruned = recommender_runs_prune(keep=cfg["keep_runs"])
         progress(1.0, f"{written:,} suggestions for {n_users:,} customers")
-        return {"run": run.pk, "status": run.status, "sizes": sizes, "durations": laps.durations, "pruned_runs": pruned,
-                "metrics": {k: metrics[k]["default"] for k in KINDS if k in metrics},
-                **({"_status": "skipped"} if run.status == RunStatus.STALE else {})}
+        return {
+            "run": run.pk,
+            "status": run.status,
+            "sizes": sizes,
+            "durations": laps.durations,
+            "pruned_runs": pruned,
+            "metrics": {k: metrics[k]["default"] for k in KINDS if k in metrics},
+            **({"_status": "skipped"} if run.status == RunStatus.STALE else {}),
+        }
     except Exception as exc:
         _run_fail(run, exc, laps)
         raise
@@ -595,11 +689,18 @@ def recommendations_compute(*, step=None, progress: Callable[[float, str], None]
 
 def recommender_runs_prune(*, keep: int) -> int:
     """Delete runs other than the active one and the `keep` latest successful ones (and their rows)."""
-    keep_ids = set(RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at").values_list("pk", flat=True)[:keep])
+    keep_ids = set(
+        RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED)
+        .order_by("-started_at")
+        .values_list("pk", flat=True)[:keep]
+    )
     keep_ids |= set(RecommenderRun.objects.filter(is_active=True).values_list("pk", flat=True))
     # A run still "running" is either this pipeline's (it holds the lease) or one whose worker died.
-    doomed = list(RecommenderRun.objects.exclude(pk__in=keep_ids).exclude(
-        status=RunStatus.RUNNING, started_at__gte=timezone.now() - timedelta(hours=6)).values_list("pk", flat=True))
+    doomed = list(
+        RecommenderRun.objects.exclude(pk__in=keep_ids)
+        .exclude(status=RunStatus.RUNNING, started_at__gte=timezone.now() - timedelta(hours=6))
+        .values_list("pk", flat=True)
+    )
     if not doomed:
         return 0
     for model_cls in (Recommendation, SimilarItem, PopularItem):

@@ -1,4 +1,5 @@
 """The recommendations app's pipeline step (listed in settings.PIPELINE_STEPS; see pipeline/steps.py)."""
+
 from pipeline.steps import Step
 
 from . import services

@@ -1,7 +1,8 @@
 """Operator screens: segments (clustering and rule), their members and size over time, clustering runs."""
+
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Subquery, OuterRef
+from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -9,7 +10,7 @@ from accounts.audit import AuditedAdminMixin
 from common.operator_queries import OperatorQueryTimeout
 
 from . import selectors
-from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize, SegmentsAuditAction
+from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
 from .rules import RuleError, describe_rule, validate_rule
 from .services import rule_segment_refresh_now
 
@@ -25,7 +26,9 @@ RULE_EXAMPLE = {
 class SegmentForm(forms.ModelForm):
     rule = forms.JSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false", "id": "id_rule"}),
+        widget=forms.Textarea(
+            attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false", "id": "id_rule"}
+        ),
         help_text="The condition tree (see docs/rules.md). The audience size updates as you type.",
     )
 
@@ -45,7 +48,9 @@ class SegmentForm(forms.ModelForm):
         data = super().clean()
         kind = data.get("kind") or self.instance.kind
         if kind == SegmentKind.CLUSTER and not self.instance.pk:
-            raise forms.ValidationError("Clustering segments are created by the segments step; add a rule segment instead.")
+            raise forms.ValidationError(
+                "Clustering segments are created by the segments step; add a rule segment instead."
+            )
         if kind == SegmentKind.RULE:
             rule = data.get("rule")
             if rule in (None, "", {}):
@@ -67,13 +72,18 @@ class SizeTrendMixin:
         delta = obj.size - prev
         if delta == 0:
             return "="
-        return format_html('<span style="color:{}">{}{}</span>', "#2e7d32" if delta > 0 else "#c62828", "+" if delta > 0 else "", delta)
+        return format_html(
+            '<span style="color:{}">{}{}</span>', "#2e7d32" if delta > 0 else "#c62828", "+" if delta > 0 else "", delta
+        )
 
 
 @admin.register(Segment)
 class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
-    audit_actions = (SegmentsAuditAction.SEGMENT_CREATED, SegmentsAuditAction.SEGMENT_CHANGED,
-                     SegmentsAuditAction.SEGMENT_DELETED)
+    audit_actions = (
+        SegmentsAuditAction.SEGMENT_CREATED,
+        SegmentsAuditAction.SEGMENT_CHANGED,
+        SegmentsAuditAction.SEGMENT_DELETED,
+    )
     audit_exclude = ("name_locked",)
     form = SegmentForm
     change_form_template = "admin/segments/segment/change_form.html"
@@ -118,7 +128,9 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         if not obj.centroid:
             return "–"
         rows = format_html_join(
-            "", "<tr><th>{}</th><td>{}</td></tr>", ((k, "–" if v is None else f"{v:,.2f}") for k, v in obj.centroid.items())
+            "",
+            "<tr><th>{}</th><td>{}</td></tr>",
+            ((k, "–" if v is None else f"{v:,.2f}") for k, v in obj.centroid.items()),
         )
         return format_html("<table>{}</table>", rows)
 
@@ -141,14 +153,24 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         segment = self.get_object(request, object_id)
         if segment is not None:
             history = selectors.size_history(segment)
-            extra_context["size_chart"] = {"labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in history], "sizes": [h.size for h in history]}
+            extra_context["size_chart"] = {
+                "labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in history],
+                "sizes": [h.size for h in history],
+            }
         extra_context["preview_url"] = reverse("segments-preview")
-        extra_context["segment_form_config"] = {"preview_url": extra_context["preview_url"], "segment_id": segment.pk if segment else None}
+        extra_context["segment_form_config"] = {
+            "preview_url": extra_context["preview_url"],
+            "segment_id": segment.pk if segment else None,
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def add_view(self, request, form_url="", extra_context=None):
         url = reverse("segments-preview")
-        extra_context = {**(extra_context or {}), "preview_url": url, "segment_form_config": {"preview_url": url, "segment_id": None}}
+        extra_context = {
+            **(extra_context or {}),
+            "preview_url": url,
+            "segment_form_config": {"preview_url": url, "segment_id": None},
+        }
         return super().add_view(request, form_url, extra_context)
 
 
@@ -173,8 +195,19 @@ class ClusteringRunAdmin(admin.ModelAdmin):
     change_form_template = "admin/segments/clusteringrun/change_form.html"
     list_display = ("id", "started_at", "status", "method", "n_customers", "chosen_k", "elbow_k", "duration_s")
     list_filter = ("status", "method")
-    fields = ("status", "method", "n_customers", "features", ("k_min", "k_max", "k_pinned"), ("elbow_k", "silhouette_k", "chosen_k"),
-              "choice_reason", "sizes", ("started_at", "finished_at", "duration_s"), "step", "error")
+    fields = (
+        "status",
+        "method",
+        "n_customers",
+        "features",
+        ("k_min", "k_max", "k_pinned"),
+        ("elbow_k", "silhouette_k", "chosen_k"),
+        "choice_reason",
+        "sizes",
+        ("started_at", "finished_at", "duration_s"),
+        "step",
+        "error",
+    )
     readonly_fields = [f.name for f in ClusteringRun._meta.fields]
 
     def has_add_permission(self, request):
@@ -188,7 +221,11 @@ class ClusteringRunAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         if run is not None:
             extra_context["chart_data"] = {
-                "ks": run.ks, "inertia": run.inertia, "silhouette": run.silhouette, "chosen_k": run.chosen_k, "elbow_k": run.elbow_k,
+                "ks": run.ks,
+                "inertia": run.inertia,
+                "silhouette": run.silhouette,
+                "chosen_k": run.chosen_k,
+                "elbow_k": run.elbow_k,
             }
             extra_context["clusters"] = run.centroids
             extra_context["features"] = run.features

@@ -1,4 +1,5 @@
 """Segments for operators and the frontend: lists, members, a customer's segments, rule previews."""
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -6,10 +7,10 @@ from rest_framework.generics import ListAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.access import KeyScope, Operator, anyone_of
 from common.api_errors import safe_text
 from common.operator_queries import operator_query, operator_query_timeout
 from profiles import selectors as profile_selectors
-from accounts.access import KeyScope, Operator, anyone_of
 from profiles.serializers import ErrorSerializer
 
 from . import selectors
@@ -33,7 +34,9 @@ class SegmentListView(ListAPIView):
         summary="Segments (active ones by default)",
         parameters=[
             OpenApiParameter("kind", str, enum=["cluster", "rule"]),
-            OpenApiParameter("include_inactive", bool, description="Also list clustering segments no later run matched."),
+            OpenApiParameter(
+                "include_inactive", bool, description="Also list clustering segments no later run matched."
+            ),
         ],
     )
     def get(self, request, *args, **kwargs):
@@ -48,8 +51,11 @@ class SegmentMembersView(ListAPIView):
     permission_classes = [anyone_of(Operator("segments.view_segment", "profiles.view_customer"))]
     serializer_class = MembershipSerializer
 
-    @extend_schema(summary="Members of a segment", parameters=[OpenApiParameter("search", str, description="External id or name contains.")],
-                   responses={200: MembershipSerializer(many=True), 404: ErrorSerializer, 503: ErrorSerializer})
+    @extend_schema(
+        summary="Members of a segment",
+        parameters=[OpenApiParameter("search", str, description="External id or name contains.")],
+        responses={200: MembershipSerializer(many=True), 404: ErrorSerializer, 503: ErrorSerializer},
+    )
     @operator_query(hint="narrow the search")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
@@ -64,7 +70,10 @@ class SegmentMembersView(ListAPIView):
 class CustomerSegmentsView(APIView):
     permission_classes = [anyone_of(Operator("segments.view_segment"), KeyScope("manage_customers"))]
 
-    @extend_schema(summary="The segments a customer belongs to", responses={200: CustomerSegmentSerializer(many=True), 404: ErrorSerializer})
+    @extend_schema(
+        summary="The segments a customer belongs to",
+        responses={200: CustomerSegmentSerializer(many=True), 404: ErrorSerializer},
+    )
     def get(self, request, external_id: str):
         customer = profile_selectors.customer_by_external_id(external_id)
         if customer is None:
@@ -80,7 +89,7 @@ class RulePreviewView(APIView):
         request=RulePreviewInSerializer,
         responses={200: RulePreviewOutSerializer, 400: RuleErrorsSerializer, 503: ErrorSerializer},
         description="A rule over the limits of docs/rules.md is refused with 400; a count that runs longer than "
-                    "OPERATOR_QUERY_TIMEOUT_MS is stopped with 503.",
+        "OPERATOR_QUERY_TIMEOUT_MS is stopped with 503.",
     )
     def post(self, request):
         data = RulePreviewInSerializer(data=request.data)
@@ -92,6 +101,7 @@ class RulePreviewView(APIView):
                 size = rule_audience_size(rule)
         except RuleError as exc:
             return Response(  # a path quotes the keys that were sent, which may hold lone surrogates
-                {"detail": f"The rule has {len(exc.errors)} error(s).", "errors": safe_text(exc.errors)}, status=status.HTTP_400_BAD_REQUEST
+                {"detail": f"The rule has {len(exc.errors)} error(s).", "errors": safe_text(exc.errors)},
+                status=status.HTTP_400_BAD_REQUEST,
             )
         return Response({"size": size, "description": describe_rule(rule)})

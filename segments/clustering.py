@@ -43,20 +43,47 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 __all__ = [
-    "DEFAULT_FEATURES", "LOG_FEATURES", "ClusteringResult", "FeatureMatrix", "KSelection",
-    "build_feature_matrix", "choose_k", "cluster_profiles", "describe_cluster", "knee_point",
-    "match_clusters", "population_stats",
+    "DEFAULT_FEATURES",
+    "LOG_FEATURES",
+    "ClusteringResult",
+    "FeatureMatrix",
+    "KSelection",
+    "build_feature_matrix",
+    "choose_k",
+    "cluster_profiles",
+    "describe_cluster",
+    "knee_point",
+    "match_clusters",
+    "population_stats",
 ]
 
 DEFAULT_FEATURES: tuple[str, ...] = (
-    "recency_days", "frequency", "monetary", "avg_order_value", "median_price", "events_30d", "community_actions",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "median_price",
+    "events_30d",
+    "community_actions",
     "active_days",
 )
 # Skewed, non-negative money and count columns: clustered on log1p.
-LOG_FEATURES: frozenset[str] = frozenset({
-    "frequency", "monetary", "avg_order_value", "events_30d", "community_actions", "active_days", "n_events",
-    "community_posts", "community_comments", "community_likes", "orders_total", "median_price",
-})
+LOG_FEATURES: frozenset[str] = frozenset(
+    {
+        "frequency",
+        "monetary",
+        "avg_order_value",
+        "events_30d",
+        "community_actions",
+        "active_days",
+        "n_events",
+        "community_posts",
+        "community_comments",
+        "community_likes",
+        "orders_total",
+        "median_price",
+    }
+)
 COMMUNITY_COLUMNS = ("community_posts", "community_comments", "community_likes")
 # Price-level columns are null for customers without (priced) orders or views; a 0 would claim
 # "cheapest possible" and dominate the column, so they are filled with the population median.
@@ -79,7 +106,7 @@ class FeatureMatrix:
     fill_values: dict[str, float]
     scaler: StandardScaler
     index: pd.Index
-    observed: pd.DataFrame | None = None   # before imputation (nulls kept)
+    observed: pd.DataFrame | None = None  # before imputation (nulls kept)
 
     def to_scaled(self, original: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Original-unit rows (e.g. stored centroids of an earlier run) -> this run's scaled space."""
@@ -93,7 +120,7 @@ class FeatureMatrix:
         """Scaled rows -> original units (inverse of scaling and of log1p)."""
         vals = pd.DataFrame(self.scaler.inverse_transform(np.atleast_2d(scaled)), columns=self.columns)
         for c in self.log_columns:
-            vals[c] = np.maximum(np.expm1(vals[c]), 0.0)   # log columns are non-negative by construction
+            vals[c] = np.maximum(np.expm1(vals[c]), 0.0)  # log columns are non-negative by construction
         return vals
 
 
@@ -143,7 +170,7 @@ def build_feature_matrix(
             data[col] = pd.to_numeric(profiles[col], errors="coerce").to_numpy(dtype=float)
     data.update(_interest_columns(profiles, interest_categories))
     raw = pd.DataFrame(data, index=profiles.index)
-    fills = {c: 0.0 for c in raw.columns}
+    fills = dict.fromkeys(raw.columns, 0.0)
     if "recency_days" in fills:
         fills["recency_days"] = float(window_days)
     for c in _MEDIAN_FILLED:
@@ -160,8 +187,16 @@ def build_feature_matrix(
     scaler = StandardScaler().fit(vals.to_numpy())
     # constant columns: StandardScaler leaves scale 1, which keeps them at 0 after centring
     X = scaler.transform(vals.to_numpy())
-    return FeatureMatrix(X=X, raw=raw, columns=list(raw.columns), log_columns=logs, fill_values=fills,
-                         scaler=scaler, index=profiles.index, observed=observed)
+    return FeatureMatrix(
+        X=X,
+        raw=raw,
+        columns=list(raw.columns),
+        log_columns=logs,
+        fill_values=fills,
+        scaler=scaler,
+        index=profiles.index,
+        observed=observed,
+    )
 
 
 def population_stats(observed: pd.DataFrame) -> pd.DataFrame:
@@ -213,8 +248,14 @@ class KSelection:
 def _kmeans(k: int, n_rows: int, *, random_state: int, n_init: int, minibatch_above: int):
     if n_rows > minibatch_above:
         # each MiniBatch init costs a pass over a large matrix; 3 is plenty on well-scaled data
-        return MiniBatchKMeans(n_clusters=k, n_init=min(n_init, 3), random_state=random_state,
-                               batch_size=4096, max_no_improvement=20, reassignment_ratio=0.001)
+        return MiniBatchKMeans(
+            n_clusters=k,
+            n_init=min(n_init, 3),
+            random_state=random_state,
+            batch_size=4096,
+            max_no_improvement=20,
+            reassignment_ratio=0.001,
+        )
     return KMeans(n_clusters=k, n_init=n_init, random_state=random_state)
 
 
@@ -273,8 +314,9 @@ def choose_k(
             labels = fcluster(tree, t=k, criterion="maxclust") - 1
             inertia[k] = _inertia(Xs, labels, k)
         else:
-            model = _kmeans(k, len(Xs), random_state=random_state, n_init=n_init,
-                            minibatch_above=minibatch_above).fit(Xs)
+            model = _kmeans(k, len(Xs), random_state=random_state, n_init=n_init, minibatch_above=minibatch_above).fit(
+                Xs
+            )
             labels = model.labels_
             inertia[k] = float(model.inertia_)
         sl = labels[sil_idx]
@@ -289,8 +331,10 @@ def choose_k(
         best = max(neighbours, key=lambda k: (silhouette[k], -k)) if neighbours else knee
         if neighbours and silhouette[best] > silhouette[knee] + silhouette_margin:
             chosen = best
-            rule = (f"knee at k={knee}; k={best} has a clearly better silhouette "
-                    f"({silhouette[best]:.3f} > {silhouette[knee]:.3f} + {silhouette_margin})")
+            rule = (
+                f"knee at k={knee}; k={best} has a clearly better silhouette "
+                f"({silhouette[best]:.3f} > {silhouette[knee]:.3f} + {silhouette_margin})"
+            )
         else:
             chosen = knee
             rule = f"knee at k={knee}, confirmed by the silhouette (no neighbour better by > {silhouette_margin})"
@@ -385,8 +429,14 @@ def cluster_profiles(
     if method not in ("kmeans", "agglomerative"):
         raise ValueError("method must be 'kmeans' or 'agglomerative'")
     started = time.perf_counter()
-    fm = build_feature_matrix(profiles, features=features, log_features=log_features, fill_values=fill_values,
-                              window_days=window_days, interest_categories=interest_categories)
+    fm = build_feature_matrix(
+        profiles,
+        features=features,
+        log_features=log_features,
+        fill_values=fill_values,
+        window_days=window_days,
+        interest_categories=interest_categories,
+    )
     X = fm.X
     n = len(X)
     lo, hi = k_range
@@ -395,10 +445,18 @@ def cluster_profiles(
             raise ValueError(f"k={k} is impossible for {n} rows")
         selection = KSelection(ks=[], inertia={}, silhouette={}, knee=None, chosen_k=int(k), rule="pinned by operator")
     else:
-        selection = choose_k(X, range(lo, hi + 1), method=method, random_state=random_state,
-                             n_init=max(1, min(n_init, 3)), minibatch_above=minibatch_above,
-                             selection_sample=selection_sample, silhouette_sample=silhouette_sample,
-                             agglomerative_sample=agglomerative_sample, silhouette_margin=silhouette_margin)
+        selection = choose_k(
+            X,
+            range(lo, hi + 1),
+            method=method,
+            random_state=random_state,
+            n_init=max(1, min(n_init, 3)),
+            minibatch_above=minibatch_above,
+            selection_sample=selection_sample,
+            silhouette_sample=silhouette_sample,
+            agglomerative_sample=agglomerative_sample,
+            silhouette_margin=silhouette_margin,
+        )
     kk = selection.chosen_k
     rng = np.random.default_rng(random_state)
     if method == "agglomerative" and kk > 1:
@@ -418,28 +476,40 @@ def cluster_profiles(
     centroids = fm.to_original(centers)
     centroids.index.name = "cluster"
     return ClusteringResult(
-        method=method, features=fm.columns, k_range=(lo, hi), inertia=selection.inertia,
-        silhouette=selection.silhouette, knee=selection.knee, chosen_k=kk, k_pinned=k is not None,
-        rule=selection.rule, labels=labels, index=profiles.index,
+        method=method,
+        features=fm.columns,
+        k_range=(lo, hi),
+        inertia=selection.inertia,
+        silhouette=selection.silhouette,
+        knee=selection.knee,
+        chosen_k=kk,
+        k_pinned=k is not None,
+        rule=selection.rule,
+        labels=labels,
+        index=profiles.index,
         sizes={j: int(s) for j, s in enumerate(np.bincount(labels, minlength=kk))},
-        centroids=centroids, centroids_scaled=centers, inertia_chosen=_inertia(X, labels, kk),
-        silhouette_chosen=sil, duration_s=time.perf_counter() - started, matrix=fm,
+        centroids=centroids,
+        centroids_scaled=centers,
+        inertia_chosen=_inertia(X, labels, kk),
+        silhouette_chosen=sil,
+        duration_s=time.perf_counter() - started,
+        matrix=fm,
         stats=population_stats(fm.observed),
     )
 
 
 def _nearest(X: np.ndarray, centers: np.ndarray, block: int = 200_000) -> np.ndarray:
     out = np.empty(len(X), dtype=np.int64)
-    c2 = (centers ** 2).sum(axis=1)
+    c2 = (centers**2).sum(axis=1)
     for s in range(0, len(X), block):
-        xb = X[s:s + block]
-        out[s:s + block] = np.argmin(c2[None, :] - 2 * xb @ centers.T, axis=1)
+        xb = X[s : s + block]
+        out[s : s + block] = np.argmin(c2[None, :] - 2 * xb @ centers.T, axis=1)
     return out
 
 
 # ------------------------------------------------------------------------------ naming
 def _level(value: float, stats: pd.DataFrame, col: str) -> str | None:
-    """"high" at or above the 80th percentile or twice the median, "low" at or below the 20th
+    """ "high" at or above the 80th percentile or twice the median, "low" at or below the 20th
     percentile or half the median, else "mid". The ratio arms keep a cluster that is a
     quarter of the population from straddling the 20/80 cut."""
     if col not in stats.index or value is None or np.isnan(value):
@@ -509,7 +579,11 @@ def describe_cluster(centroid: Mapping[str, float] | pd.Series, population_stats
         elif lv.get("frequency") == "low":
             parts.append("occasional")
         rec = get("recency_days")
-        if rec is not None and "recency_days" in population_stats.index and rec <= population_stats.loc["recency_days", "q50"]:
+        if (
+            rec is not None
+            and "recency_days" in population_stats.index
+            and rec <= population_stats.loc["recency_days", "q50"]
+        ):
             parts.append("recent")
         name = " · ".join(parts)
 
@@ -557,14 +631,14 @@ def match_clusters(
     new = np.asarray(new_centroids, dtype=float)
     prev_labels = list(prev_centroids.index) if isinstance(prev_centroids, pd.DataFrame) else list(range(len(prev)))
     new_labels = list(new_centroids.index) if isinstance(new_centroids, pd.DataFrame) else list(range(len(new)))
-    mapping = {lab: None for lab in new_labels}
+    mapping = dict.fromkeys(new_labels)
     if len(prev) == 0 or len(new) == 0:
         return mapping
     if prev.shape[1] != new.shape[1]:
         raise ValueError("previous and new centroids have different numbers of features")
     cost = np.sqrt(((new[:, None, :] - prev[None, :, :]) ** 2).mean(axis=2))
     rows, cols = linear_sum_assignment(cost)
-    for r, c in zip(rows, cols):
+    for r, c in zip(rows, cols, strict=False):
         if cost[r, c] <= threshold:
             mapping[new_labels[r]] = prev_labels[c]
     return mapping

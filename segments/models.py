@@ -1,4 +1,5 @@
 """Segments of customers: found by clustering or written as rules by operators."""
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -58,9 +59,15 @@ class Segment(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=10, choices=SegmentKind.choices)
-    rule = models.JSONField(null=True, blank=True, help_text="For rule segments: the condition tree (see docs/rules.md).")
-    centroid = models.JSONField(null=True, blank=True, help_text="For clustering segments: the latest centroid, original units.")
-    clustering_run = models.ForeignKey(ClusteringRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="segments")
+    rule = models.JSONField(
+        null=True, blank=True, help_text="For rule segments: the condition tree (see docs/rules.md)."
+    )
+    centroid = models.JSONField(
+        null=True, blank=True, help_text="For clustering segments: the latest centroid, original units."
+    )
+    clustering_run = models.ForeignKey(
+        ClusteringRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="segments"
+    )
     name_locked = models.BooleanField(default=False, help_text="Renamed by an operator: re-runs keep the name.")
     active = models.BooleanField(default=True, help_text="A clustering segment no later run matched becomes inactive.")
     size = models.PositiveIntegerField(default=0)
@@ -73,9 +80,7 @@ class Segment(models.Model):
     class Meta:
         ordering = ["kind", "name"]
         constraints = [
-            models.CheckConstraint(
-                condition=Q(kind="cluster") | Q(rule__isnull=False), name="segment_rule_has_rule"
-            ),
+            models.CheckConstraint(condition=Q(kind="cluster") | Q(rule__isnull=False), name="segment_rule_has_rule"),
         ]
 
     def __str__(self) -> str:

@@ -18,6 +18,7 @@ outer WHERE, where `NOT (NULL)` would silently drop the customers that have no p
 The whole rule is one `WHERE` on one `SELECT ... FROM profiles_customer`: no Python loop over
 customers, no id lists materialised in Python.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,12 @@ class RuleLimits:
     @classmethod
     def current(cls) -> RuleLimits:
         """The limits in force (the RULE_MAX_* settings)."""
-        return cls(int(settings.RULE_MAX_CONDITIONS), int(settings.RULE_MAX_EVENT_CONDITIONS),
-                   int(settings.RULE_MAX_DEPTH), int(settings.RULE_MAX_LIST_VALUES))
+        return cls(
+            int(settings.RULE_MAX_CONDITIONS),
+            int(settings.RULE_MAX_EVENT_CONDITIONS),
+            int(settings.RULE_MAX_DEPTH),
+            int(settings.RULE_MAX_LIST_VALUES),
+        )
 
 
 # --- the vocabulary ------------------------------------------------------------------------------
@@ -90,9 +95,21 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {
     **{
         name: _numeric()
         for name in (
-            "recency_days", "frequency", "monetary", "avg_order_value", "r_score", "f_score", "m_score",
-            "active_days", "events_30d", "n_events", "community_posts", "community_comments",
-            "community_likes", "orders_total", "median_price",
+            "recency_days",
+            "frequency",
+            "monetary",
+            "avg_order_value",
+            "r_score",
+            "f_score",
+            "m_score",
+            "active_days",
+            "events_30d",
+            "n_events",
+            "community_posts",
+            "community_comments",
+            "community_likes",
+            "orders_total",
+            "median_price",
         )
     },
     "lifecycle": FieldSpec(CHOICE, ("=", "!=") + _SET_OPS + _NULL_OPS, tuple(c.value for c in Lifecycle)),
@@ -130,7 +147,12 @@ def _join(path: str, key: str) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and abs(value) <= MAX_NUMBER
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= MAX_NUMBER
+    )
 
 
 def _storable(value: str) -> bool:
@@ -185,13 +207,23 @@ def _cost_errors(rule: Any, limits: RuleLimits) -> list[dict]:
     errors = []
     if over_at is not None:
         total = f"over {ceiling}" if count > ceiling else str(count)
-        errors.append({"path": over_at, "message": f"the rule has {total} conditions (all / any / not count too); "
-                                                   f"at most {limits.conditions} conditions are allowed (RULE_MAX_CONDITIONS): "
-                                                   "split it into segments and refer to them"})
+        errors.append(
+            {
+                "path": over_at,
+                "message": f"the rule has {total} conditions (all / any / not count too); "
+                f"at most {limits.conditions} conditions are allowed (RULE_MAX_CONDITIONS): "
+                "split it into segments and refer to them",
+            }
+        )
     if events_over_at is not None:
-        errors.append({"path": events_over_at, "message": f"the rule has {events if count <= ceiling else 'more than ' + str(events)} "
-                                                          f"event conditions; at most {limits.event_conditions} event conditions "
-                                                          "are allowed (RULE_MAX_EVENT_CONDITIONS), each is a scan of the events"})
+        errors.append(
+            {
+                "path": events_over_at,
+                "message": f"the rule has {events if count <= ceiling else 'more than ' + str(events)} "
+                f"event conditions; at most {limits.event_conditions} event conditions "
+                "are allowed (RULE_MAX_EVENT_CONDITIONS), each is a scan of the events",
+            }
+        )
     return errors
 
 
@@ -209,13 +241,17 @@ class _Validator:
             self.error(path, f"conditions are nested deeper than {self.limits.depth} levels (RULE_MAX_DEPTH)")
             return
         if not isinstance(node, dict):
-            self.error(path, "must be an object such as {\"all\": [...]} or {\"field\": ..., \"op\": ..., \"value\": ...}")
+            self.error(path, 'must be an object such as {"all": [...]} or {"field": ..., "op": ..., "value": ...}')
             return
         kinds = [k for k in COMBINATORS + LEAF_KEYS if k in node]
         if len(kinds) != 1:
             if not kinds:
-                self.error(path, "must have one of the keys: " + ", ".join(COMBINATORS + LEAF_KEYS)
-                           + (f" (got: {', '.join(map(str, node))})" if node else ""))
+                self.error(
+                    path,
+                    "must have one of the keys: "
+                    + ", ".join(COMBINATORS + LEAF_KEYS)
+                    + (f" (got: {', '.join(map(str, node))})" if node else ""),
+                )
             else:
                 self.error(path, "must have only one of the keys " + ", ".join(kinds))
             return
@@ -237,7 +273,10 @@ class _Validator:
         elif kind == "consent":
             self._extra_keys(node, path, {"consent"})
             if not isinstance(node["consent"], str) or node["consent"] not in CONSENT_FIELDS:
-                self.error(_join(path, "consent"), "unknown consent channel (expected one of: " + ", ".join(CONSENT_FIELDS) + ")")
+                self.error(
+                    _join(path, "consent"),
+                    "unknown consent channel (expected one of: " + ", ".join(CONSENT_FIELDS) + ")",
+                )
         elif kind == "event":
             self._extra_keys(node, path, {"event"})
             self._event(node["event"], _join(path, "event"))
@@ -259,14 +298,19 @@ class _Validator:
         name = node["field"]
         spec = PROFILE_FIELDS.get(name) if isinstance(name, str) else None
         if spec is None:
-            self.error(_join(path, "field"), "unknown profile field (expected one of: " + ", ".join(PROFILE_FIELDS) + ")")
+            self.error(
+                _join(path, "field"), "unknown profile field (expected one of: " + ", ".join(PROFILE_FIELDS) + ")"
+            )
             return
         op = node.get("op")
         if "op" not in node:
             self.error(_join(path, "op"), "is required")
             return
         if op not in spec.ops:
-            self.error(_join(path, "op"), f"operator {op!r} does not apply to {name} (a {spec.kind}); use one of: " + ", ".join(spec.ops))
+            self.error(
+                _join(path, "op"),
+                f"operator {op!r} does not apply to {name} (a {spec.kind}); use one of: " + ", ".join(spec.ops),
+            )
             return
         vpath = _join(path, "value")
         if op in _NULL_OPS:
@@ -295,17 +339,20 @@ class _Validator:
                 self.error(vpath, "the low end must not be above the high end")
         elif op == "startswith":
             if not isinstance(value, str) or not _RFM_PREFIX_RE.match(value):
-                self.error(vpath, "must be 1 to 3 digits from 0 to 5, e.g. \"5\" or \"54\"")
+                self.error(vpath, 'must be 1 to 3 digits from 0 to 5, e.g. "5" or "54"')
         elif op == "matches":
             if not isinstance(value, str) or not _RFM_PATTERN_RE.match(value):
-                self.error(vpath, "must be 3 characters, each a digit from 0 to 5 or * for any, e.g. \"5*5\"")
+                self.error(vpath, 'must be 3 characters, each a digit from 0 to 5 or * for any, e.g. "5*5"')
         else:
             self._scalar(name, spec, value, vpath)
 
     def _scalar(self, name: str, spec: FieldSpec, value: Any, path: str) -> bool:
         if spec.kind == NUMERIC:
             if not _is_number(value):
-                self.error(path, f"{name} is a number: expected a number (at most {MAX_NUMBER:.0e} either way), got {_show(value)}")
+                self.error(
+                    path,
+                    f"{name} is a number: expected a number (at most {MAX_NUMBER:.0e} either way), got {_show(value)}",
+                )
                 return False
         elif spec.kind == CHOICE:
             if value not in spec.choices:
@@ -313,17 +360,21 @@ class _Validator:
                 return False
         elif spec.kind == TEXT:
             if not isinstance(value, str) or not value.strip() or not _storable(value):
-                self.error(path, f"{name} is text: expected a non-empty string without NUL or invalid characters, got {_show(value)}")
+                self.error(
+                    path,
+                    f"{name} is text: expected a non-empty string without NUL or invalid characters, "
+                    f"got {_show(value)}",
+                )
                 return False
         elif spec.kind == RFM:
             if not isinstance(value, str) or not _RFM_RE.match(value):
-                self.error(path, f"an RFM code is 3 digits from 0 to 5 (e.g. \"545\"), got {_show(value)}")
+                self.error(path, f'an RFM code is 3 digits from 0 to 5 (e.g. "545"), got {_show(value)}')
                 return False
         return True
 
     def _event(self, spec: Any, path: str) -> None:
         if not isinstance(spec, dict):
-            self.error(path, "must be an object such as {\"type\": \"purchase\", \"within_days\": 90}")
+            self.error(path, 'must be an object such as {"type": "purchase", "within_days": 90}')
             return
         for key in spec:
             if key not in EVENT_KEYS:
@@ -341,7 +392,9 @@ class _Validator:
             for i, t in enumerate(types):
                 if t not in EVENT_TYPES:
                     where = f"{tpath}[{i}]" if isinstance(spec["type"], list) else tpath
-                    self.error(where, f"unknown event type {_show(t)} (expected one of: " + ", ".join(EVENT_TYPES) + ")")
+                    self.error(
+                        where, f"unknown event type {_show(t)} (expected one of: " + ", ".join(EVENT_TYPES) + ")"
+                    )
         if "within_days" in spec:
             d = spec["within_days"]
             if not _is_whole(d) or d <= 0:
@@ -422,15 +475,24 @@ def _check_segments(refs: list[tuple[str, int]], segment_id: int | None, errors:
                 if child == segment_id:
                     if path not in reported:
                         reported.add(path)
-                        errors.append({"path": path, "message": f"segment {pk} refers back to this segment, "
-                                                                "directly or through other segments (a cycle)"})
+                        errors.append(
+                            {
+                                "path": path,
+                                "message": f"segment {pk} refers back to this segment, "
+                                "directly or through other segments (a cycle)",
+                            }
+                        )
                 elif child not in reaches:
                     reaches[child] = path
                     nxt[child] = path
         missing = [pk for pk in nxt if pk not in graph]
         if missing:
-            graph.update({pk: (kind, rule) for pk, kind, rule in
-                          Segment.objects.filter(pk__in=missing).values_list("pk", "kind", "rule")})
+            graph.update(
+                {
+                    pk: (kind, rule)
+                    for pk, kind, rule in Segment.objects.filter(pk__in=missing).values_list("pk", "kind", "rule")
+                }
+            )
         frontier = {pk: p for pk, p in nxt.items() if pk in graph}
 
 
@@ -516,8 +578,12 @@ def _event_q(spec: dict, now: datetime) -> Q:
         # Uncorrelated, so PostgreSQL hashes it once instead of counting per customer. `customer_id`
         # is never NULL, so NOT IN under `not` stays an exact complement.
         counted = (
-            Event.objects.filter(events_filter).order_by().values("customer_id")
-            .annotate(n_events=Count("pk")).filter(n_events__gte=n).values("customer_id")
+            Event.objects.filter(events_filter)
+            .order_by()
+            .values("customer_id")
+            .annotate(n_events=Count("pk"))
+            .filter(n_events__gte=n)
+            .values("customer_id")
         )
         return Q(pk__in=counted)
 
@@ -585,9 +651,11 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
         Membership.objects.using(db).filter(segment_id=segment.pk).exclude(
             customer_id__in=audience.values("pk")
         ).delete()
-        joiners = audience.exclude(
-            Exists(Membership.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk")))
-        ).order_by().values(member_id=F("pk"))
+        joiners = (
+            audience.exclude(Exists(Membership.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk"))))
+            .order_by()
+            .values(member_id=F("pk"))
+        )
         connection = connections[db]
         sql, params = joiners.query.get_compiler(using=db).as_sql()
         table = connection.ops.quote_name(Membership._meta.db_table)
@@ -635,9 +703,18 @@ def rule_refresh_order(segments: list[Segment]) -> list[Segment]:
 
 _OP_TEXT = {"=": "=", "!=": "≠", "<": "<", "<=": "≤", ">": ">", ">=": "≥"}
 _VERBS = {
-    "view": "viewed", "click": "clicked", "add_to_cart": "added to cart", "purchase": "purchased",
-    "rating": "rated", "favorite": "favourited", "like": "liked", "comment": "commented",
-    "post": "posted", "share": "shared", "search": "searched", "return": "returned",
+    "view": "viewed",
+    "click": "clicked",
+    "add_to_cart": "added to cart",
+    "purchase": "purchased",
+    "rating": "rated",
+    "favorite": "favourited",
+    "like": "liked",
+    "comment": "commented",
+    "post": "posted",
+    "share": "shared",
+    "search": "searched",
+    "return": "returned",
 }
 
 

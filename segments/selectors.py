@@ -1,4 +1,5 @@
 """Reads of segments shared by the API, the admin and later steps (campaigns aim at segments)."""
+
 from django.db.models import QuerySet
 
 from pipeline.models import RunStatus
@@ -24,7 +25,11 @@ def segment_members(segment: Segment, *, search: str | None = None) -> QuerySet[
 
 
 def segments_of(customer: Customer) -> QuerySet[Membership]:
-    return Membership.objects.filter(customer=customer, segment__active=True).select_related("segment").order_by("segment__name")
+    return (
+        Membership.objects.filter(customer=customer, segment__active=True)
+        .select_related("segment")
+        .order_by("segment__name")
+    )
 
 
 def size_history(segment: Segment, limit: int = 90) -> list[SegmentSize]:

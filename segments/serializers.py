@@ -28,7 +28,9 @@ class CustomerSegmentSerializer(serializers.Serializer):
 
 class RulePreviewInSerializer(serializers.Serializer):
     rule = serializers.JSONField(help_text="The condition tree (see docs/rules.md).")
-    segment_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1, help_text="The segment being edited, for cycle detection.")
+    segment_id = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="The segment being edited, for cycle detection."
+    )
 
 
 class RulePreviewOutSerializer(serializers.Serializer):

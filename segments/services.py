@@ -7,6 +7,7 @@ centroid so a segment keeps its identity, name and campaigns across runs, and sw
 memberships in one transaction. Then every rule segment is refreshed with one set-based SQL
 statement each, referenced segments before the segments that refer to them.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,19 @@ from . import clustering
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
 
 PROFILE_COLUMNS = [
-    "customer_id", "recency_days", "frequency", "monetary", "avg_order_value", "median_price", "events_30d",
-    "active_days", "n_events", "community_posts", "community_comments", "community_likes", "orders_total",
+    "customer_id",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "median_price",
+    "events_30d",
+    "active_days",
+    "n_events",
+    "community_posts",
+    "community_comments",
+    "community_likes",
+    "orders_total",
 ]
 
 
@@ -48,11 +60,17 @@ def _previous_centroids(features: list[str]) -> pd.DataFrame:
 def _swap_cluster_memberships(labels: pd.Series, segment_of_label: dict[int, Segment], now: datetime) -> None:
     """Replace every clustering membership; customers who stay in a segment keep their `since`."""
     cluster_ids = list(Segment.objects.filter(kind=SegmentKind.CLUSTER).values_list("id", flat=True))
-    old = read_frame(Membership.objects.filter(segment_id__in=cluster_ids).order_by(), ["segment_id", "customer_id", "since"], parse_dates=("since",))
-    new = pd.DataFrame({
-        "segment_id": labels.map({lab: seg.pk for lab, seg in segment_of_label.items()}).astype("int64").to_numpy(),
-        "customer_id": labels.index.to_numpy(dtype="int64"),
-    })
+    old = read_frame(
+        Membership.objects.filter(segment_id__in=cluster_ids).order_by(),
+        ["segment_id", "customer_id", "since"],
+        parse_dates=("since",),
+    )
+    new = pd.DataFrame(
+        {
+            "segment_id": labels.map({lab: seg.pk for lab, seg in segment_of_label.items()}).astype("int64").to_numpy(),
+            "customer_id": labels.index.to_numpy(dtype="int64"),
+        }
+    )
     if len(old):
         new = new.merge(old, on=["segment_id", "customer_id"], how="left")
         new["since"] = new["since"].fillna(pd.Timestamp(now))
@@ -63,14 +81,21 @@ def _swap_cluster_memberships(labels: pd.Series, segment_of_label: dict[int, Seg
     bulk_insert(Membership, new[["segment_id", "customer_id", "since"]])
 
 
-def segments_cluster(*, step=None, progress=None, k: int | None = None, method: str | None = None, now: datetime | None = None) -> dict:
+def segments_cluster(
+    *, step=None, progress=None, k: int | None = None, method: str | None = None, now: datetime | None = None
+) -> dict:
     """Cluster the profiles into segments and swap the memberships (see the module docstring)."""
     progress = progress or (lambda fraction, message="": None)
     now = now or timezone.now()
     k = k if k is not None else settings.SEGMENT_K
     method = method or settings.SEGMENT_METHOD
     run = ClusteringRun.objects.create(
-        step=step, method=method, k_min=settings.SEGMENT_K_MIN, k_max=settings.SEGMENT_K_MAX, k_pinned=k, started_at=now,
+        step=step,
+        method=method,
+        k_min=settings.SEGMENT_K_MIN,
+        k_max=settings.SEGMENT_K_MAX,
+        k_pinned=k,
+        started_at=now,
     )
     started = time.monotonic()
     try:
@@ -87,8 +112,12 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
         distinct = len(profiles.drop_duplicates())
         k_hi = max(settings.SEGMENT_K_MIN, min(settings.SEGMENT_K_MAX, distinct - 1))
         result = clustering.cluster_profiles(
-            profiles, method=method, k=k, k_range=(settings.SEGMENT_K_MIN, k_hi),
-            random_state=settings.SEGMENT_RANDOM_STATE, window_days=settings.PROFILE_WINDOW_DAYS,
+            profiles,
+            method=method,
+            k=k,
+            k_range=(settings.SEGMENT_K_MIN, k_hi),
+            random_state=settings.SEGMENT_RANDOM_STATE,
+            window_days=settings.PROFILE_WINDOW_DAYS,
         )
         progress(0.7, f"k = {result.chosen_k}; matching segments")
         names = result.names()
@@ -143,12 +172,19 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
             run.elbow_k = result.knee
             run.chosen_k = result.chosen_k
             run.choice_reason = result.rule[:300]
-            best_sil = max(((s, x) for x, s in zip(run.ks, run.silhouette) if s is not None), default=(None, None))
+            best_sil = max(
+                ((s, x) for x, s in zip(run.ks, run.silhouette, strict=False) if s is not None), default=(None, None)
+            )
             run.silhouette_k = best_sil[1]
             run.sizes = [int(result.sizes[j]) for j in range(result.chosen_k)]
             run.centroids = [
-                {"cluster": int(lab), "segment": segment_of_label[int(lab)].pk, "name": segment_of_label[int(lab)].name,
-                 "size": int(result.sizes[int(lab)]), "centroid": {f: _finite(float(v)) for f, v in centroids.loc[lab].items()}}
+                {
+                    "cluster": int(lab),
+                    "segment": segment_of_label[int(lab)].pk,
+                    "name": segment_of_label[int(lab)].name,
+                    "size": int(result.sizes[int(lab)]),
+                    "centroid": {f: _finite(float(v)) for f, v in centroids.loc[lab].items()},
+                }
                 for lab in centroids.index
             ]
             run.n_customers = len(profiles)
@@ -156,10 +192,17 @@ def segments_cluster(*, step=None, progress=None, k: int | None = None, method: 
             run.duration_s = round(time.monotonic() - started, 3)
             run.save()
         return {
-            "clustering_run": run.pk, "customers": len(profiles), "chosen_k": result.chosen_k, "elbow_k": result.knee,
-            "rule": result.rule, "silhouette": _finite(float(result.silhouette_chosen)), "sizes": run.sizes,
-            "matched_segments": sum(1 for v in matched.values() if v is not None), "new_segments": sum(1 for v in matched.values() if v is None),
-            "retired_segments": retired_n, "seconds": run.duration_s,
+            "clustering_run": run.pk,
+            "customers": len(profiles),
+            "chosen_k": result.chosen_k,
+            "elbow_k": result.knee,
+            "rule": result.rule,
+            "silhouette": _finite(float(result.silhouette_chosen)),
+            "sizes": run.sizes,
+            "matched_segments": sum(1 for v in matched.values() if v is not None),
+            "new_segments": sum(1 for v in matched.values() if v is None),
+            "retired_segments": retired_n,
+            "seconds": run.duration_s,
         }
     except Exception as exc:
         run.status = RunStatus.FAILED
@@ -207,7 +250,8 @@ def rule_segment_refresh_now(*, segment: Segment) -> int:
 def clustering_run_abandon(*, step) -> int:
     """The pipeline found `step`'s worker dead: its clustering run is failed (memberships were never swapped)."""
     return ClusteringRun.objects.filter(step=step, status=RunStatus.RUNNING).update(
-        status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.", finished_at=timezone.now())
+        status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.", finished_at=timezone.now()
+    )
 
 
 def segments_compute(*, step=None, progress=None, k: int | None = None, method: str | None = None) -> dict:

@@ -1,4 +1,5 @@
 """The segments app's pipeline step (listed in settings.PIPELINE_STEPS; see pipeline/steps.py)."""
+
 from pipeline.steps import Param, Step
 
 from . import services

@@ -9,6 +9,7 @@ place (tests/test_faults.py). Production code carries no test hook. Points:
   (inside the step's transaction where the step writes in one, e.g. profiles, memberships);
 - ``progress:<step>:<fraction>``: once the step reports at least that fraction of progress.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,12 @@ if os.environ.get("FAULT_PAUSE_AT"):
 
 @contextmanager
 def real_worker(
-    *, env_overrides: dict | None = None, concurrency: int = 1, pool: str = "prefork",
-    pause_at: str | None = None, pause_file: str | Path | None = None,
+    *,
+    env_overrides: dict | None = None,
+    concurrency: int = 1,
+    pool: str = "prefork",
+    pause_at: str | None = None,
+    pause_file: str | Path | None = None,
 ):
     """Yield (queue name, process) for a worker that consumes only that queue.
 
@@ -95,10 +100,25 @@ def real_worker(
         env.update(FAULT_PAUSE_AT=pause_at, FAULT_PAUSE_FILE=str(pause_file))
         target = "tests.celery_worker"
     cmd = [
-        sys.executable, "-m", "celery", "-A", target, "worker", "--loglevel=INFO", "-Q", queue,
-        f"--concurrency={concurrency}", f"--pool={pool}", "-n", f"{queue}@%h", "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        target,
+        "worker",
+        "--loglevel=INFO",
+        "-Q",
+        queue,
+        f"--concurrency={concurrency}",
+        f"--pool={pool}",
+        "-n",
+        f"{queue}@%h",
+        "--without-gossip",
+        "--without-mingle",
     ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     # Drain the worker's output so a chatty worker never blocks on a full pipe; keep the tail.
     proc.output_tail = tail = deque(maxlen=300)
     drain = threading.Thread(target=lambda: tail.extend(proc.stdout), name=f"drain-{queue}", daemon=True)

@@ -1,5 +1,6 @@
 """Shared fixtures: the public datasets, API clients for operators with and without permissions (built on the
 factories of tests/factories.py), and a way to run what a service queued for after its commit."""
+
 import os
 from pathlib import Path
 
@@ -29,9 +30,16 @@ def operator(db):
     """A staff user in no group, with the permissions to write customers, items and events."""
     from tests.factories import OperatorFactory
 
-    return OperatorFactory(username="operator", permissions=["profiles.add_event", "profiles.add_customer",
-                                                             "profiles.change_customer", "profiles.add_item",
-                                                             "profiles.change_item"])
+    return OperatorFactory(
+        username="operator",
+        permissions=[
+            "profiles.add_event",
+            "profiles.add_customer",
+            "profiles.change_customer",
+            "profiles.add_item",
+            "profiles.change_item",
+        ],
+    )
 
 
 @pytest.fixture

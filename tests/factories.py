@@ -14,6 +14,7 @@ Two ways to put a shop in the database, for two needs:
 API keys and customer tokens are issued by the access services, never built as rows, so a key has
 the secret the API shows once. Every external id is a sequence; no randomness.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,19 +27,36 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from campaigns.models import Campaign
 from accounts import access
+from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR, sync_role_permissions
+from campaigns.models import Campaign
 from profiles import services
 from profiles.models import Customer, Event, Item
-from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR, sync_role_permissions
 from segments.models import Segment
 from segments.rules import refresh_rule_memberships
 
 __all__ = [
-    "ADMINISTRATOR", "ANALYST", "MARKETING_OPERATOR",
-    "ApiKeyFactory", "CampaignFactory", "CustomerFactory", "CustomerRow", "CustomerTokenFactory", "EventFactory",
-    "EventRow", "IssuedKey", "IssuedToken", "ItemFactory", "OperatorFactory", "SegmentFactory", "UserFactory",
-    "client_for", "customer_client", "ingest", "key_client", "purchases",
+    "ADMINISTRATOR",
+    "ANALYST",
+    "MARKETING_OPERATOR",
+    "ApiKeyFactory",
+    "CampaignFactory",
+    "CustomerFactory",
+    "CustomerRow",
+    "CustomerTokenFactory",
+    "EventFactory",
+    "EventRow",
+    "IssuedKey",
+    "IssuedToken",
+    "ItemFactory",
+    "OperatorFactory",
+    "SegmentFactory",
+    "UserFactory",
+    "client_for",
+    "customer_client",
+    "ingest",
+    "key_client",
+    "purchases",
 ]
 
 
@@ -87,8 +105,9 @@ class EventFactory(factory.django.DjangoModelFactory):
 
     class Params:
         view = factory.Trait(type="view")
-        purchase = factory.Trait(type="purchase", amount="10.00",
-                                 context=factory.LazyAttribute(lambda o: {"order_id": f"o-{o.external_id}"}))
+        purchase = factory.Trait(
+            type="purchase", amount="10.00", context=factory.LazyAttribute(lambda o: {"order_id": f"o-{o.external_id}"})
+        )
         rating = factory.Trait(type="rating", value=4.0)
 
 
@@ -131,14 +150,30 @@ def ingest(*, customers=(), events=(), **kwargs) -> None:
         assert not result.errors, result.errors
 
 
-def purchases(customers: list[str], n: int, *, prefix: str, items: int = 5, amount: float = 10.0,
-              days: int = 9, order_ids: bool = False) -> list[dict]:
+def purchases(
+    customers: list[str],
+    n: int,
+    *,
+    prefix: str,
+    items: int = 5,
+    amount: float = 10.0,
+    days: int = 9,
+    order_ids: bool = False,
+) -> list[dict]:
     """`n` purchases spread evenly over `customers` (round robin), `items` items and the last `days` days."""
     now = timezone.now()
-    return [EventRow(external_id=f"{prefix}{i}", customer=customers[i % len(customers)], item=f"sku{i % items}",
-                     purchase=True, amount=amount, occurred_at=now - timedelta(days=i % days),
-                     **({"context": {"order_id": f"o{i}"}} if order_ids else {}))
-            for i in range(n)]
+    return [
+        EventRow(
+            external_id=f"{prefix}{i}",
+            customer=customers[i % len(customers)],
+            item=f"sku{i % items}",
+            purchase=True,
+            amount=amount,
+            occurred_at=now - timedelta(days=i % days),
+            **({"context": {"order_id": f"o{i}"}} if order_ids else {}),
+        )
+        for i in range(n)
+    ]
 
 
 # --- operators --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Every endpoint against every kind of caller: allowed where it should be, 401/403 where not,
 and a customer token never reaches another customer's data."""
+
 from datetime import timedelta
 
 import pytest
@@ -9,11 +10,21 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import access
-from pipeline import services as pipeline
 from accounts.models import ApiKey
+from pipeline import services as pipeline
 from profiles.models import Event
-from tests.factories import (ADMINISTRATOR, ANALYST, MARKETING_OPERATOR, ApiKeyFactory, EventRow, OperatorFactory,
-                             client_for, customer_client, ingest, key_client)
+from tests.factories import (
+    ADMINISTRATOR,
+    ANALYST,
+    MARKETING_OPERATOR,
+    ApiKeyFactory,
+    EventRow,
+    OperatorFactory,
+    client_for,
+    customer_client,
+    ingest,
+    key_client,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +34,20 @@ EVENT = [{"external_id": "acc-x", "customer": "alice", "item": "sku1", "type": "
 
 @pytest.fixture
 def shop(db):
-    ingest(events=[EventRow(external_id=f"a{i}", customer=c, item=f"sku{i}", purchase=True, amount=10.0,
-                            occurred_at=NOW - timedelta(days=i + 1), context={"order_id": f"{c}{i}"})
-                   for i, c in enumerate(["alice", "bob", "alice", "bob", "carol"])])
+    ingest(
+        events=[
+            EventRow(
+                external_id=f"a{i}",
+                customer=c,
+                item=f"sku{i}",
+                purchase=True,
+                amount=10.0,
+                occurred_at=NOW - timedelta(days=i + 1),
+                context={"order_id": f"{c}{i}"},
+            )
+            for i, c in enumerate(["alice", "bob", "alice", "bob", "carol"])
+        ]
+    )
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "recommendations"]))
 
 
@@ -38,17 +60,51 @@ ENDPOINTS = [
     ("get", "/api/customers/alice/segments/", None, {"admin", "operator", "analyst", "key:manage_customers"}),
     ("get", "/api/segments/", None, {"admin", "operator", "analyst"}),
     ("post", "/api/segments/preview/", {"rule": {"consent": "email"}}, {"admin", "operator", "analyst"}),
-    ("get", "/api/customers/alice/recommendations/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
-    ("get", "/api/items/sku1/similar/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
-    ("get", "/api/customers/alice/inbox/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
-    ("post", "/api/customers/alice/inbox/{alice_message}/delivered/", {}, {"key:read_recommendations", "customer:alice"}),
-    ("get", "/api/customers/alice/activities/", None, {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"}),
+    (
+        "get",
+        "/api/customers/alice/recommendations/",
+        None,
+        {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"},
+    ),
+    (
+        "get",
+        "/api/items/sku1/similar/",
+        None,
+        {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"},
+    ),
+    (
+        "get",
+        "/api/customers/alice/inbox/",
+        None,
+        {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"},
+    ),
+    (
+        "post",
+        "/api/customers/alice/inbox/{alice_message}/delivered/",
+        {},
+        {"key:read_recommendations", "customer:alice"},
+    ),
+    (
+        "get",
+        "/api/customers/alice/activities/",
+        None,
+        {"admin", "operator", "analyst", "key:read_recommendations", "customer:alice"},
+    ),
     ("get", "/api/segments/{segment}/members/", None, {"admin", "operator", "analyst"}),
     ("post", "/api/campaigns/audience-preview/", {"segments": []}, {"admin", "operator", "analyst"}),
     ("get", "/api/campaigns/{campaign}/report/", None, {"admin", "operator", "analyst"}),
 ]
-ROLES = ["anonymous", "staff-no-perms", "analyst", "operator", "admin",
-         "key:ingest_events", "key:manage_customers", "key:read_recommendations", "customer:alice"]
+ROLES = [
+    "anonymous",
+    "staff-no-perms",
+    "analyst",
+    "operator",
+    "admin",
+    "key:ingest_events",
+    "key:manage_customers",
+    "key:read_recommendations",
+    "customer:alice",
+]
 
 
 def _client_for(role):
@@ -81,8 +137,14 @@ def test_endpoint_access_by_role(shop, role, method, url, body, allowed):
 
             campaign.channel = "in_app"
             campaign.save()
-            alice_message = Delivery.objects.create(campaign=campaign, customer=Customer.objects.get(external_id="alice"),
-                                                    status="sent", sent_at=timezone.now(), title="Hi", body="Hello").pk
+            alice_message = Delivery.objects.create(
+                campaign=campaign,
+                customer=Customer.objects.get(external_id="alice"),
+                status="sent",
+                sent_at=timezone.now(),
+                title="Hi",
+                body="Hello",
+            ).pk
         url = url.format(segment=segment.pk, campaign=campaign.pk, alice_message=alice_message)
     client = _client_for(role)
     resp = getattr(client, method)(url, body, format="json") if body is not None else getattr(client, method)(url)
@@ -178,7 +240,9 @@ def test_error_format_is_the_same_everywhere(shop):
 
 
 def test_roles_have_their_permissions_after_migrate(db):
-    operator = Group.objects.get(name="Marketing operator").permissions.values_list("content_type__app_label", "codename")
+    operator = Group.objects.get(name="Marketing operator").permissions.values_list(
+        "content_type__app_label", "codename"
+    )
     analyst = set(Group.objects.get(name="Analyst").permissions.values_list("codename", flat=True))
     assert ("segments", "add_segment") in set(operator) and ("pipeline", "run_pipeline") in set(operator)
     assert ("profiles", "add_event") not in set(operator)
@@ -189,7 +253,9 @@ def test_roles_have_their_permissions_after_migrate(db):
 def test_customer_facing_endpoints_are_throttled_per_caller(shop, monkeypatch):
     from rest_framework.throttling import ScopedRateThrottle
 
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "customer": "3/min"})
+    monkeypatch.setattr(
+        ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES, "customer": "3/min"}
+    )
     alice, bob = customer_client("alice"), customer_client("bob")
     codes = [alice.get("/api/customers/alice/recommendations/").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
@@ -205,5 +271,8 @@ def test_api_throttles_count_per_process_unless_shared(settings):
     from common.cache import cache_is_shared
 
     assert live.CACHES["throttle"]["BACKEND"].endswith("LocMemCache") and not cache_is_shared("throttle")
-    settings.CACHES = {**live.CACHES, "throttle": {"BACKEND": "common.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    settings.CACHES = {
+        **live.CACHES,
+        "throttle": {"BACKEND": "common.cache.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"},
+    }
     assert cache_is_shared("throttle") and type(caches["throttle"]).__name__ == "RedisCache"

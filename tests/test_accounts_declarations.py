@@ -1,5 +1,6 @@
 """What accounts collects from the apps above it (their audit actions, their roles' permissions), and
 that it names none of them."""
+
 import ast
 from pathlib import Path
 
@@ -12,22 +13,37 @@ from accounts.roles import ANALYST, MARKETING_OPERATOR, _granted
 
 # The audit log's actions and labels, as the admin's filter offered them before each app declared its own.
 ACTIONS = {
-    "segment.created": "Segment created", "segment.changed": "Segment changed", "segment.deleted": "Segment deleted",
-    "campaign.created": "Campaign created", "campaign.changed": "Campaign changed",
-    "campaign.deleted": "Campaign deleted", "campaign.scheduled": "Campaign scheduled",
-    "campaign.launched": "Campaign launched", "campaign.paused": "Campaign paused",
-    "campaign.resumed": "Campaign resumed", "campaign.cancelled": "Campaign cancelled",
+    "segment.created": "Segment created",
+    "segment.changed": "Segment changed",
+    "segment.deleted": "Segment deleted",
+    "campaign.created": "Campaign created",
+    "campaign.changed": "Campaign changed",
+    "campaign.deleted": "Campaign deleted",
+    "campaign.scheduled": "Campaign scheduled",
+    "campaign.launched": "Campaign launched",
+    "campaign.paused": "Campaign paused",
+    "campaign.resumed": "Campaign resumed",
+    "campaign.cancelled": "Campaign cancelled",
     "campaign.completed": "Campaign completed",
-    "customer.created": "Customer created", "customer.changed": "Customer changed",
-    "customer.deleted": "Customer deleted", "customer.forgotten": "Customer forgotten",
+    "customer.created": "Customer created",
+    "customer.changed": "Customer changed",
+    "customer.deleted": "Customer deleted",
+    "customer.forgotten": "Customer forgotten",
     "consent.changed": "Consent changed",
-    "api_key.created": "API key created", "api_key.revoked": "API key revoked", "api_key.changed": "API key changed",
-    "user.created": "User created", "user.changed": "User changed", "user.deleted": "User deleted",
+    "api_key.created": "API key created",
+    "api_key.revoked": "API key revoked",
+    "api_key.changed": "API key changed",
+    "user.created": "User created",
+    "user.changed": "User changed",
+    "user.deleted": "User deleted",
     "user.change_refused": "User change refused (escalation)",
-    "group.created": "Group created", "group.changed": "Group changed", "group.deleted": "Group deleted",
+    "group.created": "Group created",
+    "group.changed": "Group changed",
+    "group.deleted": "Group deleted",
     "group.change_refused": "Group change refused (escalation)",
     "pipeline.started": "Recomputation started",
-    "auth.login": "Signed in", "auth.login_failed": "Sign-in refused",
+    "auth.login": "Signed in",
+    "auth.login_failed": "Sign-in refused",
 }
 
 
@@ -62,7 +78,10 @@ def test_accounts_imports_no_app_above_it():
     found = []
     for path in Path(accounts.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            )
             found += [f"{path.name}: {name}" for name in names if name.split(".")[0] in above]
     assert found == []

@@ -1,6 +1,7 @@
 """API keys and the audit log moved from profiles to accounts (accounts 0001-0002, profiles 0014): on a
 database that had them under profiles, the rows, the permissions granted on them and the admin's
 history survive the move, and the move runs backwards too."""
+
 import pytest
 from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
@@ -32,18 +33,32 @@ def test_keys_audit_entries_grants_and_history_follow_the_models_to_accounts():
     key_type = old.get_model("contenttypes", "ContentType").objects.get(app_label="profiles", model="apikey")
     User = old.get_model("auth", "User")
     boss = User.objects.create(username="boss", is_staff=True)
-    key = old.get_model("profiles", "ApiKey").objects.create(name="shop backend", prefix="ab12cd34", hashed_secret="x",
-                                                             scopes=["ingest_events"], created_by=boss)
+    key = old.get_model("profiles", "ApiKey").objects.create(
+        name="shop backend", prefix="ab12cd34", hashed_secret="x", scopes=["ingest_events"], created_by=boss
+    )
     Entry = old.get_model("profiles", "AuditEntry")
-    Entry.objects.create(actor=boss, actor_label="boss", action="api_key.created", source="admin",
-                         target_type="profiles.apikey", target_id=str(key.pk), target_label="shop backend")
+    Entry.objects.create(
+        actor=boss,
+        actor_label="boss",
+        action="api_key.created",
+        source="admin",
+        target_type="profiles.apikey",
+        target_id=str(key.pk),
+        target_label="shop backend",
+    )
     Entry.objects.create(actor_label="boss", action="auth.login", source="admin")
     auditors = old.get_model("auth", "Group").objects.create(name="Auditors")
-    auditors.permissions.add(old.get_model("auth", "Permission").objects.get(
-        content_type__app_label="profiles", codename="view_auditentry"))
-    old.get_model("admin", "LogEntry").objects.create(user=boss, content_type=key_type, object_id=str(key.pk),
-                                                      object_repr="shop backend", action_flag=2,
-                                                      change_message="renamed")
+    auditors.permissions.add(
+        old.get_model("auth", "Permission").objects.get(content_type__app_label="profiles", codename="view_auditentry")
+    )
+    old.get_model("admin", "LogEntry").objects.create(
+        user=boss,
+        content_type=key_type,
+        object_id=str(key.pk),
+        object_repr="shop backend",
+        action_flag=2,
+        change_message="renamed",
+    )
 
     # when the migrations of the move run
     _migrate(_latest())
@@ -51,10 +66,13 @@ def test_keys_audit_entries_grants_and_history_follow_the_models_to_accounts():
     # then the rows are accounts', and the grant and the history follow the moved content types
     assert ApiKey.objects.get().name == "shop backend"
     assert list(AuditEntry.objects.order_by("id").values_list("action", "target_type")) == [
-        ("api_key.created", "accounts.apikey"), ("auth.login", "")]
+        ("api_key.created", "accounts.apikey"),
+        ("auth.login", ""),
+    ]
     assert not ContentType.objects.filter(app_label="profiles", model__in=["apikey", "auditentry"]).exists()
     assert set(Group.objects.get(name="Auditors").permissions.values_list("content_type__app_label", "codename")) == {
-        ("accounts", "view_auditentry")}
+        ("accounts", "view_auditentry")
+    }
     from django.contrib.admin.models import LogEntry
 
     assert LogEntry.objects.get().content_type == ContentType.objects.get_for_model(ApiKey)

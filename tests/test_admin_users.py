@@ -4,6 +4,7 @@ The attack: a script in an Administrator's browser posted the Administrator's us
 `is_superuser=on` for the attacker. Forms here are posted as a browser would: every input,
 checkbox and selected option the page shows, read from the page's HTML, plus what the attacker adds.
 """
+
 from html.parser import HTMLParser
 
 import pytest
@@ -109,7 +110,7 @@ def test_the_attack_an_administrator_form_post_with_is_superuser_on_is_refused_a
     assert resp.status_code == 200 and "Only a superuser can grant superuser status." in resp.content.decode()
     marketer.refresh_from_db()
     assert not marketer.is_superuser
-    entry, = refused()
+    (entry,) = refused()
     assert (entry.actor, entry.target_id, entry.source) == (admin_user, str(marketer.pk), "admin")
     assert "is_superuser" in entry.changes["posted"] and "superuser" in entry.changes["refused"][0]
     assert 'name="is_superuser"' not in ada.get(url).content.decode()  # not even offered to a non-superuser
@@ -125,17 +126,26 @@ def test_an_administrator_cannot_grant_a_permission_or_group_they_lack(ada, mark
     resp = submit(ada, url, "user_form", groups=[str(root_ish.pk)])
     assert "“Session keepers” has sessions.delete_session" in resp.content.decode()
     marketer.refresh_from_db()
-    assert not marketer.user_permissions.exists() and list(marketer.groups.values_list("name", flat=True)) == [MARKETING_OPERATOR]
+    assert not marketer.user_permissions.exists() and list(marketer.groups.values_list("name", flat=True)) == [
+        MARKETING_OPERATOR
+    ]
     assert len(refused()) == 2
     # what they hold themselves they may give
     analyst = Group.objects.get(name=ANALYST)
-    resp = submit(ada, url, "user_form", groups=[str(g.pk) for g in marketer.groups.all()] + [str(analyst.pk)],
-                  user_permissions=[str(perm("segments.view_segment").pk)])
+    resp = submit(
+        ada,
+        url,
+        "user_form",
+        groups=[str(g.pk) for g in marketer.groups.all()] + [str(analyst.pk)],
+        user_permissions=[str(perm("segments.view_segment").pk)],
+    )
     assert resp.status_code == 302
     assert set(marketer.groups.values_list("name", flat=True)) == {MARKETING_OPERATOR, ANALYST}
-    changed, = AuditEntry.objects.filter(action="user.changed")
-    assert changed.changes == {"groups": {"added": [ANALYST], "removed": []},
-                               "user_permissions": {"added": ["segments.view_segment"], "removed": []}}
+    (changed,) = AuditEntry.objects.filter(action="user.changed")
+    assert changed.changes == {
+        "groups": {"added": [ANALYST], "removed": []},
+        "user_permissions": {"added": ["segments.view_segment"], "removed": []},
+    }
 
 
 def test_an_administrator_cannot_touch_a_superuser_account(ada):
@@ -143,7 +153,12 @@ def test_an_administrator_cannot_touch_a_superuser_account(ada):
     change = f"/admin/auth/user/{root.pk}/change/"
     assert 'name="_save"' not in ada.get(change).content.decode()  # view only
     assert ada.post(change, {"username": "root", "is_active": ""}).status_code == 403
-    assert ada.post(f"/admin/auth/user/{root.pk}/password/", {"password1": "x-new-pass-1", "password2": "x-new-pass-1"}).status_code == 403
+    assert (
+        ada.post(
+            f"/admin/auth/user/{root.pk}/password/", {"password1": "x-new-pass-1", "password2": "x-new-pass-1"}
+        ).status_code
+        == 403
+    )
     assert ada.post(f"/admin/auth/user/{root.pk}/delete/", {"post": "yes"}).status_code == 403
     ada.post("/admin/auth/user/", {"action": "delete_selected", "_selected_action": [root.pk], "post": "yes"})
     root.refresh_from_db()
@@ -159,8 +174,12 @@ def test_an_administrator_cannot_raise_their_own_rights(ada, admin_user):
     assert not admin_user.is_superuser and not admin_user.user_permissions.exists()
     # nor through a group they belong to
     group = Group.objects.get(name=ADMINISTRATOR)
-    resp = submit(ada, f"/admin/auth/group/{group.pk}/change/", "group_form",
-                  permissions=[str(p.pk) for p in group.permissions.all()] + [str(lacking.pk)])
+    resp = submit(
+        ada,
+        f"/admin/auth/group/{group.pk}/change/",
+        "group_form",
+        permissions=[str(p.pk) for p in group.permissions.all()] + [str(lacking.pk)],
+    )
     assert resp.status_code == 200 and "you lack: sessions.delete_session" in resp.content.decode()
     assert not group.permissions.filter(pk=lacking.pk).exists()
     assert refused("group.change_refused")
@@ -168,33 +187,55 @@ def test_an_administrator_cannot_raise_their_own_rights(ada, admin_user):
 
 def test_a_superuser_still_grants_anything_and_each_step_is_audited(client, boss, marketer):
     client.force_login(boss)
-    resp = client.post("/admin/auth/user/add/", {"username": "newbie", "password1": "a-long-pass-phrase-1",
-                                                 "password2": "a-long-pass-phrase-1", "usable_password": "true"})
+    resp = client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "newbie",
+            "password1": "a-long-pass-phrase-1",
+            "password2": "a-long-pass-phrase-1",
+            "usable_password": "true",
+        },
+    )
     assert resp.status_code == 302, resp.content.decode()[:2000]
     newbie = User.objects.get(username="newbie")
-    created, = AuditEntry.objects.filter(action="user.created")
+    (created,) = AuditEntry.objects.filter(action="user.created")
     assert created.target_id == str(newbie.pk) and created.changes["password"] == "(set)"
     assert created.changes["is_superuser"] is False
 
     url = f"/admin/auth/user/{marketer.pk}/change/"
-    resp = submit(client, url, "user_form", is_superuser="on", email="m2@example.com",
-                  user_permissions=[str(perm("sessions.delete_session").pk)], groups=[])
+    resp = submit(
+        client,
+        url,
+        "user_form",
+        is_superuser="on",
+        email="m2@example.com",
+        user_permissions=[str(perm("sessions.delete_session").pk)],
+        groups=[],
+    )
     assert resp.status_code == 302
-    changed, = AuditEntry.objects.filter(action="user.changed")
+    (changed,) = AuditEntry.objects.filter(action="user.changed")
     assert changed.changes == {
-        "is_superuser": {"from": False, "to": True}, "email": "(changed)",
+        "is_superuser": {"from": False, "to": True},
+        "email": "(changed)",
         "groups": {"added": [], "removed": [MARKETING_OPERATOR]},
         "user_permissions": {"added": ["sessions.delete_session"], "removed": []},
     }
-    resp = client.post(f"/admin/auth/user/{marketer.pk}/password/", {"password1": "an-other-pass-9", "password2": "an-other-pass-9",
-                                                                       "usable_password": "true", "set_usable_password": "true"})
+    resp = client.post(
+        f"/admin/auth/user/{marketer.pk}/password/",
+        {
+            "password1": "an-other-pass-9",
+            "password2": "an-other-pass-9",
+            "usable_password": "true",
+            "set_usable_password": "true",
+        },
+    )
     assert resp.status_code == 302
     pw = AuditEntry.objects.filter(action="user.changed").order_by("-id").first()
     assert pw.changes == {"password": "(changed)"}
     marketer.refresh_from_db()
     assert marketer.password not in str(list(AuditEntry.objects.values_list("changes", flat=True)))
     client.post(f"/admin/auth/user/{marketer.pk}/delete/", {"post": "yes"})
-    deleted, = AuditEntry.objects.filter(action="user.deleted")
+    (deleted,) = AuditEntry.objects.filter(action="user.deleted")
     assert deleted.target_label == "mallory"
 
 
@@ -203,21 +244,28 @@ def test_groups_created_changed_and_deleted_are_audited_with_their_permissions(c
     a, b = perm("segments.view_segment"), perm("campaigns.view_campaign")
     assert client.post("/admin/auth/group/add/", {"name": "Readers", "permissions": [a.pk]}).status_code == 302
     group = Group.objects.get(name="Readers")
-    assert client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "Readers", "permissions": [b.pk]}).status_code == 302
+    assert (
+        client.post(f"/admin/auth/group/{group.pk}/change/", {"name": "Readers", "permissions": [b.pk]}).status_code
+        == 302
+    )
     client.post(f"/admin/auth/group/{group.pk}/delete/", {"post": "yes"})
-    created, = AuditEntry.objects.filter(action="group.created")
+    (created,) = AuditEntry.objects.filter(action="group.created")
     assert created.changes == {"name": "Readers", "permissions": {"added": ["segments.view_segment"], "removed": []}}
-    changed, = AuditEntry.objects.filter(action="group.changed")
-    assert changed.changes == {"permissions": {"added": ["campaigns.view_campaign"], "removed": ["segments.view_segment"]}}
-    deleted, = AuditEntry.objects.filter(action="group.deleted")
+    (changed,) = AuditEntry.objects.filter(action="group.changed")
+    assert changed.changes == {
+        "permissions": {"added": ["campaigns.view_campaign"], "removed": ["segments.view_segment"]}
+    }
+    (deleted,) = AuditEntry.objects.filter(action="group.deleted")
     assert deleted.target_label == "Readers"
 
 
 def test_an_operators_own_password_change_is_audited_without_the_hash(ada, admin_user):
-    resp = ada.post("/admin/password_change/", {"old_password": "pw", "new_password1": "a-fresh-pass-77",
-                                                "new_password2": "a-fresh-pass-77"})
+    resp = ada.post(
+        "/admin/password_change/",
+        {"old_password": "pw", "new_password1": "a-fresh-pass-77", "new_password2": "a-fresh-pass-77"},
+    )
     assert resp.status_code == 302
-    entry, = AuditEntry.objects.filter(action="user.changed")
+    (entry,) = AuditEntry.objects.filter(action="user.changed")
     admin_user.refresh_from_db()
     assert (entry.actor, entry.target_id, entry.changes) == (admin_user, str(admin_user.pk), {"password": "(changed)"})
     assert admin_user.check_password("a-fresh-pass-77")

@@ -1,4 +1,5 @@
 """The audit log: each operator action shows up with who, what and when, whichever way it was done."""
+
 from datetime import timedelta
 from io import StringIO
 
@@ -22,10 +23,22 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def shoppers(db):
     now = timezone.now()
-    ingest(customers=[CustomerRow(external_id=f"a{i}", name=f"Ann {i}", email=f"ann{i}@example.com")
-                      for i in range(12)], source="import")
-    ingest(events=[EventRow(external_id=f"ae{i}", customer=f"a{i % 12}", item=f"sku{i % 5}", view=True,
-                            occurred_at=now - timedelta(hours=i)) for i in range(60)])
+    ingest(
+        customers=[CustomerRow(external_id=f"a{i}", name=f"Ann {i}", email=f"ann{i}@example.com") for i in range(12)],
+        source="import",
+    )
+    ingest(
+        events=[
+            EventRow(
+                external_id=f"ae{i}",
+                customer=f"a{i % 12}",
+                item=f"sku{i % 5}",
+                view=True,
+                occurred_at=now - timedelta(hours=i),
+            )
+            for i in range(60)
+        ]
+    )
     AuditEntry.objects.all().delete()  # the setup's own consent entry is not what these tests look at
 
 
@@ -34,22 +47,42 @@ def entries(action: str):
 
 
 def test_a_segment_created_changed_and_deleted_in_the_admin_is_logged_with_its_changes(boss_client, shoppers):
-    resp = boss_client.post("/admin/segments/segment/add/", {
-        "name": "Browsers", "description": "", "kind": "rule", "rule": '{"event": {"type": "view", "min_count": 2}}', "active": "on"})
+    resp = boss_client.post(
+        "/admin/segments/segment/add/",
+        {
+            "name": "Browsers",
+            "description": "",
+            "kind": "rule",
+            "rule": '{"event": {"type": "view", "min_count": 2}}',
+            "active": "on",
+        },
+    )
     assert resp.status_code == 302
     segment = Segment.objects.get(name="Browsers")
-    resp = boss_client.post(f"/admin/segments/segment/{segment.pk}/change/", {
-        "name": "Keen browsers", "description": "", "rule": '{"event": {"type": "view", "min_count": 5}}', "active": "on"})
+    resp = boss_client.post(
+        f"/admin/segments/segment/{segment.pk}/change/",
+        {
+            "name": "Keen browsers",
+            "description": "",
+            "rule": '{"event": {"type": "view", "min_count": 5}}',
+            "active": "on",
+        },
+    )
     assert resp.status_code == 302
     boss_client.post(f"/admin/segments/segment/{segment.pk}/delete/", {"post": "yes"})
     assert not Segment.objects.filter(pk=segment.pk).exists()
 
-    created, = entries("segment.created")
-    assert (created.actor.username, created.actor_label, created.source, created.target_id) == ("boss", "boss", "admin", str(segment.pk))
+    (created,) = entries("segment.created")
+    assert (created.actor.username, created.actor_label, created.source, created.target_id) == (
+        "boss",
+        "boss",
+        "admin",
+        str(segment.pk),
+    )
     assert created.changes["rule"] == {"event": {"type": "view", "min_count": 2}} and created.ip == "127.0.0.1"
-    changed, = entries("segment.changed")
+    (changed,) = entries("segment.changed")
     assert changed.changes == {"name": "Keen browsers", "rule": {"event": {"type": "view", "min_count": 5}}}
-    deleted, = entries("segment.deleted")
+    (deleted,) = entries("segment.deleted")
     assert deleted.target_label == "Keen browsers" and deleted.target_id == str(segment.pk)
 
 
@@ -62,16 +95,19 @@ def _segment():
 
 
 def test_campaign_launch_pause_and_cancel_are_logged_from_the_admin_and_the_shell(boss_client, shoppers):
-    campaign = Campaign.objects.create(name="Spring", title_template="Hi", body_template="News", control_percent=0,
-                                       window_start=None, window_end=None)
+    campaign = Campaign.objects.create(
+        name="Spring", title_template="Hi", body_template="News", control_percent=0, window_start=None, window_end=None
+    )
     campaign.segments.set([_segment()])
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert boss_client.post(f"/admin/campaigns/campaign/{campaign.pk}/do/launch/").status_code == 302
     assert boss_client.post(f"/admin/campaigns/campaign/{campaign.pk}/do/pause/").status_code == 302
     call_command("campaign", "cancel", str(campaign.pk), stdout=StringIO())
 
-    log = [(e.action, e.actor_label, e.source, e.changes["from"], e.changes["to"])
-           for e in AuditEntry.objects.filter(target_type="campaigns.campaign", target_id=str(campaign.pk)).order_by("id")]
+    log = [
+        (e.action, e.actor_label, e.source, e.changes["from"], e.changes["to"])
+        for e in AuditEntry.objects.filter(target_type="campaigns.campaign", target_id=str(campaign.pk)).order_by("id")
+    ]
     assert log[0] == ("campaign.launched", "boss", "admin", "draft", "running")
     assert log[1] == ("campaign.paused", "boss", "admin", "running", "paused")
     assert log[2][0] == "campaign.cancelled" and log[2][1].startswith("shell") and log[2][2] == "shell"
@@ -97,16 +133,24 @@ def test_forgetting_a_customer_is_logged_under_the_pseudonym_not_the_person(shop
 def test_consent_changes_are_logged_once_per_batch_with_counts_per_channel(shoppers, operator):
     api = APIClient()
     api.force_authenticate(operator)
-    rows = [{"external_id": f"a{i}", "consent_email": True} for i in range(4)] + [{"external_id": "a5", "consent_in_app": False}]
+    rows = [{"external_id": f"a{i}", "consent_email": True} for i in range(4)] + [
+        {"external_id": "a5", "consent_in_app": False}
+    ]
     assert api.post("/api/customers/", rows, format="json").status_code == 201
-    entry, = entries("consent.changed")
+    (entry,) = entries("consent.changed")
     assert entry.actor == operator and entry.source == "api" and entry.target_label == "5 customers"
-    assert entry.changes == {"channels": {"email": {"granted": 4, "withdrawn": 0}, "in_app": {"granted": 0, "withdrawn": 1}}}
+    assert entry.changes == {
+        "channels": {"email": {"granted": 4, "withdrawn": 0}, "in_app": {"granted": 0, "withdrawn": 1}}
+    }
 
     customer = Customer.objects.get(external_id="a7")
     services.customer_consent_set(customer=customer, source="admin", user=operator, consent_push=True)
     last = entries("consent.changed")[-1]
-    assert (last.target_id, last.target_label, last.changes) == (str(customer.pk), "a7", {"channels": {"push": {"granted": 1, "withdrawn": 0}}})
+    assert (last.target_id, last.target_label, last.changes) == (
+        str(customer.pk),
+        "a7",
+        {"channels": {"push": {"granted": 1, "withdrawn": 0}}},
+    )
 
 
 def test_api_keys_and_recomputations_started_in_the_admin_are_logged(boss_client, shoppers):
@@ -117,10 +161,14 @@ def test_api_keys_and_recomputations_started_in_the_admin_are_logged(boss_client
     with TestCase.captureOnCommitCallbacks(execute=True):
         boss_client.post("/admin/pipeline/pipelinerun/start/", {"steps": ["profiles"]})
 
-    created, = entries("api_key.created")
-    assert created.changes == {"scopes": ["ingest_events"]} and created.target_id == str(key.pk) and created.actor_label == "boss"
+    (created,) = entries("api_key.created")
+    assert (
+        created.changes == {"scopes": ["ingest_events"]}
+        and created.target_id == str(key.pk)
+        and created.actor_label == "boss"
+    )
     assert entries("api_key.revoked")[0].target_id == str(key.pk)
-    started, = entries("pipeline.started")
+    (started,) = entries("pipeline.started")
     assert started.changes == {"steps": ["profiles"], "incremental": False}
 
 
@@ -145,8 +193,8 @@ def test_sign_ins_and_refused_sign_ins_are_logged(client):
     OperatorFactory(username="ops", password="right-pw-123")
     client.post("/admin/login/?next=/admin/", {"username": "ops", "password": "wrong"})
     client.post("/admin/login/?next=/admin/", {"username": "ops", "password": "right-pw-123"})
-    failed, = entries("auth.login_failed")
-    ok, = entries("auth.login")
+    (failed,) = entries("auth.login_failed")
+    (ok,) = entries("auth.login")
     assert failed.actor_label == "ops" and failed.source == "admin" and failed.actor is None
     assert ok.actor.username == "ops" and ok.ip == "127.0.0.1"
 
@@ -198,16 +246,21 @@ def test_an_operator_editing_a_customer_is_logged_without_copying_personal_data(
     data.update({"name": "Ann Renamed", "email": "renamed@example.com", "consent_email": "on"})
     assert boss_client.post(f"/admin/profiles/customer/{customer.pk}/change/", data).status_code == 302
 
-    changed, = entries("customer.changed")
+    (changed,) = entries("customer.changed")
     assert (changed.actor_label, changed.target_id, changed.target_label) == ("boss", str(customer.pk), "a4")
     assert changed.changes == {"name": "(changed)", "email": "(changed)"}
-    consent, = entries("consent.changed")
+    (consent,) = entries("consent.changed")
     assert consent.changes == {"channels": {"email": {"granted": 1, "withdrawn": 0}}}
     text = str(list(AuditEntry.objects.values()))
     assert "Renamed" not in text and "renamed@example.com" not in text and "Ann 4" not in text
     # saving the page unchanged logs nothing
     html = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
-    assert boss_client.post(f"/admin/profiles/customer/{customer.pk}/change/", _form_as_a_browser_posts_it(html)).status_code == 302
+    assert (
+        boss_client.post(
+            f"/admin/profiles/customer/{customer.pk}/change/", _form_as_a_browser_posts_it(html)
+        ).status_code
+        == 302
+    )
     assert len(entries("customer.changed")) == 1
 
 
@@ -220,7 +273,11 @@ def test_behind_trusted_proxies_the_audit_log_records_the_clients_address_not_th
 
     settings.TRUSTED_PROXY_COUNT = 1
     User.objects.create_user("eve", password="not-the-password")
-    client.post("/admin/login/?next=/admin/", {"username": "eve", "password": "wrong"},
-                REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="10.9.8.7, 203.0.113.5")
+    client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "eve", "password": "wrong"},
+        REMOTE_ADDR="127.0.0.1",
+        HTTP_X_FORWARDED_FOR="10.9.8.7, 203.0.113.5",
+    )
     entry = AuditEntry.objects.get(action="auth.login_failed")
     assert entry.ip == "203.0.113.5"

@@ -1,4 +1,5 @@
 """The Redis cache backend (common/cache.py): Django's, with one client per connection pool."""
+
 import threading
 
 import pytest

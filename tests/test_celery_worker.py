@@ -1,4 +1,5 @@
 """A real Celery worker on the configured broker runs a task and returns its result."""
+
 import os
 
 import pytest

@@ -1,5 +1,6 @@
 """Contract: schemathesis generates requests from the OpenAPI schema for the main endpoints and checks,
 with valid credentials, that nothing answers 5xx and every answer matches the schema."""
+
 from datetime import timedelta
 
 import pytest
@@ -20,12 +21,20 @@ CREDENTIALS: dict[str, str] = {}
 @pytest.fixture
 def api_schema(db):
     now = timezone.now()
-    ingest(events=[
-        EventRow(external_id=f"k{i}", customer=f"c{i % 5}", item=f"sku{i % 4}", type=["view", "purchase"][i % 2],
-                 amount=9.5 if i % 2 else None, occurred_at=now - timedelta(days=i),
-                 context={"order_id": f"o{i}"} if i % 2 else {})
-        for i in range(30)
-    ])
+    ingest(
+        events=[
+            EventRow(
+                external_id=f"k{i}",
+                customer=f"c{i % 5}",
+                item=f"sku{i % 4}",
+                type=["view", "purchase"][i % 2],
+                amount=9.5 if i % 2 else None,
+                occurred_at=now - timedelta(days=i),
+                context={"order_id": f"o{i}"} if i % 2 else {},
+            )
+            for i in range(30)
+        ]
+    )
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
     OperatorFactory(username="contract-admin", password="contract-pw", role=ADMINISTRATOR)  # HTTP Basic below
     key = ApiKeyFactory(name="contract", scopes=["ingest_events", "read_recommendations", "manage_customers"]).secret

@@ -6,6 +6,7 @@ profiles run (NotNullViolation on top_category), and an event whose external_id 
 stored without an id, so each resend stored it again. On SQLite the same paths are ORM inserts; the
 tests run there too (and pass trivially), CI runs them on PostgreSQL.
 """
+
 from datetime import timedelta
 
 import pandas as pd
@@ -24,9 +25,14 @@ IDS = [m for m in MARKERS if m.strip() == m and m and not any(c in m for c in "\
 
 def _event(external_id, *, customer="c-1", item="p-1", kind="purchase", minutes=0, context=None):
     return {
-        "external_id": external_id, "customer": customer, "item": item, "type": kind,
-        "value": 1 if kind == "purchase" else None, "amount": "9.90" if kind == "purchase" else None,
-        "occurred_at": (timezone.now() - timedelta(days=1, minutes=minutes)).isoformat(), "context": context or {},
+        "external_id": external_id,
+        "customer": customer,
+        "item": item,
+        "type": kind,
+        "value": 1 if kind == "purchase" else None,
+        "amount": "9.90" if kind == "purchase" else None,
+        "occurred_at": (timezone.now() - timedelta(days=1, minutes=minutes)).isoformat(),
+        "context": context or {},
     }
 
 
@@ -41,17 +47,24 @@ def test_an_event_id_that_is_the_null_marker_is_stored_once_however_often_it_is_
 
 @pytest.mark.django_db
 def test_marker_like_event_fields_arrive_verbatim(api):
-    rows = [_event(m, customer=m, item=m, minutes=i, context={"order_id": m, "note": MARKERS})
-            for i, m in enumerate(IDS)]
+    rows = [
+        _event(m, customer=m, item=m, minutes=i, context={"order_id": m, "note": MARKERS}) for i, m in enumerate(IDS)
+    ]
     assert api.post("/api/events/", rows, format="json").status_code == 201
     stored = {e.external_id: e for e in Event.objects.select_related("customer", "item")}
     for row in rows:
         event = stored[row["external_id"]]
-        assert (event.customer.external_id, event.item.external_id, event.context) == (row["customer"], row["item"], row["context"])
+        assert (event.customer.external_id, event.item.external_id, event.context) == (
+            row["customer"],
+            row["item"],
+            row["context"],
+        )
 
 
 def _profiles_with_category(category, *, with_psql):
-    services.items_upsert(rows=pd.DataFrame([{"kind": "product", "external_id": "p-1", "title": "Mug", "category": category}]))
+    services.items_upsert(
+        rows=pd.DataFrame([{"kind": "product", "external_id": "p-1", "title": "Mug", "category": category}])
+    )
     services.events_ingest(rows=pd.DataFrame([_event(f"buy-{i}", minutes=i) for i in range(3)]))
     with override_settings(BULK_READ_WITH_PSQL=with_psql):
         counts = services.profiles_compute(now=timezone.now())
@@ -78,25 +91,46 @@ def test_a_category_that_is_the_null_marker_survives_the_psql_read_too():
 def test_bulk_writes_and_reads_keep_marker_text_and_tell_empty_from_null(with_psql):
     now = timezone.now()
     titles = [m or "" for m in MARKERS]
-    frame = pd.DataFrame({"kind": "product", "external_id": [f"x{i}" for i in range(len(titles))], "title": titles,
-                          "category": ["01", "1e3", "NaN", "inf", *titles[4:]], "attributes": [{"t": t} for t in titles],
-                          "active": True, "created_at": now})
+    frame = pd.DataFrame(
+        {
+            "kind": "product",
+            "external_id": [f"x{i}" for i in range(len(titles))],
+            "title": titles,
+            "category": ["01", "1e3", "NaN", "inf", *titles[4:]],
+            "attributes": [{"t": t} for t in titles],
+            "active": True,
+            "created_at": now,
+        }
+    )
     assert bulk_insert(Item, frame, json_columns=("attributes",)) == len(frame)
     frame["title"] = [t + "!" for t in titles]
     bulk_upsert(Item, frame, key=["kind", "external_id"], json_columns=("attributes",))
     stored = {i.external_id: i for i in Item.objects.all()}
     for row in frame.itertuples():
-        assert (stored[row.external_id].title, stored[row.external_id].category, stored[row.external_id].attributes) == (
-            row.title, row.category, row.attributes)
+        assert (
+            stored[row.external_id].title,
+            stored[row.external_id].category,
+            stored[row.external_id].attributes,
+        ) == (row.title, row.category, row.attributes)
     # the read side: text comes back as the same text, "" stays "", NULL (an event without id) is None
-    services.events_ingest(rows=pd.DataFrame(
-        [_event(None, item="x0"), _event("", item="x1", minutes=1), _event("no item", item=None, kind="search", minutes=2)]
-        + [_event(t, item=f"x{i}", minutes=i + 3) for i, t in enumerate(IDS)]
-        + [_event(f"r{i}", item=f"x{i}", minutes=i + 20) for i in range(len(titles))]
-    ))
+    services.events_ingest(
+        rows=pd.DataFrame(
+            [
+                _event(None, item="x0"),
+                _event("", item="x1", minutes=1),
+                _event("no item", item=None, kind="search", minutes=2),
+            ]
+            + [_event(t, item=f"x{i}", minutes=i + 3) for i, t in enumerate(IDS)]
+            + [_event(f"r{i}", item=f"x{i}", minutes=i + 20) for i in range(len(titles))]
+        )
+    )
     with override_settings(BULK_READ_WITH_PSQL=with_psql):
-        read = read_frame(Event.objects.order_by("occurred_at").reverse(), ["external_id", "item__category", "item__title"])
-    expected = list(Event.objects.order_by("occurred_at").reverse().values_list("external_id", "item__category", "item__title"))
+        read = read_frame(
+            Event.objects.order_by("occurred_at").reverse(), ["external_id", "item__category", "item__title"]
+        )
+    expected = list(
+        Event.objects.order_by("occurred_at").reverse().values_list("external_id", "item__category", "item__title")
+    )
     got = [tuple(None if v is None or v != v else v for v in row) for row in read.itertuples(index=False, name=None)]
     assert got == expected
     assert Customer.objects.count() == 1

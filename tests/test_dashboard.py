@@ -1,4 +1,5 @@
 """The operator dashboard: figures from the stored runs, charts fed, no query that grows with the data."""
+
 from datetime import timedelta
 
 import pandas as pd
@@ -16,12 +17,22 @@ pytestmark = pytest.mark.django_db
 
 def _shop(n, start=0):
     now = timezone.now()
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"d{start + i}", "customer": f"c{(start + i) % (n // 3 + 1)}", "item": f"sku{i % 7}",
-         "type": "purchase" if i % 3 == 0 else "view", "amount": 12.0 if i % 3 == 0 else None,
-         "occurred_at": now - timedelta(days=i % 60), "context": {"order_id": f"o{start + i}"} if i % 3 == 0 else {}}
-        for i in range(n)
-    ]))
+    services.events_ingest(
+        rows=pd.DataFrame(
+            [
+                {
+                    "external_id": f"d{start + i}",
+                    "customer": f"c{(start + i) % (n // 3 + 1)}",
+                    "item": f"sku{i % 7}",
+                    "type": "purchase" if i % 3 == 0 else "view",
+                    "amount": 12.0 if i % 3 == 0 else None,
+                    "occurred_at": now - timedelta(days=i % 60),
+                    "context": {"order_id": f"o{start + i}"} if i % 3 == 0 else {},
+                }
+                for i in range(n)
+            ]
+        )
+    )
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments"]))
 
 

@@ -1,5 +1,6 @@
 """Erasure holds: a forgotten customer is not brought back by old links, tokens or event streams, leaves no
 copy of their identity behind, and the admin's Delete button forgets instead of wiping campaign history."""
+
 import hashlib
 import time
 from unittest import mock
@@ -19,8 +20,16 @@ from campaigns.models import Delivery
 from profiles import services
 from profiles.models import ConsentChange, Customer, Event
 from profiles.privacy import customer_forget
-from tests.factories import (ApiKeyFactory, CampaignFactory, CustomerRow, SegmentFactory, customer_client, ingest,
-                             key_client, purchases)
+from tests.factories import (
+    ApiKeyFactory,
+    CampaignFactory,
+    CustomerRow,
+    SegmentFactory,
+    customer_client,
+    ingest,
+    key_client,
+    purchases,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -31,9 +40,14 @@ EXT, NAME, EMAIL = "shop-cust-7781zq", "Jürgen Quistorp-Ölmann", "j.quistorp@b
 def shop(db, committed):
     """Ten customers (one of them ours) who bought something, and an email campaign sent to them all."""
     people = [CustomerRow(external_id=EXT, name=NAME, email=EMAIL, consent_email=True)] + [
-        CustomerRow(external_id=f"other{i}", name=f"Other {i}", consent_email=True) for i in range(9)]
-    ingest(customers=people, events=purchases([p["external_id"] for p in people], 40, prefix="er", items=4, amount=30.0,
-                                              days=20, order_ids=True))
+        CustomerRow(external_id=f"other{i}", name=f"Other {i}", consent_email=True) for i in range(9)
+    ]
+    ingest(
+        customers=people,
+        events=purchases(
+            [p["external_id"] for p in people], 40, prefix="er", items=4, amount=30.0, days=20, order_ids=True
+        ),
+    )
     mailable = SegmentFactory(name="Mailable", rule={"consent": "email"})
     campaign = CampaignFactory(name="Spring mail", channel="email", control_percent=0, segments=[mailable])
     committed(campaign_services.campaign_launch, campaign=campaign)
@@ -42,7 +56,9 @@ def shop(db, committed):
 
 def _unsubscribe_path(campaign):
     customer = Customer.objects.get(external_id=EXT)
-    token = campaign_services.unsubscribe_token(customer_external_id=EXT, campaign_id=campaign.pk, customer_id=customer.pk)
+    token = campaign_services.unsubscribe_token(
+        customer_external_id=EXT, campaign_id=campaign.pk, customer_id=customer.pk
+    )
     return f"/api/campaigns/unsubscribe/{token}/"
 
 
@@ -59,20 +75,29 @@ def test_an_old_unsubscribe_link_after_erasure_writes_nothing(shop, client):
     assert "unsubscribed" in done.content.decode().lower()
     assert EXT not in shown.content.decode() + done.content.decode()
     assert not Customer.objects.filter(external_id=EXT).exists()
-    assert (Customer.objects.count(), ConsentChange.objects.count(), AuditEntry.objects.count()) == (customers, consents, audit)
+    assert (Customer.objects.count(), ConsentChange.objects.count(), AuditEntry.objects.count()) == (
+        customers,
+        consents,
+        audit,
+    )
 
 
 def test_an_unsubscribe_link_still_unsubscribes_a_known_customer(shop, client):
     assert client.post(_unsubscribe_path(shop)).status_code == 200
     customer = Customer.objects.get(external_id=EXT)
     assert not customer.consent_email and customer.consent_in_app
-    assert ConsentChange.objects.filter(customer=customer, channel="email", granted=False, source="unsubscribe").count() == 1
+    assert (
+        ConsentChange.objects.filter(customer=customer, channel="email", granted=False, source="unsubscribe").count()
+        == 1
+    )
 
 
 def test_an_unsubscribe_link_expires(shop, client):
     customer = Customer.objects.get(external_id=EXT)
     with mock.patch("django.core.signing.time.time", return_value=time.time() - 200 * 86400):
-        old = campaign_services.unsubscribe_token(customer_external_id=EXT, campaign_id=shop.pk, customer_id=customer.pk)
+        old = campaign_services.unsubscribe_token(
+            customer_external_id=EXT, campaign_id=shop.pk, customer_id=customer.pk
+        )
     resp = client.post(f"/api/campaigns/unsubscribe/{old}/")
     assert resp.status_code == 400 and "expired" in resp.content.decode()
     assert Customer.objects.get(pk=customer.pk).consent_email
@@ -104,8 +129,22 @@ def test_an_old_unsubscribe_link_does_not_touch_a_recreated_customer(shop, clien
 
 def test_events_never_recreate_a_forgotten_customer(shop):
     key_client("manage_customers").delete(f"/api/customers/{EXT}/")
-    event = [{"external_id": "late-1", "customer": EXT, "item": "sku1", "type": "view", "occurred_at": timezone.now().isoformat()},
-             {"external_id": "late-2", "customer": "brand-new", "item": "sku1", "type": "view", "occurred_at": timezone.now().isoformat()}]
+    event = [
+        {
+            "external_id": "late-1",
+            "customer": EXT,
+            "item": "sku1",
+            "type": "view",
+            "occurred_at": timezone.now().isoformat(),
+        },
+        {
+            "external_id": "late-2",
+            "customer": "brand-new",
+            "item": "sku1",
+            "type": "view",
+            "occurred_at": timezone.now().isoformat(),
+        },
+    ]
     resp = key_client("ingest_events").post("/api/events/?create_unknown=true", event, format="json")
     assert resp.status_code == 400
     assert resp.json()["errors"] == [{"row": 0, "field": "customer", "reason": resp.json()["errors"][0]["reason"]}]
@@ -116,8 +155,13 @@ def test_events_never_recreate_a_forgotten_customer(shop):
     assert result.created == 1 and [e.row for e in result.errors] == [0]
     assert not Customer.objects.filter(external_id=EXT).exists()
     # a customers file import (no explicit re-creation) skips them too
-    up = services.customers_upsert(rows=pd.DataFrame([{"external_id": EXT}]), update_existing=False, all_or_nothing=False,
-                                   source="import", recreate_forgotten=False)
+    up = services.customers_upsert(
+        rows=pd.DataFrame([{"external_id": EXT}]),
+        update_existing=False,
+        all_or_nothing=False,
+        source="import",
+        recreate_forgotten=False,
+    )
     assert up.created == 0 and "forgotten" in up.errors[0].reason
     # once the shop re-creates them, their events are stored again
     key_client("manage_customers").post("/api/customers/", [{"external_id": EXT}], format="json")
@@ -134,7 +178,9 @@ def test_erasure_scrubs_every_copy_and_the_pseudonym_is_keyed(shop, rf, admin_us
     customer = Customer.objects.get(external_id=EXT)
     delivery = Delivery.objects.get(campaign=shop, customer=customer)
     # what a refusing mail server leaves in the delivery
-    Delivery.objects.filter(pk=delivery.pk).update(status="failed", error=f"SMTP 550 <{EMAIL}> mailbox unavailable ({NAME})")
+    Delivery.objects.filter(pk=delivery.pk).update(
+        status="failed", error=f"SMTP 550 <{EMAIL}> mailbox unavailable ({NAME})"
+    )
     request = rf.post("/admin/")
     request.user = admin_user
     admin.site._registry[Customer].log_change(request, customer, [{"changed": {"fields": ["Name"]}}])
@@ -145,9 +191,14 @@ def test_erasure_scrubs_every_copy_and_the_pseudonym_is_keyed(shop, rf, admin_us
     customer_forget(customer=customer, source="api")
 
     customer.refresh_from_db()
-    assert EMAIL not in Delivery.objects.get(pk=delivery.pk).error and NAME not in Delivery.objects.get(pk=delivery.pk).error
+    assert (
+        EMAIL not in Delivery.objects.get(pk=delivery.pk).error
+        and NAME not in Delivery.objects.get(pk=delivery.pk).error
+    )
     for entry in LogEntry.objects.filter(object_id=str(customer.pk)):
-        assert EXT not in entry.object_repr + entry.change_message and NAME not in entry.object_repr + entry.change_message
+        assert (
+            EXT not in entry.object_repr + entry.change_message and NAME not in entry.object_repr + entry.change_message
+        )
     for entry in AuditEntry.objects.all():
         assert EXT not in f"{entry.target_label} {entry.actor_label} {entry.changes}"
     old_style = hashlib.sha256(f"{customer.pk}:{EXT}".encode()).hexdigest()[:16]
@@ -178,14 +229,24 @@ def test_the_admin_delete_button_forgets_and_keeps_the_report(shop, admin_client
     assert not AuditEntry.objects.filter(action="customer.deleted").exists()
     history = LogEntry.objects.filter(object_id=str(customer.pk), content_type__model="customer")
     assert history.count() == 1 and all(EXT not in e.object_repr and NAME not in e.object_repr for e in history)
-    assert key_client("ingest_events").post("/api/events/?create_unknown=true", [
-        {"customer": EXT, "type": "search", "occurred_at": timezone.now().isoformat()}], format="json").status_code == 400
+    assert (
+        key_client("ingest_events")
+        .post(
+            "/api/events/?create_unknown=true",
+            [{"customer": EXT, "type": "search", "occurred_at": timezone.now().isoformat()}],
+            format="json",
+        )
+        .status_code
+        == 400
+    )
 
 
 def test_the_admin_bulk_delete_forgets_and_keeps_the_report(shop, admin_client):
     chosen = list(Customer.objects.filter(external_id__in=[EXT, "other1", "other2"]).values_list("pk", flat=True))
     report = campaign_selectors.campaign_report(shop)
-    resp = admin_client.post("/admin/profiles/customer/", {"action": "delete_selected", "_selected_action": chosen, "post": "yes"})
+    resp = admin_client.post(
+        "/admin/profiles/customer/", {"action": "delete_selected", "_selected_action": chosen, "post": "yes"}
+    )
     assert resp.status_code == 302
     assert Customer.objects.filter(pk__in=chosen, external_id__startswith="forgotten-", email="").count() == 3
     assert Delivery.objects.filter(campaign=shop, customer_id__in=chosen).count() == 3

@@ -4,6 +4,7 @@ The first tests run tasks eagerly on any database. The others need PostgreSQL (w
 processes share the test database) and a broker; they are skipped with a reason without them, and
 fail instead under REQUIRE_CELERY_WORKER=1. See docs/reliability.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,9 @@ def _skip_or_fail(reason: str):
 def _database_url() -> str:
     s = connection.settings_dict
     if connection.vendor != "postgresql":
-        _skip_or_fail("fault tests share the test database with worker and server processes: they need PostgreSQL (DATABASE_URL)")
+        _skip_or_fail(
+            "fault tests share the test database with worker and server processes: they need PostgreSQL (DATABASE_URL)"
+        )
     auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
     return f"postgres://{auth}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
@@ -69,6 +72,7 @@ def _fake_step(name: str) -> Step:
         if _fake["plan"][name]:
             raise _fake["plan"][name].pop(0)
         return {"ran": _fake["calls"][name]}
+
     return Step(name=name, description=f"a fake step {name}", backends={"local": compute})
 
 
@@ -95,7 +99,10 @@ def test_a_transient_error_in_a_step_is_recorded_and_the_retry_resumes_from_that
     from pipeline.tasks import pipeline_execute_task
 
     calls, plan = fake_steps
-    plan["b"] = [OperationalError("server closed the connection unexpectedly"), OperationalError("could not connect to server")]
+    plan["b"] = [
+        OperationalError("server closed the connection unexpectedly"),
+        OperationalError("could not connect to server"),
+    ]
     run = pipeline.pipeline_create(steps=["a", "b", "c"])
 
     result = pipeline_execute_task.apply(args=[run.pk]).get()
@@ -103,7 +110,13 @@ def test_a_transient_error_in_a_step_is_recorded_and_the_retry_resumes_from_that
     run.refresh_from_db()
     assert result["status"] == run.status == "succeeded"
     assert calls == {"a": 1, "b": 3, "c": 1}  # what succeeded is not recomputed
-    assert _steps_of(run) == [("a", "succeeded"), ("b", "failed"), ("b", "failed"), ("b", "succeeded"), ("c", "succeeded")]
+    assert _steps_of(run) == [
+        ("a", "succeeded"),
+        ("b", "failed"),
+        ("b", "failed"),
+        ("b", "succeeded"),
+        ("c", "succeeded"),
+    ]
     failed = run.step_runs.filter(status="failed").order_by("id")
     assert failed[0].error.startswith("OperationalError: server closed the connection unexpectedly")
     assert failed[1].error.startswith("OperationalError: could not connect to server")
@@ -213,7 +226,9 @@ def _plain_tasks_retry(monkeypatch):
     monkeypatch.setattr(campaign_services, "campaigns_attribute", attribute)
     assert campaigns_attribute.apply(throw=False).get() == {"7": 4}
     assert len(attempts) == 3  # two transient failures, then the answer
-    assert campaigns_attribute.retry_backoff and campaigns_attribute.retry_jitter and campaigns_attribute.max_retries == 5
+    assert (
+        campaigns_attribute.retry_backoff and campaigns_attribute.retry_jitter and campaigns_attribute.max_retries == 5
+    )
 
     ticks = []
 
@@ -240,7 +255,9 @@ def _free_port() -> int:
 def _http(method: str, url: str, body=None, *, headers: dict | None = None, timeout: float = 10) -> tuple:
     """(status code, start of the body), or (exception name, message) when nothing was answered."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read(300).decode(errors="replace")
@@ -262,8 +279,22 @@ class PrivateRedis:
 
     def start(self):
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         _wait(self.ping, 10, "the private redis-server to answer")
 
@@ -283,9 +314,15 @@ class PrivateRedis:
 
 def _events(batch: int, size: int, base) -> list[dict]:
     return [
-        {"external_id": f"rr-{batch}-{j}", "customer": f"rr-c{(batch * size + j) % 37}", "item": f"rr-p{j % 11}",
-         "type": ["view", "add_to_cart", "purchase"][j % 3], "amount": "19.90" if j % 3 == 2 else None,
-         "occurred_at": (base + timedelta(seconds=batch * size + j)).isoformat(), "context": {"channel": "web"}}
+        {
+            "external_id": f"rr-{batch}-{j}",
+            "customer": f"rr-c{(batch * size + j) % 37}",
+            "item": f"rr-p{j % 11}",
+            "type": ["view", "add_to_cart", "purchase"][j % 3],
+            "amount": "19.90" if j % 3 == 2 else None,
+            "occurred_at": (base + timedelta(seconds=batch * size + j)).isoformat(),
+            "context": {"channel": "web"},
+        }
         for j in range(size)
     ]
 
@@ -302,14 +339,27 @@ def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path
     key = ApiKeyFactory(name="shop backend", scopes=["ingest_events"]).secret
     port = _free_port()
     env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "fault-test-secret", "DEBUG": "", "HTTPS_ONLY": "0",
-        "DATABASE_URL": db_url, "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis.port}/0", "ALLOWED_HOSTS": "127.0.0.1",
-        "THROTTLE_INGEST": "100000/min", "LOG_LEVEL": "WARNING", "DB_CONN_MAX_AGE": "0", "CACHE_URL": "",
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "fault-test-secret",
+        "DEBUG": "",
+        "HTTPS_ONLY": "0",
+        "DATABASE_URL": db_url,
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{redis.port}/0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "THROTTLE_INGEST": "100000/min",
+        "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "0",
+        "CACHE_URL": "",
     }
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi", "-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "60"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}/api/events/"
     headers = {"Authorization": f"Api-Key {key}"}
@@ -318,9 +368,11 @@ def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path
     answers: dict[int, list] = {i: [] for i in range(n_batches)}  # every answer (status or exception) per batch
     outage: dict[str, float] = {}
     try:
+
         def up():
             status, _ = _http("GET", f"http://127.0.0.1:{port}/api/schema/", timeout=2)
             return (isinstance(status, int) and status < 500) or server.poll() is not None
+
         _wait(up, 60, "the server to answer", every=0.3)
         assert server.poll() is None, (tmp_path / "server.log").read_text()
 
@@ -374,7 +426,8 @@ def test_no_accepted_event_is_lost_when_redis_restarts_during_ingestion(tmp_path
     assert Event.objects.filter(external_id__startswith="rr-").count() == n_batches * size
 
 
-# A deployment that shares Redis as the cache too (CACHE_URL, API_THROTTLE_SHARED=1) keeps DRF's throttle counters there;
+# A deployment that shares Redis as the cache too (CACHE_URL, API_THROTTLE_SHARED=1) keeps DRF's throttle counters
+# there;
 # when the cache is unreachable the throttle fails open (accounts/access.py), so batches are still stored.
 @pytest.mark.faults
 @pytest.mark.django_db
@@ -447,11 +500,18 @@ def _snapshot() -> dict:
     profile_fields = [f.attname for f in Profile._meta.concrete_fields]
     return {
         "profiles": list(Profile.objects.order_by("customer_id").values_list(*profile_fields)),
-        "segments": list(Segment.objects.order_by("id").values_list("id", "name", "active", "size", "members_version", "centroid")),
-        "memberships": list(Membership.objects.order_by("segment_id", "customer_id").values_list("segment_id", "customer_id", "since")),
+        "segments": list(
+            Segment.objects.order_by("id").values_list("id", "name", "active", "size", "members_version", "centroid")
+        ),
+        "memberships": list(
+            Membership.objects.order_by("segment_id", "customer_id").values_list("segment_id", "customer_id", "since")
+        ),
         "active_run": active.pk,
-        "recommendations": list(Recommendation.objects.filter(run=active).order_by("customer_id", "kind", "rank")
-                                .values_list("customer_id", "kind", "rank", "item_id", "score", "reason", "reason_text")),
+        "recommendations": list(
+            Recommendation.objects.filter(run=active)
+            .order_by("customer_id", "kind", "rank")
+            .values_list("customer_id", "kind", "rank", "item_id", "score", "reason", "reason_text")
+        ),
         "similar": SimilarItem.objects.filter(run=active).count(),
         "popular": PopularItem.objects.filter(run=active).count(),
     }
@@ -488,16 +548,24 @@ def test_a_worker_killed_mid_step_leaves_the_previous_results_in_service(step, s
 
     steps = available_steps()
     assert set(KILL_POINTS) == set(steps) == set(PARTS), "every step needs a kill point"
-    untouched = steps[steps.index(step):]  # the killed step and those after it
-    env = {"DATABASE_URL": db_url, "PIPELINE_LEASE_SECONDS": str(LEASE), "LOG_LEVEL": "WARNING",
-           "RECOMMENDER_N_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    untouched = steps[steps.index(step) :]  # the killed step and those after it
+    env = {
+        "DATABASE_URL": db_url,
+        "PIPELINE_LEASE_SECONDS": str(LEASE),
+        "LOG_LEVEL": "WARNING",
+        "RECOMMENDER_N_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
     customers = list(Profile.objects.order_by("customer_id").values_list("customer__external_id", flat=True)[:3])
     before, served_before = _snapshot(), _served(customers)
     pause_file = tmp_path / "paused"
 
     with ExitStack() as workers:
         # Given a worker that stops at a known point inside the step, in a run of every step
-        queue, proc = workers.enter_context(real_worker(env_overrides=env, pause_at=KILL_POINTS[step], pause_file=pause_file))
+        queue, proc = workers.enter_context(
+            real_worker(env_overrides=env, pause_at=KILL_POINTS[step], pause_file=pause_file)
+        )
         run = pipeline.pipeline_create(steps=steps, trigger="shell")
         pipeline_execute_task.apply_async(args=[run.pk], queue=queue)
         _wait(lambda: pause_file.exists() or proc.poll() is not None, 120, f"the worker to reach {KILL_POINTS[step]}")
@@ -505,7 +573,7 @@ def test_a_worker_killed_mid_step_leaves_the_previous_results_in_service(step, s
         paused_at = time.monotonic()
         run.refresh_from_db()
         assert run.status == "running"
-        assert _steps_of(run) == [(s, "succeeded") for s in steps[:steps.index(step)]] + [(step, "running")]
+        assert _steps_of(run) == [(s, "succeeded") for s in steps[: steps.index(step)]] + [(step, "running")]
         # (the worker that will take over starts meanwhile)
         next_queue, next_proc = workers.enter_context(real_worker(env_overrides=env))
         # the heartbeat keeps the lease although the step reports no progress
@@ -523,7 +591,11 @@ def test_a_worker_killed_mid_step_leaves_the_previous_results_in_service(step, s
         assert _snapshot() == paused and _served(customers) == served_paused
 
         # its lease lapses; the run is recorded as abandoned, with the step it died in
-        _wait(lambda: not Lease.objects.filter(expires_at__gte=timezone.now()).exists(), LEASE + 5, "the dead worker's lease to lapse")
+        _wait(
+            lambda: not Lease.objects.filter(expires_at__gte=timezone.now()).exists(),
+            LEASE + 5,
+            "the dead worker's lease to lapse",
+        )
         assert pipeline_recover_task.apply_async(queue=next_queue).get(timeout=60) == {"abandoned": 1}
         run.refresh_from_db()
         assert run.status == "failed" and run.finished_at is not None

@@ -12,6 +12,7 @@ not JSON, not UTF-8, nested too deeply or larger than the limit. The properties:
 
 Each example runs inside a savepoint that is rolled back, so examples do not see each other's rows.
 """
+
 import json
 import math
 from datetime import timedelta
@@ -21,7 +22,8 @@ import pytest
 from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from profiles.models import Customer, Event, Item
 from tests import factories
@@ -29,7 +31,9 @@ from tests.factories import UserFactory, client_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.fuzz]
 
-FUZZ = settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 # writes and deletes cost more per example: fewer of them keeps the whole file well under a minute
 FUZZ_WRITES = settings(FUZZ, max_examples=8)
 
@@ -51,12 +55,18 @@ UNICODE_EDGES = ["é", "Ω≈ç√", "𝕏𝕐", "👩‍👩‍👧", "\u200b",
 # Lone surrogates and NUL: valid JSON escapes, but no database can store them.
 UNSTORABLE = ["\ud800", "a\udfffb", "\x00", "x\x00y"]
 
-safe_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30).filter(lambda s: s.strip())
+safe_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=30).filter(
+    lambda s: s.strip()
+)
 ident = st.one_of(st.sampled_from(INJECTIONS + UNICODE_EDGES).map(lambda s: s[:120]), safe_text)
 junk = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
 )
 EVENT_TYPES = ["view", "click", "add_to_cart", "purchase", "favorite", "like", "comment", "share"]
 
@@ -101,11 +111,34 @@ def _mutations(draw):
         ("item", lambda r: r.update(item=draw(st.sampled_from(UNSTORABLE)))),
         ("occurred_at", lambda r: r.update(occurred_at=(_now() - timedelta(days=1)).replace(tzinfo=None).isoformat())),
         ("occurred_at", lambda r: r.update(occurred_at=far_future)),
-        ("occurred_at", lambda r: r.update(occurred_at=draw(st.sampled_from(["9999-12-31T23:59:59+00:00", "1900-01-01T00:00:00Z", "yesterday", 1700000000, None])))),
-        ("amount", lambda r: r.update(type="purchase", value=1, amount=draw(st.sampled_from([-0.01, -5, "-1", "1e400", "Infinity", "NaN", "abc", 10**13, 10**400])))),
+        (
+            "occurred_at",
+            lambda r: r.update(
+                occurred_at=draw(
+                    st.sampled_from(
+                        ["9999-12-31T23:59:59+00:00", "1900-01-01T00:00:00Z", "yesterday", 1700000000, None]
+                    )
+                )
+            ),
+        ),
+        (
+            "amount",
+            lambda r: r.update(
+                type="purchase",
+                value=1,
+                amount=draw(st.sampled_from([-0.01, -5, "-1", "1e400", "Infinity", "NaN", "abc", 10**13, 10**400])),
+            ),
+        ),
         ("value", lambda r: r.update(type="purchase", value=draw(st.sampled_from([0, -3, "lots", [1], True])))),
         ("value", lambda r: r.update(type="rating", value=draw(st.sampled_from([11, -1, None, "1e999"])))),
-        ("context", lambda r: r.update(context=draw(st.sampled_from([[1], "not json", 5, {"k": "\x00"}, {"k": "\ud800"}, {"k": 1.5} and _deep(40)])))),
+        (
+            "context",
+            lambda r: r.update(
+                context=draw(
+                    st.sampled_from([[1], "not json", 5, {"k": "\x00"}, {"k": "\ud800"}, {"k": 1.5} and _deep(40)])
+                )
+            ),
+        ),
         ("bogus", lambda r: r.update(bogus=draw(junk.filter(lambda v: v is not None)))),
     ]
 
@@ -174,8 +207,11 @@ def _assert_error_shape(resp):
 
 
 @FUZZ_WRITES
-@given(rows=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=8).flatmap(
-    lambda seeds: st.tuples(*[good_event(i) for i in range(len(seeds))])))
+@given(
+    rows=st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=8).flatmap(
+        lambda seeds: st.tuples(*[good_event(i) for i in range(len(seeds))])
+    )
+)
 def test_valid_event_batches_are_stored_exactly_and_verbatim(key_client, rows):
     rows = list(rows)
 
@@ -222,7 +258,20 @@ def test_one_bad_row_anywhere_refuses_the_batch_names_it_and_writes_nothing(key_
 
 
 @FUZZ
-@given(rows=st.lists(st.one_of(junk, st.dictionaries(st.sampled_from(["customer", "item", "type", "occurred_at", "value", "amount", "context", "x"]), junk, max_size=8)), min_size=1, max_size=6))
+@given(
+    rows=st.lists(
+        st.one_of(
+            junk,
+            st.dictionaries(
+                st.sampled_from(["customer", "item", "type", "occurred_at", "value", "amount", "context", "x"]),
+                junk,
+                max_size=8,
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
 def test_arbitrary_junk_batches_never_fail_with_5xx_or_write_on_refusal(key_client, rows):
     def check():
         before = _counts()
@@ -232,22 +281,39 @@ def test_arbitrary_junk_batches_never_fail_with_5xx_or_write_on_refusal(key_clie
         else:
             body = _assert_error_shape(resp)
             assert _counts() == before
-            if "errors" in body and body["errors"]:
+            if body.get("errors"):
                 assert all(0 <= e["row"] < len(rows) for e in body["errors"]), body
 
     _isolated(check)
 
 
 @FUZZ
-@given(body=st.one_of(
-    st.binary(max_size=200),
-    st.sampled_from([
-        b"", b"null", b"{}", b"42", b'"x"', b"[NaN]", b"[Infinity]", b'[{"a": 1e99999}]',
-        b"\xff\xfe[]", b'[{"customer": "\xe9"}]', "[{\"customer\": \"é\"}]".encode("latin-1"),
-        b"[" * 50_000, b'{"a":' * 20_000, b"[" + b"1," * 5 + b"]",
-        b'[{"customer": "a", "item": "b", "type": "view", "occurred_at": "2025-01-01T00:00:00Z", "value": ' + b"9" * 5000 + b"}]",
-    ]),
-))
+@given(
+    body=st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(
+            [
+                b"",
+                b"null",
+                b"{}",
+                b"42",
+                b'"x"',
+                b"[NaN]",
+                b"[Infinity]",
+                b'[{"a": 1e99999}]',
+                b"\xff\xfe[]",
+                b'[{"customer": "\xe9"}]',
+                '[{"customer": "é"}]'.encode("latin-1"),
+                b"[" * 50_000,
+                b'{"a":' * 20_000,
+                b"[" + b"1," * 5 + b"]",
+                b'[{"customer": "a", "item": "b", "type": "view", "occurred_at": "2025-01-01T00:00:00Z", "value": '
+                + b"9" * 5000
+                + b"}]",
+            ]
+        ),
+    )
+)
 def test_raw_bodies_that_are_not_a_json_array_get_a_clear_400(key_client, body):
     array = _json_array(body)
 
@@ -267,6 +333,7 @@ def test_raw_bodies_that_are_not_a_json_array_get_a_clear_400(key_client, body):
 def _json_array(body: bytes) -> list | None:
     """The body as the API's parser reads it (UTF-8, strict JSON: no NaN or Infinity) when that is an
     array, else None."""
+
     def no_constants(name):
         raise ValueError(name)
 
@@ -297,7 +364,10 @@ def test_a_batch_over_the_limit_is_refused_whole(key_client):
 
 
 @FUZZ_WRITES
-@given(size=st.integers(min_value=1, max_value=20), endpoint=st.sampled_from(["/api/events/", "/api/customers/", "/api/items/"]))
+@given(
+    size=st.integers(min_value=1, max_value=20),
+    endpoint=st.sampled_from(["/api/events/", "/api/customers/", "/api/items/"]),
+)
 def test_a_body_over_the_size_limit_is_refused_with_413_before_parsing(key_client, size, endpoint):
     body = json.dumps([{"external_id": "x" * 100, "customer": "c", "type": "view", "occurred_at": _aware(1)}] * size)
     limit = len(body.encode()) - 1
@@ -417,8 +487,11 @@ ITEM_MUTATIONS = [
 @given(data=st.data(), n=st.integers(min_value=1, max_value=8))
 def test_item_batches_all_or_nothing(key_client, data, n):
     rows = [
-        {"external_id": f"it-{i}", "title": data.draw(st.sampled_from(INJECTIONS + UNICODE_EDGES)),
-         "price": str(data.draw(st.decimals(min_value=0, max_value=9_999_999_999, places=2, allow_nan=False)))}
+        {
+            "external_id": f"it-{i}",
+            "title": data.draw(st.sampled_from(INJECTIONS + UNICODE_EDGES)),
+            "price": str(data.draw(st.decimals(min_value=0, max_value=9_999_999_999, places=2, allow_nan=False))),
+        }
         for i in range(n)
     ]
     bad_at = data.draw(st.one_of(st.none(), st.integers(min_value=0, max_value=n - 1)))
@@ -448,10 +521,14 @@ def test_item_batches_all_or_nothing(key_client, data, n):
 
 
 @FUZZ
-@given(body=st.one_of(
-    st.fixed_dictionaries({"customer": st.one_of(ident, junk, st.sampled_from(UNSTORABLE))}, optional={"ttl": junk}),
-    junk,
-))
+@given(
+    body=st.one_of(
+        st.fixed_dictionaries(
+            {"customer": st.one_of(ident, junk, st.sampled_from(UNSTORABLE))}, optional={"ttl": junk}
+        ),
+        junk,
+    )
+)
 def test_customer_token_endpoint_never_fails_with_5xx(key_client, body):
     def check():
         Customer.objects.get_or_create(external_id="known")
@@ -486,22 +563,44 @@ def test_forgetting_a_customer_by_any_id_never_fails_with_5xx(db, external_id):
 
 
 rule_leaf = st.one_of(
-    st.fixed_dictionaries({"field": st.one_of(st.sampled_from(["frequency", "monetary", "top_category", "lifecycle", "rfm_code"]), junk),
-                           "op": st.one_of(st.sampled_from(["=", "<", "in", "between", "startswith", "is null"]), junk),
-                           "value": st.one_of(junk, st.sampled_from(INJECTIONS + UNSTORABLE + [10**30, 1e308, [1e308, 1e308]]))}),
+    st.fixed_dictionaries(
+        {
+            "field": st.one_of(
+                st.sampled_from(["frequency", "monetary", "top_category", "lifecycle", "rfm_code"]), junk
+            ),
+            "op": st.one_of(st.sampled_from(["=", "<", "in", "between", "startswith", "is null"]), junk),
+            "value": st.one_of(junk, st.sampled_from(INJECTIONS + UNSTORABLE + [10**30, 1e308, [1e308, 1e308]])),
+        }
+    ),
     st.fixed_dictionaries({"consent": st.one_of(st.sampled_from(["email", "push", "fax"]), junk)}),
-    st.fixed_dictionaries({"event": st.one_of(junk, st.fixed_dictionaries(
-        {"type": st.one_of(st.sampled_from(["purchase", "teleport"]), junk)},
-        optional={"category": st.sampled_from(INJECTIONS + UNSTORABLE), "item": st.sampled_from(UNSTORABLE + ["sku"]),
-                  "within_days": junk, "min_count": junk}))}),
+    st.fixed_dictionaries(
+        {
+            "event": st.one_of(
+                junk,
+                st.fixed_dictionaries(
+                    {"type": st.one_of(st.sampled_from(["purchase", "teleport"]), junk)},
+                    optional={
+                        "category": st.sampled_from(INJECTIONS + UNSTORABLE),
+                        "item": st.sampled_from(UNSTORABLE + ["sku"]),
+                        "within_days": junk,
+                        "min_count": junk,
+                    },
+                ),
+            )
+        }
+    ),
     st.fixed_dictionaries({"segment": st.one_of(junk, st.sampled_from([10**30, 2**63, -1]))}),
     st.dictionaries(st.sampled_from(["\ud800", "all", "x"]), junk, max_size=2),
 )
-rules = st.recursive(rule_leaf, lambda children: st.one_of(
-    st.fixed_dictionaries({"all": st.lists(children, max_size=3)}),
-    st.fixed_dictionaries({"any": st.lists(children, max_size=3)}),
-    st.fixed_dictionaries({"not": children}),
-), max_leaves=6)
+rules = st.recursive(
+    rule_leaf,
+    lambda children: st.one_of(
+        st.fixed_dictionaries({"all": st.lists(children, max_size=3)}),
+        st.fixed_dictionaries({"any": st.lists(children, max_size=3)}),
+        st.fixed_dictionaries({"not": children}),
+    ),
+    max_leaves=6,
+)
 
 
 @FUZZ
@@ -517,12 +616,19 @@ def test_rule_preview_never_fails_with_5xx(db, rule, segment_id):
 
 
 @FUZZ
-@given(body=st.fixed_dictionaries({}, optional={
-    "segments": st.one_of(junk, st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=4)),
-    "excluded_segments": st.one_of(junk, st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=4)),
-    "channel": st.one_of(st.sampled_from(["in_app", "email", "push", "\ud800", "pigeon"]), junk),
-    "control_percent": st.one_of(junk, st.sampled_from(["NaN", "Infinity", "-Infinity", 100.5, -1])),
-}))
+@given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "segments": st.one_of(junk, st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=4)),
+            "excluded_segments": st.one_of(
+                junk, st.lists(st.integers(min_value=-(2**70), max_value=2**70), max_size=4)
+            ),
+            "channel": st.one_of(st.sampled_from(["in_app", "email", "push", "\ud800", "pigeon"]), junk),
+            "control_percent": st.one_of(junk, st.sampled_from(["NaN", "Infinity", "-Infinity", 100.5, -1])),
+        },
+    )
+)
 def test_audience_preview_never_fails_with_5xx(db, body):
     client = client_for(UserFactory(username="root", superuser=True))
     resp = _post(client, "/api/campaigns/audience-preview/", json.dumps(body))
@@ -535,9 +641,20 @@ def test_audience_preview_never_fails_with_5xx(db, body):
 
 
 @FUZZ
-@given(message=st.integers(min_value=0, max_value=2**70), body=st.one_of(junk, st.fixed_dictionaries({}, optional={
-    "item": st.one_of(ident, junk, st.sampled_from(UNSTORABLE)), "item_kind": st.one_of(junk, st.text(max_size=40))})),
-    what=st.sampled_from(["opened", "clicked"]))
+@given(
+    message=st.integers(min_value=0, max_value=2**70),
+    body=st.one_of(
+        junk,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "item": st.one_of(ident, junk, st.sampled_from(UNSTORABLE)),
+                "item_kind": st.one_of(junk, st.text(max_size=40)),
+            },
+        ),
+    ),
+    what=st.sampled_from(["opened", "clicked"]),
+)
 def test_inbox_tracking_never_fails_with_5xx(db, message, body, what):
     client = client_for(UserFactory(username="root", superuser=True))
     resp = _post(client, f"/api/customers/c1/inbox/{message}/{what}/", json.dumps(body))
@@ -550,8 +667,18 @@ def test_inbox_tracking_never_fails_with_5xx(db, message, body, what):
 def test_an_integer_beyond_float_range_beside_decimal_amounts_is_named_not_a_500(key_client, at):
     """Found by the fuzzer: 10**400 as a purchase's amount, in a batch whose other amounts are floats,
     made building the batch's frame overflow (500) before any field was checked."""
-    rows = [{"external_id": f"big-{i}", "customer": f"kim-{i}", "item": "tent", "type": "purchase", "value": 1,
-             "amount": 19.99, "occurred_at": "2026-11-01T10:00:00Z"} for i in range(2)]
+    rows = [
+        {
+            "external_id": f"big-{i}",
+            "customer": f"kim-{i}",
+            "item": "tent",
+            "type": "purchase",
+            "value": 1,
+            "amount": 19.99,
+            "occurred_at": "2026-11-01T10:00:00Z",
+        }
+        for i in range(2)
+    ]
     rows.insert(at, {**rows[0], "external_id": "big-x", "amount": 10**400})
     before = _counts()
     resp = _post(key_client, "/api/events/", rows)

@@ -6,6 +6,7 @@ keys while they share the test's cache; the revocation happens in one and the ve
 the other is refused. No clock is involved: before the fix the other process kept accepting the key
 for API_KEY_CACHE_SECONDS.
 """
+
 from contextlib import contextmanager
 
 import pytest
@@ -58,7 +59,8 @@ def _token(client):
 
 @override_settings(API_KEY_CACHE_SECONDS=3600)
 def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_process(
-        shared_cache, backend, admin_client, django_capture_on_commit_callbacks):
+    shared_cache, backend, admin_client, django_capture_on_commit_callbacks
+):
     key, client = backend
     a, b = Process(), Process()
     with b.serving():
@@ -69,8 +71,9 @@ def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_pr
         assert alice.get("/api/customers/alice/recommendations/").status_code == 200
     with a.serving(), django_capture_on_commit_callbacks(execute=True):
         assert _token(client)[0] == 201
-        resp = admin_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]},
-                                 follow=True)
+        resp = admin_client.post(
+            "/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True
+        )
         assert "refused from now on" in resp.content.decode()
     with b.serving():
         status, detail = _token(client)
@@ -81,7 +84,9 @@ def test_a_key_revoked_in_the_admin_is_refused_on_the_next_request_in_another_pr
 
 
 @override_settings(API_KEY_CACHE_SECONDS=3600)
-def test_narrowed_scopes_and_a_deleted_key_reach_the_other_process_at_once(shared_cache, backend, django_capture_on_commit_callbacks):
+def test_narrowed_scopes_and_a_deleted_key_reach_the_other_process_at_once(
+    shared_cache, backend, django_capture_on_commit_callbacks
+):
     key, client = backend
     a, b = Process(), Process()
     with b.serving():
@@ -99,8 +104,9 @@ def test_narrowed_scopes_and_a_deleted_key_reach_the_other_process_at_once(share
 
 
 @override_settings(API_KEY_CACHE_SECONDS=3600)
-def test_while_the_cache_is_unreachable_keys_are_checked_in_the_database(shared_cache, backend, monkeypatch,
-                                                                         django_capture_on_commit_callbacks):
+def test_while_the_cache_is_unreachable_keys_are_checked_in_the_database(
+    shared_cache, backend, monkeypatch, django_capture_on_commit_callbacks
+):
     key, client = backend
     a, b = Process(), Process()
     with b.serving():
@@ -147,7 +153,8 @@ def test_an_unchanged_key_costs_no_database_query_per_request(shared_cache, back
 
 @override_settings(API_KEY_CACHE_SECONDS=3600)
 def test_a_customer_forgotten_in_one_process_loses_their_token_on_the_next_request_in_another(
-        shared_cache, backend, django_capture_on_commit_callbacks):
+    shared_cache, backend, django_capture_on_commit_callbacks
+):
     """Process B remembers alice's row as alive (no query per request); forgetting her in process A
     must still close her token in B at once, not after API_KEY_CACHE_SECONDS."""
     from django.db import connection

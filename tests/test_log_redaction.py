@@ -1,13 +1,15 @@
 """Customers' personal data stays out of the logs (issue #12, finding 10): e-mail addresses in any
 script and with quoted local parts, and customers' external ids in the URLs that request logs quote
 (Django's "Not Found: ..." warnings, the development server's and gunicorn's access lines)."""
+
 import io
 import logging
 
 import pandas as pd
 import pytest
 from django.test import Client
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.logfilters import RedactPersonalData, redact
 from tests.factories import UserFactory
@@ -15,22 +17,28 @@ from tests.factories import UserFactory
 # --- e-mail addresses ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", [
-    "jürgen.müller@bücher.de",
-    "müller@example.com",
-    '"<script>alert(1)</script>"@example.com',
-    '"john \\"johnny\\" smith"@example.com',
-    "d'artagnan@mousquetaires.fr",
-    "用户@例子.广告",
-    "θσερ@εχαμπλε.ψομ",
-    "kim.lee+shop@example.co.uk",
-    "kim@xn--bcher-kva.de",
-    "kim@[192.0.2.1]",
-    "अजय@डाटा.भारत",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "jürgen.müller@bücher.de",
+        "müller@example.com",
+        '"<script>alert(1)</script>"@example.com',
+        '"john \\"johnny\\" smith"@example.com',
+        "d'artagnan@mousquetaires.fr",
+        "用户@例子.广告",
+        "θσερ@εχαμπλε.ψομ",
+        "kim.lee+shop@example.co.uk",
+        "kim@xn--bcher-kva.de",
+        "kim@[192.0.2.1]",
+        "अजय@डाटा.भारत",
+    ],
+)
 def test_every_kind_of_address_is_redacted_whole(address):
     assert redact(f"email to delivery 7 failed: {address} refused") == "email to delivery 7 failed: <email> refused"
-    assert redact(f"SMTPRecipientsRefused({{'{address}': (550, b'no')}})") == "SMTPRecipientsRefused({'<email>': (550, b'no')})"
+    assert (
+        redact(f"SMTPRecipientsRefused({{'{address}': (550, b'no')}})")
+        == "SMTPRecipientsRefused({'<email>': (550, b'no')})"
+    )
     assert redact(f"<{address}>, ({address})") == "<<email>>, (<email>)"
 
 
@@ -44,8 +52,12 @@ def test_text_without_an_address_is_left_alone():
 LETTERS = st.characters(categories=["L", "M", "N"])
 ATOM = st.text(st.one_of(LETTERS, st.sampled_from("!#$%&*+=?^_`|~-")), min_size=1, max_size=12)
 DOT_ATOM = st.lists(ATOM, min_size=1, max_size=4).map(".".join)
-QUOTED = st.text(st.characters(exclude_characters='"\\\r\n', exclude_categories=["Cs"]), min_size=1, max_size=20).map(lambda s: f'"{s}"')
-LABEL = st.text(st.one_of(LETTERS, st.just("-")), min_size=1, max_size=12).filter(lambda s: not s.startswith("-") and not s.endswith("-"))
+QUOTED = st.text(st.characters(exclude_characters='"\\\r\n', exclude_categories=["Cs"]), min_size=1, max_size=20).map(
+    lambda s: f'"{s}"'
+)
+LABEL = st.text(st.one_of(LETTERS, st.just("-")), min_size=1, max_size=12).filter(
+    lambda s: not s.startswith("-") and not s.endswith("-")
+)
 DOMAIN = st.lists(LABEL, min_size=2, max_size=4).map(".".join)
 ADDRESS = st.builds(lambda local, domain: f"{local}@{domain}", st.one_of(DOT_ATOM, QUOTED), DOMAIN)
 
@@ -83,8 +95,11 @@ def test_every_route_with_a_customer_id_is_known_to_the_filter():
             else:
                 yield prefix + str(p.pattern)
 
-    routes = {r.replace("<str:external_id>", "{}").replace("<int:pk>", "12") for r in walk(get_resolver().url_patterns)
-              if "external_id" in r and "customers/" in r}
+    routes = {
+        r.replace("<str:external_id>", "{}").replace("<int:pk>", "12")
+        for r in walk(get_resolver().url_patterns)
+        if "external_id" in r and "customers/" in r
+    }
     assert {"/" + r for r in routes} == set(CUSTOMER_URLS)
 
 
@@ -96,10 +111,18 @@ def test_customer_ids_in_logged_urls_are_replaced(url):
 
 
 def test_unsubscribe_tokens_and_search_terms_in_logged_urls_are_replaced():
-    assert redact("GET /api/campaigns/unsubscribe/eyJjIjoia2ltIn0:1tX9:abc/ 200") == "GET /api/campaigns/unsubscribe/<token>/ 200"
-    assert (redact("GET /admin/profiles/customer/?q=kim%40example.com&o=1 200")
-            == "GET /admin/profiles/customer/?q=<redacted>&o=1 200")
-    assert redact("GET /admin/profiles/customer/?consent=1&q=J%C3%BCrgen 200") == "GET /admin/profiles/customer/?consent=1&q=<redacted> 200"
+    assert (
+        redact("GET /api/campaigns/unsubscribe/eyJjIjoia2ltIn0:1tX9:abc/ 200")
+        == "GET /api/campaigns/unsubscribe/<token>/ 200"
+    )
+    assert (
+        redact("GET /admin/profiles/customer/?q=kim%40example.com&o=1 200")
+        == "GET /admin/profiles/customer/?q=<redacted>&o=1 200"
+    )
+    assert (
+        redact("GET /admin/profiles/customer/?consent=1&q=J%C3%BCrgen 200")
+        == "GET /admin/profiles/customer/?consent=1&q=<redacted> 200"
+    )
 
 
 def _ours(handler) -> bool:
@@ -116,7 +139,7 @@ class _Output:
         return self
 
     def __exit__(self, *exc):
-        for h, stream in zip(self.handlers, self.saved):
+        for h, stream in zip(self.handlers, self.saved, strict=False):
             h.setStream(stream)
 
     @property
@@ -145,7 +168,9 @@ def test_every_handler_of_every_logger_redacts():
     with _Output() as out:
         logging.getLogger("django.server").warning('"GET /api/customers/%s/ HTTP/1.1" 404 52', "kim@example.com")
     assert out.text.count("/api/customers/<id>/") == 1 and "kim" not in out.text
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
     for lg in loggers:
         for handler in lg.handlers:
             if isinstance(handler, logging.NullHandler) or not _ours(handler):
@@ -171,10 +196,15 @@ def test_gunicorn_access_lines_name_no_customer():
     cfg.set("logger_class", conf["logger_class"])
     logger = cfg.logger_class(cfg)
     assert isinstance(logger, RedactingLogger)
-    environ = {"REQUEST_METHOD": "GET", "RAW_URI": "/api/customers/jürgen.müller@bücher.de/recommendations/?q=kim",
-               "PATH_INFO": "/api/customers/jürgen.müller@bücher.de/recommendations/", "QUERY_STRING": "q=kim",
-               "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.0.0.2",
-               "HTTP_REFERER": "https://shop.example/account?email=kim%40example.com"}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/api/customers/jürgen.müller@bücher.de/recommendations/?q=kim",
+        "PATH_INFO": "/api/customers/jürgen.müller@bücher.de/recommendations/",
+        "QUERY_STRING": "q=kim",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "10.0.0.2",
+        "HTTP_REFERER": "https://shop.example/account?email=kim%40example.com",
+    }
     resp = SimpleNamespace(status="200 OK", sent=10, headers=[])
     atoms = logger.atoms(resp, SimpleNamespace(headers=[]), environ, timedelta(milliseconds=3))
     line = logger.cfg.access_log_format % SafeAtoms(atoms)

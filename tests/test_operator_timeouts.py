@@ -6,6 +6,7 @@ PostgreSQL: one expensive preview cannot hold the database for the customers' re
 the timeout cancels answers 503 with the error format of the API (a message in the admin), and
 the connection goes on working. SQLite has no statement timeout (the context is a no-op there).
 """
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -17,14 +18,20 @@ from profiles.models import Customer
 from segments.models import Membership, Segment
 from segments.rules import refresh_rule_memberships, rule_audience_size
 
-postgres_only = pytest.mark.skipif(connection.vendor != "postgresql",
-                                   reason="statement timeouts are PostgreSQL's (SQLite has none; CI runs PostgreSQL)")
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="statement timeouts are PostgreSQL's (SQLite has none; CI runs PostgreSQL)",
+)
 pytestmark = pytest.mark.django_db
 
 # Ten event conditions, each counting a customer's events: within the limits, and a scan of the
 # events table each (the shape of the reported attack, cut to what the rule limits let through).
-HEAVY_RULE = {"any": [{"event": {"type": t, "min_count": 2 + i, "within_days": 20 + 15 * i}}
-                      for i, t in enumerate(["view", "click", "add_to_cart", "purchase", "favorite"] * 2)]}
+HEAVY_RULE = {
+    "any": [
+        {"event": {"type": t, "min_count": 2 + i, "within_days": 20 + 15 * i}}
+        for i, t in enumerate(["view", "click", "add_to_cart", "purchase", "favorite"] * 2)
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +102,17 @@ def test_an_admin_save_whose_refresh_times_out_shows_an_error_not_a_500(busy_sho
     import json
 
     settings.OPERATOR_QUERY_TIMEOUT_MS = 2
-    resp = admin_client.post("/admin/segments/segment/add/", {
-        "name": "Busy browsers", "description": "", "kind": "rule", "active": "on", "rule": json.dumps(HEAVY_RULE),
-    }, follow=True)
+    resp = admin_client.post(
+        "/admin/segments/segment/add/",
+        {
+            "name": "Busy browsers",
+            "description": "",
+            "kind": "rule",
+            "active": "on",
+            "rule": json.dumps(HEAVY_RULE),
+        },
+        follow=True,
+    )
     assert resp.status_code == 200
     shown = [str(m) for m in resp.context["messages"]]
     assert any("took longer than 0.002 s" in m and "next recomputation" in m for m in shown), shown
@@ -109,8 +124,9 @@ def test_an_admin_save_whose_refresh_times_out_shows_an_error_not_a_500(busy_sho
 def _running_campaign(segment):
     from campaigns.models import Campaign
 
-    campaign = Campaign.objects.create(name="Spring", title_template="Hi", body_template="Hello", status="running",
-                                       window_start=None, window_end=None)
+    campaign = Campaign.objects.create(
+        name="Spring", title_template="Hi", body_template="Hello", status="running", window_start=None, window_end=None
+    )
     campaign.segments.set([segment])
     return campaign
 
@@ -124,7 +140,9 @@ def test_every_operator_read_runs_under_the_timeout(busy_shop, analyst, admin_cl
         "rule preview": lambda: analyst.post("/api/segments/preview/", {"rule": {"consent": "email"}}, format="json"),
         "members": lambda: analyst.get(f"/api/segments/{seg.pk}/members/?search=a"),
         "campaign report": lambda: analyst.get(f"/api/campaigns/{campaign.pk}/report/"),
-        "audience preview": lambda: analyst.post("/api/campaigns/audience-preview/", {"segments": [seg.pk]}, format="json"),
+        "audience preview": lambda: analyst.post(
+            "/api/campaigns/audience-preview/", {"segments": [seg.pk]}, format="json"
+        ),
         "campaign page": lambda: admin_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/"),
         "dashboard": lambda: admin_client.get("/admin/dashboard/"),
     }
@@ -143,7 +161,8 @@ def test_every_operator_read_runs_under_the_timeout(busy_shop, analyst, admin_cl
 
 @postgres_only
 def test_a_campaign_report_over_the_timeout_is_503_in_the_api_and_a_message_in_the_admin(
-        busy_shop, analyst, admin_client, settings, monkeypatch):
+    busy_shop, analyst, admin_client, settings, monkeypatch
+):
     from campaigns import selectors
     from campaigns.models import Campaign
 
@@ -173,7 +192,6 @@ def test_on_sqlite_the_timeout_is_a_no_op(db, settings):
     if connection.vendor != "sqlite":
         pytest.skip("the no-op is SQLite's")
     settings.OPERATOR_QUERY_TIMEOUT_MS = 1
-    with CaptureQueriesContext(connection) as queries:
-        with operator_query_timeout():
-            assert Customer.objects.count() == 0
+    with CaptureQueriesContext(connection) as queries, operator_query_timeout():
+        assert Customer.objects.count() == 0
     assert not _timeouts_set(queries)

@@ -1,4 +1,5 @@
 """A customer's data: exported whole on request, and forgotten everywhere on request."""
+
 import json
 from datetime import timedelta
 from io import StringIO
@@ -15,8 +16,16 @@ from pipeline import services as pipeline
 from profiles.models import ConsentChange, Customer, Event, Profile
 from recommendations.models import Recommendation
 from segments.models import Membership
-from tests.factories import (CampaignFactory, CustomerRow, EventRow, OperatorFactory, SegmentFactory, client_for,
-                             ingest, key_client)
+from tests.factories import (
+    CampaignFactory,
+    CustomerRow,
+    EventRow,
+    OperatorFactory,
+    SegmentFactory,
+    client_for,
+    ingest,
+    key_client,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,13 +35,21 @@ def shop(db, committed):
     """Thirty customers who looked and bought, everything computed, and an in-app campaign sent to them."""
     now = timezone.now()
     people = [CustomerRow(external_id=f"p{c}", name=f"Person {c}") for c in range(30)]
-    ingest(customers=people, events=[
-        EventRow(external_id=f"pe{i}", customer=f"p{i % 30}", item=f"sku{(i * 7) % 20}",
-                 type=["view", "purchase"][(i // 30) % 2], amount=20.0 if (i // 30) % 2 else None,
-                 occurred_at=now - timedelta(days=i % 50),
-                 context={"order_id": f"o{i}"} if (i // 30) % 2 else {})
-        for i in range(240)
-    ])
+    ingest(
+        customers=people,
+        events=[
+            EventRow(
+                external_id=f"pe{i}",
+                customer=f"p{i % 30}",
+                item=f"sku{(i * 7) % 20}",
+                type=["view", "purchase"][(i // 30) % 2],
+                amount=20.0 if (i // 30) % 2 else None,
+                occurred_at=now - timedelta(days=i % 50),
+                context={"order_id": f"o{i}"} if (i // 30) % 2 else {},
+            )
+            for i in range(240)
+        ],
+    )
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
     in_app = SegmentFactory(name="In-app", rule={"consent": "in_app"})
     campaign = CampaignFactory(name="Hello", control_percent=0, segments=[in_app])
@@ -48,9 +65,14 @@ def test_export_holds_everything_about_the_customer(shop):
     memberships = Membership.objects.filter(customer__external_id="p3")
     assert sorted(m.segment.kind for m in memberships) == ["cluster", "rule"]  # "In-app" and the customer's cluster
     assert sorted((s["segment"], parse_datetime(s["since"])) for s in body["segments"]) == sorted(
-        (m.segment.name, m.since) for m in memberships)
+        (m.segment.name, m.since) for m in memberships
+    )
     assert body["messages"][0]["title"] == "Hi Person 3"
-    assert len(body["recommendations"]) == Recommendation.objects.filter(customer__external_id="p3", run__is_active=True).count() > 0
+    assert (
+        len(body["recommendations"])
+        == Recommendation.objects.filter(customer__external_id="p3", run__is_active=True).count()
+        > 0
+    )
     assert body["consent_history"][0]["channel"] == "in_app"
     json.dumps(body)  # plain JSON
 

@@ -7,6 +7,7 @@ key to Customer, or a new field on one of these models, fails this test until it
 forgetting, no text column of any model (third-party ones too: the admin's history, the audit log)
 holds the customer's external id, email or name, and no row but those declared still points to them.
 """
+
 import json
 from datetime import timedelta
 from decimal import Decimal
@@ -46,46 +47,116 @@ def _items(delivery):
     return [Item.objects.get(pk=i).external_id for i in delivery.items]
 
 
-# model label → (export section, {field: export key, or (export key, expected value from the row, exported value → comparable)})
+# model label → (export section, {field: export key, or (export key, expected value from the row, exported value →
+# comparable)})
 EXPORTED = {
-    "profiles.Customer": ("customer", {f: f for f in (
-        "external_id", "name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "consent_updated_at",
-        "attributes", "created_at")}),
-    "profiles.Event": ("events", {"external_id": "external_id", "item": "item", "type": "type", "value": "value", "amount": "amount",
-                                  "occurred_at": "occurred_at", "context": "context", "received_at": "received_at"}),
-    "profiles.Profile": ("profile", {}),  # every field but those below, under its own name (filled in by _profile_fields)
-    "profiles.ConsentChange": ("consent_history", {"channel": "channel", "granted": "granted", "source": "source", "at": "at"}),
+    "profiles.Customer": (
+        "customer",
+        {
+            f: f
+            for f in (
+                "external_id",
+                "name",
+                "email",
+                "time_zone",
+                "consent_in_app",
+                "consent_email",
+                "consent_push",
+                "consent_updated_at",
+                "attributes",
+                "created_at",
+            )
+        },
+    ),
+    "profiles.Event": (
+        "events",
+        {
+            "external_id": "external_id",
+            "item": "item",
+            "type": "type",
+            "value": "value",
+            "amount": "amount",
+            "occurred_at": "occurred_at",
+            "context": "context",
+            "received_at": "received_at",
+        },
+    ),
+    "profiles.Profile": (
+        "profile",
+        {},
+    ),  # every field but those below, under its own name (filled in by _profile_fields)
+    "profiles.ConsentChange": (
+        "consent_history",
+        {"channel": "channel", "granted": "granted", "source": "source", "at": "at"},
+    ),
     "segments.Membership": ("segments", {"segment": "segment", "since": "since"}),
-    "recommendations.Recommendation": ("recommendations", {
-        "item": "item", "kind": "kind", "rank": "rank", "score": "score", "reason": "reason_code", "reason_text": "reason",
-        "reason_item": "reason_item"}),
+    "recommendations.Recommendation": (
+        "recommendations",
+        {
+            "item": "item",
+            "kind": "kind",
+            "rank": "rank",
+            "score": "score",
+            "reason": "reason_code",
+            "reason_text": "reason",
+            "reason_item": "reason_item",
+        },
+    ),
     "recommendations.Impression": ("impressions", {"item": "item", "shown_at": "shown_at", "source": "source"}),
-    "campaigns.Delivery": ("messages", {
-        "campaign": "campaign", "is_control": "is_control", "status": "status", "reason": "reason", "title": "title", "body": "body",
-        "items": ("items", _items, lambda v: [i["external_id"] for i in v]), "attempts": "attempts", "error": "error",
-        "created_at": "created_at", "due_at": "due_at", "deferred_until": "deferred_until", "claimed_at": "claimed_at",
-        "sent_at": "sent_at", "delivered_at": "delivered_at", "opened_at": "opened_at", "clicked_at": "clicked_at",
-        "converted_at": "converted_at", "revenue": "revenue"}),
+    "campaigns.Delivery": (
+        "messages",
+        {
+            "campaign": "campaign",
+            "is_control": "is_control",
+            "status": "status",
+            "reason": "reason",
+            "title": "title",
+            "body": "body",
+            "items": ("items", _items, lambda v: [i["external_id"] for i in v]),
+            "attempts": "attempts",
+            "error": "error",
+            "created_at": "created_at",
+            "due_at": "due_at",
+            "deferred_until": "deferred_until",
+            "claimed_at": "claimed_at",
+            "sent_at": "sent_at",
+            "delivered_at": "delivered_at",
+            "opened_at": "opened_at",
+            "clicked_at": "clicked_at",
+            "converted_at": "converted_at",
+            "revenue": "revenue",
+        },
+    ),
 }
 
 NOT_PERSONAL = {
     "profiles.Customer": {"id": "the platform's internal row number"},
     "profiles.Event": {"id": "internal row number", "customer": "the customer themself"},
     "profiles.Profile": {"customer": "the customer themself", "run": "which recomputation step wrote the row"},
-    "profiles.ConsentChange": {"id": "internal row number", "customer": "the customer themself",
-                               "changed_by": "the operator's account, not the customer's data"},
+    "profiles.ConsentChange": {
+        "id": "internal row number",
+        "customer": "the customer themself",
+        "changed_by": "the operator's account, not the customer's data",
+    },
     "segments.Membership": {"id": "internal row number", "customer": "the customer themself"},
-    "recommendations.Recommendation": {"id": "internal row number", "customer": "the customer themself",
-                                       "run": "which recommender run computed it; only the active run's are served and exported"},
+    "recommendations.Recommendation": {
+        "id": "internal row number",
+        "customer": "the customer themself",
+        "run": "which recommender run computed it; only the active run's are served and exported",
+    },
     "recommendations.Impression": {"id": "internal row number", "customer": "the customer themself"},
-    "campaigns.Delivery": {"id": "internal row number", "customer": "the customer themself",
-                           "provider_key": "idempotency key built from campaign and delivery ids",
-                           "claim": "the id of the task attempt that sent it"},
+    "campaigns.Delivery": {
+        "id": "internal row number",
+        "customer": "the customer themself",
+        "provider_key": "idempotency key built from campaign and delivery ids",
+        "claim": "the id of the task attempt that sent it",
+    },
 }
 
 # Models without a key to Customer that may hold a copy of a customer's identity in text.
 COPIES = {
-    "admin.LogEntry": "the admin's history of operators' actions: names the customer (object_repr); rewritten on forgetting",
+    "admin.LogEntry": "the admin's history of operators' actions: names the customer (object_repr); rewritten on "
+    "forgetting",
     "accounts.AuditEntry": "the audit log: names the customer by external id; rewritten to the pseudonym on forgetting",
 }
 
@@ -99,8 +170,12 @@ TEXT_FIELDS = (models.CharField, models.TextField, models.JSONField, models.Gene
 
 
 def _customer_models():
-    return {m._meta.label: m for m in apps.get_models()
-            if m is Customer or any(getattr(f, "related_model", None) is Customer and f.concrete for f in m._meta.get_fields())}
+    return {
+        m._meta.label: m
+        for m in apps.get_models()
+        if m is Customer
+        or any(getattr(f, "related_model", None) is Customer and f.concrete for f in m._meta.get_fields())
+    }
 
 
 def _profile_fields():
@@ -127,26 +202,53 @@ def _same(a, b) -> bool:
 @pytest.fixture
 def shop(db, committed, admin_user):
     now = timezone.now()
-    people = [CustomerRow(external_id=EXT, name=NAME, email=EMAIL, consent_email=True,
-                          attributes={"tier": "gold", "contact": EMAIL})]
+    people = [
+        CustomerRow(
+            external_id=EXT, name=NAME, email=EMAIL, consent_email=True, attributes={"tier": "gold", "contact": EMAIL}
+        )
+    ]
     people += [CustomerRow(external_id=f"w{i}", name=f"Walker {i}") for i in range(24)]
-    ingest(customers=people, events=[
-        EventRow(external_id=f"we{i}", customer=people[i % 25]["external_id"], item=f"sku{(i * 3) % 15}",
-                 type=["view", "purchase"][(i // 25) % 2], amount=19.9 if (i // 25) % 2 else None,
-                 occurred_at=now - timedelta(days=i % 40),
-                 context={"device": "app", "note": f"by {people[i % 25]['name']}"})
-        for i in range(250)])
+    ingest(
+        customers=people,
+        events=[
+            EventRow(
+                external_id=f"we{i}",
+                customer=people[i % 25]["external_id"],
+                item=f"sku{(i * 3) % 15}",
+                type=["view", "purchase"][(i // 25) % 2],
+                amount=19.9 if (i // 25) % 2 else None,
+                occurred_at=now - timedelta(days=i % 40),
+                context={"device": "app", "note": f"by {people[i % 25]['name']}"},
+            )
+            for i in range(250)
+        ],
+    )
     run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"]))
     assert run.status == "succeeded", run.error
     app_users = SegmentFactory(name="App users", rule={"consent": "in_app"})
-    campaign = CampaignFactory(name="Picks", kind="products", recommendation_count=2, control_percent=0,
-                               body_template="{% for i in items %}{{ i.title }} {% endfor %}", segments=[app_users])
+    campaign = CampaignFactory(
+        name="Picks",
+        kind="products",
+        recommendation_count=2,
+        control_percent=0,
+        body_template="{% for i in items %}{{ i.title }} {% endfor %}",
+        segments=[app_users],
+    )
     committed(campaign_services.campaign_launch, campaign=campaign)
     customer = Customer.objects.get(external_id=EXT)
     Delivery.objects.filter(customer=customer).update(
-        error=f"earlier attempt: 550 <{EMAIL}> unknown", delivered_at=now, opened_at=now, converted_at=now, revenue=Decimal("42.50"))
-    impressions_record(customer_ids=[customer.pk], item_ids=[Delivery.objects.get(customer=customer).items[0]], shown_at=now,
-                       source="page:home")
+        error=f"earlier attempt: 550 <{EMAIL}> unknown",
+        delivered_at=now,
+        opened_at=now,
+        converted_at=now,
+        revenue=Decimal("42.50"),
+    )
+    impressions_record(
+        customer_ids=[customer.pk],
+        item_ids=[Delivery.objects.get(customer=customer).items[0]],
+        shown_at=now,
+        source="page:home",
+    )
     # the operators' logs name the customer
     from django.contrib import admin
 
@@ -167,7 +269,8 @@ def test_every_model_holding_a_customer_key_is_declared():
         assert not exported & not_personal, (label, exported & not_personal)
         assert fields == exported | not_personal, (
             f"{label}: fields neither exported nor declared not personal: {sorted(fields - exported - not_personal)}; "
-            f"declared but gone: {sorted((exported | not_personal) - fields)}")
+            f"declared but gone: {sorted((exported | not_personal) - fields)}"
+        )
         assert all(reason.strip() for reason in NOT_PERSONAL.get(label, {}).values())
     for label in COPIES:
         apps.get_model(label)  # still there
@@ -201,7 +304,9 @@ def test_the_export_holds_every_personal_field_of_every_such_model(shop):
                 values = [_json(e[key]) for e in exported if key in e]
                 if exported_of:
                     values = [exported_of(v) for v in values]
-                assert any(_same(v, expected) for v in values), f"{label}.{field} = {expected!r} is not in export[{section!r}][*][{key!r}]"
+                assert any(_same(v, expected) for v in values), (
+                    f"{label}.{field} = {expected!r} is not in export[{section!r}][*][{key!r}]"
+                )
                 checked += 1
     assert checked > 60
 
@@ -221,7 +326,9 @@ def test_after_forgetting_no_model_holds_the_customer(shop):
             continue
         for f in model._meta.concrete_fields:
             if getattr(f, "related_model", None) is Customer:
-                assert not model.objects.filter(**{f.name: customer}).exists(), f"{label}.{f.name} still points to the forgotten customer"
+                assert not model.objects.filter(**{f.name: customer}).exists(), (
+                    f"{label}.{f.name} still points to the forgotten customer"
+                )
     # no text column of any model, ours or third-party, holds their external id, email or name
     leaks = []
     for model in apps.get_models():
@@ -231,7 +338,7 @@ def test_after_forgetting_no_model_holds_the_customer(shop):
         if not text:
             continue
         for values in model.objects.values_list(*text):
-            for name, value in zip(text, values):
+            for name, value in zip(text, values, strict=False):
                 if value is None:
                     continue
                 found = _holds(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))

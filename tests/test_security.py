@@ -1,4 +1,5 @@
 """Security and privacy guards: sign-in lockout, personal data kept out of logs, consent-aware training."""
+
 import base64
 import logging
 from datetime import timedelta
@@ -85,10 +86,14 @@ def test_log_lines_never_carry_email_addresses_or_names(caplog):
     handler_filter = RedactPersonalData()
     caplog.handler.addFilter(handler_filter)
     try:
-        logger.warning("email to delivery %s failed: %s", 7, "SMTPRecipientsRefused({'kim.lee+shop@example.co.uk': (550, b'no')})")
+        logger.warning(
+            "email to delivery %s failed: %s", 7, "SMTPRecipientsRefused({'kim.lee+shop@example.co.uk': (550, b'no')})"
+        )
         try:
-            raise ValueError('duplicate key value violates unique constraint; DETAIL: Key (email)=(kim@example.com) exists; '
-                             "row {'name': 'Kim Lee', 'id': 4}")
+            raise ValueError(
+                "duplicate key value violates unique constraint; DETAIL: Key (email)=(kim@example.com) exists; "
+                "row {'name': 'Kim Lee', 'id': 4}"
+            )
         except ValueError:
             logger.exception("step %s failed", "profiles")
     finally:
@@ -129,11 +134,20 @@ def shop_with_objectors():
     for i in range(40):
         for j in rng.choice(30, size=8, replace=False):
             kind = {"purchase": True, "amount": 10.0} if j % 3 == 0 else {"view": True}
-            rows.append(EventRow(external_id=f"e{i}-{j}", customer=f"c{i}", item=f"p{j}",
-                                 occurred_at=now - timedelta(days=int(j)), **kind))
+            rows.append(
+                EventRow(
+                    external_id=f"e{i}-{j}",
+                    customer=f"c{i}",
+                    item=f"p{j}",
+                    occurred_at=now - timedelta(days=int(j)),
+                    **kind,
+                )
+            )
     # an item only the objectors bought: with them left out, nobody trains on it
-    rows += [EventRow(external_id=f"x{i}", customer=f"c{i}", item="secret", purchase=True, amount=5.0, occurred_at=now)
-             for i in range(10)]
+    rows += [
+        EventRow(external_id=f"x{i}", customer=f"c{i}", item="secret", purchase=True, amount=5.0, occurred_at=now)
+        for i in range(10)
+    ]
     ingest(customers=people, events=rows)
 
 
@@ -150,7 +164,10 @@ def test_customers_without_consent_are_left_out_of_training_when_the_setting_say
     assert data.n_untrained == 0 and data.user_items[:10].nnz > 0
     with override_settings(TRAINING_REQUIRES_CONSENT="any"):
         data = _interactions()
-    objectors = np.isin(data.customer_ids, list(Customer.objects.filter(external_id__in=[f"c{i}" for i in range(10)]).values_list("id", flat=True)))
+    objectors = np.isin(
+        data.customer_ids,
+        list(Customer.objects.filter(external_id__in=[f"c{i}" for i in range(10)]).values_list("id", flat=True)),
+    )
     assert data.n_untrained == 10 and objectors.sum() == 10
     assert data.user_items[np.flatnonzero(objectors)].nnz == 0 and data.recent[np.flatnonzero(objectors)].nnz == 0
     assert data.user_items[np.flatnonzero(~objectors)].nnz > 0
@@ -164,7 +181,9 @@ def test_an_unknown_consent_channel_in_the_setting_is_named():
     from recommendations.services import training_consent_mask
 
     with pytest.raises(ValueError, match="sms"):
-        training_consent_mask(pd.DataFrame({"consent_in_app": [True], "consent_email": [False], "consent_push": [False]}), "email,sms")
+        training_consent_mask(
+            pd.DataFrame({"consent_in_app": [True], "consent_email": [False], "consent_push": [False]}), "email,sms"
+        )
 
 
 # --- health check -------------------------------------------------------------------------------
@@ -190,8 +209,14 @@ def _production_env(**extra) -> dict:
 
     # A clean environment, as a deployment's: nothing the test run set (HTTPS_ONLY, DJANGO_ALLOW_ASYNC_UNSAFE, ...).
     env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "DATABASE_URL"}}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": secrets.token_urlsafe(64),
-                "ALLOWED_HOSTS": "shop.example.com", **extra})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "SECRET_KEY": secrets.token_urlsafe(64),
+            "ALLOWED_HOSTS": "shop.example.com",
+            **extra,
+        }
+    )
     return env
 
 
@@ -201,8 +226,14 @@ def test_check_deploy_is_clean_with_production_settings():
 
     from tests.conftest import REPO
 
-    proc = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=REPO,
-                          env=_production_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO,
+        env=_production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no issues" in proc.stdout
 
@@ -213,14 +244,32 @@ def test_production_settings_refuse_to_start_without_a_secret_and_turn_https_on(
 
     from tests.conftest import REPO
 
-    code = ("import django; django.setup(); from django.conf import settings as s; "
-            "print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_PROXY_SSL_HEADER)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=_production_env(TRUST_X_FORWARDED_PROTO="1"),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["True", "True", "True", "31536000", "('HTTP_X_FORWARDED_PROTO',", "'https')"], proc.stderr
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, "
+        "s.SECURE_PROXY_SSL_HEADER)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=_production_env(TRUST_X_FORWARDED_PROTO="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stdout.split() == ["True", "True", "True", "31536000", "('HTTP_X_FORWARDED_PROTO',", "'https')"], (
+        proc.stderr
+    )
     env = _production_env()
     del env["SECRET_KEY"]
-    proc = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "SECRET_KEY is not set" in proc.stderr
 
 

@@ -7,6 +7,7 @@ operator can write one and read every console page that shows them: no executabl
 the payload, the JSON islands (`json_script`) hold it escaped, no page has an inline script at all
 and each answer carries a Content-Security-Policy that forbids inline script.
 """
+
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -90,30 +91,71 @@ def hostile_shop(*, with_campaign: bool = True):
     from segments.models import ClusteringRun, Membership, Segment, SegmentSize
 
     now = timezone.now()
-    customer = Customer.objects.create(external_id="cust-1", name=PAYLOADS[0], email="c1@example.com", consent_email=True)
+    customer = Customer.objects.create(
+        external_id="cust-1", name=PAYLOADS[0], email="c1@example.com", consent_email=True
+    )
     Item.objects.create(external_id="sku-1", title=PAYLOADS[1], category=PAYLOADS[2], price=10)
-    run = ClusteringRun.objects.create(status="succeeded", features=["recency_days", "frequency"], ks=[2, 3, 4],
-                                       inertia=[30.0, 20.0, 15.0], silhouette=[0.3, 0.4, 0.35], elbow_k=3, chosen_k=3,
-                                       n_customers=1, finished_at=now)
+    run = ClusteringRun.objects.create(
+        status="succeeded",
+        features=["recency_days", "frequency"],
+        ks=[2, 3, 4],
+        inertia=[30.0, 20.0, 15.0],
+        silhouette=[0.3, 0.4, 0.35],
+        elbow_k=3,
+        chosen_k=3,
+        n_customers=1,
+        finished_at=now,
+    )
     segments = []
     for i, payload in enumerate(PAYLOADS):
-        seg = Segment.objects.create(name=payload, description=payload, kind="rule", rule={"consent": "email"}, size=10 + i,
-                                     active=True, refreshed_at=now)
+        seg = Segment.objects.create(
+            name=payload,
+            description=payload,
+            kind="rule",
+            rule={"consent": "email"},
+            size=10 + i,
+            active=True,
+            refreshed_at=now,
+        )
         SegmentSize.objects.create(segment=seg, at=now - timedelta(days=1), size=5 + i)
         SegmentSize.objects.create(segment=seg, at=now, size=10 + i)
         segments.append(seg)
-    cluster = Segment.objects.create(name=PAYLOADS[3], kind="cluster", centroid={"recency_days": 3.0, "frequency": 2.0},
-                                     clustering_run=run, size=1, active=True)
-    run.centroids = [{"segment": cluster.pk, "name": PAYLOADS[3], "size": 1, "centroid": {"recency_days": 3.0, "frequency": 2.0}}]
+    cluster = Segment.objects.create(
+        name=PAYLOADS[3],
+        kind="cluster",
+        centroid={"recency_days": 3.0, "frequency": 2.0},
+        clustering_run=run,
+        size=1,
+        active=True,
+    )
+    run.centroids = [
+        {"segment": cluster.pk, "name": PAYLOADS[3], "size": 1, "centroid": {"recency_days": 3.0, "frequency": 2.0}}
+    ]
     run.save()
     Membership.objects.create(segment=segments[0], customer=customer)
-    RecommenderRun.objects.create(status="succeeded", ndcg_at_10=0.1, precision_at_10=0.05, recall_at_10=0.2, coverage=0.5,
-                                  started_at=now - timedelta(hours=1), finished_at=now)
+    RecommenderRun.objects.create(
+        status="succeeded",
+        ndcg_at_10=0.1,
+        precision_at_10=0.05,
+        recall_at_10=0.2,
+        coverage=0.5,
+        started_at=now - timedelta(hours=1),
+        finished_at=now,
+    )
     campaign = None
     if with_campaign:
-        campaign = Campaign.objects.create(name=PAYLOADS[0], goal=PAYLOADS[4], kind="message", channel="email",
-                                           title_template="Hello", body_template="Hi", window_start=None, window_end=None,
-                                           status="running", launched_at=now)
+        campaign = Campaign.objects.create(
+            name=PAYLOADS[0],
+            goal=PAYLOADS[4],
+            kind="message",
+            channel="email",
+            title_template="Hello",
+            body_template="Hi",
+            window_start=None,
+            window_end=None,
+            status="running",
+            launched_at=now,
+        )
         campaign.segments.set(segments[:2])
     return {"customer": customer, "segments": segments, "cluster": cluster, "clustering": run, "campaign": campaign}
 

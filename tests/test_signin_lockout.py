@@ -1,6 +1,7 @@
 """Sign-in lockout (issue #12, finding 4): a flood of failed sign-ins locks the flooding address, never
 the real operators signing in from elsewhere, and behind the TLS proxy the client's address comes from
 the proxy's X-Forwarded-For (only when the deployment says how many proxies it trusts)."""
+
 import base64
 import secrets
 
@@ -20,8 +21,9 @@ PROXY = "10.0.0.2"
 
 @pytest.fixture
 def administrator(db):
-    return UserFactory(username="administrator", email="admin@shop.example", password="correct horse battery 9",
-                       superuser=True)
+    return UserFactory(
+        username="administrator", email="admin@shop.example", password="correct horse battery 9", superuser=True
+    )
 
 
 def _sign_in(client, username, password, **extra):
@@ -52,7 +54,10 @@ def test_guessing_the_administrators_password_from_one_address_locks_that_addres
     attacker = Client(REMOTE_ADDR=ATTACKER)
     for _ in range(90):
         _sign_in(attacker, "administrator", "guess")
-    assert "Too many failed sign-in attempts" in _sign_in(attacker, "administrator", "correct horse battery 9").content.decode()
+    assert (
+        "Too many failed sign-in attempts"
+        in _sign_in(attacker, "administrator", "correct horse battery 9").content.decode()
+    )
     admin = Client(REMOTE_ADDR=ADMIN_HOME)
     assert _signed_in(_sign_in(admin, "administrator", "correct horse battery 9"), admin)
 
@@ -66,7 +71,9 @@ def test_behind_the_proxy_the_forwarded_address_is_the_one_blocked(administrator
     resp = _sign_in(attacker, "administrator", "correct horse battery 9", HTTP_X_FORWARDED_FOR=ATTACKER)
     assert "Too many failed sign-in attempts" in resp.content.decode()
     admin = Client(REMOTE_ADDR=PROXY)
-    assert _signed_in(_sign_in(admin, "administrator", "correct horse battery 9", HTTP_X_FORWARDED_FOR=ADMIN_HOME), admin)
+    assert _signed_in(
+        _sign_in(admin, "administrator", "correct horse battery 9", HTTP_X_FORWARDED_FOR=ADMIN_HOME), admin
+    )
 
 
 def test_without_a_trusted_proxy_setting_x_forwarded_for_is_ignored(administrator):
@@ -124,7 +131,10 @@ def test_guessing_from_many_addresses_stops_but_the_administrator_still_signs_in
             _sign_in(bot, "administrator", "guess")
     # the account is now closed to new addresses, even with the right password ...
     stranger = Client(REMOTE_ADDR="203.0.113.200")
-    assert "Too many failed sign-in attempts" in _sign_in(stranger, "administrator", "correct horse battery 9").content.decode()
+    assert (
+        "Too many failed sign-in attempts"
+        in _sign_in(stranger, "administrator", "correct horse battery 9").content.decode()
+    )
     # ... but not to the address it signed in from before
     assert _signed_in(_sign_in(home, "administrator", "correct horse battery 9"), home)
 
@@ -144,9 +154,12 @@ def test_http_basic_on_the_api_is_covered_by_the_same_per_address_lock(administr
 
 
 def test_without_a_shared_cache_production_start_up_warns(caplog):
-    with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+    with override_settings(
+        DEBUG=False, CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    ):
         assert signin.warn_if_cache_not_shared() is True
     assert "CACHE_URL" in caplog.text
-    with override_settings(DEBUG=False, CACHES={"default": {"BACKEND": "common.cache.RedisCache",
-                                                            "LOCATION": "redis://127.0.0.1:6379/13"}}):
+    with override_settings(
+        DEBUG=False, CACHES={"default": {"BACKEND": "common.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/13"}}
+    ):
         assert signin.warn_if_cache_not_shared() is False

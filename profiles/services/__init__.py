@@ -11,6 +11,7 @@ The verbs that change customers, items, events and profiles, one module per idea
 The services are named here, as `django.db.models` names its parts, so callers write
 `from profiles import services` and `services.events_ingest(...)` without knowing the module.
 """
+
 from .catalogue import (
     CONSENT_CHANNELS,
     IngestRefused,

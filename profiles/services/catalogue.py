@@ -7,6 +7,7 @@ change of a consent is stamped on the customer and recorded (`ConsentChange`, on
 call). The look-ups of stored customers and items by external id live here too: the event write
 path (`services.events`) resolves each event's customer and item through them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,8 +27,16 @@ CONSENT_CHANNELS = {field: channel for channel, field in CONSENT_FIELDS.items()}
 LOOKUP_CHUNK = 5000
 
 # The fields an upsert copies from a row (a missing or null value keeps the stored one).
-_CUSTOMER_FIELDS = ["name", "email", "time_zone", "consent_in_app", "consent_email", "consent_push", "attributes",
-                    "created_at"]
+_CUSTOMER_FIELDS = [
+    "name",
+    "email",
+    "time_zone",
+    "consent_in_app",
+    "consent_email",
+    "consent_push",
+    "attributes",
+    "created_at",
+]
 _CONSENT_FIELDS = list(CONSENT_FIELDS.values())
 _ITEM_FIELDS = ["title", "category", "price", "attributes", "active", "created_at"]
 
@@ -49,8 +58,12 @@ class UpsertResult:
     errors: list[RowError] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"received": self.received, "created": self.created, "updated": self.updated,
-                "unchanged": self.unchanged}
+        return {
+            "received": self.received,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+        }
 
 
 def _chunks(values: list, size: int = LOOKUP_CHUNK):
@@ -74,8 +87,9 @@ def _clean(value):
 # --- consent -----------------------------------------------------------------------------------
 
 
-def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str, user=None, now: datetime | None = None,
-                           label: str = "") -> int:
+def consent_changes_record(
+    *, changes: list[tuple[int, str, bool]], source: str, user=None, now: datetime | None = None, label: str = ""
+) -> int:
     """Record (customer_id, consent field, granted) changes in bulk, and one audit entry for them
     (`label` names the customer when there is one)."""
     from accounts.audit import actor_of, audit_record
@@ -85,9 +99,17 @@ def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str,
     now = now or timezone.now()
     operator, _ = actor_of(user)  # `user` may also be an API key's principal: then no operator account
     ConsentChange.objects.bulk_create(
-        [ConsentChange(customer_id=cid, channel=CONSENT_CHANNELS[field], granted=bool(granted), source=source,
-                       changed_by=operator, at=now)
-         for cid, field, granted in changes],
+        [
+            ConsentChange(
+                customer_id=cid,
+                channel=CONSENT_CHANNELS[field],
+                granted=bool(granted),
+                source=source,
+                changed_by=operator,
+                at=now,
+            )
+            for cid, field, granted in changes
+        ],
         batch_size=1000,
     )
     if changes:
@@ -98,10 +120,15 @@ def consent_changes_record(*, changes: list[tuple[int, str, bool]], source: str,
             counts["granted" if granted else "withdrawn"] += 1
         customers = {cid for cid, _, _ in changes}
         one = next(iter(customers)) if len(customers) == 1 else None
-        audit_record(action=ProfilesAuditAction.CONSENT_CHANGED, actor=user, source=source, target_type="profiles.customer",
-                     target_id=str(one) if one else "",
-                     target_label=label if one and label else f"{len(customers):,} customers",
-                     changes={"channels": summary})
+        audit_record(
+            action=ProfilesAuditAction.CONSENT_CHANGED,
+            actor=user,
+            source=source,
+            target_type="profiles.customer",
+            target_id=str(one) if one else "",
+            target_label=label if one and label else f"{len(customers):,} customers",
+            changes={"channels": summary},
+        )
     return len(changes)
 
 
@@ -116,8 +143,13 @@ def customer_consent_set(*, customer: Customer, source: str, user=None, **consen
             setattr(customer, f, bool(consents[f]))
         customer.consent_updated_at = now
         customer.save(update_fields=[*changed, "consent_updated_at"])
-        consent_changes_record(changes=[(customer.pk, f, consents[f]) for f in changed], source=source, user=user,
-                               now=now, label=customer.external_id)
+        consent_changes_record(
+            changes=[(customer.pk, f, consents[f]) for f in changed],
+            source=source,
+            user=user,
+            now=now,
+            label=customer.external_id,
+        )
     return changed
 
 
@@ -125,8 +157,14 @@ def customer_consent_set(*, customer: Customer, source: str, user=None, **consen
 
 
 def customers_upsert(
-    *, rows: pd.DataFrame, now: datetime | None = None, update_existing: bool = True, all_or_nothing: bool = True,
-    source: str = "api", actor=None, recreate_forgotten: bool = True,
+    *,
+    rows: pd.DataFrame,
+    now: datetime | None = None,
+    update_existing: bool = True,
+    all_or_nothing: bool = True,
+    source: str = "api",
+    actor=None,
+    recreate_forgotten: bool = True,
 ) -> UpsertResult:
     """Create customers that are new and update the given fields of those that exist.
 
@@ -150,8 +188,9 @@ def customers_upsert(
         existing: dict[str, Customer] = {}
         for part in _chunks(valid["external_id"].tolist()):
             existing.update({c.external_id: c for c in Customer.objects.filter(external_id__in=part)})
-        new_objs, changed, changed_fields, consent_log = _customers_diff(valid, existing, now=now,
-                                                                         update_existing=update_existing)
+        new_objs, changed, changed_fields, consent_log = _customers_diff(
+            valid, existing, now=now, update_existing=update_existing
+        )
         Customer.objects.bulk_create(new_objs, batch_size=1000)
         if changed:
             Customer.objects.bulk_update(changed, sorted(changed_fields), batch_size=1000)
@@ -160,8 +199,9 @@ def customers_upsert(
                 ids = _customer_ids([o.external_id for o, _, _ in consent_log if o.pk is None])
                 for obj, _, _ in consent_log:
                     obj.pk = obj.pk or ids.get(obj.external_id)
-            consent_changes_record(changes=[(o.pk, f, g) for o, f, g in consent_log], source=source, now=now,
-                                   user=actor)
+            consent_changes_record(
+                changes=[(o.pk, f, g) for o, f, g in consent_log], source=source, now=now, user=actor
+            )
     result.created = len(new_objs)
     result.updated = len(changed)
     result.unchanged = len(valid) - result.created - result.updated
@@ -176,8 +216,14 @@ def _refuse_forgotten_customers(valid: pd.DataFrame, errors: list[RowError]) -> 
     if not forgotten:
         return valid, errors
     gone = valid["external_id"].isin(forgotten).to_numpy()
-    errors = sorted(errors + [RowError(int(idx), "external_id", _FORGOTTEN_REASON.format(valid.at[idx, "external_id"]))
-                              for idx in valid.index[gone]], key=lambda e: e.row)
+    errors = sorted(
+        errors
+        + [
+            RowError(int(idx), "external_id", _FORGOTTEN_REASON.format(valid.at[idx, "external_id"]))
+            for idx in valid.index[gone]
+        ],
+        key=lambda e: e.row,
+    )
     return valid[~gone], errors
 
 
@@ -202,8 +248,9 @@ def _customers_diff(
             continue
         if not update_existing:
             continue
-        dirty = [k for k in _CUSTOMER_FIELDS
-                 if k != "created_at" and rec.get(k) is not None and getattr(obj, k) != rec[k]]
+        dirty = [
+            k for k in _CUSTOMER_FIELDS if k != "created_at" and rec.get(k) is not None and getattr(obj, k) != rec[k]
+        ]
         if dirty:
             for k in dirty:
                 setattr(obj, k, rec[k])
@@ -231,8 +278,9 @@ def items_upsert(
         existing: dict[tuple[str, str], Item] = {}
         for kind, group in valid.groupby("kind"):
             for part in _chunks(group["external_id"].tolist()):
-                existing.update({(i.kind, i.external_id): i
-                                 for i in Item.objects.filter(kind=kind, external_id__in=part)})
+                existing.update(
+                    {(i.kind, i.external_id): i for i in Item.objects.filter(kind=kind, external_id__in=part)}
+                )
         new_objs: list[Item] = []
         changed: list[Item] = []
         changed_fields: set[str] = set()
@@ -247,8 +295,9 @@ def items_upsert(
                 continue
             if not update_existing:
                 continue
-            dirty = [k for k in _ITEM_FIELDS
-                     if k != "created_at" and rec.get(k) is not None and getattr(obj, k) != rec[k]]
+            dirty = [
+                k for k in _ITEM_FIELDS if k != "created_at" and rec.get(k) is not None and getattr(obj, k) != rec[k]
+            ]
             if dirty:
                 for k in dirty:
                     setattr(obj, k, rec[k])
@@ -291,8 +340,10 @@ def _ids_by_external_id(table: str, external_ids: list[str], *, where: str = "",
             found.update(qs.values_list("external_id", "id"))
         return found
     with connection.cursor() as cur:
-        cur.execute(f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s::text[]){where}",
-                    [pg_text_array(external_ids), *params])
+        cur.execute(
+            f"SELECT external_id, id FROM {table} WHERE external_id = ANY(%s::text[]){where}",
+            [pg_text_array(external_ids), *params],
+        )
         return dict(cur.fetchall())
 
 
@@ -308,8 +359,10 @@ def _item_ids(keys: pd.DataFrame) -> dict[tuple[str, str], int]:
     return found
 
 
-_FORGOTTEN_REASON = ("customer {!r} was forgotten (erased) and is not created again by events; if the same person "
-                     "signed up again, create them first through POST /api/customers/")
+_FORGOTTEN_REASON = (
+    "customer {!r} was forgotten (erased) and is not created again by events; if the same person "
+    "signed up again, create them first through POST /api/customers/"
+)
 
 
 def _forgotten(external_ids: list[str]) -> set[str]:

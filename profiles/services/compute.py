@@ -5,6 +5,7 @@ The numbers are `profiles.features`' (pure pandas/numpy, definitions in its docs
 docs/profiles.md); this module reads the events for it, chunk by chunk of customers, and writes
 the profiles back in one transaction.
 """
+
 from __future__ import annotations
 
 import time
@@ -20,17 +21,37 @@ from django.db.models.functions import Cast, Extract
 from django.utils import timezone
 
 from common.bulk import bulk_insert, bulk_upsert, read_frame
-
-from ..features import catalogue_price_cuts, compute_features, score_rfm
 from pipeline.models import PipelineStep, RunStatus
 
+from ..features import catalogue_price_cuts, compute_features, score_rfm
 from ..models import Customer, Event, Item, Profile
 
 PROFILE_FIELDS = [
-    "recency_days", "frequency", "monetary", "avg_order_value", "r_score", "f_score", "m_score", "rfm_code",
-    "interests", "top_categories", "top_category", "median_price", "price_band", "active_days", "first_seen",
-    "last_seen", "events_30d", "n_events", "community_posts", "community_comments", "community_likes",
-    "orders_total", "first_purchase_at", "last_purchase_at", "lifecycle",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_code",
+    "interests",
+    "top_categories",
+    "top_category",
+    "median_price",
+    "price_band",
+    "active_days",
+    "first_seen",
+    "last_seen",
+    "events_30d",
+    "n_events",
+    "community_posts",
+    "community_comments",
+    "community_likes",
+    "orders_total",
+    "first_purchase_at",
+    "last_purchase_at",
+    "lifecycle",
 ]
 
 
@@ -50,8 +71,9 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     incremental = watermark is not None  # without a previous run to build on, everyone is computed
     customer_ids = _customers_with_events_since(watermark, max_event_id) if incremental else _all_customer_ids()
 
-    features, n_events, read_s, compute_s = _features_by_chunk(customer_ids, now=now, incremental=incremental,
-                                                               progress=progress)
+    features, n_events, read_s, compute_s = _features_by_chunk(
+        customer_ids, now=now, incremental=incremental, progress=progress
+    )
     features = _score_population(features, incremental=incremental)
 
     progress(0.85, "writing profiles")
@@ -63,19 +85,25 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     recent = {}
     if len(features) and not incremental:
         # Cheap figures for the dashboard, so it never counts the events table on page load.
-        recent = {"events_30d": int(features["events_30d"].sum()),
-                  "customers_active_30d": int((features["events_30d"] > 0).sum())}
+        recent = {
+            "events_30d": int(features["events_30d"].sum()),
+            "customers_active_30d": int((features["events_30d"] > 0).sum()),
+        }
     return {
         **recent,
-        "customers": int(len(customer_ids)),
+        "customers": len(customer_ids),
         "profiles_written": int(written),
         "events_read": int(n_events),
         "incremental": incremental,
         "watermark": watermark,
         "max_event_id": int(max_event_id),
         "lifecycle": {str(k): int(v) for k, v in lifecycle.items()},
-        "seconds": {"read": round(read_s, 2), "compute": round(compute_s, 2), "write": round(write_s, 2),
-                    "total": round(time.monotonic() - started, 2)},
+        "seconds": {
+            "read": round(read_s, 2),
+            "compute": round(compute_s, 2),
+            "write": round(write_s, 2),
+            "total": round(time.monotonic() - started, 2),
+        },
     }
 
 
@@ -86,7 +114,8 @@ def _watermark() -> int | None:
     """The last event id the latest successful profiles step had seen; None if there is none."""
     previous = (
         PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__has_key="max_event_id")
-        .order_by("-finished_at").first()
+        .order_by("-finished_at")
+        .first()
     )
     return None if previous is None else int(previous.counts["max_event_id"])
 
@@ -95,7 +124,9 @@ def _customers_with_events_since(watermark: int, max_event_id: int) -> np.ndarra
     """The ids of customers with events after the watermark (up to max_event_id), and of those without
     a profile yet, sorted."""
     changed = (
-        Event.objects.filter(id__gt=watermark, id__lte=max_event_id).order_by().values_list("customer_id", flat=True)
+        Event.objects.filter(id__gt=watermark, id__lte=max_event_id)
+        .order_by()
+        .values_list("customer_id", flat=True)
         .distinct()
     )
     customer_ids = np.unique(np.fromiter(changed.iterator(chunk_size=50_000), dtype=np.int64))
@@ -124,8 +155,9 @@ def _profile_params() -> dict:
     }
 
 
-def _features_by_chunk(customer_ids: np.ndarray, *, now: datetime, incremental: bool,
-                       progress) -> tuple[pd.DataFrame, int, float, float]:
+def _features_by_chunk(
+    customer_ids: np.ndarray, *, now: datetime, incremental: bool, progress
+) -> tuple[pd.DataFrame, int, float, float]:
     """The features of these customers, computed chunk by chunk of customers (their events read at
     once); also the events read and the seconds spent reading and computing."""
     prices = Item.objects.filter(kind="product", price__isnull=False).values_list("price", flat=True)
@@ -150,8 +182,10 @@ def _features_by_chunk(customer_ids: np.ndarray, *, now: datetime, incremental: 
         read_s += t1 - t0
         n_events += len(frame)
         parts.append(feats)
-        progress((start + len(ids)) / max(len(customer_ids), 1) * 0.8,
-                 f"{start + len(ids):,} of {len(customer_ids):,} customers")
+        progress(
+            (start + len(ids)) / max(len(customer_ids), 1) * 0.8,
+            f"{start + len(ids):,} of {len(customer_ids):,} customers",
+        )
     features = pd.concat(parts) if parts else pd.DataFrame(columns=PROFILE_FIELDS)
     return features, n_events, read_s, compute_s
 
@@ -177,8 +211,9 @@ def _score_population(features: pd.DataFrame, *, incremental: bool) -> pd.DataFr
 
 def _items_frame() -> pd.DataFrame:
     """Category, price and kind of every item, indexed by id (the catalogue is small next to events)."""
-    items = read_frame(Item.objects.order_by().annotate(price_f=Cast("price", FloatField())),
-                       ["id", "category", "price_f", "kind"])
+    items = read_frame(
+        Item.objects.order_by().annotate(price_f=Cast("price", FloatField())), ["id", "category", "price_f", "kind"]
+    )
     items = items.set_index("id").rename(columns={"price_f": "item_price", "kind": "item_kind"})
     items["category"] = items["category"].astype("string").replace("", pd.NA).astype("category")
     items["item_kind"] = items["item_kind"].astype("category")
@@ -197,7 +232,8 @@ def _events_frame_range(lo: int, hi: int, items: pd.DataFrame | None = None) -> 
     epoch = connection.vendor == "postgresql"
     qs = (
         # a delivered message is something the shop did, not the customer: it is no activity
-        Event.objects.filter(customer_id__gte=lo, customer_id__lte=hi).exclude(type="message_delivered")
+        Event.objects.filter(customer_id__gte=lo, customer_id__lte=hi)
+        .exclude(type="message_delivered")
         .order_by()
         .annotate(
             amount_f=Cast("amount", FloatField()),
@@ -254,10 +290,22 @@ def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFram
             out[col] = frame[col].to_numpy()
     out["interests"] = out["interests"].map(lambda d: d if isinstance(d, dict) else {})
     out["top_categories"] = out["top_categories"].map(
-        lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else [])
+        lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else []
+    )
     out["price_band"] = out["price_band"].fillna("")
-    for col in ("frequency", "active_days", "events_30d", "n_events", "community_posts", "community_comments",
-                "community_likes", "orders_total", "r_score", "f_score", "m_score"):
+    for col in (
+        "frequency",
+        "active_days",
+        "events_30d",
+        "n_events",
+        "community_posts",
+        "community_comments",
+        "community_likes",
+        "orders_total",
+        "r_score",
+        "f_score",
+        "m_score",
+    ):
         out[col] = out[col].fillna(0).astype("int64")
     out["monetary"] = out["monetary"].fillna(0.0).astype(float)
     for col in ("first_seen", "last_seen", "first_purchase_at", "last_purchase_at"):

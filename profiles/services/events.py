@@ -11,6 +11,7 @@ The steps, each a function a file import can also call on its own (`services.imp
 the batch dropped) -> `events_write` (COPY on PostgreSQL, `bulk_create` elsewhere).
 `events_store` is prepare and write in one transaction.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,17 @@ from .catalogue import (
     pg_text_array,
 )
 
-EVENT_COPY_COLUMNS = ["external_id", "customer_id", "item_id", "type", "value", "amount", "occurred_at", "context",
-                      "received_at"]
+EVENT_COPY_COLUMNS = [
+    "external_id",
+    "customer_id",
+    "item_id",
+    "type",
+    "value",
+    "amount",
+    "occurred_at",
+    "context",
+    "received_at",
+]
 
 
 @dataclass
@@ -64,8 +74,11 @@ class IngestResult:
 
     def as_dict(self) -> dict:
         return {
-            "received": self.received, "created": self.created, "duplicates": self.duplicates,
-            "invalid": self.invalid, "customers_created": self.customers_created,
+            "received": self.received,
+            "created": self.created,
+            "duplicates": self.duplicates,
+            "invalid": self.invalid,
+            "customers_created": self.customers_created,
             "items_created": self.items_created,
         }
 
@@ -105,7 +118,11 @@ def events_ingest(
     if errors and all_or_nothing:
         raise IngestRefused(errors)
     return events_store(
-        valid=valid, errors=errors, received=len(rows), create_unknown=create_unknown, all_or_nothing=all_or_nothing,
+        valid=valid,
+        errors=errors,
+        received=len(rows),
+        create_unknown=create_unknown,
+        all_or_nothing=all_or_nothing,
         now=now,
     )
 
@@ -135,8 +152,14 @@ def events_store(
     whole batch with `IngestRefused`; otherwise those rows are left out and reported.
     """
     with transaction.atomic():
-        prepared = events_prepare(valid=valid, errors=errors, received=received, create_unknown=create_unknown,
-                                  all_or_nothing=all_or_nothing, now=now)
+        prepared = events_prepare(
+            valid=valid,
+            errors=errors,
+            received=received,
+            create_unknown=create_unknown,
+            all_or_nothing=all_or_nothing,
+            now=now,
+        )
         return events_write(prepared)
 
 
@@ -165,7 +188,8 @@ def events_prepare(
     result = IngestResult(received=len(valid) + len({e.row for e in errors}) if received is None else received)
     with transaction.atomic():
         resolved, ref_errors, result.customers_created, result.items_created = _resolve(
-            valid, create_unknown=create_unknown, now=now)
+            valid, create_unknown=create_unknown, now=now
+        )
         if ref_errors:
             if all_or_nothing:
                 raise IngestRefused(sorted(errors + ref_errors, key=lambda e: e.row))
@@ -192,8 +216,11 @@ def events_write(prepared: PreparedEvents) -> IngestResult:
     with transaction.atomic():
         if connection.vendor == "postgresql":
             fresh = prepared.fresh
-            result.created = _insert_copy(fresh, now, check_stored=not prepared.expect_new,
-                                          values=prepared.copy_rows) if len(fresh) else 0
+            result.created = (
+                _insert_copy(fresh, now, check_stored=not prepared.expect_new, values=prepared.copy_rows)
+                if len(fresh)
+                else 0
+            )
         else:
             fresh, result.duplicates = _split_duplicates(prepared.fresh)
             result.created = _insert_bulk_create(fresh, now) if len(fresh) else 0
@@ -206,8 +233,9 @@ def events_write(prepared: PreparedEvents) -> IngestResult:
 # --- resolving customers and items ---------------------------------------------------------------
 
 
-def _resolve(valid: pd.DataFrame, *, create_unknown: bool,
-             now: datetime) -> tuple[pd.DataFrame, list[RowError], int, int]:
+def _resolve(
+    valid: pd.DataFrame, *, create_unknown: bool, now: datetime
+) -> tuple[pd.DataFrame, list[RowError], int, int]:
     """Attach customer_id and item_id; create or refuse unknown references."""
     customers = valid["customer"].drop_duplicates().tolist()
     customer_map = _customer_ids(customers)
@@ -216,20 +244,22 @@ def _resolve(valid: pd.DataFrame, *, create_unknown: bool,
     has_item = valid["item"].notna()
     item_keys = valid.loc[has_item, ["item_kind", "item"]].drop_duplicates()
     item_map = _item_ids(item_keys)
-    missing_items = [k for k in zip(item_keys["item_kind"], item_keys["item"]) if k not in item_map]
+    missing_items = [k for k in zip(item_keys["item_kind"], item_keys["item"], strict=False) if k not in item_map]
     customers_created = items_created = 0
     if missing_customers or missing_items:
         if not create_unknown:
             errors.extend(_unknown_reference_errors(valid, has_item, missing_customers, missing_items))
             errors.sort(key=lambda e: e.row)
             return valid, errors, 0, 0
-        customers_created, items_created = _create_unknown(missing_customers, missing_items, customer_map, item_map,
-                                                           now=now)
+        customers_created, items_created = _create_unknown(
+            missing_customers, missing_items, customer_map, item_map, now=now
+        )
     return _attach_ids(valid, customer_map, item_map), errors, customers_created, items_created
 
 
-def _drop_forgotten(valid: pd.DataFrame,
-                    missing_customers: list[str]) -> tuple[pd.DataFrame, list[RowError], list[str]]:
+def _drop_forgotten(
+    valid: pd.DataFrame, missing_customers: list[str]
+) -> tuple[pd.DataFrame, list[RowError], list[str]]:
     """Refuse the rows of forgotten customers: events never bring an erased customer back, whatever
     create_unknown says (profiles.privacy). Returns the other rows, the errors and the customers
     still missing."""
@@ -237,13 +267,15 @@ def _drop_forgotten(valid: pd.DataFrame,
     if not forgotten:
         return valid, [], missing_customers
     gone = valid["customer"].isin(forgotten).to_numpy()
-    errors = [RowError(int(idx), "customer", _FORGOTTEN_REASON.format(valid.at[idx, "customer"]))
-              for idx in valid.index[gone]]
+    errors = [
+        RowError(int(idx), "customer", _FORGOTTEN_REASON.format(valid.at[idx, "customer"])) for idx in valid.index[gone]
+    ]
     return valid[~gone], errors, [c for c in missing_customers if c not in forgotten]
 
 
-def _unknown_reference_errors(valid: pd.DataFrame, has_item: pd.Series, missing_customers: list[str],
-                              missing_items: list[tuple[str, str]]) -> list[RowError]:
+def _unknown_reference_errors(
+    valid: pd.DataFrame, has_item: pd.Series, missing_customers: list[str], missing_items: list[tuple[str, str]]
+) -> list[RowError]:
     """An error for each row naming an unknown customer or, failing that, an unknown item."""
     errors: list[RowError] = []
     unknown_c = valid["customer"].isin(set(missing_customers)).to_numpy()
@@ -251,15 +283,21 @@ def _unknown_reference_errors(valid: pd.DataFrame, has_item: pd.Series, missing_
         errors.append(RowError(int(idx), "customer", f"unknown customer {valid.at[idx, 'customer']!r}"))
     if missing_items:
         missing_set = set(missing_items)
-        pairs = pd.Series(list(zip(valid["item_kind"], valid["item"])), index=valid.index)
+        pairs = pd.Series(list(zip(valid["item_kind"], valid["item"], strict=False)), index=valid.index)
         unknown_i = (pairs.isin(missing_set) & has_item).to_numpy() & ~unknown_c
         for idx in valid.index[unknown_i]:
             errors.append(RowError(int(idx), "item", f"unknown {valid.at[idx, 'item_kind']} {valid.at[idx, 'item']!r}"))
     return errors
 
 
-def _create_unknown(missing_customers: list[str], missing_items: list[tuple[str, str]], customer_map: dict,
-                    item_map: dict, *, now: datetime) -> tuple[int, int]:
+def _create_unknown(
+    missing_customers: list[str],
+    missing_items: list[tuple[str, str]],
+    customer_map: dict,
+    item_map: dict,
+    *,
+    now: datetime,
+) -> tuple[int, int]:
     """Create the customers and items not stored yet and add their ids to the maps; how many of each."""
     customers_created = items_created = 0
     if missing_customers:
@@ -270,7 +308,8 @@ def _create_unknown(missing_customers: list[str], missing_items: list[tuple[str,
         customer_map.update(_customer_ids(missing_customers))
     if missing_items:
         Item.objects.bulk_create(
-            [Item(kind=k, external_id=e, title=e, created_at=now) for k, e in missing_items], batch_size=1000,
+            [Item(kind=k, external_id=e, title=e, created_at=now) for k, e in missing_items],
+            batch_size=1000,
             ignore_conflicts=True,
         )
         items_created = len(missing_items)
@@ -278,8 +317,9 @@ def _create_unknown(missing_customers: list[str], missing_items: list[tuple[str,
     return customers_created, items_created
 
 
-def _attach_ids(valid: pd.DataFrame, customer_map: dict[str, int],
-                item_map: dict[tuple[str, str], int]) -> pd.DataFrame:
+def _attach_ids(
+    valid: pd.DataFrame, customer_map: dict[str, int], item_map: dict[tuple[str, str], int]
+) -> pd.DataFrame:
     """The rows with `customer_id` and `item_id` (nullable: not every event names an item)."""
     out = valid.copy()
     out["customer_id"] = out["customer"].map(customer_map).astype("int64")
@@ -336,8 +376,9 @@ def _json_texts(values: pd.Series) -> np.ndarray:
     codes, _ = pd.factorize(values.map(id).to_numpy())
     objects = values.to_numpy(dtype=object)
     first_at = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    texts = np.array([json.dumps(objects[i], ensure_ascii=False, separators=(",", ":")) for i in first_at],
-                     dtype=object)
+    texts = np.array(
+        [json.dumps(objects[i], ensure_ascii=False, separators=(",", ":")) for i in first_at], dtype=object
+    )
     return texts[codes] if len(codes) else np.array([], dtype=object)
 
 
@@ -356,19 +397,21 @@ def _copy_rows(rows: pd.DataFrame, received_at: datetime) -> list[tuple]:
         _json_texts(rows["context"]),
         np.full(n, received_at.isoformat(), dtype=object),
     ]
-    return list(zip(*columns))
+    return list(zip(*columns, strict=False))
 
 
 def _stored_event_ids(cur, ids: list[str]) -> set[str]:
     if not ids:
         return set()
-    cur.execute(f"SELECT external_id FROM {Event._meta.db_table} WHERE external_id = ANY(%s::text[])",
-                [pg_text_array(ids)])
+    cur.execute(
+        f"SELECT external_id FROM {Event._meta.db_table} WHERE external_id = ANY(%s::text[])", [pg_text_array(ids)]
+    )
     return {r[0] for r in cur.fetchall()}
 
 
-def _insert_copy(rows: pd.DataFrame, received_at: datetime, *, check_stored: bool = True,
-                 values: list[tuple] | None = None) -> int:
+def _insert_copy(
+    rows: pd.DataFrame, received_at: datetime, *, check_stored: bool = True, values: list[tuple] | None = None
+) -> int:
     """PostgreSQL: COPY the batch straight into the events table, leaving out ids already stored.
 
     COPY is several times faster than multi-row INSERT. The ids already stored are found first (one

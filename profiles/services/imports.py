@@ -10,6 +10,7 @@ items committed); SQLite takes one writer at a time, so there the writer thread 
 stores each chunk. Inside a caller's transaction (tests, a wrapping atomic block) a second
 connection could not see its rows, so all the work stays in the caller's thread.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,8 +36,13 @@ class ImportReport(IngestResult):
     rejects_written: int = 0
 
     def as_dict(self) -> dict:
-        return {**super().as_dict(), "skipped": self.skipped, "chunks": self.chunks, "stopped": self.stopped,
-                "rejects_written": self.rejects_written}
+        return {
+            **super().as_dict(),
+            "skipped": self.skipped,
+            "chunks": self.chunks,
+            "stopped": self.stopped,
+            "rejects_written": self.rejects_written,
+        }
 
 
 def events_import_file(
@@ -64,8 +70,9 @@ def events_import_file(
     chunk_size = chunk_size or settings.INGEST_CHUNK_SIZE
     if rejects_path is not None:
         Path(rejects_path).unlink(missing_ok=True)
-    run = _FileImport(skip_invalid=skip_invalid, rejects_path=rejects_path, create_unknown=create_unknown,
-                      assume_tz=assume_tz)
+    run = _FileImport(
+        skip_invalid=skip_invalid, rejects_path=rejects_path, create_unknown=create_unknown, assume_tz=assume_tz
+    )
     try:
         for chunk in READERS[fmt](path, chunk_size=chunk_size, progress=progress):
             if not run.take(chunk):
@@ -115,8 +122,11 @@ class _FileImport:
             self.refuse(refused, chunk)
             return False
         if self.pipelined:
-            job = (lambda p=prepared: self.write(p)) if prepared is not None else \
-                (lambda c=chunk, v=valid, e=errors, n=now: self.write(self.prepare(c, v, e, n)))
+            job = (
+                (lambda p=prepared: self.write(p))
+                if prepared is not None
+                else (lambda c=chunk, v=valid, e=errors, n=now: self.write(self.prepare(c, v, e, n)))
+            )
             self.pending, self.pending_chunk = self.pool.submit(job), chunk
         else:
             self.collect(self.write(prepared), chunk)
@@ -128,14 +138,24 @@ class _FileImport:
         created_customers = created_items = 0
         if chunk.customers is not None and len(chunk.customers):
             created_customers = customers_upsert(
-                rows=chunk.customers, now=now, update_existing=False, all_or_nothing=False, source="import",
+                rows=chunk.customers,
+                now=now,
+                update_existing=False,
+                all_or_nothing=False,
+                source="import",
                 recreate_forgotten=False,
             ).created
         if chunk.items is not None and len(chunk.items):
             created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
-        prepared = events_prepare(valid=valid, errors=errors, received=len(chunk.events),
-                                  create_unknown=self.create_unknown, all_or_nothing=not self.skip_invalid, now=now,
-                                  expect_new=not self.duplicates_seen)
+        prepared = events_prepare(
+            valid=valid,
+            errors=errors,
+            received=len(chunk.events),
+            create_unknown=self.create_unknown,
+            all_or_nothing=not self.skip_invalid,
+            now=now,
+            expect_new=not self.duplicates_seen,
+        )
         prepared.result.customers_created += created_customers
         prepared.result.items_created += created_items
         return prepared
@@ -167,8 +187,9 @@ class _FileImport:
         self.report.skipped += chunk.skipped
         self.report.merge(result)
         if result.errors and self.rejects_path is not None:
-            self.report.rejects_written += _write_rejects(self.rejects_path, chunk.raw, result.errors,
-                                                          self.rejects_header)
+            self.report.rejects_written += _write_rejects(
+                self.rejects_path, chunk.raw, result.errors, self.rejects_header
+            )
             self.rejects_header = False
         return True
 

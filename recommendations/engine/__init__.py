@@ -21,7 +21,6 @@ from .knn import ItemKNN, UserKNN
 from .popularity import Popularity
 from .ranking import compact, pair_values, penalise_shown
 
-
 #: Parameters of the product's default recommender (see docs/engine.md).
 DEFAULT_PARAMS = {"factors": 32, "beta": 0.2, "value_transform": "log1p"}
 #: Half-life (days) of the time decay applied to implicit events before fitting
@@ -47,13 +46,13 @@ def default_recommender(**overrides) -> PureSVD:
 
 
 __all__ = [
-    "BaseRecommender",
     "DEFAULT_HALF_LIFE_DAYS",
     "DEFAULT_PARAMS",
     "EXPLAIN_ITEM",
     "EXPLAIN_NONE",
     "EXPLAIN_POPULAR",
     "EXPLAIN_SIMILAR_USERS",
+    "BaseRecommender",
     "Explanations",
     "ItemKNN",
     "Popularity",

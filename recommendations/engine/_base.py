@@ -350,8 +350,9 @@ class BaseRecommender:
         return f"{type(self).__name__}({params})"
 
 
-def item_explanations(user_items: sp.csr_matrix, sim: sp.csr_matrix, users: np.ndarray, items: np.ndarray,
-                      *, max_entries: int = 4_000_000) -> Explanations:
+def item_explanations(
+    user_items: sp.csr_matrix, sim: sp.csr_matrix, users: np.ndarray, items: np.ndarray, *, max_entries: int = 4_000_000
+) -> Explanations:
     """For item-based scores ``R_u · W[:, i]``: the user's item ``j`` maximising
     ``R_uj * W[j, i]`` for each ``(users[r], items[r, c])``.
 

@@ -80,8 +80,9 @@ def kfold_rating_folds(users, items, ratings, *, n_users, n_items, n_splits=5, r
     folds = []
     for f, test in enumerate(np.array_split(perm, n_splits)):
         train = np.setdiff1d(perm, test)
-        m = build_interactions(users[train], items[train], ratings[train], n_users=n_users, n_items=n_items,
-                               explicit=True)
+        m = build_interactions(
+            users[train], items[train], ratings[train], n_users=n_users, n_items=n_items, explicit=True
+        )
         folds.append(RatingFold(m, users[test], items[test], ratings[test], name=f"fold{f + 1}"))
     return folds
 
@@ -108,10 +109,20 @@ def evaluate_rating(make_model, folds) -> dict:
         t1 = time.perf_counter()
         pred = model.predict(fold.test_users, fold.test_items)
         t2 = time.perf_counter()
-        rows.append({"name": fold.name, "rmse": rmse(fold.test_ratings, pred), "mae": mae(fold.test_ratings, pred),
-                     "fit_seconds": t1 - t0, "predict_seconds": t2 - t1})
-    return {"folds": rows, "rmse": float(np.mean([r["rmse"] for r in rows])),
-            "mae": float(np.mean([r["mae"] for r in rows]))}
+        rows.append(
+            {
+                "name": fold.name,
+                "rmse": rmse(fold.test_ratings, pred),
+                "mae": mae(fold.test_ratings, pred),
+                "fit_seconds": t1 - t0,
+                "predict_seconds": t2 - t1,
+            }
+        )
+    return {
+        "folds": rows,
+        "rmse": float(np.mean([r["rmse"] for r in rows])),
+        "mae": float(np.mean([r["mae"] for r in rows])),
+    }
 
 
 # -- loaders -------------------------------------------------------------------------
@@ -124,8 +135,13 @@ def load_movielens_ratings(path) -> pd.DataFrame:
     -------
     DataFrame with int columns ``user``, ``item``, ``rating``, ``timestamp`` (raw ids).
     """
-    return pd.read_csv(path, sep="\t", header=None, names=["user", "item", "rating", "timestamp"],
-                       dtype={"user": np.int64, "item": np.int64, "rating": np.int64, "timestamp": np.int64})
+    return pd.read_csv(
+        path,
+        sep="\t",
+        header=None,
+        names=["user", "item", "rating", "timestamp"],
+        dtype={"user": np.int64, "item": np.int64, "rating": np.int64, "timestamp": np.int64},
+    )
 
 
 def movielens_official_folds(ml_dir, folds=(1, 2, 3, 4, 5)) -> list[RatingFold]:
@@ -141,10 +157,20 @@ def movielens_official_folds(ml_dir, folds=(1, 2, 3, 4, 5)) -> list[RatingFold]:
     for f in folds:
         base = load_movielens_ratings(ml_dir / f"u{f}.base")
         test = load_movielens_ratings(ml_dir / f"u{f}.test")
-        train = build_interactions(base.user.values - 1, base.item.values - 1, base.rating.values.astype(float),
-                                   base.timestamp.values, n_users=n_users, n_items=n_items, explicit=True)
-        out.append(RatingFold(train, test.user.values - 1, test.item.values - 1, test.rating.values.astype(float),
-                              name=f"u{f}"))
+        train = build_interactions(
+            base.user.values - 1,
+            base.item.values - 1,
+            base.rating.values.astype(float),
+            base.timestamp.values,
+            n_users=n_users,
+            n_items=n_items,
+            explicit=True,
+        )
+        out.append(
+            RatingFold(
+                train, test.user.values - 1, test.item.values - 1, test.rating.values.astype(float), name=f"u{f}"
+            )
+        )
     return out
 
 
@@ -167,10 +193,11 @@ def movielens_surprise_folds(ml_dir, n_splits: int = 5, random_state: int = 0) -
     sizes = np.full(n_splits, len(idx) // n_splits)
     sizes[: len(idx) % n_splits] += 1
     out = []
-    for f, (start, stop) in enumerate(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes))):
+    for f, (start, stop) in enumerate(zip(np.cumsum(sizes) - sizes, np.cumsum(sizes), strict=False)):
         test, train = idx[start:stop], np.r_[idx[:start], idx[stop:]]
-        m = build_interactions(users[train], items[train], ratings[train], n_users=n_users, n_items=n_items,
-                               explicit=True)
+        m = build_interactions(
+            users[train], items[train], ratings[train], n_users=n_users, n_items=n_items, explicit=True
+        )
         out.append(RatingFold(m, users[test], items[test], ratings[test], name=f"surprise-kfold{f + 1}"))
     return out
 
@@ -186,17 +213,22 @@ def load_online_retail(path) -> pd.DataFrame:
     DataFrame with columns ``customer`` (int), ``item`` (StockCode, str), ``invoice``
     (str), ``quantity`` (int), ``timestamp`` (datetime64), ``country`` (str).
     """
-    df = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64", "Country": str},
-                     usecols=["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "CustomerID", "Country"])
+    df = pd.read_csv(
+        path,
+        dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64", "Country": str},
+        usecols=["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "CustomerID", "Country"],
+    )
     df = df[df.CustomerID.notna() & ~df.InvoiceNo.str.startswith("C") & (df.Quantity > 0)]
-    return pd.DataFrame({
-        "customer": df.CustomerID.astype(np.int64).values,
-        "item": df.StockCode.values,
-        "invoice": df.InvoiceNo.values,
-        "quantity": df.Quantity.astype(np.int64).values,
-        "timestamp": pd.to_datetime(df.InvoiceDate).values,
-        "country": df.Country.values,
-    })
+    return pd.DataFrame(
+        {
+            "customer": df.CustomerID.astype(np.int64).values,
+            "item": df.StockCode.values,
+            "invoice": df.InvoiceNo.values,
+            "quantity": df.Quantity.astype(np.int64).values,
+            "timestamp": pd.to_datetime(df.InvoiceDate).values,
+            "country": df.Country.values,
+        }
+    )
 
 
 # -- top-N protocols ------------------------------------------------------------------
@@ -237,8 +269,9 @@ def _latest_per_entry(m: sp.csr_matrix, rows, cols, t) -> np.ndarray:
     return mx.reindex(keys).to_numpy(dtype=np.float64)
 
 
-def last_items_holdout(user_idx, item_idx, timestamps, positive, *, n_holdout: int, min_items: int,
-                       n_users: int, n_items: int) -> tuple[sp.csr_matrix, np.ndarray]:
+def last_items_holdout(
+    user_idx, item_idx, timestamps, positive, *, n_holdout: int, min_items: int, n_users: int, n_items: int
+) -> tuple[sp.csr_matrix, np.ndarray]:
     """Leave-last-out: each user's ``n_holdout`` most recently discovered items are the test.
 
     An item is discovered at the user's first positive event with it; only users with at least
@@ -288,20 +321,36 @@ def movielens_topn_split(ml_dir, n_test: int = 10, relevant_min: float = 4.0) ->
     umap = pd.Series(np.arange(len(user_ids)), index=user_ids)
     imap = pd.Series(np.arange(len(item_ids)), index=item_ids)
     tu, ti = umap[train.user].values, imap[train.item].values
-    r = build_interactions(tu, ti, train.rating.values.astype(float), train.timestamp.values,
-                           n_users=len(user_ids), n_items=len(item_ids), explicit=True)
+    r = build_interactions(
+        tu,
+        ti,
+        train.rating.values.astype(float),
+        train.timestamp.values,
+        n_users=len(user_ids),
+        n_items=len(item_ids),
+        explicit=True,
+    )
     rel = test[test.rating >= relevant_min]
     relevant = sp.csr_matrix((np.ones(len(rel)), (umap[rel.user].values, imap[rel.item].values)), shape=r.shape)
     relevant.sum_duplicates()
     relevant.data[:] = 1.0
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     ts = _latest_per_entry(r, tu, ti, train.timestamp.values.astype(np.float64))
-    return TopNSplit("ml-100k", r, relevant, users, user_ids, item_ids, ts,
-                     info={"n_train": int(r.nnz), "n_relevant": int(relevant.nnz)})
+    return TopNSplit(
+        "ml-100k",
+        r,
+        relevant,
+        users,
+        user_ids,
+        item_ids,
+        ts,
+        info={"n_train": int(r.nnz), "n_relevant": int(relevant.nnz)},
+    )
 
 
-def online_retail_topn_split(csv_path, split_date: str = RETAIL_SPLIT_DATE,
-                             half_life_days: float | None = None) -> TopNSplit:
+def online_retail_topn_split(
+    csv_path, split_date: str = RETAIL_SPLIT_DATE, half_life_days: float | None = None
+) -> TopNSplit:
     """Time split of Online Retail at ``split_date`` (see module doc).
 
     With ``half_life_days`` every training line is weighted by
@@ -318,8 +367,9 @@ def online_retail_topn_split(csv_path, split_date: str = RETAIL_SPLIT_DATE,
     imap = pd.Series(np.arange(len(item_ids)), index=item_ids)
     tu, ti = umap[train.customer].values, imap[train.item].values
     secs = train.timestamp.values.astype("datetime64[s]").astype(np.int64).astype(np.float64)
-    r = build_interactions(tu, ti, None, secs, half_life_days=half_life_days, n_users=len(user_ids),
-                           n_items=len(item_ids))
+    r = build_interactions(
+        tu, ti, None, secs, half_life_days=half_life_days, n_users=len(user_ids), n_items=len(item_ids)
+    )
     test = test[test.customer.isin(umap.index) & test.item.isin(imap.index)]
     tu2, ti2 = umap[test.customer].values, imap[test.item].values
     bought = sp.csr_matrix((np.ones(len(tu2)), (tu2, ti2)), shape=r.shape)
@@ -331,16 +381,24 @@ def online_retail_topn_split(csv_path, split_date: str = RETAIL_SPLIT_DATE,
     relevant.eliminate_zeros()
     users = np.flatnonzero(np.diff(relevant.indptr) > 0)
     ts = _latest_per_entry(r, tu, ti, secs)
-    return TopNSplit("online-retail", r, relevant, users, user_ids, item_ids, ts,
-                     info={"n_train": int(r.nnz), "n_relevant": int(relevant.nnz),
-                           "half_life_days": half_life_days})
+    return TopNSplit(
+        "online-retail",
+        r,
+        relevant,
+        users,
+        user_ids,
+        item_ids,
+        ts,
+        info={"n_train": int(r.nnz), "n_relevant": int(relevant.nnz), "half_life_days": half_life_days},
+    )
 
 
 # -- top-N metrics --------------------------------------------------------------------
 
 
-def topn_metrics(rec_items: np.ndarray, relevant: sp.csr_matrix, users: np.ndarray, train: sp.csr_matrix,
-                 k: int = 10) -> dict:
+def topn_metrics(
+    rec_items: np.ndarray, relevant: sp.csr_matrix, users: np.ndarray, train: sp.csr_matrix, k: int = 10
+) -> dict:
     """Top-N metrics of given recommendation lists.
 
     Parameters
@@ -384,7 +442,7 @@ def topn_metrics(rec_items: np.ndarray, relevant: sp.csr_matrix, users: np.ndarr
         f"hit_rate@{k}": float(np.mean(n_hits > 0)),
         f"coverage@{k}": float(len(np.unique(rec[valid])) / train.shape[1]),
         f"novelty@{k}": novelty,
-        "n_users": int(len(users)),
+        "n_users": len(users),
     }
 
 
@@ -468,8 +526,9 @@ class ImplicitPeer:
 
     def recommend(self, user_idx, n=10, exclude_seen=True, **_):
         users = np.asarray(user_idx, dtype=np.int64)
-        ids, scores = self.model_.recommend(users, self.user_items_[users], N=n,
-                                            filter_already_liked_items=exclude_seen)
+        ids, scores = self.model_.recommend(
+            users, self.user_items_[users], N=n, filter_already_liked_items=exclude_seen
+        )
         ids = np.asarray(ids, dtype=np.int64)
         scores = np.asarray(scores, dtype=np.float64)
         bad = ~np.isfinite(scores) | (scores <= -1e30)
@@ -523,8 +582,7 @@ def algorithm_registry() -> dict:
 DEFAULT_ALGORITHMS = ("default", "popularity", "implicit_cosine", "implicit_bm25", "implicit_als")
 
 
-def run_protocol(name: str, datasets_dir, algorithms=DEFAULT_ALGORITHMS, k: int = 10,
-                 half_life_days="default") -> dict:
+def run_protocol(name: str, datasets_dir, algorithms=DEFAULT_ALGORITHMS, k: int = 10, half_life_days="default") -> dict:
     """Evaluate algorithms on a named protocol.
 
     Parameters
@@ -553,20 +611,40 @@ def run_protocol(name: str, datasets_dir, algorithms=DEFAULT_ALGORITHMS, k: int 
     results = {}
     for algo, factory in factories.items():
         results[algo] = evaluate_topn(factory(), split.train, split.relevant, k=k, users=split.users)
-    return {"protocol": name, "k": k, "half_life_days": split.info.get("half_life_days"), "n_users": int(split.train.shape[0]), "n_items": int(split.train.shape[1]),
-            "n_train": int(split.train.nnz), "n_users_scored": int(len(split.users)), "results": results}
+    return {
+        "protocol": name,
+        "k": k,
+        "half_life_days": split.info.get("half_life_days"),
+        "n_users": int(split.train.shape[0]),
+        "n_items": int(split.train.shape[1]),
+        "n_train": int(split.train.nnz),
+        "n_users_scored": len(split.users),
+        "results": results,
+    }
 
 
 def format_table(result: dict, metrics=None) -> str:
     """A plain-text table of a :func:`run_protocol` result."""
     k = result["k"]
-    metrics = metrics or [f"ndcg@{k}", f"precision@{k}", f"recall@{k}", f"map@{k}", f"hit_rate@{k}",
-                          f"coverage@{k}", f"novelty@{k}", "fit_seconds", "recommend_seconds"]
+    metrics = metrics or [
+        f"ndcg@{k}",
+        f"precision@{k}",
+        f"recall@{k}",
+        f"map@{k}",
+        f"hit_rate@{k}",
+        f"coverage@{k}",
+        f"novelty@{k}",
+        "fit_seconds",
+        "recommend_seconds",
+    ]
     names = list(result["results"])
     width = max([len("algorithm")] + [len(n) for n in names])
     head = f"{'algorithm':<{width}} " + " ".join(f"{m:>14}" for m in metrics)
-    lines = [f"{result['protocol']}: {result['n_users_scored']} users scored, {result['n_items']} items", head,
-             "-" * len(head)]
+    lines = [
+        f"{result['protocol']}: {result['n_users_scored']} users scored, {result['n_items']} items",
+        head,
+        "-" * len(head),
+    ]
     for n in names:
         row = result["results"][n]
         lines.append(f"{n:<{width}} " + " ".join(f"{row.get(m, float('nan')):>14.4f}" for m in metrics))

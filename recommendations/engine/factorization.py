@@ -55,8 +55,16 @@ class PureSVD(BaseRecommender):
 
     _block_factor = 2
 
-    def __init__(self, factors: int = 32, beta: float = 0.2, value_transform: str = "log1p", n_iter: int = 5,
-                 random_state: int = 0, chunk_size: int | None = None, n_threads: int | None = None):
+    def __init__(
+        self,
+        factors: int = 32,
+        beta: float = 0.2,
+        value_transform: str = "log1p",
+        n_iter: int = 5,
+        random_state: int = 0,
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ):
         self.factors = factors
         self.beta = beta
         self.value_transform = value_transform
@@ -65,7 +73,7 @@ class PureSVD(BaseRecommender):
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
-    def fit(self, user_items) -> "PureSVD":
+    def fit(self, user_items) -> PureSVD:
         """Factorise the (transformed, column-scaled) training matrix.
 
         Parameters

@@ -51,9 +51,17 @@ class RP3beta(BaseRecommender):
         ``W``, at most ``k`` entries per row.
     """
 
-    def __init__(self, alpha: float = 1.0, beta: float = 0.5, k: int = 200, binary: bool = True,
-                 value_transform: str = "none", normalize_rows: bool = False,
-                 chunk_size: int | None = None, n_threads: int | None = None):
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        beta: float = 0.5,
+        k: int = 200,
+        binary: bool = True,
+        value_transform: str = "none",
+        normalize_rows: bool = False,
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ):
         self.alpha = alpha
         self.beta = beta
         self.k = k
@@ -63,7 +71,7 @@ class RP3beta(BaseRecommender):
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
-    def fit(self, user_items) -> "RP3beta":
+    def fit(self, user_items) -> RP3beta:
         """Build the item-item graph weights.
 
         Parameters
@@ -83,7 +91,7 @@ class RP3beta(BaseRecommender):
             raise ValueError("value_transform must be 'none' or 'log1p'")
         with capped_threads(self.n_threads):
             self.user_items_ = r
-            n_users, n_items = r.shape
+            n_items = r.shape[1]
             row_sum = np.asarray(r.sum(axis=1)).ravel()
             col_sum = np.asarray(r.sum(axis=0)).ravel()
             p_ui = r.copy()

@@ -178,11 +178,13 @@ def interaction_matrix(
         ref = latest_per_user(u[imp], seconds[imp])
     else:
         ref = seconds.max()
-    implicit = build_interactions(u[imp], i[imp], w[imp], seconds[imp], half_life_days=decay, now=ref,
-                                  n_users=n_users, n_items=n_items)
+    implicit = build_interactions(
+        u[imp], i[imp], w[imp], seconds[imp], half_life_days=decay, now=ref, n_users=n_users, n_items=n_items
+    )
     rated = rating & np.isfinite(value)
-    explicit = build_interactions(u[rated], i[rated], value[rated], seconds[rated], n_users=n_users, n_items=n_items,
-                                  explicit=True)
+    explicit = build_interactions(
+        u[rated], i[rated], value[rated], seconds[rated], n_users=n_users, n_items=n_items, explicit=True
+    )
     return (implicit + explicit).tocsr()
 
 

@@ -152,7 +152,7 @@ class UserKNN(BaseRecommender):
         self.n_threads = n_threads
 
     # -- fitting -------------------------------------------------------------------
-    def fit(self, user_items) -> "UserKNN":
+    def fit(self, user_items) -> UserKNN:
         """Compute means and user-user similarities.
 
         Parameters
@@ -229,7 +229,11 @@ class UserKNN(BaseRecommender):
             keys = row_ids(n) * n.shape[1] + n.indices
             cnt = n.data
             if self.similarity == "msd":
-                sq = _on_pattern(x2c @ bt, n, keys) + _on_pattern(bc @ x2t, n, keys) - 2.0 * _on_pattern(xc @ xt, n, keys)
+                sq = (
+                    _on_pattern(x2c @ bt, n, keys)
+                    + _on_pattern(bc @ x2t, n, keys)
+                    - 2.0 * _on_pattern(xc @ xt, n, keys)
+                )
                 sim = 1.0 / (sq / cnt + 1.0)
             elif self.similarity == "cosine":
                 prods = _on_pattern(xc @ xt, n, keys)
@@ -297,7 +301,8 @@ class UserKNN(BaseRecommender):
         self._small_raters = raters[:, self._small_items]
         self._small_pattern = sp.csc_matrix(
             (np.ones(self._small_raters.nnz), self._small_raters.indices, self._small_raters.indptr),
-            shape=self._small_raters.shape)
+            shape=self._small_raters.shape,
+        )
         big = np.flatnonzero(support > k)
         groups = []
         if big.size:
@@ -463,7 +468,7 @@ class UserKNN(BaseRecommender):
         out = np.empty(len(u))
         for sl in chunks(len(users), self._user_chunk_size()):
             block = self._score_block(users[sl])
-            pairs = order[bounds[sl.start]: bounds[sl.stop]]
+            pairs = order[bounds[sl.start] : bounds[sl.stop]]
             out[pairs] = block[inverse[pairs] - sl.start, i[pairs]]
         return out
 
@@ -564,8 +569,15 @@ class ItemKNN(BaseRecommender):
         Row ``j``: the ``k`` most similar items of ``j`` (diagonal excluded).
     """
 
-    def __init__(self, k: int = 100, similarity: str = "cosine", shrinkage: float = 0.0, binary: bool = False,
-                 chunk_size: int | None = None, n_threads: int | None = None):
+    def __init__(
+        self,
+        k: int = 100,
+        similarity: str = "cosine",
+        shrinkage: float = 0.0,
+        binary: bool = False,
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ):
         self.k = k
         self.similarity = similarity
         self.shrinkage = shrinkage
@@ -573,7 +585,7 @@ class ItemKNN(BaseRecommender):
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
-    def fit(self, user_items) -> "ItemKNN":
+    def fit(self, user_items) -> ItemKNN:
         """Compute the top-``k`` item-item similarities.
 
         Parameters
@@ -677,9 +689,11 @@ def _append_topk(block, k, data, indices, indptr):
 
 def _assemble(data, indices, indptr, shape, dtype):
     m = sp.csr_matrix(
-        (np.concatenate(data).astype(dtype) if data else np.zeros(0, dtype),
-         np.concatenate(indices).astype(np.int32) if indices else np.zeros(0, np.int32),
-         np.asarray(indptr, dtype=np.int64)),
+        (
+            np.concatenate(data).astype(dtype) if data else np.zeros(0, dtype),
+            np.concatenate(indices).astype(np.int32) if indices else np.zeros(0, np.int32),
+            np.asarray(indptr, dtype=np.int64),
+        ),
         shape=shape,
     )
     m.sort_indices()

@@ -36,14 +36,19 @@ class Popularity(BaseRecommender):
     _explain_kind = EXPLAIN_POPULAR
     _block_factor = 2
 
-    def __init__(self, half_life_days: float | None = None, weighting: str = "users",
-                 chunk_size: int | None = None, n_threads: int | None = None):
+    def __init__(
+        self,
+        half_life_days: float | None = None,
+        weighting: str = "users",
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ):
         self.half_life_days = half_life_days
         self.weighting = weighting
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
-    def fit(self, user_items, timestamps=None, now=None) -> "Popularity":
+    def fit(self, user_items, timestamps=None, now=None) -> Popularity:
         """Count (decayed) interactions per item.
 
         Parameters

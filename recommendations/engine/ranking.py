@@ -29,8 +29,14 @@ def pair_values(m: sp.csr_matrix, rows, cols) -> np.ndarray:
     return SparseLookup(m)(rows.ravel(), cols.ravel()).reshape(rows.shape)
 
 
-def compact(items: np.ndarray, scores: np.ndarray, drop: np.ndarray, *, n: int | None = None,
-            aligned: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, ...]:
+def compact(
+    items: np.ndarray,
+    scores: np.ndarray,
+    drop: np.ndarray,
+    *,
+    n: int | None = None,
+    aligned: tuple[np.ndarray, ...] = (),
+) -> tuple[np.ndarray, ...]:
     """Remove the ``drop`` slots of each row, keeping the order of the rest.
 
     Parameters
@@ -56,8 +62,9 @@ def compact(items: np.ndarray, scores: np.ndarray, drop: np.ndarray, *, n: int |
     return tuple(np.take_along_axis(a, order, axis=1)[:, :n] for a in (items, scores, *aligned))
 
 
-def penalise_shown(users: np.ndarray, items: np.ndarray, scores: np.ndarray, shown: sp.csr_matrix, *,
-                   penalty: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+def penalise_shown(
+    users: np.ndarray, items: np.ndarray, scores: np.ndarray, shown: sp.csr_matrix, *, penalty: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Re-rank lists so that items already shown to the user move down, and cut them to ``n``.
 
     A score is multiplied by ``penalty ** times_shown`` (divided, if it is negative, so it still
@@ -84,7 +91,7 @@ def penalise_shown(users: np.ndarray, items: np.ndarray, scores: np.ndarray, sho
     """
     times = pair_values(shown, np.asarray(users)[:, None], np.maximum(items, 0))
     times[items < 0] = 0
-    factor = penalty ** times
+    factor = penalty**times
     adjusted = np.where(scores > 0, scores * factor, scores / np.maximum(factor, 1e-12))
     order = np.lexsort((items, -adjusted), axis=1)
     return np.take_along_axis(items, order, axis=1)[:, :n], np.take_along_axis(adjusted, order, axis=1)[:, :n]

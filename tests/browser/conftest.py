@@ -1,4 +1,5 @@
 """Browser tests: Playwright drives Debian's Chromium (never a downloaded browser) against a live server."""
+
 import os
 import shutil
 from pathlib import Path
@@ -27,8 +28,16 @@ def browser():
     with sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
         )
         yield b
         b.close()
@@ -40,8 +49,14 @@ def page(browser, request):
     pg = context.new_page()
     pg.console_errors = []
     # console errors with where they came from; a favicon the admin does not have is not one
-    pg.on("console", lambda m: pg.console_errors.append(f"{m.text} [{(m.location or {}).get('url', '')}]")
-          if m.type == "error" and "favicon" not in (m.location or {}).get("url", "") else None)
+    pg.on(
+        "console",
+        lambda m: (
+            pg.console_errors.append(f"{m.text} [{(m.location or {}).get('url', '')}]")
+            if m.type == "error" and "favicon" not in (m.location or {}).get("url", "")
+            else None
+        ),
+    )
     pg.on("pageerror", lambda e: pg.console_errors.append(f"page error: {e}"))
     yield pg
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

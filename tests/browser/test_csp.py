@@ -6,6 +6,7 @@ are XSS payloads (tests/test_security_xss.py). A page fails on any CSP violation
 "Refused to …" and the `securitypolicyviolation` event), any page error, or any payload that ran
 (`window.__pwned`); the chart pages must also have drawn their charts.
 """
+
 import pytest
 from django.urls import reverse
 
@@ -21,8 +22,13 @@ document.addEventListener("securitypolicyviolation", function (e) {
 });
 """
 # page → how many charts it draws
-CHART_PAGES = {"/admin/dashboard/": 3, "clusteringrun": 2, "/admin/recommendations/recommenderrun/": 1, "segment/{seg}/": 1,
-               "campaign/{campaign}/": 2}
+CHART_PAGES = {
+    "/admin/dashboard/": 3,
+    "clusteringrun": 2,
+    "/admin/recommendations/recommenderrun/": 1,
+    "segment/{seg}/": 1,
+    "campaign/{campaign}/": 2,
+}
 
 
 @pytest.fixture
@@ -66,20 +72,35 @@ def test_every_console_page_passes_the_csp_and_hostile_names_stay_text(page, liv
     objs = hostile_shop()
     page.context.add_init_script(WATCH)
     _login(page, live_server, boss)
-    from campaigns.models import Delivery
     from django.contrib.auth.models import User
 
+    from campaigns.models import Delivery
+
     me = User.objects.get(username="boss").pk
-    Delivery.objects.create(campaign=objs["campaign"], customer=objs["customer"], status="suppressed", reason="no_consent")
+    Delivery.objects.create(
+        campaign=objs["campaign"], customer=objs["customer"], status="suppressed", reason="no_consent"
+    )
     urls = console_pages(objs) + [
         # the rest of the admin: index, lists and forms of each app, Django's own and django-celery-beat's pages
-        "/admin/profiles/customer/", "/admin/profiles/customer/add/", "/admin/profiles/event/", "/admin/profiles/profile/",
-        "/admin/accounts/apikey/", "/admin/accounts/apikey/add/", "/admin/pipeline/pipelinerun/start/",
-        "/admin/campaigns/delivery/", "/admin/recommendations/recommenderrun/",
-        "/admin/auth/user/", "/admin/auth/user/add/", f"/admin/auth/user/{me}/change/",
-        f"/admin/auth/user/{me}/password/", "/admin/auth/group/", "/admin/auth/group/add/",
-        "/admin/django_celery_beat/periodictask/", "/admin/django_celery_beat/periodictask/add/",
-        "/admin/django_celery_beat/crontabschedule/add/", "/admin/password_change/",
+        "/admin/profiles/customer/",
+        "/admin/profiles/customer/add/",
+        "/admin/profiles/event/",
+        "/admin/profiles/profile/",
+        "/admin/accounts/apikey/",
+        "/admin/accounts/apikey/add/",
+        "/admin/pipeline/pipelinerun/start/",
+        "/admin/campaigns/delivery/",
+        "/admin/recommendations/recommenderrun/",
+        "/admin/auth/user/",
+        "/admin/auth/user/add/",
+        f"/admin/auth/user/{me}/change/",
+        f"/admin/auth/user/{me}/password/",
+        "/admin/auth/group/",
+        "/admin/auth/group/add/",
+        "/admin/django_celery_beat/periodictask/",
+        "/admin/django_celery_beat/periodictask/add/",
+        "/admin/django_celery_beat/crontabschedule/add/",
+        "/admin/password_change/",
         "/api/segments/",  # DRF's browsable API, with the hostile names in its JSON
     ]
     failures = {}
@@ -114,7 +135,9 @@ def test_a_pipeline_run_page_the_api_docs_and_the_unsubscribe_page_pass_the_csp(
     from profiles.models import Customer
 
     customer = Customer.objects.create(external_id="cust-x")
-    token = campaign_services.unsubscribe_token(customer_external_id="cust-x", campaign_id=None, customer_id=customer.pk)
+    token = campaign_services.unsubscribe_token(
+        customer_external_id="cust-x", campaign_id=None, customer_id=customer.pk
+    )
     violations, pwned = _visit(page, live_server.url + reverse("campaigns-unsubscribe", args=[token]))
     assert "Unsubscribe" in page.inner_text("h1")
     assert (violations, page.console_errors) == ([], [])

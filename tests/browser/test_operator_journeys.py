@@ -1,5 +1,6 @@
 """What an operator does in a real browser: log in, read the dashboard, write a rule segment and see
 its audience, start a recomputation, open a customer's 360 page."""
+
 from datetime import timedelta
 
 import pandas as pd
@@ -31,12 +32,36 @@ def shop(db):
     for c in range(40):
         for i in range(1 + c % 4):
             purchase = (c + i) % 2 == 0
-            rows.append({"external_id": f"b{c}-{i}", "customer": f"cust{c:02d}", "item": f"sku{(c + i) % 9}",
-                         "type": "purchase" if purchase else "view", "amount": 15.0 * (1 + c % 5) if purchase else None,
-                         "occurred_at": now - timedelta(days=c * 4 + i), "context": {"order_id": f"o{c}-{i}"} if purchase else {}})
+            rows.append(
+                {
+                    "external_id": f"b{c}-{i}",
+                    "customer": f"cust{c:02d}",
+                    "item": f"sku{(c + i) % 9}",
+                    "type": "purchase" if purchase else "view",
+                    "amount": 15.0 * (1 + c % 5) if purchase else None,
+                    "occurred_at": now - timedelta(days=c * 4 + i),
+                    "context": {"order_id": f"o{c}-{i}"} if purchase else {},
+                }
+            )
     services.events_ingest(rows=pd.DataFrame(rows))
-    services.items_upsert(rows=pd.DataFrame([{"external_id": f"sku{i}", "title": f"Lamp model {i}", "category": ["Home", "Garden", "Books"][i % 3], "price": 15 + i} for i in range(9)]))
-    services.customers_upsert(rows=pd.DataFrame([{"external_id": f"cust{c:02d}", "name": f"Customer {c}", "consent_email": c % 3 != 0} for c in range(40)]))
+    services.items_upsert(
+        rows=pd.DataFrame(
+            [
+                {
+                    "external_id": f"sku{i}",
+                    "title": f"Lamp model {i}",
+                    "category": ["Home", "Garden", "Books"][i % 3],
+                    "price": 15 + i,
+                }
+                for i in range(9)
+            ]
+        )
+    )
+    services.customers_upsert(
+        rows=pd.DataFrame(
+            [{"external_id": f"cust{c:02d}", "name": f"Customer {c}", "consent_email": c % 3 != 0} for c in range(40)]
+        )
+    )
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments"]))
 
 
@@ -102,7 +127,10 @@ def test_customer_360_page(page, live_server, shop, operator_login):
     customer = Customer.objects.get(external_id="cust07")
     page.goto(f"{live_server.url}/admin/profiles/customer/{customer.pk}/change/")
     text = page.inner_text("#content-main").lower()  # the admin's headings are upper-cased by CSS
-    assert all(h in text for h in ("profile (computed)", "recent events", "segments", "consent history", "messages (latest 20)"))
+    assert all(
+        h in text
+        for h in ("profile (computed)", "recent events", "segments", "consent history", "messages (latest 20)")
+    )
     assert customer.profile.rfm_code in text and customer.profile.lifecycle in text
     shot(page, "customer-360")
     assert page.console_errors == []
@@ -123,7 +151,9 @@ def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, liv
     page.wait_for_function("() => /members/.test(document.getElementById('audience-size').textContent)")
     assert page.inner_text("#audience-size").startswith(f"{members} members")
     page.fill("#id_title_template", "Hello {{ customer.name }}")
-    page.fill("#id_body_template", "We picked these for you: {% for item in recommendations %}{{ item.title }} {% endfor %}")
+    page.fill(
+        "#id_body_template", "We picked these for you: {% for item in recommendations %}{{ item.title }} {% endfor %}"
+    )
     page.fill("#id_window_start", "00:00")
     page.fill("#id_window_end", "23:59")
     shot(page, "campaign-form")
@@ -144,7 +174,8 @@ def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, liv
 
 
 def test_administrator_reads_in_the_audit_log_what_an_operator_did_and_a_guessed_password_locks_the_account(
-        page, live_server, shop, operator_login, django_user_model, browser):
+    page, live_server, shop, operator_login, django_user_model, browser
+):
     from django.test import override_settings
 
     _login(page, live_server, operator_login)

@@ -1,4 +1,5 @@
 """Real servers on loopback for the channel tests: an SMTP server (aiosmtpd) and a push receiver (http.server)."""
+
 from __future__ import annotations
 
 import email
@@ -59,7 +60,7 @@ class PushReceiver:
         self.secret = secret
         self.fail_first = fail_first
         self.slow_first = slow_first
-        self.requests = Counter()      # key -> requests seen
+        self.requests = Counter()  # key -> requests seen
         self.accepted: dict[str, dict] = {}  # key -> payload, once
         self.bad_signatures = 0
         self.times: dict[str, list[float]] = {}

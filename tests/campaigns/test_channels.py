@@ -1,5 +1,6 @@
 """Email to a real SMTP server on loopback, push to a real HTTP receiver that checks the signature,
 the in-app inbox and its tracking, unsubscribe, and the template sandbox."""
+
 import pytest
 from django.test import override_settings
 
@@ -25,20 +26,35 @@ def staff_api(db):
     from django.contrib.auth.models import Permission
 
     campaigns_perms = Permission.objects.filter(content_type__app_label="campaigns")
-    return client_for(OperatorFactory(username="frontend", email="fe@example.com",
-                                      permissions=[*campaigns_perms, "segments.view_segment"]))
+    return client_for(
+        OperatorFactory(
+            username="frontend", email="fe@example.com", permissions=[*campaigns_perms, "segments.view_segment"]
+        )
+    )
 
 
 def test_an_email_with_the_customers_own_suggestions_arrives_and_its_link_unsubscribes(committed, shop, client):
     from recommendations.selectors import recommendations_for
 
-    with smtp_server() as (port, inbox), override_settings(
-        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port,
-        EMAIL_USE_TLS=False, DEFAULT_FROM_EMAIL="shop@example.com",
+    with (
+        smtp_server() as (port, inbox),
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+            EMAIL_HOST="127.0.0.1",
+            EMAIL_PORT=port,
+            EMAIL_USE_TLS=False,
+            DEFAULT_FROM_EMAIL="shop@example.com",
+        ),
     ):
-        campaign = make_campaign(segments=[everyone()], channel="email", kind="products", recommendation_count=3,
-                                 title_template="{{ customer.first_name }}, picked for you",
-                                 body_template="Hi {{ customer.name }},\n{% for i in items %}- {{ i.title }}: {{ i.price }} {{ i.url }}\n{% endfor %}")
+        campaign = make_campaign(
+            segments=[everyone()],
+            channel="email",
+            kind="products",
+            recommendation_count=3,
+            title_template="{{ customer.first_name }}, picked for you",
+            body_template="Hi {{ customer.name }},\n{% for i in items %}- {{ i.title }}: {{ i.price }} {{ i.url "
+            "}}\n{% endfor %}",
+        )
         committed(services.campaign_launch, campaign=campaign)
         sent = list(Delivery.objects.filter(campaign=campaign, status="sent").select_related("customer"))
         assert sent and len(inbox.messages) == len(sent)
@@ -60,8 +76,12 @@ def test_an_email_with_the_customers_own_suggestions_arrives_and_its_link_unsubs
     assert Customer.objects.get(pk=d.customer_id).consent_email is True  # a GET (a link preview) changes nothing
     assert client.post(path).status_code == 200
     assert Customer.objects.get(pk=d.customer_id).consent_email is False
-    with smtp_server() as (port, inbox2), override_settings(
-        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port):
+    with (
+        smtp_server() as (port, inbox2),
+        override_settings(
+            EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend", EMAIL_HOST="127.0.0.1", EMAIL_PORT=port
+        ),
+    ):
         again = make_campaign(segments=[everyone()], channel="email", frequency_cap_count=100)
         committed(services.campaign_launch, campaign=again)
     assert d.customer.email not in {m["To"] for m in inbox2.messages}
@@ -70,8 +90,10 @@ def test_an_email_with_the_customers_own_suggestions_arrives_and_its_link_unsubs
 
 def test_push_is_signed_retried_on_5xx_and_timeouts_and_carries_an_idempotency_key(committed, shop):
     secret = "s3cret-for-tests"
-    with push_receiver(secret, fail_first=2) as (url, receiver), override_settings(
-        CAMPAIGN_PUSH_URL=url, CAMPAIGN_PUSH_SECRET=secret, CAMPAIGN_PUSH_BACKOFF_SECONDS=0.01):
+    with (
+        push_receiver(secret, fail_first=2) as (url, receiver),
+        override_settings(CAMPAIGN_PUSH_URL=url, CAMPAIGN_PUSH_SECRET=secret, CAMPAIGN_PUSH_BACKOFF_SECONDS=0.01),
+    ):
         campaign = make_campaign(segments=[everyone()], channel="push")
         committed(services.campaign_launch, campaign=campaign)
     sent = Delivery.objects.filter(campaign=campaign, status="sent")
@@ -91,15 +113,41 @@ def test_push_is_signed_retried_on_5xx_and_timeouts_and_carries_an_idempotency_k
     # a timeout is retried; a wrong secret is refused by the receiver and the delivery fails
     with push_receiver(secret, slow_first=0.6) as (url, receiver):
         ch = PushChannel(url=url, secret=secret, timeout=0.3, backoff=0.01, max_attempts=3, concurrency=1)
-        out = ch.send([Message(delivery_id=1, provider_key="k1", customer_external_id="c1", email="", title="t", body="b", campaign_id=1)])
+        out = ch.send(
+            [
+                Message(
+                    delivery_id=1,
+                    provider_key="k1",
+                    customer_external_id="c1",
+                    email="",
+                    title="t",
+                    body="b",
+                    campaign_id=1,
+                )
+            ]
+        )
         assert out[0].ok and out[0].attempts == 2 and len(receiver.accepted) == 1
         bad = PushChannel(url=url, secret="wrong", backoff=0.01, concurrency=1)
-        out = bad.send([Message(delivery_id=2, provider_key="k2", customer_external_id="c1", email="", title="t", body="b", campaign_id=1)])
+        out = bad.send(
+            [
+                Message(
+                    delivery_id=2,
+                    provider_key="k2",
+                    customer_external_id="c1",
+                    email="",
+                    title="t",
+                    body="b",
+                    campaign_id=1,
+                )
+            ]
+        )
         assert not out[0].ok and out[0].attempts == 1 and receiver.bad_signatures == 1
 
 
 def test_the_inbox_lists_in_app_messages_and_records_opens_and_clicks(committed, shop, staff_api):
-    campaign = make_campaign(segments=[everyone()], kind="products", recommendation_count=2, control_percent=0, frequency_cap_count=100)
+    campaign = make_campaign(
+        segments=[everyone()], kind="products", recommendation_count=2, control_percent=0, frequency_cap_count=100
+    )
     committed(services.campaign_launch, campaign=campaign)
     d = Delivery.objects.filter(campaign=campaign, status="sent").exclude(items=[]).select_related("customer").first()
     ext = d.customer.external_id
@@ -112,7 +160,9 @@ def test_the_inbox_lists_in_app_messages_and_records_opens_and_clicks(committed,
     from profiles.models import Item
 
     item = Item.objects.get(pk=d.items[0])
-    res = staff_api.post(f"/api/customers/{ext}/inbox/{d.pk}/clicked/", {"item": item.external_id, "item_kind": item.kind}, format="json")
+    res = staff_api.post(
+        f"/api/customers/{ext}/inbox/{d.pk}/clicked/", {"item": item.external_id, "item_kind": item.kind}, format="json"
+    )
     assert res.status_code == 200
     d.refresh_from_db()
     assert d.opened_at and d.clicked_at
@@ -142,19 +192,26 @@ def test_the_audience_preview_counts_members_consent_and_control(shop, staff_api
     assert body["consenting"] == seg.memberships.filter(customer__consent_email=True).count()
 
 
-@pytest.mark.parametrize("source", [
-    "{{ settings.SECRET_KEY }}",
-    "{% load static %}{% static 'x' %}",
-    "{% include 'admin/base.html' %}",
-    "{% debug %}",
-    "{% url 'admin:index' %}",
-    "{{ customer.clear }}{{ items.pop }}{{ customer.name }}",
-    "{{ campaign.__class__ }}{{ customer.items }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ settings.SECRET_KEY }}",
+        "{% load static %}{% static 'x' %}",
+        "{% include 'admin/base.html' %}",
+        "{% debug %}",
+        "{% url 'admin:index' %}",
+        "{{ customer.clear }}{{ items.pop }}{{ customer.name }}",
+        "{{ campaign.__class__ }}{{ customer.items }}",
+    ],
+)
 def test_templates_cannot_reach_settings_the_database_or_side_effects(source):
     from django.conf import settings
 
-    context = {"customer": {"name": "Ada", "email": "ada@example.com"}, "items": [{"title": "Tea"}], "campaign": {"name": "x"}}
+    context = {
+        "customer": {"name": "Ada", "email": "ada@example.com"},
+        "items": [{"title": "Tea"}],
+        "campaign": {"name": "x"},
+    }
     try:
         out = render(source, context)
     except TemplateError:
@@ -165,5 +222,12 @@ def test_templates_cannot_reach_settings_the_database_or_side_effects(source):
 
 
 def _message_fields() -> dict:
-    return {"delivery_id": 0, "provider_key": "", "customer_external_id": "c-backoff", "email": "c@example.com",
-            "title": "Hello", "body": "A message", "campaign_id": 0}
+    return {
+        "delivery_id": 0,
+        "provider_key": "",
+        "customer_external_id": "c-backoff",
+        "email": "c@example.com",
+        "title": "Hello",
+        "body": "A message",
+        "campaign_id": 0,
+    }

@@ -1,4 +1,5 @@
 """Reading an inbox changes nothing; the customer's own client records a message delivered with an explicit POST."""
+
 import pytest
 from django.apps import apps
 
@@ -15,8 +16,10 @@ pytestmark = pytest.mark.django_db
 def sent(db, committed):
     """An in-app campaign sent to twelve customers who bought something."""
     readers = [f"ib{c}" for c in range(12)]
-    ingest(customers=[CustomerRow(external_id=c, name=f"Reader {c[2:]}") for c in readers],
-           events=purchases(readers, 36, prefix="ibe", items=5, amount=12.5, days=9))
+    ingest(
+        customers=[CustomerRow(external_id=c, name=f"Reader {c[2:]}") for c in readers],
+        events=purchases(readers, 36, prefix="ibe", items=5, amount=12.5, days=9),
+    )
     readers_segment = SegmentFactory(name="Readers", rule={"consent": "in_app"})
     campaign = CampaignFactory(name="News", body_template="New arrivals", control_percent=0, segments=[readers_segment])
     committed(campaign_services.campaign_launch, campaign=campaign)

@@ -1,4 +1,5 @@
 """Exactly once across a killed worker: a real Celery worker is SIGKILLed mid-chunk, a new one finishes the job."""
+
 import os
 import signal
 import time
@@ -42,7 +43,9 @@ def _database_url() -> str:
     name = str(s["NAME"])
     if connection.vendor == "sqlite" and "memory" not in name and name:
         return f"sqlite:///{name}"
-    _skip_or_fail("the test database is in-memory SQLite, which a worker process cannot open (use PostgreSQL via DATABASE_URL)")
+    _skip_or_fail(
+        "the test database is in-memory SQLite, which a worker process cannot open (use PostgreSQL via DATABASE_URL)"
+    )
 
 
 def _wait(predicate, timeout: float, what: str):
@@ -56,15 +59,28 @@ def _wait(predicate, timeout: float, what: str):
 
 @pytest.mark.django_db(transaction=True)
 def test_each_eligible_customer_gets_exactly_one_message_across_a_killed_worker(broker):
-    customers_upsert(rows=pd.DataFrame({
-        "external_id": [f"kw{i:04d}" for i in range(N)], "name": [f"Kim {i}" for i in range(N)],
-        "consent_in_app": [i % 7 != 0 for i in range(N)],
-    }))
+    customers_upsert(
+        rows=pd.DataFrame(
+            {
+                "external_id": [f"kw{i:04d}" for i in range(N)],
+                "name": [f"Kim {i}" for i in range(N)],
+                "consent_in_app": [i % 7 != 0 for i in range(N)],
+            }
+        )
+    )
     seg = Segment.objects.create(name="kw", kind="cluster")
-    Membership.objects.bulk_create([Membership(segment=seg, customer_id=c) for c in Customer.objects.values_list("id", flat=True)])
+    Membership.objects.bulk_create(
+        [Membership(segment=seg, customer_id=c) for c in Customer.objects.values_list("id", flat=True)]
+    )
     campaign = make_campaign(segments=[seg], frequency_cap_count=100)
-    env = {"DATABASE_URL": _database_url(), "CAMPAIGN_SEND_DELAY_SECONDS": "0.03", "CAMPAIGN_SEND_BATCH": "1",
-           "CAMPAIGN_CHUNK_SIZE": "100", "CAMPAIGN_CLAIM_TIMEOUT_SECONDS": "2", "LOG_LEVEL": "WARNING"}
+    env = {
+        "DATABASE_URL": _database_url(),
+        "CAMPAIGN_SEND_DELAY_SECONDS": "0.03",
+        "CAMPAIGN_SEND_BATCH": "1",
+        "CAMPAIGN_CHUNK_SIZE": "100",
+        "CAMPAIGN_CLAIM_TIMEOUT_SECONDS": "2",
+        "LOG_LEVEL": "WARNING",
+    }
     sent = Delivery.objects.filter(campaign=campaign, status="sent")
 
     with real_worker(env_overrides=env) as (queue, proc):
@@ -79,9 +95,17 @@ def test_each_eligible_customer_gets_exactly_one_message_across_a_killed_worker(
     time.sleep(2.5)  # the dead worker's claims lapse (CAMPAIGN_CLAIM_TIMEOUT_SECONDS=2)
     with override_settings(CAMPAIGN_CLAIM_TIMEOUT_SECONDS=2), real_worker(env_overrides=env) as (queue, proc):
         services.campaigns_tick(queue=queue)  # what beat does every minute: stranded chunks go out again
-        _wait(lambda: not Delivery.objects.filter(campaign=campaign, status__in=services.OPEN).exists(), 120, "the second worker to finish")
+        _wait(
+            lambda: not Delivery.objects.filter(campaign=campaign, status__in=services.OPEN).exists(),
+            120,
+            "the second worker to finish",
+        )
 
-    rows = pd.DataFrame.from_records(Delivery.objects.filter(campaign=campaign).values("customer_id", "status", "is_control", "reason", "provider_key"))
+    rows = pd.DataFrame.from_records(
+        Delivery.objects.filter(campaign=campaign).values(
+            "customer_id", "status", "is_control", "reason", "provider_key"
+        )
+    )
     consent = dict(Customer.objects.values_list("id", "consent_in_app"))
     got = rows[rows["status"] == "sent"]
     assert got["customer_id"].is_unique and got["provider_key"].is_unique

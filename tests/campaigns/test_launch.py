@@ -1,7 +1,7 @@
 """Launch and in-app delivery on the demo shop: audience snapshot, control group, consent, cap, quiet hours, status."""
-from datetime import datetime, time, timedelta, timezone as dt_tz
 
 import json
+from datetime import UTC, datetime, time, timedelta
 
 import pandas as pd
 import pytest
@@ -32,7 +32,9 @@ def test_a_launch_delivers_exactly_once_to_each_eligible_member_and_holds_out_a_
     members = set(Membership.objects.filter(segment=seg).values_list("customer_id", flat=True))
     excluded = set(Membership.objects.filter(segment=cluster).values_list("customer_id", flat=True))
     audience = members - excluded
-    rows = pd.DataFrame.from_records(Delivery.objects.filter(campaign=campaign).values("customer_id", "is_control", "status", "reason", "title"))
+    rows = pd.DataFrame.from_records(
+        Delivery.objects.filter(campaign=campaign).values("customer_id", "is_control", "status", "reason", "title")
+    )
     assert set(rows["customer_id"]) == audience and rows["customer_id"].is_unique
     consent = dict(Customer.objects.values_list("id", "consent_in_app"))
     rows["consent"] = rows["customer_id"].map(consent)
@@ -46,18 +48,25 @@ def test_a_launch_delivers_exactly_once_to_each_eligible_member_and_holds_out_a_
     treated = eligible[~eligible["is_control"]]
     assert (treated["status"] == "sent").all()
     names = dict(Customer.objects.values_list("id", "name"))
-    assert all(t.startswith("Hello ") and names[c].split()[0] in t for c, t in zip(treated["customer_id"], treated["title"]))
+    assert all(
+        t.startswith("Hello ") and names[c].split()[0] in t
+        for c, t in zip(treated["customer_id"], treated["title"], strict=False)
+    )
 
     # deterministic: the same hash answers again, and a re-run adds and sends nothing
     again = services.control_mask(campaign.pk, eligible["customer_id"].to_numpy(), campaign.control_percent)
     assert (again == eligible["is_control"].to_numpy()).all()
     assert services.audience_snapshot(campaign=campaign) == 0
-    first, last = Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)[::len(rows) - 1]
+    first, last = (
+        Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True)[:: len(rows) - 1]
+    )
     assert services.deliveries_send(campaign_id=campaign.pk, first_id=first, last_id=last)["claimed"] == 0
     assert Delivery.objects.filter(campaign=campaign, status="sent").count() == len(treated)
 
     # every status move is recorded with who and when; the campaign completes on the next tick
-    assert list(StatusChange.objects.filter(campaign=campaign).values_list("from_status", "to_status", "by")) == [("draft", "running", user.pk)]
+    assert list(StatusChange.objects.filter(campaign=campaign).values_list("from_status", "to_status", "by")) == [
+        ("draft", "running", user.pk)
+    ]
     committed(services.campaigns_tick)
     campaign.refresh_from_db()
     assert campaign.status == "completed"
@@ -68,8 +77,12 @@ def test_a_launch_delivers_exactly_once_to_each_eligible_member_and_holds_out_a_
 def test_the_suggested_items_are_in_the_message_and_count_as_seen(committed, shop):
     from recommendations.models import Impression
 
-    campaign = make_campaign(segments=[everyone()], kind="products", recommendation_count=3,
-                             body_template="{% for i in items %}{{ i.title }} ({{ i.price }}) {{ i.url }}\n{% endfor %}")
+    campaign = make_campaign(
+        segments=[everyone()],
+        kind="products",
+        recommendation_count=3,
+        body_template="{% for i in items %}{{ i.title }} ({{ i.price }}) {{ i.url }}\n{% endfor %}",
+    )
     committed(services.campaign_launch, campaign=campaign)
     sent = Delivery.objects.filter(campaign=campaign, status="sent").select_related("customer")
     with_items = [d for d in sent if d.items]
@@ -100,15 +113,19 @@ def test_the_frequency_cap_holds_across_campaigns_with_a_per_campaign_override(c
     committed(services.campaign_launch, campaign=loose)
     assert Delivery.objects.filter(campaign=loose, status="sent").count() == capped
     # nobody ever got more than the cap allowed within the window
-    per_customer = pd.Series(Delivery.objects.filter(status="sent").values_list("customer_id", flat=True)).value_counts()
+    per_customer = pd.Series(
+        Delivery.objects.filter(status="sent").values_list("customer_id", flat=True)
+    ).value_counts()
     assert per_customer.max() <= 10
 
 
 def test_quiet_hours_defer_to_the_next_window_in_the_customers_own_time_zone(committed, shop):
     seg = everyone()
     tz_of = dict(Customer.objects.values_list("id", "time_zone"))
-    now = datetime(2030, 1, 15, 3, 0, tzinfo=dt_tz.utc)  # 03:00 UTC: night in Europe, evening in the Americas, day in Asia
-    campaign = make_campaign(segments=[seg], window_start=time(9, 0), window_end=time(21, 0), control_percent=0, frequency_cap_count=100)
+    now = datetime(2030, 1, 15, 3, 0, tzinfo=UTC)  # 03:00 UTC: night in Europe, evening in the Americas, day in Asia
+    campaign = make_campaign(
+        segments=[seg], window_start=time(9, 0), window_end=time(21, 0), control_percent=0, frequency_cap_count=100
+    )
     services.campaign_launch(campaign=campaign, now=now)  # its send tasks wait for a commit that never comes here
     ids = list(Delivery.objects.filter(campaign=campaign).order_by("id").values_list("id", flat=True))
     services.deliveries_send(campaign_id=campaign.pk, first_id=ids[0], last_id=ids[-1], now=now)
@@ -215,7 +232,9 @@ def test_the_campaign_command_launches_reports_and_refuses_invalid_moves(shop, c
     assert "is now running" in out.getvalue() or "is now completed" in out.getvalue()
     report = StringIO()
     call_command("campaign", "report", str(campaign.pk), stdout=report)
-    assert json.loads(report.getvalue())["sent"] == Delivery.objects.filter(campaign=campaign, status="sent").count() > 0
+    assert (
+        json.loads(report.getvalue())["sent"] == Delivery.objects.filter(campaign=campaign, status="sent").count() > 0
+    )
     call_command("campaign", "cancel", str(campaign.pk), stdout=out)
     with pytest.raises(CommandError):
         call_command("campaign", "launch", str(campaign.pk), stdout=out)

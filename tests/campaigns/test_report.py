@@ -1,4 +1,5 @@
 """Attribution, the report's statistics on simulated conversions, the activities endpoint, and the operator screens."""
+
 from datetime import timedelta
 
 import numpy as np
@@ -42,24 +43,52 @@ def _simulate(committed, *, p_treated: float, p_control: float, seed: int):
     from profiles.services import items_upsert
 
     # the goal is limited to a category only the simulation buys from (the demo's own purchases would count otherwise)
-    items_upsert(rows=pd.DataFrame([{"kind": "product", "external_id": f"sim-{seed}", "title": "Simulated", "category": "Simulated", "price": 20.0}]))
-    campaign = make_campaign(segments=[everyone()], name=f"sim {seed}", frequency_cap_count=1000, attribution_days=7,
-                             goal_category="Simulated")
+    items_upsert(
+        rows=pd.DataFrame(
+            [
+                {
+                    "kind": "product",
+                    "external_id": f"sim-{seed}",
+                    "title": "Simulated",
+                    "category": "Simulated",
+                    "price": 20.0,
+                }
+            ]
+        )
+    )
+    campaign = make_campaign(
+        segments=[everyone()],
+        name=f"sim {seed}",
+        frequency_cap_count=1000,
+        attribution_days=7,
+        goal_category="Simulated",
+    )
     committed(services.campaign_launch, campaign=campaign)
     back = timezone.now() - timedelta(days=3)
     Campaign.objects.filter(pk=campaign.pk).update(launched_at=back)
     Delivery.objects.filter(campaign=campaign, status="sent").update(sent_at=back)
-    rows = pd.DataFrame.from_records(Delivery.objects.filter(campaign=campaign).exclude(reason="no_consent")
-                                     .values("customer__external_id", "is_control"))
+    rows = pd.DataFrame.from_records(
+        Delivery.objects.filter(campaign=campaign)
+        .exclude(reason="no_consent")
+        .values("customer__external_id", "is_control")
+    )
     rng = np.random.default_rng(seed)
     p = np.where(rows["is_control"], p_control, p_treated)
     buyers = rows[rng.random(len(rows)) < p]
     product = Item.objects.get(kind="product", external_id=f"sim-{seed}")
-    events = pd.DataFrame({
-        "external_id": [f"sim{seed}-{c}" for c in buyers["customer__external_id"]], "customer": buyers["customer__external_id"].to_numpy(),
-        "item_kind": "product", "item": product.external_id, "type": "purchase", "value": 1.0, "amount": 20.0,
-        "occurred_at": back + timedelta(days=1), "context": [{"order_id": f"sim{seed}-{c}"} for c in buyers["customer__external_id"]],
-    })
+    events = pd.DataFrame(
+        {
+            "external_id": [f"sim{seed}-{c}" for c in buyers["customer__external_id"]],
+            "customer": buyers["customer__external_id"].to_numpy(),
+            "item_kind": "product",
+            "item": product.external_id,
+            "type": "purchase",
+            "value": 1.0,
+            "amount": 20.0,
+            "occurred_at": back + timedelta(days=1),
+            "context": [{"order_id": f"sim{seed}-{c}"} for c in buyers["customer__external_id"]],
+        }
+    )
     # a purchase outside the window counts for nobody
     late = events.head(5).assign(external_id=lambda f: f["external_id"] + "-late", occurred_at=back - timedelta(days=1))
     events_ingest(rows=pd.concat([events, late], ignore_index=True))
@@ -96,16 +125,25 @@ def test_when_treated_customers_do_not_convert_more_the_interval_covers_zero(com
 def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(committed, shop, client):
     from recommendations.models import Recommendation
 
-    second = Recommendation.objects.filter(run__is_active=True, kind="activity", rank=2,
-                                           customer__memberships__segment=everyone()).order_by("customer_id").first()
+    second = (
+        Recommendation.objects.filter(
+            run__is_active=True, kind="activity", rank=2, customer__memberships__segment=everyone()
+        )
+        .order_by("customer_id")
+        .first()
+    )
     customer = second.customer
     customer.consent_in_app = True
     customer.save()
-    recs = list(Recommendation.objects.filter(run__is_active=True, kind="activity", customer=customer).order_by("rank")[:2])
+    recs = list(
+        Recommendation.objects.filter(run__is_active=True, kind="activity", customer=customer).order_by("rank")[:2]
+    )
     seg = everyone()
     a = make_campaign(segments=[seg], name="second", kind="activity", promoted_item=recs[1].item, control_percent=0)
     b = make_campaign(segments=[seg], name="first", kind="activity", promoted_item=recs[0].item, control_percent=0)
-    held = make_campaign(segments=[seg], name="held out", kind="activity", promoted_item=recs[0].item, control_percent=100)
+    held = make_campaign(
+        segments=[seg], name="held out", kind="activity", promoted_item=recs[0].item, control_percent=100
+    )
     draft = make_campaign(segments=[seg], name="draft", kind="activity", promoted_item=recs[0].item, control_percent=0)
     for c in (a, b, held):
         c.status = "running"
@@ -122,19 +160,42 @@ def test_activities_lists_the_running_promotions_a_customer_may_join_best_first(
     del draft
 
 
-def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test(committed, shop, client, django_user_model):
+def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test(
+    committed, shop, client, django_user_model
+):
     from django.core import mail
 
-    user = OperatorFactory(username="editor", permissions=[  # the test mail goes to editor@example.com
-        "campaigns.view_campaign", "campaigns.add_campaign", "campaigns.change_campaign", "segments.view_segment"])
+    user = OperatorFactory(
+        username="editor",
+        permissions=[  # the test mail goes to editor@example.com
+            "campaigns.view_campaign",
+            "campaigns.add_campaign",
+            "campaigns.change_campaign",
+            "segments.view_segment",
+        ],
+    )
     client.force_login(user)
     seg = everyone()
-    res = client.post("/admin/campaigns/campaign/add/", {
-        "name": "Autumn", "goal": "", "kind": "message", "channel": "in_app", "segments": [seg.pk], "control_percent": 10,
-        "title_template": "Hi {{ customer.first_name }}", "body_template": "{% for i in items %}{{ i.title }}{% endfor %}",
-        "recommendation_kind": "product", "recommendation_count": 3, "schedule": "now", "goal_event_type": "purchase",
-        "attribution_days": 7, "status_changes-TOTAL_FORMS": 0, "status_changes-INITIAL_FORMS": 0,
-    })
+    res = client.post(
+        "/admin/campaigns/campaign/add/",
+        {
+            "name": "Autumn",
+            "goal": "",
+            "kind": "message",
+            "channel": "in_app",
+            "segments": [seg.pk],
+            "control_percent": 10,
+            "title_template": "Hi {{ customer.first_name }}",
+            "body_template": "{% for i in items %}{{ i.title }}{% endfor %}",
+            "recommendation_kind": "product",
+            "recommendation_count": 3,
+            "schedule": "now",
+            "goal_event_type": "purchase",
+            "attribution_days": 7,
+            "status_changes-TOTAL_FORMS": 0,
+            "status_changes-INITIAL_FORMS": 0,
+        },
+    )
     assert res.status_code == 302, res.content.decode()[:3000]
     campaign = Campaign.objects.get(name="Autumn")
     page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
@@ -143,10 +204,25 @@ def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test
     sample = services.audience_queryset(segment_ids=[seg.pk]).order_by("id").first()
     assert f"Hi {sample.name.split()[0]}" in html
     # a bad template is refused with its reason
-    res = client.post("/admin/campaigns/campaign/add/", {
-        "name": "Bad", "kind": "message", "channel": "in_app", "segments": [seg.pk], "control_percent": 10,
-        "title_template": "{% load static %}", "body_template": "x", "recommendation_kind": "product", "recommendation_count": 3,
-        "schedule": "now", "goal_event_type": "purchase", "attribution_days": 7, "status_changes-TOTAL_FORMS": 0, "status_changes-INITIAL_FORMS": 0})
+    res = client.post(
+        "/admin/campaigns/campaign/add/",
+        {
+            "name": "Bad",
+            "kind": "message",
+            "channel": "in_app",
+            "segments": [seg.pk],
+            "control_percent": 10,
+            "title_template": "{% load static %}",
+            "body_template": "x",
+            "recommendation_kind": "product",
+            "recommendation_count": 3,
+            "schedule": "now",
+            "goal_event_type": "purchase",
+            "attribution_days": 7,
+            "status_changes-TOTAL_FORMS": 0,
+            "status_changes-INITIAL_FORMS": 0,
+        },
+    )
     assert res.status_code == 200 and "Template error" in res.content.decode()
     # without the permission the launch is refused; with it, it runs
     assert client.post(f"/admin/campaigns/campaign/{campaign.pk}/do/launch/").status_code == 403

@@ -1,12 +1,13 @@
 """Moving the pipeline's models out of profiles moves no data: a database migrated before the move
 keeps its runs, its steps, the grants of `run_pipeline` and the audit log's links to runs."""
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from pipeline.models import PipelineRun
 from accounts.models import AuditEntry
+from pipeline.models import PipelineRun
 
 BEFORE = [
     ("profiles", "0013_merge_security_round"),
@@ -31,8 +32,9 @@ def test_a_database_from_before_the_move_keeps_its_runs_steps_grants_and_audit_l
     ContentType, Permission = old.get_model("contenttypes", "ContentType"), old.get_model("auth", "Permission")
     OldGroup, OldUser = old.get_model("auth", "Group"), old.get_model("auth", "User")
     ct, _ = ContentType.objects.get_or_create(app_label="profiles", model="pipelinerun")
-    perm, _ = Permission.objects.get_or_create(content_type=ct, codename="run_pipeline",
-                                               defaults={"name": "Can start a recomputation"})
+    perm, _ = Permission.objects.get_or_create(
+        content_type=ct, codename="run_pipeline", defaults={"name": "Can start a recomputation"}
+    )
     group = OldGroup.objects.create(name="Recomputers")
     group.permissions.add(perm)
     OldUser.objects.create(username="night-operator", is_staff=True).groups.add(group)
@@ -41,8 +43,12 @@ def test_a_database_from_before_the_move_keeps_its_runs_steps_grants_and_audit_l
     Step.objects.create(pipeline=run, name="profiles", status="succeeded", counts={"customers": 3})
     Step.objects.create(pipeline=run, name="segments", status="skipped")
     old.get_model("profiles", "AuditEntry").objects.create(
-        action="pipeline.started", source="admin", actor_label="boss", target_type="profiles.pipelinerun",
-        target_id=str(run.pk))
+        action="pipeline.started",
+        source="admin",
+        actor_label="boss",
+        target_type="profiles.pipelinerun",
+        target_id=str(run.pk),
+    )
 
     # when it is migrated forward
     _migrate(None)
@@ -50,7 +56,9 @@ def test_a_database_from_before_the_move_keeps_its_runs_steps_grants_and_audit_l
     # then the rows are the pipeline app's, the grant is pipeline.run_pipeline, and the audit entry links the run
     moved = PipelineRun.objects.get(pk=run.pk)
     assert list(moved.step_runs.order_by("id").values_list("name", "status")) == [
-        ("profiles", "succeeded"), ("segments", "skipped")]
+        ("profiles", "succeeded"),
+        ("segments", "skipped"),
+    ]
     assert moved.step_runs.get(name="profiles").counts == {"customers": 3}
     granted = Group.objects.get(name="Recomputers").permissions.get()
     assert (granted.content_type.app_label, granted.codename) == ("pipeline", "run_pipeline")

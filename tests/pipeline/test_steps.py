@@ -1,4 +1,5 @@
 """The steps listed in settings: their order, the parameters each declares, and one way to start a run."""
+
 from io import StringIO
 
 import pytest
@@ -14,13 +15,22 @@ def _compute(name):
     def compute(*, step, progress, **params):
         seen.append((name, params))
         return {"params": params}
+
     return compute
 
 
-early = Step(name="early", description="runs first", backends={"local": _compute("early")},
-             params=(Param("incremental", bool, False, help="only what changed.", admin=True),))
-late = Step(name="late", description="runs second", backends={"local": _compute("late")},
-            params=(Param("k", int, None, help="how many."), Param("incremental", bool, False)))
+early = Step(
+    name="early",
+    description="runs first",
+    backends={"local": _compute("early")},
+    params=(Param("incremental", bool, False, help="only what changed.", admin=True),),
+)
+late = Step(
+    name="late",
+    description="runs second",
+    backends={"local": _compute("late")},
+    params=(Param("k", int, None, help="how many."), Param("incremental", bool, False)),
+)
 plain = Step(name="plain", description="takes nothing", backends={"local": _compute("plain")})
 
 

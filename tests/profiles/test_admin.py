@@ -1,11 +1,12 @@
 """Admin screens: lists render what operators look for, with a query count that does not grow with rows."""
+
 import re
 from datetime import timedelta
 
 import pandas as pd
 import pytest
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from profiles import services
@@ -69,8 +70,14 @@ def test_customer_page_shows_every_apps_section_in_the_listed_order(boss_client)
     customer = Customer.objects.get(external_id="cust-0")
     page = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/")
     headings = [str(inline.opts.verbose_name_plural) for inline in page.context["inline_admin_formsets"]]
-    assert headings == ["Profile (computed)", "Recent events (latest 20)", "Consent history", "Segments",
-                        "Current suggestions (active recommender run)", "Messages (latest 20)"]
+    assert headings == [
+        "Profile (computed)",
+        "Recent events (latest 20)",
+        "Consent history",
+        "Segments",
+        "Current suggestions (active recommender run)",
+        "Messages (latest 20)",
+    ]
     html = re.sub(r"\s+", " ", page.content.decode())
     positions = [html.index(f'class="inline-heading"> {heading} </h2>') for heading in headings]
     assert positions == sorted(positions)
@@ -91,8 +98,18 @@ def test_consent_changed_in_the_admin_is_recorded_with_who_and_when(boss_client)
     page = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/")
     form = page.context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (dict, list))}
-    data.update({"external_id": "cons-1", "name": "Ada", "time_zone": "UTC", "consent_in_app": "on", "consent_push": "on",
-                 "attributes": "{}", "created_at_0": customer.created_at.strftime("%Y-%m-%d"), "created_at_1": customer.created_at.strftime("%H:%M:%S")})
+    data.update(
+        {
+            "external_id": "cons-1",
+            "name": "Ada",
+            "time_zone": "UTC",
+            "consent_in_app": "on",
+            "consent_push": "on",
+            "attributes": "{}",
+            "created_at_0": customer.created_at.strftime("%Y-%m-%d"),
+            "created_at_1": customer.created_at.strftime("%H:%M:%S"),
+        }
+    )
     data.pop("consent_email", None)  # unticked: email consent withdrawn
     for inline in page.context["inline_admin_formsets"]:  # whatever inlines the apps add to this page
         management = inline.formset.management_form
@@ -100,10 +117,17 @@ def test_consent_changed_in_the_admin_is_recorded_with_who_and_when(boss_client)
         for form in inline.formset.forms:  # the existing rows' hidden ids
             data.update({f.html_name: f.value() for f in form.hidden_fields() if f.value() is not None})
     resp = boss_client.post(f"/admin/profiles/customer/{customer.pk}/change/", data)
-    assert resp.status_code == 302, [i.formset.errors for i in resp.context["inline_admin_formsets"]] + [resp.context["adminform"].form.errors, [i.formset.non_form_errors() for i in resp.context["inline_admin_formsets"]]]
+    assert resp.status_code == 302, [i.formset.errors for i in resp.context["inline_admin_formsets"]] + [
+        resp.context["adminform"].form.errors,
+        [i.formset.non_form_errors() for i in resp.context["inline_admin_formsets"]],
+    ]
     customer.refresh_from_db()
     assert customer.consent_email is False and customer.consent_push is True
-    changes = list(ConsentChange.objects.filter(source="admin").order_by("channel").values_list("channel", "granted", "changed_by__username"))
+    changes = list(
+        ConsentChange.objects.filter(source="admin")
+        .order_by("channel")
+        .values_list("channel", "granted", "changed_by__username")
+    )
     assert changes == [("email", False, "boss"), ("push", True, "boss")]
     html = boss_client.get(f"/admin/profiles/customer/{customer.pk}/change/").content.decode()
     assert "Consent history" in html

@@ -1,4 +1,5 @@
 """Bulk reads and writes between the database and pandas give the same frames on every path."""
+
 from datetime import timedelta
 
 import pandas as pd
@@ -16,12 +17,23 @@ COLUMNS = ["customer_id", "type", "value", "occurred_at", "item__category"]
 
 def _events():
     now = timezone.now()
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"b{i}", "customer": f"c{i % 4}", "item": f"i{i % 3}", "type": ["view", "purchase"][i % 2],
-         "value": 2 if i % 2 else None, "occurred_at": now - timedelta(hours=i), "context": {"order_id": f"o{i}"} if i % 2 else {}}
-        for i in range(40)
-    ]))
-    services.items_upsert(rows=pd.DataFrame([{"external_id": f"i{i}", "category": f"Cat, \"{i}\""} for i in range(3)]))
+    services.events_ingest(
+        rows=pd.DataFrame(
+            [
+                {
+                    "external_id": f"b{i}",
+                    "customer": f"c{i % 4}",
+                    "item": f"i{i % 3}",
+                    "type": ["view", "purchase"][i % 2],
+                    "value": 2 if i % 2 else None,
+                    "occurred_at": now - timedelta(hours=i),
+                    "context": {"order_id": f"o{i}"} if i % 2 else {},
+                }
+                for i in range(40)
+            ]
+        )
+    )
+    services.items_upsert(rows=pd.DataFrame([{"external_id": f"i{i}", "category": f'Cat, "{i}"'} for i in range(3)]))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -49,8 +61,17 @@ def test_read_frame_without_psql_gives_the_same_frame(db):
 
 @pytest.mark.django_db
 def test_bulk_upsert_inserts_then_updates_by_key(db):
-    frame = pd.DataFrame({"kind": ["product", "post"], "external_id": ["a", "a"], "title": ["A", "A post"], "category": ["x", "y"],
-                          "attributes": [{"k": 1}, {}], "active": [True, False], "created_at": [timezone.now()] * 2})
+    frame = pd.DataFrame(
+        {
+            "kind": ["product", "post"],
+            "external_id": ["a", "a"],
+            "title": ["A", "A post"],
+            "category": ["x", "y"],
+            "attributes": [{"k": 1}, {}],
+            "active": [True, False],
+            "created_at": [timezone.now()] * 2,
+        }
+    )
     assert bulk_insert(Item, frame, json_columns=("attributes",)) == 2
     frame["title"] = ["A2", "A post 2"]
     bulk_upsert(Item, frame, key=["kind", "external_id"], json_columns=("attributes",))
@@ -60,15 +81,33 @@ def test_bulk_upsert_inserts_then_updates_by_key(db):
 
 
 def _typed_rows():
-    services.customers_upsert(rows=pd.DataFrame([
-        {"external_id": f"t{i}", "consent_in_app": i % 2 == 0, "consent_email": i % 3 == 0} for i in range(6)]))
-    services.items_upsert(rows=pd.DataFrame([
-        {"external_id": "p1", "price": "9.90", "active": True}, {"external_id": "p2", "active": False}]))
+    services.customers_upsert(
+        rows=pd.DataFrame(
+            [{"external_id": f"t{i}", "consent_in_app": i % 2 == 0, "consent_email": i % 3 == 0} for i in range(6)]
+        )
+    )
+    services.items_upsert(
+        rows=pd.DataFrame(
+            [{"external_id": "p1", "price": "9.90", "active": True}, {"external_id": "p2", "active": False}]
+        )
+    )
     now = timezone.now()
     kinds = [("p1", "view", None), ("p2", "rating", 4.5), (None, "search", None)]  # a search names no item
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": f"e{i}", "customer": f"t{i % 6}", "item": kinds[i % 3][0], "type": kinds[i % 3][1],
-         "value": kinds[i % 3][2], "occurred_at": now - timedelta(hours=i)} for i in range(12)]))
+    services.events_ingest(
+        rows=pd.DataFrame(
+            [
+                {
+                    "external_id": f"e{i}",
+                    "customer": f"t{i % 6}",
+                    "item": kinds[i % 3][0],
+                    "type": kinds[i % 3][1],
+                    "value": kinds[i % 3][2],
+                    "occurred_at": now - timedelta(hours=i),
+                }
+                for i in range(12)
+            ]
+        )
+    )
 
 
 def _check_typed_frame():
@@ -78,7 +117,8 @@ def _check_typed_frame():
     from profiles.models import Customer
 
     people = Customer.objects.order_by("id").annotate(
-        has_events=Exists(Event.objects.filter(customer=OuterRef("pk"))), n_events=Count("events"),
+        has_events=Exists(Event.objects.filter(customer=OuterRef("pk"))),
+        n_events=Count("events"),
         rated=Case(When(external_id="t1", then=Value(True)), default=None, output_field=BooleanField()),
     )
     columns = ["id", "consent_in_app", "consent_email", "has_events", "n_events", "rated"]

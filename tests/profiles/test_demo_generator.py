@@ -69,7 +69,7 @@ def test_customer_columns(shop):
     assert 0.6 < c["consent_email"].mean() < 0.8
     assert 0.3 < c["consent_push"].mean() < 0.55
     assert c["time_zone"].nunique() >= 8
-    assert all(a["persona"] == p for a, p in zip(c["attributes"], c["persona"]))
+    assert all(a["persona"] == p for a, p in zip(c["attributes"], c["persona"], strict=False))
     assert c["persona"].nunique() == len(shop.personas) == 5
 
 
@@ -87,8 +87,17 @@ def test_item_columns(shop):
 
 
 def test_event_columns_and_types(shop, events):
-    assert list(events.columns) == ["external_id", "customer", "item_kind", "item", "type", "value",
-                                    "amount", "occurred_at", "context"]
+    assert list(events.columns) == [
+        "external_id",
+        "customer",
+        "item_kind",
+        "item",
+        "type",
+        "value",
+        "amount",
+        "occurred_at",
+        "context",
+    ]
     assert str(events["occurred_at"].dtype) == "datetime64[ns, UTC]"
     assert set(events["type"]) <= set(EVENT_TYPES)
     assert set(events["customer"]) <= set(shop.customers["external_id"])

@@ -20,12 +20,28 @@ from profiles.features import (
 NOW = pd.Timestamp("2025-06-01 00:00", tz="UTC")
 
 
-def ev(customer_id, type_, days_ago, *, value=np.nan, amount=np.nan, category=None, price=np.nan,
-       kind="product", order_id=None):
+def ev(
+    customer_id,
+    type_,
+    days_ago,
+    *,
+    value=np.nan,
+    amount=np.nan,
+    category=None,
+    price=np.nan,
+    kind="product",
+    order_id=None,
+):
     return {
-        "customer_id": customer_id, "type": type_, "value": value, "amount": amount,
-        "occurred_at": NOW - pd.Timedelta(days=days_ago), "category": category, "item_price": price,
-        "item_kind": kind, "order_id": order_id,
+        "customer_id": customer_id,
+        "type": type_,
+        "value": value,
+        "amount": amount,
+        "occurred_at": NOW - pd.Timedelta(days=days_ago),
+        "category": category,
+        "item_price": price,
+        "item_kind": kind,
+        "order_id": order_id,
     }
 
 
@@ -48,7 +64,7 @@ def test_rfm_by_hand_with_same_day_orders_and_a_return():
     f = compute_features(frame(rows), now=NOW)
     row = f.loc[1]
     assert row["recency_days"] == pytest.approx(10.25)
-    assert row["frequency"] == 2                      # same calendar day = one order
+    assert row["frequency"] == 2  # same calendar day = one order
     assert row["monetary"] == pytest.approx(20 + 30 + 50 - 30)
     assert row["avg_order_value"] == pytest.approx(70 / 2)
     assert row["orders_total"] == 2
@@ -58,8 +74,8 @@ def test_rfm_by_hand_with_same_day_orders_and_a_return():
 def test_order_ids_win_over_calendar_days():
     rows = [
         ev(1, "purchase", 3.1, amount=10.0, order_id="A"),
-        ev(1, "purchase", 3.0, amount=10.0, order_id="B"),   # same day, other order
-        ev(1, "purchase", 1.0, amount=5.0, order_id="B"),    # a later line of order B
+        ev(1, "purchase", 3.0, amount=10.0, order_id="B"),  # same day, other order
+        ev(1, "purchase", 1.0, amount=5.0, order_id="B"),  # a later line of order B
     ]
     f = compute_features(frame(rows), now=NOW)
     assert f.loc[1, "frequency"] == 2
@@ -103,9 +119,9 @@ def test_never_bought_customer():
 @pytest.mark.parametrize(
     ("purchases_days_ago", "expected"),
     [
-        ([10], "new"),                # one order, first purchase within 30 days
-        ([40], "active"),             # one order but older than new_days
-        ([10, 20], "active"),         # two orders: not new any more
+        ([10], "new"),  # one order, first purchase within 30 days
+        ([40], "active"),  # one order but older than new_days
+        ([10, 20], "active"),  # two orders: not new any more
         ([120], "at-risk"),
         ([181], "lapsed"),
         ([], "never-bought"),
@@ -147,9 +163,12 @@ def test_custom_weights_and_tie_break_by_name():
 
 def test_price_band_from_median_viewed_or_bought_price():
     rows = [
-        ev(1, "view", 1, price=5.0), ev(1, "purchase", 1, price=7.0, amount=7.0), ev(1, "view", 1, price=100.0),
+        ev(1, "view", 1, price=5.0),
+        ev(1, "purchase", 1, price=7.0, amount=7.0),
+        ev(1, "view", 1, price=100.0),
         ev(2, "view", 1, price=50.0),
-        ev(3, "click", 1, price=300.0), ev(3, "favorite", 1, price=1.0),   # favourites don't count
+        ev(3, "click", 1, price=300.0),
+        ev(3, "favorite", 1, price=1.0),  # favourites don't count
         ev(4, "search", 1, kind=None),
     ]
     f = compute_features(frame(rows), now=NOW, price_cuts=(10.0, 100.0))
@@ -166,14 +185,18 @@ def test_catalogue_price_cuts_are_terciles():
 # ---------------------------------------------------------------- activity counters
 def test_activity_counters():
     rows = [
-        ev(1, "view", 0.5), ev(1, "view", 0.6), ev(1, "post", 2, kind="post"), ev(1, "comment", 40, kind="post"),
-        ev(1, "like", 39.9, kind="post"), ev(1, "like", 400, kind="post"),
+        ev(1, "view", 0.5),
+        ev(1, "view", 0.6),
+        ev(1, "post", 2, kind="post"),
+        ev(1, "comment", 40, kind="post"),
+        ev(1, "like", 39.9, kind="post"),
+        ev(1, "like", 400, kind="post"),
     ]
     f = compute_features(frame(rows), now=NOW)
     row = f.loc[1]
     assert row["events_30d"] == 3
-    assert row["n_events"] == 5                         # the 400-day-old like is outside the window
-    assert row["active_days"] == 3                      # today, 2 days ago, 40 days ago (two events)
+    assert row["n_events"] == 5  # the 400-day-old like is outside the window
+    assert row["active_days"] == 3  # today, 2 days ago, 40 days ago (two events)
     assert (row["community_posts"], row["community_comments"], row["community_likes"]) == (1, 1, 1)
     assert row["last_seen"] == NOW - pd.Timedelta(days=0.5)
     assert row["first_seen"] == NOW - pd.Timedelta(days=400)
@@ -203,14 +226,19 @@ def demo_events(shop):
     items = shop.items.set_index("external_id")
     cid = pd.Series(np.arange(1, len(shop.customers) + 1), index=shop.customers["external_id"])
     events = shop.events()
-    return pd.DataFrame({
-        "customer_id": events["customer"].map(cid).to_numpy(),
-        "type": events["type"], "value": events["value"], "amount": events["amount"],
-        "occurred_at": events["occurred_at"],
-        "category": events["item"].map(items["category"]), "item_price": events["item"].map(items["price"]),
-        "item_kind": events["item_kind"],
-        "order_id": [c.get("order_id") if c else None for c in events["context"]],
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": events["customer"].map(cid).to_numpy(),
+            "type": events["type"],
+            "value": events["value"],
+            "amount": events["amount"],
+            "occurred_at": events["occurred_at"],
+            "category": events["item"].map(items["category"]),
+            "item_price": events["item"].map(items["price"]),
+            "item_kind": events["item_kind"],
+            "order_id": [c.get("order_id") if c else None for c in events["context"]],
+        }
+    )
 
 
 def test_chunks_of_customers_give_the_same_features():
@@ -226,11 +254,14 @@ def test_chunks_of_customers_give_the_same_features():
 
 # ---------------------------------------------------------------- RFM scores
 def test_rfm_quintiles_by_hand():
-    f = pd.DataFrame({
-        "recency_days": [1.0, 2.0, 3.0, 4.0, 5.0, np.nan],
-        "frequency": [5, 4, 3, 2, 1, 0],
-        "monetary": [10.0, 50.0, 40.0, 30.0, 20.0, 0.0],
-    }, index=pd.Index([10, 11, 12, 13, 14, 15], name="customer_id"))
+    f = pd.DataFrame(
+        {
+            "recency_days": [1.0, 2.0, 3.0, 4.0, 5.0, np.nan],
+            "frequency": [5, 4, 3, 2, 1, 0],
+            "monetary": [10.0, 50.0, 40.0, 30.0, 20.0, 0.0],
+        },
+        index=pd.Index([10, 11, 12, 13, 14, 15], name="customer_id"),
+    )
     s = score_rfm(f)
     assert list(s["r_score"]) == [5, 4, 3, 2, 1, 0]
     assert list(s["f_score"]) == [5, 4, 3, 2, 1, 0]
@@ -239,11 +270,14 @@ def test_rfm_quintiles_by_hand():
 
 
 def test_rfm_ties_share_a_score_and_row_order_does_not_matter():
-    f = pd.DataFrame({
-        "recency_days": [10.0] * 6 + [1.0] * 4,
-        "frequency": [1] * 6 + [3, 3, 4, 9],
-        "monetary": np.arange(10, dtype=float),
-    }, index=pd.Index(range(10), name="customer_id"))
+    f = pd.DataFrame(
+        {
+            "recency_days": [10.0] * 6 + [1.0] * 4,
+            "frequency": [1] * 6 + [3, 3, 4, 9],
+            "monetary": np.arange(10, dtype=float),
+        },
+        index=pd.Index(range(10), name="customer_id"),
+    )
     s = score_rfm(f)
     assert s["r_score"].iloc[:6].nunique() == 1 and s["r_score"].iloc[6:].nunique() == 1
     assert s["r_score"].iloc[0] == 1 and s["r_score"].iloc[6] == 4
@@ -275,8 +309,9 @@ def retail():
         if os.environ.get("REQUIRE_DATASETS") == "1":
             pytest.fail(f"REQUIRE_DATASETS=1 but {path} is missing")
         pytest.skip(f"UCI Online Retail not found at {path} (set DATASETS_DIR)")
-    df = pd.read_csv(path, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"},
-                     parse_dates=["InvoiceDate"])
+    df = pd.read_csv(
+        path, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"}, parse_dates=["InvoiceDate"]
+    )
     df = df[df["CustomerID"].notna()].copy()
     # UK local time in the source; both computations below read it as UTC, consistently.
     df["InvoiceDate"] = df["InvoiceDate"].dt.tz_localize("UTC")
@@ -291,15 +326,19 @@ RETAIL_CUSTOMERS = [12346, 12347, 12748, 13047, 14911, 15311, 16029, 17850, 1810
 def test_rfm_matches_uci_online_retail_invoices(retail):
     # given: every invoice line as an event (cancellation lines as returns), the invoice as order_id
     lines = retail
-    events = pd.DataFrame({
-        "customer_id": lines["CustomerID"].astype("int64"),
-        "type": np.where(lines["Quantity"] < 0, "return", "purchase"),
-        "value": lines["Quantity"].abs().astype(float),
-        "amount": (lines["Quantity"].abs() * lines["UnitPrice"]).astype(float),
-        "occurred_at": lines["InvoiceDate"],
-        "category": None, "item_price": lines["UnitPrice"].astype(float), "item_kind": "product",
-        "order_id": lines["InvoiceNo"],
-    })
+    events = pd.DataFrame(
+        {
+            "customer_id": lines["CustomerID"].astype("int64"),
+            "type": np.where(lines["Quantity"] < 0, "return", "purchase"),
+            "value": lines["Quantity"].abs().astype(float),
+            "amount": (lines["Quantity"].abs() * lines["UnitPrice"]).astype(float),
+            "occurred_at": lines["InvoiceDate"],
+            "category": None,
+            "item_price": lines["UnitPrice"].astype(float),
+            "item_kind": "product",
+            "order_id": lines["InvoiceNo"],
+        }
+    )
     f = compute_features(events, now=RETAIL_NOW, window_days=365)
 
     # then: it agrees with a plain computation from each customer's invoices
@@ -317,9 +356,9 @@ def test_rfm_matches_uci_online_retail_invoices(retail):
         assert row["monetary"] == pytest.approx(expected_monetary, abs=0.01), cust
         assert row["recency_days"] == pytest.approx(expected_recency), cust
         assert row["orders_total"] == mine.loc[~mine["InvoiceNo"].str.startswith("C"), "InvoiceNo"].nunique()
-    assert f.loc[12346, "monetary"] == pytest.approx(0.0)      # the 74,215-unit order was cancelled
-    assert f.loc[17850, "frequency"] < f.loc[17850, "orders_total"]   # early-December invoices fall outside
+    assert f.loc[12346, "monetary"] == pytest.approx(0.0)  # the 74,215-unit order was cancelled
+    assert f.loc[17850, "frequency"] < f.loc[17850, "orders_total"]  # early-December invoices fall outside
 
     scored = score_rfm(f)
-    assert scored.loc[12748, "rfm_code"] == "555"          # the shop's most frequent recent customer
+    assert scored.loc[12748, "rfm_code"] == "555"  # the shop's most frequent recent customer
     assert len(f) == lines["CustomerID"].nunique() == 4372

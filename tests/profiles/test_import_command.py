@@ -1,4 +1,5 @@
 """python manage.py import_events: generic CSV, the two dataset adapters, bad rows, resends."""
+
 import csv
 import gzip
 from datetime import timedelta
@@ -31,11 +32,19 @@ def _rows(n, start=0):
     out = []
     for i in range(start, start + n):
         kind = "purchase" if i % 4 == 0 else "view"
-        out.append([
-            f"e{i}", f"cust{i % 50}", "product", f"sku{i % 30}", kind,
-            "1" if kind == "purchase" else "", "19.99" if kind == "purchase" else "",
-            (base + timedelta(minutes=i)).isoformat(), '{"channel": "web"}',
-        ])
+        out.append(
+            [
+                f"e{i}",
+                f"cust{i % 50}",
+                "product",
+                f"sku{i % 30}",
+                kind,
+                "1" if kind == "purchase" else "",
+                "19.99" if kind == "purchase" else "",
+                (base + timedelta(minutes=i)).isoformat(),
+                '{"channel": "web"}',
+            ]
+        )
     return out
 
 
@@ -161,7 +170,10 @@ def test_online_retail_adapter_reproduces_the_published_counts(datasets_dir):
     # Customer 12346 bought 74,215 units for 77,183.60 on one invoice, and returned them all.
     c = Customer.objects.get(external_id="12346")
     events = list(c.events.order_by("occurred_at").values_list("type", "value", "amount", "context"))
-    assert [(t, v, str(a)) for t, v, a, _ in events] == [("purchase", 74215.0, "77183.60"), ("return", 74215.0, "77183.60")]
+    assert [(t, v, str(a)) for t, v, a, _ in events] == [
+        ("purchase", 74215.0, "77183.60"),
+        ("return", 74215.0, "77183.60"),
+    ]
     assert events[0][3]["order_id"] == "541431" and events[1][3]["order_id"] == "C541433"
     assert c.attributes["country"] == "United Kingdom"
     # InvoiceDate is UK local time: 2011-01-18 10:01 in January is 10:01 UTC.

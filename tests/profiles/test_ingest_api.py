@@ -1,4 +1,5 @@
 """POST /api/events/, /api/customers/, /api/items/: all or nothing, idempotent, precise errors."""
+
 from datetime import timedelta
 
 import pytest
@@ -33,7 +34,12 @@ def test_batch_is_stored_with_unknown_customers_and_items_created(api):
     resp = api.post("/api/events/", _events(30), format="json")
     assert resp.status_code == 201, resp.json()
     assert resp.json() == {
-        "received": 30, "created": 30, "duplicates": 0, "invalid": 0, "customers_created": 7, "items_created": 13,
+        "received": 30,
+        "created": 30,
+        "duplicates": 0,
+        "invalid": 0,
+        "customers_created": 7,
+        "items_created": 13,
     }
     purchase = Event.objects.filter(type="purchase").select_related("customer", "item").first()
     assert purchase.value == 2 and str(purchase.amount) == "39.90"
@@ -155,17 +161,31 @@ def test_ingest_needs_the_permission(db):
 
 
 def test_customers_upsert_keeps_fields_left_out_and_stamps_consent_changes(api):
-    resp = api.post("/api/customers/", [
-        {"external_id": "c1", "name": "Ada", "email": "ada@example.com", "time_zone": "Europe/Paris", "consent_email": True},
-        {"external_id": "c2", "name": "Bo"},
-    ], format="json")
+    resp = api.post(
+        "/api/customers/",
+        [
+            {
+                "external_id": "c1",
+                "name": "Ada",
+                "email": "ada@example.com",
+                "time_zone": "Europe/Paris",
+                "consent_email": True,
+            },
+            {"external_id": "c2", "name": "Bo"},
+        ],
+        format="json",
+    )
     assert resp.json() == {"received": 2, "created": 2, "updated": 0, "unchanged": 0}
     first_stamp = Customer.objects.get(external_id="c1").consent_updated_at
     assert first_stamp is not None
-    resp = api.post("/api/customers/", [
-        {"external_id": "c1", "consent_email": False},  # opt-out; name and email stay
-        {"external_id": "c2", "name": "Bo"},
-    ], format="json")
+    resp = api.post(
+        "/api/customers/",
+        [
+            {"external_id": "c1", "consent_email": False},  # opt-out; name and email stay
+            {"external_id": "c2", "name": "Bo"},
+        ],
+        format="json",
+    )
     assert resp.json() == {"received": 2, "created": 0, "updated": 1, "unchanged": 1}
     ada = Customer.objects.get(external_id="c1")
     assert (ada.name, ada.email, ada.time_zone, ada.consent_email) == ("Ada", "ada@example.com", "Europe/Paris", False)
@@ -173,25 +193,39 @@ def test_customers_upsert_keeps_fields_left_out_and_stamps_consent_changes(api):
 
 
 def test_customers_with_bad_fields_are_refused_whole(api):
-    resp = api.post("/api/customers/", [
-        {"external_id": "c1", "email": "not-an-email"},
-        {"external_id": "c2", "time_zone": "Mars/Olympus"},
-        {"external_id": "c3", "consent_push": "maybe"},
-        {"external_id": "c4"},
-    ], format="json")
+    resp = api.post(
+        "/api/customers/",
+        [
+            {"external_id": "c1", "email": "not-an-email"},
+            {"external_id": "c2", "time_zone": "Mars/Olympus"},
+            {"external_id": "c3", "consent_push": "maybe"},
+            {"external_id": "c4"},
+        ],
+        format="json",
+    )
     assert resp.status_code == 400
-    assert [(e["row"], e["field"]) for e in resp.json()["errors"]] == [(0, "email"), (1, "time_zone"), (2, "consent_push")]
+    assert [(e["row"], e["field"]) for e in resp.json()["errors"]] == [
+        (0, "email"),
+        (1, "time_zone"),
+        (2, "consent_push"),
+    ]
     assert Customer.objects.count() == 0
 
 
 def test_items_upsert_by_kind_and_id(api):
-    resp = api.post("/api/items/", [
-        {"kind": "product", "external_id": "x1", "title": "Mug", "category": "Kitchen", "price": "12.50"},
-        {"kind": "post", "external_id": "x1", "title": "My mug collection", "category": "Kitchen"},
-        {"kind": "activity", "external_id": "a1", "title": "Pottery class"},
-    ], format="json")
+    resp = api.post(
+        "/api/items/",
+        [
+            {"kind": "product", "external_id": "x1", "title": "Mug", "category": "Kitchen", "price": "12.50"},
+            {"kind": "post", "external_id": "x1", "title": "My mug collection", "category": "Kitchen"},
+            {"kind": "activity", "external_id": "a1", "title": "Pottery class"},
+        ],
+        format="json",
+    )
     assert resp.json()["created"] == 3
-    resp = api.post("/api/items/", [{"kind": "product", "external_id": "x1", "price": 9.99, "active": False}], format="json")
+    resp = api.post(
+        "/api/items/", [{"kind": "product", "external_id": "x1", "price": 9.99, "active": False}], format="json"
+    )
     assert resp.json() == {"received": 1, "created": 0, "updated": 1, "unchanged": 0}
     mug = Item.objects.get(kind="product", external_id="x1")
     assert (mug.title, str(mug.price), mug.active) == ("Mug", "9.99", False)
@@ -214,7 +248,9 @@ def test_nul_characters_are_refused_with_a_clear_error_not_a_crash(api):
     resp = api.post("/api/events/", rows, format="json")
     assert resp.status_code == 400
     assert [(e["row"], e["field"], e["reason"]) for e in resp.json()["errors"]] == [
-        (0, "customer", "contains a NUL character"), (1, "context", "contains a NUL character")]
+        (0, "customer", "contains a NUL character"),
+        (1, "context", "contains a NUL character"),
+    ]
     resp = api.post("/api/customers/", [{"external_id": "c1", "name": "A\x00"}], format="json")
     assert resp.json()["errors"] == [{"row": 0, "field": "name", "reason": "contains a NUL character"}]
     resp = api.get("/api/customers/a%00b/profile/")

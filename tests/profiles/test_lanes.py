@@ -1,4 +1,5 @@
 """The batch endpoints' work runs in low-priority bulk-write threads and answers exactly as inline."""
+
 import os
 import sys
 import threading
@@ -43,7 +44,14 @@ def test_a_batch_is_written_by_a_low_priority_thread_and_answered_as_usual(lane_
     own_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     resp = backend.post("/api/events/", _events(30), format="json")
     assert resp.status_code == 201, resp.json()
-    assert resp.json() == {"received": 30, "created": 30, "duplicates": 0, "invalid": 0, "customers_created": 7, "items_created": 13}
+    assert resp.json() == {
+        "received": 30,
+        "created": 30,
+        "duplicates": 0,
+        "invalid": 0,
+        "customers_created": 7,
+        "items_created": 13,
+    }
     assert Event.objects.count() == 30 and Customer.objects.count() == 7
     assert seen["thread"].startswith("bulk-write") and seen["nice"] >= 10
     assert lanes.lane_priority() >= 10
@@ -62,11 +70,17 @@ def test_a_refused_batch_from_the_lane_lists_every_bad_row_and_writes_nothing(la
     assert {(e["row"], e["field"]) for e in body["errors"]} == {(1, "type"), (3, "occurred_at")}
     assert not Event.objects.exists() and not Customer.objects.exists()
 
-    resp = backend.post("/api/events/", [{"external_id": "x"}, 7], format="json")  # not an object: refused before any row is read
-    assert resp.status_code == 400 and resp.json()["errors"] == [{"row": 1, "field": "(row)", "reason": "expected a JSON object"}]
+    resp = backend.post(
+        "/api/events/", [{"external_id": "x"}, 7], format="json"
+    )  # not an object: refused before any row is read
+    assert resp.status_code == 400 and resp.json()["errors"] == [
+        {"row": 1, "field": "(row)", "reason": "expected a JSON object"}
+    ]
 
 
 def test_customers_are_upserted_through_the_lane_too(lane_on, backend):
-    resp = backend.post("/api/customers/", [{"external_id": "c-1", "email": "ada@example.com", "consent_email": True}], format="json")
+    resp = backend.post(
+        "/api/customers/", [{"external_id": "c-1", "email": "ada@example.com", "consent_email": True}], format="json"
+    )
     assert resp.status_code == 201, resp.json()
     assert Customer.objects.get(external_id="c-1").email == "ada@example.com"

@@ -1,4 +1,5 @@
 """The recommendations step on a demo shop, as the pipeline runs it, and what the API and admin show."""
+
 from io import StringIO
 
 import pandas as pd
@@ -25,7 +26,9 @@ QUIET_ID = "c-quiet-001"  # a customer who signed up but did nothing before the 
 @pytest.fixture(scope="module")
 def shop(django_db_setup, django_db_blocker):
     """A demo shop written once through the ingestion services, then profiles, segments, recommendations."""
-    demo = generate_shop(seed=11, n_customers=N_CUSTOMERS, n_events=N_EVENTS, n_products=200, n_posts=80, chunk_size=30_000)
+    demo = generate_shop(
+        seed=11, n_customers=N_CUSTOMERS, n_events=N_EVENTS, n_products=200, n_posts=80, chunk_size=30_000
+    )
     with django_db_blocker.unblock():
         services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
         services.customers_upsert(rows=pd.DataFrame([{"external_id": QUIET_ID, "name": "Quiet Newcomer"}]))
@@ -37,8 +40,24 @@ def shop(django_db_setup, django_db_blocker):
         assert run.status == "succeeded", run.error
     yield demo
     with django_db_blocker.unblock():
-        for model in (Impression, Recommendation, SimilarItem, PopularItem, RecommenderRun, Membership, SegmentSize, Segment,
-                      ClusteringRun, Profile, PipelineStep, PipelineRun, Lease, Event, Item, Customer):
+        for model in (
+            Impression,
+            Recommendation,
+            SimilarItem,
+            PopularItem,
+            RecommenderRun,
+            Membership,
+            SegmentSize,
+            Segment,
+            ClusteringRun,
+            Profile,
+            PipelineStep,
+            PipelineRun,
+            Lease,
+            Event,
+            Item,
+            Customer,
+        ):
             model.objects.all().delete()
 
 
@@ -51,7 +70,9 @@ def _suggestions(kind=None) -> pd.DataFrame:
     qs = Recommendation.objects.filter(run__is_active=True)
     if kind:
         qs = qs.filter(kind=kind)
-    return pd.DataFrame.from_records(qs.values("customer_id", "item_id", "kind", "rank", "reason", "reason_item_id", "reason_text"))
+    return pd.DataFrame.from_records(
+        qs.values("customer_id", "item_id", "kind", "rank", "reason", "reason_item_id", "reason_text")
+    )
 
 
 @pytest.mark.django_db
@@ -70,7 +91,11 @@ def test_every_customer_gets_suggestions_of_every_kind_and_the_run_records_its_f
     per_customer = rows.groupby(["customer_id", "kind"]).size().unstack()
     assert len(per_customer) == Customer.objects.count()
     assert set(per_customer.columns) == {"product", "activity", "post"}
-    assert (per_customer["product"] == 20).all() and (per_customer["post"] == 20).all() and (per_customer["activity"] >= 5).all()
+    assert (
+        (per_customer["product"] == 20).all()
+        and (per_customer["post"] == 20).all()
+        and (per_customer["activity"] >= 5).all()
+    )
     # ranks are 1..n per list
     assert (rows.groupby(["customer_id", "kind"])["rank"].max() == rows.groupby(["customer_id", "kind"]).size()).all()
 
@@ -78,7 +103,9 @@ def test_every_customer_gets_suggestions_of_every_kind_and_the_run_records_its_f
 @pytest.mark.django_db
 def test_nothing_bought_or_inactive_is_suggested_but_viewed_products_may_be(shop):
     rows = _suggestions("product")
-    bought = pd.DataFrame.from_records(Event.objects.filter(type="purchase").values("customer_id", "item_id")).drop_duplicates()
+    bought = pd.DataFrame.from_records(
+        Event.objects.filter(type="purchase").values("customer_id", "item_id")
+    ).drop_duplicates()
     clash = rows.merge(bought, on=["customer_id", "item_id"])
     assert clash.empty, clash.head()
     inactive = set(Item.objects.filter(active=False).values_list("id", flat=True))
@@ -86,7 +113,9 @@ def test_nothing_bought_or_inactive_is_suggested_but_viewed_products_may_be(shop
     kinds = dict(Item.objects.values_list("id", "kind"))
     all_rows = _suggestions()
     assert (all_rows["item_id"].map(kinds) == all_rows["kind"]).all()
-    viewed = pd.DataFrame.from_records(Event.objects.filter(type="view", item__kind="product").values("customer_id", "item_id")).drop_duplicates()
+    viewed = pd.DataFrame.from_records(
+        Event.objects.filter(type="view", item__kind="product").values("customer_id", "item_id")
+    ).drop_duplicates()
     assert len(rows.merge(viewed, on=["customer_id", "item_id"])) > 0
 
 
@@ -96,7 +125,9 @@ def test_suggestions_favour_the_personas_categories(shop):
     category = dict(Item.objects.values_list("id", "category"))
     ext = dict(Customer.objects.values_list("id", "external_id"))
     persona = shop.customers.set_index("external_id")["persona"]
-    rows = rows.assign(category=rows["item_id"].map(category), persona=rows["customer_id"].map(ext).map(persona)).dropna(subset=["persona"])
+    rows = rows.assign(
+        category=rows["item_id"].map(category), persona=rows["customer_id"].map(ext).map(persona)
+    ).dropna(subset=["persona"])
     products = shop.items[shop.items["kind"] == "product"]
     lifts = {}
     for p in shop.personas:
@@ -115,13 +146,21 @@ def test_reasons_name_items_the_customer_really_had(shop):
     assert len(by_item) > 0.5 * len(rows)
     had = pd.DataFrame.from_records(Event.objects.filter(item__isnull=False).values("customer_id", "item_id", "type"))
     had = had.rename(columns={"item_id": "reason_item_id"})
-    pairs = by_item.merge(had.drop_duplicates(["customer_id", "reason_item_id"]), on=["customer_id", "reason_item_id"], how="left")
+    pairs = by_item.merge(
+        had.drop_duplicates(["customer_id", "reason_item_id"]), on=["customer_id", "reason_item_id"], how="left"
+    )
     assert pairs["type"].notna().all()
     title = dict(Item.objects.values_list("id", "title"))
     itself = by_item["reason_item_id"] == by_item["item_id"]
-    assert all(title[i] in text for i, text in zip(by_item.loc[~itself, "reason_item_id"], by_item.loc[~itself, "reason_text"]))
+    assert all(
+        title[i] in text
+        for i, text in zip(by_item.loc[~itself, "reason_item_id"], by_item.loc[~itself, "reason_text"], strict=False)
+    )
     # an item the customer looked at, suggested again, names itself as "it", not by its own title
-    assert itself.any() and by_item.loc[itself, "reason_text"].str.fullmatch(r"because you [a-z ]+ it( in your basket)?").all()
+    assert (
+        itself.any()
+        and by_item.loc[itself, "reason_text"].str.fullmatch(r"because you [a-z ]+ it( in your basket)?").all()
+    )
     # the name sits where the verb wants it: "because you put <X> in your basket"
     basket = by_item[by_item["reason_text"].str.startswith("because you put ")]
     assert len(basket) and basket["reason_text"].str.endswith(" in your basket").all()
@@ -145,8 +184,11 @@ def test_customers_without_history_get_popular_items_of_their_segment_or_overall
     body = answer.json()
     assert len(body["results"]) == 5 and {r["reason"] for r in body["results"]} == {"popular"}
     assert body["results"][0]["reason_text"] == "popular right now" and body["results"][0]["item"]["kind"] == "post"
-    overall = list(PopularItem.objects.filter(run__is_active=True, kind="post", segment__isnull=True).order_by("rank")
-                   .values_list("item__external_id", flat=True)[:5])
+    overall = list(
+        PopularItem.objects.filter(run__is_active=True, kind="post", segment__isnull=True)
+        .order_by("rank")
+        .values_list("item__external_id", flat=True)[:5]
+    )
     assert [r["item"]["external_id"] for r in body["results"]] == overall
 
 
@@ -184,10 +226,18 @@ def test_api_answer_is_what_the_documented_serializer_gives(shop, reader):
     priced = 0
     for customer in customers:
         for kind in ("product", "activity", "post"):
-            body = reader.get(f"/api/customers/{customer.external_id}/recommendations/", {"kind": kind, "limit": 20}).json()
+            body = reader.get(
+                f"/api/customers/{customer.external_id}/recommendations/", {"kind": kind, "limit": 20}
+            ).json()
             recs = selectors.recommendations_for(customer, kind=kind, limit=20)
-            expected = RecommendationsOutSerializer({"customer": customer.external_id, "kind": kind,
-                                                     "run": recs[0].run_id if recs else None, "results": recs}).data
+            expected = RecommendationsOutSerializer(
+                {
+                    "customer": customer.external_id,
+                    "kind": kind,
+                    "run": recs[0].run_id if recs else None,
+                    "results": recs,
+                }
+            ).data
             assert body == expected
             priced += sum(r["item"]["price"] is not None for r in body["results"])
     assert priced > 0  # the demo shop's products have prices: the price path was exercised
@@ -196,19 +246,33 @@ def test_api_answer_is_what_the_documented_serializer_gives(shop, reader):
 @pytest.mark.django_db
 def test_deleting_an_item_or_a_run_takes_its_derived_rows_along(shop):
     """The derived tables' keys are not checked by the database; Django's on_delete still applies."""
-    rec = Recommendation.objects.filter(run__is_active=True, reason_item__isnull=False).select_related("reason_item").first()
+    rec = (
+        Recommendation.objects.filter(run__is_active=True, reason_item__isnull=False)
+        .select_related("reason_item")
+        .first()
+    )
     reason = rec.reason_item
-    recommended_too = Recommendation.objects.filter(item=reason).count() + SimilarItem.objects.filter(item=reason).count()
+    recommended_too = (
+        Recommendation.objects.filter(item=reason).count() + SimilarItem.objects.filter(item=reason).count()
+    )
     assert recommended_too + SimilarItem.objects.filter(similar=reason).count() > 0
     reason.delete()
     assert not Recommendation.objects.filter(item_id=reason.pk).exists()
-    assert not SimilarItem.objects.filter(item_id=reason.pk).exists() and not SimilarItem.objects.filter(similar_id=reason.pk).exists()
+    assert (
+        not SimilarItem.objects.filter(item_id=reason.pk).exists()
+        and not SimilarItem.objects.filter(similar_id=reason.pk).exists()
+    )
     assert not PopularItem.objects.filter(item_id=reason.pk).exists()
-    assert Recommendation.objects.filter(pk=rec.pk).values_list("reason_item", flat=True).get() is None  # SET_NULL, the row stays
+    assert (
+        Recommendation.objects.filter(pk=rec.pk).values_list("reason_item", flat=True).get() is None
+    )  # SET_NULL, the row stays
 
     run = RecommenderRun.objects.get(is_active=True)
     run.delete()
-    assert not Recommendation.objects.filter(run_id=run.pk).exists() and not PopularItem.objects.filter(run_id=run.pk).exists()
+    assert (
+        not Recommendation.objects.filter(run_id=run.pk).exists()
+        and not PopularItem.objects.filter(run_id=run.pk).exists()
+    )
 
 
 def test_price_text_matches_the_decimal_field_for_any_decimal():
@@ -230,7 +294,12 @@ def test_api_refuses_staff_without_the_permission(shop, api):
 
 @pytest.mark.django_db
 def test_similar_items_are_of_the_same_kind_and_never_the_item_itself(shop, reader, django_assert_num_queries):
-    popular_product = Event.objects.filter(item__kind="product", item__active=True).values("item__external_id").order_by().first()["item__external_id"]
+    popular_product = (
+        Event.objects.filter(item__kind="product", item__active=True)
+        .values("item__external_id")
+        .order_by()
+        .first()["item__external_id"]
+    )
     reader.get(f"/api/items/{popular_product}/similar/")
     with django_assert_num_queries(1):
         answer = reader.get(f"/api/items/{popular_product}/similar/", {"limit": 10})
@@ -239,10 +308,20 @@ def test_similar_items_are_of_the_same_kind_and_never_the_item_itself(shop, read
     assert all(r["item"]["kind"] == "product" and r["item"]["external_id"] != popular_product for r in results)
     scores = [r["score"] for r in results]
     assert scores == sorted(scores, reverse=True)
-    rows = pd.DataFrame.from_records(SimilarItem.objects.filter(run__is_active=True).values("item__kind", "similar__kind", "similar__active", "item_id", "similar_id"))
-    assert (rows["item__kind"] == rows["similar__kind"]).all() and rows["similar__active"].all() and (rows["item_id"] != rows["similar_id"]).all()
+    rows = pd.DataFrame.from_records(
+        SimilarItem.objects.filter(run__is_active=True).values(
+            "item__kind", "similar__kind", "similar__active", "item_id", "similar_id"
+        )
+    )
+    assert (
+        (rows["item__kind"] == rows["similar__kind"]).all()
+        and rows["similar__active"].all()
+        and (rows["item_id"] != rows["similar_id"]).all()
+    )
     post = Item.objects.filter(kind="post").first().external_id
-    assert all(r["item"]["kind"] == "post" for r in reader.get(f"/api/items/{post}/similar/?kind=post").json()["results"])
+    assert all(
+        r["item"]["kind"] == "post" for r in reader.get(f"/api/items/{post}/similar/?kind=post").json()["results"]
+    )
     assert reader.get("/api/items/no-such-item/similar/").status_code == 404
 
 
@@ -272,7 +351,9 @@ def test_old_runs_are_pruned_and_shown_items_are_down_weighted(shop, settings):
     customer = Customer.objects.exclude(external_id=QUIET_ID).order_by("external_id")[3]
     top = selectors.recommendations_for(customer, kind="product", limit=3)
     # a campaign showed the top product three times and the customer ignored it
-    reco_services.impressions_record(customer_ids=[customer.pk] * 3, item_ids=[top[0].item_id] * 3, source="campaign:test")
+    reco_services.impressions_record(
+        customer_ids=[customer.pk] * 3, item_ids=[top[0].item_id] * 3, source="campaign:test"
+    )
     for _ in range(3):
         counts = reco_services.recommendations_compute()
         assert counts["status"] == "succeeded"
@@ -313,7 +394,16 @@ def test_admin_shows_suggestions_on_the_customer_page_and_metrics_over_runs(shop
 @pytest.mark.django_db
 def test_evaluate_recommender_on_the_shops_own_events(shop, tmp_path):
     out = StringIO()
-    call_command("evaluate_recommender", "--dataset", "db", "--algorithms", "popularity,default", "--json", str(tmp_path / "db.json"), stdout=out)
+    call_command(
+        "evaluate_recommender",
+        "--dataset",
+        "db",
+        "--algorithms",
+        "popularity,default",
+        "--json",
+        str(tmp_path / "db.json"),
+        stdout=out,
+    )
     assert "ndcg@10" in out.getvalue() and "default" in out.getvalue()
     assert (tmp_path / "db.json").exists()
 
@@ -321,8 +411,18 @@ def test_evaluate_recommender_on_the_shops_own_events(shop, tmp_path):
 @pytest.mark.datasets
 def test_evaluate_recommender_prints_ndcg_for_movielens(datasets_dir, tmp_path):
     out = StringIO()
-    call_command("evaluate_recommender", "--dataset", "movielens", "--algorithms", "popularity,default",
-                 "--datasets-dir", str(datasets_dir), "--json", str(tmp_path / "ml.json"), stdout=out)
+    call_command(
+        "evaluate_recommender",
+        "--dataset",
+        "movielens",
+        "--algorithms",
+        "popularity,default",
+        "--datasets-dir",
+        str(datasets_dir),
+        "--json",
+        str(tmp_path / "ml.json"),
+        stdout=out,
+    )
     text = out.getvalue()
     assert "ndcg@10" in text and "ml-100k" in text
     import json

@@ -1,4 +1,5 @@
 """Segments and profiles through the API and the admin, as operators use them."""
+
 from datetime import timedelta
 
 import pandas as pd
@@ -23,14 +24,27 @@ def small_shop(db):
     for c in range(12):
         for i in range(3 if c < 2 else 1):
             kind = "purchase" if c < 4 else "view"
-            rows.append({
-                "external_id": f"s{c}-{i}", "customer": f"cust{c:02d}", "item": f"book{c % 3}", "type": kind,
-                "value": 1 if kind == "purchase" else None, "amount": 20.0 if kind == "purchase" else None,
-                "occurred_at": now - timedelta(days=2 + c + i), "context": {"order_id": f"o{c}-{i}"} if kind == "purchase" else {},
-            })
+            rows.append(
+                {
+                    "external_id": f"s{c}-{i}",
+                    "customer": f"cust{c:02d}",
+                    "item": f"book{c % 3}",
+                    "type": kind,
+                    "value": 1 if kind == "purchase" else None,
+                    "amount": 20.0 if kind == "purchase" else None,
+                    "occurred_at": now - timedelta(days=2 + c + i),
+                    "context": {"order_id": f"o{c}-{i}"} if kind == "purchase" else {},
+                }
+            )
     services.events_ingest(rows=pd.DataFrame(rows))
-    services.items_upsert(rows=pd.DataFrame([{"external_id": f"book{i}", "category": "Books", "price": 20.0} for i in range(3)]))
-    services.customers_upsert(rows=pd.DataFrame([{"external_id": f"cust{c:02d}", "name": f"Reader {c}", "consent_email": c % 2 == 0} for c in range(12)]))
+    services.items_upsert(
+        rows=pd.DataFrame([{"external_id": f"book{i}", "category": "Books", "price": 20.0} for i in range(3)])
+    )
+    services.customers_upsert(
+        rows=pd.DataFrame(
+            [{"external_id": f"cust{c:02d}", "name": f"Reader {c}", "consent_email": c % 2 == 0} for c in range(12)]
+        )
+    )
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles"]))
     return now
 
@@ -59,12 +73,21 @@ def test_profile_endpoint_needs_the_permission(small_shop):
 
 def test_rule_preview_then_save_then_members_and_customer_segments(small_shop):
     client = _client("segments.view_segment", "profiles.view_customer")
-    rule = {"all": [{"event": {"type": "purchase", "min_count": 2, "within_days": 30, "category": "Books"}}, {"consent": "email"}]}
+    rule = {
+        "all": [
+            {"event": {"type": "purchase", "min_count": 2, "within_days": 30, "category": "Books"}},
+            {"consent": "email"},
+        ]
+    }
     preview = client.post("/api/segments/preview/", {"rule": rule}, format="json").json()
     assert preview == {"size": 1, "description": preview["description"]}  # cust00 (cust01 has no email consent)
     assert "purchased" in preview["description"]
 
-    bad = client.post("/api/segments/preview/", {"rule": {"all": [{"field": "lifecycle", "op": "=", "value": "zombie"}]}}, format="json")
+    bad = client.post(
+        "/api/segments/preview/",
+        {"rule": {"all": [{"field": "lifecycle", "op": "=", "value": "zombie"}]}},
+        format="json",
+    )
     assert bad.status_code == 400
     assert bad.json()["errors"][0]["path"].startswith("all[0]")
 
@@ -82,22 +105,37 @@ def test_rule_preview_then_save_then_members_and_customer_segments(small_shop):
 
 
 def test_admin_rule_segment_with_an_error_names_the_bad_part_and_a_good_one_gets_members(small_shop, admin_client):
-    resp = admin_client.post("/admin/segments/segment/add/", {
-        "name": "Broken", "description": "", "kind": "rule", "active": "on",
-        "rule": '{"any": [{"consent": "email"}, {"event": {"type": "purchase", "within_days": -3}}]}',
-    })
+    resp = admin_client.post(
+        "/admin/segments/segment/add/",
+        {
+            "name": "Broken",
+            "description": "",
+            "kind": "rule",
+            "active": "on",
+            "rule": '{"any": [{"consent": "email"}, {"event": {"type": "purchase", "within_days": -3}}]}',
+        },
+    )
     assert resp.status_code == 200
     assert "any[1].event.within_days" in resp.content.decode()
     assert not Segment.objects.filter(name="Broken").exists()
-    resp = admin_client.post("/admin/segments/segment/add/", {
-        "name": "Emailable", "description": "", "kind": "rule", "active": "on", "rule": '{"consent": "email"}',
-    })
+    resp = admin_client.post(
+        "/admin/segments/segment/add/",
+        {
+            "name": "Emailable",
+            "description": "",
+            "kind": "rule",
+            "active": "on",
+            "rule": '{"consent": "email"}',
+        },
+    )
     assert resp.status_code == 302
     seg = Segment.objects.get(name="Emailable")
     assert seg.size == 6 and Membership.objects.filter(segment=seg).count() == 6
 
 
-def test_admin_starts_a_recomputation_that_runs_and_is_recorded(small_shop, admin_client, django_capture_on_commit_callbacks):
+def test_admin_starts_a_recomputation_that_runs_and_is_recorded(
+    small_shop, admin_client, django_capture_on_commit_callbacks
+):
     page = admin_client.get("/admin/pipeline/pipelinerun/start/")
     assert "segments" in page.content.decode()
     # the task is enqueued on commit, so a worker never sees the run before it exists

@@ -1,4 +1,5 @@
 """The profiles and segments steps on a demo shop, as the pipeline, the shell and the schedule run them."""
+
 from datetime import timedelta
 from io import StringIO
 
@@ -25,7 +26,9 @@ N_EVENTS = 60_000
 @pytest.fixture(scope="module")
 def shop(django_db_setup, django_db_blocker):
     """A demo shop written once for the module through the ingestion services."""
-    demo = generate_shop(seed=7, n_customers=N_CUSTOMERS, n_events=N_EVENTS, n_products=200, n_posts=80, chunk_size=30_000)
+    demo = generate_shop(
+        seed=7, n_customers=N_CUSTOMERS, n_events=N_EVENTS, n_products=200, n_posts=80, chunk_size=30_000
+    )
     with django_db_blocker.unblock():
         services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
         services.items_upsert(rows=demo.items)
@@ -33,7 +36,19 @@ def shop(django_db_setup, django_db_blocker):
             services.events_ingest(rows=chunk, create_unknown=False)
     yield demo
     with django_db_blocker.unblock():
-        for model in (Membership, SegmentSize, Segment, ClusteringRun, Profile, PipelineStep, PipelineRun, Lease, Event, Item, Customer):
+        for model in (
+            Membership,
+            SegmentSize,
+            Segment,
+            ClusteringRun,
+            Profile,
+            PipelineStep,
+            PipelineRun,
+            Lease,
+            Event,
+            Item,
+            Customer,
+        ):
             model.objects.all().delete()
 
 
@@ -62,10 +77,16 @@ def test_profiles_match_an_independent_computation_from_the_shop(shop):
         order_id=events["context"].map(lambda c: (c or {}).get("order_id")),
     )
     cuts = catalogue_price_cuts(shop.items.loc[shop.items["kind"] == "product", "price"].dropna().round(2))
-    expected = score_rfm(compute_features(events, now=step.started_at, price_cuts=cuts, weights={**settings.EVENT_WEIGHTS, "rating": "explicit"}))
+    expected = score_rfm(
+        compute_features(
+            events, now=step.started_at, price_cuts=cuts, weights={**settings.EVENT_WEIGHTS, "rating": "explicit"}
+        )
+    )
     expected.index = code.index[expected.index]
     stored = pd.DataFrame.from_records(
-        Profile.objects.values("customer__external_id", "frequency", "monetary", "rfm_code", "lifecycle", "top_category", "recency_days")
+        Profile.objects.values(
+            "customer__external_id", "frequency", "monetary", "rfm_code", "lifecycle", "top_category", "recency_days"
+        )
     ).set_index("customer__external_id")
     assert len(stored) == N_CUSTOMERS
     joined = stored.join(expected, rsuffix="_exp")
@@ -112,10 +133,22 @@ def test_incremental_profiles_recompute_only_customers_with_new_events(shop):
     _run("profiles")
     first = dict(Profile.objects.values_list("customer__external_id", "computed_at"))
     now = timezone.now()
-    services.events_ingest(rows=pd.DataFrame([
-        {"external_id": "inc-1", "customer": "c000003", "item": shop.items["external_id"].iloc[0], "type": "purchase",
-         "value": 1, "amount": 10.0, "occurred_at": now - timedelta(minutes=5), "context": {"order_id": "inc-o1"}},
-    ]))
+    services.events_ingest(
+        rows=pd.DataFrame(
+            [
+                {
+                    "external_id": "inc-1",
+                    "customer": "c000003",
+                    "item": shop.items["external_id"].iloc[0],
+                    "type": "purchase",
+                    "value": 1,
+                    "amount": 10.0,
+                    "occurred_at": now - timedelta(minutes=5),
+                    "context": {"order_id": "inc-o1"},
+                },
+            ]
+        )
+    )
     run = _run("profiles", profiles={"incremental": True})
     step = run.step_runs.get()
     assert step.counts["incremental"] is True and step.counts["customers"] == 1
@@ -142,7 +175,9 @@ def test_a_second_pipeline_cannot_start_while_one_holds_the_lease(shop):
 
 @pytest.mark.django_db
 def test_a_stale_profiles_run_does_not_overwrite_a_newer_one(shop):
-    older = PipelineStep.objects.create(name="profiles", status="running", started_at=timezone.now() - timedelta(hours=1))
+    older = PipelineStep.objects.create(
+        name="profiles", status="running", started_at=timezone.now() - timedelta(hours=1)
+    )
     _run("profiles")  # a newer run that succeeds
     stamp = Profile.objects.order_by("customer_id").values_list("computed_at", flat=True).first()
     counts = services.profiles_compute(step=older, now=timezone.now())

@@ -7,6 +7,7 @@ RULE_MAX_EVENT_CONDITIONS event conditions, RULE_MAX_DEPTH levels or RULE_MAX_LI
 in a list, with a 400 that names the limit and the path of the condition that crosses it, in the
 API and next to the rule field in the admin.
 """
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -21,23 +22,35 @@ EVENT_TYPES = ["view", "click", "add_to_cart", "purchase", "favorite"]
 
 def attack_rule(n: int = 199) -> dict:
     """The rule of the report: 199 event conditions, each a scan of the events table."""
-    return {"any": [{"event": {"type": EVENT_TYPES[i % len(EVENT_TYPES)], "min_count": 2 + i % 5, "within_days": 30 + i}}
-                    for i in range(n)]}
+    return {
+        "any": [
+            {"event": {"type": EVENT_TYPES[i % len(EVENT_TYPES)], "min_count": 2 + i % 5, "within_days": 30 + i}}
+            for i in range(n)
+        ]
+    }
 
 
 def realistic_rule() -> dict:
     """A rule as the docs and the demo write them: a few profile, consent and event conditions."""
-    return {"all": [
-        {"any": [
-            {"field": "recency_days", "op": "<=", "value": 30},
-            {"all": [{"field": "lifecycle", "op": "in", "value": ["at-risk", "lapsed"]},
-                     {"event": {"type": "purchase", "min_count": 3, "within_days": 90}}]},
-        ]},
-        {"event": {"type": "view", "category": "Books", "within_days": 14}},
-        {"not": {"event": {"type": "purchase", "category": "Books", "within_days": 14}}},
-        {"event": {"type": ["like", "comment"], "item_kind": "post", "min_count": 5, "within_days": 30}},
-        {"consent": "email"},
-    ]}
+    return {
+        "all": [
+            {
+                "any": [
+                    {"field": "recency_days", "op": "<=", "value": 30},
+                    {
+                        "all": [
+                            {"field": "lifecycle", "op": "in", "value": ["at-risk", "lapsed"]},
+                            {"event": {"type": "purchase", "min_count": 3, "within_days": 90}},
+                        ]
+                    },
+                ]
+            },
+            {"event": {"type": "view", "category": "Books", "within_days": 14}},
+            {"not": {"event": {"type": "purchase", "category": "Books", "within_days": 14}}},
+            {"event": {"type": ["like", "comment"], "item_kind": "post", "min_count": 5, "within_days": 30}},
+            {"consent": "email"},
+        ]
+    }
 
 
 def errors_of(rule, **kwargs) -> dict[str, str]:
@@ -118,9 +131,16 @@ def test_a_hostile_size_is_counted_without_walking_it_all():
 def test_the_admin_form_refuses_it_next_to_the_rule_field(admin_client):
     import json
 
-    resp = admin_client.post("/admin/segments/segment/add/", {
-        "name": "Everything anyone did", "description": "", "kind": "rule", "active": "on", "rule": json.dumps(attack_rule()),
-    })
+    resp = admin_client.post(
+        "/admin/segments/segment/add/",
+        {
+            "name": "Everything anyone did",
+            "description": "",
+            "kind": "rule",
+            "active": "on",
+            "rule": json.dumps(attack_rule()),
+        },
+    )
     assert resp.status_code == 200
     form = resp.context["adminform"].form
     rule_errors = form.errors["rule"]

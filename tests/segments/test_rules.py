@@ -1,4 +1,5 @@
 """Rule segments: the grammar's validation, exact audiences, the `not` complement, one-query SQL, refreshes."""
+
 from __future__ import annotations
 
 import random
@@ -71,20 +72,88 @@ EVENTS = [
 ]
 
 PROFILES = {  # customer -> profile fields (others default)
-    "books": dict(recency_days=5.0, frequency=3, monetary=600.0, avg_order_value=200.0, r_score=5, f_score=5, m_score=5,
-                  rfm_code="555", top_category="Books", price_band="mid", lifecycle="active", events_30d=3, orders_total=3,
-                  median_price=25.0),
-    "lapsed": dict(recency_days=200.0, frequency=1, monetary=45.0, avg_order_value=45.0, r_score=1, f_score=1, m_score=1,
-                   rfm_code="111", top_category="Garden", price_band="low", lifecycle="lapsed", orders_total=1, median_price=45.0),
-    "atrisk": dict(recency_days=100.0, frequency=2, monetary=520.0, avg_order_value=260.0, r_score=2, f_score=3, m_score=4,
-                   rfm_code="234", top_category="Books", price_band="high", lifecycle="at-risk", orders_total=2, median_price=300.0),
-    "viewer": dict(recency_days=None, frequency=0, monetary=0.0, rfm_code="000", top_category="Books", price_band="mid",
-                   lifecycle="never-bought", events_30d=3),
-    "returner": dict(recency_days=40.0, frequency=1, monetary=0.0, avg_order_value=0.0, r_score=3, f_score=1, m_score=1,
-                     rfm_code="311", top_category="Electronics", price_band="high", lifecycle="active", orders_total=1,
-                     median_price=400.0),
-    "community": dict(recency_days=None, monetary=0.0, rfm_code="000", top_category="", price_band="",
-                      lifecycle="never-bought", community_likes=2, community_comments=1, events_30d=3),
+    "books": dict(
+        recency_days=5.0,
+        frequency=3,
+        monetary=600.0,
+        avg_order_value=200.0,
+        r_score=5,
+        f_score=5,
+        m_score=5,
+        rfm_code="555",
+        top_category="Books",
+        price_band="mid",
+        lifecycle="active",
+        events_30d=3,
+        orders_total=3,
+        median_price=25.0,
+    ),
+    "lapsed": dict(
+        recency_days=200.0,
+        frequency=1,
+        monetary=45.0,
+        avg_order_value=45.0,
+        r_score=1,
+        f_score=1,
+        m_score=1,
+        rfm_code="111",
+        top_category="Garden",
+        price_band="low",
+        lifecycle="lapsed",
+        orders_total=1,
+        median_price=45.0,
+    ),
+    "atrisk": dict(
+        recency_days=100.0,
+        frequency=2,
+        monetary=520.0,
+        avg_order_value=260.0,
+        r_score=2,
+        f_score=3,
+        m_score=4,
+        rfm_code="234",
+        top_category="Books",
+        price_band="high",
+        lifecycle="at-risk",
+        orders_total=2,
+        median_price=300.0,
+    ),
+    "viewer": dict(
+        recency_days=None,
+        frequency=0,
+        monetary=0.0,
+        rfm_code="000",
+        top_category="Books",
+        price_band="mid",
+        lifecycle="never-bought",
+        events_30d=3,
+    ),
+    "returner": dict(
+        recency_days=40.0,
+        frequency=1,
+        monetary=0.0,
+        avg_order_value=0.0,
+        r_score=3,
+        f_score=1,
+        m_score=1,
+        rfm_code="311",
+        top_category="Electronics",
+        price_band="high",
+        lifecycle="active",
+        orders_total=1,
+        median_price=400.0,
+    ),
+    "community": dict(
+        recency_days=None,
+        monetary=0.0,
+        rfm_code="000",
+        top_category="",
+        price_band="",
+        lifecycle="never-bought",
+        community_likes=2,
+        community_comments=1,
+        events_30d=3,
+    ),
 }
 
 CONSENTS = {  # customer -> (in_app, email, push)
@@ -105,8 +174,15 @@ def ingest(events, *, prefix="e"):
     rows = pd.DataFrame(
         [
             {
-                "external_id": f"{prefix}{i}", "customer": c, "item_kind": kind, "item": item, "type": t,
-                "value": None, "amount": amount, "occurred_at": NOW - timedelta(days=days, minutes=1), "context": {},
+                "external_id": f"{prefix}{i}",
+                "customer": c,
+                "item_kind": kind,
+                "item": item,
+                "type": t,
+                "value": None,
+                "amount": amount,
+                "occurred_at": NOW - timedelta(days=days, minutes=1),
+                "context": {},
             }
             for i, (c, t, kind, item, days, amount) in enumerate(events)
         ]
@@ -124,7 +200,9 @@ def shop():
     for ext, (in_app, email, push) in CONSENTS.items():
         Customer.objects.filter(external_id=ext).update(consent_in_app=in_app, consent_email=email, consent_push=push)
     ids = dict(Customer.objects.values_list("external_id", "pk"))
-    Profile.objects.bulk_create([Profile(customer_id=ids[ext], computed_at=NOW, **fields) for ext, fields in PROFILES.items()])
+    Profile.objects.bulk_create(
+        [Profile(customer_id=ids[ext], computed_at=NOW, **fields) for ext, fields in PROFILES.items()]
+    )
     return ids
 
 
@@ -141,10 +219,7 @@ def py_world():
     world = {}
     for c in Customer.objects.all():
         prof = Profile.objects.filter(customer=c).values().first()
-        events = [
-            {"type": e.type, "at": e.occurred_at, "item": items.get(e.item_id)}
-            for e in c.events.all()
-        ]
+        events = [{"type": e.type, "at": e.occurred_at, "item": items.get(e.item_id)} for e in c.events.all()]
         members = set(Membership.objects.filter(customer=c).values_list("segment_id", flat=True))
         world[c.external_id] = {"customer": c, "profile": prof, "events": events, "segments": members}
     return world
@@ -165,7 +240,8 @@ def py_match(rule, who) -> bool:
         spec = rule["event"]
         types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
         n = sum(
-            1 for e in who["events"]
+            1
+            for e in who["events"]
             if e["type"] in types
             and ("within_days" not in spec or e["at"] >= NOW - timedelta(days=spec["within_days"]))
             and ("category" not in spec or (e["item"] is not None and e["item"].category == spec["category"]))
@@ -186,10 +262,17 @@ def py_match(rule, who) -> bool:
     if v is None:
         return False
     return {
-        "=": lambda: v == value, "!=": lambda: v != value, "<": lambda: v < value, "<=": lambda: v <= value,
-        ">": lambda: v > value, ">=": lambda: v >= value, "in": lambda: v in value, "not in": lambda: v not in value,
-        "between": lambda: value[0] <= v <= value[1], "startswith": lambda: v.startswith(value),
-        "matches": lambda: all(p in ("*", ch) for p, ch in zip(value, v)),
+        "=": lambda: v == value,
+        "!=": lambda: v != value,
+        "<": lambda: v < value,
+        "<=": lambda: v <= value,
+        ">": lambda: v > value,
+        ">=": lambda: v >= value,
+        "in": lambda: v in value,
+        "not in": lambda: v not in value,
+        "between": lambda: value[0] <= v <= value[1],
+        "startswith": lambda: v.startswith(value),
+        "matches": lambda: all(p in ("*", ch) for p, ch in zip(value, v, strict=False)),
     }[op]()
 
 
@@ -262,10 +345,12 @@ def test_consent_conditions(shop, rule, expected):
         ({"event": {"type": "return"}}, {"returner"}),
         # viewed category C in the last D days but did not buy (in C, in those days)
         (
-            {"all": [
-                {"event": {"type": "view", "category": "Books", "within_days": 30}},
-                {"not": {"event": {"type": "purchase", "category": "Books", "within_days": 30}}},
-            ]},
+            {
+                "all": [
+                    {"event": {"type": "view", "category": "Books", "within_days": 30}},
+                    {"not": {"event": {"type": "purchase", "category": "Books", "within_days": 30}}},
+                ]
+            },
             {"atrisk", "viewer"},
         ),
     ],
@@ -290,18 +375,28 @@ def test_membership_of_other_segments(shop):
 
 def test_nested_combinations(shop):
     # recency_days <= 30 OR (lifecycle = at-risk AND purchased >= 2 times), and email consent, and not a returner
-    rule = {"all": [
-        {"any": [
-            {"field": "recency_days", "op": "<=", "value": 30},
-            {"all": [{"field": "lifecycle", "op": "=", "value": "at-risk"},
-                     {"event": {"type": "purchase", "min_count": 2}}]},
-        ]},
-        {"consent": "email"},
-        {"not": {"event": {"type": "return"}}},
-    ]}
+    rule = {
+        "all": [
+            {
+                "any": [
+                    {"field": "recency_days", "op": "<=", "value": 30},
+                    {
+                        "all": [
+                            {"field": "lifecycle", "op": "=", "value": "at-risk"},
+                            {"event": {"type": "purchase", "min_count": 2}},
+                        ]
+                    },
+                ]
+            },
+            {"consent": "email"},
+            {"not": {"event": {"type": "return"}}},
+        ]
+    }
     assert audience(rule) == {"books", "atrisk"}
     assert audience({"not": rule}) == EVERYONE - {"books", "atrisk"}
-    deep = {"not": {"not": {"not": {"any": [{"not": {"consent": "email"}}, {"field": "top_category", "op": "is null"}]}}}}
+    deep = {
+        "not": {"not": {"not": {"any": [{"not": {"consent": "email"}}, {"field": "top_category", "op": "is null"}]}}}
+    }
     assert audience(deep) == {"books", "atrisk", "viewer"}
 
 
@@ -355,25 +450,48 @@ def random_rule(rng: random.Random, depth: int = 0):
         field = rng.choice(["recency_days", "monetary", "frequency", "avg_order_value", "median_price", "events_30d"])
         op = rng.choice(["=", "!=", "<", "<=", ">", ">=", "in", "not in", "between"])
         pool = [0, 1, 2, 5, 40, 45, 100, 200, 300, 520, 600]
-        value = (sorted(rng.sample(pool, 2)) if op == "between"
-                 else rng.sample(pool, rng.randint(1, 3)) if op in ("in", "not in") else rng.choice(pool))
+        value = (
+            sorted(rng.sample(pool, 2))
+            if op == "between"
+            else rng.sample(pool, rng.randint(1, 3))
+            if op in ("in", "not in")
+            else rng.choice(pool)
+        )
         return {"field": field, "op": op, "value": value}
     if leaf == "choice":
-        return rng.choice([
-            {"field": "lifecycle", "op": rng.choice(["=", "!="]), "value": rng.choice(["active", "at-risk", "never-bought"])},
-            {"field": "price_band", "op": rng.choice(["in", "not in"]), "value": rng.sample(["low", "mid", "high"], 2)},
-        ])
+        return rng.choice(
+            [
+                {
+                    "field": "lifecycle",
+                    "op": rng.choice(["=", "!="]),
+                    "value": rng.choice(["active", "at-risk", "never-bought"]),
+                },
+                {
+                    "field": "price_band",
+                    "op": rng.choice(["in", "not in"]),
+                    "value": rng.sample(["low", "mid", "high"], 2),
+                },
+            ]
+        )
     if leaf == "text":
-        return {"field": "top_category", "op": rng.choice(["=", "!="]), "value": rng.choice(["Books", "Garden", "Toys"])}
+        return {
+            "field": "top_category",
+            "op": rng.choice(["=", "!="]),
+            "value": rng.choice(["Books", "Garden", "Toys"]),
+        }
     if leaf == "rfm":
-        return rng.choice([
-            {"field": "rfm_code", "op": "startswith", "value": rng.choice(["1", "2", "3", "5", "55", "0"])},
-            {"field": "rfm_code", "op": "matches", "value": rng.choice(["**1", "5*5", "*1*", "0**"])},
-            {"field": "rfm_code", "op": "!=", "value": rng.choice(["111", "000", "555"])},
-        ])
+        return rng.choice(
+            [
+                {"field": "rfm_code", "op": "startswith", "value": rng.choice(["1", "2", "3", "5", "55", "0"])},
+                {"field": "rfm_code", "op": "matches", "value": rng.choice(["**1", "5*5", "*1*", "0**"])},
+                {"field": "rfm_code", "op": "!=", "value": rng.choice(["111", "000", "555"])},
+            ]
+        )
     if leaf == "null":
-        return {"field": rng.choice(["recency_days", "top_category", "price_band", "monetary"]),
-                "op": rng.choice(["is null", "is not null"])}
+        return {
+            "field": rng.choice(["recency_days", "top_category", "price_band", "monetary"]),
+            "op": rng.choice(["is null", "is not null"]),
+        }
     if leaf == "consent":
         return {"consent": rng.choice(["in_app", "email", "push"])}
     spec = {"type": rng.choice(["purchase", "view", "return", "like", ["view", "purchase"]])}
@@ -412,7 +530,11 @@ def errors_of(rule, **kwargs) -> dict[str, str]:
     "rule, path, fragment",
     [
         ({"field": "recency", "op": "<=", "value": 30}, "field", "unknown profile field"),
-        ({"all": [{"consent": "email"}, {"field": "lifecycle", "op": "<", "value": "active"}]}, "all[1].op", "does not apply to lifecycle"),
+        (
+            {"all": [{"consent": "email"}, {"field": "lifecycle", "op": "<", "value": "active"}]},
+            "all[1].op",
+            "does not apply to lifecycle",
+        ),
         ({"field": "rfm_code", "op": ">=", "value": "500"}, "op", "does not apply"),
         ({"field": "monetary", "op": ">=", "value": "500"}, "value", "expected a number"),
         ({"field": "monetary", "op": ">=", "value": True}, "value", "expected a number"),
@@ -426,8 +548,11 @@ def errors_of(rule, **kwargs) -> dict[str, str]:
         ({"field": "rfm_code", "op": "=", "value": "56"}, "value", "RFM code"),
         ({"field": "rfm_code", "op": "=", "value": "561"}, "value", "RFM code"),
         ({"field": "rfm_code", "op": "matches", "value": "5?5"}, "value", "for any"),
-        ({"all": [{"consent": "email"}, {"consent": "email"}, {"event": {"type": "purchase", "within_days": -3}}]},
-         "all[2].event.within_days", "positive whole number of days"),
+        (
+            {"all": [{"consent": "email"}, {"consent": "email"}, {"event": {"type": "purchase", "within_days": -3}}]},
+            "all[2].event.within_days",
+            "positive whole number of days",
+        ),
         ({"event": {"type": "purchase", "within_days": 7.5}}, "event.within_days", "positive whole number of days"),
         ({"event": {"type": "buy"}}, "event.type", "unknown event type"),
         ({"event": {"type": ["view", "buy"]}}, "event.type[1]", "unknown event type"),
@@ -453,13 +578,25 @@ def test_every_validation_error_names_its_path(rule, path, fragment):
 
 
 def test_all_errors_are_collected_not_just_the_first():
-    rule = {"all": [
-        {"field": "recency", "op": "<=", "value": 30},
-        {"any": [{"field": "lifecycle", "op": "=", "value": "sleepy"}, {"event": {"type": "purchase", "within_days": 0}}]},
-        {"not": {"consent": "fax"}},
-    ]}
+    rule = {
+        "all": [
+            {"field": "recency", "op": "<=", "value": 30},
+            {
+                "any": [
+                    {"field": "lifecycle", "op": "=", "value": "sleepy"},
+                    {"event": {"type": "purchase", "within_days": 0}},
+                ]
+            },
+            {"not": {"consent": "fax"}},
+        ]
+    }
     errors = errors_of(rule)
-    assert set(errors) == {"all[0].field", "all[1].any[0].value", "all[1].any[1].event.within_days", "all[2].not.consent"}
+    assert set(errors) == {
+        "all[0].field",
+        "all[1].any[0].value",
+        "all[1].any[1].event.within_days",
+        "all[2].not.consent",
+    }
     with pytest.raises(RuleError) as caught:
         compile_rule(rule)
     assert len(caught.value.errors) == 4
@@ -513,11 +650,13 @@ def test_segment_references_refuse_self_and_cycles(shop):
 
 
 def test_audience_size_is_one_count_query(shop, django_assert_num_queries):
-    rule = {"all": [
-        {"field": "recency_days", "op": "<=", "value": 100},
-        {"any": [{"event": {"type": "purchase", "min_count": 3, "within_days": 90}}, {"consent": "push"}]},
-        {"not": {"event": {"type": "return"}}},
-    ]}
+    rule = {
+        "all": [
+            {"field": "recency_days", "op": "<=", "value": 100},
+            {"any": [{"event": {"type": "purchase", "min_count": 3, "within_days": 90}}, {"consent": "push"}]},
+            {"not": {"event": {"type": "return"}}},
+        ]
+    }
     with django_assert_num_queries(1) as ctx:
         assert rule_audience_size(rule, now=NOW) == 2
     assert "COUNT(" in ctx.captured_queries[0]["sql"].upper()
@@ -527,11 +666,17 @@ def test_no_per_customer_queries_over_300_customers(shop):
     many = [(f"bulk-{n:03d}", "purchase" if n % 3 else "view", "product", "book-1", n % 120, 20) for n in range(300)]
     ingest(many, prefix="bulk")
     assert Customer.objects.count() > 300
-    rule = {"any": [
-        {"all": [{"event": {"type": "purchase", "min_count": 2, "within_days": 30, "category": "Books"}},
-                 {"not": {"field": "lifecycle", "op": "=", "value": "lapsed"}}]},
-        {"all": [{"event": {"type": "purchase", "within_days": 10}}, {"event": {"type": "view", "max_count": 0}}]},
-    ]}
+    rule = {
+        "any": [
+            {
+                "all": [
+                    {"event": {"type": "purchase", "min_count": 2, "within_days": 30, "category": "Books"}},
+                    {"not": {"field": "lifecycle", "op": "=", "value": "lapsed"}},
+                ]
+            },
+            {"all": [{"event": {"type": "purchase", "within_days": 10}}, {"event": {"type": "view", "max_count": 0}}]},
+        ]
+    }
     with CaptureQueriesContext(connection) as ctx:
         members = [c.external_id for c in rule_queryset(rule, now=NOW)]
     assert len(ctx.captured_queries) == 1
@@ -542,19 +687,40 @@ def test_no_per_customer_queries_over_300_customers(shop):
 
 
 def test_describe_rule_reads_as_english():
-    rule = {"all": [
-        {"field": "recency_days", "op": "<=", "value": 30},
-        {"any": [{"field": "lifecycle", "op": "=", "value": "at-risk"},
-                 {"event": {"type": "purchase", "min_count": 3, "within_days": 90}}]},
-    ]}
+    rule = {
+        "all": [
+            {"field": "recency_days", "op": "<=", "value": 30},
+            {
+                "any": [
+                    {"field": "lifecycle", "op": "=", "value": "at-risk"},
+                    {"event": {"type": "purchase", "min_count": 3, "within_days": 90}},
+                ]
+            },
+        ]
+    }
     assert describe_rule(rule) == "recency_days ≤ 30 AND (lifecycle = at-risk OR purchased ≥ 3 times in 90 days)"
     assert describe_rule({"not": {"event": {"type": "return"}}}) == "NOT returned"
-    assert describe_rule({"event": {"type": "purchase", "max_count": 0, "within_days": 30}}) == "never purchased in the last 30 days"
-    assert describe_rule({"all": [{"event": {"type": "view", "category": "Books", "within_days": 14}},
-                                  {"not": {"event": {"type": "purchase", "category": "Books", "within_days": 14}}}]}) \
+    assert (
+        describe_rule({"event": {"type": "purchase", "max_count": 0, "within_days": 30}})
+        == "never purchased in the last 30 days"
+    )
+    assert (
+        describe_rule(
+            {
+                "all": [
+                    {"event": {"type": "view", "category": "Books", "within_days": 14}},
+                    {"not": {"event": {"type": "purchase", "category": "Books", "within_days": 14}}},
+                ]
+            }
+        )
         == "viewed in Books in 14 days AND NOT purchased in Books in 14 days"
-    assert describe_rule({"all": [{"consent": "in_app"}, {"segment": 4}, {"field": "rfm_code", "op": "in", "value": ["555", "554"]}]}) \
+    )
+    assert (
+        describe_rule(
+            {"all": [{"consent": "in_app"}, {"segment": 4}, {"field": "rfm_code", "op": "in", "value": ["555", "554"]}]}
+        )
         == "consents to in-app AND in segment #4 AND rfm_code in (555, 554)"
+    )
 
 
 # --- refreshing memberships ------------------------------------------------------------------------
@@ -583,7 +749,11 @@ def test_refresh_replaces_members_keeps_since_and_records_the_size(shop):
     seg.rule = {"consent": "push"}
     seg.save(update_fields=["rule"])
     assert refresh_rule_memberships(seg, now=NOW + timedelta(hours=1)) == 3
-    assert set(Membership.objects.filter(segment=seg).values_list("customer__external_id", flat=True)) == {"atrisk", "returner", "ghost"}
+    assert set(Membership.objects.filter(segment=seg).values_list("customer__external_id", flat=True)) == {
+        "atrisk",
+        "returner",
+        "ghost",
+    }
     seg.refresh_from_db()
     assert seg.members_version == 2
     assert SegmentSize.objects.filter(segment=seg).count() == 2
@@ -597,7 +767,7 @@ def test_a_failed_refresh_leaves_the_previous_members(shop, monkeypatch):
     seg.save(update_fields=["rule"])
 
     class Boom:
-        class objects:  # noqa: N801 - mimics the manager
+        class objects:
             @staticmethod
             def using(db):
                 raise RuntimeError("disk full")
@@ -618,17 +788,27 @@ def test_refresh_refuses_an_invalid_stored_rule(shop):
 
 
 def test_the_documented_example_reads_as_documented():
-    rule = {"all": [
-        {"any": [
-            {"field": "recency_days", "op": "<=", "value": 30},
-            {"all": [{"field": "lifecycle", "op": "=", "value": "at-risk"},
-                     {"event": {"type": "purchase", "min_count": 3, "within_days": 90}}]},
-        ]},
-        {"consent": "email"},
-        {"not": {"segment": 4}},
-    ]}
-    assert describe_rule(rule) == ("(recency_days ≤ 30 OR (lifecycle = at-risk AND purchased ≥ 3 times in 90 days)) "
-                                   "AND consents to email AND NOT in segment #4")
+    rule = {
+        "all": [
+            {
+                "any": [
+                    {"field": "recency_days", "op": "<=", "value": 30},
+                    {
+                        "all": [
+                            {"field": "lifecycle", "op": "=", "value": "at-risk"},
+                            {"event": {"type": "purchase", "min_count": 3, "within_days": 90}},
+                        ]
+                    },
+                ]
+            },
+            {"consent": "email"},
+            {"not": {"segment": 4}},
+        ]
+    }
+    assert describe_rule(rule) == (
+        "(recency_days ≤ 30 OR (lifecycle = at-risk AND purchased ≥ 3 times in 90 days)) "
+        "AND consents to email AND NOT in segment #4"
+    )
     # A broken rule still gets a description instead of an exception in an admin list.
     assert isinstance(describe_rule({"all": [{"weird": 1}, 3]}), str)
 

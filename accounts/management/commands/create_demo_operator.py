@@ -1,4 +1,5 @@
 """python manage.py create_demo_operator: the demo's operator login (never for production)."""
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -19,4 +20,6 @@ class Command(BaseCommand):
         user.is_superuser = True
         user.set_password(PASSWORD)
         user.save()
-        self.stdout.write(f"Demo operator {'created' if created else 'ready'}: login '{USERNAME}', password '{PASSWORD}'.")
+        self.stdout.write(
+            f"Demo operator {'created' if created else 'ready'}: login '{USERNAME}', password '{PASSWORD}'."
+        )

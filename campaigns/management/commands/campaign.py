@@ -1,4 +1,5 @@
 """python manage.py campaign launch|pause|resume|cancel ID | tick | attribute [--campaign ID] | report ID"""
+
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -8,12 +9,19 @@ from campaigns.models import Campaign
 
 
 class Command(BaseCommand):
-    help = "Campaigns from a shell: change a campaign's status, move the clock (tick), attribute conversions, print a report."
+    help = (
+        "Campaigns from a shell: change a campaign's status, move the clock (tick), attribute conversions, "
+        "print a report."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("action", choices=["launch", "pause", "resume", "cancel", "tick", "attribute", "report"])
-        parser.add_argument("campaign", nargs="?", type=int, help="The campaign id (launch, pause, resume, cancel, report).")
-        parser.add_argument("--campaign", dest="only", type=int, action="append", help="attribute: only these campaigns.")
+        parser.add_argument(
+            "campaign", nargs="?", type=int, help="The campaign id (launch, pause, resume, cancel, report)."
+        )
+        parser.add_argument(
+            "--campaign", dest="only", type=int, action="append", help="attribute: only these campaigns."
+        )
 
     def handle(self, *args, action, campaign=None, only=None, **options):
         if action == "tick":
@@ -31,8 +39,12 @@ class Command(BaseCommand):
         if action == "report":
             self.stdout.write(json.dumps(selectors.campaign_report(obj), indent=2, default=str))
             return
-        verb = {"launch": services.campaign_launch, "pause": services.campaign_pause,
-                "resume": services.campaign_resume, "cancel": services.campaign_cancel}[action]
+        verb = {
+            "launch": services.campaign_launch,
+            "pause": services.campaign_pause,
+            "resume": services.campaign_resume,
+            "cancel": services.campaign_cancel,
+        }[action]
         try:
             obj = verb(campaign=obj, source="shell")
         except (services.TransitionError, services.TemplateError) as exc:  # e.g. a template the sandbox refuses

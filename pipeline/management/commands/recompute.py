@@ -3,6 +3,7 @@
 The options after --steps are the parameters the listed steps declare (pipeline/steps.py): each
 goes to the steps of the run that take it.
 """
+
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -16,8 +17,11 @@ class Command(BaseCommand):
     help = "Run recomputation steps of the pipeline (in order, under the pipeline lock), with progress bars."
 
     def add_arguments(self, parser):
-        parser.add_argument("--steps", default="", help="Comma-separated steps (default: all). Available: "
-                            + ", ".join(available_steps()))
+        parser.add_argument(
+            "--steps",
+            default="",
+            help="Comma-separated steps (default: all). Available: " + ", ".join(available_steps()),
+        )
         seen = set()
         for step, param in declared_params():
             if param.name in seen:
@@ -46,8 +50,13 @@ class Command(BaseCommand):
                 return
             bar = bars.get(step)
             if bar is None:
-                bar = bars[step] = tqdm(total=100, desc=step, unit="%", file=self.stderr._out,
-                                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+                bar = bars[step] = tqdm(
+                    total=100,
+                    desc=step,
+                    unit="%",
+                    file=self.stderr._out,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+                )
             bar.n = round(fraction * 100)
             bar.set_postfix_str(message, refresh=True)
 

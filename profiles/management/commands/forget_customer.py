@@ -1,4 +1,5 @@
 """python manage.py forget_customer EXTERNAL_ID"""
+
 import json
 
 from django.core.management.base import BaseCommand, CommandError

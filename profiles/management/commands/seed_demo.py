@@ -1,4 +1,5 @@
 """python manage.py seed_demo: a realistic, deterministic demo shop through the ingestion service."""
+
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -25,10 +26,16 @@ class Command(BaseCommand):
         parser.add_argument("--events", type=int, default=None, help="Override the number of events.")
         parser.add_argument("--if-empty", action="store_true", help="Do nothing if the database already has customers.")
         parser.add_argument("--chunk-size", type=int, default=20_000)
-        parser.add_argument("--recompute", action="store_true", help="After seeding, run the whole pipeline once (profiles, segments, recommendations).")
+        parser.add_argument(
+            "--recompute",
+            action="store_true",
+            help="After seeding, run the whole pipeline once (profiles, segments, recommendations).",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args, seed, scale, customers, events, if_empty, chunk_size, no_progress, recompute=False, **options):
+    def handle(
+        self, *args, seed, scale, customers, events, if_empty, chunk_size, no_progress, recompute=False, **options
+    ):
         if if_empty and Customer.objects.exists():
             self.stdout.write("The database already has customers; the demo shop was not seeded again.")
             return
@@ -44,10 +51,13 @@ class Command(BaseCommand):
         cust = services.customers_upsert(rows=shop.customers.drop(columns=["persona"], errors="ignore"), source="demo")
         items = services.items_upsert(rows=shop.items)
         self.stdout.write(
-            f"Customers: {cust.created} created, {cust.updated} updated. Items: {items.created} created, {items.updated} updated."
+            f"Customers: {cust.created} created, {cust.updated} updated. Items: {items.created} created, "
+            f"{items.updated} updated."
         )
         total = services.IngestResult()
-        with tqdm(total=shop.n_events, unit="ev", desc="demo events", disable=no_progress, file=self.stderr._out) as bar:
+        with tqdm(
+            total=shop.n_events, unit="ev", desc="demo events", disable=no_progress, file=self.stderr._out
+        ) as bar:
             for chunk in shop.iter_events():
                 result = services.events_ingest(rows=chunk, create_unknown=False)
                 total.merge(result)
@@ -61,4 +71,6 @@ class Command(BaseCommand):
             from django.core.management import call_command
 
             self.stdout.write("Computing profiles, segments and recommendations for the demo shop...")
-            call_command("recompute", *(["--no-progress"] if no_progress else []), stdout=self.stdout, stderr=self.stderr)
+            call_command(
+                "recompute", *(["--no-progress"] if no_progress else []), stdout=self.stdout, stderr=self.stderr
+            )

@@ -1,4 +1,5 @@
 """python manage.py evaluate_recommender: offline evaluation on a public dataset or on the shop's own events."""
+
 import json
 import time
 from pathlib import Path
@@ -21,7 +22,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, choices=["movielens", "ml-100k", "online-retail", "db"])
-        parser.add_argument("--algorithms", default=DEFAULT, help=f"Comma-separated, from: {', '.join(algorithm_registry())}. Default {DEFAULT}.")
+        parser.add_argument(
+            "--algorithms",
+            default=DEFAULT,
+            help=f"Comma-separated, from: {', '.join(algorithm_registry())}. Default {DEFAULT}.",
+        )
         parser.add_argument("-k", type=int, default=10)
         parser.add_argument("--datasets-dir", default=None, help="Default: settings.DATASETS_DIR.")
         parser.add_argument("--json", dest="json_path", default=None, help="Also write the figures to this JSON file.")
@@ -31,7 +36,9 @@ class Command(BaseCommand):
         names = [a.strip() for a in algorithms.split(",") if a.strip()]
         unknown = [a for a in names if a not in registry]
         if unknown or not names:
-            raise CommandError(f"unknown algorithm(s): {', '.join(unknown) or '(none)'}; choose from {', '.join(registry)}")
+            raise CommandError(
+                f"unknown algorithm(s): {', '.join(unknown) or '(none)'}; choose from {', '.join(registry)}"
+            )
         started = time.monotonic()
         if dataset == "db":
             result = self._db(names, registry, k)
@@ -60,6 +67,13 @@ class Command(BaseCommand):
         if not len(users):
             raise CommandError("No customer has enough history to hold some out; seed or import events first.")
         results = {name: evaluate_topn(registry[name](), train, relevant, k=k, users=users) for name in names}
-        return {"protocol": "db (all kinds, latest new items held out)", "k": k, "half_life_days": cfg["half_life_days"],
-                "n_users": int(train.shape[0]), "n_items": int(train.shape[1]), "n_train": int(train.nnz),
-                "n_users_scored": int(len(users)), "results": results}
+        return {
+            "protocol": "db (all kinds, latest new items held out)",
+            "k": k,
+            "half_life_days": cfg["half_life_days"],
+            "n_users": int(train.shape[0]),
+            "n_items": int(train.shape[1]),
+            "n_train": int(train.nnz),
+            "n_users_scored": len(users),
+            "results": results,
+        }

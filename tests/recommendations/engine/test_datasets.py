@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 
 from recommendations.engine import UserKNN, default_recommender
-from recommendations.engine.evaluation import evaluate_rating, evaluate_topn, movielens_official_folds, \
-    movielens_surprise_folds, movielens_topn_split
+from recommendations.engine.evaluation import (
+    evaluate_rating,
+    evaluate_topn,
+    movielens_official_folds,
+    movielens_surprise_folds,
+    movielens_topn_split,
+)
 
 pytestmark = pytest.mark.datasets
 
@@ -19,11 +24,11 @@ def ml_folds(datasets_dir):
 def test_user_knn_per_item_matches_surprise_knn_with_means(datasets_dir, ml_folds, similarity):
     surprise = pytest.importorskip("surprise")
     ml = datasets_dir / "ml-100k"
-    data = surprise.Dataset.load_from_folds([(str(ml / "u1.base"), str(ml / "u1.test"))],
-                                            surprise.Reader("ml-100k"))
+    data = surprise.Dataset.load_from_folds([(str(ml / "u1.base"), str(ml / "u1.test"))], surprise.Reader("ml-100k"))
     trainset, _ = next(surprise.model_selection.PredefinedKFold().split(data))
-    theirs = surprise.KNNWithMeans(k=40, min_k=1, sim_options={"name": similarity, "user_based": True},
-                                   verbose=False).fit(trainset)
+    theirs = surprise.KNNWithMeans(
+        k=40, min_k=1, sim_options={"name": similarity, "user_based": True}, verbose=False
+    ).fit(trainset)
     fold = ml_folds[0]
     ours = UserKNN(k=40, similarity=similarity, neighbourhood="per_item", min_k=1).fit(fold.train)
     sample = np.random.default_rng(0).choice(len(fold.test_users), 2000, replace=False)
@@ -33,7 +38,7 @@ def test_user_knn_per_item_matches_surprise_knn_with_means(datasets_dir, ml_fold
     users = np.r_[users, 0, 0]
     items = np.r_[items, unknown_item, fold.train[0].indices[0]]
 
-    expected = np.array([theirs.predict(str(u + 1), str(i + 1)).est for u, i in zip(users, items)])
+    expected = np.array([theirs.predict(str(u + 1), str(i + 1)).est for u, i in zip(users, items, strict=False)])
     got = ours.predict(users, items)
     scored = ours.score(np.arange(fold.train.shape[0]))[users, items]  # the population-wide path
 
@@ -46,8 +51,8 @@ def test_user_knn_mean_rmse_over_official_folds(ml_folds):
     # u1-u5 (surprise's own 0.951 is over its random 5-fold split, reproduced below);
     # shrinking low-support Pearson similarities, the recommended setting, gets 0.944
     result = evaluate_rating(
-        lambda: UserKNN(k=40, similarity="pearson", shrinkage=100, neighbourhood="per_item", min_k=1),
-        ml_folds)
+        lambda: UserKNN(k=40, similarity="pearson", shrinkage=100, neighbourhood="per_item", min_k=1), ml_folds
+    )
 
     assert result["rmse"] <= 0.951
 
@@ -60,9 +65,14 @@ def test_surprise_identical_user_knn_reproduces_the_published_figure_on_surprise
     surprise = pytest.importorskip("surprise")
     data = surprise.Dataset.load_from_file(str(ml / "u.data"), surprise.Reader("ml-100k"))
     _, first_test = next(surprise.model_selection.KFold(n_splits=5, random_state=0).split(data))
-    assert [(int(u) - 1, int(i) - 1, r) for u, i, r in first_test[:50]] == \
-        list(zip(folds[0].test_users[:50].tolist(), folds[0].test_items[:50].tolist(),
-                 folds[0].test_ratings[:50].tolist()))
+    assert [(int(u) - 1, int(i) - 1, r) for u, i, r in first_test[:50]] == list(
+        zip(
+            folds[0].test_users[:50].tolist(),
+            folds[0].test_items[:50].tolist(),
+            folds[0].test_ratings[:50].tolist(),
+            strict=False,
+        )
+    )
     assert len(first_test) == len(folds[0].test_users)
 
     result = evaluate_rating(lambda: UserKNN(k=40, similarity="msd", neighbourhood="per_item", min_k=1), folds)

@@ -47,8 +47,9 @@ def test_interaction_matrix_decays_from_the_latest_event_of_all():
     etype = ["view", "purchase", "view"]
     t = np.array([0, 10 * DAY, -20 * DAY])
 
-    m = interaction_matrix(u, i, etype, [np.nan] * 3, t, weights=WEIGHTS, half_life_days=10, decay_from="latest",
-                           n_users=2, n_items=2)
+    m = interaction_matrix(
+        u, i, etype, [np.nan] * 3, t, weights=WEIGHTS, half_life_days=10, decay_from="latest", n_users=2, n_items=2
+    )
 
     assert m.toarray() == pytest.approx(np.array([[0.5, 4.0], [0.125, 0.0]]))
 
@@ -69,8 +70,9 @@ def test_interaction_matrix_adds_the_latest_rating_as_it_is_and_drops_zero_weigh
 def test_interaction_matrix_takes_datetimes_as_well_as_seconds():
     t = np.array(["2024-01-01", "2024-01-11"], dtype="datetime64[ns]")
 
-    m = interaction_matrix([0, 0], [0, 1], ["view", "view"], [np.nan, np.nan], t, weights=WEIGHTS, half_life_days=10,
-                           n_users=1, n_items=2)
+    m = interaction_matrix(
+        [0, 0], [0, 1], ["view", "view"], [np.nan, np.nan], t, weights=WEIGHTS, half_life_days=10, n_users=1, n_items=2
+    )
 
     assert m.toarray() == pytest.approx(np.array([[0.5, 1.0]]))
 
@@ -98,8 +100,9 @@ def test_last_items_holdout_holds_out_each_users_latest_new_items():
 
 
 def test_last_items_holdout_breaks_ties_in_time_by_item():
-    relevant, _ = last_items_holdout([0, 0, 0], [2, 1, 0], [5, 5, 5], [True] * 3, n_holdout=1, min_items=1,
-                                     n_users=1, n_items=3)
+    relevant, _ = last_items_holdout(
+        [0, 0, 0], [2, 1, 0], [5, 5, 5], [True] * 3, n_holdout=1, min_items=1, n_users=1, n_items=3
+    )
 
     assert relevant.toarray().tolist() == [[0, 0, 1]]
 
@@ -142,7 +145,8 @@ def test_penalise_shown_moves_shown_items_down():
 def test_penalise_shown_pushes_negative_scores_further_down():
     shown = sp.csr_matrix(([1.0], ([0], [1])), shape=(1, 3))
 
-    got_items, got_scores = penalise_shown(np.array([0]), np.array([[0, 1]]), np.array([[-1.0, -1.0]]), shown,
-                                           penalty=0.5, n=2)
+    got_items, got_scores = penalise_shown(
+        np.array([0]), np.array([[0, 1]]), np.array([[-1.0, -1.0]]), shown, penalty=0.5, n=2
+    )
 
     assert got_items.tolist() == [[0, 1]] and got_scores.tolist() == [[-1.0, -2.0]]

@@ -19,16 +19,24 @@ from recommendations.engine import (
 
 def test_build_interactions_sums_implicit_weights_with_decay():
     day = 86_400
-    m = build_interactions([0, 0, 1], [1, 1, 0], [1.0, 3.0, 2.0], timestamps=[0, 10 * day, 10 * day],
-                           half_life_days=10, n_users=2, n_items=2)
+    m = build_interactions(
+        [0, 0, 1],
+        [1, 1, 0],
+        [1.0, 3.0, 2.0],
+        timestamps=[0, 10 * day, 10 * day],
+        half_life_days=10,
+        n_users=2,
+        n_items=2,
+    )
 
     # the purchase 10 days before "now" counts half
     assert m.toarray() == pytest.approx(np.array([[0, 0.5 + 3.0], [2.0, 0]]))
 
 
 def test_build_interactions_explicit_latest_rating_wins():
-    m = build_interactions([0, 0, 0], [1, 1, 1], [5.0, 2.0, 4.0], timestamps=[30, 10, 20],
-                           n_users=1, n_items=2, explicit=True)
+    m = build_interactions(
+        [0, 0, 0], [1, 1, 1], [5.0, 2.0, 4.0], timestamps=[30, 10, 20], n_users=1, n_items=2, explicit=True
+    )
 
     assert m[0, 1] == 5.0
 
@@ -81,8 +89,16 @@ def test_popularity_overall_group_and_decay():
     assert decayed.popularity_ == pytest.approx([0.5, 1.0, 2.0])
 
 
-@pytest.mark.parametrize("make", [lambda: RP3beta(k=10), lambda: PureSVD(factors=8), lambda: ItemKNN(k=10),
-                                  default_recommender, lambda: Popularity()])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: RP3beta(k=10),
+        lambda: PureSVD(factors=8),
+        lambda: ItemKNN(k=10),
+        default_recommender,
+        lambda: Popularity(),
+    ],
+)
 def test_chunking_and_exclude_seen(random_implicit, make):
     whole = make()
     whole.chunk_size = 1000
@@ -115,7 +131,7 @@ def test_item_level_explanations_point_to_the_top_contributor(random_implicit, m
     else:
         w = model.similarity_.toarray()
     by_item = 0
-    for u, i, kind, src in zip(np.repeat(users, 3), items.ravel(), why.kind.ravel(), why.item.ravel()):
+    for u, i, kind, src in zip(np.repeat(users, 3), items.ravel(), why.kind.ravel(), why.item.ravel(), strict=False):
         contrib = x[u] * w[:, i] if i >= 0 else np.zeros(1)
         if contrib.max() > 0:
             assert kind == EXPLAIN_ITEM

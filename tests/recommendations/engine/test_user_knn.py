@@ -73,8 +73,9 @@ def test_pearson_uses_co_rated_items_only():
 def test_block_scores_equal_pair_predictions(monkeypatch, random_implicit, neighbourhood, min_k, n_threads):
     # predict() would score this many pairs as rows itself; make it take the per-pair path
     monkeypatch.setattr("recommendations.engine.knn._ROW_VS_PAIR_COST", float("inf"))
-    model = UserKNN(k=5, similarity="pearson", neighbourhood=neighbourhood, min_k=min_k,
-                    n_threads=n_threads).fit(random_implicit)
+    model = UserKNN(k=5, similarity="pearson", neighbourhood=neighbourhood, min_k=min_k, n_threads=n_threads).fit(
+        random_implicit
+    )
     users = np.repeat(np.arange(60), 45)
     items = np.tile(np.arange(45), 60)
 
@@ -114,8 +115,7 @@ def test_similarities_equal_a_loop_over_co_rated_items(monkeypatch, similarity, 
 
     model = UserKNN(similarity=similarity, neighbourhood="per_item").fit(sp.csr_matrix(dense))
 
-    expected = np.array([[_surprise_similarity(dense[u], dense[v], similarity) for v in range(40)]
-                         for u in range(40)])
+    expected = np.array([[_surprise_similarity(dense[u], dense[v], similarity) for v in range(40)] for u in range(40)])
     expected[expected < 0] = 0.0
     np.fill_diagonal(expected, (dense != 0).any(axis=1).astype(float))  # a user is its own neighbour
     # integer sums are exact, so those similarities are bit-identical; fractional ones
