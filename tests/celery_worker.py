@@ -39,6 +39,7 @@ def install_pause_point(point: str, pause_file: str) -> None:
     kind, _, target = point.partition(":")
     if kind == "insert":
         import common.bulk
+        import profiles.services.compute
         import recommendations.services
         import segments.services
 
@@ -50,7 +51,7 @@ def install_pause_point(point: str, pause_file: str) -> None:
                 _pause(point, pause_file)
             return written
 
-        for module in (common.bulk, segments.services, recommendations.services):
+        for module in (common.bulk, profiles.services.compute, segments.services, recommendations.services):
             module.bulk_insert = bulk_insert
     elif kind == "progress":
         from pipeline import services as pipeline
