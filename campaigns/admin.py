@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.audit import AuditedAdminMixin
@@ -149,7 +150,11 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Launch (or schedule) the selected campaigns", permissions=["launch"])
     def launch_selected(self, request, queryset):
+        # Asks first (the confirmation page posts back here with `post`), as deleting does.
+        if request.POST.get("post") != "yes":
+            return self._launch_confirmation(request, list(queryset.order_by("pk")), bulk=True)
         self._apply(request, queryset, "launch")
+        return None
 
     @admin.action(description="Pause the selected campaigns", permissions=["pause"])
     def pause_selected(self, request, queryset):
@@ -162,6 +167,7 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         return [
             path("<int:pk>/do/<str:verb>/", self.admin_site.admin_view(self.do_view), name="campaigns_campaign_do"),
+            path("<int:pk>/launch/", self.admin_site.admin_view(self.launch_view), name="campaigns_campaign_launch"),
             path(
                 "<int:pk>/send-test/",
                 self.admin_site.admin_view(self.send_test_view),
@@ -177,6 +183,44 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
             raise PermissionDenied(f"You need the permission campaigns.{ACTION_PERMS[verb]}.")
         self._apply(request, Campaign.objects.filter(pk=pk), verb)
         return redirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+
+    def launch_view(self, request, pk):
+        """Launch, step one: who will get it. The page's button posts to do/launch."""
+        if not request.user.has_perm("campaigns.launch_campaign"):
+            raise PermissionDenied("You need the permission campaigns.launch_campaign.")
+        campaign = get_object_or_404(Campaign, pk=pk)
+        if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+            messages.error(request, f"“{campaign}” is {campaign.get_status_display().lower()}: it cannot be launched.")
+            return redirect(reverse("admin:campaigns_campaign_change", args=[pk]))
+        return self._launch_confirmation(request, [campaign], bulk=False)
+
+    def _launch_confirmation(self, request, campaigns, *, bulk: bool):
+        """The page that asks before a launch: per campaign, its audience now, those with consent on its
+        channel, the share held out as control, and so who will get the message."""
+        rows, error = [], ""
+        try:
+            with operator_query_timeout():
+                for campaign in campaigns:
+                    audience = services.audience_preview(
+                        segment_ids=campaign.segments.values_list("id", flat=True),
+                        excluded_ids=campaign.excluded_segments.values_list("id", flat=True),
+                        channel=campaign.channel,
+                        control_percent=campaign.control_percent,
+                    )
+                    rows.append({"campaign": campaign, "audience": audience})
+        except OperatorQueryTimeout as exc:
+            error = f"The audience could not be counted: {exc}"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Launch this campaign?" if len(campaigns) == 1 else f"Launch these {len(campaigns)} campaigns?",
+            "opts": self.model._meta,
+            "rows": rows,
+            "audience_error": error,
+            "bulk": bulk,
+            "selected": [c.pk for c in campaigns],
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/launch_confirm.html", context)
 
     def send_test_view(self, request, pk):
         if request.method != "POST":

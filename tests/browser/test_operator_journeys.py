@@ -160,7 +160,12 @@ def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, liv
     page.click("input[name=_continue]")
     page.wait_for_selector("#message-preview")
     assert "Hello Customer" in page.inner_text("#message-preview")  # rendered for a sample member
-    page.click("button:has-text('Launch')")
+    page.click("a#launch-link")  # launching asks first, with who will get it
+    page.wait_for_selector("#launch-audience")
+    assert page.inner_text("#launch-audience td.members") == str(members)
+    assert Campaign.objects.get(name="Spring hello").status == "draft"
+    shot(page, "campaign-launch-confirmation")
+    page.click("input[value='Yes, launch']")
     page.wait_for_selector(".messagelist")
     campaign = Campaign.objects.get(name="Spring hello")
     assert campaign.status in ("running", "completed")
