@@ -161,6 +161,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% load marketing %}: percentages, money, rounded numbers (common/display.py)
+            "libraries": {"marketing": "common.display_tags"},
         },
     },
 ]
@@ -334,6 +336,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- The product -------------------------------------------------------------------------
+# The shop's currency (ISO 4217 code): money on the console's pages is written in it (common/display.py).
+SHOP_CURRENCY = env("SHOP_CURRENCY", "EUR").upper()
 # How much each implicit event type counts as evidence of interest. Ratings are explicit and
 # used as they are. Override with EVENT_WEIGHTS='{"view": 1, ...}' (merged over these).
 EVENT_WEIGHTS = {

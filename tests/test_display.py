@@ -1,0 +1,50 @@
+"""The console's numbers: one format for rates, money, counts and durations (common/display.py)."""
+
+from datetime import timedelta
+
+import pytest
+from django.template import Context, Template
+
+from common import display
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.1394, "13.9%"), (1, "100.0%"), (0, "0.0%"), (0.0004, "0.04%"), (-0.05, "-5.0%"), (None, "—"), ("x", "—")],
+)
+def test_percent(value, text):
+    assert display.percent(value) == text
+
+
+def test_signed_percent_shows_direction():
+    assert display.signed_percent(0.12) == "+12.0%"
+    assert display.signed_percent(-0.05) == "−5.0%"
+    assert display.signed_percent(0.0) == "0.0%"
+
+
+def test_money_uses_the_shop_currency(settings):
+    settings.SHOP_CURRENCY = "GBP"
+    assert display.money(1234.5) == "£1,234.50"
+    assert display.money(-3) == "-£3.00"
+    assert display.money(10, "chf") == "10.00 CHF"
+    assert display.money(None) == "—"
+
+
+def test_number_days_duration_words():
+    assert display.number(12345.678) == "12,346"
+    assert display.number(0.123456, 2) == "0.12"
+    assert display.days(8.352184472233796) == "8 days"
+    assert display.days(1.5) == "1 day"
+    assert display.days(0.2) == "today"
+    assert display.duration(4.24) == "4.2 s"
+    assert display.duration(timedelta(seconds=135)) == "2 min 15 s"
+    assert display.duration(7300) == "2 h 1 min"
+    assert display.words("no_consent") == "No consent"
+
+
+def test_template_filters_escape_like_any_variable(settings):
+    settings.SHOP_CURRENCY = "EUR"
+    out = Template("{% load marketing %}{{ r|percent }} {{ m|money }} {{ n|number }} {{ c|words }}").render(
+        Context({"r": 0.25, "m": 99.999, "n": 1e6, "c": "<b>_x"})
+    )
+    assert out == "25.0% €100.00 1,000,000 &lt;b&gt; x"
