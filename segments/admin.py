@@ -5,13 +5,15 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, Subquery
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.timesince import timesince
 
 from accounts.audit import AuditedAdminMixin
+from common import display
 from common.operator_queries import OperatorQueryTimeout
 
 from . import selectors
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
-from .rules import RuleError, describe_rule, validate_rule
+from .rules import FIELD_LABELS, RuleError, describe_rule, rule_grammar, validate_rule
 from .services import rule_segment_refresh_now
 
 RULE_EXAMPLE = {
@@ -26,10 +28,12 @@ RULE_EXAMPLE = {
 class SegmentForm(forms.ModelForm):
     rule = forms.JSONField(
         required=False,
+        label="Rule",
         widget=forms.Textarea(
             attrs={"rows": 14, "cols": 90, "class": "vLargeTextField", "spellcheck": "false", "id": "id_rule"}
         ),
-        help_text="The condition tree (see docs/rules.md). The audience size updates as you type.",
+        help_text="Who belongs to the segment: build it with conditions and groups; the Advanced (JSON) view "
+        "shows the same rule as JSON (docs/rules.md). The audience size updates as you change it.",
     )
 
     class Meta:
@@ -39,14 +43,26 @@ class SegmentForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if not self.instance.pk:
-            self.fields["kind"].initial = SegmentKind.RULE
-            self.fields["rule"].initial = RULE_EXAMPLE
-        else:
+            # Operators add rule segments only; clustering segments come from the segments step.
+            self.instance.kind = SegmentKind.RULE
+            if "rule" in self.fields:
+                self.fields["rule"].initial = RULE_EXAMPLE
+        if "kind" in self.fields:
+            self.fields["kind"].initial = self.instance.kind
             self.fields["kind"].disabled = True
+        if "active" in self.fields:
+            self.fields["active"].help_text = (
+                "Active rule segments are refreshed on every pipeline run and offered to campaigns."
+                if self.instance.kind == SegmentKind.RULE
+                else "Each clustering run keeps the segments it matches active; one no later run matched "
+                "becomes inactive."
+            )
+        if "description" in self.fields:
+            self.fields["description"].help_text = "For the team: what the segment is for."
 
     def clean(self):
         data = super().clean()
-        kind = data.get("kind") or self.instance.kind
+        kind = self.instance.kind
         if kind == SegmentKind.CLUSTER and not self.instance.pk:
             raise forms.ValidationError(
                 "Clustering segments are created by the segments step; add a rule segment instead."
@@ -59,7 +75,7 @@ class SegmentForm(forms.ModelForm):
                 try:
                     validate_rule(rule, segment_id=self.instance.pk)
                 except RuleError as exc:
-                    self.add_error("rule", [f"{e['path']}: {e['message']}" for e in exc.errors])
+                    self.add_error("rule", [f"{e['path'] or 'the rule'}: {e['message']}" for e in exc.errors])
         return data
 
 
@@ -73,8 +89,18 @@ class SizeTrendMixin:
         if delta == 0:
             return "="
         return format_html(
-            '<span style="color:{}">{}{}</span>', "#2e7d32" if delta > 0 else "#c62828", "+" if delta > 0 else "", delta
+            '<span style="color:{}">{}{}</span>',
+            "#2e7d32" if delta > 0 else "#c62828",
+            "+" if delta > 0 else "−",
+            display.number(abs(delta)),
         )
+
+
+def _ago(when) -> str:
+    """`2 hours ago`, or `never` for a segment not refreshed yet."""
+    if when is None:
+        return "never"
+    return f"{timesince(when).split(',')[0]} ago"
 
 
 @admin.register(Segment)
@@ -87,10 +113,19 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
     audit_exclude = ("name_locked",)
     form = SegmentForm
     change_form_template = "admin/segments/segment/change_form.html"
-    list_display = ("name", "kind", "size", "trend", "active", "refreshed_at", "members_link")
+    list_display = ("name", "kind", "definition", "size_shown", "trend", "active", "refreshed", "members_link")
     list_filter = ("kind", "active")
+    list_select_related = ("clustering_run",)
     search_fields = ("name", "description")
-    readonly_fields = ("size", "refreshed_at", "centroid_table", "rule_description", "members_link", "clustering_run")
+    readonly_fields = (
+        "kind",
+        "size_shown",
+        "refreshed",
+        "centroid_table",
+        "rule_description",
+        "members_link",
+        "clustering_run_link",
+    )
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)
@@ -99,29 +134,55 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         return qs.annotate(previous_size=Subquery(previous))
 
     def get_fieldsets(self, request, obj=None):
-        if obj is None or obj.kind == SegmentKind.RULE:
-            fields = ["name", "description", "kind", "rule", "active"]
-            if obj is not None:
-                fields += ["rule_description", "size", "refreshed_at", "members_link"]
-            return [(None, {"fields": fields})]
+        if obj is None:
+            return [(None, {"fields": ["name", "description", "rule", "active"]})]
+        if obj.kind == SegmentKind.RULE:
+            return [
+                (None, {"fields": ["name", "description", "rule", "active"]}),
+                ("Audience", {"fields": ["rule_description", "size_shown", "refreshed", "members_link"]}),
+            ]
         return [
-            (None, {"fields": ["name", "description", "kind", "active", "size", "refreshed_at", "members_link"]}),
-            ("Centroid (the typical member)", {"fields": ["centroid_table", "clustering_run"]}),
+            (None, {"fields": ["name", "description", "kind", "active", "size_shown", "refreshed", "members_link"]}),
+            ("Centroid (the typical member)", {"fields": ["centroid_table", "clustering_run_link"]}),
         ]
+
+    @admin.display(description="definition")
+    def definition(self, obj):
+        if obj.kind != SegmentKind.RULE:
+            run = obj.clustering_run
+            return f"found by clustering on {run.started_at:%d %b %Y}" if run else "found by clustering"
+        return self.rule_description(obj)
+
+    @admin.display(description="size", ordering="size")
+    def size_shown(self, obj):
+        return display.number(obj.size)
+
+    @admin.display(description="last refreshed", ordering="refreshed_at")
+    def refreshed(self, obj):
+        return _ago(obj.refreshed_at)
 
     @admin.display(description="members")
     def members_link(self, obj):
         if not obj.pk:
             return "–"
         url = reverse("admin:segments_membership_changelist") + f"?segment__id__exact={obj.pk}"
-        return format_html('<a href="{}">{} members</a>', url, obj.size)
+        return format_html('<a href="{}">{} members</a>', url, display.number(obj.size))
 
-    @admin.display(description="rule in words")
+    @admin.display(description="saved rule, in words")
     def rule_description(self, obj):
         try:
             return describe_rule(obj.rule) if obj.rule else "–"
         except RuleError:
             return "(invalid rule)"
+
+    @admin.display(description="clustering run")
+    def clustering_run_link(self, obj):
+        run = obj.clustering_run
+        if run is None:
+            return "–"
+        url = reverse("admin:segments_clusteringrun_change", args=[run.pk])
+        k = f", {run.chosen_k} segments" if run.chosen_k else ""
+        return format_html('<a href="{}">the clustering of {}{}</a>', url, f"{run.started_at:%d %b %Y %H:%M}", k)
 
     @admin.display(description="centroid")
     def centroid_table(self, obj):
@@ -130,7 +191,10 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><th>{}</th><td>{}</td></tr>",
-            ((k, "–" if v is None else f"{v:,.2f}") for k, v in obj.centroid.items()),
+            (
+                (FIELD_LABELS.get(k, display.words(k)), display.number(v, 2) if v is not None else display.MISSING)
+                for k, v in obj.centroid.items()
+            ),
         )
         return format_html("<table>{}</table>", rows)
 
@@ -146,31 +210,32 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
             except OperatorQueryTimeout as exc:
                 messages.error(request, f"“{obj.name}” was saved, but its members were not refreshed: {exc}")
             else:
-                messages.info(request, f"“{obj.name}” now has {size:,} members.")
+                messages.info(request, f"“{obj.name}” now has {display.number(size)} members.")
+
+    def _rule_context(self, segment):
+        url = reverse("segments-preview")
+        context = {"preview_url": url}
+        if segment is None or segment.kind == SegmentKind.RULE:
+            # The builder is drawn from the grammar itself and the shop's own categories and segments.
+            context["segment_form_config"] = {"preview_url": url, "segment_id": segment.pk if segment else None}
+            context["rule_grammar"] = rule_grammar()
+            context["rule_choices"] = selectors.rule_builder_choices()
+        return context
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         segment = self.get_object(request, object_id)
-        if segment is not None:
-            history = selectors.size_history(segment)
+        history = selectors.size_history(segment) if segment is not None else []
+        if history:
             extra_context["size_chart"] = {
                 "labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in history],
                 "sizes": [h.size for h in history],
             }
-        extra_context["preview_url"] = reverse("segments-preview")
-        extra_context["segment_form_config"] = {
-            "preview_url": extra_context["preview_url"],
-            "segment_id": segment.pk if segment else None,
-        }
+        extra_context.update(self._rule_context(segment))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def add_view(self, request, form_url="", extra_context=None):
-        url = reverse("segments-preview")
-        extra_context = {
-            **(extra_context or {}),
-            "preview_url": url,
-            "segment_form_config": {"preview_url": url, "segment_id": None},
-        }
+        extra_context = {**(extra_context or {}), **self._rule_context(None)}
         return super().add_view(request, form_url, extra_context)
 
 

@@ -795,3 +795,120 @@ def _describe_event(spec: dict) -> str:
 def describe_rule(rule: Any) -> str:
     """A one-line English reading of a rule, for the admin list and the campaign screens."""
     return _describe(rule, True)
+
+
+# --- the grammar as data, for the admin's rule builder ------------------------------------------
+
+# Operator words for the vocabulary above. They label; the grammar (what is accepted) stays the
+# tables above, which `rule_grammar` reads, so the builder cannot offer what the validator refuses.
+FIELD_LABELS = {
+    "recency_days": "Days since last purchase",
+    "frequency": "Orders in the window",
+    "monetary": "Spend in the window",
+    "avg_order_value": "Average order value",
+    "r_score": "Recency score (R, 1-5)",
+    "f_score": "Frequency score (F, 1-5)",
+    "m_score": "Monetary score (M, 1-5)",
+    "active_days": "Active days in the window",
+    "events_30d": "Events in the last 30 days",
+    "n_events": "Events in the window",
+    "community_posts": "Community posts",
+    "community_comments": "Community comments",
+    "community_likes": "Community likes",
+    "orders_total": "Orders, all time",
+    "median_price": "Median price of items seen",
+    "lifecycle": "Lifecycle stage",
+    "price_band": "Price band",
+    "top_category": "Top category",
+    "rfm_code": "RFM code",
+}
+_OP_LABELS = {
+    "=": "is",
+    "!=": "is not",
+    "<": "is less than",
+    "<=": "is at most",
+    ">": "is more than",
+    ">=": "is at least",
+    "in": "is one of",
+    "not in": "is none of",
+    "between": "is between",
+    "is null": "is unknown",
+    "is not null": "is known",
+    "startswith": "starts with",
+    "matches": "matches the pattern",
+}
+
+
+_EVENT_PARAMS = {
+    "type": {"kind": "types", "label": "did"},
+    "min_count": {"kind": "whole", "label": "at least", "unit": "times", "min": 0, "max": MAX_COUNT},
+    "max_count": {"kind": "whole", "label": "at most", "unit": "times", "min": 0, "max": MAX_COUNT},
+    "within_days": {"kind": "whole", "label": "in the last", "unit": "days", "min": 1, "max": MAX_DAYS},
+    "category": {"kind": "text", "label": "in category", "suggest": "categories"},
+    "item_kind": {"kind": "choice", "label": "on a", "choices": "item_kinds"},
+    "item": {"kind": "text", "label": "item id"},
+}
+
+
+def _value_shape(op: str) -> str:
+    """What an operator takes as its value: nothing, one value, a list, a [low, high] pair, or a pattern."""
+    if op in _NULL_OPS:
+        return "none"
+    if op in _SET_OPS:
+        return "list"
+    if op == "between":
+        return "pair"
+    return op if op in ("startswith", "matches") else "one"
+
+
+def _labels(choices: type) -> dict[str, str]:
+    return {str(c.value): str(c.label) for c in choices}
+
+
+def rule_grammar() -> dict:
+    """The grammar of rules as data (JSON-ready), for the admin's rule builder.
+
+    Built from the tables the validator reads (PROFILE_FIELDS, EVENT_KEYS, EVENT_TYPES, ITEM_KINDS,
+    CONSENT_FIELDS, COMBINATORS, the limits), so every field, operator and value the validator
+    accepts is offered, and nothing else. Values known only to the shop (categories, segments)
+    are not grammar: the admin hands them to the page beside it.
+    """
+    limits = RuleLimits.current()
+    lifecycle, price_band = _labels(Lifecycle), _labels(PriceBand)
+    choice_labels = {"lifecycle": lifecycle, "price_band": price_band}
+    return {
+        "combinators": list(COMBINATORS),
+        "leaves": list(LEAF_KEYS),
+        "fields": [
+            {
+                "name": name,
+                "label": FIELD_LABELS.get(name, name.replace("_", " ").capitalize()),
+                "kind": spec.kind,
+                "ops": list(spec.ops),
+                "choices": [{"value": c, "label": choice_labels.get(name, {}).get(c, c)} for c in spec.choices],
+            }
+            for name, spec in PROFILE_FIELDS.items()
+        ],
+        "operators": {
+            op: {"label": _OP_LABELS.get(op, op), "value": _value_shape(op)}
+            for op in dict.fromkeys(op for spec in PROFILE_FIELDS.values() for op in spec.ops)
+        },
+        "event": {
+            "keys": list(EVENT_KEYS),
+            "required": ["type"],
+            # How each key is asked for, in EVENT_KEYS order: its kind of value and its words.
+            "params": [_EVENT_PARAMS[key] | {"key": key} for key in EVENT_KEYS],
+            "types": [{"value": t, "label": _VERBS.get(t, str(EventType(t).label).lower())} for t in EVENT_TYPES],
+            "item_kinds": [{"value": k, "label": str(ItemKind(k).label)} for k in ITEM_KINDS],
+            "max_days": MAX_DAYS,
+            "max_count": MAX_COUNT,
+        },
+        "consent": [{"value": c, "label": c.replace("_", "-")} for c in CONSENT_FIELDS],
+        "max_number": MAX_NUMBER,
+        "limits": {
+            "conditions": limits.conditions,
+            "event_conditions": limits.event_conditions,
+            "depth": limits.depth,
+            "list_values": limits.list_values,
+        },
+    }

@@ -3,7 +3,7 @@
 from django.db.models import QuerySet
 
 from pipeline.models import RunStatus
-from profiles.models import Customer
+from profiles.models import Customer, Item
 
 from .models import ClusteringRun, Membership, Segment, SegmentSize
 
@@ -38,3 +38,15 @@ def size_history(segment: Segment, limit: int = 90) -> list[SegmentSize]:
 
 def latest_clustering_run() -> ClusteringRun | None:
     return ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at").first()
+
+
+def rule_builder_choices(*, limit: int = 500) -> dict:
+    """What the shop knows that a rule may name: item categories and segments (the rule builder's lists)."""
+    categories = (
+        Item.objects.exclude(category="").order_by("category").values_list("category", flat=True).distinct()[:limit]
+    )
+    segments = Segment.objects.order_by("kind", "name").values("pk", "name", "kind")[:limit]
+    return {
+        "categories": list(categories),
+        "segments": [{"id": s["pk"], "name": s["name"], "kind": s["kind"]} for s in segments],
+    }
