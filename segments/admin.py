@@ -113,7 +113,7 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
     audit_exclude = ("name_locked",)
     form = SegmentForm
     change_form_template = "admin/segments/segment/change_form.html"
-    list_display = ("name", "kind", "definition", "size_shown", "trend", "active", "refreshed", "members_link")
+    list_display = ("name", "kind", "definition", "size_link", "trend", "refreshed", "active")
     list_filter = ("kind", "active")
     list_select_related = ("clustering_run",)
     search_fields = ("name", "description")
@@ -150,12 +150,19 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
     def definition(self, obj):
         if obj.kind != SegmentKind.RULE:
             run = obj.clustering_run
-            return f"found by clustering on {run.started_at:%d %b %Y}" if run else "found by clustering"
+            when = run.started_at if run else None
+            return f"found by clustering on {when.day} {when:%b %Y}" if when else "found by clustering"
         return self.rule_description(obj)
 
     @admin.display(description="size", ordering="size")
     def size_shown(self, obj):
         return display.number(obj.size)
+
+    @admin.display(description="size", ordering="size")
+    def size_link(self, obj):
+        """The size, linking to the members."""
+        url = reverse("admin:segments_membership_changelist") + f"?segment__id__exact={obj.pk}"
+        return format_html('<a href="{}" title="see the members">{}</a>', url, display.number(obj.size))
 
     @admin.display(description="last refreshed", ordering="refreshed_at")
     def refreshed(self, obj):
@@ -182,7 +189,8 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
             return "–"
         url = reverse("admin:segments_clusteringrun_change", args=[run.pk])
         k = f", {run.chosen_k} segments" if run.chosen_k else ""
-        return format_html('<a href="{}">the clustering of {}{}</a>', url, f"{run.started_at:%d %b %Y %H:%M}", k)
+        when = f"{run.started_at.day} {run.started_at:%b %Y %H:%M}"
+        return format_html('<a href="{}">the clustering of {}{}</a>', url, when, k)
 
     @admin.display(description="centroid")
     def centroid_table(self, obj):

@@ -159,6 +159,7 @@ def test_a_bad_value_is_shown_next_to_its_condition_and_the_preview_is_cleared(p
     assert page.locator(".rb-error").count() == 1  # only that condition is marked
     assert page.inner_text("#rule-preview-size") == "–"  # the previous rule's audience is gone
     assert page.inner_text("#rule-preview-description") == ""
+    assert page.inner_text("#rule-preview-errors") == "1 problem in the rule, marked above."
     shot(page, "rule-error")
 
     # fixed, the error goes and the audience comes back

@@ -8,7 +8,7 @@
    the operator goes into the page with textContent and values only (no innerHTML).
 
    window.RuleBuilder(container, grammar, choices, onChange) returns
-     {render(rule), rule(), markErrors([{path, message}]), clearErrors()}.
+     {render(rule), rule(), markErrors([{path, message}]) -> the errors it could not place, clearErrors()}.
    onChange(rule) is called after every edit the operator makes in the builder. */
 (function () {
   "use strict";
@@ -413,6 +413,7 @@
     // starts it; the input named by the rest of the path (value, op, event.within_days) is marked too.
     function markErrors(errors) {
       clearErrors();
+      const unplaced = [];
       const targets = Array.from(container.querySelectorAll("[data-rule-path]"));
       errors.forEach(function (e) {
         const path = drawnPath(e.path || "");
@@ -422,7 +423,7 @@
           const fits = p === "" || path === p || path.indexOf(p + ".") === 0 || path.indexOf(p + "[") === 0;
           if (fits && (!best || p.length > best.getAttribute("data-rule-path").length)) best = t;
         });
-        if (!best) return;
+        if (!best) { unplaced.push(e); return; }
         best.classList.add("rb-invalid");
         const p = best.getAttribute("data-rule-path");
         const rest = path.slice(p.length).replace(/^\./, "").replace(/\[\d+\]$/, "").replace(/\[\d+\]/g, "");
@@ -434,6 +435,7 @@
         if (best.classList.contains("rb-group")) best.insertBefore(message, best.children[1] || null);
         else best.appendChild(message);
       });
+      return unplaced;
     }
 
     return {

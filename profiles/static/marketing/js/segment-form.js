@@ -127,8 +127,15 @@
     } else {
       clearPreview();
       const errors = data.errors || [{path: "", message: data.detail}];
-      showErrors(errors.map(function (e) { return (e.path ? e.path + ": " : "") + e.message; }));
-      if (builder) builder.markErrors(errors);
+      const withPath = function (e) { return (e.path ? e.path + ": " : "") + e.message; };
+      const unplaced = builder ? builder.markErrors(errors) : errors;
+      const jsonOpen = !document.getElementById("rule-json-view") || !document.getElementById("rule-json-view").hidden;
+      if (jsonOpen) showErrors(errors.map(withPath)); // who edits the JSON reads the paths
+      else {
+        const placed = errors.length - unplaced.length;
+        showErrors((placed ? [placed + (placed === 1 ? " problem in the rule, marked above." : " problems in the rule, marked above.")] : [])
+          .concat(unplaced.map(withPath)));
+      }
     }
   }
 
