@@ -169,6 +169,7 @@ def test_a_bad_value_is_shown_next_to_its_condition_and_the_preview_is_cleared(p
 
 
 def test_editing_the_json_redraws_the_builder_and_bad_json_keeps_it(page, live_server, shop, operator_login):
+    vip = Segment.objects.create(name="<b>VIP</b> & friends", kind="rule", rule={"consent": "email"})
     _login(page, live_server, operator_login)
     page.goto(f"{live_server.url}/admin/segments/segment/add/")
     page.click("#rule-json-toggle")
@@ -179,6 +180,13 @@ def test_editing_the_json_redraws_the_builder_and_bad_json_keeps_it(page, live_s
     # the unknown segment is named next to its condition
     error = page.wait_for_selector(f"{_row('any[1].not')} > .rb-error")
     assert "no segment with id 999" in error.inner_text()
+
+    # another segment is chosen by its name, shown as the text it is
+    page.select_option(f"{_row('any[1].not')} [data-key=segment]", str(vip.pk))
+    assert json.loads(page.input_value("#id_rule"))["any"][1] == {"not": {"segment": vip.pk}}
+    chosen = f"{_row('any[1].not')} [data-key=segment] option:checked"
+    assert page.inner_text(chosen) == "<b>VIP</b> & friends"
+    assert page.locator(".rule-builder b").count() == 0
 
     page.fill("#id_rule", '{"all": [')  # half-typed JSON: the builder stays as it was
     page.wait_for_function("() => document.getElementById('rule-json-error').textContent.includes('Not valid JSON')")
