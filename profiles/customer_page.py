@@ -69,6 +69,14 @@ _LIFECYCLE_TONES = {
 }
 
 
+def _profile(customer: Customer) -> Profile | None:
+    """The customer's profile, read once per page (the reverse one-to-one caches it on the instance)."""
+    try:
+        return customer.profile
+    except Profile.DoesNotExist:
+        return None
+
+
 def display_name(customer: Customer) -> str:
     """What the page calls the customer: their name, else their email, else the shop's id for them."""
     return customer.name or customer.email or customer.external_id
@@ -118,7 +126,7 @@ def _figures(profile: Profile) -> list[dict]:
 
 def summary(customer: Customer, *, request) -> Section:
     """Who the customer is and how they buy: lifecycle, RFM, spend, orders, last seen, consent."""
-    profile = selectors.profile_for(customer) if request.user.has_perm("profiles.view_profile") else None
+    profile = _profile(customer) if request.user.has_perm("profiles.view_profile") else None
     stated = selectors.consent_channels_stated(customer)
     consent = []
     for channel, column in CONSENT_FIELDS.items():
@@ -158,7 +166,7 @@ def interests(customer: Customer, *, request) -> Section | None:
     """The profile's share of interest per category, largest first, as a bar chart (and a table)."""
     if not request.user.has_perm("profiles.view_profile"):
         return None
-    profile = selectors.profile_for(customer)
+    profile = _profile(customer)
     shares = sorted(((profile.interests or {}) if profile else {}).items(), key=lambda kv: (-kv[1], kv[0]))
     shown = [(category or "(no category)", float(share)) for category, share in shares[:INTERESTS_SHOWN]]
     rows = [{"category": c, "share": display.percent(s, 0)} for c, s in shown]
