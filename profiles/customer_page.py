@@ -258,6 +258,12 @@ def timeline(customer: Customer, *, request) -> Section | None:
     if not request.user.has_perm("profiles.view_event"):
         return None
     context = timeline_page(customer, page=_page_number(request), request=request)
+    for which in ("older", "newer"):
+        # the pager keeps the rest of the query (the admin's _changelist_filters, for the way back to the list)
+        if context[which]:
+            query = request.GET.copy()
+            query["page"] = context[which]
+            context[f"{which}_url"] = f"?{query.urlencode()}#section-timeline"
     return Section("timeline", "Timeline", "admin/profiles/customer/section_timeline.html", context)
 
 

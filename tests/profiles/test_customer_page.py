@@ -275,3 +275,28 @@ def test_the_page_runs_the_same_queries_for_a_busy_customer(boss_client, ada):
     with CaptureQueriesContext(connection) as many:
         boss_client.get(_url(ada))
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_the_pager_keeps_the_way_back_to_the_list(boss_client, ada):
+    now = timezone.now()
+    ingest(
+        events=[
+            EventRow(
+                external_id=f"k{i}", customer="ada", item="rose", view=True, occurred_at=now - timedelta(minutes=i)
+            )
+            for i in range(25)
+        ]
+    )
+    html = boss_client.get(_url(ada, _changelist_filters="q%3Dada")).content.decode()
+    assert 'href="?_changelist_filters=q%3Dada&amp;page=2#section-timeline" rel="next"' in html
+
+
+def test_a_customer_with_nothing_yet_and_the_add_page(boss_client):
+    ingest(customers=[CustomerRow(external_id="fresh", name="", email="")])
+    customer = Customer.objects.get(external_id="fresh")
+    text = _text(boss_client.get(_url(customer)))
+    assert "fresh" in text and "No profile yet" in text and "No events yet." in text
+    assert "No suggestions yet" in text and "in no segment" in text
+    add = boss_client.get("/admin/profiles/customer/add/")
+    assert add.status_code == 200 and "customer-card" not in add.content.decode()
+    assert 'name="external_id"' in add.content.decode()
