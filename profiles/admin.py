@@ -85,7 +85,7 @@ class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         customer = self.get_object(request, unquote(object_id)) if object_id else None
-        if customer is not None:
+        if customer is not None and self.has_view_or_change_permission(request, customer):
             # The page's sections come from several apps (segments, suggestions, messages); which, and in
             # what order, is listed in settings.CUSTOMER_ADMIN_SECTIONS, so profiles names no app above it.
             extra_context = {
