@@ -343,28 +343,3 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # the record of what was sent: reports and recurring campaigns rely on it
-
-
-class CustomerMessagesInline(admin.TabularInline):
-    """The customer page: messages received and what the customer did with them."""
-
-    model = Delivery
-    fk_name = "customer"
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("campaign", "status", "reason", "title", "sent_at", "opened_at", "clicked_at", "converted_at")
-    readonly_fields = fields
-    verbose_name_plural = "Messages (latest 20)"
-    ordering = ("-created_at",)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request).select_related("campaign")
-        object_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
-        if object_id:
-            ids = list(qs.filter(customer_id=object_id).order_by("-created_at").values_list("id", flat=True)[:20])
-            qs = qs.filter(id__in=ids)
-        return qs

@@ -12,6 +12,8 @@ import math
 from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 MISSING = "—"
 
@@ -109,3 +111,19 @@ def words(code) -> str:
         return MISSING
     text = str(code).replace("_", " ").replace("-", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def ago(value, now=None) -> str:
+    """How long ago a moment was: ``3 hours ago``, ``8 days ago`` (days up to two weeks), then in its largest
+    unit (``3 weeks ago``, ``2 months ago``); ``just now`` under a minute (or in the future); ``None`` → ``—``."""
+    if value is None:
+        return MISSING
+    now = now or timezone.now()
+    seconds = (now - value).total_seconds()
+    if seconds < 60:
+        return "just now"
+    if 86400 <= seconds < 14 * 86400:
+        # days rather than "1 week": an operator reads "8 days ago" as the recency it is
+        n = int(seconds // 86400)
+        return "1 day ago" if n == 1 else f"{n} days ago"
+    return timesince(value, now, depth=1).replace("\xa0", " ") + " ago"

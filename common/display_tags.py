@@ -1,7 +1,7 @@
 """Template filters over common.display: ``{% load marketing %}`` then ``{{ rate|percent }}``,
 ``{{ spend|money }}``, ``{{ count|number }}``, ``{{ recency|days }}``, ``{{ seconds|duration }}``,
-``{{ code|words }}``, ``{{ change|signed_percent }}``. Registered as the ``marketing`` library in
-settings.TEMPLATES; the output is plain text and is escaped like any other variable."""
+``{{ code|words }}``, ``{{ change|signed_percent }}``, ``{{ moment|ago }}``. Registered as the ``marketing``
+library in settings.TEMPLATES; the output is plain text and is escaped like any other variable."""
 
 from django import template
 
@@ -43,3 +43,8 @@ def duration(value):
 @register.filter
 def words(value):
     return display.words(value)
+
+
+@register.filter
+def ago(value):
+    return display.ago(value)

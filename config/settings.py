@@ -167,16 +167,20 @@ TEMPLATES = [
     },
 ]
 
-# The customer's admin page, section by section in page order: the customer's own (profiles), then
-# what the apps above it know of them. Listed here because profiles imports none of those apps.
+# The customer's admin page (the "360"), section by section in page order: functions
+# ``section(customer, *, request) -> profiles.customer_page.Section | None``, each in its app's
+# customer_page.py with its template fragment; a section says where it goes (the header card, the
+# main column or the side one). Listed here because profiles imports none of the apps above it.
 CUSTOMER_ADMIN_SECTIONS = [
-    "profiles.admin.ProfileInline",
-    "profiles.admin.RecentEventInline",
-    "profiles.admin.ConsentChangeInline",
-    "segments.admin.MembershipInline",
-    "recommendations.admin.RecommendationInline",
-    "campaigns.admin.CustomerMessagesInline",
+    "profiles.customer_page.summary",
+    "segments.customer_page.segments",
+    "profiles.customer_page.timeline",
+    "profiles.customer_page.interests",
+    "recommendations.customer_page.suggestions",
+    "profiles.customer_page.consent_history",
 ]
+# Words for the timeline's events that another app recorded: ``labels(events, *, request) -> {event id: text}``.
+CUSTOMER_TIMELINE_LABELS = ["campaigns.customer_page.message_labels"]
 
 WSGI_APPLICATION = "config.wsgi.application"
 

@@ -3,18 +3,17 @@
 import logging
 
 import pandas as pd
-from django.conf import settings
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db import models
 from django.db.models import Max, Min
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from accounts.audit import AuditedAdminMixin
 from common.paginators import EstimatedCountPaginator
 
-from . import services
-from .models import ConsentChange, Customer, Event, Item, Profile, ProfilesAuditAction
+from . import customer_page, services
+from .models import Customer, Event, Item, Profile, ProfilesAuditAction
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +47,6 @@ def _range_dates(qs: models.QuerySet) -> RangeDatesQuerySet:
     return RangeDatesQuerySet(model=qs.model, query=qs.query, using=qs._db)
 
 
-class RecentEventInline(admin.TabularInline):
-    model = Event
-    fk_name = "customer"
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("occurred_at", "type", "item", "value", "amount")
-    readonly_fields = fields
-    ordering = ("-occurred_at",)
-    show_change_link = True
-    verbose_name_plural = "Recent events (latest 20)"
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request).select_related("item")
-        # The inline shows the latest 20; slicing keeps the page cheap for busy customers.
-        ids = list(
-            qs.filter(customer_id=request.resolver_match.kwargs.get("object_id"))
-            .order_by("-occurred_at")
-            .values_list("id", flat=True)[:20]
-        )
-        return qs.filter(id__in=ids)
-
-
-class ConsentChangeInline(admin.TabularInline):
-    model = ConsentChange
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("at", "channel", "granted", "source", "changed_by")
-    readonly_fields = fields
-    verbose_name_plural = "Consent history"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("changed_by")
-
-
 @admin.register(Customer)
 class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # Who changed a customer, and which fields; personal values are not copied into the log, and
@@ -111,10 +74,28 @@ class CustomerAdmin(AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("consent_updated_at",)
     show_full_result_count = False
 
-    def get_inlines(self, request, obj):
-        # The page's sections come from several apps (segments, suggestions, messages); which, and in
-        # what order, is listed in settings.CUSTOMER_ADMIN_SECTIONS, so profiles names no app above it.
-        return [import_string(path) for path in settings.CUSTOMER_ADMIN_SECTIONS]
+    # The change page is the customer's "360" (profiles/customer_page.py): a header card, the timeline,
+    # interests, suggestions, consent; the form to edit them sits below, folded.
+    change_form_template = "admin/profiles/customer/change_form.html"
+    fieldsets = (
+        (None, {"fields": (("name", "email"), ("external_id", "time_zone"))}),
+        ("Consent", {"fields": (("consent_in_app", "consent_email", "consent_push"), "consent_updated_at")}),
+        ("More", {"fields": ("attributes", "created_at")}),
+    )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        customer = self.get_object(request, unquote(object_id)) if object_id else None
+        if customer is not None and self.has_view_or_change_permission(request, customer):
+            # The page's sections come from several apps (segments, suggestions, messages); which, and in
+            # what order, is listed in settings.CUSTOMER_ADMIN_SECTIONS, so profiles names no app above it.
+            extra_context = {
+                **(extra_context or {}),
+                # the header card names the customer; the page's own heading says what the page is
+                "title": "Customer",
+                "subtitle": None,
+                "sections": customer_page.sections_for(customer, request=request),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def audit_label(self, obj) -> str:
         return obj.external_id
@@ -204,24 +185,6 @@ class EventAdmin(admin.ModelAdmin):
         if items:
             condition |= models.Q(item_id__in=items)
         return queryset.filter(condition), False
-
-
-class ProfileInline(admin.StackedInline):
-    model = Profile
-    can_delete = False
-    extra = 0
-    max_num = 0
-    verbose_name = verbose_name_plural = "Profile (computed)"
-    fields = (
-        ("lifecycle", "rfm_code", "r_score", "f_score", "m_score"),
-        ("recency_days", "frequency", "monetary", "avg_order_value"),
-        ("top_categories", "price_band", "median_price"),
-        ("active_days", "events_30d", "n_events", "orders_total"),
-        ("community_posts", "community_comments", "community_likes"),
-        ("first_seen", "last_seen", "computed_at"),
-        "interests",
-    )
-    readonly_fields = [f for row in fields for f in (row if isinstance(row, tuple) else (row,))]
 
 
 @admin.register(Profile)

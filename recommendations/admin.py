@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from .models import Recommendation, RecommenderRun
+from .models import RecommenderRun
 
 CHART_RUNS = 30
 
@@ -153,21 +153,3 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             "start_url": reverse("admin:pipeline_pipelinerun_start"),
         }
         return super().changelist_view(request, extra_context)
-
-
-class RecommendationInline(admin.TabularInline):
-    """The customer's current suggestions (active run), by kind then rank."""
-
-    model = Recommendation
-    fk_name = "customer"
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("kind", "rank", "item", "score", "reason_text")
-    readonly_fields = fields
-    ordering = ("kind", "rank")
-    verbose_name = "current suggestion"
-    verbose_name_plural = "Current suggestions (active recommender run)"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(run__is_active=True).select_related("item").order_by("kind", "rank")

@@ -303,17 +303,3 @@ class ClusteringRunAdmin(admin.ModelAdmin):
             extra_context["clusters"] = run.centroids
             extra_context["features"] = run.features
         return super().change_view(request, object_id, form_url, extra_context)
-
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    fk_name = "customer"
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("segment", "since")
-    readonly_fields = fields
-    verbose_name_plural = "Segments"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("segment").filter(segment__active=True)

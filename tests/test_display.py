@@ -48,3 +48,16 @@ def test_template_filters_escape_like_any_variable(settings):
         Context({"r": 0.25, "m": 99.999, "n": 1e6, "c": "<b>_x"})
     )
     assert out == "25.0% €100.00 1,000,000 &lt;b&gt; x"
+
+
+def test_ago_says_how_long_ago_in_words():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    assert display.ago(now - timedelta(seconds=20), now) == "just now"
+    assert display.ago(now + timedelta(hours=1), now) == "just now"
+    assert display.ago(now - timedelta(hours=3, minutes=10), now) == "3 hours ago"
+    assert display.ago(now - timedelta(days=1, hours=2), now) == "1 day ago"
+    assert display.ago(now - timedelta(days=8, hours=9), now) == "8 days ago"
+    assert display.ago(now - timedelta(days=20), now) == "2 weeks ago"
+    assert display.ago(None) == "—"

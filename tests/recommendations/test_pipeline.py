@@ -382,7 +382,8 @@ def test_admin_shows_suggestions_on_the_customer_page_and_metrics_over_runs(shop
     assert page.status_code == 200
     html = page.content.decode()
     rec = selectors.recommendations_for(customer, kind="product", limit=1)[0]
-    assert "Current suggestions" in html and rec.reason_text.replace("'", "&#x27;") in html
+    reason = rec.reason_text[:1].upper() + rec.reason_text[1:]  # the customer page's cards start it as a sentence
+    assert "Suggestions" in html and reason.replace("'", "&#x27;") in html
     runs = admin_client.get("/admin/recommendations/recommenderrun/")
     assert runs.status_code == 200 and b"metrics-chart" in runs.content and b"chart.umd.min.js" in runs.content
     run = RecommenderRun.objects.get(is_active=True)

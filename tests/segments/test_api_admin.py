@@ -168,5 +168,6 @@ def test_customer_page_shows_profile_and_segments(small_shop, admin_client):
     refresh_rule_memberships(Segment.objects.get(name="Everyone"))
     profile = Profile.objects.select_related("customer").get(customer__external_id="cust00")
     html = admin_client.get(f"/admin/profiles/customer/{profile.customer_id}/change/").content.decode()
-    assert "Profile (computed)" in html and profile.rfm_code in html
-    assert "Everyone" in html
+    # the customer page's header card: the lifecycle, the RFM scores in words, the segments as chips
+    assert profile.get_lifecycle_display() in html and "RFM" in html
+    assert 'class="c360-chip"' in html and "Everyone" in html
