@@ -109,3 +109,22 @@ def words(code) -> str:
         return MISSING
     text = str(code).replace("_", " ").replace("-", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def when(value, now=None) -> str:
+    """A moment as operators say it, in the site's time zone: ``today 07:40``, ``yesterday 18:05``,
+    ``28 Nov 09:12``, ``3 Dec 2025 09:12`` (another year)."""
+    from django.utils import timezone
+
+    if value is None:
+        return MISSING
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    today = timezone.localdate(now)
+    clock = f"{local:%H:%M}"
+    if local.date() == today:
+        return f"today {clock}"
+    if (today - local.date()).days == 1:
+        return f"yesterday {clock}"
+    if local.year == today.year:
+        return f"{local.day} {local:%b} {clock}"
+    return f"{local.day} {local:%b %Y} {clock}"

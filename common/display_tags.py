@@ -43,3 +43,8 @@ def duration(value):
 @register.filter
 def words(value):
     return display.words(value)
+
+
+@register.filter
+def when(value):
+    return display.when(value)
