@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from accounts.audit import audit_record
 from common import display
@@ -73,11 +74,26 @@ def _step_links() -> dict:
     }
 
 
+class TriggerFilter(admin.SimpleListFilter):
+    title = "started by"
+    parameter_name = "trigger"
+
+    def lookups(self, request, model_admin):
+        return [("admin", "An operator in the admin"), ("schedule", "The schedule"), ("shell", "A shell command")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(trigger=self.value()) if self.value() else queryset
+
+
+def _nowrap(text: str):
+    return format_html('<span style="white-space:nowrap">{}</span>', text)
+
+
 @admin.register(PipelineRun)
 class PipelineRunAdmin(admin.ModelAdmin):
     list_display = ("run_title", "started", "steps_text", "status_badge", "took", "started_by")
     list_display_links = ("run_title",)
-    list_filter = ("status", "trigger")
+    list_filter = ("status", TriggerFilter)
     list_select_related = ("requested_by",)
     readonly_fields = ("steps", "trigger", "requested_by", "status", "created_at", "started_at", "finished_at", "error")
     change_list_template = "admin/pipeline/pipelinerun/change_list.html"
@@ -85,11 +101,11 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="run", ordering="id")
     def run_title(self, obj):
-        return f"Recomputation #{obj.pk}"
+        return _nowrap(f"Recomputation #{obj.pk}")
 
     @admin.display(description="started", ordering="created_at")
     def started(self, obj):
-        return display.when(obj.started_at or obj.created_at)
+        return _nowrap(display.when(obj.started_at or obj.created_at))
 
     @admin.display(description="steps")
     def steps_text(self, obj):
@@ -102,9 +118,9 @@ class PipelineRunAdmin(admin.ModelAdmin):
     @admin.display(description="took")
     def took(self, obj):
         if obj.duration_s is not None:
-            return f"took {display.duration(obj.duration_s)}"
+            return _nowrap(f"took {display.duration(obj.duration_s)}")
         if obj.status == RunStatus.RUNNING and obj.started_at:
-            return f"running for {display.duration(timezone.now() - obj.started_at)}"
+            return _nowrap(f"running for {display.duration(timezone.now() - obj.started_at)}")
         return display.MISSING
 
     @admin.display(description="started by")
@@ -116,6 +132,9 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Recomputations", **(extra_context or {})})
 
     def get_urls(self):
         urls = super().get_urls()
@@ -135,9 +154,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, run):
             return JsonResponse({"detail": "You may not view recomputations."}, status=403)
         view = figures.run_view(run, list(run.step_runs.all()), links=_step_links())
-        response = JsonResponse(view)
-        response["Cache-Control"] = "no-store"
-        return response
+        return JsonResponse(view)  # admin_view marks it never cached
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
@@ -151,6 +168,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 "interval_ms": 2000,
             }
             extra_context["title"] = f"Recomputation #{run.pk}"
+            extra_context["subtitle"] = None
             extra_context["run_by"] = figures.trigger_text(run)
             extra_context["run_steps_text"] = " → ".join(figures.step_label(name) for name in run.steps)
             if request.user.is_superuser:

@@ -113,6 +113,8 @@ LABELS: dict[str, str] = {
     "errors": "Rules that failed",
     # recommendations
     "algorithm": "Model",
+    "run": "Recommender run",
+    "clustering_run": "Clustering run",
     "params": "Parameters",
     "durations": "Time per phase",
     "pruned_runs": "Old runs removed",
@@ -243,14 +245,14 @@ def rows(
     hidden = set(hidden)
     for key, value in (data or {}).items():
         key = str(key)
-        if key in hidden:
-            continue
         label = key if named else label_for(key)
         link = (links or {}).get(key)
         if link is not None:
             made = link(value)
             if made:
                 out.append(Row(label, made[0], depth, made[1]))
+            continue
+        if key in hidden:
             continue
         in_time = timing or key in TIMES
         if isinstance(value, Mapping):
