@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -83,6 +84,11 @@ HIDDEN = {"watermark", "max_event_id", "run", "clustering_run", "status", "_stat
 NAMED = {("rules", "sizes"), ("rules", "errors")}
 
 LABELS: dict[str, str] = {
+    # what a step's run was (links), first
+    "run": "Recommender run",
+    "clustering_run": "Clustering run",
+    "algorithm": "Model",
+    "params": "Parameters",
     # profiles
     "customers": "Customers",
     "profiles_written": "Profiles written",
@@ -112,10 +118,6 @@ LABELS: dict[str, str] = {
     "rule_segments": "Rule segments refreshed",
     "errors": "Rules that failed",
     # recommendations
-    "algorithm": "Model",
-    "run": "Recommender run",
-    "clustering_run": "Clustering run",
-    "params": "Parameters",
     "durations": "Time per phase",
     "pruned_runs": "Old runs removed",
     "metrics": "Offline quality (holdout)",
@@ -183,8 +185,20 @@ CODED = {"algorithm", "method", "value_transform", "decay_from"}
 
 # Figures that are shares (shown as percentages) and scores (shown with three decimals).
 SHARES = {"coverage@10", "hit_rate@10", "coverage"}
-SCORES = {"ndcg@10", "precision@10", "recall@10", "silhouette"}
+SCORES = {"ndcg@10", "precision@10", "recall@10", "map@10", "silhouette"}
 TIMES = {"seconds", "durations", "duration_s"}
+
+
+# Rows come in the order of LABELS (times last), whatever order the database kept the keys in
+# (PostgreSQL's jsonb sorts them by length); keys without a label keep their order, after.
+_RANK = {key: i for i, key in enumerate(k for k in LABELS if k not in TIMES and k != "total")}
+_RANK.update({key: len(LABELS) + i for i, key in enumerate([*sorted(TIMES), "total"])})
+
+
+def ranked(keys: Iterable) -> list:
+    keys = list(keys)
+    position = {k: i for i, k in enumerate(keys)}
+    return sorted(keys, key=lambda k: (_RANK.get(str(k), len(LABELS) - 0.5), position[k]))
 
 
 @dataclass(frozen=True)
@@ -222,7 +236,9 @@ def value_text(key: str, value, *, timing: bool = False) -> str:
         if key in SCORES:
             return display.number(value, 3)
         if isinstance(value, float) and not float(value).is_integer():
-            return display.number(value, 2 if abs(value) >= 1 else 3)
+            # up to two decimals (three below 1), without trailing zeros: 1.5, 0.25, 0.125
+            text = display.number(value, 2 if abs(value) >= 1 else 3)
+            return text.rstrip("0").rstrip(".") if "." in text else text
         return display.number(value)
     if key in CODED:
         return VALUE_WORDS.get(str(value)) or display.words(value)
@@ -243,7 +259,9 @@ def rows(
     followed by their own rows one level deeper; `links` turns a key's value into (text, url)."""
     out: list[Row] = []
     hidden = set(hidden)
-    for key, value in (data or {}).items():
+    data = data or {}
+    for key in data if named else ranked(data):
+        value = data[key]
         key = str(key)
         label = key if named else label_for(key)
         link = (links or {}).get(key)
@@ -317,13 +335,13 @@ def is_matrix(data) -> bool:
 
 def matrix_group(title: str, data: Mapping, *, columns: Mapping[str, str] | None = None) -> dict:
     """`{column: {figure: value}}` as a table: a row per figure, a column per key of `data`."""
-    keys = list(dict.fromkeys(k for figures in data.values() for k in figures))
+    keys = ranked(dict.fromkeys(k for figures in data.values() for k in figures))
+    order = list(data) if columns else ranked(data)
     return {
         "title": title,
-        "columns": [(columns or {}).get(c) or label_for(c) for c in data],
+        "columns": [(columns or {}).get(c) or label_for(c) for c in order],
         "rows": [
-            {"label": label_for(k), "values": [value_text(k, figures.get(k)) for figures in data.values()], "depth": 0}
-            for k in keys
+            {"label": label_for(k), "values": [value_text(k, data[c].get(k)) for c in order], "depth": 0} for k in keys
         ],
     }
 
@@ -334,7 +352,7 @@ def step_figures(step: PipelineStep | None, *, links=None) -> list[dict]:
         return []
     plain = {k: v for k, v in step.counts.items() if not is_matrix(v)}
     out = grouped(rows(plain, links=links))
-    out += [matrix_group(label_for(k), v) for k, v in step.counts.items() if k not in plain]
+    out += [matrix_group(label_for(k), step.counts[k]) for k in ranked(step.counts) if k not in plain]
     return out
 
 
@@ -408,3 +426,14 @@ def run_view(run: PipelineRun, steps: list[PipelineStep], *, links=None) -> dict
         "steps": items,
         "has_figures": any(item["figures"] for item in items),
     }
+
+
+def figures_html(groups: list[dict]):
+    """Groups of figures as the run pages show them, side by side (the template escapes every label
+    and value): for an admin page's read-only field."""
+    if not groups:
+        return display.MISSING
+    return format_html(
+        '<div style="display:flex;flex-wrap:wrap;gap:8px 28px;align-items:flex-start">{}</div>',
+        render_to_string("admin/pipeline/includes/figures.html", {"groups": groups}),
+    )

@@ -3,6 +3,7 @@ figures as tables (no JSON), and the progress view the page polls while a run go
 
 import re
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from django.urls import reverse
@@ -43,7 +44,7 @@ def _text(response) -> str:
     """The page's visible text, roughly: tags out, whitespace collapsed."""
     html = response.content.decode()
     html = re.sub(r"<script.*?</script>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
 
 
 def _running_run() -> PipelineRun:
@@ -195,3 +196,47 @@ def test_when_says_today_and_yesterday():
     assert display.when(now - timedelta(days=1)).startswith("yesterday ")
     assert display.when(now - timedelta(days=400)).endswith(f"{timezone.localtime(now - timedelta(days=400)):%Y %H:%M}")
     assert display.when(None) == display.MISSING
+
+
+def test_a_recommender_run_page_shows_parameters_and_metrics_as_tables(analyst_client, shop_run):
+    from recommendations.models import RecommenderRun
+
+    reco = RecommenderRun.objects.get(step__pipeline=shop_run)
+    response = analyst_client.get(reverse("admin:recommendations_recommenderrun_change", args=[reco.pk]))
+    text = _text(response)
+    assert f"Recommender run #{reco.pk}" in text and "Succeeded" in text and "PureSVD" in text
+    assert f"Recomputation #{shop_run.pk}" in text
+    # parameters one row each, in words
+    assert f"Latent factors {reco.params['model']['factors']}" in text
+    assert f"Suggestions per customer {reco.params['top_n']}" in text
+    assert "Weights of events" in text and "Add to cart" in text
+    assert "item-kNN (cosine similarity)" in text
+    # metrics: a column per kind and model, scores to three decimals, coverage as a percentage
+    assert "Products, default model" in text and "Products, popularity baseline" in text
+    product = reco.metrics["product"]["default"]
+    assert f"{product['ndcg@10']:.3f}" in text and display.percent(product["coverage@10"]) in text
+    assert f"Suggestions written {display.number(reco.sizes['recommendations'])}" in text
+    assert f"Total {display.duration(reco.durations['total'])}" in text
+    assert '{"' not in text and "Error" not in text
+
+    listing = _text(analyst_client.get(reverse("admin:recommendations_recommenderrun_changelist")))
+    assert f"Recommender run #{reco.pk}" in listing and f"{reco.ndcg_at_10:.3f}" in listing
+    assert display.percent(reco.coverage) in listing and display.number(reco.n_recommendations) in listing
+
+
+def test_a_clustering_run_page_shows_how_k_was_chosen_in_words(analyst_client, shop_run):
+    from segments.models import ClusteringRun
+
+    clustering = ClusteringRun.objects.get(step__pipeline=shop_run)
+    text = _text(analyst_client.get(reverse("admin:segments_clusteringrun_change", args=[clustering.pk])))
+    assert f"Clustering run #{clustering.pk}" in text and "k-means" in text
+    assert f"Number of segments chosen (k) {clustering.chosen_k}" in text
+    assert f"Customers clustered {display.number(clustering.n_customers)}" in text
+    assert clustering.choice_reason in text
+    assert "Days since last purchase" in text and "Spend" in text
+    biggest = max(clustering.centroids, key=lambda c: c["size"])
+    assert biggest["name"] in text and display.money(biggest["centroid"]["monetary"]) in text
+    assert '{"' not in text and "recency_days" not in text
+
+    listing = _text(analyst_client.get(reverse("admin:segments_clusteringrun_changelist")))
+    assert f"Clustering run #{clustering.pk}" in listing and "k-means" in listing
