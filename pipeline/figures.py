@@ -82,6 +82,8 @@ def trigger_text(run: PipelineRun) -> str:
 HIDDEN = {"watermark", "max_event_id", "run", "clustering_run", "status", "_status"}
 # Mappings whose keys are names operators gave (rule segments by name): shown as written.
 NAMED = {("rules", "sizes"), ("rules", "errors")}
+# Mappings whose keys are codes read as words in the order given (event types by weight).
+WORDED = {"weights"}
 
 LABELS: dict[str, str] = {
     # what a step's run was (links), first
@@ -253,6 +255,7 @@ def rows(
     hidden: Iterable[str] = HIDDEN,
     links: Mapping[str, Callable[[object], tuple[str, str] | None]] | None = None,
     named: bool = False,
+    worded: bool = False,
     parent: str = "",
 ) -> list[Row]:
     """`data` (a step's counts, a run's parameters) as rows: nested mappings become a heading row
@@ -260,10 +263,10 @@ def rows(
     out: list[Row] = []
     hidden = set(hidden)
     data = data or {}
-    for key in data if named else ranked(data):
+    for key in data if named or worded else ranked(data):
         value = data[key]
         key = str(key)
-        label = key if named else label_for(key)
+        label = key if named else display.words(key) if worded else label_for(key)
         link = (links or {}).get(key)
         if link is not None:
             made = link(value)
@@ -286,6 +289,7 @@ def rows(
                     hidden=hidden,
                     links=links,
                     named=(parent, key) in NAMED,
+                    worded=key in WORDED,
                     parent=key,
                 )
             )
