@@ -18,6 +18,17 @@ def _score(value) -> str:
     return display.number(value, 3)
 
 
+class InServiceFilter(admin.SimpleListFilter):
+    title = "in service"
+    parameter_name = "in_service"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "In service"), ("no", "Not in service")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(is_active=self.value() == "yes") if self.value() else queryset
+
+
 @admin.register(RecommenderRun)
 class RecommenderRunAdmin(admin.ModelAdmin):
     change_list_template = "admin/recommendations/recommenderrun/change_list.html"
@@ -25,8 +36,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
         "run_title",
         "started",
         "status_badge",
-        "in_service",
-        "model_text",
+        "serving",
         "customers",
         "suggestions",
         "ndcg",
@@ -36,7 +46,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
         "took",
     )
     list_display_links = ("run_title",)
-    list_filter = ("status", "is_active")
+    list_filter = ("status", InServiceFilter)
     list_select_related = ("step",)
     fieldsets = (
         (
@@ -88,11 +98,15 @@ class RecommenderRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="run", ordering="id")
     def run_title(self, obj):
-        return f"Recommender run #{obj.pk}"
+        return format_html('<span style="white-space:nowrap">Recommender run #{}</span>', obj.pk)
 
     @admin.display(description="started", ordering="started_at")
     def started(self, obj):
-        return display.when(obj.started_at)
+        return format_html('<span style="white-space:nowrap">{}</span>', display.when(obj.started_at))
+
+    @admin.display(description="in service", ordering="is_active")
+    def serving(self, obj):
+        return "in service" if obj.is_active else ""
 
     @admin.display(description="finished")
     def finished(self, obj):
