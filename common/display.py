@@ -127,3 +127,22 @@ def ago(value, now=None) -> str:
         n = int(seconds // 86400)
         return "1 day ago" if n == 1 else f"{n} days ago"
     return timesince(value, now, depth=1).replace("\xa0", " ") + " ago"
+
+
+def when(value, now=None) -> str:
+    """A moment as operators say it, in the site's time zone: ``today 07:40``, ``yesterday 18:05``,
+    ``28 Nov 09:12``, ``3 Dec 2025 09:12`` (another year)."""
+    from django.utils import timezone
+
+    if value is None:
+        return MISSING
+    local = timezone.localtime(value) if timezone.is_aware(value) else value
+    today = timezone.localdate(now)
+    clock = f"{local:%H:%M}"
+    if local.date() == today:
+        return f"today {clock}"
+    if (today - local.date()).days == 1:
+        return f"yesterday {clock}"
+    if local.year == today.year:
+        return f"{local.day} {local:%b} {clock}"
+    return f"{local.day} {local:%b %Y} {clock}"

@@ -48,3 +48,7 @@ def words(value):
 @register.filter
 def ago(value):
     return display.ago(value)
+
+
+def when(value):
+    return display.when(value)

@@ -8,43 +8,21 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.shortcuts import redirect
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.audit import audit_record
+from common import display
 
-from . import services, tasks
-from .models import PipelineAuditAction, PipelineRun, PipelineStep, RunStatus
+from . import figures, selectors, services, tasks
+from .models import PipelineAuditAction, PipelineRun, RunStatus
 from .steps import declared_params, listed_steps
 
 log = logging.getLogger(__name__)
-
-
-class StepInline(admin.TabularInline):
-    model = PipelineStep
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("name", "status", "progress_pct", "message", "started_at", "duration_s", "counts_text", "error_short")
-    readonly_fields = fields
-    ordering = ("id",)
-
-    @admin.display(description="progress")
-    def progress_pct(self, obj):
-        return f"{obj.progress * 100:.0f}%"
-
-    @admin.display(description="counts")
-    def counts_text(self, obj):
-        return format_html(
-            "<pre style='white-space:pre-wrap;max-width:520px'>{}</pre>", json.dumps(obj.counts, indent=1, default=str)
-        )
-
-    @admin.display(description="error")
-    def error_short(self, obj):
-        return obj.error.splitlines()[0] if obj.error else ""
 
 
 _FIELDS = {bool: forms.BooleanField, int: forms.IntegerField, float: forms.FloatField, str: forms.CharField}
@@ -75,23 +53,79 @@ class StartPipelineForm(forms.Form):
         }
 
 
+def _step_links() -> dict:
+    """Counts that name another run become links to its page (the pipeline imports no step's app:
+    the admin URLs are reversed by name)."""
+
+    def link(url_name: str, text: str):
+        def make(value):
+            if not isinstance(value, int):
+                return None
+            try:
+                return f"{text} #{value}", reverse(url_name, args=[value])
+            except Exception:  # that app's admin is not installed
+                return None
+
+        return make
+
+    return {
+        "run": link("admin:recommendations_recommenderrun_change", "Recommender run"),
+        "clustering_run": link("admin:segments_clusteringrun_change", "Clustering run"),
+    }
+
+
+class TriggerFilter(admin.SimpleListFilter):
+    title = "started by"
+    parameter_name = "trigger"
+
+    def lookups(self, request, model_admin):
+        return [("admin", "An operator in the admin"), ("schedule", "The schedule"), ("shell", "A shell command")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(trigger=self.value()) if self.value() else queryset
+
+
+def _nowrap(text: str):
+    return format_html('<span style="white-space:nowrap">{}</span>', text)
+
+
 @admin.register(PipelineRun)
 class PipelineRunAdmin(admin.ModelAdmin):
-    list_display = ("id", "created_at", "steps_text", "status", "trigger", "requested_by", "duration")
-    list_filter = ("status", "trigger")
+    list_display = ("run_title", "started", "steps_text", "status_badge", "took", "started_by")
+    list_display_links = ("run_title",)
+    list_filter = ("status", TriggerFilter)
     list_select_related = ("requested_by",)
     readonly_fields = ("steps", "trigger", "requested_by", "status", "created_at", "started_at", "finished_at", "error")
-    inlines = [StepInline]
     change_list_template = "admin/pipeline/pipelinerun/change_list.html"
     change_form_template = "admin/pipeline/pipelinerun/change_form.html"
 
+    @admin.display(description="run", ordering="id")
+    def run_title(self, obj):
+        return _nowrap(f"Recomputation #{obj.pk}")
+
+    @admin.display(description="started", ordering="created_at")
+    def started(self, obj):
+        return _nowrap(display.when(obj.started_at or obj.created_at))
+
     @admin.display(description="steps")
     def steps_text(self, obj):
-        return ", ".join(obj.steps)
+        return " → ".join(figures.step_label(name) for name in obj.steps)
 
-    @admin.display(description="duration (s)")
-    def duration(self, obj):
-        return f"{obj.duration_s:.1f}" if obj.duration_s is not None else "–"
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return figures.status_badge(obj.status)
+
+    @admin.display(description="took")
+    def took(self, obj):
+        if obj.duration_s is not None:
+            return _nowrap(f"took {display.duration(obj.duration_s)}")
+        if obj.status == RunStatus.RUNNING and obj.started_at:
+            return _nowrap(f"running for {display.duration(timezone.now() - obj.started_at)}")
+        return display.MISSING
+
+    @admin.display(description="started by")
+    def started_by(self, obj):
+        return figures.trigger_text(obj)
 
     def has_add_permission(self, request):
         return False
@@ -99,9 +133,58 @@ class PipelineRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Recomputations", **(extra_context or {})})
+
     def get_urls(self):
         urls = super().get_urls()
-        return [path("start/", self.admin_site.admin_view(self.start_view), name="pipeline_pipelinerun_start"), *urls]
+        return [
+            path("start/", self.admin_site.admin_view(self.start_view), name="pipeline_pipelinerun_start"),
+            path(
+                "<int:run_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="pipeline_pipelinerun_progress",
+            ),
+            *urls,
+        ]
+
+    def progress_view(self, request, run_id: int):
+        """The run page's poll: the run's status and each step's progress and figures, as JSON."""
+        run = get_object_or_404(selectors.pipeline_runs(), pk=run_id)
+        if not self.has_view_permission(request, run):
+            return JsonResponse({"detail": "You may not view recomputations."}, status=403)
+        view = figures.run_view(run, list(run.step_runs.all()), links=_step_links())
+        return JsonResponse(view)  # admin_view marks it never cached
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if run is not None:
+            steps = list(run.step_runs.order_by("id"))
+            extra_context["run_view"] = figures.run_view(run, steps, links=_step_links())
+            extra_context["run_data"] = {
+                "url": reverse("admin:pipeline_pipelinerun_progress", args=[run.pk]),
+                "active": run.status in figures.ACTIVE,
+                "interval_ms": 2000,
+            }
+            extra_context["title"] = f"Recomputation #{run.pk}"
+            extra_context["subtitle"] = None
+            extra_context["run_by"] = figures.trigger_text(run)
+            extra_context["run_steps_text"] = " → ".join(figures.step_label(name) for name in run.steps)
+            if request.user.is_superuser:
+                extra_context["raw_data"] = json.dumps(
+                    {
+                        "steps": run.steps,
+                        "records": [
+                            {"name": s.name, "status": s.status, "params": s.params, "counts": s.counts}
+                            | {"error": s.error}
+                            for s in steps
+                        ],
+                    },
+                    indent=1,
+                    default=str,
+                )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def start_view(self, request):
         if not request.user.has_perm("pipeline.run_pipeline"):

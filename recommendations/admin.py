@@ -1,66 +1,94 @@
 """Operator screens: recommender runs with their metrics, and a customer's current suggestions."""
 
-import json
-
 from django.contrib import admin
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
+
+from common import display
+from pipeline import figures
 
 from .models import RecommenderRun
 
 CHART_RUNS = 30
+KIND_LABELS = {"product": "Products", "activity": "Activities", "post": "Community posts"}
+MODEL_LABELS = {"default": "default model", "popularity": "popularity baseline"}
 
 
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.4f}"
+def _score(value) -> str:
+    return display.number(value, 3)
+
+
+class InServiceFilter(admin.SimpleListFilter):
+    title = "in service"
+    parameter_name = "in_service"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "In service"), ("no", "Not in service")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(is_active=self.value() == "yes") if self.value() else queryset
 
 
 @admin.register(RecommenderRun)
 class RecommenderRunAdmin(admin.ModelAdmin):
     change_list_template = "admin/recommendations/recommenderrun/change_list.html"
     list_display = (
-        "id",
-        "started_at",
-        "status",
-        "is_active",
-        "algorithm",
-        "n_customers",
-        "n_recommendations",
+        "run_title",
+        "started",
+        "status_badge",
+        "serving",
+        "customers",
+        "suggestions",
         "ndcg",
         "precision",
         "recall",
         "coverage_10",
-        "duration_s",
+        "took",
     )
-    list_filter = ("status", "is_active")
+    list_display_links = ("run_title",)
+    list_filter = ("status", InServiceFilter)
     list_select_related = ("step",)
-    fields = (
-        "status",
-        "is_active",
-        "algorithm",
-        ("started_at", "finished_at", "activated_at", "duration_s"),
-        "metrics_table",
-        "sizes_table",
-        "durations_table",
-        "params",
-        "step_link",
-        "error",
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "status_badge",
+                    "in_service",
+                    "model_text",
+                    ("started", "finished", "activated"),
+                    "took",
+                    "step_link",
+                    "error",
+                )
+            },
+        ),
+        ("Offline quality on the holdout", {"fields": ("metrics_table",)}),
+        ("Model and parameters", {"fields": ("params_table",)}),
+        ("What it computed", {"fields": ("sizes_table", "durations_table")}),
     )
     readonly_fields = (
-        "status",
-        "is_active",
-        "algorithm",
-        "started_at",
-        "finished_at",
-        "activated_at",
-        "duration_s",
+        "status_badge",
+        "in_service",
+        "model_text",
+        "started",
+        "finished",
+        "activated",
+        "took",
         "metrics_table",
         "sizes_table",
         "durations_table",
-        "params",
+        "params_table",
         "step_link",
         "error",
     )
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not obj.error:  # no empty "error" row on a run that went well
+            first, *rest = self.fieldsets
+            fields = tuple(f for f in first[1]["fields"] if f != "error")
+            return ((first[0], {**first[1], "fields": fields}), *rest)
+        return self.fieldsets
 
     def has_add_permission(self, request):
         return False  # runs come from the pipeline ("Start a recomputation" on the pipeline runs page)
@@ -68,71 +96,106 @@ class RecommenderRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="run", ordering="id")
+    def run_title(self, obj):
+        return format_html('<span style="white-space:nowrap">Recommender run #{}</span>', obj.pk)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return format_html('<span style="white-space:nowrap">{}</span>', display.when(obj.started_at))
+
+    @admin.display(description="in service", ordering="is_active")
+    def serving(self, obj):
+        return "in service" if obj.is_active else ""
+
+    @admin.display(description="finished")
+    def finished(self, obj):
+        return display.when(obj.finished_at)
+
+    @admin.display(description="put in service")
+    def activated(self, obj):
+        return display.when(obj.activated_at)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return figures.status_badge(obj.status)
+
+    @admin.display(description="in service", ordering="is_active")
+    def in_service(self, obj):
+        return "yes: the API and the console serve its suggestions" if obj.is_active else "no"
+
+    @admin.display(description="model", ordering="algorithm")
+    def model_text(self, obj):
+        return figures.value_text("algorithm", obj.algorithm)
+
+    @admin.display(description="customers", ordering="n_customers")
+    def customers(self, obj):
+        return display.number(obj.n_customers)
+
+    @admin.display(description="suggestions", ordering="n_recommendations")
+    def suggestions(self, obj):
+        return display.number(obj.n_recommendations)
+
     @admin.display(description="NDCG@10", ordering="ndcg_at_10")
     def ndcg(self, obj):
-        return _fmt(obj.ndcg_at_10)
+        return _score(obj.ndcg_at_10)
 
     @admin.display(description="precision@10", ordering="precision_at_10")
     def precision(self, obj):
-        return _fmt(obj.precision_at_10)
+        return _score(obj.precision_at_10)
 
     @admin.display(description="recall@10", ordering="recall_at_10")
     def recall(self, obj):
-        return _fmt(obj.recall_at_10)
+        return _score(obj.recall_at_10)
 
     @admin.display(description="coverage@10", ordering="coverage")
     def coverage_10(self, obj):
-        return _fmt(obj.coverage)
+        return display.percent(obj.coverage)
 
-    @admin.display(description="pipeline step")
+    @admin.display(description="took", ordering="duration_s")
+    def took(self, obj):
+        return display.duration(obj.duration_s)
+
+    @admin.display(description="pipeline run")
     def step_link(self, obj):
         if not obj.step_id or not obj.step or not obj.step.pipeline_id:
-            return "–"
+            return display.MISSING
         url = reverse("admin:pipeline_pipelinerun_change", args=[obj.step.pipeline_id])
-        return format_html('<a href="{}">pipeline #{}</a>', url, obj.step.pipeline_id)
+        return format_html('<a href="{}">Recomputation #{}</a>', url, obj.step.pipeline_id)
 
-    @admin.display(description="offline metrics (holdout)")
+    @admin.display(description="offline metrics")
     def metrics_table(self, obj):
         metrics = obj.metrics or {}
-        names = ["precision@10", "recall@10", "ndcg@10", "hit_rate@10", "coverage@10", "n_users"]
-        rows = []
-        for kind in ("product", "activity", "post"):
-            for model in ("default", "popularity"):
-                figures = metrics.get(kind, {}).get(model)
-                if figures:
-                    rows.append((kind, model, *[figures.get(n) for n in names]))
-        if not rows:
-            return "–"
-        head = format_html_join("", "<th>{}</th>", ((n,) for n in ["kind", "model", *names]))
-        body = format_html_join(
-            "",
-            "<tr><td>{}</td><td>{}</td>" + "<td>{}</td>" * len(names) + "</tr>",
-            ((k, m, *[v if isinstance(v, int) else _fmt(v) for v in vals]) for k, m, *vals in rows),
-        )
-        note = metrics.get("protocol", "")
-        return format_html(
-            '<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table><p class="help">{}</p>', head, body, note
-        )
+        columns = {
+            f"{kind}|{model}": metrics[kind][model]
+            for kind in KIND_LABELS
+            for model in MODEL_LABELS
+            if isinstance(metrics.get(kind), dict) and metrics[kind].get(model)
+        }
+        groups = []
+        plain = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+        if plain:
+            groups += figures.grouped(figures.rows(plain))
+        if columns:
+            labels = {key: f"{KIND_LABELS[key.split('|')[0]]}, {MODEL_LABELS[key.split('|')[1]]}" for key in columns}
+            groups.append(figures.matrix_group("", columns, columns=labels))
+        return figures.figures_html(groups)
 
-    def _table(self, data: dict):
-        if not data:
-            return "–"
-        return format_html(
-            "<table>{}</table>",
-            format_html_join(
-                "",
-                "<tr><th>{}</th><td>{}</td></tr>",
-                ((k, json.dumps(v) if isinstance(v, dict) else v) for k, v in data.items()),
-            ),
-        )
+    @admin.display(description="parameters")
+    def params_table(self, obj):
+        return figures.figures_html(figures.grouped(figures.rows(obj.params)))
 
     @admin.display(description="sizes")
     def sizes_table(self, obj):
-        return self._table(obj.sizes)
+        return figures.figures_html(figures.grouped(figures.rows(obj.sizes)))
 
-    @admin.display(description="seconds per phase")
+    @admin.display(description="time per phase")
     def durations_table(self, obj):
-        return self._table(obj.durations)
+        return figures.figures_html(figures.grouped(figures.rows(obj.durations, timing=True)))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "title": f"Recommender run #{object_id}", "subtitle": None}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(self, request, extra_context=None):
         runs = list(
@@ -141,7 +204,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             .values("id", "started_at", "ndcg_at_10", "precision_at_10", "recall_at_10", "coverage")[:CHART_RUNS]
         )[::-1]
         chart = {
-            "labels": [f"#{r['id']} {r['started_at']:%m-%d %H:%M}" for r in runs],
+            "labels": [f"#{r['id']} {display.when(r['started_at'])}" for r in runs],
             "ndcg": [r["ndcg_at_10"] for r in runs],
             "precision": [r["precision_at_10"] for r in runs],
             "recall": [r["recall_at_10"] for r in runs],
@@ -149,6 +212,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
         }
         extra_context = {
             **(extra_context or {}),
+            "title": "Recommender runs",
             "metrics_chart": chart,
             "start_url": reverse("admin:pipeline_pipelinerun_start"),
         }

@@ -676,6 +676,8 @@ def recommendations_compute(
         return {
             "run": run.pk,
             "status": run.status,
+            "algorithm": run.algorithm,
+            "params": run.params,
             "sizes": sizes,
             "durations": laps.durations,
             "pruned_runs": pruned,

@@ -10,6 +10,7 @@ from django.utils.timesince import timesince
 from accounts.audit import AuditedAdminMixin
 from common import display
 from common.operator_queries import OperatorQueryTimeout
+from pipeline import figures
 
 from . import selectors
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
@@ -263,25 +264,40 @@ class MembershipAdmin(admin.ModelAdmin):
         return False
 
 
+# A clustering feature's name in words, and whether it is an amount of money (centroids table).
+CLUSTER_FEATURES = {
+    "recency_days": ("Days since last purchase", False),
+    "frequency": ("Orders", False),
+    "monetary": ("Spend", True),
+    "avg_order_value": ("Average order", True),
+    "median_price": ("Median price bought", True),
+    "events_30d": ("Events in 30 days", False),
+    "community_actions": ("Community actions", False),
+    "active_days": ("Active days", False),
+}
+
+
+def _feature_label(name: str) -> str:
+    return CLUSTER_FEATURES.get(name, (display.words(name), False))[0]
+
+
+def _feature_value(name: str, value) -> str:
+    if CLUSTER_FEATURES.get(name, ("", False))[1]:
+        return display.money(value)
+    return display.number(value, 1)
+
+
 @admin.register(ClusteringRun)
 class ClusteringRunAdmin(admin.ModelAdmin):
     change_form_template = "admin/segments/clusteringrun/change_form.html"
-    list_display = ("id", "started_at", "status", "method", "n_customers", "chosen_k", "elbow_k", "duration_s")
+    list_display = ("run_title", "started", "status_badge", "method_text", "customers", "chosen_k", "took")
+    list_display_links = ("run_title",)
     list_filter = ("status", "method")
-    fields = (
-        "status",
-        "method",
-        "n_customers",
-        "features",
-        ("k_min", "k_max", "k_pinned"),
-        ("elbow_k", "silhouette_k", "chosen_k"),
-        "choice_reason",
-        "sizes",
-        ("started_at", "finished_at", "duration_s"),
-        "step",
-        "error",
-    )
-    readonly_fields = [f.name for f in ClusteringRun._meta.fields]
+    fields = ("summary_table", "error")
+    readonly_fields = ("summary_table", "error")
+
+    def get_fields(self, request, obj=None):
+        return self.fields if obj is None or obj.error else ("summary_table",)
 
     def has_add_permission(self, request):
         return False
@@ -289,10 +305,75 @@ class ClusteringRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # a record of what a run did; the charts below show its figures
 
+    @admin.display(description="run", ordering="id")
+    def run_title(self, obj):
+        return f"Clustering run #{obj.pk}"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return display.when(obj.started_at)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return figures.status_badge(obj.status)
+
+    @admin.display(description="method", ordering="method")
+    def method_text(self, obj):
+        return figures.value_text("method", obj.method)
+
+    @admin.display(description="customers", ordering="n_customers")
+    def customers(self, obj):
+        return display.number(obj.n_customers)
+
+    @admin.display(description="took", ordering="duration_s")
+    def took(self, obj):
+        return display.duration(obj.duration_s)
+
+    @admin.display(description="what it did")
+    def summary_table(self, obj):
+        best = max((s for s in obj.silhouette if s is not None), default=None)
+        chosen_silhouette = (
+            obj.silhouette[obj.ks.index(obj.chosen_k)] if obj.chosen_k in obj.ks and obj.silhouette else None
+        )
+        run = [
+            figures.Row("Status", figures.status_label(obj.status)),
+            figures.Row("Method", figures.value_text("method", obj.method)),
+            figures.Row("Customers clustered", display.number(obj.n_customers)),
+            figures.Row("Started", display.when(obj.started_at)),
+            figures.Row("Took", display.duration(obj.duration_s)),
+        ]
+        if obj.step_id and obj.step is not None and obj.step.pipeline_id:
+            url = reverse("admin:pipeline_pipelinerun_change", args=[obj.step.pipeline_id])
+            run.append(figures.Row("Pipeline run", f"Recomputation #{obj.step.pipeline_id}", 0, url))
+        choice = [
+            figures.Row("k tried", f"{obj.k_min} to {obj.k_max}" if obj.k_pinned is None else "pinned"),
+            figures.Row("k pinned by the operator", display.number(obj.k_pinned)),
+            figures.Row("Elbow of the inertia curve at k", display.number(obj.elbow_k)),
+            figures.Row("Best silhouette at k", display.number(obj.silhouette_k)),
+            figures.Row("Number of segments chosen (k)", display.number(obj.chosen_k)),
+            figures.Row("Silhouette of the chosen k", figures.value_text("silhouette", chosen_silhouette)),
+            figures.Row("Best silhouette", figures.value_text("silhouette", best)),
+            figures.Row("Why", obj.choice_reason or display.MISSING),
+        ]
+        # the segments' own sizes are in the table of centroids below; without it, sizes by cluster
+        sizes = [figures.Row(f"Segment {i + 1}", display.number(n)) for i, n in enumerate(obj.sizes or [])]
+        sizes = [] if obj.centroids else sizes
+        features = [figures.Row(_feature_label(f), "") for f in obj.features or []]
+        groups = [
+            {"title": "The run", "rows": [r.as_dict() for r in run]},
+            {"title": "Choosing k", "rows": [r.as_dict() for r in choice]},
+        ]
+        if sizes:
+            groups.append({"title": "Segment sizes", "rows": [r.as_dict() for r in sizes]})
+        if features:
+            groups.append({"title": "Features clustered on", "rows": [r.as_dict() for r in features]})
+        return figures.figures_html(groups)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
-        extra_context = extra_context or {}
+        extra_context = {**(extra_context or {}), "subtitle": None}
         if run is not None:
+            extra_context["title"] = f"Clustering run #{run.pk}"
             extra_context["chart_data"] = {
                 "ks": run.ks,
                 "inertia": run.inertia,
@@ -300,6 +381,17 @@ class ClusteringRunAdmin(admin.ModelAdmin):
                 "chosen_k": run.chosen_k,
                 "elbow_k": run.elbow_k,
             }
-            extra_context["clusters"] = run.centroids
-            extra_context["features"] = run.features
+            extra_context["clusters"] = [
+                {
+                    "segment": c.get("segment"),
+                    "name": c.get("name", ""),
+                    "size": display.number(c.get("size")),
+                    "values": [_feature_value(f, (c.get("centroid") or {}).get(f)) for f in run.features],
+                }
+                for c in run.centroids
+            ]
+            extra_context["features"] = [_feature_label(f) for f in run.features]
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Clustering runs", **(extra_context or {})})

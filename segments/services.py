@@ -260,6 +260,8 @@ def segments_compute(*, step=None, progress=None, k: int | None = None, method: 
     clustered = segments_cluster(step=step, progress=lambda f, m="": progress(f * 0.8, m), k=k, method=method)
     rules = rule_segments_refresh(step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m))
     status = clustered.pop("_status", None)
+    chosen = f"{clustered['chosen_k']} clustering segments" if "chosen_k" in clustered else "no clustering"
+    progress(1.0, f"{chosen}, {rules['rule_segments']:,} rule segments refreshed")
     out = {"clustering": clustered, "rules": rules}
     if status == "skipped" and not rules["rule_segments"]:
         out["_status"] = "skipped"

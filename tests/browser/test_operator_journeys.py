@@ -119,7 +119,7 @@ def test_operator_starts_a_recomputation_and_follows_it(page, live_server, shop,
     page.wait_for_selector(".messagelist")
     run = PipelineRun.objects.order_by("-pk").first()
     assert run.trigger == "admin" and run.status == "succeeded"
-    assert "succeeded" in page.inner_text("#content-main")
+    assert page.inner_text("#run-status") == "Succeeded"
     shot(page, "pipeline-run")
 
 

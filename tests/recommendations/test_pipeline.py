@@ -388,7 +388,7 @@ def test_admin_shows_suggestions_on_the_customer_page_and_metrics_over_runs(shop
     assert runs.status_code == 200 and b"metrics-chart" in runs.content and b"chart.umd.min.js" in runs.content
     run = RecommenderRun.objects.get(is_active=True)
     detail = admin_client.get(f"/admin/recommendations/recommenderrun/{run.pk}/change/")
-    assert detail.status_code == 200 and b"ndcg@10" in detail.content
+    assert detail.status_code == 200 and b"NDCG@10" in detail.content
     assert "recommendations" in available_steps()
 
 
