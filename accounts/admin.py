@@ -474,23 +474,4 @@ class GroupAdmin(AuditedGuardedAdmin, DjangoGroupAdmin):
         return super().has_delete_permission(request, obj)
 
 
-def _audited_own_password_change(view):
-    """The admin's "Change password" (an operator's own): the fact is audited like the user form's."""
-
-    def password_change(request, extra_context=None):
-        response = view(request, extra_context)
-        if request.method == "POST" and isinstance(response, HttpResponseRedirect):
-            audit_record(
-                action=AccountsAuditAction.USER_CHANGED,
-                request=request,
-                target=request.user,
-                changes={"password": "(changed)"},
-                source="admin",
-            )
-        return response
-
-    return password_change
-
-
-# AdminSite.get_urls() reads this attribute when the URLs are built (after the apps are ready).
-admin.site.password_change = _audited_own_password_change(admin.site.password_change)
+# An operator's own password change is audited by the site itself (accounts/sites.py).
