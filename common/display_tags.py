@@ -43,3 +43,13 @@ def duration(value):
 @register.filter
 def words(value):
     return display.words(value)
+
+
+@register.filter
+def points(value, digits=1):
+    return display.points(value, int(digits))
+
+
+@register.filter
+def p_value(value):
+    return display.p_value(value)

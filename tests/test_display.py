@@ -48,3 +48,12 @@ def test_template_filters_escape_like_any_variable(settings):
         Context({"r": 0.25, "m": 99.999, "n": 1e6, "c": "<b>_x"})
     )
     assert out == "25.0% €100.00 1,000,000 &lt;b&gt; x"
+
+
+def test_points_and_p_values_read_as_an_analyst_writes_them():
+    from common.display import p_value, points
+
+    assert points(0.021) == "+2.1 pts" and points(-0.004) == "−0.4 pts" and points(0.0) == "0.0 pts"
+    assert points(None) == "—"
+    assert p_value(0.3412) == "p = 0.34" and p_value(0.0042) == "p = 0.004" and p_value(0.00001) == "p < 0.001"
+    assert p_value(None) == "—"
