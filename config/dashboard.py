@@ -66,12 +66,17 @@ def _scheduler(now) -> dict:
     }
 
 
+def _ago(moment) -> str:
+    text = timesince(moment)
+    return "just now" if text.startswith("0") else f"{text} ago"
+
+
 def significance_words(test: dict | None) -> str:
     """The uplift test in words: "significant (p = 0.003)", "not significant (p = 0.34)", or why there is none."""
     if not test:
         return "not available"
     if not test.get("treated_n"):
-        return "nothing sent yet"
+        return "no message sent"
     if not test.get("control_n"):
         return "no control group to compare with"
     if test.get("p_value") is None:
@@ -85,15 +90,15 @@ def significance_words(test: dict | None) -> str:
 def _campaign_state(row: dict, scheduler: dict) -> str:
     campaign = row["campaign"]
     if campaign.status == "completed":
-        return f"Completed {timesince(campaign.completed_at)} ago" if campaign.completed_at else "Completed"
+        return f"Completed {_ago(campaign.completed_at)}" if campaign.completed_at else "Completed"
     if campaign.is_recurring:
         return "Running, sends to new members on its schedule"
     if row["pending"]:
         return f"Running: {display.number(row['pending'])} messages still to send"
     if row["pending"] == 0:
         if scheduler["running"]:
-            return "All sent: marked completed at the scheduler's next tick (within a minute)"
-        return "All sent: stays “running” until the scheduler (Celery beat) runs"
+            return "Nothing left to send: marked completed at the scheduler's next tick (within a minute)"
+        return "Nothing left to send: stays “running” until the scheduler (Celery beat) runs"
     return "Running"
 
 
@@ -105,11 +110,12 @@ def _recent_campaigns(now, scheduler: dict) -> list[dict]:
     rows = []
     for row in selectors.recent_campaigns(days=30, limit=10, now=now):
         campaign, test = row["campaign"], row["conversion"]
-        uplift = display.MISSING
+        uplift, interval = display.MISSING, ""
         converted = test and (test.get("treated_conversions") or test.get("control_conversions"))
         if converted and test.get("uplift_abs") is not None:
             lo, hi = test["uplift_abs_ci"]
-            uplift = f"{display.points(test['uplift_abs'])} (95% CI {display.points(lo)} to {display.points(hi)})"
+            uplift = display.points(test["uplift_abs"])
+            interval = f"95% CI {display.points(lo)} to {display.points(hi)}"
         rows.append(
             {
                 "name": campaign.name,
@@ -120,10 +126,11 @@ def _recent_campaigns(now, scheduler: dict) -> list[dict]:
                 "sent": display.number(row["sent"]),
                 "treated_rate": display.percent(test.get("treated_rate") if test else None),
                 "control_rate": display.percent(test.get("control_rate") if test else None),
-                "attributed": f"conversions counted {timesince(campaign.attributed_at)} ago"
+                "attributed": f"conversions counted {_ago(campaign.attributed_at)}"
                 if campaign.attributed_at
                 else "conversions not counted yet",
                 "uplift": uplift,
+                "interval": interval,
                 "significance": significance_words(test),
                 "significant": bool(test and test.get("significant")),
                 "error": row["figures_error"],

@@ -138,12 +138,12 @@ def test_recent_campaigns_list_running_and_recently_completed_ones_with_their_up
     assert "Winter boots &lt;b&gt;sale&lt;/b&gt;" in html  # a name is text, never markup
     assert f'href="/admin/campaigns/campaign/{winter.pk}/change/"' in html
     spring, newsletter, boots = rows
-    assert "Running:" in spring and "messages still to send" in spring and "nothing sent yet" in spring
+    assert "Running:" in spring and "messages still to send" in spring and "no message sent" in spring
     test = two_proportion(*counts)
     assert "Completed" in boots and display.number(counts[1]) in boots
     assert f"{display.percent(80 / counts[1])} / {display.percent(10 / counts[3])}" in boots
     lo, hi = test["uplift_abs_ci"]
-    assert f"{display.points(test['uplift_abs'])} (95% CI {display.points(lo)} to {display.points(hi)})" in boots
+    assert f"{display.points(test['uplift_abs'])} 95% CI {display.points(lo)} to {display.points(hi)}" in boots
     assert boots.endswith(f"significant ({display.p_value(test['p_value'])})") and "not significant" not in boots
     flat_test = two_proportion(*flat_counts)
     assert newsletter.endswith(f"not significant ({display.p_value(flat_test['p_value'])})")
@@ -160,7 +160,7 @@ def test_a_running_campaign_whose_messages_are_all_sent_says_when_it_completes(a
     done = CampaignFactory(name="All out", segments=[audience])
     committed(campaign_services.campaign_launch, campaign=done)
     html = admin_client.get("/admin/dashboard/").content.decode()
-    assert "All sent: stays “running” until the scheduler (Celery beat) runs" in _rows(html)[0]
+    assert "Nothing left to send: stays “running” until the scheduler (Celery beat) runs" in _rows(html)[0]
 
     PeriodicTask.objects.create(
         name="campaigns-tick",
@@ -169,7 +169,7 @@ def test_a_running_campaign_whose_messages_are_all_sent_says_when_it_completes(a
         last_run_at=timezone.now() - timedelta(minutes=2),
     )
     html = admin_client.get("/admin/dashboard/").content.decode()
-    assert "All sent: marked completed at the scheduler's next tick" in _rows(html)[0]
+    assert "Nothing left to send: marked completed at the scheduler's next tick" in _rows(html)[0]
     assert 'id="dash-scheduler"' not in html
 
 
