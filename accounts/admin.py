@@ -126,7 +126,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class AuditEntryAdmin(admin.ModelAdmin):
     """The audit log, read-only: nobody edits or deletes history through the admin."""
 
-    list_display = ("at", "actor_label", "action", "target_link", "source_text", "ip")
+    list_display = ("when", "who", "action", "target_link", "source_text", "ip_address")
     list_filter = ("action", "source")
     date_hierarchy = "at"
     search_fields = ("=actor_label", "=target_id", "target_label")
@@ -134,8 +134,21 @@ class AuditEntryAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
     # what was acted on as words and a link (the stored type and id stay in the table, for queries)
-    fields = ("at", "actor_label", "action", "source_text", "target_kind", "target_link", "changes_text", "ip")
+    fields = ("when", "who", "action", "source_text", "target_kind", "target_link", "changes_text", "ip_address")
     readonly_fields = fields
+
+    @admin.display(description="when", ordering="at")
+    def when(self, obj):
+        return obj.at
+
+    @admin.display(description="who", ordering="actor_label")
+    def who(self, obj):
+        """The operator's username, api-key:PREFIX, shell:USER or system (kept when the account goes)."""
+        return obj.actor_label
+
+    @admin.display(description="IP address")
+    def ip_address(self, obj):
+        return obj.ip or display.MISSING
 
     @admin.display(description="source")
     def source_text(self, obj):

@@ -62,4 +62,5 @@ def test_a_target_without_a_name_is_not_captioned_by_its_id(client):
     )
     listing = text(client.get("/admin/accounts/auditentry/").content.decode())
     assert "API key (no name recorded)" in listing and " 987 " not in f" {listing} "
+    assert "When Who Action Target Source IP address" in listing and "Actor label" not in listing
     assert "Shell" in listing
