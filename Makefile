@@ -6,11 +6,17 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The embedded default: SQLite file, Celery eager, DEBUG on (demo secret key). Never for production.
+# The embedded default: SQLite file, DEBUG on (demo secret key). Never for production.
 DEMO_ENV := DEBUG=1
+# Celery: plain `make run` runs tasks eagerly in-process (no broker, no worker). `make worker`, `make beat`,
+# `make run-worker` and `make run WITH_WORKER=1` use this Redis broker instead (CELERY_BROKER_URL overrides it).
+BROKER_URL := $(or $(CELERY_BROKER_URL),redis://127.0.0.1:6379/0)
+WORKER_ENV := $(DEMO_ENV) CELERY_BROKER_URL=$(BROKER_URL)
+RUN_ENV := $(if $(WITH_WORKER),$(WORKER_ENV),$(DEMO_ENV))
+CELERY_CONCURRENCY ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev run demo-data test test-fast faults bench load lint format worker beat migrate clean
+.PHONY: install install-dev run run-worker broker-check demo-data test test-fast faults bench load lint format worker beat migrate clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"Python 3.11 is needed, this is {sys.version}"'
@@ -36,10 +42,26 @@ migrate: install
 demo-data: migrate
 	$(DEMO_ENV) $(PY) manage.py seed_demo --if-empty --recompute
 
-run: demo-data
+# Creates the demo operator only when missing (a changed password and the browser's session survive).
+run: demo-data $(if $(WITH_WORKER),broker-check)
 	@$(DEMO_ENV) $(PY) manage.py create_demo_operator
 	@echo "Serving the admin on http://$(HOST):$(PORT)/admin/  (API docs: http://$(HOST):$(PORT)/api/docs/)"
-	$(DEMO_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+	@echo "$(if $(or $(WITH_WORKER),$(CELERY_BROKER_URL)),Tasks go to the broker $(BROKER_URL): run \`make worker\` and \`make beat\` beside this.,Tasks run in-process; the schedule (beat) does not run: \`make run-worker\` adds a worker and beat.)"
+	$(RUN_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+
+# The demo with a real Celery worker and beat (scheduled runs, campaign completion, attribution), all three
+# in this terminal; Ctrl-C stops them together. Needs Redis at BROKER_URL.
+run-worker: demo-data broker-check
+	@$(DEMO_ENV) $(PY) manage.py create_demo_operator
+	@echo "Serving the admin on http://$(HOST):$(PORT)/admin/ with a worker and beat on $(BROKER_URL)"
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
+	$(WORKER_ENV) $(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY) & \
+	$(WORKER_ENV) $(VENV)/bin/celery -A config beat --loglevel=INFO & \
+	$(WORKER_ENV) $(PY) manage.py runserver $(HOST):$(PORT)
+
+broker-check: install
+	@$(PY) -c 'import sys, redis; url = sys.argv[1]; redis.Redis.from_url(url, socket_connect_timeout=2).ping()' "$(BROKER_URL)" 2>/dev/null \
+		|| { echo "No Redis answers at $(BROKER_URL): start it (redis-server) or set CELERY_BROKER_URL." >&2; exit 1; }
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -74,11 +96,13 @@ LOAD_ARGS ?=
 load: install-dev
 	$(PY) bench/load.py $(LOAD_ARGS)
 
-worker: install
-	$(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$${CELERY_CONCURRENCY:-2}
+# Beside `make run WITH_WORKER=1` (start that first: it migrates and seeds), on the same embedded default.
+# In production run `celery -A config worker` / `celery -A config beat` with the real environment instead.
+worker: broker-check
+	$(WORKER_ENV) $(VENV)/bin/celery -A config worker --loglevel=INFO --concurrency=$(CELERY_CONCURRENCY)
 
-beat: install
-	$(VENV)/bin/celery -A config beat --loglevel=INFO
+beat: broker-check
+	$(WORKER_ENV) $(VENV)/bin/celery -A config beat --loglevel=INFO
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -32,8 +33,10 @@ from django.contrib.auth.models import Group, Permission, User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 
+from common import display
 from common.paginators import EstimatedCountPaginator
 
 from . import access
@@ -63,7 +66,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="scopes")
     def scopes_text(self, obj):
-        return ", ".join(obj.scopes)
+        labels = dict(ApiKeyScope.choices)
+        return ", ".join(str(labels.get(scope, display.words(scope))) for scope in obj.scopes)
 
     def has_delete_permission(self, request, obj=None):
         return False  # a key is revoked (action "Revoke"), never deleted: the audit log and last use stay readable
@@ -122,41 +126,65 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class AuditEntryAdmin(admin.ModelAdmin):
     """The audit log, read-only: nobody edits or deletes history through the admin."""
 
-    list_display = ("at", "actor_label", "action", "target_link", "source", "ip")
+    list_display = ("when", "who", "action", "target_link", "source_text", "ip_address")
     list_filter = ("action", "source")
     date_hierarchy = "at"
     search_fields = ("=actor_label", "=target_id", "target_label")
     list_select_related = ("actor",)
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    readonly_fields = (
-        "at",
-        "actor",
-        "actor_label",
-        "action",
-        "source",
-        "target_type",
-        "target_id",
-        "target_label",
-        "changes_text",
-        "ip",
-    )
-    exclude = ("changes",)
+    # what was acted on as words and a link (the stored type and id stay in the table, for queries)
+    fields = ("when", "who", "action", "source_text", "target_kind", "target_link", "changes_text", "ip_address")
+    readonly_fields = fields
+
+    @admin.display(description="when", ordering="at")
+    def when(self, obj):
+        return obj.at
+
+    @admin.display(description="who", ordering="actor_label")
+    def who(self, obj):
+        """The operator's username, api-key:PREFIX, shell:USER or system (kept when the account goes)."""
+        return obj.actor_label
+
+    @admin.display(description="IP address")
+    def ip_address(self, obj):
+        return obj.ip or display.MISSING
+
+    @admin.display(description="source")
+    def source_text(self, obj):
+        return "API" if obj.source == "api" else display.words(obj.source)
+
+    @admin.display(description="what")
+    def target_kind(self, obj):
+        if not obj.target_type:
+            return display.MISSING
+        try:
+            return capfirst(str(apps.get_model(obj.target_type)._meta.verbose_name))
+        except (LookupError, ValueError):
+            return display.words(obj.target_type.rpartition(".")[2])
 
     @admin.display(description="target")
     def target_link(self, obj):
+        """The target's name (as it was when acted on), linked to its page while it exists; never a bare id."""
+        label = obj.target_label or (f"{self.target_kind(obj)} (no name recorded)" if obj.target_type else "")
         if obj.target_type and obj.target_id:
             app_label, _, model = obj.target_type.partition(".")
             try:
                 url = reverse(f"admin:{app_label}_{model}_change", args=[obj.target_id])
             except Exception:
-                return obj.target_label or f"{obj.target_type} {obj.target_id}"
-            return format_html('<a href="{}">{}</a>', url, obj.target_label or obj.target_id)
-        return obj.target_label
+                return label
+            return format_html('<a href="{}">{}</a>', url, label)
+        return label or display.MISSING
 
     @admin.display(description="changes")
     def changes_text(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str))
+        """One row per changed field, in words: "from A to B", "added: …; removed: …", or the value."""
+        if not obj.changes:
+            return display.MISSING
+        rows = [(display.words(name), _change_words(value)) for name, value in obj.changes.items()]
+        return format_html(
+            '<table class="audit-changes">{}</table>', format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+        )
 
     def has_add_permission(self, request):
         return False
@@ -166,6 +194,27 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def _value_words(value) -> str:
+    if value is None or value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_value_words(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):  # structured values (a segment's rule): their own notation, compact
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _change_words(value) -> str:
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        return f"from {_value_words(value['from'])} to {_value_words(value['to'])}"
+    if isinstance(value, dict) and set(value) <= {"added", "removed"} and value:
+        parts = [f"{key}: {_value_words(value[key])}" for key in ("added", "removed") if value.get(key)]
+        return "; ".join(parts) or "(none)"
+    return _value_words(value)
 
 
 # --- operator accounts and groups ----------------------------------------------------------------
@@ -474,23 +523,4 @@ class GroupAdmin(AuditedGuardedAdmin, DjangoGroupAdmin):
         return super().has_delete_permission(request, obj)
 
 
-def _audited_own_password_change(view):
-    """The admin's "Change password" (an operator's own): the fact is audited like the user form's."""
-
-    def password_change(request, extra_context=None):
-        response = view(request, extra_context)
-        if request.method == "POST" and isinstance(response, HttpResponseRedirect):
-            audit_record(
-                action=AccountsAuditAction.USER_CHANGED,
-                request=request,
-                target=request.user,
-                changes={"password": "(changed)"},
-                source="admin",
-            )
-        return response
-
-    return password_change
-
-
-# AdminSite.get_urls() reads this attribute when the URLs are built (after the apps are ready).
-admin.site.password_change = _audited_own_password_change(admin.site.password_change)
+# An operator's own password change is audited by the site itself (accounts/sites.py).

@@ -6,6 +6,7 @@ from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR
 class CampaignsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "campaigns"
+    verbose_name = "Campaigns"
 
     audit_actions = "campaigns.models.CampaignsAuditAction"
     # A marketing operator manages campaigns in full (launching, pausing, ...); an analyst views them.

@@ -52,3 +52,12 @@ def ago(value):
 
 def when(value):
     return display.when(value)
+
+
+def points(value, digits=1):
+    return display.points(value, int(digits))
+
+
+@register.filter
+def p_value(value):
+    return display.p_value(value)

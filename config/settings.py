@@ -78,8 +78,10 @@ if env_bool("TRUST_X_FORWARDED_PROTO", False):
 SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
+    # Django's admin and auth, and django-celery-beat below, under the console's site and names
+    # (accounts/library_apps.py, accounts/sites.py).
+    "accounts.library_apps.MarketingAdminConfig",
+    "accounts.library_apps.AccessAuthConfig",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -88,7 +90,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by the app (no CDN: the CSP allows 'self' only)
     "csp",
-    "django_celery_beat",
+    "accounts.library_apps.SchedulesConfig",
     "accounts",
     "pipeline",
     "profiles",
@@ -96,6 +98,22 @@ INSTALLED_APPS = [
     "recommendations",
     "campaigns",
 ]
+
+# The admin's index and sidebar (accounts/sites.py): groups named for the work, in this order. Each
+# group is (app label, patterns of "app_label.model_name"): it takes the app's verbose_name and index
+# page, and shows the models the patterns match, in the patterns' order.
+ADMIN_GROUPS = [
+    ("profiles", ["profiles.customer", "profiles.event", "profiles.item", "profiles.*"]),
+    ("segments", ["segments.segment", "segments.*"]),
+    ("recommendations", ["recommendations.*"]),
+    ("campaigns", ["campaigns.campaign", "campaigns.*"]),
+    ("pipeline", ["pipeline.*"]),
+    ("accounts", ["auth.user", "auth.group", "accounts.apikey", "accounts.*", "auth.*"]),
+    ("django_celery_beat", ["django_celery_beat.periodictask", "django_celery_beat.*"]),
+]
+# Groups shown to superusers only, named "... (administrators)": the plumbing. So is any registered
+# model that no group lists.
+ADMIN_ADMINISTRATOR_APPS = ["django_celery_beat"]
 
 # The recomputation's steps, run in this order (pipeline/steps.py): each app declares its own in
 # its steps.py. A step not listed here is not run, offered or scheduled.
