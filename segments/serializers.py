@@ -46,3 +46,14 @@ class RuleErrorSerializer(serializers.Serializer):
 class RuleErrorsSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = RuleErrorSerializer(many=True)
+
+
+class ExportMembershipSerializer(serializers.Serializer):
+    segment = serializers.CharField(help_text="The segment's name.")
+    since = serializers.DateTimeField()
+
+
+class PrivacyExportSerializer(serializers.Serializer):
+    """segments.privacy.export's part of a customer's export."""
+
+    segments = ExportMembershipSerializer(many=True)
