@@ -28,6 +28,9 @@ class RedocView(SpectacularRedocView):
     template_name = "api/redoc.html"
 
 
+# An unknown URL under /api/ answers JSON in the one error shape (common/api_errors.py), as the API's own 404s do.
+handler404 = "common.api_errors.not_found"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/dashboard/", dashboard, name="dashboard"),

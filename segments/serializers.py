@@ -38,16 +38,6 @@ class RulePreviewOutSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
-class RuleErrorSerializer(serializers.Serializer):
-    path = serializers.CharField()
-    message = serializers.CharField()
-
-
-class RuleErrorsSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = RuleErrorSerializer(many=True)
-
-
 class ExportMembershipSerializer(serializers.Serializer):
     segment = serializers.CharField(help_text="The segment's name.")
     since = serializers.DateTimeField()

@@ -286,3 +286,14 @@ def test_refusals_parse_as_the_one_error_shape(api, shop):
     nobody.user_permissions.set(Permission.objects.none())
     forbidden = parse(api, "get", "/api/segments/", client_for(nobody).get("/api/segments/"))
     assert forbidden.detail and forbidden.errors == []
+
+
+def test_an_unknown_api_url_answers_json_in_the_error_shape(api, shop):
+    """A path parameter of the wrong type matches no route: still a JSON 404, as the schema says, not a page."""
+    resp = shop["admin"].get("/api/campaigns/abc/report/")
+    assert resp.status_code == 404 and resp["Content-Type"] == "application/json"
+    assert (
+        parse(api, "get", "/api/campaigns/{id}/report/", resp).detail == "No such endpoint: /api/campaigns/abc/report/"
+    )
+    page = shop["admin"].get("/no-such-page/")  # outside the API, Django's own page
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
