@@ -7,15 +7,8 @@ code, strictly: a field the schema does not name, a missing required field, a nu
 allowed, a string where a number is declared, or an answer with no declared schema, fails the test.
 """
 
-import importlib.util
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.contrib.auth.models import Permission
-from pydantic import TypeAdapter
 
 from campaigns import services as campaign_services
 from campaigns.models import Delivery
@@ -31,72 +24,20 @@ from tests.factories import (
     key_client,
     purchases,
 )
+from tests.generated_client import generate, parse_body
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(scope="session")
 def api(tmp_path_factory, django_db_setup, django_db_blocker):
-    """(schema, models module): the schema as /api/schema/?format=json serves it, and the generated models."""
-    from drf_spectacular.generators import SchemaGenerator
-    from drf_spectacular.renderers import OpenApiJsonRenderer
-
     with django_db_blocker.unblock():
-        schema = SchemaGenerator().get_schema(request=None, public=True)
-    out = tmp_path_factory.mktemp("client")
-    source = out / "openapi.json"
-    source.write_bytes(OpenApiJsonRenderer().render(schema))
-    target = out / "api_models.py"
-    subprocess.run(
-        [
-            str(Path(sys.executable).with_name("datamodel-codegen")),
-            "--input",
-            str(source),
-            "--input-file-type",
-            "openapi",
-            "--output",
-            str(target),
-            "--output-model-type",
-            "pydantic_v2.BaseModel",
-            "--target-python-version",
-            "3.11",
-            "--extra-fields",
-            "forbid",  # a field the answer holds but the schema does not declare is an error
-            "--strict-nullable",  # null only where the schema says nullable
-            "--use-standard-collections",
-            "--disable-timestamp",
-            # an email is read as text (pydantic's EmailStr needs another package, email-validator)
-            "--type-mappings",
-            "string+email=string",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    spec = importlib.util.spec_from_file_location("api_models", target)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["api_models"] = module
-    spec.loader.exec_module(module)
-    return json.loads(source.read_text()), module
-
-
-def _model_for(api, schema: dict):
-    spec, models = api
-    if "$ref" in schema:
-        return getattr(models, schema["$ref"].rsplit("/", 1)[1])
-    if schema.get("type") == "array":
-        return list[_model_for(api, schema["items"])]
-    raise AssertionError(f"an answer without a named schema: {schema}")
+        return generate(tmp_path_factory.mktemp("client"))
 
 
 def parse(api, method: str, path: str, resp):
     """The answer parsed by the generated model its operation declares for its status code."""
-    spec, _ = api
-    operation = spec["paths"][path][method]
-    declared = operation["responses"].get(str(resp.status_code))
-    assert declared, f"{method.upper()} {path} answered {resp.status_code}, which the schema does not declare"
-    assert "content" in declared, f"{method.upper()} {path} {resp.status_code}: no body declared"
-    model = _model_for(api, declared["content"]["application/json"]["schema"])
-    return TypeAdapter(model).validate_json(resp.content, strict=True)
+    return parse_body(api, method, path, resp.status_code, resp.content)
 
 
 @pytest.fixture
