@@ -9,8 +9,15 @@ class SegmentSerializer(serializers.Serializer):
     size = serializers.IntegerField()
     active = serializers.BooleanField()
     refreshed_at = serializers.DateTimeField(allow_null=True)
-    rule = serializers.JSONField(allow_null=True)
-    centroid = serializers.DictField(allow_null=True)
+    rule = serializers.JSONField(
+        allow_null=True, help_text="Rule segments: the condition tree (docs/rules.md); null for clustering segments."
+    )
+    centroid = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        allow_null=True,
+        help_text="Clustering segments: the typical member's features (recency_days, frequency, monetary, ...); "
+        "null for rule segments (and a feature no member has is null).",
+    )
 
 
 class MembershipSerializer(serializers.Serializer):
