@@ -41,6 +41,7 @@ ERRORS = {
     "401": "No valid credentials (API key, customer token, session or basic auth).",
     "403": "The credentials do not allow this (missing permission or key scope, or another customer's data).",
     "404": "No such object.",
+    "413": "The body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE; nothing was read.",
     "429": "Too many requests; retry after the time in the Retry-After header.",
 }
 
@@ -59,6 +60,8 @@ def add_error_responses(result, generator, request, public):
             codes = ["401", "403", "429"]
             if method in {"post", "put", "patch"} or operation.get("parameters"):
                 codes.append("400")
+            if method in {"post", "put", "patch"}:
+                codes.append("413")
             if "{" in path:
                 codes.append("404")
             for code in codes:
