@@ -303,6 +303,7 @@ SPECTACULAR_SETTINGS = {
         "DeliveryStatusEnum": "campaigns.models.DeliveryStatus",
         "SuppressReasonEnum": "campaigns.models.SuppressReason",
         "RecommendationReasonEnum": "recommendations.models.Reason",
+        "SegmentKindEnum": "segments.models.SegmentKind",
     },
     # Swagger UI from drf-spectacular-sidecar's static files: works offline and under the CSP.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -5,7 +5,7 @@ from importlib import import_module
 from django.conf import settings
 from rest_framework import serializers
 
-from .models import ConsentChange, Customer, EventType, ItemKind, Profile
+from .models import ConsentChange, Customer, EventType, ItemKind, Lifecycle, PriceBand, Profile
 
 
 class RowErrorSerializer(serializers.Serializer):
@@ -95,7 +95,7 @@ class ProfileSerializer(serializers.Serializer):
     rfm_code = serializers.CharField()
     interests = serializers.DictField(child=serializers.FloatField())
     top_categories = serializers.ListField(child=serializers.CharField())
-    price_band = serializers.CharField()
+    price_band = serializers.ChoiceField(choices=PriceBand.choices, allow_blank=True)
     median_price = serializers.FloatField(allow_null=True)
     active_days = serializers.IntegerField()
     first_seen = serializers.DateTimeField(allow_null=True)
@@ -105,7 +105,7 @@ class ProfileSerializer(serializers.Serializer):
     community_comments = serializers.IntegerField()
     community_likes = serializers.IntegerField()
     orders_total = serializers.IntegerField()
-    lifecycle = serializers.CharField()
+    lifecycle = serializers.ChoiceField(choices=Lifecycle.choices)
 
 
 class ErrorItemSerializer(serializers.Serializer):

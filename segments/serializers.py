@@ -1,11 +1,13 @@
 from rest_framework import serializers
 
+from .models import SegmentKind
+
 
 class SegmentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     description = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=SegmentKind.choices)
     size = serializers.IntegerField()
     active = serializers.BooleanField()
     refreshed_at = serializers.DateTimeField(allow_null=True)
@@ -29,7 +31,7 @@ class MembershipSerializer(serializers.Serializer):
 class CustomerSegmentSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="segment.id")
     name = serializers.CharField(source="segment.name")
-    kind = serializers.CharField(source="segment.kind")
+    kind = serializers.ChoiceField(source="segment.kind", choices=SegmentKind.choices)
     since = serializers.DateTimeField()
 
 
