@@ -30,6 +30,7 @@ from .serializers import (
     InboxOutSerializer,
     ReportSerializer,
     TrackInSerializer,
+    TrackOutSerializer,
 )
 
 PERMISSIONS = {
@@ -98,8 +99,10 @@ class TrackView(APIView):
 
     @extend_schema(
         summary="Report an in-app message opened or clicked",
+        description="Idempotent: the first open (or click) stamps its time and records one event; a repeat "
+        "changes nothing. A click also marks the message opened.",
         request=TrackInSerializer,
-        responses={200: None, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: TrackOutSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def post(self, request, external_id: str, pk: int):
         body = TrackInSerializer(data=request.data or {})

@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from .models import Channel
+from .models import CampaignStatus, Channel, DeliveryStatus, SuppressReason
 
 
 class InboxMessageSerializer(serializers.Serializer):
@@ -23,6 +23,16 @@ class InboxOutSerializer(serializers.Serializer):
 class DeliveredOutSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     delivered_at = serializers.DateTimeField(help_text="When the message was first reported shown; a repeat keeps it.")
+
+
+class TrackOutSerializer(serializers.Serializer):
+    """The answer to opened/clicked: the message's times as they now stand (a repeat keeps the first)."""
+
+    id = serializers.IntegerField(help_text="The message (delivery) id.")
+    opened_at = serializers.DateTimeField(
+        allow_null=True, help_text="When it was first opened; a click also counts as opening it."
+    )
+    clicked_at = serializers.DateTimeField(allow_null=True, help_text="When it was first clicked; null until then.")
 
 
 class TrackInSerializer(serializers.Serializer):
@@ -76,18 +86,124 @@ class ActivitiesOutSerializer(serializers.Serializer):
     results = ActivitySerializer(many=True)
 
 
+class SuppressedSerializer(serializers.Serializer):
+    """Audience members who were not sent the message, by reason (every reason is always present)."""
+
+    control = serializers.IntegerField(help_text="Held out as the control group.")
+    no_consent = serializers.IntegerField(help_text="No consent for the channel.")
+    frequency_cap = serializers.IntegerField(help_text="Over the frequency cap.")
+    no_address = serializers.IntegerField(help_text="No address (email, push token) for the channel.")
+    expired = serializers.IntegerField(help_text="The campaign ended before the send.")
+    quiet_hours_deferred = serializers.IntegerField(
+        help_text="Messages whose send was put off by quiet hours (counted apart: they may have been sent since)."
+    )
+
+
+class ConversionSerializer(serializers.Serializer):
+    """Treated vs control conversion: a two-proportion z-test. Every figure is null where it is undefined
+    (an empty group; no control conversions for the relative uplift). Rates are fractions (0.0123 = 1.23 %)."""
+
+    treated_n = serializers.IntegerField(help_text="Messages sent (the treated group).")
+    treated_conversions = serializers.IntegerField()
+    control_n = serializers.IntegerField(help_text="Customers held out (the control group).")
+    control_conversions = serializers.IntegerField()
+    treated_rate = serializers.FloatField(allow_null=True)
+    control_rate = serializers.FloatField(allow_null=True)
+    uplift_abs = serializers.FloatField(allow_null=True, help_text="treated_rate - control_rate.")
+    uplift_abs_ci = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=2,
+        max_length=2,
+        allow_null=True,
+        help_text="95 % confidence interval of uplift_abs, [low, high] (Wald).",
+    )
+    uplift_rel = serializers.FloatField(allow_null=True, help_text="uplift_abs / control_rate.")
+    uplift_rel_ci = serializers.ListField(
+        child=serializers.FloatField(),
+        min_length=2,
+        max_length=2,
+        allow_null=True,
+        help_text="95 % confidence interval of uplift_rel, [low, high] (log risk ratio); null without conversions.",
+    )
+    z = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True, help_text="Two-sided p-value of the pooled z-test.")
+    significant = serializers.BooleanField(allow_null=True, help_text="p_value < 0.05.")
+
+
+class GoalSerializer(serializers.Serializer):
+    """What counts as a conversion, and for how long after the message."""
+
+    event_type = serializers.CharField(help_text="The event that counts as a conversion, e.g. purchase.")
+    item = serializers.IntegerField(allow_null=True, help_text="The goal item's internal id, if the goal is one item.")
+    category = serializers.CharField(allow_blank=True, help_text="The goal category, if any (empty for none).")
+    attribution_days = serializers.IntegerField(help_text="The attribution window after a message, in days.")
+
+
 class ReportSerializer(serializers.Serializer):
-    """The report's figures (see docs/campaigns.md for each)."""
+    """The report's figures (see docs/campaigns.md for each). Rates are fractions; money is a decimal string."""
 
     campaign = serializers.IntegerField()
-    audience = serializers.IntegerField()
-    control = serializers.IntegerField()
-    suppressed = serializers.DictField(child=serializers.IntegerField())
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=CampaignStatus.choices)
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    launched_at = serializers.DateTimeField(allow_null=True)
+    attributed_at = serializers.DateTimeField(allow_null=True, help_text="When conversions were last attributed.")
+    audience = serializers.IntegerField(help_text="Customers in the audience snapshot, control included.")
+    control = serializers.IntegerField(help_text="Of whom held out.")
+    suppressed = SuppressedSerializer()
     sent = serializers.IntegerField()
     delivered = serializers.IntegerField()
     opened = serializers.IntegerField()
     clicked = serializers.IntegerField()
-    open_rate = serializers.FloatField(allow_null=True)
-    click_rate = serializers.FloatField(allow_null=True)
-    conversion = serializers.DictField()
-    attributed_revenue = serializers.CharField()
+    failed = serializers.IntegerField()
+    pending = serializers.IntegerField(help_text="Queued, deferred or being sent.")
+    open_rate = serializers.FloatField(allow_null=True, help_text="opened / sent; null before any send.")
+    click_rate = serializers.FloatField(allow_null=True, help_text="clicked / sent; null before any send.")
+    conversion = ConversionSerializer()
+    attributed_revenue = serializers.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Revenue attributed to treated messages."
+    )
+    control_revenue = serializers.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Revenue of the control group in the same window."
+    )
+    revenue_per_treated = serializers.FloatField(allow_null=True)
+    revenue_per_control = serializers.FloatField(allow_null=True)
+    goal = GoalSerializer()
+
+
+class ExportItemSerializer(serializers.Serializer):
+    kind = serializers.CharField(required=False)
+    external_id = serializers.CharField(required=False)
+    title = serializers.CharField(required=False)
+    id = serializers.IntegerField(required=False, help_text="Only for an item since deleted: its old internal id.")
+
+
+class ExportMessageSerializer(serializers.Serializer):
+    """One delivery to the customer, in their export."""
+
+    campaign = serializers.CharField(help_text="The campaign's name.")
+    channel = serializers.ChoiceField(choices=Channel.choices)
+    is_control = serializers.BooleanField()
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    reason = serializers.ChoiceField(choices=SuppressReason.choices, allow_blank=True)
+    title = serializers.CharField(allow_blank=True)
+    body = serializers.CharField(allow_blank=True)
+    items = ExportItemSerializer(many=True)
+    attempts = serializers.IntegerField()
+    error = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField(allow_null=True)
+    deferred_until = serializers.DateTimeField(allow_null=True)
+    claimed_at = serializers.DateTimeField(allow_null=True)
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField(allow_null=True)
+    clicked_at = serializers.DateTimeField(allow_null=True)
+    converted_at = serializers.DateTimeField(allow_null=True)
+    revenue = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+
+
+class PrivacyExportSerializer(serializers.Serializer):
+    """campaigns.privacy.export's part of a customer's export."""
+
+    messages = ExportMessageSerializer(many=True)

@@ -73,3 +73,15 @@ def exception_handler(exc, context):
         response.data = {"detail": str(data["detail"]), "errors": data.get("errors", [])}
     response.data = safe_text(response.data)  # messages may quote what was sent
     return response
+
+
+def not_found(request, exception=None):
+    """handler404: under /api/ an unknown URL (or a path parameter of the wrong type, which no route
+    matches) answers in the API's one error shape, as JSON; elsewhere Django's own page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if not request.path.startswith("/api/"):
+        return page_not_found(request, exception)
+    detail = safe_text(f"No such endpoint: {request.path}")
+    return JsonResponse({"detail": detail, "errors": []}, status=status.HTTP_404_NOT_FOUND)

@@ -317,7 +317,16 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "common.schema.add_error_responses"],
     # The item kind appears under several field names; one enum name for it.
-    "ENUM_NAME_OVERRIDES": {"ItemKindEnum": "profiles.models.ItemKind"},
+    "ENUM_NAME_OVERRIDES": {
+        "ItemKindEnum": "profiles.models.ItemKind",
+        # several models call their choices "status" or "reason": one name each
+        "ChannelEnum": "campaigns.models.Channel",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "DeliveryStatusEnum": "campaigns.models.DeliveryStatus",
+        "SuppressReasonEnum": "campaigns.models.SuppressReason",
+        "RecommendationReasonEnum": "recommendations.models.Reason",
+        "SegmentKindEnum": "segments.models.SegmentKind",
+    },
     # Swagger UI from drf-spectacular-sidecar's static files: works offline and under the CSP.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

@@ -1,8 +1,9 @@
 import threading
 
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from .dashboard import dashboard
 from .health import healthz
@@ -19,6 +20,17 @@ class SchemaView(SpectacularAPIView):
             return super()._get_schema_response(request)
 
 
+class RedocView(SpectacularRedocView):
+    """ReDoc from drf-spectacular-sidecar's files, started by its <redoc spec-url> tag (no inline script:
+    REDOC_UI_SETTINGS stays unset). ReDoc runs its search index in a web worker it makes from a blob:
+    URL, which `script-src 'self'` would refuse; this page alone also allows such workers."""
+
+    template_name = "api/redoc.html"
+
+
+# An unknown URL under /api/ answers JSON in the one error shape (common/api_errors.py), as the API's own 404s do.
+handler404 = "common.api_errors.not_found"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/dashboard/", dashboard, name="dashboard"),
@@ -27,6 +39,11 @@ urlpatterns = [
     # The split view serves Swagger UI's start-up script as a file of its own (no inline script: the CSP
     # allows script from the app's own URLs only); the UI itself comes from drf-spectacular-sidecar.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/redoc/",
+        csp_update({"worker-src": ["'self'", "blob:"]})(RedocView.as_view(url_name="schema")),
+        name="redoc",
+    ),
     # the frontend's hot path (suggestions) first: URLs are matched in order, and none of these overlap
     path("api/", include("recommendations.urls")),
     path("api/", include("profiles.urls")),

@@ -18,10 +18,12 @@ from .serializers import (
     CustomerInSerializer,
     ErrorSerializer,
     EventInSerializer,
+    ForgetOutSerializer,
     IngestResultSerializer,
     ItemInSerializer,
     ProfileSerializer,
     UpsertResultSerializer,
+    customer_export_serializer,
 )
 from .validation import records_frame
 
@@ -186,7 +188,7 @@ class CustomerTokenView(APIView):
         "for that customer only (own recommendations, inbox, delivered/opened/clicked, activities) until it expires, "
         "and never once the customer is forgotten.",
         request=CustomerTokenInSerializer,
-        responses={201: CustomerTokenOutSerializer, 400: BatchErrorSerializer, 404: ErrorSerializer},
+        responses={201: CustomerTokenOutSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
     )
     def post(self, request):
         data = CustomerTokenInSerializer(data=request.data)
@@ -211,7 +213,7 @@ class CustomerView(APIView):
 
     @extend_schema(
         summary="Forget a customer: events, profile, memberships, suggestions and personal fields are removed",
-        responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer},
+        responses={200: ForgetOutSerializer, 404: ErrorSerializer},
     )
     def delete(self, request, external_id: str):
         from .privacy import customer_forget
@@ -232,7 +234,8 @@ class CustomerExportView(APIView):
     ]
 
     @extend_schema(
-        summary="Everything held about a customer, as JSON", responses={200: OpenApiTypes.OBJECT, 404: ErrorSerializer}
+        summary="Everything held about a customer, as JSON",
+        responses={200: customer_export_serializer(), 404: ErrorSerializer},
     )
     def get(self, request, external_id: str):
         from .privacy import customer_export

@@ -1,8 +1,11 @@
 """Request and response shapes of the profiles API (also what the OpenAPI schema documents)."""
 
+from importlib import import_module
+
+from django.conf import settings
 from rest_framework import serializers
 
-from .models import EventType, ItemKind
+from .models import ConsentChange, Customer, EventType, ItemKind, Lifecycle, PriceBand, Profile
 
 
 class RowErrorSerializer(serializers.Serializer):
@@ -92,7 +95,7 @@ class ProfileSerializer(serializers.Serializer):
     rfm_code = serializers.CharField()
     interests = serializers.DictField(child=serializers.FloatField())
     top_categories = serializers.ListField(child=serializers.CharField())
-    price_band = serializers.CharField()
+    price_band = serializers.ChoiceField(choices=PriceBand.choices, allow_blank=True)
     median_price = serializers.FloatField(allow_null=True)
     active_days = serializers.IntegerField()
     first_seen = serializers.DateTimeField(allow_null=True)
@@ -102,8 +105,77 @@ class ProfileSerializer(serializers.Serializer):
     community_comments = serializers.IntegerField()
     community_likes = serializers.IntegerField()
     orders_total = serializers.IntegerField()
-    lifecycle = serializers.CharField()
+    lifecycle = serializers.ChoiceField(choices=Lifecycle.choices)
+
+
+class ErrorItemSerializer(serializers.Serializer):
+    field = serializers.CharField(required=False)
+    row = serializers.IntegerField(required=False, min_value=0)
+    path = serializers.CharField(required=False)
+    reason = serializers.CharField(required=False)
+    message = serializers.CharField(required=False)
 
 
 class ErrorSerializer(serializers.Serializer):
+    """The API's one error shape; its schema component ("Error") is common.schema.ERROR_SCHEMA."""
+
     detail = serializers.CharField()
+    errors = ErrorItemSerializer(many=True)
+
+
+class ForgetOutSerializer(serializers.Serializer):
+    forgotten = serializers.BooleanField(help_text="Always true: the customer is forgotten.")
+    removed = serializers.DictField(
+        child=serializers.IntegerField(min_value=0),
+        help_text="Rows removed or emptied, by kind: events, profile, consent_history, memberships, "
+        "recommendations (suggestions and impressions), messages (deliveries emptied, kept for the "
+        "campaigns' counts) and log_entries_rewritten.",
+    )
+
+
+class ExportCustomerSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(allow_blank=True, help_text="Empty when the shop sent none.")
+
+    class Meta:
+        model = Customer
+        exclude = ["id"]
+
+
+class ExportConsentChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ConsentChange
+        fields = ["channel", "granted", "source", "at"]
+
+
+class ExportEventSerializer(serializers.Serializer):
+    external_id = serializers.CharField(allow_null=True)
+    type = serializers.ChoiceField(choices=EventType.choices)
+    item_kind = serializers.ChoiceField(choices=ItemKind.choices, allow_null=True)
+    item = serializers.CharField(allow_null=True, help_text="The item's external id.")
+    value = serializers.FloatField(allow_null=True)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    occurred_at = serializers.DateTimeField()
+    context = serializers.DictField()
+    received_at = serializers.DateTimeField()
+
+
+class ExportProfileSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Profile
+        exclude = ["customer", "run"]
+
+
+def customer_export_serializer() -> type[serializers.Serializer]:
+    """The shape of profiles.privacy.customer_export: this app's parts, then each settings.PRIVACY_HOOKS
+    module's part, described by the `PrivacyExportSerializer` of that app's serializers module."""
+    fields = {
+        "customer": ExportCustomerSerializer(),
+        "consent_history": ExportConsentChangeSerializer(many=True),
+        "events": ExportEventSerializer(many=True),
+        "profile": ExportProfileSerializer(allow_null=True),
+    }
+    for hook in settings.PRIVACY_HOOKS:
+        part = import_module(hook.rsplit(".", 1)[0] + ".serializers").PrivacyExportSerializer
+        fields.update(part().get_fields())
+    fields["exported_at"] = serializers.DateTimeField()
+    return type("CustomerExportSerializer", (serializers.Serializer,), fields)

@@ -5,6 +5,8 @@ from rest_framework import serializers
 
 from profiles.models import ItemKind
 
+from .models import Reason
+
 
 def max_limit() -> int:
     return int(settings.RECOMMENDER_TOP_N)
@@ -48,7 +50,7 @@ class ListQuerySerializer(serializers.Serializer):
 
 class ItemOutSerializer(serializers.Serializer):
     external_id = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ItemKind.choices)
     title = serializers.CharField()
     category = serializers.CharField()
     price = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
@@ -58,7 +60,11 @@ class RecommendationOutSerializer(serializers.Serializer):
     rank = serializers.IntegerField()
     item = ItemOutSerializer()
     score = serializers.FloatField()
-    reason = serializers.CharField(help_text="item, similar_users, segment_popular or popular")
+    reason = serializers.ChoiceField(
+        choices=Reason.choices,
+        help_text="Why it is suggested: item (because of an item of the customer's own, named by reason_item), "
+        "similar_users, segment_popular or popular.",
+    )
     reason_text = serializers.CharField(help_text="The reason in words, e.g. “because you bought Espresso maker #12”.")
     reason_item = serializers.CharField(
         source="reason_item.external_id",
@@ -70,7 +76,7 @@ class RecommendationOutSerializer(serializers.Serializer):
 
 class RecommendationsOutSerializer(serializers.Serializer):
     customer = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ItemKind.choices)
     run = serializers.IntegerField(allow_null=True)
     results = RecommendationOutSerializer(many=True)
 
@@ -120,6 +126,32 @@ class SimilarOutSerializer(serializers.Serializer):
 
 class SimilarItemsOutSerializer(serializers.Serializer):
     item = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=ItemKind.choices)
     run = serializers.IntegerField(allow_null=True)
     results = SimilarOutSerializer(many=True)
+
+
+class ExportRecommendationSerializer(serializers.Serializer):
+    """One of the customer's stored suggestions (active run), in their export."""
+
+    kind = serializers.CharField()
+    rank = serializers.IntegerField()
+    item = serializers.CharField(help_text="The item's external id.")
+    score = serializers.FloatField()
+    reason = serializers.CharField(help_text="The reason in words.")
+    reason_code = serializers.ChoiceField(choices=Reason.choices)
+    reason_item = serializers.CharField(allow_null=True, help_text="For reason item: the customer's own item.")
+
+
+class ExportImpressionSerializer(serializers.Serializer):
+    item_kind = serializers.CharField()
+    item = serializers.CharField(help_text="The item's external id.")
+    shown_at = serializers.DateTimeField()
+    source = serializers.CharField()
+
+
+class PrivacyExportSerializer(serializers.Serializer):
+    """recommendations.privacy.export's part of a customer's export."""
+
+    recommendations = ExportRecommendationSerializer(many=True)
+    impressions = ExportImpressionSerializer(many=True)

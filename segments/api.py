@@ -19,7 +19,6 @@ from .rules import RuleError, describe_rule, rule_audience_size, validate_rule
 from .serializers import (
     CustomerSegmentSerializer,
     MembershipSerializer,
-    RuleErrorsSerializer,
     RulePreviewInSerializer,
     RulePreviewOutSerializer,
     SegmentSerializer,
@@ -87,8 +86,10 @@ class RulePreviewView(APIView):
     @extend_schema(
         summary="Audience size of a rule before saving it",
         request=RulePreviewInSerializer,
-        responses={200: RulePreviewOutSerializer, 400: RuleErrorsSerializer, 503: ErrorSerializer},
-        description="A rule over the limits of docs/rules.md is refused with 400; a count that runs longer than "
+        responses={200: RulePreviewOutSerializer, 400: ErrorSerializer, 503: ErrorSerializer},
+        description="A rule that does not parse, or is over the limits of docs/rules.md, is refused with 400: "
+        "each error names the `path` in the rule and a `message`. A body that is not an object with a `rule` "
+        "is refused with 400 naming the `field` and a `reason`. A count that runs longer than "
         "OPERATOR_QUERY_TIMEOUT_MS is stopped with 503.",
     )
     def post(self, request):

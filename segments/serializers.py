@@ -1,16 +1,25 @@
 from rest_framework import serializers
 
+from .models import SegmentKind
+
 
 class SegmentSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     description = serializers.CharField()
-    kind = serializers.CharField()
+    kind = serializers.ChoiceField(choices=SegmentKind.choices)
     size = serializers.IntegerField()
     active = serializers.BooleanField()
     refreshed_at = serializers.DateTimeField(allow_null=True)
-    rule = serializers.JSONField(allow_null=True)
-    centroid = serializers.DictField(allow_null=True)
+    rule = serializers.JSONField(
+        allow_null=True, help_text="Rule segments: the condition tree (docs/rules.md); null for clustering segments."
+    )
+    centroid = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        allow_null=True,
+        help_text="Clustering segments: the typical member's features (recency_days, frequency, monetary, ...); "
+        "null for rule segments (and a feature no member has is null).",
+    )
 
 
 class MembershipSerializer(serializers.Serializer):
@@ -22,7 +31,7 @@ class MembershipSerializer(serializers.Serializer):
 class CustomerSegmentSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="segment.id")
     name = serializers.CharField(source="segment.name")
-    kind = serializers.CharField(source="segment.kind")
+    kind = serializers.ChoiceField(source="segment.kind", choices=SegmentKind.choices)
     since = serializers.DateTimeField()
 
 
@@ -38,11 +47,12 @@ class RulePreviewOutSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
-class RuleErrorSerializer(serializers.Serializer):
-    path = serializers.CharField()
-    message = serializers.CharField()
+class ExportMembershipSerializer(serializers.Serializer):
+    segment = serializers.CharField(help_text="The segment's name.")
+    since = serializers.DateTimeField()
 
 
-class RuleErrorsSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = RuleErrorSerializer(many=True)
+class PrivacyExportSerializer(serializers.Serializer):
+    """segments.privacy.export's part of a customer's export."""
+
+    segments = ExportMembershipSerializer(many=True)

@@ -18,6 +18,7 @@ import math
 from datetime import timedelta
 from decimal import Decimal
 
+import jsonschema
 import pytest
 from django.db import transaction
 from django.test import override_settings
@@ -25,6 +26,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from common.schema import ERROR_ITEM_SCHEMA, ERROR_SCHEMA
 from profiles.models import Customer, Event, Item
 from tests import factories
 from tests.factories import UserFactory, client_for
@@ -192,9 +194,15 @@ def _post(client, url, body, **extra):
     return client.generic("POST", url, json.dumps(body), content_type="application/json", **extra)
 
 
+# The schema's Error component, with its items in place: every refusal must match it exactly.
+ERROR = {**ERROR_SCHEMA, "properties": {**ERROR_SCHEMA["properties"]}}
+ERROR["properties"]["errors"] = {**ERROR_SCHEMA["properties"]["errors"], "items": ERROR_ITEM_SCHEMA}
+
+
 def _assert_error_shape(resp):
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.content[:500])
     body = resp.json()
+    jsonschema.validate(body, ERROR)  # what the OpenAPI schema promises for every 4xx
     assert isinstance(body["detail"], str) and body["detail"], body
     assert isinstance(body["errors"], list), body
     for err in body["errors"]:
