@@ -171,3 +171,7 @@ class RecommendationInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(run__is_active=True).select_related("item").order_by("kind", "rank")
+
+
+# The recommender configurations' screens (recommendations/config_admin.py) register themselves on import.
+from . import config_admin  # noqa: E402, F401
