@@ -2,7 +2,7 @@
 
 from pipeline.steps import Param, Step
 
-from . import services
+from . import selectors, services
 
 
 def recommendations_local(*, step, progress, recommender_config: str = "") -> dict:
@@ -23,6 +23,7 @@ recommendations = Step(
             "",
             "Recommender configuration to serve, by name (empty: the default one).",
             admin=True,
+            choices=selectors.config_choices,
         ),
     ),
     backends={"local": recommendations_local},

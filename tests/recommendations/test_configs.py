@@ -164,7 +164,7 @@ def test_the_chosen_default_is_served_by_the_next_run_and_recorded(marketer, sma
     assert f"/admin/recommendations/recommenderrun/{run.pk}/change/" in page
 
 
-def test_a_run_can_name_a_configuration_and_a_missing_name_fails_the_step(small_shop):
+def test_a_run_can_name_a_configuration_and_a_name_that_is_none_is_refused(small_shop):
     RecommenderConfig.objects.create(name="Best-sellers", algorithm="popularity")
     run = pipeline.pipeline_start(
         trigger="shell", steps=["recommendations"], options={"recommender_config": "Best-sellers"}
@@ -176,10 +176,17 @@ def test_a_run_can_name_a_configuration_and_a_missing_name_fails_the_step(small_
     texts = set(Recommendation.objects.filter(run=served).values_list("reason_text", flat=True))
     assert texts <= {"popular right now", "popular in your segment"}
 
-    bad = pipeline.pipeline_start(trigger="shell", steps=["recommendations"], options={"recommender_config": "Nope"})
-    pipeline.pipeline_execute(run=bad, step_params=bad.step_params)
-    assert bad.status == "failed"
-    assert "no recommender configuration named 'Nope'" in bad.step_runs.get().error
+    # a name that is no configuration is refused when the run is started, naming the ones there are
+    with pytest.raises(ValueError, match=r"recommender_config must be one of 'Default \(PureSVD\)', .*not 'Nope'"):
+        pipeline.pipeline_start(trigger="shell", steps=["recommendations"], options={"recommender_config": "Nope"})
+    # one deleted between the start and the step fails the step, and the served run stays in service
+    gone = pipeline.pipeline_start(
+        trigger="shell", steps=["recommendations"], options={"recommender_config": "Best-sellers"}
+    )
+    RecommenderConfig.objects.filter(name="Best-sellers").delete()
+    pipeline.pipeline_execute(run=gone, step_params=gone.step_params)
+    assert gone.status == "failed"
+    assert "no recommender configuration named 'Best-sellers'" in gone.step_runs.get().error
     assert RecommenderRun.objects.get(is_active=True) == served
 
 
@@ -190,3 +197,12 @@ def test_blend_components_are_protected_while_a_blend_uses_them():
 
     with pytest.raises(ProtectedError):
         user.delete()
+
+
+def test_the_start_form_and_the_command_offer_the_configurations(marketer):
+    page = marketer.get("/admin/pipeline/pipelinerun/start/").content.decode()
+    assert '<option value="Default (PureSVD)">Default (PureSVD) (default)</option>' in page
+    assert '<option value="User-based + item-based CF">' in page
+    from pipeline.management.commands.recompute import Command
+
+    assert "--recommender-config" in Command().create_parser("manage.py", "recompute").format_help()
