@@ -26,7 +26,8 @@ def _field_name(algorithm: str, parameter: str) -> str:
 
 
 def _form_field(p: algorithms.Parameter) -> forms.Field:
-    help_text = f"{p.help} Default: {p.default}."
+    default = ("on" if p.default else "off") if p.type is bool else p.default
+    help_text = f"{p.help} Default: {default}."
     if p.type is bool:
         return forms.BooleanField(label=p.verbose, required=False, help_text=help_text)
     if p.choices:
@@ -162,6 +163,12 @@ class BlendComponentInline(admin.TabularInline):
     verbose_name_plural = "Configurations in this blend (used when the algorithm is “Blend of configurations”)"
     classes = ("blend-components",)
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "config":  # choose among the saved ones; no add/edit pop-ups from here
+            field.widget = field.widget.widget if hasattr(field.widget, "widget") else field.widget
+        return field
+
 
 @admin.register(RecommenderConfig)
 class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
@@ -174,9 +181,10 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
     )
     list_display = ("name", "algorithm_label", "default_badge", "last_run", "last_ndcg", "runs_count", "updated_at")
     list_display_links = ("name",)
+    empty_value_display = ""
     search_fields = ("name", "description")
     actions = ("make_default",)
-    readonly_fields = ("is_default", "settings_summary", "runs_table")
+    readonly_fields = ("default_status", "settings_summary", "runs_table")
 
     class Media:
         js = ("marketing/js/recommender-config.js",)
@@ -187,7 +195,7 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def get_fieldsets(self, request, obj=None):
         weights = list(_weight_fields())
         sets = [
-            (None, {"fields": ("name", "description", "algorithm", "is_default")}),
+            (None, {"fields": ("name", "description", "algorithm", "default_status")}),
             *param_fieldsets(),
             (
                 "What the model learns from",
@@ -221,6 +229,12 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
             parts = [f"{c.config.name} ×{c.weight:g}" for c in obj.components.all()]
             return f"{label}: {', '.join(parts)}" if parts else label
         return label
+
+    @admin.display(description="served")
+    def default_status(self, obj):
+        if obj is not None and obj.is_default:
+            return "The default: every recomputation serves it unless a run names another."
+        return "Not the default. To serve it, use the list's action “Make the selected configuration the default”."
 
     @admin.display(description="default", boolean=False, ordering="is_default")
     def default_badge(self, obj):
