@@ -54,16 +54,16 @@ USER_RANKER_PARAMS = {
     "similarity": "pearson",
     "shrinkage": 20.0,
     "exponent": 1.0,
-    "beta": 0.3,
+    "beta": 0.2,
     "value_transform": "log1p",
 }
 #: Defaults of :func:`item_based_ranker` (chosen the same way).
-ITEM_RANKER_PARAMS = {"k": 100, "similarity": "cosine", "shrinkage": 10.0, "value_transform": "log1p"}
+ITEM_RANKER_PARAMS = {"k": 50, "similarity": "cosine", "shrinkage": 50.0, "value_transform": "log1p"}
 #: Factories a blend can name, and the weights and normalisation chosen for each pair.
 BLEND_COMPONENTS = ("user_based", "item_based", "default")
 BLEND_PARAMS = {
-    ("user_based", "item_based"): {"weights": (0.7, 0.3), "normalisation": "minmax"},
-    ("user_based", "default"): {"weights": (0.5, 0.5), "normalisation": "minmax"},
+    ("user_based", "item_based"): {"weights": (0.8, 0.2), "normalisation": "minmax"},
+    ("user_based", "default"): {"weights": (0.7, 0.3), "normalisation": "minmax"},
 }
 
 
@@ -72,7 +72,7 @@ def user_based_ranker(**overrides) -> UserKNNRanker:
 
     The 200 nearest users by Pearson correlation of their ``log1p`` rows (decayed
     implicit weights, or ratings), shrunk by ``n_uv / (n_uv + 20)``, vote for their
-    items; votes are divided by ``popularity^0.3``. Suggestions are explained as
+    items; votes are divided by ``popularity^0.2``. Suggestions are explained as
     "customers with similar taste bought this" with the number of neighbours who have
     the item. The mean-centred rating predictor stays :class:`UserKNN`.
 

@@ -589,10 +589,24 @@ def load_protocol(name: str, datasets_dir, half_life_days="default", validation:
 
 def algorithm_registry() -> dict:
     """Named factories of the algorithms ``run_protocol`` knows."""
-    from . import ItemKNN, Popularity, PureSVD, RP3beta, UserKNN, default_recommender
+    from . import (
+        ItemKNN,
+        Popularity,
+        PureSVD,
+        RP3beta,
+        UserKNN,
+        blend_ranker,
+        default_recommender,
+        item_based_ranker,
+        user_based_ranker,
+    )
 
     return {
         "default": default_recommender,
+        "user_ranker": user_based_ranker,
+        "item_ranker": item_based_ranker,
+        "blend": blend_ranker,
+        "blend_user_default": lambda: blend_ranker(("user_based", "default")),
         "popularity": lambda: Popularity(),
         "user_knn": lambda: UserKNN(k=40, similarity="cosine", neighbourhood="global"),
         "item_knn": lambda: ItemKNN(k=100, similarity="cosine"),

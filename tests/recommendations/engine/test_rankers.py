@@ -308,3 +308,55 @@ def test_factories_rank_on_a_small_shop(random_implicit):
         valid = items >= 0
         assert not seen[np.broadcast_to(users[:, None], items.shape)[valid], items[valid]].any()
         assert why.kind.shape == items.shape
+
+
+# -- on the public datasets -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def protocols(datasets_dir):
+    from recommendations.engine.evaluation import load_protocol
+
+    return {name: load_protocol(name, datasets_dir) for name in ("ml-100k", "online-retail")}
+
+
+def _ndcg(model, split):
+    from recommendations.engine.evaluation import evaluate_topn
+
+    return evaluate_topn(model, split.train, split.relevant, users=split.users)["ndcg@10"]
+
+
+@pytest.mark.datasets
+@pytest.mark.slow
+def test_validation_splits_never_see_the_test_period(datasets_dir, protocols):
+    from recommendations.engine.evaluation import load_protocol
+
+    for name, test in protocols.items():
+        val = load_protocol(name, datasets_dir, validation=True)
+        # every validation pair, trained on or held out, is in the test split's training data
+        seen = {(test.user_ids[u], test.item_ids[i]) for u, i in zip(*test.train.nonzero(), strict=True)}
+        pairs = zip(*(val.train + val.relevant).nonzero(), strict=True)
+
+        assert {(val.user_ids[u], val.item_ids[i]) for u, i in pairs} <= seen, name
+        assert len(val.users) > 500
+
+
+@pytest.mark.datasets
+@pytest.mark.slow
+def test_user_based_ranker_reaches_nine_tenths_of_the_default_on_both_protocols(protocols):
+    for name, split in protocols.items():
+        default = _ndcg(default_recommender(), split)
+        ranker = _ndcg(user_based_ranker(), split)
+
+        assert ranker >= 0.9 * default, (name, ranker, default)
+
+
+@pytest.mark.datasets
+@pytest.mark.slow
+def test_user_based_plus_default_blend_beats_the_default_on_online_retail_and_nearly_on_movielens(protocols):
+    # measured 0.1226 vs 0.1201 and 0.1428 vs 0.1462 (docs/engine.md explains the gap on ML-100K)
+    blend = {name: _ndcg(blend_ranker(("user_based", "default")), split) for name, split in protocols.items()}
+    default = {name: _ndcg(default_recommender(), split) for name, split in protocols.items()}
+
+    assert blend["online-retail"] >= default["online-retail"]
+    assert blend["ml-100k"] >= 0.97 * default["ml-100k"]
