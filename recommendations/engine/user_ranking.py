@@ -61,11 +61,12 @@ class UserKNNRanker(BaseRecommender):
     that neighbours sharing one or two items count less) and raised to ``exponent``
     (larger values favour the closest neighbours). Only positive similarities are kept;
     ``N_k(u)`` holds the ``k`` largest (ties: lower user index), ``u`` itself excluded.
-    Scores are the neighbours' votes
+    Scores are the neighbours' votes, divided by the item's popularity to the power ``beta``
 
-    ``score(u, i) = Σ_{v ∈ N_k(u)} s_uv · x_vi``
+    ``score(u, i) = Σ_{v ∈ N_k(u)} s_uv · x_vi · pop(i)^-beta``
 
-    (``x_vi`` is 1 for every stored entry with ``value_transform="binary"``). Each
+    (``x_vi`` is 1 for every stored entry with ``value_transform="binary"``; ``pop(i)`` is
+    the number of users with the item). Each
     suggestion is explained as "customers with similar taste bought this"
     (``EXPLAIN_SIMILAR_USERS``) with the number of neighbours in ``N_k(u)`` who have the
     item (``Explanations.count``).
@@ -79,6 +80,8 @@ class UserKNNRanker(BaseRecommender):
         Significance weighting of small overlaps; 0 disables.
     exponent : float
         Power applied to the (shrunk) similarities.
+    beta : float
+        Popularity penalty on the votes (as PureSVD's); 0 disables.
     value_transform : {"log1p", "binary", "none"}
         Applied to the stored values before everything else.
     chunk_size : int, optional
@@ -90,9 +93,13 @@ class UserKNNRanker(BaseRecommender):
     Attributes
     ----------
     user_items_ : csr_matrix, shape (n_users, n_items)
-        The transformed training matrix (the votes).
+        The transformed training matrix ``x``.
     similarity_ : csr_matrix, shape (n_users, n_users)
         Row ``u``: ``u``'s neighbours and their weights ``s_uv`` (at most ``k``).
+    item_weights_ : ndarray, shape (n_items,)
+        ``pop(i)^-beta`` (0 for items nobody has).
+    votes_ : csr_matrix, shape (n_users, n_items)
+        ``x · diag(item_weights_)``: what each neighbour contributes.
     """
 
     _explain_kind = EXPLAIN_SIMILAR_USERS
@@ -143,6 +150,7 @@ class UserKNNRanker(BaseRecommender):
             pop = np.bincount(x.indices, minlength=x.shape[1]).astype(np.float64)
             self.item_weights_ = np.where(pop > 0, np.power(np.maximum(pop, 1.0), -self.beta), 0.0)
             self.votes_ = (x @ sp.diags(self.item_weights_)).tocsr()
+            self._pattern = sp.csr_matrix((np.ones(x.nnz), x.indices, x.indptr), shape=x.shape)
         return self
 
     def _neighbours(self, x: sp.csr_matrix) -> sp.csr_matrix:
@@ -225,11 +233,7 @@ class UserKNNRanker(BaseRecommender):
         items = np.asarray(item_idx, dtype=np.int64).reshape(len(users), -1)
         w = self.similarity_[users]
         hood = sp.csr_matrix((np.ones(w.nnz), w.indices, w.indptr), shape=w.shape)
-        pattern = sp.csr_matrix(
-            (np.ones(self.user_items_.nnz), self.user_items_.indices, self.user_items_.indptr),
-            shape=self.user_items_.shape,
-        )
-        counts = (hood @ pattern).tocsr()
+        counts = (hood @ self._pattern).tocsr()
         rows = np.broadcast_to(np.arange(len(users))[:, None], items.shape)
         out = SparseLookup(counts)(rows.ravel(), np.maximum(items, 0).ravel()).reshape(items.shape)
         out = np.rint(out).astype(np.int64)
