@@ -19,9 +19,10 @@
 ``blend_ranker()``): rerun ``--tune`` after changing the engine, and copy its ``chosen``
 parameters into ``recommendations/engine/__init__.py`` if they move.
 
-Run as ``python bench/bench_rankers.py [--quick] [--tune|--compare]`` (results in
+Run as ``python bench/bench_rankers.py [--quick] [--tune|--tune-blends|--compare]`` (results in
 ``bench/results/rankers.json`` and ``rankers.md``), or through ``bench/run.py --only rankers``.
-``--quick`` shrinks the grids.
+``--quick`` shrinks the grids; ``--tune-blends`` reruns only the blends' grids. The datasets
+are read from ``DATASETS_DIR`` (default ``<repo>/../shared/datasets``).
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DATASETS = Path(os.environ.get("DATASETS_DIR", REPO.parent / "shared" / "datasets"))
-if not DATASETS.exists() and Path("/work/shared/datasets").exists():  # worktrees live one level deeper
-    DATASETS = Path("/work/shared/datasets")
 PROTOCOLS = ("ml-100k", "online-retail")
 
 
