@@ -14,7 +14,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .engine import DEFAULT_PARAMS, ItemKNN, Popularity, PureSVD, RP3beta, UserKNN
+from .engine import (
+    DEFAULT_PARAMS,
+    ITEM_RANKER_PARAMS,
+    USER_RANKER_PARAMS,
+    Blend,
+    ItemKNN,
+    Popularity,
+    PureSVD,
+    RP3beta,
+    UserKNNRanker,
+)
 
 
 @dataclass(frozen=True)
@@ -128,20 +138,69 @@ _PURE_SVD = (
     Parameter("random_state", int, 0, "Seed (the same seed gives the same suggestions).", 0, 2**31 - 1),
 )
 _ITEM_KNN = (
-    Parameter("k", int, 100, "Neighbours kept per item.", 1, 5000, label="Neighbours (k)"),
+    Parameter("k", int, ITEM_RANKER_PARAMS["k"], "Neighbours kept per item.", 1, 5000, label="Neighbours (k)"),
     Parameter(
-        "similarity", str, "cosine", "How two items' buyers are compared.", choices=("cosine", "adjusted_cosine")
+        "similarity",
+        str,
+        ITEM_RANKER_PARAMS["similarity"],
+        "How two items' customers are compared.",
+        choices=("cosine", "adjusted_cosine"),
     ),
-    Parameter("shrinkage", float, 0.0, "Damps similarities supported by few customers.", 0, 10000),
+    Parameter(
+        "shrinkage", float, ITEM_RANKER_PARAMS["shrinkage"], "Damps similarities supported by few customers.", 0, 10000
+    ),
+    Parameter(
+        "value_transform",
+        str,
+        ITEM_RANKER_PARAMS["value_transform"],
+        "How interaction strength is scaled.",
+        choices=("log1p", "none"),
+    ),
     Parameter("binary", bool, False, "Count each interaction as 1 whatever its strength."),
 )
 _USER_KNN = (
-    Parameter("k", int, 40, "Neighbours (most similar customers) consulted.", 1, 5000, label="Neighbours (k)"),
+    Parameter("k", int, USER_RANKER_PARAMS["k"], "Most similar customers consulted.", 1, 5000, label="Neighbours (k)"),
     Parameter(
-        "similarity", str, "pearson", "How two customers' tastes are compared.", choices=("pearson", "cosine", "msd")
+        "similarity",
+        str,
+        USER_RANKER_PARAMS["similarity"],
+        "How two customers' tastes are compared.",
+        choices=("pearson", "cosine"),
     ),
-    Parameter("shrinkage", float, 0.0, "Damps similarities supported by few common items.", 0, 10000),
-    Parameter("min_support", int, 1, "Common items needed before two customers count as neighbours.", 1, 1000),
+    Parameter(
+        "shrinkage",
+        float,
+        USER_RANKER_PARAMS["shrinkage"],
+        "Damps neighbours who share few items with the customer.",
+        0,
+        10000,
+    ),
+    Parameter("exponent", float, USER_RANKER_PARAMS["exponent"], "Above 1 favours the closest neighbours.", 0.1, 10),
+    Parameter(
+        "beta",
+        float,
+        USER_RANKER_PARAMS["beta"],
+        "Popularity penalty on the votes: 0 none, 1 strong.",
+        0,
+        1,
+        label="Popularity penalty",
+    ),
+    Parameter(
+        "value_transform",
+        str,
+        USER_RANKER_PARAMS["value_transform"],
+        "How interaction strength is scaled.",
+        choices=("log1p", "binary", "none"),
+    ),
+)
+_BLEND = (
+    Parameter(
+        "normalisation",
+        str,
+        "minmax",
+        "How each configuration's scores are put on one scale per customer before weighing.",
+        choices=("minmax", "zscore"),
+    ),
 )
 _RP3BETA = (
     Parameter("alpha", float, 1.0, "Exponent on transition probabilities.", 0, 5),
@@ -179,9 +238,10 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm(
             "user_knn",
             "User-based collaborative filtering",
-            "Suggests what the most similar customers bought (mean-centred neighbourhood formula).",
+            "Suggests what the most similar customers bought: their votes, weighted by how alike they are"
+            " (the seed's mean-centred formula stays the rating predictor).",
             _USER_KNN,
-            UserKNN,
+            UserKNNRanker,
         ),
         Algorithm(
             "rp3beta",
@@ -195,8 +255,8 @@ ALGORITHMS: dict[str, Algorithm] = {
             "blend",
             "Blend of configurations",
             "A weighted sum of other configurations' normalised scores (e.g. user-based + item-based).",
-            (),
-            lambda **_: None,
+            _BLEND,
+            Blend,
             is_blend=True,
         ),
     )
@@ -239,8 +299,17 @@ def effective(key: str, params: Mapping[str, object] | None) -> dict:
 
 
 def build(spec: Spec, *, n_threads: int | None = None):
-    """An unfitted engine estimator for a configuration."""
+    """An unfitted engine estimator for a configuration (a blend: its components', weighted)."""
     algo = algorithm(spec.algorithm)
     if algo.is_blend:
-        raise InvalidParameters({"algorithm": "a blend is built from its components (the pipeline's job)"})
+        if len(spec.components) < 2:
+            raise InvalidParameters({"components": "a blend needs at least two configurations"})
+        if any(algorithm(part.algorithm).is_blend for part, _ in spec.components):
+            raise InvalidParameters({"components": "a blend weighs plain configurations, not other blends"})
+        return Blend(
+            [build(part, n_threads=n_threads) for part, _ in spec.components],
+            weights=[float(w) for _, w in spec.components],
+            n_threads=n_threads,
+            **effective(spec.algorithm, spec.params),
+        )
     return algo.make(**effective(spec.algorithm, spec.params), n_threads=n_threads)

@@ -103,7 +103,7 @@ def config_spec(config: RecommenderConfig) -> algorithms.Spec:
         parts = tuple(
             (config_spec(c.config), float(c.weight)) for c in config.components.select_related("config").order_by("pk")
         )
-        return algorithms.Spec("blend", {}, parts, name=config.name)
+        return algorithms.Spec("blend", algorithms.validate("blend", config.params), parts, name=config.name)
     params = dict(config.params or {})
     if config.algorithm == "pure_svd":
         params = {**settings.RECOMMENDER_MODEL_PARAMS, **params}
@@ -195,10 +195,11 @@ def _spec_params(spec: algorithms.Spec) -> dict:
     """Every parameter in effect (defaults included), as the run records them; a blend lists its parts."""
     if spec.components:
         return {
+            **algorithms.effective(spec.algorithm, spec.params),
             "components": [
                 {"configuration": part.name, "algorithm": part.algorithm, "weight": w, "params": _spec_params(part)}
                 for part, w in spec.components
-            ]
+            ],
         }
     return algorithms.effective(spec.algorithm, spec.params)
 
@@ -423,8 +424,16 @@ def offline_metrics(data: Interactions, cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- lists
-def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_kind: np.ndarray, ex_item: np.ndarray):
-    """Reason codes, reason items and texts for warm suggestions, vectorised."""
+def _item_reasons(
+    data: Interactions,
+    users: np.ndarray,
+    items: np.ndarray,
+    ex_kind: np.ndarray,
+    ex_item: np.ndarray,
+    ex_count: np.ndarray | None = None,
+):
+    """Reason codes, reason items and texts for warm suggestions, vectorised. `ex_count`: for
+    "customers with similar taste", how many of the customer's neighbours have the item (0: unknown)."""
     by_item = (ex_kind == EXPLAIN_ITEM) & (ex_item >= 0)
     popular = ex_kind == EXPLAIN_POPULAR  # a configuration serving popularity to warm customers
     reason = np.where(
@@ -440,6 +449,15 @@ def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_k
     after = np.array([t.split("{}")[1] for t in templates], dtype=object)
     text = np.full(items.shape, REASON_TEXT[Reason.SIMILAR_USERS], dtype=object)
     text[popular] = REASON_TEXT[Reason.POPULAR]
+    if ex_count is not None:
+        counted = ~by_item & ~popular & (ex_count > 0)
+        if counted.any():
+            n = ex_count[counted]
+            text[counted] = np.where(
+                n == 1,
+                "a customer with similar taste bought this",
+                pd.Series(n).map("{:,} customers with similar taste bought this".format).to_numpy(dtype=object),
+            )
     if by_item.any():
         # an item of the customer's own suggested again (viewed, not bought) is its own reason: "… it"
         names = data.item_title[src[by_item]]  # a copy (fancy indexing), object dtype
@@ -479,8 +497,11 @@ def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dic
     items, scores = model.recommend(users, n=n_cand, filter_items=data.kind_filter(kind), user_items=data.exclude)
     if has_shown:
         items, scores = penalise_shown(users, items, scores, data.shown, penalty=cfg["impression_penalty"], n=n)
+    # A score of exactly 0 is no evidence at all (no neighbour has the item, no similar item): such
+    # fillers are left out rather than shown with a reason that would not be true.
+    items, scores = compact(items, scores, scores == 0)
     ex = model.explain(np.broadcast_to(users[:, None], items.shape), np.maximum(items, 0))
-    reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item)
+    reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item, ex.count)
     return items, scores, reason, src, text
 
 

@@ -44,7 +44,7 @@ def small_shop(db):
     return demo
 
 
-def _form(name="Neighbours 50", algorithm="item_knn", **fields):
+def _form(name="Neighbours 75", algorithm="item_knn", **fields):
     data = {
         "name": name,
         "description": "",
@@ -86,7 +86,7 @@ def test_parameters_are_checked_against_the_algorithm_and_named():
     assert exc.value.errors == {
         "k": "Neighbours (k) must be at least 1",
         "factors": "Item-based collaborative filtering has no parameter 'factors' (its parameters: k, similarity, "
-        "shrinkage, binary)",
+        "shrinkage, value_transform, binary)",
         "similarity": "Similarity must be one of cosine, adjusted_cosine",
     }
     with pytest.raises(algorithms.InvalidParameters, match="whole number"):
@@ -94,17 +94,17 @@ def test_parameters_are_checked_against_the_algorithm_and_named():
 
 
 def test_an_operator_creates_a_configuration_storing_only_what_differs_from_the_defaults(marketer):
-    response = marketer.post(ADD_URL, _form(item_knn__k="50", weight__view="0.5"))
+    response = marketer.post(ADD_URL, _form(item_knn__k="75", weight__view="0.5"))
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
-    config = RecommenderConfig.objects.get(name="Neighbours 50")
+    config = RecommenderConfig.objects.get(name="Neighbours 75")
     assert (config.algorithm, config.params, config.event_weights, config.is_default) == (
         "item_knn",
-        {"k": 50},
+        {"k": 75},
         {"view": 0.5},
         False,
     )
     entry = AuditEntry.objects.get(action="recommender_config.created")
-    assert entry.target_label == "Neighbours 50"
+    assert entry.target_label == "Neighbours 75"
     page = marketer.get(f"{LIST_URL}{config.pk}/change/").content.decode()
     assert "Item-based collaborative filtering" in page and "No run has served this configuration yet" in page
 
@@ -206,3 +206,33 @@ def test_the_start_form_and_the_command_offer_the_configurations(marketer):
     from pipeline.management.commands.recompute import Command
 
     assert "--recommender-config" in Command().create_parser("manage.py", "recompute").format_help()
+
+
+def test_user_based_cf_is_served_with_the_number_of_similar_customers_as_its_reason(small_shop):
+    user_based = RecommenderConfig.objects.get(name="User-based CF")
+    reco_services.config_make_default(user_based)
+    reco_services.recommendations_compute()
+    run = RecommenderRun.objects.get(is_active=True)
+    assert (run.algorithm, run.params["model"]) == ("user_knn", algorithms.effective("user_knn", {}))
+    rows = pd.DataFrame.from_records(
+        Recommendation.objects.filter(run=run, reason="similar_users").values("reason_text")
+    )
+    assert len(rows) > 100
+    counts = rows["reason_text"].str.extract(r"^(\d+) customers with similar taste bought this$")[0]
+    singles = rows["reason_text"] == "a customer with similar taste bought this"
+    assert (counts.notna() | singles).all(), rows["reason_text"][counts.isna() & ~singles].value_counts()
+    assert counts.dropna().astype(int).between(2, 200).all()
+
+
+def test_the_blend_preset_is_served_and_records_its_parts(small_shop):
+    blend = RecommenderConfig.objects.get(name="User-based + item-based CF")
+    figures = reco_services.recommendations_compute(config=blend.name)
+    run = RecommenderRun.objects.get(is_active=True)
+    assert run.algorithm == "blend" and figures["configuration"] == blend.name
+    parts = {c["configuration"]: c["weight"] for c in run.params["model"]["components"]}
+    assert parts == {"User-based CF": 1.0, "Item-based CF": 1.0}
+    assert run.params["model"]["normalisation"] == "minmax"
+    assert run.ndcg_at_10 is not None
+    # both kinds of reasons: the item-based part explains by the customer's own items, the user-based by neighbours
+    reasons = set(Recommendation.objects.filter(run=run).values_list("reason", flat=True))
+    assert {"item", "similar_users"} <= reasons
