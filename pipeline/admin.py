@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 _FIELDS = {bool: forms.BooleanField, int: forms.IntegerField, float: forms.FloatField, str: forms.CharField}
 
 
+def _with_blank(choices):
+    return lambda: [("", "(the default)"), *choices()]
+
+
 class StartPipelineForm(forms.Form):
     """The listed steps, and the parameters they offer on this form (`Param(admin=True)`)."""
 
@@ -40,9 +44,13 @@ class StartPipelineForm(forms.Form):
         self.fields["steps"].initial = names
         for step, param in declared_params():
             if param.admin and param.name not in self.fields:
-                self.fields[param.name] = _FIELDS[param.type](
-                    required=False, help_text=f"{step.name.capitalize()}: {param.help}"
-                )
+                help_text = f"{step.name.capitalize()}: {param.help}"
+                if param.choices is not None:
+                    self.fields[param.name] = forms.ChoiceField(
+                        required=False, help_text=help_text, choices=_with_blank(param.choices)
+                    )
+                else:
+                    self.fields[param.name] = _FIELDS[param.type](required=False, help_text=help_text)
 
     def options(self) -> dict:
         """The parameters' values as given (a checkbox left empty, a field left blank: not given)."""

@@ -81,7 +81,7 @@ def trigger_text(run: PipelineRun) -> str:
 
 HIDDEN = {"watermark", "max_event_id", "run", "clustering_run", "status", "_status"}
 # Mappings whose keys are names operators gave (rule segments by name): shown as written.
-NAMED = {("rules", "sizes"), ("rules", "errors")}
+NAMED = {("rules", "sizes"), ("rules", "errors"), ("model", "components")}
 # Mappings whose keys are codes read as words in the order given (event types by weight).
 WORDED = {"weights"}
 
@@ -155,7 +155,11 @@ LABELS: dict[str, str] = {
     "protocol": "How it was measured",
     "held_out": "Items held out",
     # recommender parameters
+    "configuration": "Configuration",
     "model": "Model parameters",
+    "components": "Blended configurations",
+    "weight": "Weight",
+    "normalisation": "Scores put on one scale by",
     "factors": "Latent factors",
     "beta": "Popularity damping (β)",
     "value_transform": "Interaction values",
@@ -178,12 +182,19 @@ LABELS: dict[str, str] = {
 # Codes written as words where they are values.
 VALUE_WORDS = {
     "pure_svd": "PureSVD",
+    "item_knn": "item-based collaborative filtering",
+    "user_knn": "user-based collaborative filtering",
+    "rp3beta": "RP3beta (graph walk)",
+    "popularity": "popularity",
+    "blend": "blend of configurations",
+    "minmax": "min–max per customer",
+    "zscore": "z-score per customer",
     "item_knn_cosine": "item-kNN (cosine similarity)",
     "kmeans": "k-means",
     "agglomerative": "hierarchical (agglomerative)",
     "log1p": "log(1 + x)",
 }
-CODED = {"algorithm", "method", "value_transform", "decay_from"}
+CODED = {"algorithm", "method", "value_transform", "decay_from", "normalisation"}
 
 # Figures that are shares (shown as percentages) and scores (shown with three decimals).
 SHARES = {"coverage@10", "hit_rate@10", "coverage"}

@@ -26,7 +26,7 @@ it raises to fail.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -52,6 +52,10 @@ class Param:
     help: str = ""
     # Offered on the admin's "Start a recomputation" form (a checkbox for a bool).
     admin: bool = False
+    # For a str parameter that takes one of a list of values known at run time (e.g. the names of
+    # recommender configurations): a callable returning (value, label) pairs. The form offers them
+    # as a list, and a value not among them is refused when the run is started.
+    choices: Callable[[], Sequence[tuple[str, str]]] | None = None
 
     def __post_init__(self):
         if self.type not in PARAM_TYPES:
@@ -63,6 +67,12 @@ class Param:
             return float(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
             raise ValueError(f"{self.name} must be of type {self.type.__name__}, not {value!r}")
+        if self.choices is not None and value != self.default:
+            allowed = [v for v, _ in self.choices()]
+            if value not in allowed:
+                raise ValueError(
+                    f"{self.name} must be one of {', '.join(map(repr, allowed)) or 'nothing yet'}, not {value!r}"
+                )
         return value
 
 

@@ -217,3 +217,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
             "start_url": reverse("admin:pipeline_pipelinerun_start"),
         }
         return super().changelist_view(request, extra_context)
+
+
+# The recommender configurations' screens (recommendations/config_admin.py) register themselves on import.
+from . import config_admin  # noqa: E402, F401

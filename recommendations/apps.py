@@ -8,4 +8,10 @@ class RecommendationsConfig(AppConfig):
     name = "recommendations"
     verbose_name = "Recommendations"
 
-    role_permissions = {ADMINISTRATOR: ["*"], MARKETING_OPERATOR: ["view_*"], ANALYST: ["view_*"]}
+    audit_actions = "recommendations.models.RecommendationsAuditAction"
+    # Operators choose and tune recommender configurations; the runs and their rows are the pipeline's.
+    role_permissions = {
+        ADMINISTRATOR: ["*"],
+        MARKETING_OPERATOR: ["view_*", "*_recommenderconfig", "*_blendcomponent"],
+        ANALYST: ["view_*"],
+    }

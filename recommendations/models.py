@@ -22,6 +22,95 @@ class Reason(models.TextChoices):
     POPULAR = "popular", "Popular right now"
 
 
+class RecommendationsAuditAction(models.TextChoices):
+    """What operators do to recommender configurations (this app's actions in the audit log)."""
+
+    CONFIG_CREATED = "recommender_config.created", "Recommender configuration created"
+    CONFIG_CHANGED = "recommender_config.changed", "Recommender configuration changed"
+    CONFIG_DELETED = "recommender_config.deleted", "Recommender configuration deleted"
+    CONFIG_MADE_DEFAULT = "recommender_config.made_default", "Recommender configuration made the default"
+
+
+class Algorithm(models.TextChoices):
+    """The algorithms of recommendations/algorithms.py (a test keeps the two lists equal)."""
+
+    PURE_SVD = "pure_svd", "PureSVD (the default model)"
+    ITEM_KNN = "item_knn", "Item-based collaborative filtering"
+    USER_KNN = "user_knn", "User-based collaborative filtering"
+    RP3BETA = "rp3beta", "RP3beta (graph walk)"
+    POPULARITY = "popularity", "Popularity"
+    BLEND = "blend", "Blend of configurations"
+
+
+class RecommenderConfig(models.Model):
+    """A named recommender configuration an operator can choose: the algorithm, the parameters that
+    differ from its defaults, and the feedback weights and time decay it learns from.
+
+    Exactly one configuration is the default: the one the pipeline serves unless a run names another.
+    A blend weighs other (non-blend) configurations' scores; its components are BlendComponent rows.
+    """
+
+    name = models.CharField(max_length=80, unique=True)
+    description = models.TextField(blank=True, help_text="What this configuration is for (shown in the list).")
+    algorithm = models.CharField(max_length=20, choices=Algorithm.choices, default=Algorithm.PURE_SVD)
+    params = models.JSONField(
+        default=dict, blank=True, help_text="The parameters that differ from the algorithm's defaults."
+    )
+    event_weights = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How much each event type counts, where it differs from the shop's EVENT_WEIGHTS.",
+    )
+    half_life_days = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Days after which an event counts half (empty: the shop's RECOMMENDER_HALF_LIFE_DAYS).",
+    )
+    is_default = models.BooleanField(default=False, help_text="Served unless a run names another. Exactly one.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        verbose_name = "recommender configuration"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="reco_config_one_default"
+            ),
+            models.CheckConstraint(
+                condition=Q(half_life_days__isnull=True) | Q(half_life_days__gt=0),
+                name="reco_config_half_life_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BlendComponent(models.Model):
+    """One configuration inside a blend, with its weight."""
+
+    blend = models.ForeignKey(RecommenderConfig, on_delete=models.CASCADE, related_name="components")
+    config = models.ForeignKey(
+        RecommenderConfig,
+        on_delete=models.PROTECT,
+        related_name="in_blends",
+        verbose_name="configuration",
+        limit_choices_to=~Q(algorithm=Algorithm.BLEND),
+    )
+    weight = models.FloatField(default=1.0, help_text="Relative weight (scores are normalised per customer first).")
+
+    class Meta:
+        ordering = ["-weight", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["blend", "config"], name="reco_blend_component_once"),
+            models.CheckConstraint(condition=Q(weight__gt=0), name="reco_blend_weight_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.config} × {self.weight:g}"
+
+
 class RecommenderRun(models.Model):
     """One recomputation of the suggestions: algorithm, parameters, sizes, offline metrics, timings."""
 
@@ -29,6 +118,15 @@ class RecommenderRun(models.Model):
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING, db_index=True)
     is_active = models.BooleanField(default=False, help_text="The run the API and the admin serve. At most one.")
     algorithm = models.CharField(max_length=40, default="pure_svd")
+    config = models.ForeignKey(
+        RecommenderConfig,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="runs",
+        verbose_name="configuration",
+        help_text="The configuration this run served (its name and parameters are also kept in params).",
+    )
     params = models.JSONField(
         default=dict, blank=True, help_text="Model parameters, weights, half-life, exclusions, sizes of lists."
     )

@@ -13,7 +13,7 @@ from common.bulk import read_frame
 from profiles.models import Customer, Item
 from segments.models import Membership, SegmentKind
 
-from .models import PopularItem, Reason, Recommendation, RecommenderRun, SimilarItem
+from .models import PopularItem, Reason, Recommendation, RecommenderConfig, RecommenderRun, SimilarItem
 
 TOP_ITEMS_COLUMNS = ["customer_id", "item_id", "rank", "score", "reason", "reason_text"]
 
@@ -158,3 +158,11 @@ def similar_items_for_external_id(external_id: str, *, kind: str = "product", li
 
 def item_by_external_id(external_id: str, *, kind: str) -> Item | None:
     return Item.objects.filter(kind=kind, external_id=external_id).first()
+
+
+def config_choices() -> list[tuple[str, str]]:
+    """The recommender configurations a run may name: (name, label), the default first."""
+    return [
+        (name, f"{name} (default)" if is_default else name)
+        for name, is_default in RecommenderConfig.objects.values_list("name", "is_default")
+    ]

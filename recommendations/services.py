@@ -38,19 +38,20 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from common.bulk import bulk_insert, read_frame
 from pipeline.models import RunStatus
 from profiles.models import CONSENT_FIELDS, Customer, Event, Item, ItemKind
 from segments.models import Membership, SegmentKind
 
+from . import algorithms
 from .engine import (
-    DEFAULT_PARAMS,
     EXPLAIN_ITEM,
+    EXPLAIN_POPULAR,
     ItemKNN,
     Popularity,
     chunks,
     compact,
-    default_recommender,
     interaction_matrix,
     last_items_holdout,
     pair_matrix,
@@ -58,7 +59,16 @@ from .engine import (
     penalise_shown,
     topn_metrics,
 )
-from .models import Impression, PopularItem, Reason, Recommendation, RecommenderRun, SimilarItem
+from .models import (
+    Impression,
+    PopularItem,
+    Reason,
+    Recommendation,
+    RecommendationsAuditAction,
+    RecommenderConfig,
+    RecommenderRun,
+    SimilarItem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +96,86 @@ REASON_TEXT = {
 }
 
 
-def recommender_settings() -> dict:
-    """The recommender's configuration, from the settings (names and defaults in docs/recommendations.md)."""
+def config_spec(config: RecommenderConfig) -> algorithms.Spec:
+    """A configuration as the engine's plain data. PureSVD's parameters start from the shop's
+    RECOMMENDER_MODEL_PARAMS (the settings' defaults for the default model), then the configuration's."""
+    if config.algorithm == algorithms.ALGORITHMS["blend"].key:
+        parts = tuple(
+            (config_spec(c.config), float(c.weight)) for c in config.components.select_related("config").order_by("pk")
+        )
+        return algorithms.Spec("blend", algorithms.validate("blend", config.params), parts, name=config.name)
+    params = dict(config.params or {})
+    if config.algorithm == "pure_svd":
+        params = {**settings.RECOMMENDER_MODEL_PARAMS, **params}
+    return algorithms.Spec(config.algorithm, algorithms.validate(config.algorithm, params), name=config.name)
+
+
+def config_for_run(name: str = "") -> RecommenderConfig | None:
+    """The configuration a run serves: the one named, else the default. A missing name is an error
+    that names it (a run never silently serves another configuration than the one asked for). A
+    database with no configuration at all (one emptied by hand) serves the settings' PureSVD: None."""
+    if name:
+        try:
+            return RecommenderConfig.objects.get(name=name)
+        except RecommenderConfig.DoesNotExist:
+            known = ", ".join(RecommenderConfig.objects.values_list("name", flat=True)) or "none"
+            raise ValueError(f"no recommender configuration named {name!r} (configurations: {known})") from None
+    config = RecommenderConfig.objects.filter(is_default=True).first()
+    if config is None and not RecommenderConfig.objects.exists():
+        return None
+    if config is None:
+        raise ValueError("no recommender configuration is the default; make one the default in the console")
+    return config
+
+
+def config_make_default(config: RecommenderConfig, *, request=None, source: str = "admin") -> bool:
+    """Make `config` the default configuration (the one the pipeline serves), in one transaction,
+    audited. Returns False when it already was. The next run serves it; the active run stays in
+    service until then."""
+    with transaction.atomic():
+        previous = list(
+            RecommenderConfig.objects.select_for_update().filter(is_default=True).values_list("name", flat=True)
+        )
+        if previous == [config.name]:
+            return False
+        RecommenderConfig.objects.filter(is_default=True).update(is_default=False)
+        RecommenderConfig.objects.filter(pk=config.pk).update(is_default=True)
+        config.is_default = True
+        audit_record(
+            action=RecommendationsAuditAction.CONFIG_MADE_DEFAULT,
+            request=request,
+            target=config,
+            target_label=config.name[:200],
+            changes={"previous default": previous[0] if previous else None},
+            source=source,
+        )
+    return True
+
+
+def recommender_settings(config: RecommenderConfig | None = None) -> dict:
+    """The recommender's configuration: the shop's settings (names and defaults in
+    docs/recommendations.md) with the chosen configuration's algorithm, parameters, event weights
+    and decay over them. Without a configuration (tools, tests): the settings alone, PureSVD."""
+    spec = (
+        config_spec(config)
+        if config is not None
+        else algorithms.Spec("pure_svd", algorithms.validate("pure_svd", settings.RECOMMENDER_MODEL_PARAMS))
+    )
+    weights = dict(settings.EVENT_WEIGHTS)
+    half_life = float(settings.RECOMMENDER_HALF_LIFE_DAYS)
+    if config is not None:
+        weights.update({k: float(v) for k, v in (config.event_weights or {}).items()})
+        if config.half_life_days:
+            half_life = float(config.half_life_days)
     return {
-        "weights": dict(settings.EVENT_WEIGHTS),
-        "half_life_days": float(settings.RECOMMENDER_HALF_LIFE_DAYS),
+        "config_id": config.pk if config is not None else None,
+        "config_name": config.name if config is not None else "",
+        "spec": spec,
+        "weights": weights,
+        "half_life_days": half_life,
         "decay_from": settings.RECOMMENDER_DECAY_FROM,
         "window_days": float(settings.RECOMMENDER_WINDOW_DAYS),
-        "model_params": {**DEFAULT_PARAMS, **settings.RECOMMENDER_MODEL_PARAMS},
+        "model_params": _spec_params(spec),
         "top_n": int(settings.RECOMMENDER_TOP_N),
         "similar_n": int(settings.RECOMMENDER_SIMILAR_N),
         "similar_k": int(settings.RECOMMENDER_SIMILAR_K),
@@ -107,6 +189,19 @@ def recommender_settings() -> dict:
         "impression_penalty": float(settings.RECOMMENDER_IMPRESSION_PENALTY),
         "training_consent": settings.TRAINING_REQUIRES_CONSENT,
     }
+
+
+def _spec_params(spec: algorithms.Spec) -> dict:
+    """Every parameter in effect (defaults included), as the run records them; a blend lists its parts."""
+    if spec.components:
+        return {
+            **algorithms.effective(spec.algorithm, spec.params),
+            "components": {
+                part.name or f"part {i + 1}": {"algorithm": part.algorithm, "weight": w, "params": _spec_params(part)}
+                for i, (part, w) in enumerate(spec.components)
+            },
+        }
+    return algorithms.effective(spec.algorithm, spec.params)
 
 
 def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.ndarray:
@@ -289,8 +384,9 @@ def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_
     return train, relevant
 
 
-def _default_model(cfg: dict):
-    return default_recommender(**cfg["model_params"], n_threads=cfg["n_threads"])
+def _model(cfg: dict):
+    """The configuration's estimator, unfitted."""
+    return algorithms.build(cfg["spec"], n_threads=cfg["n_threads"])
 
 
 def offline_metrics(data: Interactions, cfg: dict) -> dict:
@@ -298,12 +394,14 @@ def offline_metrics(data: Interactions, cfg: dict) -> dict:
     train, relevant = holdout_split(data, cfg)
     out: dict = {
         "protocol": f"last {cfg['eval_holdout']} new items per customer with >= {cfg['eval_min_items']} items",
+        # "default" below is this run's configuration (named here), "popularity" the baseline
+        "configuration": cfg["config_name"] or "settings (PureSVD)",
         "customers": int((np.diff(relevant.indptr) > 0).sum()),
         "held_out": int(relevant.nnz),
     }
     if relevant.nnz == 0 or train.nnz == 0:
         return out
-    model = _default_model(cfg).fit(train)
+    model = _model(cfg).fit(train)
     popular = Popularity(weighting="values").fit(train)
     for kind in KINDS:
         cols = data.item_kind == kind
@@ -326,10 +424,21 @@ def offline_metrics(data: Interactions, cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- lists
-def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_kind: np.ndarray, ex_item: np.ndarray):
-    """Reason codes, reason items and texts for warm suggestions, vectorised."""
+def _item_reasons(
+    data: Interactions,
+    users: np.ndarray,
+    items: np.ndarray,
+    ex_kind: np.ndarray,
+    ex_item: np.ndarray,
+    ex_count: np.ndarray | None = None,
+):
+    """Reason codes, reason items and texts for warm suggestions, vectorised. `ex_count`: for
+    "customers with similar taste", how many of the customer's neighbours have the item (0: unknown)."""
     by_item = (ex_kind == EXPLAIN_ITEM) & (ex_item >= 0)
-    reason = np.where(by_item, Reason.ITEM.value, Reason.SIMILAR_USERS.value).astype(object)
+    popular = ex_kind == EXPLAIN_POPULAR  # a configuration serving popularity to warm customers
+    reason = np.where(
+        by_item, Reason.ITEM.value, np.where(popular, Reason.POPULAR.value, Reason.SIMILAR_USERS.value)
+    ).astype(object)
     src = np.where(by_item, ex_item, -1)
     verb_code = np.zeros(items.shape, dtype=np.int64)
     if by_item.any():
@@ -339,6 +448,16 @@ def _item_reasons(data: Interactions, users: np.ndarray, items: np.ndarray, ex_k
     before = np.array([t.split("{}")[0] for t in templates], dtype=object)
     after = np.array([t.split("{}")[1] for t in templates], dtype=object)
     text = np.full(items.shape, REASON_TEXT[Reason.SIMILAR_USERS], dtype=object)
+    text[popular] = REASON_TEXT[Reason.POPULAR]
+    if ex_count is not None:
+        counted = ~by_item & ~popular & (ex_count > 0)
+        if counted.any():
+            n = ex_count[counted]
+            text[counted] = np.where(
+                n == 1,
+                "a customer with similar taste bought this",
+                pd.Series(n).map("{:,} customers with similar taste bought this".format).to_numpy(dtype=object),
+            )
     if by_item.any():
         # an item of the customer's own suggested again (viewed, not bought) is its own reason: "… it"
         names = data.item_title[src[by_item]]  # a copy (fancy indexing), object dtype
@@ -378,8 +497,11 @@ def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dic
     items, scores = model.recommend(users, n=n_cand, filter_items=data.kind_filter(kind), user_items=data.exclude)
     if has_shown:
         items, scores = penalise_shown(users, items, scores, data.shown, penalty=cfg["impression_penalty"], n=n)
+    # A score of exactly 0 is no evidence at all (no neighbour has the item, no similar item): such
+    # fillers are left out rather than shown with a reason that would not be true.
+    items, scores = compact(items, scores, scores == 0)
     ex = model.explain(np.broadcast_to(users[:, None], items.shape), np.maximum(items, 0))
-    reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item)
+    reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item, ex.count)
     return items, scores, reason, src, text
 
 
@@ -490,9 +612,12 @@ class _Laps:
 def _run_create(cfg: dict, *, step, now: datetime | None) -> RecommenderRun:
     return RecommenderRun.objects.create(
         step=step,
-        algorithm="pure_svd",
+        algorithm=cfg["spec"].algorithm,
+        config_id=cfg["config_id"],
         started_at=now or timezone.now(),
         params={
+            "configuration": cfg["config_name"],
+            "algorithm": cfg["spec"].algorithm,
             "model": cfg["model_params"],
             "half_life_days": cfg["half_life_days"],
             "decay_from": cfg["decay_from"],
@@ -632,11 +757,16 @@ def _run_fail(run: RecommenderRun, exc: Exception, laps: _Laps) -> None:
 
 
 def recommendations_compute(
-    *, step=None, progress: Callable[[float, str], None] | None = None, now: datetime | None = None
+    *,
+    step=None,
+    progress: Callable[[float, str], None] | None = None,
+    now: datetime | None = None,
+    config: str = "",
 ) -> dict:
-    """The pipeline's "recommendations" step (see the module docstring). Returns the figures it recorded."""
+    """The pipeline's "recommendations" step (see the module docstring): serves the configuration
+    named `config`, else the default one. Returns the figures it recorded."""
     progress = progress or (lambda fraction, message="": None)
-    cfg = recommender_settings()
+    cfg = recommender_settings(config_for_run(config))
     run = _run_create(cfg, step=step, now=now)
     laps = _Laps()
     try:
@@ -652,7 +782,7 @@ def recommendations_compute(
         metrics = offline_metrics(data, cfg) if data.user_items.nnz else {}
         laps.lap("evaluate")
         progress(0.3, "fitting the model")
-        model = _default_model(cfg).fit(data.user_items) if len(warm) else None
+        model = _model(cfg).fit(data.user_items) if len(warm) else None
         popular = Popularity(weighting="values").fit(data.recent)
         laps.lap("fit")
 
@@ -681,6 +811,7 @@ def recommendations_compute(
             "sizes": sizes,
             "durations": laps.durations,
             "pruned_runs": pruned,
+            "configuration": cfg["config_name"],
             "metrics": {k: metrics[k]["default"] for k in KINDS if k in metrics},
             **({"_status": "skipped"} if run.status == RunStatus.STALE else {}),
         }

@@ -42,6 +42,10 @@ ACTIONS = {
     "group.deleted": "Group deleted",
     "group.change_refused": "Group change refused (escalation)",
     "pipeline.started": "Recomputation started",
+    "recommender_config.created": "Recommender configuration created",
+    "recommender_config.changed": "Recommender configuration changed",
+    "recommender_config.deleted": "Recommender configuration deleted",
+    "recommender_config.made_default": "Recommender configuration made the default",
     "auth.login": "Signed in",
     "auth.login_failed": "Sign-in refused",
 }

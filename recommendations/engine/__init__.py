@@ -13,6 +13,7 @@ from ._base import (
     Explanations,
     chunks,
 )
+from .blend import Blend, normalise_rows
 from .evaluation import last_items_holdout, topn_metrics
 from .factorization import PureSVD
 from .graph import RP3beta
@@ -20,6 +21,7 @@ from .interactions import build_interactions, decay_weights, interaction_matrix,
 from .knn import ItemKNN, UserKNN
 from .popularity import Popularity
 from .ranking import compact, pair_values, penalise_shown
+from .user_ranking import UserKNNRanker
 
 #: Parameters of the product's default recommender (see docs/engine.md).
 DEFAULT_PARAMS = {"factors": 32, "beta": 0.2, "value_transform": "log1p"}
@@ -45,30 +47,121 @@ def default_recommender(**overrides) -> PureSVD:
     return PureSVD(**params)
 
 
+#: Defaults of :func:`user_based_ranker`, chosen on validation splits carved from the
+#: training data of both evaluation protocols (``bench/bench_rankers.py --tune``; docs/engine.md).
+USER_RANKER_PARAMS = {
+    "k": 200,
+    "similarity": "pearson",
+    "shrinkage": 20.0,
+    "exponent": 1.0,
+    "beta": 0.2,
+    "value_transform": "log1p",
+}
+#: Defaults of :func:`item_based_ranker` (chosen the same way).
+ITEM_RANKER_PARAMS = {"k": 50, "similarity": "cosine", "shrinkage": 50.0, "value_transform": "log1p"}
+#: Factories a blend can name, and the weights and normalisation chosen for each pair.
+BLEND_COMPONENTS = ("user_based", "item_based", "default")
+BLEND_PARAMS = {
+    ("user_based", "item_based"): {"weights": (0.8, 0.2), "normalisation": "minmax"},
+    ("user_based", "default"): {"weights": (0.7, 0.3), "normalisation": "minmax"},
+}
+
+
+def user_based_ranker(**overrides) -> UserKNNRanker:
+    """User-based CF for top-N lists: :class:`UserKNNRanker` with ``USER_RANKER_PARAMS``.
+
+    The 200 nearest users by Pearson correlation of their ``log1p`` rows (decayed
+    implicit weights, or ratings), shrunk by ``n_uv / (n_uv + 20)``, vote for their
+    items; votes are divided by ``popularity^0.2``. Suggestions are explained as
+    "customers with similar taste bought this" with the number of neighbours who have
+    the item. The mean-centred rating predictor stays :class:`UserKNN`.
+
+    Parameters
+    ----------
+    **overrides
+        Parameters replacing the defaults (e.g. ``n_threads=1`` in a Celery worker).
+    """
+    params = dict(USER_RANKER_PARAMS)
+    params.update(overrides)
+    return UserKNNRanker(**params)
+
+
+def item_based_ranker(**overrides) -> ItemKNN:
+    """Item-based CF for top-N lists: :class:`ItemKNN` with ``ITEM_RANKER_PARAMS``.
+
+    Suggestions are explained by the customer's own item that contributed most
+    ("because you bought X").
+    """
+    params = dict(ITEM_RANKER_PARAMS)
+    params.update(overrides)
+    return ItemKNN(**params)
+
+
+def blend_ranker(components=("user_based", "item_based"), weights=None, normalisation=None, **overrides) -> Blend:
+    """A :class:`Blend` of named factories; by default "user-based + item-based".
+
+    Parameters
+    ----------
+    components : sequence of {"user_based", "item_based", "default"}
+        The factories blended (each called with its own defaults).
+    weights, normalisation : optional
+        Default: ``BLEND_PARAMS`` for the pair when it has an entry, else equal weights
+        and ``"minmax"``.
+    **overrides
+        Passed to every component (e.g. ``n_threads=1``); ``n_threads`` also to the blend.
+    """
+    factories = {"user_based": user_based_ranker, "item_based": item_based_ranker, "default": default_recommender}
+    names = tuple(components)
+    unknown = [c for c in names if c not in factories]
+    if unknown:
+        raise ValueError(f"unknown blend components {unknown}; expected some of {BLEND_COMPONENTS}")
+    chosen = BLEND_PARAMS.get(names, {})
+    if weights is None:
+        weights = chosen.get("weights", (1.0,) * len(names))
+    if normalisation is None:
+        normalisation = chosen.get("normalisation", "minmax")
+    return Blend(
+        [factories[c](**overrides) for c in names],
+        weights=list(weights),
+        normalisation=normalisation,
+        n_threads=overrides.get("n_threads"),
+    )
+
+
 __all__ = [
+    "BLEND_COMPONENTS",
+    "BLEND_PARAMS",
     "DEFAULT_HALF_LIFE_DAYS",
     "DEFAULT_PARAMS",
     "EXPLAIN_ITEM",
     "EXPLAIN_NONE",
     "EXPLAIN_POPULAR",
     "EXPLAIN_SIMILAR_USERS",
+    "ITEM_RANKER_PARAMS",
+    "USER_RANKER_PARAMS",
     "BaseRecommender",
+    "Blend",
     "Explanations",
     "ItemKNN",
     "Popularity",
     "PureSVD",
     "RP3beta",
     "UserKNN",
+    "UserKNNRanker",
+    "blend_ranker",
     "build_interactions",
     "chunks",
     "compact",
     "decay_weights",
     "default_recommender",
     "interaction_matrix",
+    "item_based_ranker",
     "last_items_holdout",
     "latest_per_user",
+    "normalise_rows",
     "pair_matrix",
     "pair_values",
     "penalise_shown",
     "topn_metrics",
+    "user_based_ranker",
 ]

@@ -46,10 +46,19 @@ class Explanations:
     item : ndarray of int64
         For ``EXPLAIN_ITEM``: the index of the user's own item that contributed most to
         the score ("because you bought X"); ``-1`` otherwise. Same shape as ``kind``.
+    count : ndarray of int64
+        For ``EXPLAIN_SIMILAR_USERS`` from a neighbourhood model: how many of the user's
+        neighbours have the item ("3 customers with similar taste bought this"); 0
+        otherwise (and when not given). Same shape as ``kind``.
     """
 
     kind: np.ndarray
     item: np.ndarray
+    count: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.count is None:
+            object.__setattr__(self, "count", np.zeros(np.shape(self.kind), dtype=np.int64))
 
     def labels(self) -> np.ndarray:
         """Return ``kind`` as strings (``"item"``, ``"similar_users"``, ...)."""
@@ -292,7 +301,7 @@ class BaseRecommender:
             blocked = np.asarray(filter_items, dtype=np.int64)
         out_items = np.empty((len(users), n), dtype=np.int64)
         out_scores = np.empty((len(users), n), dtype=np.float64)
-        kinds, sources = [], []
+        kinds, sources, counts = [], [], []
         with capped_threads(getattr(self, "n_threads", None)):
             for sl in chunks(len(users), self._user_chunk_size()):
                 u = users[sl]
@@ -309,11 +318,13 @@ class BaseRecommender:
                     ex = self._explain_pairs(u, items)
                     kinds.append(ex.kind)
                     sources.append(ex.item)
+                    counts.append(ex.count)
         if not return_explanations:
             return out_items, out_scores
         ex = Explanations(
             kind=np.concatenate(kinds) if kinds else np.empty((0, n), np.int8),
             item=np.concatenate(sources) if sources else np.empty((0, n), np.int64),
+            count=np.concatenate(counts) if counts else np.empty((0, n), np.int64),
         )
         return out_items, out_scores, ex
 
@@ -337,7 +348,7 @@ class BaseRecommender:
         items = np.broadcast_to(items, shape).reshape(-1, 1)
         with capped_threads(getattr(self, "n_threads", None)):
             ex = self._explain_pairs(users, items)
-        return Explanations(kind=ex.kind.reshape(shape), item=ex.item.reshape(shape))
+        return Explanations(kind=ex.kind.reshape(shape), item=ex.item.reshape(shape), count=ex.count.reshape(shape))
 
     def get_params(self) -> dict:
         import inspect

@@ -309,10 +309,17 @@ def last_items_holdout(
     return relevant, keep
 
 
-def movielens_topn_split(ml_dir, n_test: int = 10, relevant_min: float = 4.0) -> TopNSplit:
-    """Each user's last ``n_test`` ratings by time are the test set (see module doc)."""
+def movielens_topn_split(ml_dir, n_test: int = 10, relevant_min: float = 4.0, drop_last: int = 0) -> TopNSplit:
+    """Each user's last ``n_test`` ratings by time are the test set (see module doc).
+
+    ``drop_last`` first removes each user's last ``drop_last`` ratings: with
+    ``drop_last=n_test`` the split is a validation split carved from the training
+    data of the plain one (the test ratings are never seen).
+    """
     df = load_movielens_ratings(Path(ml_dir) / "u.data")
     df = df.sort_values(["user", "timestamp", "item"], kind="mergesort")
+    if drop_last:
+        df = df[df.groupby("user").cumcount(ascending=False) >= drop_last]
     from_end = df.groupby("user").cumcount(ascending=False)
     test = df[from_end < n_test]
     train = df[from_end >= n_test]
@@ -349,15 +356,19 @@ def movielens_topn_split(ml_dir, n_test: int = 10, relevant_min: float = 4.0) ->
 
 
 def online_retail_topn_split(
-    csv_path, split_date: str = RETAIL_SPLIT_DATE, half_life_days: float | None = None
+    csv_path, split_date: str = RETAIL_SPLIT_DATE, half_life_days: float | None = None, until: str | None = None
 ) -> TopNSplit:
     """Time split of Online Retail at ``split_date`` (see module doc).
 
     With ``half_life_days`` every training line is weighted by
     ``0.5 ** (age / half_life)`` (age relative to the last training event) before the
     lines of a (customer, item) pair are summed, as ``build_interactions`` does.
+    ``until`` drops the lines from that date on first: ``split_date="2011-10-01",
+    until="2011-11-01"`` is a validation split carved from the plain split's training data.
     """
     df = load_online_retail(csv_path)
+    if until is not None:
+        df = df[df.timestamp < np.datetime64(pd.Timestamp(until))]
     cut = np.datetime64(pd.Timestamp(split_date))
     train = df[df.timestamp < cut]
     test = df[df.timestamp >= cut]
@@ -543,12 +554,21 @@ class ImplicitPeer:
 PROTOCOLS = ("ml-100k", "online-retail")
 
 
-def load_protocol(name: str, datasets_dir, half_life_days="default") -> TopNSplit:
+#: Start of the validation month carved from Online Retail's training period.
+RETAIL_VALIDATION_DATE = "2011-10-01"
+
+
+def load_protocol(name: str, datasets_dir, half_life_days="default", validation: bool = False) -> TopNSplit:
     """Build the split of a named protocol from the datasets folder.
 
     ``half_life_days`` applies to implicit data only (Online Retail): ``"default"``
     uses the product's ``DEFAULT_HALF_LIFE_DAYS``, ``None`` sums raw line counts.
     MovieLens ratings are explicit and used as they are.
+
+    ``validation=True`` builds the same protocol inside the training data only (for
+    choosing parameters): on ML-100K each user's last 10 training ratings (the 10
+    before the test ones), on Online Retail October 2011 after a training period
+    ending on 2011-10-01.
     """
     from . import DEFAULT_HALF_LIFE_DAYS
 
@@ -556,18 +576,37 @@ def load_protocol(name: str, datasets_dir, half_life_days="default") -> TopNSpli
     if half_life_days == "default":
         half_life_days = DEFAULT_HALF_LIFE_DAYS
     if name == "ml-100k":
-        return movielens_topn_split(d / "ml-100k")
+        return movielens_topn_split(d / "ml-100k", drop_last=10 if validation else 0)
     if name == "online-retail":
-        return online_retail_topn_split(d / "online-retail" / "online_retail.csv.gz", half_life_days=half_life_days)
+        csv = d / "online-retail" / "online_retail.csv.gz"
+        if validation:
+            return online_retail_topn_split(
+                csv, split_date=RETAIL_VALIDATION_DATE, half_life_days=half_life_days, until=RETAIL_SPLIT_DATE
+            )
+        return online_retail_topn_split(csv, half_life_days=half_life_days)
     raise ValueError(f"unknown protocol {name!r}; expected one of {PROTOCOLS}")
 
 
 def algorithm_registry() -> dict:
     """Named factories of the algorithms ``run_protocol`` knows."""
-    from . import ItemKNN, Popularity, PureSVD, RP3beta, UserKNN, default_recommender
+    from . import (
+        ItemKNN,
+        Popularity,
+        PureSVD,
+        RP3beta,
+        UserKNN,
+        blend_ranker,
+        default_recommender,
+        item_based_ranker,
+        user_based_ranker,
+    )
 
     return {
         "default": default_recommender,
+        "user_ranker": user_based_ranker,
+        "item_ranker": item_based_ranker,
+        "blend": blend_ranker,
+        "blend_user_default": lambda: blend_ranker(("user_based", "default")),
         "popularity": lambda: Popularity(),
         "user_knn": lambda: UserKNN(k=40, similarity="cosine", neighbourhood="global"),
         "item_knn": lambda: ItemKNN(k=100, similarity="cosine"),

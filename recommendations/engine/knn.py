@@ -557,6 +557,9 @@ class ItemKNN(BaseRecommender):
         interacted with both); 0 disables.
     binary : bool
         Use 1 for every stored entry instead of its value (implicit feedback).
+    value_transform : {"none", "log1p"}
+        Applied to the values when ``binary`` is false (repeat purchases and decayed
+        weights count, but less than linearly).
     chunk_size : int, optional
         Users per chunk when scoring.
     n_threads : int, optional
@@ -565,6 +568,7 @@ class ItemKNN(BaseRecommender):
     Attributes
     ----------
     user_items_ : csr_matrix, shape (n_users, n_items)
+        The (transformed) training matrix.
     similarity_ : csr_matrix, shape (n_items, n_items)
         Row ``j``: the ``k`` most similar items of ``j`` (diagonal excluded).
     """
@@ -575,6 +579,7 @@ class ItemKNN(BaseRecommender):
         similarity: str = "cosine",
         shrinkage: float = 0.0,
         binary: bool = False,
+        value_transform: str = "none",
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ):
@@ -582,6 +587,7 @@ class ItemKNN(BaseRecommender):
         self.similarity = similarity
         self.shrinkage = shrinkage
         self.binary = binary
+        self.value_transform = value_transform
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
@@ -598,9 +604,14 @@ class ItemKNN(BaseRecommender):
         """
         if self.similarity not in _ITEM_SIMILARITIES:
             raise ValueError(f"similarity must be one of {_ITEM_SIMILARITIES}, got {self.similarity!r}")
+        if self.value_transform not in ("none", "log1p"):
+            raise ValueError(f"value_transform must be 'none' or 'log1p', got {self.value_transform!r}")
         r = check_user_items(user_items)
         if self.binary:
             r.data[:] = 1.0
+        elif self.value_transform == "log1p":
+            r.data = np.log1p(np.maximum(r.data, 0))
+            r.eliminate_zeros()
         with capped_threads(self.n_threads):
             self.user_items_ = r
             x = r.copy()
