@@ -37,6 +37,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
         "started",
         "status_badge",
         "serving",
+        "configuration",
         "customers",
         "suggestions",
         "ndcg",
@@ -47,7 +48,7 @@ class RecommenderRunAdmin(admin.ModelAdmin):
     )
     list_display_links = ("run_title",)
     list_filter = ("status", InServiceFilter)
-    list_select_related = ("step",)
+    list_select_related = ("step", "config")
     fieldsets = (
         (
             None,
@@ -126,7 +127,19 @@ class RecommenderRunAdmin(admin.ModelAdmin):
 
     @admin.display(description="model", ordering="algorithm")
     def model_text(self, obj):
-        return figures.value_text("algorithm", obj.algorithm)
+        model = figures.value_text("algorithm", obj.algorithm)
+        name = (obj.params or {}).get("configuration")
+        return f"{name}: {model}" if name else model
+
+    @admin.display(description="configuration", ordering="config__name")
+    def configuration(self, obj):
+        if obj.config_id is None:
+            return (obj.params or {}).get("configuration") or "settings (PureSVD)"
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:recommendations_recommenderconfig_change", args=[obj.config_id]),
+            obj.config.name,
+        )
 
     @admin.display(description="customers", ordering="n_customers")
     def customers(self, obj):
