@@ -109,3 +109,20 @@ def words(code) -> str:
         return MISSING
     text = str(code).replace("_", " ").replace("-", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def points(value, digits: int = 1) -> str:
+    """A difference of two rates in percentage points: ``0.007`` → ``+0.7 points``; ``-0.012`` → ``−1.2 points``."""
+    text = signed_percent(value, digits)
+    return text if text == MISSING else text[:-1] + " points"
+
+
+def p_value(value) -> str:
+    """A test's p-value as a statistician writes it: ``0.0123`` → ``p = 0.012``, ``0.3412`` → ``p = 0.34``,
+    ``0.00002`` → ``p < 0.001``."""
+    x = _number(value)
+    if x is None:
+        return MISSING
+    if x < 0.001:
+        return "p < 0.001"
+    return f"p = {x:.2f}" if x >= 0.1 else f"p = {x:.2g}"
