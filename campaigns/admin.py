@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
 
 from accounts.audit import AuditedAdminMixin
 from common import display
@@ -319,6 +321,8 @@ class DeliveryGroupFilter(admin.SimpleListFilter):
 
 def delivery_status_words(delivery: Delivery) -> str:
     """What became of one message, in words: "Sent", "Not sent: no consent for email", "Failed: …"."""
+    if delivery.is_control:
+        return "Held out (not sent)"
     if delivery.status == DeliveryStatus.SUPPRESSED and delivery.reason:
         return f"Not sent: {selectors.suppression_words(delivery.campaign, delivery.reason)}"
     if delivery.status == DeliveryStatus.FAILED and delivery.error:
@@ -326,18 +330,29 @@ def delivery_status_words(delivery: Delivery) -> str:
     return delivery.get_status_display()
 
 
+def _when(at) -> str:
+    if not at:
+        return ""
+    at = timezone.localtime(at)
+    return date_format(at, "j M H:i" if at.year == timezone.localtime().year else "j M Y H:i")
+
+
+def delivery_progress_words(delivery: Delivery) -> str:
+    """How far the customer went: "shown, opened, clicked · converted 2 Dec 10:04 (€20.00)"."""
+    reached = (("shown", delivery.delivered_at), ("opened", delivery.opened_at), ("clicked", delivery.clicked_at))
+    steps = [name for name, at in reached if at]
+    text = ", ".join(steps)
+    if delivery.converted_at:
+        converted = f"converted {_when(delivery.converted_at)}"
+        if delivery.revenue:
+            converted += f" ({display.money(delivery.revenue)})"
+        text = f"{text} · {converted}" if text else converted
+    return text[:1].upper() + text[1:]
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = (
-        "recipient",
-        "campaign",
-        "group",
-        "what_happened",
-        "sent_at",
-        "opened_at",
-        "clicked_at",
-        "converted_at",
-    )
+    list_display = ("recipient", "campaign", "group", "what_happened", "sent", "progress")
     list_display_links = ("recipient",)
     list_filter = ("campaign__channel", "status", "reason", DeliveryGroupFilter)
     list_select_related = ("campaign", "customer")
@@ -350,21 +365,23 @@ class DeliveryAdmin(admin.ModelAdmin):
         "what_happened",
         "title",
         "body",
-        "sent_at",
-        "delivered_at",
-        "opened_at",
-        "clicked_at",
-        "converted_at",
-        "revenue_text",
+        "sent",
+        "progress",
         "attempts",
     )
     readonly_fields = fields
+
+    def get_list_display(self, request):
+        # the list of one campaign's deliveries (the report's link) need not repeat the campaign's name
+        if "campaign__id__exact" in request.GET:
+            return tuple(c for c in self.list_display if c != "campaign")
+        return self.list_display
 
     @admin.display(description="customer", ordering="customer__external_id")
     def recipient(self, obj):
         return str(obj.customer)
 
-    @admin.display(description="group", ordering="is_control")
+    @admin.display(description="group", ordering="is_control", empty_value="")
     def group(self, obj):
         # Only the exception is marked: a recipient is the normal case, not a red cross.
         return "Control group" if obj.is_control else ""
@@ -373,9 +390,13 @@ class DeliveryAdmin(admin.ModelAdmin):
     def what_happened(self, obj):
         return delivery_status_words(obj)
 
-    @admin.display(description="revenue")
-    def revenue_text(self, obj):
-        return display.money(obj.revenue) if obj.revenue is not None else ""
+    @admin.display(description="sent", ordering="sent_at", empty_value="")
+    def sent(self, obj):
+        return _when(obj.sent_at)
+
+    @admin.display(description="what the customer did", empty_value="")
+    def progress(self, obj):
+        return delivery_progress_words(obj)
 
     def has_add_permission(self, request):
         return False

@@ -28,6 +28,7 @@ def reported_campaign(
     clicked: float = 0.2,
     no_consent_every: int = 10,
     by=None,
+    launch=None,
     **fields,
 ) -> Campaign:
     """`n` customers (every `no_consent_every`-th without consent for the channel), a campaign with a
@@ -35,28 +36,32 @@ def reported_campaign(
     `opened` opened it, `clicked` clicked (each among those before); then each customer of the treated
     (control) group buys with probability `p_treated` (`p_control`) a day after the launch, in a
     category only this campaign's goal counts."""
-    # the segment: everyone who agreed to the other channel; consent to this one varies
-    other = "in_app" if channel == "email" else "email"
     rows = [
-        CustomerRow(
-            external_id=f"{prefix}{i}", **{f"consent_{other}": True, f"consent_{channel}": i % no_consent_every != 0}
-        )
+        CustomerRow(external_id=f"{prefix}{i}", **{f"consent_{channel}": i % no_consent_every != 0}) for i in range(n)
+    ]
+    category = f"{prefix} jackets"
+    ItemFactory(external_id=f"{prefix}-sku", title="Spring jacket", category=category, price="20.00")
+    looked = [
+        EventRow(external_id=f"{prefix}-view-{i}", customer=f"{prefix}{i}", item=f"{prefix}-sku", type="view")
         for i in range(n)
     ]
-    ingest(customers=rows)
-    ItemFactory(external_id=f"{prefix}-sku", title="Spring jacket", category=f"{prefix} category", price="20.00")
-    segment = SegmentFactory(name=f"{prefix} shoppers", rule={"consent": other})
+    ingest(customers=rows, events=looked)
+    # the audience: everyone who looked at the jackets (consent to the channel varies)
+    segment = SegmentFactory(
+        name=f"Looked at {category}", rule={"event": {"type": "view", "category": category, "min_count": 1}}
+    )
     campaign = CampaignFactory(
         name=fields.pop("name", f"{prefix} spring sale"),
         channel=channel,
         control_percent=20,
         segments=[segment],
-        goal_category=f"{prefix} category",
+        goal_category=category,
         attribution_days=7,
         frequency_cap_count=1000,
         **fields,
     )
-    services.campaign_launch(campaign=campaign, by=by, source="admin")
+    # `launch`: how to call the service so its after-commit sends run (the `committed` fixture in a test)
+    (launch or (lambda fn, **kw: fn(**kw)))(services.campaign_launch, campaign=campaign, by=by, source="admin")
     back = timezone.now() - timedelta(days=3)
     Campaign.objects.filter(pk=campaign.pk).update(launched_at=back)
     Delivery.objects.filter(campaign=campaign, status="sent").update(sent_at=back)
