@@ -66,7 +66,7 @@
                 }}}},
       scales: {
         x: {min: -span, max: span,
-            ticks: {callback: function (v) { return pts(v); }}},
+            ticks: {maxTicksLimit: 7, maxRotation: 0, callback: function (v) { return pts(v); }}},
         y: {min: -1, max: 1, display: false}
       }
     },
