@@ -76,6 +76,12 @@ def test_launch_asks_first_then_the_report_says_no_conversions_yet(page, live_se
     draft = CampaignFactory(name="Spring hello", segments=[SegmentFactory(name="Everyone in the app")])
     _login(page, live_server, marketer)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{draft.pk}/change/")
+    # the preview's Render asks for another sample member; it does not submit (or save) the campaign form
+    page.fill("#message-preview input[name=sample]", "bl7")
+    page.click("#message-preview button:has-text('Render')")
+    page.wait_for_url("**/change/?sample=bl7")
+    assert page.inner_text("#message-preview h2").lower() == "message preview for customer bl7"
+    assert "Hi Customer bl7" in page.inner_text("#message-preview")
     page.click("a#launch-link")
     page.wait_for_selector("#launch-audience")
     assert page.inner_text("#launch-audience td.members") == "30"
