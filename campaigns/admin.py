@@ -35,7 +35,7 @@ class CampaignForm(forms.ModelForm):
             "goal": forms.Textarea(attrs={"rows": 2, "cols": 90}),
             "body_template": forms.Textarea(attrs={"rows": 6, "cols": 90, "spellcheck": "false"}),
             # leaving segments out is the exception: a short list, not a second two-box picker
-            "excluded_segments": forms.SelectMultiple(attrs={"size": 4}),
+            "excluded_segments": forms.SelectMultiple(attrs={"size": 4, "style": "height:6em"}),
         }
 
     def clean(self):
