@@ -286,14 +286,17 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                     except TemplateError as exc:
                         ctx["message_preview_error"] = str(exc)
                 ctx["sample"] = sample
-                report = selectors.campaign_report(campaign) if campaign.launched_at else None
+                report = words = None
+                if campaign.launched_at:
+                    report = selectors.campaign_report(campaign)
+                    words = selectors.campaign_report_words(campaign, report)  # the funnel's query too
         except OperatorQueryTimeout as exc:
             messages.error(request, f"The message preview and report are not shown: {exc}")
             return ctx
         ctx["status_history"] = selectors.campaign_status_history(campaign)
         if report is not None:
             ctx["report"] = report
-            ctx["report_words"] = words = selectors.campaign_report_words(campaign, report)
+            ctx["report_words"] = words
             ctx["chart_data"] = words["chart"]
         return ctx
 
