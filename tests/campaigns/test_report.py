@@ -427,3 +427,20 @@ def test_the_form_follows_the_operators_order_and_folds_the_advanced_settings(bo
     advanced = html[html.index("Advanced: frequency cap") - 400 :]
     assert "<details" in advanced and "id_goal_event_type" in advanced and "id_segments" not in advanced
     assert 'id="audience-size"' in html
+
+
+def test_the_status_history_reads_as_sentences(committed, boss_client):
+    from campaigns.selectors import campaign_status_history
+    from tests.factories import CampaignFactory, CustomerRow, SegmentFactory, ingest
+
+    ingest(customers=[CustomerRow(external_id=f"sh{i}") for i in range(5)])
+    anna = OperatorFactory(username="anna")
+    campaign = CampaignFactory(name="History", segments=[SegmentFactory(name="Everyone in the app")])
+    committed(services.campaign_launch, campaign=campaign, by=anna)
+    services.campaign_pause(campaign=Campaign.objects.get(pk=campaign.pk), by=anna)
+    committed(services.campaign_resume, campaign=Campaign.objects.get(pk=campaign.pk), by=anna)
+    services.campaign_cancel(campaign=Campaign.objects.get(pk=campaign.pk))
+    texts = [row["text"].split(" · ")[0] for row in campaign_status_history(campaign)]
+    assert texts == ["Launched by anna", "Paused by anna", "Resumed by anna", "Cancelled"]
+    html = _page(boss_client, campaign)
+    assert "Launched by anna · " in html and "Cancelled · " in html and "object (" not in html
