@@ -7,13 +7,16 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
 
 from accounts.audit import AuditedAdminMixin
+from common import display
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.models import Customer
 
 from . import selectors, services
-from .models import Campaign, CampaignsAuditAction, CampaignStatus, Delivery, StatusChange
+from .models import Campaign, CampaignsAuditAction, CampaignStatus, Delivery, DeliveryStatus
 from .rendering import TemplateError, validate_template
 
 ACTION_PERMS = {
@@ -28,7 +31,12 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         exclude = ["status", "launched_at", "next_run_at", "completed_at", "attributed_at", "created_by"]
-        widgets = {"body_template": forms.Textarea(attrs={"rows": 8, "cols": 90, "spellcheck": "false"})}
+        widgets = {
+            "goal": forms.Textarea(attrs={"rows": 2, "cols": 90}),
+            "body_template": forms.Textarea(attrs={"rows": 6, "cols": 90, "spellcheck": "false"}),
+            # leaving segments out is the exception: a short list, not a second two-box picker
+            "excluded_segments": forms.SelectMultiple(attrs={"size": 4, "style": "height:6em"}),
+        }
 
     def clean(self):
         data = super().clean()
@@ -45,16 +53,6 @@ class CampaignForm(forms.ModelForm):
         return data
 
 
-class StatusChangeInline(admin.TabularInline):
-    model = StatusChange
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("at", "from_status", "to_status", "by", "note")
-    readonly_fields = fields
-    verbose_name_plural = "Status history"
-
-
 @admin.register(Campaign)
 class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_actions = (
@@ -68,39 +66,50 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "kind", "channel")
     list_select_related = ("created_by",)
     search_fields = ("name", "goal")
-    filter_horizontal = ("segments", "excluded_segments")
+    filter_horizontal = ("segments",)
     raw_id_fields = ("promoted_item", "goal_item")
-    inlines = [StatusChangeInline]
     actions = ["launch_selected", "pause_selected", "cancel_selected"]
+    # In the order an operator works: what it is, who gets it, when, over which channel and with what
+    # message; the frequency cap and the conversion goal are rarely changed and start folded.
     fieldsets = [
-        (None, {"fields": ["name", "goal", "kind", "channel"]}),
-        ("Audience", {"fields": ["segments", "excluded_segments", "control_percent"]}),
+        ("What", {"fields": ["name", "goal", ("kind", "promoted_item")]}),
         (
-            "Content",
+            "Who",
             {
-                "fields": [
-                    "title_template",
-                    "body_template",
-                    "promoted_item",
-                    "recommendation_kind",
-                    "recommendation_count",
-                ]
+                "fields": ["segments", ("excluded_segments", "control_percent")],
+                # a constant, no data: the live count is written into it by campaign-form.js
+                "description": 'Audience: <strong id="audience-size">choose segments to see the audience size</strong>',
             },
         ),
+        ("When", {"fields": ["schedule", ("send_at", "ends_at"), ("window_start", "window_end")]}),
         (
-            "Schedule",
+            "Channel and message",
+            {"fields": ["channel", "title_template", "body_template", ("recommendation_kind", "recommendation_count")]},
+        ),
+        (
+            "Advanced: frequency cap and conversion goal",
             {
+                "classes": ["collapse"],
                 "fields": [
-                    "schedule",
-                    "send_at",
-                    "ends_at",
-                    ("window_start", "window_end"),
                     ("frequency_cap_count", "frequency_cap_days"),
-                ]
+                    ("goal_event_type", "attribution_days"),
+                    ("goal_item", "goal_category"),
+                ],
             },
         ),
-        ("Conversion goal", {"fields": ["goal_event_type", "goal_item", "goal_category", "attribution_days"]}),
     ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or obj.launched_at is None:
+            return fieldsets
+        # A launched campaign's page leads with its report; its settings are history, folded.
+        folded = []
+        for name, options in fieldsets:
+            options = {**options, "classes": ["collapse"] if name != "What" else []}
+            options.pop("description", None)
+            folded.append((name, options))
+        return folded
 
     def has_change_permission(self, request, obj=None):
         # Only a draft (or a scheduled campaign not yet sent) is edited; the rest is history.
@@ -277,33 +286,18 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                     except TemplateError as exc:
                         ctx["message_preview_error"] = str(exc)
                 ctx["sample"] = sample
-                report = selectors.campaign_report(campaign) if campaign.launched_at else None
+                report = words = None
+                if campaign.launched_at:
+                    report = selectors.campaign_report(campaign)
+                    words = selectors.campaign_report_words(campaign, report)  # the funnel's query too
         except OperatorQueryTimeout as exc:
             messages.error(request, f"The message preview and report are not shown: {exc}")
             return ctx
+        ctx["status_history"] = selectors.campaign_status_history(campaign)
         if report is not None:
             ctx["report"] = report
-            c = report["conversion"]
-            ctx["chart_data"] = {
-                "funnel": {
-                    "labels": ["audience", "eligible", "sent", "delivered", "opened", "clicked", "converted"],
-                    "values": [
-                        report["audience"],
-                        report["audience"] - report["suppressed"]["no_consent"],
-                        report["sent"],
-                        report["delivered"],
-                        report["opened"],
-                        report["clicked"],
-                        c["treated_conversions"],
-                    ],
-                },
-                "uplift": {
-                    "treated": c["treated_rate"],
-                    "control": c["control_rate"],
-                    "abs": c["uplift_abs"],
-                    "ci": c["uplift_abs_ci"],
-                },
-            }
+            ctx["report_words"] = words
+            ctx["chart_data"] = words["chart"]
         return ctx
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -315,25 +309,97 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return super().add_view(request, form_url, {**(extra_context or {}), **self._context(request, None)})
 
 
+class DeliveryGroupFilter(admin.SimpleListFilter):
+    title = "group"
+    parameter_name = "group"
+
+    def lookups(self, request, model_admin):
+        return [("treated", "Audience (sent to)"), ("control", "Control group (held out)")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("treated", "control"):
+            return queryset.filter(is_control=self.value() == "control")
+        return queryset
+
+
+def delivery_status_words(delivery: Delivery) -> str:
+    """What became of one message, in words: "Sent", "Not sent: no consent for email", "Failed: …"."""
+    if delivery.is_control:
+        return "Held out (not sent)"
+    if delivery.status == DeliveryStatus.SUPPRESSED and delivery.reason:
+        return f"Not sent: {selectors.suppression_words(delivery.campaign, delivery.reason)}"
+    if delivery.status == DeliveryStatus.FAILED and delivery.error:
+        return f"Failed: {delivery.error}"
+    return delivery.get_status_display()
+
+
+def _when(at) -> str:
+    if not at:
+        return ""
+    at = timezone.localtime(at)
+    return date_format(at, "j M H:i" if at.year == timezone.localtime().year else "j M Y H:i")
+
+
+def delivery_progress_words(delivery: Delivery) -> str:
+    """How far the customer went: "shown, opened, clicked · converted 2 Dec 10:04 (€20.00)"."""
+    reached = (("shown", delivery.delivered_at), ("opened", delivery.opened_at), ("clicked", delivery.clicked_at))
+    steps = [name for name, at in reached if at]
+    text = ", ".join(steps)
+    if delivery.converted_at:
+        converted = f"converted {_when(delivery.converted_at)}"
+        if delivery.revenue:
+            converted += f" ({display.money(delivery.revenue)})"
+        text = f"{text} · {converted}" if text else converted
+    return text[:1].upper() + text[1:]
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = (
-        "id",
-        "campaign",
-        "customer",
-        "is_control",
-        "status",
-        "reason",
-        "sent_at",
-        "opened_at",
-        "clicked_at",
-        "converted_at",
-    )
-    list_filter = ("status", "reason", "is_control", "campaign__channel")
+    list_display = ("recipient", "campaign", "group", "what_happened", "sent", "progress")
+    list_display_links = ("recipient",)
+    list_filter = ("campaign__channel", "status", "reason", DeliveryGroupFilter)
     list_select_related = ("campaign", "customer")
     search_fields = ("=customer__external_id", "=provider_key")
-    raw_id_fields = ("campaign", "customer")
     show_full_result_count = False
+    fields = (
+        "campaign",
+        "recipient",
+        "group",
+        "what_happened",
+        "title",
+        "body",
+        "sent",
+        "progress",
+        "attempts",
+    )
+    readonly_fields = fields
+
+    def get_list_display(self, request):
+        # the list of one campaign's deliveries (the report's link) need not repeat the campaign's name
+        if "campaign__id__exact" in request.GET:
+            return tuple(c for c in self.list_display if c != "campaign")
+        return self.list_display
+
+    @admin.display(description="customer", ordering="customer__external_id")
+    def recipient(self, obj):
+        return str(obj.customer)
+
+    @admin.display(description="group", ordering="is_control", empty_value="")
+    def group(self, obj):
+        # Only the exception is marked: a recipient is the normal case, not a red cross.
+        return "Control group" if obj.is_control else ""
+
+    @admin.display(description="status", ordering="status")
+    def what_happened(self, obj):
+        return delivery_status_words(obj)
+
+    @admin.display(description="sent", ordering="sent_at", empty_value="")
+    def sent(self, obj):
+        return _when(obj.sent_at)
+
+    @admin.display(description="what the customer did", empty_value="")
+    def progress(self, obj):
+        return delivery_progress_words(obj)
 
     def has_add_permission(self, request):
         return False

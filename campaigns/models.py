@@ -236,4 +236,4 @@ class Delivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"delivery {self.pk} of campaign {self.campaign_id} to {self.customer_id} ({self.status})"
+        return f"Message of “{self.campaign.name}”"

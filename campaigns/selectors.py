@@ -9,7 +9,16 @@ from django.db.models import Count, Q, QuerySet, Sum
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.models import CONSENT_FIELDS, Customer
 
-from .models import Campaign, CampaignKind, CampaignStatus, Delivery, DeliveryStatus, SuppressReason
+from .models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    StatusChange,
+    SuppressReason,
+)
 from .services import control_mask
 from .stats import two_proportion
 
@@ -239,4 +248,218 @@ def recent_campaigns(*, days: int = 30, limit: int = 10, now=None) -> list[dict]
                 "figures_error": error,
             }
         )
+
+
+# --- the report in words (the admin's campaign page) ---------------------------------------------
+#
+# The REST report above keeps its shape (clients read its codes and fractions); these helpers turn it
+# into what an operator reads: counts and percentages, the conversion window, the uplift's interval and
+# significance in words, the suppression reasons as sentences.
+
+#: What the channel is called inside a sentence ("no consent for email").
+CHANNEL_WORDS = {"in_app": "in-app messages", "email": "email", "push": "push notifications"}
+
+FUNNEL_STEPS = ("sent", "delivered", "opened", "clicked")
+
+
+def campaign_funnel(campaign: Campaign) -> list[dict]:
+    """Sent → delivered → opened → clicked, each step counting the messages that got at least that far
+    (an open reported before its delivery counts as delivered too), so a step never exceeds the one
+    before it. Each step: its count, its share of the step before and its share of the sent."""
+    sent = Q(status=DeliveryStatus.SENT)
+    clicked = Q(clicked_at__isnull=False)
+    opened = Q(opened_at__isnull=False) | clicked
+    delivered = Q(delivered_at__isnull=False) | opened
+    counts = Delivery.objects.filter(campaign=campaign).aggregate(
+        sent=Count("id", filter=sent),
+        delivered=Count("id", filter=sent & delivered),
+        opened=Count("id", filter=sent & opened),
+        clicked=Count("id", filter=sent & clicked),
+    )
+    steps, previous = [], None
+    for name in FUNNEL_STEPS:
+        n = counts[name]
+        steps.append(
+            {
+                "step": name,
+                "label": name.capitalize(),
+                "count": n,
+                "of_previous": None if previous is None else _rate(n, previous),
+                "of_sent": _rate(n, counts["sent"]),
+            }
+        )
+        previous = n
+    return steps
+
+
+def suppression_words(campaign: Campaign, code: str) -> str:
+    """A suppression reason of the report as a phrase: ``no_consent`` on an email campaign → "no consent
+    for email"; ``frequency_cap`` → "frequency cap: 3 messages in 7 days" (the campaign's cap)."""
+    from django.conf import settings
+
+    channel = CHANNEL_WORDS.get(campaign.channel, campaign.channel)
+    if code == SuppressReason.CONTROL:
+        return "held out as the control group"
+    if code == SuppressReason.NO_CONSENT:
+        return f"no consent for {channel}"
+    if code == SuppressReason.FREQUENCY_CAP:
+        count = campaign.frequency_cap_count
+        count = settings.CAMPAIGN_FREQUENCY_CAP_COUNT if count is None else count
+        days = campaign.frequency_cap_days
+        days = settings.CAMPAIGN_FREQUENCY_CAP_DAYS if days is None else days
+        return f"frequency cap: {count} message{'s' if count != 1 else ''} in {days} day{'s' if days != 1 else ''}"
+    if code == SuppressReason.NO_ADDRESS:
+        return "no email address" if campaign.channel == "email" else f"no address for {channel}"
+    if code == SuppressReason.EXPIRED:
+        return "the campaign had ended before the send"
+    if code == "quiet_hours_deferred":
+        return "waited for the customer's send window (quiet hours)"
+    try:
+        return str(SuppressReason(code).label).lower()
+    except ValueError:
+        return code.replace("_", " ")
+
+
+def _goal_words(campaign: Campaign) -> str:
+    from profiles.models import EventType
+
+    try:
+        what = str(EventType(campaign.goal_event_type).label).lower()
+    except ValueError:
+        what = campaign.goal_event_type.replace("_", " ")
+    if campaign.goal_item_id:
+        return f"{what} of {campaign.goal_item}"
+    if campaign.goal_category:
+        return f"{what} in {campaign.goal_category}"
+    return what
+
+
+def campaign_report_words(campaign: Campaign, report: dict) -> dict:
+    """The report (``campaign_report``'s answer) as an operator reads it: the funnel with percentages, the
+    conversions apart with their attribution window, the uplift with its interval and significance in
+    words, revenue with the currency and the suppression reasons as phrases. Also the charts' data."""
+    from common import display
+
+    c = report["conversion"]
+    days = campaign.attribution_days
+    window = f"within {days} day{'s' if days != 1 else ''} of the message"
+    funnel = campaign_funnel(campaign)
+    for step in funnel:
+        step["count_text"] = display.number(step["count"])
+        step["of_previous_text"] = display.percent(step["of_previous"]) if step["of_previous"] is not None else ""
+        step["of_sent_text"] = display.percent(step["of_sent"])
+
+    treated_conv, control_conv = c["treated_conversions"], c["control_conversions"]
+    noun = "conversion" if treated_conv == 1 else "conversions"
+    headline = f"{display.number(treated_conv)} {noun} {window}"
+    if c["treated_n"] and treated_conv + control_conv == 0:
+        headline = f"No conversions yet {window}"
+    elif c["treated_rate"] is not None:
+        headline += f" — {display.percent(c['treated_rate'])} of recipients"
+        if c["control_rate"] is not None:
+            headline += f", against {display.percent(c['control_rate'])} in the control group"
+    elif not c["treated_n"]:
+        headline += " — no message sent yet"
+    detail = (
+        f"{display.number(treated_conv)} of {display.number(c['treated_n'])} recipients and "
+        f"{display.number(control_conv)} of {display.number(c['control_n'])} held out made a "
+        f"{_goal_words(campaign)} {window}."
+    )
+
+    uplift = {"measurable": False, "significant": None, "text": "", "relative": "", "significance": ""}
+    if not c["control_n"]:
+        uplift["why_not"] = "no control group — uplift cannot be measured"
+    elif not c["treated_n"]:
+        uplift["why_not"] = "no message sent yet — uplift cannot be measured"
+    elif treated_conv + control_conv == 0:
+        uplift["why_not"] = "no conversions yet — uplift cannot be measured"
+    else:
+        lo, hi = c["uplift_abs_ci"]
+        uplift.update(
+            measurable=True,
+            significant=bool(c["significant"]),
+            text=f"{display.points(c['uplift_abs'])} (95% confidence interval: "
+            f"{display.signed_percent(lo).rstrip('%')} to {display.points(hi)})",
+            significance=("significant" if c["significant"] else "not significant")
+            + f" ({display.p_value(c['p_value'])})",
+        )
+        if c["uplift_rel"] is not None:
+            uplift["relative"] = f"{display.signed_percent(c['uplift_rel'], 0)} relative to the control group"
+
+    revenue = (
+        f"{display.money(report['attributed_revenue'])} from recipients "
+        f"({display.money(report['revenue_per_treated'])} per recipient)"
+    )
+    if report["revenue_per_control"] is not None:
+        revenue += (
+            f", against {display.money(report['control_revenue'])} from the control group "
+            f"({display.money(report['revenue_per_control'])} per customer)"
+        )
+
+    suppressed = [
+        {"code": code, "label": suppression_words(campaign, code), "count": n, "count_text": display.number(n)}
+        for code, n in report["suppressed"].items()
+        if n and code not in (SuppressReason.CONTROL, "quiet_hours_deferred")
+    ]
+    deferred = report["suppressed"].get("quiet_hours_deferred", 0)
+
+    chart = {
+        "funnel": {"labels": [s["label"] for s in funnel], "values": [s["count"] for s in funnel]},
+        "uplift": None,
+    }
+    if uplift["measurable"]:
+        lo, hi = c["uplift_abs_ci"]
+        chart["uplift"] = {
+            "point": c["uplift_abs"] * 100,
+            "low": lo * 100,
+            "high": hi * 100,
+            "label": "Uplift, percentage points (95% CI)",
+            "significant": uplift["significant"],
+        }
+    return {
+        "channel": Channel(campaign.channel).label if campaign.channel in Channel.values else campaign.channel,
+        "audience": display.number(report["audience"]),
+        "control": display.number(report["control"]),
+        "control_share": display.percent(_rate(report["control"], report["audience"])),
+        "funnel": funnel,
+        "failed": report["failed"],
+        "pending": report["pending"],
+        "conversions": {"headline": headline, "detail": detail, "window": window, "goal": _goal_words(campaign)},
+        "uplift": uplift,
+        "revenue": revenue,
+        "suppressed": suppressed,
+        "suppressed_total": display.number(sum(s["count"] for s in suppressed)),
+        "deferred": display.number(deferred) if deferred else "",
+        "deferred_label": suppression_words(campaign, "quiet_hours_deferred"),
+        "chart": chart,
+    }
+
+
+def _status_change_words(change: StatusChange) -> str:
+    to, came_from = change.to_status, change.from_status
+    if to == CampaignStatus.RUNNING:
+        verb = "Resumed" if came_from == CampaignStatus.PAUSED else "Launched"
+    elif to == CampaignStatus.DRAFT:
+        verb = "Back to draft"
+    else:
+        verb = CampaignStatus(to).label if to in CampaignStatus.values else to
+    return verb
+
+
+def campaign_status_history(campaign: Campaign) -> list[dict]:
+    """The campaign's status moves, oldest first, in words: "Launched by anna · 2 Dec 14:05"."""
+    from django.utils import timezone
+    from django.utils.dateformat import format as date_format
+
+    now = timezone.localtime()
+    rows = []
+    for change in StatusChange.objects.filter(campaign=campaign).select_related("by").order_by("at", "id"):
+        at = timezone.localtime(change.at)
+        when = date_format(at, "j M H:i" if at.year == now.year else "j M Y H:i")
+        what = _status_change_words(change)
+        if change.by is not None:
+            what += f" by {change.by.get_username()}"
+        # the launch's own note ("launch") says nothing the verb does not
+        note = "" if change.note.lower() in what.lower() else change.note
+        rows.append({"text": f"{what} · {when}", "at": change.at, "note": note})
     return rows

@@ -149,21 +149,23 @@ def when(value, now=None) -> str:
 
 
 def points(value, digits: int = 1) -> str:
-    """A difference of two rates in percentage points, signed: ``0.021`` → ``+2.1 pts``; ``-0.004`` → ``−0.4 pts``."""
+    """A difference of two rates in percentage points, signed: ``0.021`` → ``+2.1 points``;
+    ``-0.004`` → ``−0.4 points``."""
     x = _number(value)
     if x is None:
         return MISSING
-    text = f"{abs(x) * 100:.{digits}f} pts"
+    text = f"{abs(x) * 100:.{digits}f} points"
     if round(x * 100, digits) == 0:
         return text
     return ("+" if x > 0 else "−") + text
 
 
 def p_value(value) -> str:
-    """A test's p-value as a reader quotes it: ``0.3412`` → ``p = 0.34``; ``0.0004`` → ``p < 0.001``."""
+    """A test's p-value as a reader quotes it: ``0.3412`` → ``p = 0.34``, ``0.0123`` → ``p = 0.012``,
+    ``0.0004`` → ``p < 0.001``."""
     x = _number(value)
     if x is None:
         return MISSING
     if x < 0.001:
         return "p < 0.001"
-    return f"p = {x:.3f}" if x < 0.01 else f"p = {x:.2f}"
+    return f"p = {x:.3f}" if x < 0.1 else f"p = {x:.2f}"

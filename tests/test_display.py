@@ -66,7 +66,12 @@ def test_ago_says_how_long_ago_in_words():
 def test_points_and_p_values_read_as_an_analyst_writes_them():
     from common.display import p_value, points
 
-    assert points(0.021) == "+2.1 pts" and points(-0.004) == "−0.4 pts" and points(0.0) == "0.0 pts"
+    assert points(0.021) == "+2.1 points" and points(-0.004) == "−0.4 points" and points(0.0) == "0.0 points"
     assert points(None) == "—"
-    assert p_value(0.3412) == "p = 0.34" and p_value(0.0042) == "p = 0.004" and p_value(0.00001) == "p < 0.001"
+    assert (
+        p_value(0.3412) == "p = 0.34"
+        and p_value(0.0042) == "p = 0.004"
+        and p_value(0.0123) == "p = 0.012"
+        and p_value(0.00001) == "p < 0.001"
+    )
     assert p_value(None) == "—"

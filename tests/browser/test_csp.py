@@ -27,7 +27,8 @@ CHART_PAGES = {
     "clusteringrun": 2,
     "/admin/recommendations/recommenderrun/": 1,
     "segment/{seg}/": 1,
-    "campaign/{campaign}/": 2,
+    # the funnel; the uplift's error bar only once there is a control group and a conversion (issue #14)
+    "campaign/{campaign}/": 1,
 }
 
 

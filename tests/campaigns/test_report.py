@@ -242,3 +242,205 @@ def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test
     assert Delivery.objects.filter(campaign=campaign, status="sent").exists()
     assert client.get("/admin/campaigns/campaign/").status_code == 200
     assert client.get("/admin/campaigns/campaign/add/").status_code == 200
+
+
+# --- the report as the operator reads it (issue #14) ----------------------------------------------
+
+
+def _report_text(html: str) -> str:
+    """The report section's text, tags stripped and spaces collapsed (what the operator reads)."""
+    import html as html_lib
+    import re
+
+    section = re.search(r'<section class="module" id="campaign-report".*?</section>', html, re.S).group(0)
+    return re.sub(r"\s+", " ", html_lib.unescape(re.sub(r"<[^>]+>", " ", section))).strip()
+
+
+def _funnel(html: str) -> list[tuple[str, str, str, str]]:
+    import re
+
+    rows = re.findall(
+        r'<tr data-step="(\w+)"><th>\w+</th><td class="count"[^>]*>([^<]*)</td>'
+        r'<td class="of-previous"[^>]*>([^<]*)</td><td class="of-sent"[^>]*>([^<]*)</td></tr>',
+        html,
+    )
+    return rows
+
+
+def _page(client, campaign) -> str:
+    res = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/")
+    assert res.status_code == 200
+    return res.content.decode()
+
+
+def test_a_campaign_that_works_reads_significant_with_its_conversions_apart_from_the_funnel(committed, boss_client):
+    from common.display import money, number, p_value, percent
+    from tests.campaigns.reporting import reported_campaign
+
+    anna = OperatorFactory(username="anna")
+    campaign = reported_campaign(prefix="sig", p_treated=0.3, p_control=0.05, seed=1, by=anna, launch=committed)
+    report = campaign_report(campaign)
+    c = report["conversion"]
+    assert c["significant"]  # the simulation converts the recipients six times as often
+    html = _page(boss_client, campaign)
+    text = _report_text(html)
+
+    # the funnel: sent → delivered → opened → clicked, counts and percentages, never increasing
+    funnel = _funnel(html)
+    assert [r[0] for r in funnel] == ["sent", "delivered", "opened", "clicked"]
+    counts = [int(r[1].replace(",", "")) for r in funnel]
+    assert counts[0] == report["sent"] and counts == sorted(counts, reverse=True) and counts[-1] > 0
+    assert funnel[0][3] == "100.0%"
+    assert funnel[2][2] == percent(counts[2] / counts[1]) and funnel[3][3] == percent(counts[3] / counts[0])
+
+    # conversions apart, with their window, against the control group; the uplift in words
+    assert (
+        f"{number(c['treated_conversions'])} conversions within 7 days of the message — "
+        f"{percent(c['treated_rate'])} of recipients, against {percent(c['control_rate'])} in the control group"
+    ) in text
+    assert f"significant ({p_value(c['p_value'])})" in text and "not significant" not in text
+    assert "95% confidence interval" in text and "relative to the control group" in text
+    assert f"Revenue: {money(report['attributed_revenue'])} from recipients" in text
+    # reasons in words: every tenth customer gave no in-app consent
+    assert "40 — no consent for in-app messages" in text and "no_consent" not in text
+    # no fraction left for the operator to read as a rate
+    import re
+
+    assert not re.search(r"(?<!< )\b0\.\d{3,}\b", text), text
+
+    # the uplift chart gets one estimate and its interval (in percentage points), drawn as one error bar
+    chart = re.search(r'<script id="campaign-chart-data" type="application/json">(.*?)</script>', html, re.S)
+    import json
+
+    uplift = json.loads(chart.group(1))["uplift"]
+    assert uplift["low"] < uplift["point"] < uplift["high"] and uplift["low"] > 0
+    assert uplift["point"] == pytest.approx(c["uplift_abs"] * 100)
+
+    # status history in words
+    assert "Launched by anna · " in html and "StatusChange object" not in html and "object (" not in html
+
+
+def test_a_campaign_that_changes_nothing_reads_not_significant_with_its_p_value(committed, boss_client):
+    from common.display import p_value
+    from tests.campaigns.reporting import reported_campaign
+
+    campaign = reported_campaign(prefix="flat", p_treated=0.1, p_control=0.1, seed=8, launch=committed)
+    c = campaign_report(campaign)["conversion"]
+    assert c["treated_conversions"] and c["control_conversions"] and not c["significant"]
+    text = _report_text(_page(boss_client, campaign))
+    assert f"not significant ({p_value(c['p_value'])})" in text
+    lo, hi = c["uplift_abs_ci"]
+    assert lo < 0 < hi  # the interval crosses zero, which is what "not significant" means here
+
+
+def test_before_any_conversion_the_report_says_uplift_cannot_be_measured(committed, boss_client):
+    from tests.campaigns.reporting import reported_campaign
+
+    campaign = reported_campaign(prefix="new", n=120, p_treated=0, p_control=0, seed=3, launch=committed)
+    html = _page(boss_client, campaign)
+    text = _report_text(html)
+    assert "No conversions yet within 7 days of the message" in text
+    assert "No conversions yet — uplift cannot be measured" in text
+    assert "[, ]" not in text and "None" not in text and 'id="uplift-chart"' not in html
+
+
+def test_the_funnel_never_increases_even_when_a_click_is_tracked_without_its_open(committed, boss_client):
+    from campaigns.selectors import campaign_funnel
+    from tests.campaigns.reporting import reported_campaign
+
+    campaign = reported_campaign(
+        prefix="px", n=100, p_treated=0.5, p_control=0.05, seed=4, shown=0.2, opened=0.1, launch=committed
+    )
+    # clicks tracked while the open (and the delivery receipt) never came, as with an email whose images
+    # were blocked; and more conversions than clicks: conversions stand apart from the funnel
+    untouched = Delivery.objects.filter(campaign=campaign, status="sent", delivered_at__isnull=True)
+    clicked_only = list(untouched.values_list("id", flat=True)[:30])
+    Delivery.objects.filter(id__in=clicked_only).update(clicked_at=timezone.now())
+    steps = campaign_funnel(campaign)
+    counts = [s["count"] for s in steps]
+    assert counts == sorted(counts, reverse=True) and counts[3] >= 30
+    assert all(s["of_previous"] is None or s["of_previous"] <= 1 for s in steps)
+    html = _page(boss_client, campaign)
+    assert [int(r[1]) for r in _funnel(html)] == counts
+    assert "Converted" not in [r[0] for r in _funnel(html)]
+
+
+def test_every_suppression_reason_has_words():
+    from campaigns.models import SuppressReason
+    from campaigns.selectors import suppression_words
+    from tests.factories import CampaignFactory
+
+    email = CampaignFactory.build(channel="email", frequency_cap_count=None, frequency_cap_days=None)
+    push = CampaignFactory.build(channel="push", frequency_cap_count=1, frequency_cap_days=1)
+    assert suppression_words(email, "no_consent") == "no consent for email"
+    assert suppression_words(push, "no_consent") == "no consent for push notifications"
+    assert suppression_words(email, "frequency_cap") == "frequency cap: 3 messages in 7 days"  # the defaults
+    assert suppression_words(push, "frequency_cap") == "frequency cap: 1 message in 1 day"
+    assert suppression_words(email, "no_address") == "no email address"
+    for code in [*SuppressReason.values, "quiet_hours_deferred"]:
+        words = suppression_words(email, code)
+        assert words and "_" not in words
+
+
+def test_a_frequency_capped_campaign_names_its_cap_on_the_report(committed, boss_client):
+    from tests.campaigns.reporting import reported_campaign
+
+    first = reported_campaign(prefix="fc", n=60, p_treated=0, p_control=0, seed=5, launch=committed)
+    second = make_campaign(segments=list(first.segments.all()), name="Second", control_percent=0, frequency_cap_count=1)
+    second.window_start = second.window_end = None
+    second.save()
+    committed(services.campaign_launch, campaign=second)
+    capped = Delivery.objects.filter(campaign=second, reason="frequency_cap").count()
+    assert capped == Delivery.objects.filter(campaign=first, status="sent").count() > 0
+    text = _report_text(_page(boss_client, second))
+    assert f"{capped} — frequency cap: 1 message in 7 days" in text
+
+
+def test_deliveries_mark_only_the_control_group_and_say_what_became_of_each_message(committed, boss_client):
+    import re
+
+    from tests.campaigns.reporting import reported_campaign
+
+    campaign = reported_campaign(prefix="dl", n=60, p_treated=0.5, p_control=0.5, seed=6, launch=committed)
+    html = boss_client.get(f"/admin/campaigns/delivery/?campaign__id__exact={campaign.pk}").content.decode()
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)[1:]
+    assert rows
+    held_out = Delivery.objects.filter(campaign=campaign, is_control=True).count()
+    assert html.count('<td class="field-group">Control group</td>') == held_out > 0
+    assert "icon-no.svg" not in html and "icon-yes.svg" not in html  # no red cross for every recipient
+    assert "Not sent: no consent for in-app messages" in html and "Held out (not sent)" in html
+    assert re.search(r"Converted \d+ \w{3} \d\d:\d\d \(€20\.00\)|Shown.* · converted", html)
+    # no internal ids as captions
+    one = Delivery.objects.filter(campaign=campaign, status="sent").first()
+    page = boss_client.get(f"/admin/campaigns/delivery/{one.pk}/change/").content.decode()
+    assert f"delivery {one.pk}" not in page and f"Message of “{campaign.name}”" in page
+
+
+def test_the_form_follows_the_operators_order_and_folds_the_advanced_settings(boss_client):
+    import re
+
+    html = boss_client.get("/admin/campaigns/campaign/add/").content.decode()
+    headings = re.findall(r'<h2 id="fieldset-[^"]*"[^>]*>(.*?)</h2>', html)
+    headings = headings or re.findall(r"<fieldset[^>]*>.*?<h2[^>]*>(.*?)</h2>", html, re.S)
+    names = [re.sub(r"<[^>]+>", "", h).strip() for h in headings]
+    assert names[:5] == ["What", "Who", "When", "Channel and message", "Advanced: frequency cap and conversion goal"]
+    advanced = html[html.index("Advanced: frequency cap") - 400 :]
+    assert "<details" in advanced and "id_goal_event_type" in advanced and "id_segments" not in advanced
+    assert 'id="audience-size"' in html
+
+
+def test_the_status_history_reads_as_sentences(committed, boss_client):
+    from campaigns.selectors import campaign_status_history
+    from tests.factories import CampaignFactory, CustomerRow, SegmentFactory, ingest
+
+    ingest(customers=[CustomerRow(external_id=f"sh{i}") for i in range(5)])
+    anna = OperatorFactory(username="anna")
+    campaign = CampaignFactory(name="History", segments=[SegmentFactory(name="Everyone in the app")])
+    committed(services.campaign_launch, campaign=campaign, by=anna)
+    services.campaign_pause(campaign=Campaign.objects.get(pk=campaign.pk), by=anna)
+    committed(services.campaign_resume, campaign=Campaign.objects.get(pk=campaign.pk), by=anna)
+    services.campaign_cancel(campaign=Campaign.objects.get(pk=campaign.pk))
+    texts = [row["text"].split(" · ")[0] for row in campaign_status_history(campaign)]
+    assert texts == ["Launched by anna", "Paused by anna", "Resumed by anna", "Cancelled"]
+    html = _page(boss_client, campaign)
+    assert "Launched by anna · " in html and "Cancelled · " in html and "object (" not in html

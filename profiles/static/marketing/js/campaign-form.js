@@ -1,5 +1,5 @@
-/* A campaign's page: the live audience size (#campaign-form-config: {preview_url}) and the
-   report's funnel and uplift charts (#campaign-chart-data). */
+/* A campaign's form: the live audience size (#campaign-form-config: {preview_url}), written into the
+   "Who" section's #audience-size. The report's charts are campaign-report.js. */
 (function () {
   "use strict";
   const config = window.marketingData("campaign-form-config") || {};
@@ -33,18 +33,4 @@
   document.addEventListener("change", refresh);
   document.addEventListener("click", function (e) { if (e.target.closest(".selector")) refresh(); });
   refresh();
-  const d = window.marketingData("campaign-chart-data");
-  if (!d || !window.Chart) return;
-  new Chart(document.getElementById("funnel-chart"), {
-    type: "bar", data: {labels: d.funnel.labels, datasets: [{label: "customers", data: d.funnel.values, backgroundColor: "#447e9b"}]},
-    options: {indexAxis: "y", plugins: {title: {display: true, text: "Funnel"}}}
-  });
-  const ci = d.uplift.ci || [null, null];
-  new Chart(document.getElementById("uplift-chart"), {
-    type: "bar",
-    data: {labels: ["control", "treated", "uplift", "CI low", "CI high"],
-           datasets: [{label: "conversion rate / uplift (95% CI)", data: [d.uplift.control, d.uplift.treated, d.uplift.abs, ci[0], ci[1]],
-                       backgroundColor: ["#9e9e9e", "#2e7d32", "#c62828", "#ef9a9a", "#ef9a9a"]}]},
-    options: {plugins: {title: {display: true, text: "Uplift vs control"}}}
-  });
 })();
