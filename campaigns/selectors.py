@@ -248,6 +248,7 @@ def recent_campaigns(*, days: int = 30, limit: int = 10, now=None) -> list[dict]
                 "figures_error": error,
             }
         )
+    return rows
 
 
 # --- the report in words (the admin's campaign page) ---------------------------------------------

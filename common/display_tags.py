@@ -50,10 +50,12 @@ def ago(value):
     return display.ago(value)
 
 
+@register.filter
 def when(value):
     return display.when(value)
 
 
+@register.filter
 def points(value, digits=1):
     return display.points(value, int(digits))
 

@@ -40,14 +40,17 @@ class StartPipelineForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         names = [step.name for step in listed_steps()]
-        self.fields["steps"].choices = [(n, n) for n in names]
+        self.fields["steps"].choices = [(n, n.capitalize()) for n in names]
         self.fields["steps"].initial = names
         for step, param in declared_params():
             if param.admin and param.name not in self.fields:
                 help_text = f"{step.name.capitalize()}: {param.help}"
                 if param.choices is not None:
                     self.fields[param.name] = forms.ChoiceField(
-                        required=False, help_text=help_text, choices=_with_blank(param.choices)
+                        required=False,
+                        help_text=help_text,
+                        choices=_with_blank(param.choices),
+                        label=param.name.replace("_", " ").capitalize().replace("config", "configuration"),
                     )
                 else:
                     self.fields[param.name] = _FIELDS[param.type](required=False, help_text=help_text)
@@ -202,7 +205,9 @@ class PipelineRunAdmin(admin.ModelAdmin):
             run = services.pipeline_start(
                 trigger="admin", user=request.user, steps=form.cleaned_data["steps"], options=form.options()
             )
+            # what the operator set (a list left on "(the default)" is not a choice they made)
             shown = {name: form.cleaned_data[name] for name in form.fields if name != "steps"}
+            shown = {name: value for name, value in shown.items() if value != ""}
             audit_record(
                 action=PipelineAuditAction.PIPELINE_STARTED,
                 request=request,

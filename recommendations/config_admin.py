@@ -179,7 +179,7 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
         RecommendationsAuditAction.CONFIG_CHANGED,
         RecommendationsAuditAction.CONFIG_DELETED,
     )
-    list_display = ("name", "algorithm_label", "default_badge", "last_run", "last_ndcg", "runs_count", "updated_at")
+    list_display = ("name", "algorithm_label", "default_badge", "last_run", "last_ndcg", "runs_count", "updated")
     list_display_links = ("name",)
     empty_value_display = ""
     search_fields = ("name", "description")
@@ -251,13 +251,17 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
         return format_html(
             '<a href="{}">{}</a>',
             reverse("admin:recommendations_recommenderrun_change", args=[run.pk]),
-            run.started_at.strftime("%Y-%m-%d %H:%M"),
+            display.when(run.started_at),
         )
 
     @admin.display(description="NDCG@10 (last run)")
     def last_ndcg(self, obj):
         run = self._last_run(obj)
         return display.number(run.ndcg_at_10, 3) if run is not None else display.MISSING
+
+    @admin.display(description="last changed", ordering="updated_at")
+    def updated(self, obj):
+        return display.when(obj.updated_at)
 
     @admin.display(description="runs")
     def runs_count(self, obj):
@@ -293,7 +297,7 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
             rows.append(
                 (
                     reverse("admin:recommendations_recommenderrun_change", args=[run.pk]),
-                    run.started_at.strftime("%Y-%m-%d %H:%M"),
+                    display.when(run.started_at),
                     run.get_status_display(),
                     display.number(run.ndcg_at_10, 3),
                     display.number(baseline, 3),

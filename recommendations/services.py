@@ -489,7 +489,40 @@ def _rows_frame(run_id: int, data: Interactions, users, kind, items, scores, rea
     )
 
 
-def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dict):
+def _fill_with_popular(popular: Popularity, data: Interactions, users, kind: str, n: int, lists: tuple):
+    """The slots a model left empty (it had no evidence for more items: a customer with one item, a
+    neighbourhood that bought little) filled from the kind's popular list, after the model's own items
+    and said to be popular; never an item already listed or one the customer may not be suggested."""
+    items = lists[0]
+    short = (items >= 0).sum(axis=1) < n
+    if not short.any():
+        return lists
+    pop, _ = popular.recommend_for_group(np.arange(data.shape[0]), n=2 * n, filter_items=data.kind_filter(kind))
+    pop = pop[pop >= 0]
+    if not len(pop):
+        return lists
+    rows, mine = users[short], items[short]
+    cand = np.broadcast_to(pop, (len(rows), len(pop)))
+    taken = (cand[:, :, None] == mine[:, None, :]).any(axis=2)
+    excluded = pair_values(data.exclude, np.broadcast_to(rows[:, None], cand.shape), cand) > 0
+    filler = (
+        np.zeros(cand.shape),
+        np.full(cand.shape, Reason.POPULAR.value, dtype=object),
+        np.full(cand.shape, -1, dtype=np.int64),
+        np.full(cand.shape, REASON_TEXT[Reason.POPULAR], dtype=object),
+    )
+    joined = [np.concatenate([part[short], extra], axis=1) for part, extra in zip(lists[1:], filler, strict=True)]
+    drop = np.concatenate([np.zeros(mine.shape, dtype=bool), taken | excluded], axis=1)
+    all_items = np.concatenate([mine, cand], axis=1)
+    scores, reason, src, text = joined
+    done = compact(all_items, scores, drop, n=n, aligned=(reason, src, text))
+    out = [part.copy() for part in lists]
+    for k, part in enumerate(done):
+        out[k][short] = part
+    return tuple(out)
+
+
+def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dict, popular: Popularity | None = None):
     """Top-N of `kind` for customers with history: (items, scores, reason, reason item, text)."""
     n = cfg["top_n"]
     has_shown = data.shown.nnz > 0
@@ -499,9 +532,13 @@ def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dic
         items, scores = penalise_shown(users, items, scores, data.shown, penalty=cfg["impression_penalty"], n=n)
     # A score of exactly 0 is no evidence at all (no neighbour has the item, no similar item): such
     # fillers are left out rather than shown with a reason that would not be true.
-    items, scores = compact(items, scores, scores == 0)
+    items, scores = compact(items, scores, scores == 0, n=n)
     ex = model.explain(np.broadcast_to(users[:, None], items.shape), np.maximum(items, 0))
     reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item, ex.count)
+    if popular is not None:
+        items, scores, reason, src, text = _fill_with_popular(
+            popular, data, users, kind, n, (items, scores, reason, src, text)
+        )
     return items, scores, reason, src, text
 
 
@@ -648,13 +685,18 @@ def _sizes(data: Interactions, warm: np.ndarray, cold: np.ndarray) -> dict:
     }
 
 
-def _write_warm(run: RecommenderRun, data: Interactions, model, warm: np.ndarray, cfg: dict, progress) -> int:
+def _write_warm(
+    run: RecommenderRun, data: Interactions, model, popular: Popularity, warm: np.ndarray, cfg: dict, progress
+) -> int:
     """Phase "recommend": the lists of the customers with history, chunk by chunk."""
     written = 0
     n_chunks = max(1, -(-len(warm) // cfg["chunk_customers"]))
     for c, sl in enumerate(chunks(len(warm), cfg["chunk_customers"])):
         users = warm[sl]
-        frames = [_rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg)) for kind in KINDS]
+        frames = [
+            _rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg, popular))
+            for kind in KINDS
+        ]
         written += _write(Recommendation, pd.concat(frames, ignore_index=True))
         progress(
             0.3 + 0.5 * (c + 1) / n_chunks,
@@ -786,7 +828,7 @@ def recommendations_compute(
         popular = Popularity(weighting="values").fit(data.recent)
         laps.lap("fit")
 
-        written = _write_warm(run, data, model, warm, cfg, progress)
+        written = _write_warm(run, data, model, popular, warm, cfg, progress)
         laps.lap("recommend")
         progress(0.82, f"popular lists and {len(cold):,} customers without history")
         written += _write_cold_and_popular(run, data, popular, cold, cfg)

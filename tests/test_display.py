@@ -75,3 +75,15 @@ def test_points_and_p_values_read_as_an_analyst_writes_them():
         and p_value(0.00001) == "p < 0.001"
     )
     assert p_value(None) == "—"
+
+
+def test_when_says_the_moment_as_operators_do(settings):
+    from datetime import UTC, datetime
+
+    settings.TIME_ZONE = "UTC"
+    now = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    assert display.when(datetime(2026, 12, 3, 7, 40, tzinfo=UTC), now) == "today 07:40"
+    assert display.when(datetime(2026, 12, 2, 18, 5, tzinfo=UTC), now) == "yesterday 18:05"
+    assert display.when(datetime(2026, 11, 28, 9, 12, tzinfo=UTC), now) == "28 Nov 09:12"
+    assert display.when(datetime(2025, 12, 3, 9, 12, tzinfo=UTC), now) == "3 Dec 2025 09:12"
+    assert display.when(None) == "—"
