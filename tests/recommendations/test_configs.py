@@ -236,3 +236,21 @@ def test_the_blend_preset_is_served_and_records_its_parts(small_shop):
     # both kinds of reasons: the item-based part explains by the customer's own items, the user-based by neighbours
     reasons = set(Recommendation.objects.filter(run=run).values_list("reason", flat=True))
     assert {"item", "similar_users"} <= reasons
+
+
+def test_lists_are_full_and_what_the_model_had_no_evidence_for_is_said_to_be_popular(small_shop, settings):
+    # few neighbours: some customers' neighbourhoods bought fewer products than a list holds
+    RecommenderConfig.objects.filter(name="User-based CF").update(params={"k": 2})
+    reco_services.recommendations_compute(config="User-based CF")
+    run = RecommenderRun.objects.get(is_active=True)
+    rows = pd.DataFrame.from_records(
+        Recommendation.objects.filter(run=run, kind="product").values("customer_id", "rank", "reason", "score")
+    )
+    warm = rows.groupby("customer_id")
+    assert (warm.size() == settings.RECOMMENDER_TOP_N).all()
+    assert set(rows["reason"]) == {"similar_users", "popular"}
+    # the popular fillers come after every item the neighbours chose, never before
+    last_voted = rows[rows["reason"] == "similar_users"].groupby("customer_id")["rank"].max()
+    first_filler = rows[rows["reason"] == "popular"].groupby("customer_id")["rank"].min()
+    both = last_voted.index.intersection(first_filler.index)
+    assert len(both) > 0 and (last_voted[both] < first_filler[both]).all()
