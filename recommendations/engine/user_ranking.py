@@ -41,6 +41,12 @@ def _tile_topk(negated: np.ndarray, k: int, offset: int):
     kk = min(k, negated.shape[1])
     if kk < negated.shape[1]:
         part = np.argpartition(negated, kk - 1, axis=1)[:, :kk]
+        # rows whose k-th value is tied beyond the cut: redo them with a stable sort so
+        # that the lower indices win, as in the full-row definition
+        kth = np.take_along_axis(negated, part, axis=1).max(axis=1)
+        tied = np.flatnonzero(((negated <= kth[:, None]).sum(axis=1) > kk) & (kth < 0))
+        if len(tied):
+            part[tied] = np.argsort(negated[tied], axis=1, kind="stable")[:, :kk]
     else:
         part = np.broadcast_to(np.arange(negated.shape[1]), negated.shape)
     return -np.take_along_axis(negated, part, axis=1), part + offset

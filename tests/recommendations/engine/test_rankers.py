@@ -190,6 +190,26 @@ def test_tiled_neighbours_match_the_full_dense_matrix(monkeypatch, similarity, s
     assert np.diff(model.similarity_.indptr).max() <= k
 
 
+def test_tied_neighbours_go_to_the_lower_user_index_across_tiles(monkeypatch):
+    import recommendations.engine.user_ranking as user_ranking
+
+    rng = np.random.default_rng(5)
+    base = (rng.random((6, 12)) < 0.4).astype(float)
+    base[:, 0] = 1.0  # everyone shares an item: no zero rows
+    dense = np.vstack([base] * 40)  # every taste 40 times: exact ties everywhere
+    monkeypatch.setattr(user_ranking, "_FIT_BLOCK_BYTES", 8 * 70 * 70)
+    model = UserKNNRanker(k=10, value_transform="binary", n_threads=1).fit(sp.csr_matrix(dense))
+    # and within one tile, where argpartition alone picks any of the tied columns
+    tile = -np.random.default_rng(0).integers(0, 3, (50, 500)).astype(float)
+    _, picked = user_ranking._tile_topk(tile, 10, 100)
+    expected = np.argsort(tile, axis=1, kind="stable")[:, :10] + 100
+    np.testing.assert_array_equal(np.sort(picked, axis=1), np.sort(expected, axis=1))
+
+    for u in range(len(dense)):
+        twins = [v for v in range(u % 6, len(dense), 6) if v != u]  # identical rows, similarity 1
+        assert model.similarity_[u].indices.tolist() == twins[:10], u
+
+
 def test_ranker_rejects_bad_parameters(random_implicit):
     for bad in (dict(similarity="msd"), dict(k=0), dict(shrinkage=-1), dict(value_transform="sqrt")):
         with pytest.raises(ValueError):
