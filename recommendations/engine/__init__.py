@@ -105,13 +105,17 @@ def item_based_ranker(**overrides) -> ItemKNN:
 def blend_ranker(components=("user_based", "item_based"), weights=None, normalisation=None, **overrides) -> Blend:
     """A :class:`Blend` of named factories; by default "user-based + item-based".
 
+    ``blend_ranker(("default", "rp3beta"))`` (the default 0.9 + RP3beta 0.1, min-max) is
+    the blend that reaches the default's NDCG@10 on both evaluation protocols
+    (docs/engine.md); "rp3beta" is ``RP3beta(**RP3BETA_PARAMS)``.
+
     Parameters
     ----------
     components : sequence of {"user_based", "item_based", "default", "rp3beta"}
         The factories blended (each called with its own defaults).
     weights, normalisation : optional
-        Default: ``BLEND_PARAMS`` for the pair when it has an entry, else equal weights
-        and ``"minmax"``.
+        Default: ``BLEND_PARAMS`` for the combination (in this order) when it has an
+        entry, else equal weights and ``"minmax"``.
     **overrides
         Passed to every component (e.g. ``n_threads=1``); ``n_threads`` also to the blend.
     """
