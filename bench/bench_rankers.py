@@ -19,9 +19,12 @@
 ``blend_ranker()``): rerun ``--tune`` after changing the engine, and copy its ``chosen``
 parameters into ``recommendations/engine/__init__.py`` if they move.
 
-Run as ``python bench/bench_rankers.py [--quick] [--tune|--tune-blends|--compare]`` (results in
-``bench/results/rankers.json`` and ``rankers.md``), or through ``bench/run.py --only rankers``.
-``--quick`` shrinks the grids; ``--tune-blends`` reruns only the blends' grids. The datasets
+Run as ``python bench/bench_rankers.py [--quick] [--tune|--tune-blends|--tune-blends-rp3|--compare|--speed]``
+(results in ``bench/results/rankers[-part].json`` and ``.md``), or through ``bench/run.py --only rankers``.
+``--quick`` shrinks the grids; ``--tune-blends`` reruns only the blends' grids of two
+components; ``--tune-blends-rp3`` the blends with RP3beta (see :func:`tune_blends_more`);
+``--speed`` times the user-based ranker's fit on the generated ML-1M-shape matrix, its
+first version against the current one (see :func:`speed`). The datasets
 are read from ``DATASETS_DIR`` (default ``<repo>/../shared/datasets``).
 """
 
@@ -38,6 +41,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 DATASETS = Path(os.environ.get("DATASETS_DIR", REPO.parent / "shared" / "datasets"))
 PROTOCOLS = ("ml-100k", "online-retail")
@@ -125,6 +130,174 @@ def tune(quick: bool = False, blends_only: bool = False) -> dict:
     return out
 
 
+class _Frozen:
+    """A fitted component's score blocks for the evaluated users, computed once (for the
+    blend grids: a blend then only normalises and adds them, as :class:`Blend` does)."""
+
+    def __init__(self, model, users):
+        self.user_items_ = model.user_items_
+        self.n_items_ = model.user_items_.shape[1]
+        self._pos = {int(u): j for j, u in enumerate(users)}
+        self._scores = model.score(users)
+
+    def _check_fitted(self):
+        pass
+
+    def _score_block(self, users):
+        return self._scores[[self._pos[int(u)] for u in users]]
+
+
+def tune_blends_more(quick: bool = False) -> dict:
+    """Blends with RP3beta (default + RP3beta, default + user-based + RP3beta, user-based +
+    RP3beta) × normalisations min-max / z-score / rank, on the validation splits; each
+    component is fitted once per split and its scores reused across the weights."""
+    from recommendations.engine import RP3BETA_PARAMS, Blend, RP3beta, default_recommender, user_based_ranker
+    from recommendations.engine.evaluation import evaluate_topn
+
+    val = _splits(validation=True)
+    baseline = _ndcg(default_recommender, val)
+    makers = {
+        "default": default_recommender,
+        "user_based": user_based_ranker,
+        "rp3beta": lambda: RP3beta(**RP3BETA_PARAMS),
+    }
+    frozen = {}
+    for p, s in val.items():
+        for name, make in makers.items():
+            t0 = time.perf_counter()
+            frozen[p, name] = _Frozen(make().fit(s.train), s.users)
+            print("fitted", p, name, f"{time.perf_counter() - t0:.1f}s", flush=True)
+    step = 0.2 if quick else 0.1
+    ticks = [round(step * i, 2) for i in range(1, round(1 / step))]
+    groups = {
+        ("default", "rp3beta"): [(w, round(1 - w, 2)) for w in ticks],
+        ("user_based", "rp3beta"): [(w, round(1 - w, 2)) for w in ticks],
+        ("default", "user_based", "rp3beta"): [
+            (a, b, round(1 - a - b, 2)) for a in ticks for b in ticks if round(1 - a - b, 2) > 0
+        ],
+    }
+    out = {"default_validation_ndcg@10": baseline}
+    for names, weight_sets in groups.items():
+        rows = []
+        for weights, norm in itertools.product(weight_sets, ("minmax", "zscore", "rank")):
+            ndcg = {}
+            for p, s in val.items():
+                blend = Blend([frozen[p, n] for n in names], list(weights), normalisation=norm, prefit=True)
+                blend.fit(s.train)
+                ndcg[p] = round(evaluate_topn(blend, s.train, s.relevant, users=s.users, fit=False)["ndcg@10"], 4)
+            ratio = min(ndcg[p] / baseline[p] for p in PROTOCOLS)
+            params = {"weights": list(weights), "normalisation": norm}
+            rows.append({"params": params, "validation_ndcg@10": ndcg, "min_ratio_to_default": round(ratio, 4)})
+            print(" + ".join(names), params, ndcg, round(ratio, 4), flush=True)
+        best = max(rows, key=lambda r: r["min_ratio_to_default"])
+        out["blend " + " + ".join(names)] = {"rows": rows, "chosen": best}
+    return out
+
+
+def _sparse_product_ranker():
+    """``user_based_ranker()`` with the neighbour search of the first version (kept here
+    only to time it against the current one): row chunks against the full sparse
+    user × user product (and the overlaps' product), each chunk cut to its top k."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+    import scipy.sparse as sp
+
+    from recommendations.engine import USER_RANKER_PARAMS, UserKNNRanker
+    from recommendations.engine._base import chunks, n_threads_or_default
+    from recommendations.engine.knn import _append_topk, _assemble
+
+    class SparseProductRanker(UserKNNRanker):
+        def _neighbours(self, x):
+            n_users, n_items = x.shape
+            xt = x.T.tocsr()
+            b = sp.csr_matrix((np.ones(x.nnz), x.indices, x.indptr), shape=x.shape)
+            bt = b.T.tocsr()
+            sums = np.asarray(x.sum(axis=1)).ravel()
+            sq = np.asarray(x.multiply(x).sum(axis=1)).ravel()
+            if self.similarity == "pearson":
+                mean = sums / max(n_items, 1)
+                norm = np.sqrt(np.maximum(sq - n_items * mean**2, 0.0))
+            else:
+                mean = None
+                norm = np.sqrt(sq)
+            inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+
+            def block(sl):
+                s = (x[sl] @ xt).toarray()
+                if mean is not None:
+                    s -= n_items * np.outer(mean[sl], mean)
+                s *= inv[sl, None]
+                s *= inv[None, :]
+                if self.shrinkage:
+                    co = (b[sl] @ bt).toarray()
+                    s *= co / (co + self.shrinkage)
+                rows = np.arange(sl.start, sl.stop)
+                s[rows - sl.start, rows] = 0.0
+                np.maximum(s, 0.0, out=s)
+                if self.exponent != 1.0:
+                    np.power(s, self.exponent, out=s)
+                data, indices, indptr = [], [], [0]
+                _append_topk(s, self.k, data, indices, indptr)
+                return data, indices, np.diff(indptr)
+
+            step = max(1, int(32 * 2**20 // (8 * max(1, n_users))))
+            parts = list(chunks(n_users, step))
+            workers = min(n_threads_or_default(self.n_threads), len(parts))
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    done = list(pool.map(block, parts))
+            else:
+                done = [block(sl) for sl in parts]
+            data = [d for part in done for d in part[0]]
+            indices = [i for part in done for i in part[1]]
+            counts = np.concatenate([part[2] for part in done])
+            indptr = np.r_[0, np.cumsum(counts)]
+            return _assemble(data, indices, indptr, (n_users, n_users), np.float64)
+
+    return SparseProductRanker(**USER_RANKER_PARAMS)
+
+
+def speed(quick: bool = False) -> dict:
+    """``user_based_ranker()`` fit and top-20 for every user on the generated ML-1M-shape
+    matrix (bench_engine's second speed case), with the first version's neighbour search
+    (one full sparse product per chunk of rows) and the current one (symmetric tiles
+    merged into a running top-k) in the same run, and whether their neighbours agree."""
+    import numpy as np
+    from bench_engine import generated_matrix
+
+    from recommendations.engine import default_recommender, user_based_ranker
+
+    shape = (2000, 3706, 330_000) if quick else (6040, 3706, 1_000_209)
+    r = generated_matrix(*shape)
+    users = np.arange(r.shape[0])
+    out = {"shape": list(shape)}
+    fitted = {}
+    for name, make in (
+        ("default (PureSVD)", default_recommender),
+        ("user_based_ranker(), first version (full sparse product)", _sparse_product_ranker),
+        ("user_based_ranker() (symmetric tiles, running top-k)", user_based_ranker),
+    ):
+        runs = []
+        for _ in range(1 if quick else 2):  # the machine is shared: each run twice, both kept
+            t0 = time.perf_counter()
+            model = make().fit(r)
+            t1 = time.perf_counter()
+            model.recommend(users, n=20)
+            t2 = time.perf_counter()
+            runs.append((round(t1 - t0, 2), round(t2 - t1, 2)))
+        out[name] = {
+            "fit_seconds": [f for f, _ in runs],
+            "recommend_20_all_users_seconds": [r_ for _, r_ in runs],
+        }
+        print(name, out[name], flush=True)
+        fitted[name] = model
+    old, new = (m.similarity_ for n, m in fitted.items() if n.startswith("user"))
+    out["neighbours_max_abs_difference"] = float(abs(old - new).max())
+    out["same_neighbour_sets"] = bool((old.indptr == new.indptr).all() and (old.indices == new.indices).all())
+    return out
+
+
 def configurations() -> dict:
     """Name -> factory of every configuration compared on the test protocols."""
     from recommendations.engine import (
@@ -144,6 +317,11 @@ def configurations() -> dict:
         "item_based_ranker()": item_based_ranker,
         "blend_ranker() (user + item)": blend_ranker,
         "blend_ranker(('user_based', 'default'))": lambda: blend_ranker(("user_based", "default")),
+        "blend_ranker(('default', 'rp3beta'))": lambda: blend_ranker(("default", "rp3beta")),
+        "blend_ranker(('user_based', 'rp3beta'))": lambda: blend_ranker(("user_based", "rp3beta")),
+        "blend_ranker(('default', 'user_based', 'rp3beta'))": lambda: blend_ranker(
+            ("default", "user_based", "rp3beta")
+        ),
         "RP3beta": lambda: RP3beta(alpha=0.5, beta=0.5, k=100, binary=False, value_transform="log1p"),
         "popularity": Popularity,
         "ItemKNN (old registry: cosine, k 100)": lambda: ItemKNN(k=100, similarity="cosine"),
@@ -182,9 +360,14 @@ def compare() -> dict:
 def run(quick: bool = False, parts=("tune", "compare")) -> dict:
     started = time.perf_counter()
     out = {"quick": quick, "cpu_count": os.cpu_count()}
+    if "speed" in parts:
+        out["speed"] = speed(quick)
+        return out
     if not (DATASETS / "ml-100k" / "u.data").exists():
         out["datasets"] = f"not found at {DATASETS}; nothing measured"
         return out
+    if "tune-blends-rp3" in parts:
+        out["tuning"] = tune_blends_more(quick)
     if "tune" in parts or "tune-blends" in parts:
         out["tuning"] = tune(quick, blends_only="tune" not in parts)
     if "compare" in parts:
@@ -208,7 +391,7 @@ def _jsonable(x):
 if __name__ == "__main__":
     args = sys.argv[1:]
     parts = ("tune", "compare")
-    for flag in ("--tune", "--tune-blends", "--compare"):
+    for flag in ("--tune", "--tune-blends", "--tune-blends-rp3", "--compare", "--speed"):
         if flag in args:
             parts = (flag[2:],)
     res = _jsonable(run(quick="--quick" in args, parts=parts))
@@ -225,5 +408,7 @@ if __name__ == "__main__":
     lines += ["", *(f"```\n{t}\n```\n" for t in tables.values())]
     if "compare" in res:
         lines.append("targets: " + json.dumps(res["compare"]["targets"]))
+    if "speed" in res:
+        lines += [f"- {k}: {v}" for k, v in res["speed"].items()]
     (results / f"rankers{suffix}.md").write_text("\n".join(lines))
     print("\n".join(lines))

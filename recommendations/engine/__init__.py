@@ -59,11 +59,16 @@ USER_RANKER_PARAMS = {
 }
 #: Defaults of :func:`item_based_ranker` (chosen the same way).
 ITEM_RANKER_PARAMS = {"k": 50, "similarity": "cosine", "shrinkage": 50.0, "value_transform": "log1p"}
+#: RP3beta as the evaluation compares it (the ``rp3beta`` component of a blend).
+RP3BETA_PARAMS = {"alpha": 0.5, "beta": 0.5, "k": 100, "binary": False, "value_transform": "log1p"}
 #: Factories a blend can name, and the weights and normalisation chosen for each pair.
-BLEND_COMPONENTS = ("user_based", "item_based", "default")
+BLEND_COMPONENTS = ("user_based", "item_based", "default", "rp3beta")
 BLEND_PARAMS = {
     ("user_based", "item_based"): {"weights": (0.8, 0.2), "normalisation": "minmax"},
     ("user_based", "default"): {"weights": (0.7, 0.3), "normalisation": "minmax"},
+    ("default", "rp3beta"): {"weights": (0.9, 0.1), "normalisation": "minmax"},
+    ("user_based", "rp3beta"): {"weights": (0.9, 0.1), "normalisation": "rank"},
+    ("default", "user_based", "rp3beta"): {"weights": (0.2, 0.7, 0.1), "normalisation": "zscore"},
 }
 
 
@@ -100,17 +105,26 @@ def item_based_ranker(**overrides) -> ItemKNN:
 def blend_ranker(components=("user_based", "item_based"), weights=None, normalisation=None, **overrides) -> Blend:
     """A :class:`Blend` of named factories; by default "user-based + item-based".
 
+    ``blend_ranker(("default", "rp3beta"))`` (the default 0.9 + RP3beta 0.1, min-max) is
+    the blend that reaches the default's NDCG@10 on both evaluation protocols
+    (docs/engine.md); "rp3beta" is ``RP3beta(**RP3BETA_PARAMS)``.
+
     Parameters
     ----------
-    components : sequence of {"user_based", "item_based", "default"}
+    components : sequence of {"user_based", "item_based", "default", "rp3beta"}
         The factories blended (each called with its own defaults).
     weights, normalisation : optional
-        Default: ``BLEND_PARAMS`` for the pair when it has an entry, else equal weights
-        and ``"minmax"``.
+        Default: ``BLEND_PARAMS`` for the combination (in this order) when it has an
+        entry, else equal weights and ``"minmax"``.
     **overrides
         Passed to every component (e.g. ``n_threads=1``); ``n_threads`` also to the blend.
     """
-    factories = {"user_based": user_based_ranker, "item_based": item_based_ranker, "default": default_recommender}
+    factories = {
+        "user_based": user_based_ranker,
+        "item_based": item_based_ranker,
+        "default": default_recommender,
+        "rp3beta": lambda **o: RP3beta(**{**RP3BETA_PARAMS, **o}),
+    }
     names = tuple(components)
     unknown = [c for c in names if c not in factories]
     if unknown:
@@ -138,6 +152,7 @@ __all__ = [
     "EXPLAIN_POPULAR",
     "EXPLAIN_SIMILAR_USERS",
     "ITEM_RANKER_PARAMS",
+    "RP3BETA_PARAMS",
     "USER_RANKER_PARAMS",
     "BaseRecommender",
     "Blend",

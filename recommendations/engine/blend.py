@@ -16,7 +16,7 @@ from ._base import (
     topn_from_scores,
 )
 
-_NORMALISATIONS = ("minmax", "zscore")
+_NORMALISATIONS = ("minmax", "zscore", "rank")
 # entries of the dense (query items × n_items) blocks of similar_items
 _SIMILAR_BLOCK_ENTRIES = 4_000_000
 
@@ -30,10 +30,13 @@ def normalise_rows(scores: np.ndarray, candidates: np.ndarray, how: str) -> np.n
     candidates : ndarray of bool, shape (n_rows, n_items)
         The items each row's statistics are taken over (the items that may be
         recommended); the same affine map is then applied to the whole row.
-    how : {"minmax", "zscore"}
+    how : {"minmax", "zscore", "rank"}
         ``"minmax"``: ``(s − min) / (max − min)``, so the best candidate is 1 and the worst
-        0; ``"zscore"``: ``(s − mean) / std``. A row whose candidates all score the same
-        (or that has none) becomes 0.
+        0; ``"zscore"``: ``(s − mean) / std``; ``"rank"``: the candidate's rank among the
+        row's candidates (ties share their mean rank) mapped linearly to [0, 1], best 1,
+        so only the order of each component's scores counts (not an affine map: items that
+        are not candidates get 0). A row whose candidates all score the same (or that has
+        none) becomes 0.
 
     Returns
     -------
@@ -41,6 +44,8 @@ def normalise_rows(scores: np.ndarray, candidates: np.ndarray, how: str) -> np.n
         Non-finite scores become the row's lowest normalised value.
     """
     s = np.asarray(scores, dtype=np.float64)
+    if how == "rank":
+        return _rank_rows(s, candidates)
     finite = np.isfinite(s)
     use = candidates & finite
     has = use.any(axis=1)
@@ -65,6 +70,20 @@ def normalise_rows(scores: np.ndarray, candidates: np.ndarray, how: str) -> np.n
     return out
 
 
+def _rank_rows(s: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    cand = np.asarray(candidates, dtype=bool)
+    n_cand = cand.sum(axis=1)
+    # non-candidates below every candidate (NaN and -inf candidates tie just above them)
+    low = np.where(cand, np.nan_to_num(s, nan=-np.inf, neginf=-np.inf), -np.inf)
+    low = np.where(cand & ~np.isfinite(low), np.finfo(np.float64).min, low)
+    rank = rankdata(low, method="average", axis=1) - (s.shape[1] - n_cand)[:, None] - 1.0
+    spread = rank.max(axis=1, initial=0.0, where=cand) - rank.min(axis=1, initial=np.inf, where=cand)
+    scale = np.where(spread > 0, 1.0 / np.maximum(n_cand - 1, 1), 0.0)
+    return np.where(cand, rank * scale[:, None], 0.0)
+
+
 class Blend(BaseRecommender):
     """Weighted sum of several recommenders' per-user normalised scores.
 
@@ -72,7 +91,8 @@ class Blend(BaseRecommender):
     component's scores for user ``u`` by an affine function fitted on ``u``'s
     candidate items (those without a training entry for ``u``): ``"minmax"`` sends the
     best candidate to 1 and the worst to 0, ``"zscore"`` gives them mean 0 and standard
-    deviation 1. Components on different scales (votes, cosines, factor products) then
+    deviation 1 (``"rank"``, not affine, replaces scores by their rank among the
+    candidates, see :func:`normalise_rows`). Components on different scales (votes, cosines, factor products) then
     add up; a component of weight 0 has no effect, so the blend ranks exactly as the
     others do. Each suggestion takes the explanation of the component with the largest
     ``w_c · norm_u(score_c(u, i))`` for it.
@@ -83,7 +103,7 @@ class Blend(BaseRecommender):
         Fitted or not (see ``prefit``).
     weights : list of float, optional
         One per component, >= 0; default equal weights.
-    normalisation : {"minmax", "zscore"}
+    normalisation : {"minmax", "zscore", "rank"}
     prefit : bool
         Use the components as they are (already fitted on this matrix's rows and
         columns) instead of fitting each of them in :meth:`fit`.

@@ -607,6 +607,7 @@ def algorithm_registry() -> dict:
         "item_ranker": item_based_ranker,
         "blend": blend_ranker,
         "blend_user_default": lambda: blend_ranker(("user_based", "default")),
+        "blend_default_rp3beta": lambda: blend_ranker(("default", "rp3beta")),
         "popularity": lambda: Popularity(),
         "user_knn": lambda: UserKNN(k=40, similarity="cosine", neighbourhood="global"),
         "item_knn": lambda: ItemKNN(k=100, similarity="cosine"),

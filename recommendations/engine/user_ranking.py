@@ -9,6 +9,7 @@ interacted with, weighted by similarity, and nothing is divided by the number of
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -26,12 +27,38 @@ from ._base import (
     gather_ranges,
     n_threads_or_default,
 )
-from .knn import _append_topk, _assemble, _top_rows
+from .knn import _assemble, _top_rows
 
 _RANKER_SIMILARITIES = ("cosine", "pearson")
 _VALUE_TRANSFORMS = ("log1p", "binary", "none")
-# bytes of one dense (user chunk × n_users) similarity block built while fitting
+# bytes of one dense (users × users) similarity tile built while fitting
 _FIT_BLOCK_BYTES = 32 * 2**20
+
+
+def _tile_topk(negated: np.ndarray, k: int, offset: int):
+    """The ``k`` largest entries of each row of a dense tile given negated (fewer
+    columns: all), as (values, column + ``offset``)."""
+    kk = min(k, negated.shape[1])
+    if kk < negated.shape[1]:
+        part = np.argpartition(negated, kk - 1, axis=1)[:, :kk]
+        # rows whose k-th value is tied beyond the cut: redo them with a stable sort so
+        # that the lower indices win, as in the full-row definition
+        kth = np.take_along_axis(negated, part, axis=1).max(axis=1)
+        tied = np.flatnonzero(((negated <= kth[:, None]).sum(axis=1) > kk) & (kth < 0))
+        if len(tied):
+            part[tied] = np.argsort(negated[tied], axis=1, kind="stable")[:, :kk]
+    else:
+        part = np.broadcast_to(np.arange(negated.shape[1]), negated.shape)
+    return -np.take_along_axis(negated, part, axis=1), part + offset
+
+
+def _merge_topk(val_a, idx_a, val_b, idx_b, k: int):
+    """Per row, the ``k`` best of two candidate lists: larger value first, ties to the lower index."""
+    val = np.hstack([val_a, val_b])
+    idx = np.hstack([idx_a, idx_b])
+    tie = np.where(idx < 0, np.iinfo(np.int64).max, idx)
+    order = np.lexsort((tie, -val), axis=1)[:, :k]
+    return np.take_along_axis(val, order, axis=1), np.take_along_axis(idx, order, axis=1)
 
 
 def transform_values(r: sp.csr_matrix, value_transform: str) -> sp.csr_matrix:
@@ -87,8 +114,13 @@ class UserKNNRanker(BaseRecommender):
     chunk_size : int, optional
         Users per chunk when scoring; default from a memory budget.
     n_threads : int, optional
-        BLAS/OpenMP threads, and the threads that share the chunks of users while
-        fitting; default all available cores.
+        BLAS/OpenMP threads, and the threads that share the tiles of the user × user
+        similarities while fitting; default all available cores.
+
+    Fitting computes the similarities tile by tile (about 2,000 × 2,000 users, 32 MB),
+    only the tiles on and above the diagonal (the matrix is symmetric, so each serves
+    both groups of users), and keeps a running top ``k`` per user: memory is
+    ``n_users × k`` plus a few tiles, never ``n_users × n_users``.
 
     Attributes
     ----------
@@ -154,10 +186,12 @@ class UserKNNRanker(BaseRecommender):
         return self
 
     def _neighbours(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        # The user-user similarities are computed tile by tile (users I × users J, J >= I):
+        # the matrix is symmetric, so each tile serves I's rows and, transposed, J's rows,
+        # halving the products; each tile is cut to its k best per row at once and merged
+        # into a running (n_users × k) top-k, so no user × user matrix is ever held.
         n_users, n_items = x.shape
-        xt = x.T.tocsr()
         b = sp.csr_matrix((np.ones(x.nnz), x.indices, x.indptr), shape=x.shape)
-        bt = b.T.tocsr()
         sums = np.asarray(x.sum(axis=1)).ravel()
         sq = np.asarray(x.multiply(x).sum(axis=1)).ravel()
         if self.similarity == "pearson":
@@ -167,39 +201,78 @@ class UserKNNRanker(BaseRecommender):
             mean = None
             norm = np.sqrt(sq)
         inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
+        k = min(self.k, max(n_users - 1, 1))
+        step = max(1, int(np.sqrt(_FIT_BLOCK_BYTES / 8)))
+        parts = list(chunks(n_users, step))
+        x_t = [x[sl].T.tocsr() for sl in parts]
+        b_t = [b[sl].T.tocsr() for sl in parts] if self.shrinkage else None
 
-        def block(sl: slice):
-            s = (x[sl] @ xt).toarray()
+        local = threading.local()
+
+        def buffers(shape):
+            # each thread reuses three tile-sized arrays: fresh 32 MB arrays cost page faults
+            if not hasattr(local, "flat"):
+                local.flat = [np.empty(step * step) for _ in range(3)]
+            size = shape[0] * shape[1]
+            return [f[:size].reshape(shape) for f in local.flat]
+
+        def tile(ij):
+            i, j = ij
+            si, sj = parts[i], parts[j]
+            s, co, tmp = buffers((si.stop - si.start, sj.stop - sj.start))
+            s.fill(0.0)
+            (x[si] @ x_t[j]).toarray(out=s)
             if mean is not None:
-                s -= n_items * np.outer(mean[sl], mean)  # Σ (x_ui − m_u)(x_vi − m_v)
-            s *= inv[sl, None]
-            s *= inv[None, :]
+                np.multiply(mean[si, None], mean[None, sj], out=tmp)
+                tmp *= n_items
+                s -= tmp  # Σ (x_ui − m_u)(x_vi − m_v)
+            s *= inv[si, None]
+            s *= inv[None, sj]
             if self.shrinkage:
-                co = (b[sl] @ bt).toarray()
-                s *= co / (co + self.shrinkage)
-            rows = np.arange(sl.start, sl.stop)
-            s[rows - sl.start, rows] = 0.0
+                co.fill(0.0)
+                (b[si] @ b_t[j]).toarray(out=co)
+                np.add(co, self.shrinkage, out=tmp)
+                np.divide(co, tmp, out=co)
+                s *= co
+            if i == j:
+                np.fill_diagonal(s, 0.0)
             np.maximum(s, 0.0, out=s)
             if self.exponent != 1.0:
                 np.power(s, self.exponent, out=s)
-            data, indices, indptr = [], [], [0]
-            _append_topk(s, self.k, data, indices, indptr)
-            return data, indices, np.diff(indptr)
+            np.negative(s, out=tmp)
+            rows = _tile_topk(tmp, k, sj.start)
+            cols = _tile_topk(tmp.T, k, si.start) if i != j else None
+            return i, j, rows, cols
 
-        step = max(1, int(_FIT_BLOCK_BYTES // (8 * max(1, n_users))))
-        parts = list(chunks(n_users, step))
-        workers = min(n_threads_or_default(self.n_threads), len(parts))
-        # numpy and scipy.sparse release the GIL in the products and the partition
+        best_val = np.zeros((n_users, k))
+        best_idx = np.full((n_users, k), -1, dtype=np.int64)
+
+        def merge(sl, top):
+            val, idx = top
+            best_val[sl], best_idx[sl] = _merge_topk(best_val[sl], best_idx[sl], val, idx, k)
+
+        tiles = [(i, j) for i in range(len(parts)) for j in range(i, len(parts))]
+        workers = min(n_threads_or_default(self.n_threads), len(tiles))
+        # numpy and scipy.sparse release the GIL in the products and the partition;
+        # the merges happen here, one tile at a time, in the tiles' order
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                done = list(pool.map(block, parts))
+                for i, j, rows, cols in pool.map(tile, tiles):
+                    merge(parts[i], rows)
+                    if cols is not None:
+                        merge(parts[j], cols)
         else:
-            done = [block(sl) for sl in parts]
-        data = [d for part in done for d in part[0]]
-        indices = [i for part in done for i in part[1]]
-        counts = np.concatenate([part[2] for part in done]) if done else np.zeros(0, np.int64)
-        indptr = np.r_[0, np.cumsum(counts)]
-        return _assemble(data, indices, indptr, (n_users, n_users), np.float64)
+            for i, j, rows, cols in map(tile, tiles):
+                merge(parts[i], rows)
+                if cols is not None:
+                    merge(parts[j], cols)
+        keep = best_val > 0
+        order = np.argsort(np.where(keep, best_idx, n_users), axis=1, kind="stable")
+        best_idx = np.take_along_axis(best_idx, order, axis=1)
+        best_val = np.take_along_axis(best_val, order, axis=1)
+        keep = np.take_along_axis(keep, order, axis=1)
+        indptr = np.r_[0, np.cumsum(keep.sum(axis=1))]
+        return _assemble([best_val[keep]], [best_idx[keep]], indptr, (n_users, n_users), np.float64)
 
     def _score_block(self, users):
         return (self.similarity_[users] @ self.votes_).toarray()
