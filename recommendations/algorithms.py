@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from .engine import (
     DEFAULT_PARAMS,
     ITEM_RANKER_PARAMS,
+    RP3BETA_PARAMS,
     USER_RANKER_PARAMS,
     Blend,
     ItemKNN,
@@ -199,14 +200,21 @@ _BLEND = (
         str,
         "minmax",
         "How each configuration's scores are put on one scale per customer before weighing.",
-        choices=("minmax", "zscore"),
+        choices=("minmax", "zscore", "rank"),
     ),
 )
 _RP3BETA = (
-    Parameter("alpha", float, 1.0, "Exponent on transition probabilities.", 0, 5),
-    Parameter("beta", float, 0.5, "Popularity penalty: 0 none, 1 strong.", 0, 1),
-    Parameter("k", int, 200, "Neighbours kept per item.", 1, 5000, label="Neighbours (k)"),
-    Parameter("binary", bool, True, "Count each interaction as 1 whatever its strength."),
+    Parameter("alpha", float, RP3BETA_PARAMS["alpha"], "Exponent on transition probabilities.", 0, 5),
+    Parameter("beta", float, RP3BETA_PARAMS["beta"], "Popularity penalty: 0 none, 1 strong.", 0, 1),
+    Parameter("k", int, RP3BETA_PARAMS["k"], "Neighbours kept per item.", 1, 5000, label="Neighbours (k)"),
+    Parameter("binary", bool, RP3BETA_PARAMS["binary"], "Count each interaction as 1 whatever its strength."),
+    Parameter(
+        "value_transform",
+        str,
+        RP3BETA_PARAMS["value_transform"],
+        "How interaction strength is scaled.",
+        choices=("log1p", "none"),
+    ),
 )
 _POPULARITY = (
     Parameter(

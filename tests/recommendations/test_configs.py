@@ -64,12 +64,25 @@ def _form(name="Neighbours 75", algorithm="item_knn", **fields):
     return {k: v for k, v in data.items() if v != "" or not k.endswith(("__binary",))}
 
 
-def test_a_shop_starts_with_the_default_and_the_neighbourhood_methods_blended():
+def test_a_shop_starts_with_the_default_the_neighbourhood_methods_and_the_evaluated_blends():
     configs = {c.name: c for c in RecommenderConfig.objects.all()}
     assert [c.name for c in RecommenderConfig.objects.filter(is_default=True)] == ["Default (PureSVD)"]
     assert configs["Default (PureSVD)"].algorithm == "pure_svd"
     blend = configs["User-based + item-based CF"]
-    assert sorted(c.config.algorithm for c in blend.components.all()) == ["item_knn", "user_knn"]
+    assert sorted((c.config.algorithm, c.weight) for c in blend.components.all()) == [
+        ("item_knn", 0.2),
+        ("user_knn", 0.8),
+    ]
+    above = configs["PureSVD + RP3beta"]
+    assert sorted((c.config.name, c.weight) for c in above.components.all()) == [
+        ("Default (PureSVD)", 0.9),
+        ("RP3beta", 0.1),
+    ]
+    # the presets' blends are what the engine's evaluation measured (docs/engine.md)
+    from recommendations.engine import BLEND_PARAMS
+
+    assert BLEND_PARAMS[("user_based", "item_based")]["weights"] == (0.8, 0.2)
+    assert BLEND_PARAMS[("default", "rp3beta")]["weights"] == (0.9, 0.1)
 
 
 def test_the_console_offers_exactly_the_algorithms_the_pipeline_can_build():
@@ -230,7 +243,7 @@ def test_the_blend_preset_is_served_and_records_its_parts(small_shop):
     run = RecommenderRun.objects.get(is_active=True)
     assert run.algorithm == "blend" and figures["configuration"] == blend.name
     parts = {name: c["weight"] for name, c in run.params["model"]["components"].items()}
-    assert parts == {"User-based CF": 1.0, "Item-based CF": 1.0}
+    assert parts == {"User-based CF": 0.8, "Item-based CF": 0.2}
     assert run.params["model"]["normalisation"] == "minmax"
     assert run.ndcg_at_10 is not None
     # both kinds of reasons: the item-based part explains by the customer's own items, the user-based by neighbours
