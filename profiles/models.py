@@ -118,7 +118,7 @@ class Event(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} by {self.customer_id} at {self.occurred_at:%Y-%m-%d %H:%M}"
+        return f"{self.get_type_display()} · {self.occurred_at:%d %b %Y %H:%M}"
 
 
 class Lifecycle(models.TextChoices):
@@ -181,7 +181,7 @@ class Profile(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"profile of {self.customer_id} ({self.rfm_code}, {self.lifecycle})"
+        return f"{self.get_lifecycle_display()} customer, RFM {self.rfm_code}"
 
 
 class ConsentChange(models.Model):
@@ -199,7 +199,7 @@ class ConsentChange(models.Model):
         indexes = [models.Index(fields=["customer", "-at"], name="consent_customer_at_idx")]
 
     def __str__(self) -> str:
-        return f"{self.customer_id} {self.channel} {'granted' if self.granted else 'withdrawn'} ({self.source})"
+        return f"{self.get_channel_display()} consent {'granted' if self.granted else 'withdrawn'} ({self.source})"
 
 
 class ProfilesAuditAction(models.TextChoices):

@@ -157,7 +157,8 @@ class RecommenderRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"recommender run #{self.pk} ({self.status}{', active' if self.is_active else ''})"
+        state = self.get_status_display().lower() + (", in service" if self.is_active else "")
+        return f"Recommender run of {self.started_at:%d %b %Y %H:%M} ({state})"
 
 
 # A run's suggestions, similar items and popular lists are derived rows: the recommender writes them
@@ -205,7 +206,7 @@ class Recommendation(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.rank} {self.kind} {self.item_id} for {self.customer_id} (run {self.run_id})"
+        return f"Suggestion #{self.rank} ({self.get_kind_display().lower()})"
 
 
 class SimilarItem(models.Model):

@@ -50,7 +50,8 @@ class ClusteringRun(models.Model):
         ordering = ["-started_at"]
 
     def __str__(self) -> str:
-        return f"clustering #{self.pk} k={self.chosen_k} ({self.status})"
+        state = self.get_status_display().lower()
+        return f"Clustering of {self.started_at:%d %b %Y %H:%M}: {self.chosen_k or '?'} segments ({state})"
 
 
 class Segment(models.Model):
