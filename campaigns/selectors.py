@@ -140,49 +140,6 @@ def activities_for(customer: Customer) -> list[dict]:
     return rows
 
 
-def dashboard_campaigns(limit: int = 10) -> list[dict]:
-    """Running campaigns with their uplift, for the operator dashboard (one report per campaign)."""
-    from django.urls import reverse
-
-    def pct(x):
-        return "–" if x is None else f"{x * 100:.1f}%"
-
-    rows = []
-    for campaign in Campaign.objects.filter(status="running").order_by("-launched_at")[:limit]:
-        url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
-        try:  # each report under the operator statement timeout: one huge campaign cannot stall the page
-            with operator_query_timeout():
-                report = campaign_report(campaign)
-        except OperatorQueryTimeout as exc:
-            rows.append(
-                {
-                    "name": campaign.name,
-                    "url": url,
-                    "sent": "–",
-                    "treated_rate": "–",
-                    "control_rate": "–",
-                    "uplift": f"not shown: {exc}",
-                }
-            )
-            continue
-        test = report["conversion"]
-        uplift = "–"
-        if test.get("uplift_abs") is not None:
-            lo, hi = test["uplift_abs_ci"]
-            uplift = f"{test['uplift_abs'] * 100:+.1f} pts (95% CI {lo * 100:+.1f} to {hi * 100:+.1f})"
-        rows.append(
-            {
-                "name": campaign.name,
-                "url": url,
-                "sent": report["sent"],
-                "treated_rate": pct(test.get("treated_rate")),
-                "control_rate": pct(test.get("control_rate")),
-                "uplift": uplift,
-            }
-        )
-    return rows
-
-
 def recent_campaigns(*, days: int = 30, limit: int = 10, now=None) -> list[dict]:
     """The dashboard's recent campaigns: running ones, then those completed in the last `days`, newest
     first, at most `limit`; each with its audience, messages sent and still pending, and the conversion
