@@ -204,8 +204,8 @@ def describe_event(event: Event) -> str:
     if t == EventType.RETURN:
         return f"Returned {item or 'something'}" + (f" ({display.money(event.amount)} refunded)" if amount else "")
     if t == EventType.RATING:
-        value = f" {display.number(event.value, 0 if float(event.value).is_integer() else 1)}" if event.value else ""
-        return f"Rated {item or 'something'}{value}".rstrip()
+        value = f": {display.number(event.value, 0 if float(event.value).is_integer() else 1)}" if event.value else ""
+        return f"Rated {item or 'something'}{value}"
     if t == EventType.SEARCH:
         query = (event.context or {}).get("query") or (event.context or {}).get("q")
         return f"Searched for “{query}”" if query else "Searched the shop"

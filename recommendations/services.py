@@ -138,8 +138,8 @@ def config_make_default(config: RecommenderConfig, *, request=None, source: str 
         )
         if previous == [config.name]:
             return False
-        RecommenderConfig.objects.filter(is_default=True).update(is_default=False)
-        RecommenderConfig.objects.filter(pk=config.pk).update(is_default=True)
+        RecommenderConfig.objects.filter(is_default=True).update(is_default=False, updated_at=timezone.now())
+        RecommenderConfig.objects.filter(pk=config.pk).update(is_default=True, updated_at=timezone.now())
         config.is_default = True
         audit_record(
             action=RecommendationsAuditAction.CONFIG_MADE_DEFAULT,

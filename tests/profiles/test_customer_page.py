@@ -300,3 +300,12 @@ def test_a_customer_with_nothing_yet_and_the_add_page(boss_client):
     add = boss_client.get("/admin/profiles/customer/add/")
     assert add.status_code == 200 and "customer-card" not in add.content.decode()
     assert 'name="external_id"' in add.content.decode()
+
+
+def test_a_rating_reads_with_its_value():
+    from profiles.customer_page import describe_event
+
+    lamp = Item(external_id="sku9", title="Desk lamp", category="Home")
+    assert describe_event(Event(type="rating", item=lamp, value=4.0)) == "Rated Desk lamp (Home): 4"
+    assert describe_event(Event(type="rating", item=lamp, value=3.5)) == "Rated Desk lamp (Home): 3.5"
+    assert describe_event(Event(type="rating", item=lamp, value=None)) == "Rated Desk lamp (Home)"

@@ -267,3 +267,14 @@ def test_lists_are_full_and_what_the_model_had_no_evidence_for_is_said_to_be_pop
     first_filler = rows[rows["reason"] == "popular"].groupby("customer_id")["rank"].min()
     both = last_voted.index.intersection(first_filler.index)
     assert len(both) > 0 and (last_voted[both] < first_filler[both]).all()
+
+
+def test_making_a_configuration_the_default_marks_both_as_changed():
+    before = {c.name: c.updated_at for c in RecommenderConfig.objects.all()}
+    rp3 = RecommenderConfig.objects.get(name="RP3beta")
+    assert reco_services.config_make_default(rp3) is True
+    assert reco_services.config_make_default(rp3) is False  # already the default: nothing recorded twice
+    after = {c.name: c.updated_at for c in RecommenderConfig.objects.all()}
+    assert after["RP3beta"] > before["RP3beta"] and after["Default (PureSVD)"] > before["Default (PureSVD)"]
+    assert after["Item-based CF"] == before["Item-based CF"]
+    assert AuditEntry.objects.filter(action="recommender_config.made_default").count() == 1
