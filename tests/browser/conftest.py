@@ -67,3 +67,25 @@ def page(browser, request):
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+OPERATOR_PASSWORD = "a-good-passphrase"
+
+
+@pytest.fixture
+def operator_login(django_user_model):
+    """A marketing operator's (username, password), for signing in through the real form."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user("marketer", "m@example.com", OPERATOR_PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketing operator"))
+    return "marketer", OPERATOR_PASSWORD
+
+
+def sign_in(page, live_server, username: str, password: str = OPERATOR_PASSWORD) -> None:
+    """Sign in through the admin's login form and wait for the console's home."""
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")

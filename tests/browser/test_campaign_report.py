@@ -4,7 +4,7 @@ as one error bar (a point and its whisker), and launching still asks first."""
 import pytest
 
 from campaigns.models import Campaign
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 from tests.campaigns.reporting import reported_campaign
 from tests.factories import MARKETING_OPERATOR, CampaignFactory, OperatorFactory
 
@@ -18,21 +18,13 @@ def marketer(db):
     return OperatorFactory(username="anna", role=MARKETING_OPERATOR, password=PASSWORD)
 
 
-def _login(page, live_server, user):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-
-
 def _console_errors(page):
     return [e for e in page.console_errors if "favicon" not in e]
 
 
 def test_the_report_reads_in_words_and_draws_the_uplift_as_one_error_bar(page, live_server, marketer):
     campaign = reported_campaign(prefix="br", p_treated=0.3, p_control=0.05, seed=1, by=marketer)
-    _login(page, live_server, marketer)
+    sign_in(page, live_server, marketer.username, PASSWORD)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
     page.wait_for_selector("#campaign-report")
     assert page.inner_text("#report-significance").startswith("significant (p")
@@ -62,7 +54,7 @@ def test_the_report_reads_in_words_and_draws_the_uplift_as_one_error_bar(page, l
 
 def test_a_campaign_without_effect_reads_not_significant(page, live_server, marketer):
     campaign = reported_campaign(prefix="bf", p_treated=0.1, p_control=0.1, seed=8, by=marketer)
-    _login(page, live_server, marketer)
+    sign_in(page, live_server, marketer.username, PASSWORD)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{campaign.pk}/change/")
     page.wait_for_selector("#uplift-chart[data-whisker]")
     assert page.inner_text("#report-significance").startswith("not significant (p = ")
@@ -75,7 +67,7 @@ def test_launch_asks_first_then_the_report_says_no_conversions_yet(page, live_se
     # enough customers that the control share (drawn by hashing the ids) is never empty
     ingest(customers=[CustomerRow(external_id=f"bl{i}") for i in range(200)])
     draft = CampaignFactory(name="Spring hello", segments=[SegmentFactory(name="Everyone in the app")])
-    _login(page, live_server, marketer)
+    sign_in(page, live_server, marketer.username, PASSWORD)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{draft.pk}/change/")
     # the preview's Render asks for another sample member; it does not submit (or save) the campaign form
     page.fill("#message-preview input[name=sample]", "bl7")

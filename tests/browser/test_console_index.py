@@ -7,21 +7,13 @@ from django.contrib.auth.models import Group
 from campaigns import services as campaign_services
 from campaigns.stats import two_proportion
 from common import display
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 from tests.factories import CampaignFactory
 from tests.test_dashboard import _audience, _converted
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 WORK = ["Customers", "Segments", "Recommendations", "Campaigns", "Pipeline"]
-
-
-def _login(page, live_server, username, password):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
 
 
 def _captions(page, where: str) -> list[str]:
@@ -31,7 +23,7 @@ def _captions(page, where: str) -> list[str]:
 def test_an_operator_finds_the_work_in_order_and_no_plumbing(page, live_server, django_user_model):
     user = django_user_model.objects.create_user("marketer", "m@example.com", "a-good-passphrase", is_staff=True)
     user.groups.add(Group.objects.get(name="Marketing operator"))
-    _login(page, live_server, "marketer", "a-good-passphrase")
+    sign_in(page, live_server, "marketer", "a-good-passphrase")
 
     assert [c.lower() for c in _captions(page, "#content-main")] == [w.lower() for w in WORK]
     body = page.inner_text("body")
@@ -47,7 +39,7 @@ def test_an_operator_finds_the_work_in_order_and_no_plumbing(page, live_server, 
 
 def test_an_administrator_sees_access_and_the_schedules_last(page, live_server, django_user_model):
     django_user_model.objects.create_superuser("chief", "chief@example.com", "chief-passphrase-1")
-    _login(page, live_server, "chief", "chief-passphrase-1")
+    sign_in(page, live_server, "chief", "chief-passphrase-1")
     assert [c.lower() for c in _captions(page, "#content-main")] == [
         w.lower() for w in [*WORK, "Access", "Schedules (administrators)"]
     ]
@@ -66,7 +58,7 @@ def test_the_dashboard_lists_recent_campaigns_with_their_uplift_in_words(page, l
     test = two_proportion(*counts)
     user = django_user_model.objects.create_user("marketer", "m@example.com", "a-good-passphrase", is_staff=True)
     user.groups.add(Group.objects.get(name="Marketing operator"))
-    _login(page, live_server, "marketer", "a-good-passphrase")
+    sign_in(page, live_server, "marketer", "a-good-passphrase")
 
     page.click("text=Open the dashboard")
     page.wait_for_selector("#dash-campaigns table")

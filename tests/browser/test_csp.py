@@ -10,7 +10,7 @@ are XSS payloads (tests/test_security_xss.py). A page fails on any CSP violation
 import pytest
 from django.urls import reverse
 
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 from tests.test_security_xss import console_pages, hostile_shop
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -36,14 +36,6 @@ CHART_PAGES = {
 def boss(django_user_model):
     django_user_model.objects.create_superuser("boss", "boss@example.com", "a-good-passphrase")
     return "boss", "a-good-passphrase"
-
-
-def _login(page, live_server, creds):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", creds[0])
-    page.fill("#id_password", creds[1])
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
 
 
 def _charts_expected(url, objs) -> int:
@@ -72,7 +64,7 @@ def _visit(page, url, expect_charts=0):
 def test_every_console_page_passes_the_csp_and_hostile_names_stay_text(page, live_server, boss):
     objs = hostile_shop()
     page.context.add_init_script(WATCH)
-    _login(page, live_server, boss)
+    sign_in(page, live_server, *boss)
     from django.contrib.auth.models import User
 
     from campaigns.models import Delivery
@@ -122,7 +114,7 @@ def test_a_pipeline_run_page_the_api_docs_and_the_unsubscribe_page_pass_the_csp(
     from pipeline import services as pipeline
 
     page.context.add_init_script(WATCH)
-    _login(page, live_server, boss)
+    sign_in(page, live_server, *boss)
     run = pipeline.pipeline_create(steps=["profiles"], trigger="admin")
     violations, pwned = _visit(page, f"{live_server.url}/admin/pipeline/pipelinerun/{run.pk}/change/")
     assert (violations, pwned, page.console_errors) == ([], [], [])
@@ -147,7 +139,7 @@ def test_a_pipeline_run_page_the_api_docs_and_the_unsubscribe_page_pass_the_csp(
 def test_the_policy_really_refuses_an_inline_script(page, live_server, boss):
     """The watch above is live: an inline script injected into a console page is refused and reported."""
     page.context.add_init_script(WATCH)
-    _login(page, live_server, boss)
+    sign_in(page, live_server, *boss)
     page.goto(f"{live_server.url}/admin/")
     page.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.__pwned_inline = 1";
                              document.body.appendChild(s); }""")
@@ -163,7 +155,7 @@ def test_celery_beats_periodic_task_form_still_reads_the_crontab_in_words(page, 
 
     crontab = CrontabSchedule.objects.create(minute="0", hour="4", day_of_week="*", day_of_month="*", month_of_year="*")
     page.context.add_init_script(WATCH)
-    _login(page, live_server, boss)
+    sign_in(page, live_server, *boss)
     page.goto(f"{live_server.url}/admin/django_celery_beat/periodictask/add/")
     page.select_option("#id_crontab", str(crontab.pk))
     page.wait_for_function("() => document.querySelector('.field-crontab .help').textContent.includes('Translation:')")

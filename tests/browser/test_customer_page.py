@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from campaigns.models import Campaign
@@ -13,19 +12,12 @@ from pipeline import services as pipeline
 from profiles import services
 from profiles.models import Customer, Event, Item
 from recommendations.models import Recommendation, RecommenderRun
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 from tests.factories import SegmentFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 CATEGORIES = ["Home", "Garden", "Books", "Kitchen"]
-
-
-@pytest.fixture
-def operator_login(django_user_model):
-    user = django_user_model.objects.create_user("marketer", "m@example.com", "a-good-passphrase", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketing operator"))
-    return "marketer", "a-good-passphrase"
 
 
 @pytest.fixture
@@ -109,17 +101,9 @@ def busy_customer(db):
     return ada
 
 
-def _login(page, live_server, creds):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", creds[0])
-    page.fill("#id_password", creds[1])
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-
-
 def test_customer_page_header_chart_and_timeline(page, live_server, busy_customer, operator_login):
     page.set_viewport_size({"width": 1300, "height": 900})
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/profiles/customer/{busy_customer.pk}/change/")
 
     # the header card, visible without scrolling, in words and formatted numbers
@@ -159,7 +143,7 @@ def test_customer_page_header_chart_and_timeline(page, live_server, busy_custome
 
 
 def test_the_folded_edit_form_still_saves(page, live_server, busy_customer, operator_login):
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/profiles/customer/{busy_customer.pk}/change/")
     assert not page.locator("#id_name").is_visible()  # folded
     page.click("text=Edit name, email and consent")

@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from pipeline import services as pipeline
@@ -13,16 +12,9 @@ from pipeline.models import PipelineRun
 from profiles import services
 from profiles.models import Customer
 from segments.models import Segment
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
-
-
-@pytest.fixture
-def operator_login(django_user_model):
-    user = django_user_model.objects.create_user("marketer", "m@example.com", "a-good-passphrase", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketing operator"))
-    return "marketer", "a-good-passphrase"
 
 
 @pytest.fixture
@@ -65,16 +57,8 @@ def shop(db):
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles", "segments"]))
 
 
-def _login(page, live_server, creds):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", creds[0])
-    page.fill("#id_password", creds[1])
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-
-
 def test_dashboard_renders_its_charts(page, live_server, shop, operator_login):
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.click("text=Open the dashboard")
     page.wait_for_selector("#chart-segments")
     page.wait_for_function("() => window.Chart && Object.keys(Chart.instances).length >= 3")
@@ -89,7 +73,7 @@ def test_dashboard_renders_its_charts(page, live_server, shop, operator_login):
 
 
 def test_operator_writes_a_rule_segment_and_sees_its_audience_before_saving(page, live_server, shop, operator_login):
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/segments/segment/add/")
     page.fill("#id_name", "Emailable buyers")
     expected = Customer.objects.filter(consent_email=True, events__type="purchase").distinct().count()
@@ -112,7 +96,7 @@ def test_operator_writes_a_rule_segment_and_sees_its_audience_before_saving(page
 
 
 def test_operator_starts_a_recomputation_and_follows_it(page, live_server, shop, operator_login):
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/pipeline/pipelinerun/")
     page.click("text=Start a recomputation")
     page.click("input[type=submit]")
@@ -124,7 +108,7 @@ def test_operator_starts_a_recomputation_and_follows_it(page, live_server, shop,
 
 
 def test_customer_360_page(page, live_server, shop, operator_login):
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     customer = Customer.objects.get(external_id="cust07")
     page.goto(f"{live_server.url}/admin/profiles/customer/{customer.pk}/change/")
     text = page.inner_text("#content-main").lower()  # the admin's headings are upper-cased by CSS
@@ -141,7 +125,7 @@ def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, liv
     from segments.rules import refresh_rule_memberships
 
     members = refresh_rule_memberships(rule)
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/add/")
     page.fill("#id_name", "Spring hello")
     page.select_option("#id_channel", "in_app")
@@ -181,7 +165,7 @@ def test_administrator_reads_in_the_audit_log_what_an_operator_did_and_a_guessed
 ):
     from django.test import override_settings
 
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/segments/segment/add/")
     page.fill("#id_name", "Big spenders")
     page.click("#rule-json-toggle")
@@ -191,7 +175,7 @@ def test_administrator_reads_in_the_audit_log_what_an_operator_did_and_a_guessed
     page.context.clear_cookies()
 
     django_user_model.objects.create_superuser("chief", "chief@example.com", "chief-passphrase-1")
-    _login(page, live_server, ("chief", "chief-passphrase-1"))
+    sign_in(page, live_server, "chief", "chief-passphrase-1")
     page.goto(f"{live_server.url}/admin/accounts/auditentry/")
     rows = page.inner_text("#result_list")
     assert "marketer" in rows and "Segment created" in rows and "Big spenders" in rows

@@ -8,8 +8,8 @@ import pytest
 from pipeline.models import PipelineRun
 from profiles.models import Customer
 from recommendations.models import Recommendation, RecommenderConfig, RecommenderRun
-from tests.browser.conftest import shot
-from tests.browser.test_operator_journeys import _login, operator_login, shop  # noqa: F401 (fixtures)
+from tests.browser.conftest import shot, sign_in
+from tests.browser.test_operator_journeys import shop  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -20,7 +20,7 @@ def test_operator_makes_user_based_cf_the_default_and_the_next_run_serves_it(pag
         name="Default (PureSVD)", defaults={"algorithm": "pure_svd", "is_default": True}
     )
     RecommenderConfig.objects.get_or_create(name="User-based CF", defaults={"algorithm": "user_knn"})
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/recommendations/recommenderconfig/")
     page.get_by_role("checkbox", name="Select this object for an action - User-based CF", exact=True).check()
     page.select_option("select[name=action]", "make_default")

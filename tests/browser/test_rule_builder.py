@@ -7,14 +7,13 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from pipeline import services as pipeline
 from profiles import services
 from segments.models import Segment
 from segments.rules import rule_audience_size
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -30,13 +29,6 @@ BUILT = {
         },
     ]
 }
-
-
-@pytest.fixture
-def operator_login(django_user_model):
-    user = django_user_model.objects.create_user("marketer", "m@example.com", "a-good-passphrase", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketing operator"))
-    return "marketer", "a-good-passphrase"
 
 
 @pytest.fixture
@@ -73,14 +65,6 @@ def shop(db):
     pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles"]))
 
 
-def _login(page, live_server, creds):
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", creds[0])
-    page.fill("#id_password", creds[1])
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
-
-
 def _audience_is(page, n):
     page.wait_for_function(
         "n => document.getElementById('rule-preview-size').textContent === n.toLocaleString() + ' customers'", arg=n
@@ -94,7 +78,7 @@ def _row(path):
 def test_operator_builds_a_rule_with_the_builder_saves_it_and_reopens_it(page, live_server, shop, operator_login):
     only_active, built = rule_audience_size({"all": [LIFECYCLE_ACTIVE]}), rule_audience_size(BUILT)
     assert 0 < built < only_active  # the data tells the two rules apart
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/segments/segment/add/")
     page.fill("#id_name", "Active big or garden buyers")
     assert not page.is_visible("#id_rule")  # the JSON is the advanced view, folded away
@@ -148,7 +132,7 @@ def test_operator_builds_a_rule_with_the_builder_saves_it_and_reopens_it(page, l
 
 def test_a_bad_value_is_shown_next_to_its_condition_and_the_preview_is_cleared(page, live_server, shop, operator_login):
     segment = Segment.objects.create(name="Built", kind="rule", rule=BUILT)
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/segments/segment/{segment.pk}/change/")
     _audience_is(page, rule_audience_size(BUILT))
 
@@ -170,7 +154,7 @@ def test_a_bad_value_is_shown_next_to_its_condition_and_the_preview_is_cleared(p
 
 def test_editing_the_json_redraws_the_builder_and_bad_json_keeps_it(page, live_server, shop, operator_login):
     vip = Segment.objects.create(name="<b>VIP</b> & friends", kind="rule", rule={"consent": "email"})
-    _login(page, live_server, operator_login)
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/segments/segment/add/")
     page.click("#rule-json-toggle")
     page.fill("#id_rule", json.dumps({"any": [{"consent": "email"}, {"not": {"segment": 999}}]}))

@@ -5,13 +5,12 @@ import threading
 import time
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connections
 
 from pipeline import services as pipeline
 from pipeline.models import PipelineStep, RunStatus
 from pipeline.steps import Step
-from tests.browser.conftest import shot
+from tests.browser.conftest import shot, sign_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
@@ -51,13 +50,6 @@ def held_pipeline(settings):
         gate.set()  # never leave the thread waiting
 
 
-@pytest.fixture
-def operator_login(django_user_model):
-    user = django_user_model.objects.create_user("marketer", "m@example.com", "a-good-passphrase", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketing operator"))
-    return "marketer", "a-good-passphrase"
-
-
 def _execute_in_thread(run):
     def work():
         try:
@@ -84,11 +76,7 @@ def test_the_run_page_follows_a_running_run_until_it_succeeds(page, live_server,
     thread = _execute_in_thread(run)
     _wait_for_step(run, "30,000 of 120,000 customers")  # before the page is open: the database is quiet
 
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", operator_login[0])
-    page.fill("#id_password", operator_login[1])
-    page.click("input[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/")
+    sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/pipeline/pipelinerun/{run.pk}/change/")
     page.evaluate("() => { window.sameDocument = true; }")  # gone if the page reloaded
 
