@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count, OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -16,7 +17,7 @@ from accounts.audit import AuditedAdminMixin
 from common import display
 
 from . import algorithms, services
-from .models import Algorithm, BlendComponent, RecommendationsAuditAction, RecommenderConfig
+from .models import Algorithm, BlendComponent, RecommendationsAuditAction, RecommenderConfig, RecommenderRun
 
 RUNS_SHOWN = 10
 
@@ -190,7 +191,19 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
         js = ("marketing/js/recommender-config.js",)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("components__config")
+        # the list's run columns come with the rows: no query per configuration
+        last = RecommenderRun.objects.filter(config=OuterRef("pk"), status="succeeded").order_by("-started_at")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("components__config")
+            .annotate(
+                n_runs=Count("runs"),
+                last_run_id=Subquery(last.values("pk")[:1]),
+                last_run_at=Subquery(last.values("started_at")[:1]),
+                last_run_ndcg=Subquery(last.values("ndcg_at_10")[:1]),
+            )
+        )
 
     def get_fieldsets(self, request, obj=None):
         weights = list(_weight_fields())
@@ -240,24 +253,19 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
     def default_badge(self, obj):
         return "Default" if obj.is_default else ""
 
-    def _last_run(self, obj):
-        return obj.runs.filter(status="succeeded").order_by("-started_at").first()
-
     @admin.display(description="last run")
     def last_run(self, obj):
-        run = self._last_run(obj)
-        if run is None:
+        if obj.last_run_id is None:
             return "never served"
         return format_html(
             '<a href="{}">{}</a>',
-            reverse("admin:recommendations_recommenderrun_change", args=[run.pk]),
-            display.when(run.started_at),
+            reverse("admin:recommendations_recommenderrun_change", args=[obj.last_run_id]),
+            display.when(obj.last_run_at),
         )
 
     @admin.display(description="NDCG@10 (last run)")
     def last_ndcg(self, obj):
-        run = self._last_run(obj)
-        return display.number(run.ndcg_at_10, 3) if run is not None else display.MISSING
+        return display.number(obj.last_run_ndcg, 3)
 
     @admin.display(description="last changed", ordering="updated_at")
     def updated(self, obj):
@@ -265,7 +273,7 @@ class RecommenderConfigAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="runs")
     def runs_count(self, obj):
-        return obj.runs.count()
+        return obj.n_runs
 
     @admin.display(description="parameters in effect")
     def settings_summary(self, obj):

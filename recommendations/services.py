@@ -489,17 +489,23 @@ def _rows_frame(run_id: int, data: Interactions, users, kind, items, scores, rea
     )
 
 
-def _fill_with_popular(popular: Popularity, data: Interactions, users, kind: str, n: int, lists: tuple):
+def fallback_lists(popular: Popularity, data: Interactions, n: int) -> dict[str, np.ndarray]:
+    """Per kind, the overall popular items (2 × n of them) that complete a list a model could not fill;
+    computed once per run, not per chunk of customers."""
+    out = {}
+    for kind in KINDS:
+        items, _ = popular.recommend_for_group(np.arange(data.shape[0]), n=2 * n, filter_items=data.kind_filter(kind))
+        out[kind] = items[items >= 0]
+    return out
+
+
+def _fill_with_popular(pop: np.ndarray, data: Interactions, users, n: int, lists: tuple):
     """The slots a model left empty (it had no evidence for more items: a customer with one item, a
-    neighbourhood that bought little) filled from the kind's popular list, after the model's own items
-    and said to be popular; never an item already listed or one the customer may not be suggested."""
+    neighbourhood that bought little) filled from the kind's popular items `pop`, after the model's own
+    items and said to be popular; never an item already listed or one the customer may not be suggested."""
     items = lists[0]
     short = (items >= 0).sum(axis=1) < n
-    if not short.any():
-        return lists
-    pop, _ = popular.recommend_for_group(np.arange(data.shape[0]), n=2 * n, filter_items=data.kind_filter(kind))
-    pop = pop[pop >= 0]
-    if not len(pop):
+    if not short.any() or not len(pop):
         return lists
     rows, mine = users[short], items[short]
     cand = np.broadcast_to(pop, (len(rows), len(pop)))
@@ -522,8 +528,9 @@ def _fill_with_popular(popular: Popularity, data: Interactions, users, kind: str
     return tuple(out)
 
 
-def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dict, popular: Popularity | None = None):
-    """Top-N of `kind` for customers with history: (items, scores, reason, reason item, text)."""
+def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dict, fallback: np.ndarray | None = None):
+    """Top-N of `kind` for customers with history: (items, scores, reason, reason item, text); slots
+    the model could not fill are completed from `fallback` (the kind's popular items, `fallback_lists`)."""
     n = cfg["top_n"]
     has_shown = data.shown.nnz > 0
     n_cand = 2 * n if has_shown else n
@@ -535,9 +542,9 @@ def warm_lists(model, data: Interactions, users: np.ndarray, kind: str, cfg: dic
     items, scores = compact(items, scores, scores == 0, n=n)
     ex = model.explain(np.broadcast_to(users[:, None], items.shape), np.maximum(items, 0))
     reason, src, text = _item_reasons(data, users, items, ex.kind, ex.item, ex.count)
-    if popular is not None:
+    if fallback is not None:
         items, scores, reason, src, text = _fill_with_popular(
-            popular, data, users, kind, n, (items, scores, reason, src, text)
+            fallback, data, users, n, (items, scores, reason, src, text)
         )
     return items, scores, reason, src, text
 
@@ -690,11 +697,12 @@ def _write_warm(
 ) -> int:
     """Phase "recommend": the lists of the customers with history, chunk by chunk."""
     written = 0
+    fallback = fallback_lists(popular, data, cfg["top_n"])
     n_chunks = max(1, -(-len(warm) // cfg["chunk_customers"]))
     for c, sl in enumerate(chunks(len(warm), cfg["chunk_customers"])):
         users = warm[sl]
         frames = [
-            _rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg, popular))
+            _rows_frame(run.pk, data, users, kind, *warm_lists(model, data, users, kind, cfg, fallback[kind]))
             for kind in KINDS
         ]
         written += _write(Recommendation, pd.concat(frames, ignore_index=True))

@@ -278,3 +278,18 @@ def test_making_a_configuration_the_default_marks_both_as_changed():
     assert after["RP3beta"] > before["RP3beta"] and after["Default (PureSVD)"] > before["Default (PureSVD)"]
     assert after["Item-based CF"] == before["Item-based CF"]
     assert AuditEntry.objects.filter(action="recommender_config.made_default").count() == 1
+
+
+def test_the_list_costs_the_same_queries_for_more_configurations(marketer):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def count():
+        with CaptureQueriesContext(connection) as queries:
+            assert marketer.get(LIST_URL).status_code == 200
+        return len(queries)
+
+    few = count()
+    for i in range(6):
+        RecommenderConfig.objects.create(name=f"Extra {i}", algorithm="item_knn", params={"k": 10 + i})
+    assert count() == few
