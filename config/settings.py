@@ -437,6 +437,9 @@ PROFILE_RECENT_DAYS = float(os.environ.get("PROFILE_RECENT_DAYS", "30"))
 LIFECYCLE_NEW_DAYS = float(os.environ.get("LIFECYCLE_NEW_DAYS", "30"))
 LIFECYCLE_ACTIVE_DAYS = float(os.environ.get("LIFECYCLE_ACTIVE_DAYS", "90"))
 LIFECYCLE_AT_RISK_DAYS = float(os.environ.get("LIFECYCLE_AT_RISK_DAYS", "180"))
+# Predictions (docs/profiles.md, "Predictions"): orders, spend, churn risk and category affinity
+# over this many days after the profile run's time.
+PREDICTION_HORIZON_DAYS = int(os.environ.get("PREDICTION_HORIZON_DAYS", "90"))
 # Customers per chunk when profiles are computed (bounds memory: their events are read at once).
 PROFILE_CHUNK_CUSTOMERS = int(os.environ.get("PROFILE_CHUNK_CUSTOMERS", "50000"))
 

@@ -135,6 +135,11 @@ class PriceBand(models.TextChoices):
     HIGH = "high", "High"
 
 
+class PredictionBasis(models.TextChoices):
+    MODEL = "model", "Their own history"
+    PRIOR = "prior", "Population prior (too little history)"
+
+
 class Profile(models.Model):
     """Computed features of one customer (see profiles/features.py for the definitions).
 
@@ -170,6 +175,22 @@ class Profile(models.Model):
     first_purchase_at = models.DateTimeField(null=True, blank=True)
     last_purchase_at = models.DateTimeField(null=True, blank=True)
     lifecycle = models.CharField(max_length=16, choices=Lifecycle.choices, default=Lifecycle.NEVER_BOUGHT)
+    # Predictions over the next `prediction_horizon_days` after `computed_at` (docs/profiles.md,
+    # "Predictions"): BG/NBD for orders and whether the customer is still a buyer, Gamma-Gamma for spend.
+    p_alive = models.FloatField(null=True, blank=True, help_text="Probability the customer is still an active buyer.")
+    predicted_orders = models.FloatField(null=True, blank=True, help_text="Expected orders in the horizon.")
+    predicted_value = models.FloatField(null=True, blank=True, help_text="Expected spend in the horizon.")
+    churn_risk = models.FloatField(null=True, blank=True, help_text="Probability of no order in the horizon.")
+    next_order_at = models.DateTimeField(
+        null=True, blank=True, help_text="By this date the customer has even odds of having ordered again."
+    )
+    prediction_basis = models.CharField(max_length=8, choices=PredictionBasis.choices, blank=True, default="", db_default="")
+    prediction_horizon_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    affinity = models.JSONField(
+        default=dict,
+        db_default=models.Value({}, output_field=models.JSONField()),
+        blank=True, help_text="Probability of buying from each candidate category in the horizon."
+    )
 
     class Meta:
         # No secondary indexes: every profile is rewritten on each run (an index per column would

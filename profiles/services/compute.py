@@ -272,8 +272,8 @@ def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all:
             # A full run rewrites every profile: deleting and inserting is about twice as fast as
             # an upsert, and readers keep seeing the old rows until the commit (MVCC).
             Profile.objects.all().delete()
-            return bulk_insert(Profile, out, json_columns=("interests", "top_categories"))
-        return bulk_upsert(Profile, out, key=["customer_id"], json_columns=("interests", "top_categories"))
+            return bulk_insert(Profile, out, json_columns=("interests", "top_categories", "affinity"))
+        return bulk_upsert(Profile, out, key=["customer_id"], json_columns=("interests", "top_categories", "affinity"))
 
 
 def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFrame:
@@ -289,6 +289,7 @@ def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFram
         elif col in frame.columns:
             out[col] = frame[col].to_numpy()
     out["interests"] = out["interests"].map(lambda d: d if isinstance(d, dict) else {})
+    out["affinity"] = frame["affinity"].to_numpy() if "affinity" in frame.columns else [{}] * len(out)
     out["top_categories"] = out["top_categories"].map(
         lambda v: list(v) if isinstance(v, (list, tuple, np.ndarray)) else []
     )
