@@ -184,12 +184,15 @@ class Profile(models.Model):
     next_order_at = models.DateTimeField(
         null=True, blank=True, help_text="By this date the customer has even odds of having ordered again."
     )
-    prediction_basis = models.CharField(max_length=8, choices=PredictionBasis.choices, blank=True, default="", db_default="")
+    prediction_basis = models.CharField(
+        max_length=8, choices=PredictionBasis.choices, blank=True, default="", db_default=""
+    )
     prediction_horizon_days = models.PositiveSmallIntegerField(null=True, blank=True)
     affinity = models.JSONField(
         default=dict,
         db_default=models.Value({}, output_field=models.JSONField()),
-        blank=True, help_text="Probability of buying from each candidate category in the horizon."
+        blank=True,
+        help_text="Probability of buying from each candidate category in the horizon.",
     )
 
     class Meta:
