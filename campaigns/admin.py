@@ -70,7 +70,8 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     raw_id_fields = ("promoted_item", "goal_item")
     actions = ["launch_selected", "pause_selected", "cancel_selected"]
     # In the order an operator works: what it is, who gets it, when, over which channel and with what
-    # message; the frequency cap and the conversion goal are rarely changed and start folded.
+    # message; the sending window, the frequency cap and the conversion goal are rarely changed and start
+    # folded, so a draft's page fits about two screens.
     fieldsets = [
         ("What", {"fields": ["name", "goal", ("kind", "promoted_item")]}),
         (
@@ -81,16 +82,18 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 "description": 'Audience: <strong id="audience-size">choose segments to see the audience size</strong>',
             },
         ),
-        ("When", {"fields": ["schedule", ("send_at", "ends_at"), ("window_start", "window_end")]}),
+        # the send time row shows only for a schedule that uses it (campaign-form.js)
+        ("When", {"fields": ["schedule", ("send_at", "ends_at")]}),
         (
             "Channel and message",
             {"fields": ["channel", "title_template", "body_template", ("recommendation_kind", "recommendation_count")]},
         ),
         (
-            "Advanced: frequency cap and conversion goal",
+            "Advanced: sending window, frequency cap and conversion goal",
             {
                 "classes": ["collapse"],
                 "fields": [
+                    ("window_start", "window_end"),
                     ("frequency_cap_count", "frequency_cap_days"),
                     ("goal_event_type", "attribution_days"),
                     ("goal_item", "goal_category"),

@@ -136,6 +136,13 @@ def test_operator_creates_a_campaign_sees_its_audience_and_launches_it(page, liv
     page.fill(
         "#id_body_template", "We picked these for you: {% for item in recommendations %}{{ item.title }} {% endfor %}"
     )
+    # the send time row shows only for a schedule that uses it
+    assert not page.is_visible("#id_send_at_0")
+    page.select_option("#id_schedule", "at")
+    assert page.is_visible("#id_send_at_0")
+    page.select_option("#id_schedule", "now")
+    assert not page.is_visible("#id_send_at_0")
+    page.locator("summary", has_text="Advanced: sending window").click()  # folded: rarely changed
     page.fill("#id_window_start", "00:00")
     page.fill("#id_window_end", "23:59")
     shot(page, "campaign-form")

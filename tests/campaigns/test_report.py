@@ -423,9 +423,11 @@ def test_the_form_follows_the_operators_order_and_folds_the_advanced_settings(bo
     headings = re.findall(r'<h2 id="fieldset-[^"]*"[^>]*>(.*?)</h2>', html)
     headings = headings or re.findall(r"<fieldset[^>]*>.*?<h2[^>]*>(.*?)</h2>", html, re.S)
     names = [re.sub(r"<[^>]+>", "", h).strip() for h in headings]
-    assert names[:5] == ["What", "Who", "When", "Channel and message", "Advanced: frequency cap and conversion goal"]
-    advanced = html[html.index("Advanced: frequency cap") - 400 :]
+    advanced_name = "Advanced: sending window, frequency cap and conversion goal"
+    assert names[:5] == ["What", "Who", "When", "Channel and message", advanced_name]
+    advanced = html[html.index(advanced_name) - 400 :]
     assert "<details" in advanced and "id_goal_event_type" in advanced and "id_segments" not in advanced
+    assert "id_window_start" in advanced and "id_window_start" not in html[: html.index(advanced_name)]
     assert 'id="audience-size"' in html
 
 

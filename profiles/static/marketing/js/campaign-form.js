@@ -30,6 +30,17 @@
         });
     }, 300);
   }
+  // The send time row (send at, ends at) only matters for a schedule other than "now": hidden while
+  // "now" is chosen and both are empty, so a value is never hidden.
+  function sendTimeRow() {
+    const schedule = document.querySelector('select[name="schedule"]');
+    const row = document.querySelector(".form-row.field-send_at");
+    if (!schedule || !row) return;
+    const empty = ["send_at_0", "send_at_1", "ends_at_0", "ends_at_1"].every(function (n) { return !val(n, ""); });
+    row.hidden = schedule.value === "now" && empty;
+  }
+  document.addEventListener("change", function (e) { if (e.target.name === "schedule") sendTimeRow(); });
+  sendTimeRow();
   document.addEventListener("change", refresh);
   document.addEventListener("click", function (e) { if (e.target.closest(".selector")) refresh(); });
   refresh();
