@@ -281,6 +281,38 @@ def test_revenue_per_customer_with_many_zeros_and_a_long_tail_gets_a_covering_in
     np.testing.assert_array_equal(c.always_valid_p < ALPHA, stats.excludes_zero(c.always_valid_ci))
 
 
+def test_a_a_tests_on_skewed_metrics_looked_at_daily_stay_under_5_percent():
+    """The plug-in variance is the weak point of the guarantee on small, skewed samples: a first day of
+    100 customers per arm holds about 6 buyers, and a few heavy viewers dominate the impressions."""
+    days, per_day = 30, 100
+
+    runs = 2_000
+    rng = np.random.default_rng(40)
+    sums, revenue = np.zeros((4, runs)), None
+    for day in range(1, days + 1):
+        for arm in (0, 1):
+            buys = rng.random((runs, per_day)) < 0.06
+            r = np.where(buys, rng.lognormal(3.5, 1.0, (runs, per_day)), 0.0)
+            sums[2 * arm] += r.sum(1)
+            sums[2 * arm + 1] += (r * r).sum(1)
+        n = per_day * day
+        a, b = stats.mean_estimate(n, sums[0], sums[1]), stats.mean_estimate(n, sums[2], sums[3])
+        revenue = stats.compare(a, b, tau=stats.tau_for(1.0), previous=revenue)
+    assert (revenue.always_valid_p < ALPHA).mean() <= ALPHA + mc_margin(ALPHA, runs)  # measured: 0.7%
+
+    runs = 1_000
+    rng = np.random.default_rng(41)
+    sums, ctr = np.zeros((10, runs)), None
+    for day in range(1, days + 1):
+        for arm in (0, 1):
+            x, y = click_population(rng, runs, per_day, 1.0)
+            sums[5 * arm : 5 * arm + 5] += [x.sum(1), y.sum(1), (x * x).sum(1), (y * y).sum(1), (x * y).sum(1)]
+        n = per_day * day
+        a, b = stats.ratio_estimate(n, *sums[:5]), stats.ratio_estimate(n, *sums[5:])
+        ctr = stats.compare(a, b, tau=stats.tau_for(0.005), previous=ctr)
+    assert (ctr.always_valid_p < ALPHA).mean() <= ALPHA + mc_margin(ALPHA, runs)  # measured: 0.9%
+
+
 # ---------------------------------------------------------------------------------------------
 # Sample-ratio mismatch
 # ---------------------------------------------------------------------------------------------
