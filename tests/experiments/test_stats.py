@@ -279,6 +279,11 @@ def test_revenue_per_customer_with_many_zeros_and_a_long_tail_gets_a_covering_in
     covered = (c.fixed_ci[0] <= true_effect) & (true_effect <= c.fixed_ci[1])
     assert covered.mean() >= 0.95 - mc_margin(0.95, runs)  # measured: 95.5%
     np.testing.assert_array_equal(c.always_valid_p < ALPHA, stats.excludes_zero(c.always_valid_ci))
+    # one variant's own interval feels the skew more than the difference does (180 buyers of 3,000):
+    # measured 93.3%, a known limit of the normal interval on a single skewed mean (docs/experiments.md)
+    low, high = c.control.ci()
+    true_control = 0.06 * math.exp(3.5 + 0.5)
+    assert ((low <= true_control) & (true_control <= high)).mean() >= 0.92
 
 
 def test_a_a_tests_on_skewed_metrics_looked_at_daily_stay_under_5_percent():
