@@ -1,0 +1,494 @@
+"""Predictions of repeat buying: BG/NBD for orders, Gamma-Gamma for spend.
+
+Pure numpy/scipy/pandas, no Django. The models are the standard ones for buying without a contract
+(a customer may stop at any time without saying so):
+
+BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way")
+    While alive, a customer orders as a Poisson process of rate lambda ~ Gamma(r, alpha); after each
+    order they drop out with probability p ~ Beta(a, b). A customer's history is summarised by
+    ``x`` (repeat orders: orders - 1), ``t_x`` (days from the first to the last order) and ``T``
+    (days from the first order to now). The four parameters are fitted by maximum likelihood on
+    the whole population.
+Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV")
+    A customer's order values scatter around their own mean, itself drawn from the population;
+    fitted on the mean order value ``m`` of the customers with at least two orders (``n`` orders
+    behind that mean), it shrinks each customer's mean towards the population's.
+
+``predict(summary, horizon_days=...)`` gives, per customer, the chance they are still a buyer
+(``p_alive``), the expected orders and spend in the horizon, the chance of no order in the horizon
+(``churn_risk``) and the days until the chance of having ordered again reaches one half.
+
+Times are whole UTC days (``summarise``), so identical histories collapse into one weighted row and
+a million customers fit in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special
+
+__all__ = [
+    "BGNBD",
+    "MIN_BUYERS",
+    "MIN_REPEAT_BUYERS",
+    "NEXT_ORDER_MAX_DAYS",
+    "GammaGamma",
+    "NoModel",
+    "Predictions",
+    "bgnbd_log_likelihood",
+    "expected_order_value",
+    "expected_orders",
+    "fit",
+    "fit_bgnbd",
+    "fit_gamma_gamma",
+    "gamma_gamma_log_likelihood",
+    "next_order_days",
+    "no_order_probability",
+    "p_alive",
+    "predict",
+    "summarise",
+]
+
+#: Fewer buyers than this (or fewer repeat buyers than MIN_REPEAT_BUYERS) give no model: the fit
+#: would say more about chance than about the shop.
+MIN_BUYERS = 20
+MIN_REPEAT_BUYERS = 5
+#: A next order date further away than this is not given (the model only says "not soon").
+NEXT_ORDER_MAX_DAYS = 3650
+_NS_PER_DAY = 86_400 * 10**9
+
+
+class NoModel(Exception):
+    """The population cannot be fitted; ``reason`` says why in words, ``code`` as a key."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BGNBD:
+    """Fitted BG/NBD parameters (``alpha`` in days); ``buyers`` is how many customers they were fitted on."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+    buyers: int = 0
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BGNBD:
+        try:
+            model = cls(float(data["r"]), float(data["alpha"]), float(data["a"]), float(data["b"]), int(data["buyers"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"BG/NBD parameters need r, alpha, a, b and buyers: {exc}") from exc
+        if not all(np.isfinite(v) and v > 0 for v in (model.r, model.alpha, model.a, model.b)):
+            raise ValueError(f"BG/NBD parameters must be positive numbers, got {data}")
+        return model
+
+
+@dataclass(frozen=True)
+class GammaGamma:
+    """Fitted Gamma-Gamma parameters; ``buyers`` is how many repeat buyers they were fitted on."""
+
+    p: float
+    q: float
+    v: float
+    buyers: int = 0
+
+    @property
+    def mean_order_value(self) -> float:
+        """The population's expected order value, ``p v / (q - 1)``; NaN when ``q <= 1`` (no finite mean)."""
+        return self.p * self.v / (self.q - 1) if self.q > 1 else float("nan")
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GammaGamma:
+        try:
+            return cls(float(data["p"]), float(data["q"]), float(data["v"]), int(data["buyers"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"Gamma-Gamma parameters need p, q, v and buyers: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------ the summary
+
+
+def summarise(
+    orders: np.ndarray | pd.Series,
+    first_purchase: pd.Series | pd.DatetimeIndex,
+    last_purchase: pd.Series | pd.DatetimeIndex,
+    *,
+    now,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, t_x, T)`` in whole UTC days from orders and first and last purchase times (tz-aware).
+
+    ``x`` is the repeat orders (orders - 1), ``t_x`` the days from the first order's day to the last
+    one's, ``T`` from the first order's day to ``now``'s. Customers without an order get ``x = -1``
+    (and zero times): they have no history for the model.
+    """
+    now_ts = pd.Timestamp(now)
+    if now_ts.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    orders = np.asarray(orders, dtype=np.int64)
+    first = _day(first_purchase)
+    last = _day(last_purchase)
+    if not (len(orders) == len(first) == len(last)):
+        raise ValueError("orders, first_purchase and last_purchase must have the same length")
+    today = now_ts.tz_convert("UTC").value // _NS_PER_DAY
+    bought = orders > 0
+    if (bought & ((first < 0) | (last < 0))).any():
+        raise ValueError("a customer with orders lacks a first or last purchase time")
+    if (bought & ((last < first) | (first > today))).any():
+        raise ValueError("purchase times must satisfy first <= last <= now")
+    x = np.where(bought, orders - 1, -1)
+    t_x = np.where(bought, last - first, 0).astype(float)
+    T = np.where(bought, today - first, 0).astype(float)
+    return x.astype(np.int64), t_x, T
+
+
+def _day(moments) -> np.ndarray:
+    """UTC day numbers of tz-aware moments; -1 where missing."""
+    idx = pd.DatetimeIndex(moments)
+    if len(idx) and idx.tz is None:
+        raise ValueError("purchase times must be timezone-aware")
+    ns = idx.tz_convert("UTC").as_unit("ns").asi8 if len(idx) else np.empty(0, dtype=np.int64)
+    return np.where(idx.isna(), -1, ns // _NS_PER_DAY)
+
+
+def _compress(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """The distinct rows of these columns, how often each occurs, and each input row's distinct row."""
+    stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
+    unique, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
+    return [unique[:, i] for i in range(unique.shape[1])], counts.astype(float), inverse.ravel()
+
+
+# ------------------------------------------------------------------------------ BG/NBD
+
+
+def bgnbd_log_likelihood(model: BGNBD | tuple, x, t_x, T) -> np.ndarray:
+    """Each customer's BG/NBD log-likelihood (FHL 2005, eq. 6)."""
+    r, alpha, a, b = _params(model)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    return _bgnbd_ll_and_grad(np.log([r, alpha, a, b]), x, t_x, T, grad=False)[0]
+
+
+def _bgnbd_ll_and_grad(theta: np.ndarray, x, t_x, T, *, grad: bool = True):
+    """Per-row log-likelihood and its gradient with respect to the log-parameters."""
+    r, alpha, a, b = np.exp(theta)
+    repeat = x > 0
+    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
+    a2 = special.betaln(a, b + x) - special.betaln(a, b)
+    a3 = -(r + x) * np.log(alpha + T)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a4 = np.where(
+            repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x), -np.inf
+        )
+    top = np.maximum(a3, a4)
+    w3 = np.exp(a3 - top)
+    w4 = np.exp(a4 - top)
+    ll = a1 + a2 + top + np.log(w3 + w4)
+    if not grad:
+        return ll, None
+    s3 = w3 / (w3 + w4)
+    s4 = 1.0 - s3
+    dg = special.digamma
+    d_r = dg(r + x) - dg(r) + np.log(alpha) - s3 * np.log(alpha + T) - s4 * np.log(alpha + t_x)
+    d_alpha = r / alpha - s3 * (r + x) / (alpha + T) - s4 * (r + x) / (alpha + t_x)
+    d_a = dg(a + b) - dg(a + b + x) + s4 / a
+    d_b = dg(b + x) - dg(a + b + x) - dg(b) + dg(a + b) - s4 / np.where(repeat, b + x - 1, 1.0)
+    return ll, np.stack([d_r * r, d_alpha * alpha, d_a * a, d_b * b])
+
+
+def fit_bgnbd(x, t_x, T, *, weights=None, initial=(1.0, 1.0, 1.0, 1.0)) -> BGNBD:
+    """BG/NBD parameters by maximum likelihood over these customers (``x >= 0``; times in days).
+
+    Identical rows are compressed into weighted ones, times are scaled so the largest ``T`` is 10
+    (``alpha`` is scaled back), and the log-parameters are optimised with L-BFGS-B on the exact
+    gradient. Raises ``NoModel`` when the population is too small or degenerate or the fit fails.
+    """
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=float)
+    if not (len(x) == len(t_x) == len(T) == len(w)):
+        raise ValueError("x, t_x, T and weights must have the same length")
+    if (x < 0).any() or (t_x < 0).any() or (t_x > T).any():
+        raise ValueError("BG/NBD needs x >= 0 and 0 <= t_x <= T for every customer")
+    buyers = round(float(w.sum()))
+    repeat = round(float(w[x > 0].sum()))
+    if buyers < MIN_BUYERS:
+        raise NoModel("too_few_buyers", f"{buyers} buyers, at least {MIN_BUYERS} are needed to fit BG/NBD")
+    if repeat < MIN_REPEAT_BUYERS:
+        raise NoModel(
+            "too_few_repeat_buyers",
+            f"{repeat} repeat buyers, at least {MIN_REPEAT_BUYERS} are needed to fit BG/NBD",
+        )
+    (ux, ut, uT), _, inverse = _compress(x, t_x, T)
+    wsum = np.bincount(inverse, weights=w)
+    scale = 10.0 / max(float(uT.max()), 1.0)
+    ut_s, uT_s = ut * scale, uT * scale
+    total = wsum.sum()
+
+    def objective(theta):
+        ll, g = _bgnbd_ll_and_grad(theta, ux, ut_s, uT_s)
+        return -(wsum @ ll) / total, -(g @ wsum) / total
+
+    theta0 = np.log(np.asarray(initial, dtype=float) * [1.0, scale, 1.0, 1.0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = optimize.minimize(
+            objective,
+            theta0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-15.0, 15.0)] * 4,
+            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
+        )
+    r, alpha_s, a, b = np.exp(res.x)
+    if not (res.success and np.isfinite(res.fun) and np.all(np.abs(res.x) < 14.9)):
+        raise NoModel("no_convergence", f"the BG/NBD fit did not converge ({res.message})")
+    return BGNBD(float(r), float(alpha_s / scale), float(a), float(b), buyers)
+
+
+def _params(model) -> tuple[float, float, float, float]:
+    if isinstance(model, BGNBD):
+        return model.r, model.alpha, model.a, model.b
+    r, alpha, a, b = model
+    return float(r), float(alpha), float(a), float(b)
+
+
+def _log_odds_dead(model, x, t_x, T) -> np.ndarray:
+    """log(P(dead) / P(alive)) given the history; -inf for customers without repeat orders."""
+    r, alpha, a, b = _params(model)
+    repeat = x > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        odds = (
+            np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
+        )
+    return np.where(repeat, odds, -np.inf)
+
+
+def p_alive(model, x, t_x, T) -> np.ndarray:
+    """The probability the customer is still alive (a buyer) at ``T``: 1 for customers without repeat orders."""
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    return special.expit(-_log_odds_dead(model, x, t_x, T))
+
+
+def expected_orders(model, x, t_x, T, horizon: float) -> np.ndarray:
+    """Expected orders in the ``horizon`` days after ``T`` (FHL 2005, eq. 10)."""
+    r, alpha, a, b = _params(model)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    h = float(horizon)
+    z = h / (alpha + T + h)
+    hyp = special.hyp2f1(r + x, b + x, a + b + x - 1, z)
+    decay = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + h)))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = (a + b + x - 1) / (a - 1) * (1 - decay * hyp) * p_alive(model, x, t_x, T)
+    return out
+
+
+def no_order_probability(model, x, t_x, T, horizon: float, alive: np.ndarray | None = None) -> np.ndarray:
+    """The probability of no order in the ``horizon`` days after ``T``: dead, or alive and silent
+    (a customer can only drop out right after an order, so silence keeps an alive one alive)."""
+    r, alpha, _, _ = _params(model)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    alive = p_alive(model, x, t_x, T) if alive is None else alive
+    silent = np.exp((r + x) * (np.log(alpha + T) - np.log(alpha + T + float(horizon))))
+    return (1 - alive) + alive * silent
+
+
+def next_order_days(model, x, t_x, T, alive: np.ndarray | None = None) -> np.ndarray:
+    """Days after ``T`` by which the chance of having ordered again reaches 1/2; NaN where it never
+    does (``p_alive <= 1/2``) or only after ``NEXT_ORDER_MAX_DAYS``."""
+    r, alpha, _, _ = _params(model)
+    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
+    alive = p_alive(model, x, t_x, T) if alive is None else alive
+    reaches = alive > 0.5
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        log_ratio = -np.log1p(-0.5 / np.where(reaches, alive, 1.0)) / (r + x)
+        days = (alpha + T) * np.expm1(log_ratio)
+    return np.where(reaches & (days <= NEXT_ORDER_MAX_DAYS), days, np.nan)
+
+
+# ------------------------------------------------------------------------------ Gamma-Gamma
+
+
+def gamma_gamma_log_likelihood(model: GammaGamma | tuple, n, m) -> np.ndarray:
+    """Each customer's Gamma-Gamma log-likelihood of a mean order value ``m`` over ``n`` orders."""
+    p, q, v = (model.p, model.q, model.v) if isinstance(model, GammaGamma) else model
+    n, m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
+    return _gg_ll_and_grad(np.log([p, q, v]), n, m, grad=False)[0]
+
+
+def _gg_ll_and_grad(theta, n, m, *, grad: bool = True):
+    p, q, v = np.exp(theta)
+    px = p * n
+    ll = (
+        special.gammaln(px + q)
+        - special.gammaln(px)
+        - special.gammaln(q)
+        + q * np.log(v)
+        + (px - 1) * np.log(m)
+        + px * np.log(n)
+        - (px + q) * np.log(n * m + v)
+    )
+    if not grad:
+        return ll, None
+    dg = special.digamma
+    d_p = n * (dg(px + q) - dg(px) + np.log(m) + np.log(n) - np.log(n * m + v))
+    d_q = dg(px + q) - dg(q) + np.log(v) - np.log(n * m + v)
+    d_v = q / v - (px + q) / (n * m + v)
+    return ll, np.stack([d_p * p, d_q * q, d_v * v])
+
+
+def fit_gamma_gamma(n, m, *, initial=(1.0, 1.0, 1.0)) -> GammaGamma:
+    """Gamma-Gamma parameters by maximum likelihood over customers with ``n >= 1`` orders of mean value
+    ``m > 0`` (pass the repeat buyers). Raises ``NoModel`` when there are too few or the fit fails."""
+    n, m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
+    if len(n) != len(m):
+        raise ValueError("n and m must have the same length")
+    if (n < 1).any() or ~np.isfinite(m).all() or (m <= 0).any():
+        raise ValueError("Gamma-Gamma needs n >= 1 orders and a positive mean order value for every customer")
+    if len(n) < MIN_REPEAT_BUYERS:
+        raise NoModel(
+            "too_few_repeat_buyers",
+            f"{len(n)} repeat buyers with a positive spend, at least {MIN_REPEAT_BUYERS} are needed for Gamma-Gamma",
+        )
+    scale = 10.0 / float(np.median(m))  # v is in money: scaled so the optimiser sees numbers near one
+    m_s = m * scale
+
+    def objective(theta):
+        ll, g = _gg_ll_and_grad(theta, n, m_s)
+        return -ll.mean(), -g.mean(axis=1)
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        res = optimize.minimize(
+            objective,
+            np.log(np.asarray(initial, dtype=float) * [1.0, 1.0, scale]),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(-15.0, 15.0)] * 3,
+            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
+        )
+    p, q, v_s = np.exp(res.x)
+    if not (res.success and np.isfinite(res.fun) and np.all(np.abs(res.x) < 14.9)):
+        raise NoModel("no_convergence", f"the Gamma-Gamma fit did not converge ({res.message})")
+    return GammaGamma(float(p), float(q), float(v_s / scale), len(n))
+
+
+def expected_order_value(model: GammaGamma, n, m) -> np.ndarray:
+    """Each customer's expected order value: their mean ``m`` over ``n`` orders shrunk towards the
+    population's (``n = 0`` or no positive mean: the population's mean)."""
+    n, m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
+    own = (n >= 1) & np.isfinite(m) & (m > 0)
+    p, q, v = model.p, model.q, model.v
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shrunk = p * (v + n * np.where(own, m, 0.0)) / (p * n + q - 1)
+    return np.where(own & (q > 1), shrunk, model.mean_order_value)
+
+
+# ------------------------------------------------------------------------------ the step's entry
+
+
+@dataclass
+class Predictions:
+    """The prediction columns (indexed like the input) and what the run should record."""
+
+    frame: pd.DataFrame
+    info: dict
+
+
+COLUMNS = ("p_alive", "predicted_orders", "predicted_value", "churn_risk", "next_order_days", "prediction_basis")
+
+
+def fit(x, t_x, T, n, m) -> tuple[BGNBD, GammaGamma | None, str]:
+    """Both models over a population (``x = -1``: never bought, left out). Gamma-Gamma is fitted on the
+    customers with at least two orders and a positive mean; without it, the third value says why."""
+    buyers = np.asarray(x) >= 0
+    model = fit_bgnbd(np.asarray(x)[buyers], np.asarray(t_x)[buyers], np.asarray(T)[buyers])
+    n, m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
+    usable = (n >= 2) & np.isfinite(m) & (m > 0)
+    try:
+        spend = fit_gamma_gamma(n[usable], m[usable])
+    except NoModel as exc:
+        return model, None, exc.reason
+    if spend.q <= 1:
+        return model, None, f"the Gamma-Gamma fit has q = {spend.q:.3g} <= 1: no finite mean order value"
+    return model, spend, ""
+
+
+def predict(
+    x, t_x, T, n, m, *, horizon_days: float, model: BGNBD | None = None, spend: GammaGamma | None = None
+) -> Predictions:
+    """Per customer, the predictions over ``horizon_days`` (see the module docstring).
+
+    ``x, t_x, T`` come from ``summarise`` (``x = -1``: never bought); ``n, m`` are the orders and mean
+    order value Gamma-Gamma reads. Without ``model`` both models are fitted here over these customers
+    (the whole population on a full run); an incremental run passes the last full run's.
+
+    Customers who never bought get the model's prior, the expectation for a customer it knows nothing
+    about: the formulas at ``x = t_x = T = 0`` (a customer whose relationship starts now), so
+    ``predicted_orders`` is ``E[X(h)]``, the population's expected repeat orders in the horizon,
+    ``churn_risk`` ``(alpha / (alpha + h)) ** r``, spend at the population's mean order value; their
+    ``p_alive`` and next order stay empty (they were never buyers) and their basis is ``"prior"``.
+    When no model can be fitted every column is empty and ``info["reason"]`` says why.
+    """
+    started = time.monotonic()
+    x = np.asarray(x, dtype=np.int64)
+    t_x, T = np.asarray(t_x, dtype=float), np.asarray(T, dtype=float)
+    count = len(x)
+    out = pd.DataFrame(
+        {
+            "p_alive": np.full(count, np.nan),
+            "predicted_orders": np.full(count, np.nan),
+            "predicted_value": np.full(count, np.nan),
+            "churn_risk": np.full(count, np.nan),
+            "next_order_days": np.full(count, np.nan),
+            "prediction_basis": np.full(count, "", dtype=object),
+        }
+    )
+    info: dict = {"model": "BG/NBD + Gamma-Gamma", "horizon_days": float(horizon_days)}
+    fitted = model is None
+    spend_reason = ""
+    if fitted:
+        try:
+            model, spend, spend_reason = fit(x, t_x, T, n, m)
+        except NoModel as exc:
+            info.update(reason=exc.reason, reason_code=exc.code, basis={"none": count})
+            info["seconds"] = round(time.monotonic() - started, 3)
+            return Predictions(out, info)
+    info["fitted"] = fitted
+    info["bgnbd"] = model.as_dict()
+    info["gamma_gamma"] = spend.as_dict() if spend is not None else None
+    if spend is None:
+        info["spend_reason"] = spend_reason or "no Gamma-Gamma parameters"
+
+    buyers = x >= 0
+    # the never-bought are evaluated as a customer whose relationship starts now (the prior)
+    ex, et, eT = np.where(buyers, x, 0), np.where(buyers, t_x, 0.0), np.where(buyers, T, 0.0)
+    (ux, ut, uT), _, inverse = _compress(ex, et, eT)
+    alive_u = p_alive(model, ux, ut, uT)
+    orders = expected_orders(model, ux, ut, uT, horizon_days)[inverse]
+    alive = alive_u[inverse]
+    churn = no_order_probability(model, ux, ut, uT, horizon_days, alive=alive_u)[inverse]
+    nxt = next_order_days(model, ux, ut, uT, alive=alive_u)[inverse]
+    ok = np.isfinite(orders) & np.isfinite(churn)
+    out["p_alive"] = np.where(buyers & ok, alive, np.nan)
+    out["predicted_orders"] = np.where(ok, np.clip(orders, 0, None), np.nan)
+    out["churn_risk"] = np.where(ok, np.clip(churn, 0, 1), np.nan)
+    out["next_order_days"] = np.where(buyers & ok, nxt, np.nan)
+    if spend is not None:
+        value = expected_order_value(spend, np.where(buyers, n, 0), np.where(buyers, m, np.nan))
+        out["predicted_value"] = out["predicted_orders"].to_numpy() * value
+    out["prediction_basis"] = np.where(ok, np.where(buyers, "model", "prior"), "")
+    basis = out["prediction_basis"].replace("", "none").value_counts()
+    info["basis"] = {str(k): int(v) for k, v in basis.items()}
+    info["seconds"] = round(time.monotonic() - started, 3)
+    return Predictions(out, info)
