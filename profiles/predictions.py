@@ -252,9 +252,17 @@ def fit_bgnbd(x, t_x, T, *, weights=None, initial=(1.0, 1.0, 1.0, 1.0)) -> BGNBD
             options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
         )
     r, alpha_s, a, b = np.exp(res.x)
-    if not (res.success and np.isfinite(res.fun) and np.all(np.abs(res.x) < 14.9)):
+    if not _converged(res):
         raise NoModel("no_convergence", f"the BG/NBD fit did not converge ({res.message})")
+    if np.any(np.abs(res.x) >= 14.9):
+        raise NoModel("degenerate", "the BG/NBD fit ran to the edge of its parameters: the population is degenerate")
     return BGNBD(float(r), float(alpha_s / scale), float(a), float(b), buyers)
+
+
+def _converged(res) -> bool:
+    """The optimiser stopped at a finite optimum: it says so, or its gradient there is flat anyway (L-BFGS-B's
+    line search may give up a hair from the optimum)."""
+    return bool(np.isfinite(res.fun) and np.all(np.isfinite(res.x)) and (res.success or np.max(np.abs(res.jac)) < 1e-5))
 
 
 def _params(model) -> tuple[float, float, float, float]:
@@ -371,14 +379,16 @@ def fit_gamma_gamma(n, m, *, initial=(1.0, 1.0, 1.0)) -> GammaGamma:
     with np.errstate(over="ignore", invalid="ignore"):
         res = optimize.minimize(
             objective,
-            np.log(np.asarray(initial, dtype=float) * [1.0, 1.0, scale]),
+            np.log(np.asarray(initial, dtype=float)),  # in the scaled units
             jac=True,
             method="L-BFGS-B",
-            bounds=[(-15.0, 15.0)] * 3,
+            # order values that hardly vary within a customer send p to infinity (and v to zero, p v
+            # finite): the shrinkage then keeps each customer's own mean, which is the right answer
+            bounds=[(-30.0, 30.0)] * 3,
             options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
         )
     p, q, v_s = np.exp(res.x)
-    if not (res.success and np.isfinite(res.fun) and np.all(np.abs(res.x) < 14.9)):
+    if not _converged(res):
         raise NoModel("no_convergence", f"the Gamma-Gamma fit did not converge ({res.message})")
     return GammaGamma(float(p), float(q), float(v_s / scale), len(n))
 
