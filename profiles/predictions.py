@@ -165,11 +165,49 @@ def _day(moments) -> np.ndarray:
     return np.where(idx.isna(), -1, ns // _NS_PER_DAY)
 
 
+@dataclass
+class _Distinct:
+    """The distinct rows of some columns: each column's distinct values (``levels``), each distinct row's
+    position in them (``codes``), how often each distinct row occurs (``counts``), and each input row's
+    distinct row (``inverse``). A likelihood then evaluates what depends on one column once per value."""
+
+    levels: list[np.ndarray]
+    codes: list[np.ndarray]
+    counts: np.ndarray
+    inverse: np.ndarray
+
+    def column(self, i: int) -> np.ndarray:
+        return self.levels[i][self.codes[i]]
+
+
+def _distinct(*columns) -> _Distinct:
+    levels, codes = [], []
+    for column in columns:
+        level, code = np.unique(np.asarray(column, dtype=float), return_inverse=True)
+        levels.append(level)
+        codes.append(code.ravel().astype(np.int64))
+    sizes = [len(level) for level in levels]
+    if float(np.prod([float(n) for n in sizes])) < 2.0**62:
+        key = np.zeros(len(codes[0]) if codes else 0, dtype=np.int64)
+        for code, size in zip(codes, sizes, strict=True):
+            key = key * size + code
+        unique, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        rows = []
+        for size in reversed(sizes):
+            rows.append(unique % size)
+            unique = unique // size
+        row_codes = rows[::-1]
+    else:  # too many combinations for one integer key
+        stacked = np.column_stack(codes)
+        unique, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
+        row_codes = [unique[:, i] for i in range(unique.shape[1])]
+    return _Distinct(levels, row_codes, counts.astype(float), inverse.ravel())
+
+
 def _compress(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """The distinct rows of these columns, how often each occurs, and each input row's distinct row."""
-    stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
-    unique, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
-    return [unique[:, i] for i in range(unique.shape[1])], counts.astype(float), inverse.ravel()
+    d = _distinct(*columns)
+    return [d.column(i) for i in range(len(columns))], d.counts, d.inverse
 
 
 # ------------------------------------------------------------------------------ BG/NBD
@@ -177,36 +215,39 @@ def _compress(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.nd
 
 def bgnbd_log_likelihood(model: BGNBD | tuple, x, t_x, T) -> np.ndarray:
     """Each customer's BG/NBD log-likelihood (FHL 2005, eq. 6)."""
-    r, alpha, a, b = _params(model)
-    x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
-    return _bgnbd_ll_and_grad(np.log([r, alpha, a, b]), x, t_x, T, grad=False)[0]
+    d = _distinct(x, t_x, T)
+    ll = _bgnbd_ll_and_grad(np.log(_params(model)), d, d.counts, grad=False)[0]
+    return ll[d.inverse]
 
 
-def _bgnbd_ll_and_grad(theta: np.ndarray, x, t_x, T, *, grad: bool = True):
-    """Per-row log-likelihood and its gradient with respect to the log-parameters."""
+def _bgnbd_ll_and_grad(theta: np.ndarray, d: _Distinct, w: np.ndarray, *, grad: bool = True):
+    """The log-likelihood of each distinct row of ``(x, t_x, T)`` and the ``w``-weighted sum of its gradient
+    with respect to the log-parameters. What depends on one column only is computed once per value."""
     r, alpha, a, b = np.exp(theta)
-    repeat = x > 0
-    a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    a2 = special.betaln(a, b + x) - special.betaln(a, b)
-    a3 = -(r + x) * np.log(alpha + T)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(
-            repeat, np.log(a) - np.log(np.where(repeat, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x), -np.inf
-        )
+    (ux, ut, uT), (ix, it, iT) = d.levels, d.codes
+    x = ux[ix]
+    rx = r + x
+    repeat_u = ux > 0
+    with np.errstate(divide="ignore"):
+        log_b1 = np.where(repeat_u, np.log(np.where(repeat_u, b + ux - 1, 1.0)), np.inf)
+    per_x = special.gammaln(r + ux) - special.gammaln(r) + special.betaln(a, b + ux) - special.betaln(a, b)
+    log_T, log_t = np.log(alpha + uT), np.log(alpha + ut)
+    a3 = -rx * log_T[iT]
+    a4 = np.log(a) - log_b1[ix] - rx * log_t[it]  # -inf without repeat orders
     top = np.maximum(a3, a4)
-    w3 = np.exp(a3 - top)
-    w4 = np.exp(a4 - top)
-    ll = a1 + a2 + top + np.log(w3 + w4)
+    e = np.exp(-np.abs(a3 - a4))  # the smaller term over the larger, in (0, 1]
+    ll = per_x[ix] + r * np.log(alpha) + top + np.log1p(e)
     if not grad:
         return ll, None
-    s3 = w3 / (w3 + w4)
-    s4 = 1.0 - s3
+    s4 = np.where(a4 > a3, 1.0, e) / (1.0 + e)  # the repeat term's share of the likelihood
+    s3 = 1.0 - s4
     dg = special.digamma
-    d_r = dg(r + x) - dg(r) + np.log(alpha) - s3 * np.log(alpha + T) - s4 * np.log(alpha + t_x)
-    d_alpha = r / alpha - s3 * (r + x) / (alpha + T) - s4 * (r + x) / (alpha + t_x)
-    d_a = dg(a + b) - dg(a + b + x) + s4 / a
-    d_b = dg(b + x) - dg(a + b + x) - dg(b) + dg(a + b) - s4 / np.where(repeat, b + x - 1, 1.0)
-    return ll, np.stack([d_r * r, d_alpha * alpha, d_a * a, d_b * b])
+    d_r = dg(r + ux)[ix] - dg(r) + np.log(alpha) - s3 * log_T[iT] - s4 * log_t[it]
+    d_alpha = r / alpha - rx * (s3 / (alpha + uT)[iT] + s4 / (alpha + ut)[it])
+    inv_b1 = np.where(repeat_u, 1.0 / np.where(repeat_u, b + ux - 1, 1.0), 0.0)
+    d_a = (dg(a + b) - dg(a + b + ux))[ix] + s4 / a
+    d_b = (dg(b + ux) - dg(a + b + ux) - dg(b) + dg(a + b))[ix] - s4 * inv_b1[ix]
+    return ll, np.array([w @ d_r * r, w @ d_alpha * alpha, w @ d_a * a, w @ d_b * b])
 
 
 def fit_bgnbd(x, t_x, T, *, weights=None, initial=(1.0, 1.0, 1.0, 1.0)) -> BGNBD:
@@ -231,15 +272,16 @@ def fit_bgnbd(x, t_x, T, *, weights=None, initial=(1.0, 1.0, 1.0, 1.0)) -> BGNBD
             "too_few_repeat_buyers",
             f"{repeat} repeat buyers, at least {MIN_REPEAT_BUYERS} are needed to fit BG/NBD",
         )
-    (ux, ut, uT), _, inverse = _compress(x, t_x, T)
-    wsum = np.bincount(inverse, weights=w)
-    scale = 10.0 / max(float(uT.max()), 1.0)
-    ut_s, uT_s = ut * scale, uT * scale
+    d = _distinct(x, t_x, T)
+    wsum = np.bincount(d.inverse, weights=w)
+    scale = 10.0 / max(float(d.levels[2].max()), 1.0)
+    d.levels[1] = d.levels[1] * scale
+    d.levels[2] = d.levels[2] * scale
     total = wsum.sum()
 
     def objective(theta):
-        ll, g = _bgnbd_ll_and_grad(theta, ux, ut_s, uT_s)
-        return -(wsum @ ll) / total, -(g @ wsum) / total
+        ll, g = _bgnbd_ll_and_grad(theta, d, wsum)
+        return -(wsum @ ll) / total, -g / total
 
     theta0 = np.log(np.asarray(initial, dtype=float) * [1.0, scale, 1.0, 1.0])
     with np.errstate(over="ignore", invalid="ignore"):
@@ -331,29 +373,45 @@ def next_order_days(model, x, t_x, T, alive: np.ndarray | None = None) -> np.nda
 def gamma_gamma_log_likelihood(model: GammaGamma | tuple, n, m) -> np.ndarray:
     """Each customer's Gamma-Gamma log-likelihood of a mean order value ``m`` over ``n`` orders."""
     p, q, v = (model.p, model.q, model.v) if isinstance(model, GammaGamma) else model
-    n, m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
-    return _gg_ll_and_grad(np.log([p, q, v]), n, m, grad=False)[0]
+    return _gg_ll_and_grad(np.log([p, q, v]), _Means(n, m), grad=False)[0]
 
 
-def _gg_ll_and_grad(theta, n, m, *, grad: bool = True):
+class _Means:
+    """Gamma-Gamma's data with what does not depend on the parameters computed once."""
+
+    def __init__(self, n, m):
+        self.n, self.m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
+        self.levels, codes = np.unique(self.n, return_inverse=True)
+        self.codes = codes.ravel()
+        self.log_m, self.log_n, self.nm = np.log(self.m), np.log(self.n), self.n * self.m
+
+    def scaled(self, factor: float) -> _Means:
+        return _Means(self.n, self.m * factor)
+
+
+def _gg_ll_and_grad(theta, data: _Means, *, grad: bool = True):
+    """Each customer's log-likelihood and the sum of its gradient with respect to the log-parameters."""
     p, q, v = np.exp(theta)
-    px = p * n
+    n, i = data.n, data.codes
+    pn_u = p * data.levels
+    pn = pn_u[i]
+    log_nmv = np.log(data.nm + v)
     ll = (
-        special.gammaln(px + q)
-        - special.gammaln(px)
+        (special.gammaln(pn_u + q) - special.gammaln(pn_u))[i]
         - special.gammaln(q)
         + q * np.log(v)
-        + (px - 1) * np.log(m)
-        + px * np.log(n)
-        - (px + q) * np.log(n * m + v)
+        + (pn - 1) * data.log_m
+        + pn * data.log_n
+        - (pn + q) * log_nmv
     )
     if not grad:
         return ll, None
     dg = special.digamma
-    d_p = n * (dg(px + q) - dg(px) + np.log(m) + np.log(n) - np.log(n * m + v))
-    d_q = dg(px + q) - dg(q) + np.log(v) - np.log(n * m + v)
-    d_v = q / v - (px + q) / (n * m + v)
-    return ll, np.stack([d_p * p, d_q * q, d_v * v])
+    dg_pnq = dg(pn_u + q)
+    d_p = n @ ((dg_pnq - dg(pn_u))[i] + data.log_m + data.log_n - log_nmv)
+    d_q = dg_pnq[i].sum() + len(n) * (np.log(v) - dg(q)) - log_nmv.sum()
+    d_v = len(n) * q / v - ((pn + q) / (data.nm + v)).sum()
+    return ll, np.array([d_p * p, d_q * q, d_v * v])
 
 
 def fit_gamma_gamma(n, m, *, initial=(1.0, 1.0, 1.0)) -> GammaGamma:
@@ -370,11 +428,11 @@ def fit_gamma_gamma(n, m, *, initial=(1.0, 1.0, 1.0)) -> GammaGamma:
             f"{len(n)} repeat buyers with a positive spend, at least {MIN_REPEAT_BUYERS} are needed for Gamma-Gamma",
         )
     scale = 10.0 / float(np.median(m))  # v is in money: scaled so the optimiser sees numbers near one
-    m_s = m * scale
+    data = _Means(n, m * scale)
 
     def objective(theta):
-        ll, g = _gg_ll_and_grad(theta, n, m_s)
-        return -ll.mean(), -g.mean(axis=1)
+        ll, g = _gg_ll_and_grad(theta, data)
+        return -ll.mean(), -g / len(n)
 
     with np.errstate(over="ignore", invalid="ignore"):
         res = optimize.minimize(
