@@ -522,7 +522,7 @@ def predict(
             "prediction_basis": np.full(count, "", dtype=object),
         }
     )
-    info: dict = {"model": "BG/NBD + Gamma-Gamma", "horizon_days": float(horizon_days)}
+    info: dict = {"horizon_days": float(horizon_days)}
     fitted = model is None
     spend_reason = ""
     if fitted:

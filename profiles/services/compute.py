@@ -251,7 +251,17 @@ def _predict_repeat_buying(features: pd.DataFrame, *, now: datetime, incremental
     features["next_order_at"] = at + pd.to_timedelta(out["next_order_days"].to_numpy(), unit="D")
     has = out["prediction_basis"].to_numpy() != ""
     features["prediction_horizon_days"] = pd.array(np.where(has, horizon, None), dtype="Int64")
-    return features, {**result.info, "horizon_days": horizon}
+    return features, {"fit": _fit_text(result.info), **result.info, "horizon_days": horizon}
+
+
+def _fit_text(info: dict) -> str:
+    """The fit in words for the run page: "BG/NBD on 3,370 buyers and Gamma-Gamma on 2,006 repeat buyers"."""
+    if "bgnbd" not in info:
+        return "no model"
+    text = f"BG/NBD on {info['bgnbd']['buyers']:,} buyers"
+    spend = info.get("gamma_gamma")
+    text += f" and Gamma-Gamma on {spend['buyers']:,} repeat buyers" if spend else " (no spend model)"
+    return text if info.get("fitted") else f"the last full run's parameters ({text})"
 
 
 def _last_full_run_parameters() -> tuple[predictions.BGNBD | None, predictions.GammaGamma | None, str]:

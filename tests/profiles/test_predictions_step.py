@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from django.utils import timezone
 
+from pipeline import figures
 from pipeline import services as pipeline
 from pipeline.models import Lease, PipelineRun, PipelineStep
 from profiles import services
@@ -124,3 +125,21 @@ def test_an_incremental_run_predicts_with_the_last_full_runs_parameters(shop):
     # an order just now: more expected orders, more likely still a buyer
     assert after.predicted_orders > before.predicted_orders
     assert after.p_alive >= before.p_alive and after.churn_risk < before.churn_risk
+
+
+@pytest.mark.django_db
+def test_the_run_page_tells_the_predictions_in_words(shop):
+    step = _run()
+    recorded = step.counts["predictions"]
+
+    groups = figures.step_figures(step)
+    group = next(g for g in groups if g["title"] == "Predictions of repeat buying")
+    lines = [f"{row['label']} {row['value']}".strip() for row in group["rows"]]
+
+    buyers, repeat = recorded["bgnbd"]["buyers"], recorded["gamma_gamma"]["buyers"]
+    assert f"Fitting the model BG/NBD on {buyers:,} buyers and Gamma-Gamma on {repeat:,} repeat buyers" in lines
+    assert "Horizon (days) 90" in lines and "Fitted in this run yes" in lines
+    assert f"Model {recorded['basis']['model']:,}" in lines and f"Prior {recorded['basis']['prior']:,}" in lines
+    assert "BG/NBD parameters (orders)" in lines and any(line.startswith("alpha ") for line in lines)
+    assert any(line.startswith("Time ") for line in lines)
+    assert not any("{" in line or "reason_code" in line for line in lines)
