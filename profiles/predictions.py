@@ -220,33 +220,47 @@ def bgnbd_log_likelihood(model: BGNBD | tuple, x, t_x, T) -> np.ndarray:
     return ll[d.inverse]
 
 
+def _running(terms: np.ndarray) -> np.ndarray:
+    """``out[k] = terms[0] + ... + terms[k - 1]`` (``out[0] = 0``): a sum over ``j < x`` read at ``out[x]``."""
+    return np.concatenate([[0.0], np.cumsum(terms)])
+
+
 def _bgnbd_ll_and_grad(theta: np.ndarray, d: _Distinct, w: np.ndarray, *, grad: bool = True):
     """The log-likelihood of each distinct row of ``(x, t_x, T)`` and the ``w``-weighted sum of its gradient
-    with respect to the log-parameters. What depends on one column only is computed once per value."""
+    with respect to the log-parameters.
+
+    What depends on one column only is computed once per value, and the gamma and beta function ratios of
+    whole ``x`` are products over ``j < x`` (``Gamma(r + x) / Gamma(r) = prod(r + j)``, ``B(a, b + x) / B(a, b) =
+    prod((b + j) / (a + b + j))``): exact even where ``a`` and ``b`` grow large, as they do when every
+    customer drops out alike."""
     r, alpha, a, b = np.exp(theta)
     (ux, ut, uT), (ix, it, iT) = d.levels, d.codes
+    j = np.arange(int(ux.max()) if len(ux) else 0, dtype=float)
+    k = ux.astype(np.int64)
     x = ux[ix]
-    rx = r + x
     repeat_u = ux > 0
     with np.errstate(divide="ignore"):
         log_b1 = np.where(repeat_u, np.log(np.where(repeat_u, b + ux - 1, 1.0)), np.inf)
-    per_x = special.gammaln(r + ux) - special.gammaln(r) + special.betaln(a, b + ux) - special.betaln(a, b)
+    per_x = (_running(np.log(r + j)) + _running(-np.log1p(a / (b + j))))[k]
+    # r log(alpha) - (r + x) log(alpha + t), without the cancellation of large r and alpha
     log_T, log_t = np.log(alpha + uT), np.log(alpha + ut)
-    a3 = -rx * log_T[iT]
-    a4 = np.log(a) - log_b1[ix] - rx * log_t[it]  # -inf without repeat orders
+    rel_T, rel_t = np.log1p(uT / alpha), np.log1p(ut / alpha)
+    a3 = -r * rel_T[iT] - x * log_T[iT]
+    a4 = np.log(a) - log_b1[ix] - r * rel_t[it] - x * log_t[it]  # -inf without repeat orders
     top = np.maximum(a3, a4)
     e = np.exp(-np.abs(a3 - a4))  # the smaller term over the larger, in (0, 1]
-    ll = per_x[ix] + r * np.log(alpha) + top + np.log1p(e)
+    ll = per_x[ix] + top + np.log1p(e)
     if not grad:
         return ll, None
     s4 = np.where(a4 > a3, 1.0, e) / (1.0 + e)  # the repeat term's share of the likelihood
     s3 = 1.0 - s4
-    dg = special.digamma
-    d_r = dg(r + ux)[ix] - dg(r) + np.log(alpha) - s3 * log_T[iT] - s4 * log_t[it]
-    d_alpha = r / alpha - rx * (s3 / (alpha + uT)[iT] + s4 / (alpha + ut)[it])
+    d_r = _running(1 / (r + j))[k][ix] - s3 * rel_T[iT] - s4 * rel_t[it]
+    slope_T = r * uT / (alpha * (alpha + uT))
+    slope_t = r * ut / (alpha * (alpha + ut))
+    d_alpha = s3 * (slope_T[iT] - x / (alpha + uT)[iT]) + s4 * (slope_t[it] - x / (alpha + ut)[it])
     inv_b1 = np.where(repeat_u, 1.0 / np.where(repeat_u, b + ux - 1, 1.0), 0.0)
-    d_a = (dg(a + b) - dg(a + b + ux))[ix] + s4 / a
-    d_b = (dg(b + ux) - dg(a + b + ux) - dg(b) + dg(a + b))[ix] - s4 * inv_b1[ix]
+    d_a = -_running(1 / (a + b + j))[k][ix] + s4 / a
+    d_b = _running(a / ((b + j) * (a + b + j)))[k][ix] - s4 * inv_b1[ix]
     return ll, np.array([w @ d_r * r, w @ d_alpha * alpha, w @ d_a * a, w @ d_b * b])
 
 
@@ -261,8 +275,8 @@ def fit_bgnbd(x, t_x, T, *, weights=None, initial=(1.0, 1.0, 1.0, 1.0)) -> BGNBD
     w = np.ones(len(x)) if weights is None else np.asarray(weights, dtype=float)
     if not (len(x) == len(t_x) == len(T) == len(w)):
         raise ValueError("x, t_x, T and weights must have the same length")
-    if (x < 0).any() or (t_x < 0).any() or (t_x > T).any():
-        raise ValueError("BG/NBD needs x >= 0 and 0 <= t_x <= T for every customer")
+    if (x < 0).any() or (x != np.floor(x)).any() or (t_x < 0).any() or (t_x > T).any():
+        raise ValueError("BG/NBD needs whole x >= 0 and 0 <= t_x <= T for every customer")
     buyers = round(float(w.sum()))
     repeat = round(float(w[x > 0].sum()))
     if buyers < MIN_BUYERS:
@@ -290,21 +304,25 @@ def fit_bgnbd(x, t_x, T, *, weights=None, initial=(1.0, 1.0, 1.0, 1.0)) -> BGNBD
             theta0,
             jac=True,
             method="L-BFGS-B",
-            bounds=[(-15.0, 15.0)] * 4,
-            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
+            # a population whose customers all drop out alike sends a and b to infinity (a / (a + b) finite):
+            # the formulas stay exact there, so the bounds are wide
+            bounds=[(-30.0, 30.0)] * 4,
+            options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9},
         )
     r, alpha_s, a, b = np.exp(res.x)
-    if not _converged(res):
+    if not _converged(res, bound=30.0):
         raise NoModel("no_convergence", f"the BG/NBD fit did not converge ({res.message})")
-    if np.any(np.abs(res.x) >= 14.9):
-        raise NoModel("degenerate", "the BG/NBD fit ran to the edge of its parameters: the population is degenerate")
     return BGNBD(float(r), float(alpha_s / scale), float(a), float(b), buyers)
 
 
-def _converged(res) -> bool:
+def _converged(res, *, bound: float) -> bool:
     """The optimiser stopped at a finite optimum: it says so, or its gradient there is flat anyway (L-BFGS-B's
-    line search may give up a hair from the optimum)."""
-    return bool(np.isfinite(res.fun) and np.all(np.isfinite(res.x)) and (res.success or np.max(np.abs(res.jac)) < 1e-5))
+    line search may give up a hair from the optimum, or on a ridge to a bound where a parameter's optimum is
+    infinite: there the gradient pushing past the bound does not count)."""
+    if not (np.isfinite(res.fun) and np.all(np.isfinite(res.x))):
+        return False
+    pushing = ((res.x >= bound - 1e-6) & (res.jac < 0)) | ((res.x <= -bound + 1e-6) & (res.jac > 0))
+    return bool(res.success or np.max(np.abs(np.where(pushing, 0.0, res.jac))) < 1e-4)
 
 
 def _params(model) -> tuple[float, float, float, float]:
@@ -443,10 +461,10 @@ def fit_gamma_gamma(n, m, *, initial=(1.0, 1.0, 1.0)) -> GammaGamma:
             # order values that hardly vary within a customer send p to infinity (and v to zero, p v
             # finite): the shrinkage then keeps each customer's own mean, which is the right answer
             bounds=[(-30.0, 30.0)] * 3,
-            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
+            options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9},
         )
     p, q, v_s = np.exp(res.x)
-    if not _converged(res):
+    if not _converged(res, bound=30.0):
         raise NoModel("no_convergence", f"the Gamma-Gamma fit did not converge ({res.message})")
     return GammaGamma(float(p), float(q), float(v_s / scale), len(n))
 

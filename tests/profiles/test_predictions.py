@@ -173,3 +173,15 @@ def test_parameters_agree_with_lifetimes_on_online_retail(datasets_dir):
     gg = lifetimes.GammaGammaFitter(penalizer_coef=0.0).fit(s.loc[usable, "n"], s.loc[usable, "m"])
     for name in ("p", "q", "v"):
         assert getattr(spend, name) == pytest.approx(gg.params_[name], rel=1e-3), name
+
+
+def test_customers_who_all_drop_out_alike_still_get_a_model():
+    # every buyer has four orders: no spread in the chance of dropping out, so a and b run to infinity
+    # (a / (a + b) staying finite); the products over j < x keep the likelihood exact there
+    first = np.arange(40) * 37 % 300 + 60
+    x, t_x, T = np.full(40, 3.0), np.where(np.arange(40) % 8 == 0, first - 10, 60.0), first.astype(float)
+    fitted = P.fit_bgnbd(x, t_x, T)
+    assert fitted.a > 1e3 and fitted.b > 1e3
+    result = P.predict(x, t_x, T, x + 1, np.full(40, 20.0), horizon_days=H)
+    assert result.info["basis"] == {"model": 40}
+    assert np.isfinite(result.frame["predicted_orders"]).all() and result.frame["p_alive"].between(0, 1).all()
