@@ -12,7 +12,7 @@ from pipeline.models import Lease, PipelineRun, PipelineStep
 from profiles import services
 from profiles.demo import generate_shop
 from profiles.models import Customer, Event, Item, Profile
-from tests.factories import EventRow, ingest
+from tests.factories import EventRow, ingest, key_client
 
 N_CUSTOMERS = 600
 N_EVENTS = 30_000
@@ -143,3 +143,21 @@ def test_the_run_page_tells_the_predictions_in_words(shop):
     assert "BG/NBD parameters (orders)" in lines and any(line.startswith("alpha ") for line in lines)
     assert any(line.startswith("Time ") for line in lines)
     assert not any("{" in line or "reason_code" in line for line in lines)
+
+
+@pytest.mark.django_db
+def test_the_profile_api_returns_the_predictions_with_their_horizon(shop):
+    _run()
+    api = key_client("manage_customers")
+    buyer = Profile.objects.filter(prediction_basis="model").select_related("customer").order_by("customer_id").first()
+    never = Profile.objects.filter(prediction_basis="prior").select_related("customer").order_by("customer_id").first()
+
+    body = api.get(f"/api/customers/{buyer.customer.external_id}/profile/").json()
+    assert body["prediction_basis"] == "model" and body["prediction_horizon_days"] == 90
+    assert body["p_alive"] == pytest.approx(buyer.p_alive) and body["churn_risk"] == pytest.approx(buyer.churn_risk)
+    assert body["predicted_orders"] == pytest.approx(buyer.predicted_orders)
+    assert body["predicted_value"] == pytest.approx(buyer.predicted_value)
+
+    body = api.get(f"/api/customers/{never.customer.external_id}/profile/").json()
+    assert body["prediction_basis"] == "prior" and body["p_alive"] is None and body["next_order_at"] is None
+    assert body["predicted_orders"] == pytest.approx(never.predicted_orders)
