@@ -403,9 +403,6 @@ class _Means:
         self.codes = codes.ravel()
         self.log_m, self.log_n, self.nm = np.log(self.m), np.log(self.n), self.n * self.m
 
-    def scaled(self, factor: float) -> _Means:
-        return _Means(self.n, self.m * factor)
-
 
 def _gg_ll_and_grad(theta, data: _Means, *, grad: bool = True):
     """Each customer's log-likelihood and the sum of its gradient with respect to the log-parameters."""
@@ -489,9 +486,6 @@ class Predictions:
 
     frame: pd.DataFrame
     info: dict
-
-
-COLUMNS = ("p_alive", "predicted_orders", "predicted_value", "churn_risk", "next_order_days", "prediction_basis")
 
 
 def fit(x, t_x, T, n, m) -> tuple[BGNBD, GammaGamma | None, str]:
