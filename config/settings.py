@@ -191,6 +191,7 @@ TEMPLATES = [
 # main column or the side one). Listed here because profiles imports none of the apps above it.
 CUSTOMER_ADMIN_SECTIONS = [
     "profiles.customer_page.summary",
+    "profiles.customer_page.predictions",
     "segments.customer_page.segments",
     "profiles.customer_page.timeline",
     "profiles.customer_page.interests",

@@ -79,11 +79,18 @@ def trigger_text(run: PipelineRun) -> str:
 
 # --- counts as rows ------------------------------------------------------------------------------
 
-HIDDEN = {"watermark", "max_event_id", "run", "clustering_run", "status", "_status"}
+HIDDEN = {"watermark", "max_event_id", "run", "clustering_run", "status", "_status", "reason_code"}
 # Mappings whose keys are names operators gave (rule segments by name): shown as written.
-NAMED = {("rules", "sizes"), ("rules", "errors"), ("model", "components")}
+NAMED = {
+    ("rules", "sizes"),
+    ("rules", "errors"),
+    ("model", "components"),
+    # the models' parameters under the names the papers give them (r, alpha, a, b; p, q, v)
+    ("predictions", "bgnbd"),
+    ("predictions", "gamma_gamma"),
+}
 # Mappings whose keys are codes read as words in the order given (event types by weight).
-WORDED = {"weights"}
+WORDED = {"weights", "basis"}
 
 LABELS: dict[str, str] = {
     # what a step's run was (links), first
@@ -99,6 +106,13 @@ LABELS: dict[str, str] = {
     "events_30d": "Events in the last 30 days",
     "customers_active_30d": "Customers active in the last 30 days",
     "lifecycle": "Customers by lifecycle stage",
+    "predictions": "Predictions of repeat buying",
+    "horizon_days": "Horizon (days)",
+    "fitted": "Fitted in this run",
+    "basis": "Customers by basis of prediction",
+    "bgnbd": "BG/NBD parameters (orders)",
+    "gamma_gamma": "Gamma-Gamma parameters (spend)",
+    "spend_reason": "Why spend is not predicted",
     "seconds": "Time",
     "read": "Reading",
     "compute": "Computing",

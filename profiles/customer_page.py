@@ -159,6 +159,58 @@ def summary(customer: Customer, *, request) -> Section:
     return Section("summary", "Customer", "admin/profiles/customer/section_summary.html", context, slot="header")
 
 
+# ------------------------------------------------------------------------------ predictions
+
+
+def _horizon(days: int) -> str:
+    return f"the next {display.days(days)}"
+
+
+def predictions(customer: Customer, *, request) -> Section | None:
+    """What the models expect of the customer over the horizon after the last recomputation (docs/profiles.md,
+    "Predictions"): chance still a buyer, orders, spend, churn risk, next order; "from the population" where
+    the customer has too little history of their own."""
+    if not request.user.has_perm("profiles.view_profile"):
+        return None
+    profile = _profile(customer)
+    if profile is None:
+        return None
+    context: dict = {"basis": profile.prediction_basis, "as_of": _date(profile.computed_at)}
+    if profile.prediction_basis:
+        horizon = _horizon(profile.prediction_horizon_days or settings.PREDICTION_HORIZON_DAYS)
+        prior = profile.prediction_basis == "prior"
+        if profile.next_order_at is not None:
+            next_order = f"by {_date(profile.next_order_at)}"
+        else:
+            next_order = "none yet" if prior else "not expected soon"
+        context.update(
+            horizon=horizon,
+            prior=prior,
+            figures=[
+                {
+                    "label": "Chance still a buyer",
+                    "value": "not a buyer yet" if prior else display.percent(profile.p_alive, 0),
+                    "hint": "How likely the customer still buys from the shop at all",
+                },
+                {"label": f"Expected orders in {horizon}", "value": display.number(profile.predicted_orders, 1)},
+                {"label": f"Expected spend in {horizon}", "value": display.money(profile.predicted_value)},
+                {
+                    "label": "Churn risk",
+                    "value": display.percent(profile.churn_risk, 0),
+                    "hint": f"The chance of no order in {horizon}",
+                },
+                {
+                    "label": "Next order",
+                    "value": next_order,
+                    "hint": "The date by which the customer has even odds of having ordered again",
+                },
+            ],
+        )
+    return Section(
+        "predictions", "Predictions", "admin/profiles/customer/section_predictions.html", context, slot="side"
+    )
+
+
 # ------------------------------------------------------------------------------ interests
 
 

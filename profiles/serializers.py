@@ -5,7 +5,7 @@ from importlib import import_module
 from django.conf import settings
 from rest_framework import serializers
 
-from .models import ConsentChange, Customer, EventType, ItemKind, Lifecycle, PriceBand, Profile
+from .models import ConsentChange, Customer, EventType, ItemKind, Lifecycle, PredictionBasis, PriceBand, Profile
 
 
 class RowErrorSerializer(serializers.Serializer):
@@ -106,6 +106,27 @@ class ProfileSerializer(serializers.Serializer):
     community_likes = serializers.IntegerField()
     orders_total = serializers.IntegerField()
     lifecycle = serializers.ChoiceField(choices=Lifecycle.choices)
+    # predictions over the horizon after computed_at (docs/profiles.md, "Predictions"); null where none
+    prediction_basis = serializers.ChoiceField(
+        choices=PredictionBasis.choices,
+        allow_blank=True,
+        help_text="model: from the customer's own history; prior: the population's figures (never bought); "
+        "empty: no predictions (the last full run could fit no model).",
+    )
+    prediction_horizon_days = serializers.IntegerField(
+        allow_null=True, help_text="The predictions cover this many days after computed_at."
+    )
+    p_alive = serializers.FloatField(
+        allow_null=True, help_text="Probability (0-1) that the customer is still a buyer; null for the prior."
+    )
+    predicted_orders = serializers.FloatField(allow_null=True, help_text="Expected orders in the horizon.")
+    predicted_value = serializers.FloatField(allow_null=True, help_text="Expected spend in the horizon.")
+    churn_risk = serializers.FloatField(allow_null=True, help_text="Probability (0-1) of no order in the horizon.")
+    next_order_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="By this moment the chance of having ordered again reaches one half; null where it never "
+        "does (within ten years) or for the prior.",
+    )
 
 
 class ErrorItemSerializer(serializers.Serializer):

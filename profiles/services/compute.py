@@ -23,6 +23,7 @@ from django.utils import timezone
 from common.bulk import bulk_insert, bulk_upsert, read_frame
 from pipeline.models import PipelineStep, RunStatus
 
+from .. import predictions
 from ..features import catalogue_price_cuts, compute_features, score_rfm
 from ..models import Customer, Event, Item, Profile
 
@@ -52,6 +53,13 @@ PROFILE_FIELDS = [
     "first_purchase_at",
     "last_purchase_at",
     "lifecycle",
+    "p_alive",
+    "predicted_orders",
+    "predicted_value",
+    "churn_risk",
+    "next_order_at",
+    "prediction_basis",
+    "prediction_horizon_days",
 ]
 
 
@@ -75,6 +83,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
         customer_ids, now=now, incremental=incremental, progress=progress
     )
     features = _score_population(features, incremental=incremental)
+    features, predicted = _predict_repeat_buying(features, now=now, incremental=incremental)
 
     progress(0.85, "writing profiles")
     t2 = time.monotonic()
@@ -98,6 +107,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
         "watermark": watermark,
         "max_event_id": int(max_event_id),
         "lifecycle": {str(k): int(v) for k, v in lifecycle.items()},
+        "predictions": predicted,
         "seconds": {
             "read": round(read_s, 2),
             "compute": round(compute_s, 2),
@@ -206,6 +216,77 @@ def _score_population(features: pd.DataFrame, *, incremental: bool) -> pd.DataFr
     return features
 
 
+def _predict_repeat_buying(features: pd.DataFrame, *, now: datetime, incremental: bool) -> tuple[pd.DataFrame, dict]:
+    """Add the prediction columns (docs/profiles.md, "Predictions") over PREDICTION_HORIZON_DAYS after
+    ``now``: a full run fits BG/NBD and Gamma-Gamma over the whole population; an incremental run
+    predicts for its customers with the parameters the last full run recorded. Also what the run's
+    counts record: the parameters, customers by basis, seconds, or why there is no model."""
+    horizon = int(settings.PREDICTION_HORIZON_DAYS)
+    for col in ("p_alive", "predicted_orders", "predicted_value", "churn_risk"):
+        features[col] = np.nan
+    features["next_order_at"] = pd.NaT
+    features["prediction_basis"] = ""
+    features["prediction_horizon_days"] = pd.array([None] * len(features), dtype="Int64")
+    if not len(features):
+        return features, {"horizon_days": horizon, "basis": {}, "reason": "no customers"}
+    x, t_x, T = predictions.summarise(
+        features["orders_total"].fillna(0), features["first_purchase_at"], features["last_purchase_at"], now=now
+    )
+    n, m = features["frequency"].fillna(0).to_numpy(), features["avg_order_value"].to_numpy(dtype=float)
+    model = spend = None
+    if incremental:
+        model, spend, reason = _last_full_run_parameters()
+        if model is None:
+            return features, {
+                "horizon_days": horizon,
+                "fitted": False,
+                "basis": {"none": len(features)},
+                "reason": reason,
+            }
+    result = predictions.predict(x, t_x, T, n, m, horizon_days=horizon, model=model, spend=spend)
+    out = result.frame
+    for col in ("p_alive", "predicted_orders", "predicted_value", "churn_risk", "prediction_basis"):
+        features[col] = out[col].to_numpy()
+    at = pd.Timestamp(now).tz_convert("UTC")
+    features["next_order_at"] = at + pd.to_timedelta(out["next_order_days"].to_numpy(), unit="D")
+    has = out["prediction_basis"].to_numpy() != ""
+    features["prediction_horizon_days"] = pd.array(np.where(has, horizon, None), dtype="Int64")
+    return features, {"fit": _fit_text(result.info), **result.info, "horizon_days": horizon}
+
+
+def _fit_text(info: dict) -> str:
+    """The fit in words for the run page: "BG/NBD on 3,370 buyers and Gamma-Gamma on 2,006 repeat buyers"."""
+    if "bgnbd" not in info:
+        return "no model"
+    text = f"BG/NBD on {info['bgnbd']['buyers']:,} buyers"
+    spend = info.get("gamma_gamma")
+    text += f" and Gamma-Gamma on {spend['buyers']:,} repeat buyers" if spend else " (no spend model)"
+    return text if info.get("fitted") else f"the last full run's parameters ({text})"
+
+
+def _last_full_run_parameters() -> tuple[predictions.BGNBD | None, predictions.GammaGamma | None, str]:
+    """The BG/NBD and Gamma-Gamma parameters the latest successful full profiles run recorded, or why none."""
+    full = (
+        PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__incremental=False)
+        .order_by("-finished_at")
+        .first()
+    )
+    recorded = ((full.counts or {}).get("predictions") or {}) if full is not None else {}
+    if not recorded.get("bgnbd"):
+        why = recorded.get("reason") or "it recorded no parameters"
+        return (
+            None,
+            None,
+            f"the last full run fitted no model ({why})" if full else "no full run to take parameters from",
+        )
+    spend = recorded.get("gamma_gamma")
+    return (
+        predictions.BGNBD.from_dict(recorded["bgnbd"]),
+        predictions.GammaGamma.from_dict(spend) if spend else None,
+        "",
+    )
+
+
 # --- reading events ------------------------------------------------------------------------------
 
 
@@ -309,6 +390,8 @@ def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFram
     ):
         out[col] = out[col].fillna(0).astype("int64")
     out["monetary"] = out["monetary"].fillna(0.0).astype(float)
-    for col in ("first_seen", "last_seen", "first_purchase_at", "last_purchase_at"):
+    out["prediction_basis"] = out["prediction_basis"].fillna("")
+    out["prediction_horizon_days"] = out["prediction_horizon_days"].astype("Int64")
+    for col in ("first_seen", "last_seen", "first_purchase_at", "last_purchase_at", "next_order_at"):
         out[col] = pd.to_datetime(out[col], utc=True)
     return out

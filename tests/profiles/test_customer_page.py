@@ -11,6 +11,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from common import display
 from profiles import services
 from profiles.models import Customer, Event, Item
 from recommendations.models import Recommendation, RecommenderRun
@@ -309,3 +310,60 @@ def test_a_rating_reads_with_its_value():
     assert describe_event(Event(type="rating", item=lamp, value=4.0)) == "Rated Desk lamp (Home): 4"
     assert describe_event(Event(type="rating", item=lamp, value=3.5)) == "Rated Desk lamp (Home): 3.5"
     assert describe_event(Event(type="rating", item=lamp, value=None)) == "Rated Desk lamp (Home)"
+
+
+@pytest.fixture
+def crowd(ada):
+    """Ada among forty buyers (most of them back several times) and Bea, who never bought: enough to fit."""
+    now = timezone.now()
+    names = [f"buyer{i}" for i in range(40)]
+    ingest(customers=[CustomerRow(external_id=n) for n in names] + [CustomerRow(external_id="bea", name="Bea")])
+    ingest(
+        events=[
+            EventRow(
+                external_id=f"p{i}",
+                customer=names[i % 40],
+                item="rose",
+                purchase=True,
+                amount=10.0 + i % 7,
+                occurred_at=now - timedelta(days=(i * 37) % 300, hours=i % 24),
+                context={"order_id": f"p{i}"},
+            )
+            for i in range(160)
+        ]
+        + [EventRow(external_id="bea-view", customer="bea", item="lamp3", view=True)]
+    )
+    services.profiles_compute()
+    ada.refresh_from_db()
+    return ada, Customer.objects.get(external_id="bea")
+
+
+def test_predictions_show_over_their_horizon_in_words(boss_client, crowd):
+    ada, bea = crowd
+    profile = ada.profile
+    assert profile.prediction_basis == "model"
+    text = _text(boss_client.get(_url(ada)))
+    assert "Predictions Over the next 90 days after" in text
+    assert f"Chance still a buyer {display.percent(profile.p_alive, 0)}" in text
+    assert f"Expected orders in the next 90 days {display.number(profile.predicted_orders, 1)}" in text
+    assert f"Expected spend in the next 90 days {display.money(profile.predicted_value)}" in text
+    assert f"Churn risk {display.percent(profile.churn_risk, 0)}" in text
+    if profile.next_order_at:
+        local = timezone.localtime(profile.next_order_at)
+        assert f"Next order by {local.day} {local:%b %Y}" in text
+    else:
+        assert "Next order not expected soon" in text
+    assert "from the population" not in text
+    assert not re.search(r"\d\.\d{4,}", text)
+
+    # Bea never bought: the population's figures, said so, and no invented chance or date
+    text = _text(boss_client.get(_url(bea)))
+    assert "from the population (too little history)" in text
+    assert "Chance still a buyer not a buyer yet" in text and "Next order none yet" in text
+    assert f"Expected orders in the next 90 days {display.number(bea.profile.predicted_orders, 1)}" in text
+
+
+def test_predictions_say_when_there_are_none_and_need_the_profile_permission(boss_client, ada):
+    # Ada alone is too few buyers to fit a model
+    assert "No predictions: the last recomputation had too few buyers" in _text(boss_client.get(_url(ada)))
+    assert "Predictions" not in _text(_signed_in("view_customer").get(_url(ada)))
