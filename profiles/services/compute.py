@@ -23,6 +23,7 @@ from django.utils import timezone
 from common.bulk import bulk_insert, bulk_upsert, read_frame
 from pipeline.models import PipelineStep, RunStatus
 
+from ..affinity import AffinityBuilder
 from ..features import catalogue_price_cuts, compute_features, score_rfm
 from ..models import Customer, Event, Item, Profile
 
@@ -71,7 +72,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     incremental = watermark is not None  # without a previous run to build on, everyone is computed
     customer_ids = _customers_with_events_since(watermark, max_event_id) if incremental else _all_customer_ids()
 
-    features, n_events, read_s, compute_s = _features_by_chunk(
+    features, n_events, read_s, compute_s, affinity = _features_by_chunk(
         customer_ids, now=now, incremental=incremental, progress=progress
     )
     features = _score_population(features, incremental=incremental)
@@ -98,6 +99,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
         "watermark": watermark,
         "max_event_id": int(max_event_id),
         "lifecycle": {str(k): int(v) for k, v in lifecycle.items()},
+        "affinity": affinity,
         "seconds": {
             "read": round(read_s, 2),
             "compute": round(compute_s, 2),
@@ -157,13 +159,24 @@ def _profile_params() -> dict:
 
 def _features_by_chunk(
     customer_ids: np.ndarray, *, now: datetime, incremental: bool, progress
-) -> tuple[pd.DataFrame, int, float, float]:
+) -> tuple[pd.DataFrame, int, float, float, dict]:
     """The features of these customers, computed chunk by chunk of customers (their events read at
-    once); also the events read and the seconds spent reading and computing."""
+    once); also the events read, the seconds spent reading and computing, and the category affinity's
+    counts (its model is fitted once on rows gathered from every chunk, profiles/affinity.py; an
+    incremental run fits it on its own customers' rows)."""
     prices = Item.objects.filter(kind="product", price__isnull=False).values_list("price", flat=True)
     cuts = catalogue_price_cuts(np.array([float(p) for p in prices], dtype=float)) if prices.exists() else None
     params = _profile_params()
     items = _items_frame()
+    affinity = AffinityBuilder(
+        categories=items["category"].cat.categories,
+        now=now,
+        horizon_days=settings.PREDICTION_HORIZON_DAYS,
+        weights=params["weights"],
+        half_life_days=params["half_life_days"],
+        window_days=params["window_days"],
+        n_customers=len(customer_ids),
+    )
     chunk = settings.PROFILE_CHUNK_CUSTOMERS
     parts: list[pd.DataFrame] = []
     n_events = 0
@@ -178,6 +191,7 @@ def _features_by_chunk(
             frame = frame[frame["customer_id"].isin(ids)]
         t1 = time.monotonic()
         feats = compute_features(frame, now=now, price_cuts=cuts, customer_ids=ids, **params)
+        affinity.add(frame, customer_ids=ids)
         compute_s += time.monotonic() - t1
         read_s += t1 - t0
         n_events += len(frame)
@@ -187,7 +201,9 @@ def _features_by_chunk(
             f"{start + len(ids):,} of {len(customer_ids):,} customers",
         )
     features = pd.concat(parts) if parts else pd.DataFrame(columns=PROFILE_FIELDS)
-    return features, n_events, read_s, compute_s
+    probabilities, affinity_counts = affinity.finish()
+    features["affinity"] = probabilities.reindex(features.index).map(lambda d: d if isinstance(d, dict) else {})
+    return features, n_events, read_s, compute_s, affinity_counts
 
 
 def _score_population(features: pd.DataFrame, *, incremental: bool) -> pd.DataFrame:
