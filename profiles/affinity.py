@@ -264,9 +264,7 @@ def purchase_labels(
     ok = np.zeros(len(cid), dtype=bool)
     if len(customer_ids):
         ok = (code >= 0) & (pos < len(customer_ids)) & (customer_ids[np.minimum(pos, len(customer_ids) - 1)] == cid)
-    lab = sp.csr_matrix(
-        (np.ones(int(ok.sum())), (pos[ok], code[ok])), shape=(len(customer_ids), len(categories))
-    )
+    lab = sp.csr_matrix((np.ones(int(ok.sum())), (pos[ok], code[ok])), shape=(len(customer_ids), len(categories)))
     lab.sum_duplicates()
     lab.data[:] = 1.0
     return lab
@@ -531,7 +529,7 @@ class AffinityBuilder:
         X = np.concatenate(Xs) if Xs else np.zeros((0, len(FEATURES)), dtype=np.float32)
         y = np.concatenate(ys).astype(int) if ys else np.zeros(0, dtype=int)
         groups = np.concatenate(gs) if gs else np.zeros(0, dtype=np.int64)
-        counts["training_rows"] = int(len(y))
+        counts["training_rows"] = len(y)
         counts["training_positives"] = int(y.sum())
         if len(y) == 0 or y.sum() < MIN_CLASS_ROWS or len(y) - y.sum() < MIN_CLASS_ROWS:
             counts["model"] = "none"
@@ -566,7 +564,7 @@ class AffinityBuilder:
             frame = frame.sort_values(["c", "p", "cat"], ascending=[True, False, True], kind="stable")
             out = _as_dicts(frame, self.categories, out)
         counts["customers_with_affinity"] = int(frame["c"].nunique()) if len(frame) else 0
-        counts["rows_predicted"] = int(len(frame))
+        counts["rows_predicted"] = len(frame)
         self.seconds += time.monotonic() - t0
         counts["seconds"] = round(self.seconds, 2)
         return out, counts
