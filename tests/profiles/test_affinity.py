@@ -368,3 +368,23 @@ def test_on_online_retail_affinity_beats_the_past_share():
     assert figures["auc"] > figures["auc_past_share"] + 0.1
     assert figures["auc"] > figures["auc_interest"]
     assert figures["ece"] < 0.05
+
+
+# --- the run page ---------------------------------------------------------------------------------------
+
+
+def test_the_run_page_tells_the_affinity_figures_in_one_sentence(shop):
+    from pipeline.figures import rows
+
+    _, _, _, counts = shop
+    (row,) = rows({"affinity": counts})
+    held = counts["held_out"]
+    assert row.label == "Category affinity"
+    assert f"{counts['customers_with_affinity']:,} customers, up to 10 categories each" in row.value
+    assert f"AUC of {held['auc']:.3f} (the share of past purchases: {held['auc_past_share']:.3f})" in row.value
+    assert "within 90 days" in row.value and "{" not in row.value
+
+    events = simulate(n=30, seed=11)
+    _, none = affinity(events, now=START + pd.Timedelta(days=720), weights=WEIGHTS)
+    (row,) = rows({"affinity": none})
+    assert row.value.startswith("Not computed: too little training data")
