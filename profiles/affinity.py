@@ -16,8 +16,9 @@ interest
 recommender score
     Category-level item-based collaborative filtering that cannot see the future: from the
     customers' purchases before ``at``, ``P(j | i) = buyers of i and j / (buyers of i + 5)`` (a
-    co-purchase conditional probability, shrunk for rarely bought categories, ``i != j``); a
-    customer's score for ``j`` is their interest vector times that table.
+    co-purchase conditional probability, shrunk for rarely bought categories, ``i != j``), each
+    ``i`` keeping its ``NEIGHBOURS`` (20) largest; a customer's score for ``j`` is their interest
+    vector times that table.
 features of a (customer, category) row
     interest; engaged (any weighted event in the category); log days since the last such event
     (730 when none); log(1 + purchases in the category); the category's share of the customer's
@@ -73,6 +74,7 @@ MAX_TRAIN_ROWS = 500_000
 MIN_CLASS_ROWS = 50
 ECE_TOLERANCE = 0.02
 SHRINK = 5.0
+NEIGHBOURS = 20
 NO_EVENT_DAYS = 730.0
 FEATURES = (
     "interest",
@@ -105,18 +107,51 @@ def _times(events: pd.DataFrame) -> np.ndarray:
     return col.dt.tz_convert("UTC").astype("datetime64[ns, UTC]").array.asi8
 
 
-def _weights(etype: np.ndarray, value: np.ndarray, weights: Mapping[str, float | str | None]) -> np.ndarray:
-    """Each event's weight as in the profiles' interests (a rating weighs its own value)."""
-    w = np.zeros(len(etype))
-    for name, weight in weights.items():
-        sel = etype == name
-        if not sel.any():
-            continue
-        if name == "rating" and (weight is None or weight == "explicit"):
-            w[sel] = np.nan_to_num(value[sel])
-        else:
-            w[sel] = float(weight or 0.0)
-    return w
+@dataclass
+class _Events:
+    """The events as arrays, decoded once per chunk and shared by both moments: time (ns), customer
+    id, category position (-1 for none), weight (the profiles' interest weights, a rating weighing
+    its own value), purchase flag, and each purchase's order (a code, or -1 - its UTC day)."""
+
+    t: np.ndarray
+    cid: np.ndarray
+    code: np.ndarray
+    weight: np.ndarray
+    purchase: np.ndarray
+    order: np.ndarray
+
+    def take(self, keep: np.ndarray) -> _Events:
+        return _Events(*(getattr(self, f)[keep] for f in ("t", "cid", "code", "weight", "purchase", "order")))
+
+
+def _prepare(events: pd.DataFrame, categories: pd.Index, weights: Mapping[str, float | str | None]) -> _Events:
+    missing = [c for c in _REQUIRED if c not in events.columns]
+    if missing:
+        raise ValueError(f"events lack column(s): {', '.join(missing)}")
+    t = _times(events)
+    etype = pd.Categorical(events["type"])
+    names = list(etype.categories)
+    table = np.array(
+        [0.0 if weights.get(name) in (None, "explicit") else float(weights[name]) for name in names] + [0.0]
+    )
+    codes = etype.codes.astype(np.int64)
+    weight = table[codes]  # code -1 (no type) takes the last entry, 0
+    if "rating" in names and weights.get("rating", "explicit") in (None, "explicit"):
+        rated = codes == names.index("rating")
+        weight[rated] = np.nan_to_num(events["value"].to_numpy(dtype=float)[rated])
+    purchase = codes == names.index("purchase") if "purchase" in names else np.zeros(len(t), dtype=bool)
+    order = -1 - t // _NS_PER_DAY
+    if "order_id" in events.columns and purchase.any():
+        oid, _ = pd.factorize(events["order_id"].to_numpy(dtype=object)[purchase], use_na_sentinel=True)
+        order[purchase] = np.where(oid >= 0, oid, order[purchase])
+    return _Events(
+        t=t,
+        cid=events["customer_id"].to_numpy(dtype=np.int64),
+        code=_category_codes(events, categories),
+        weight=weight,
+        purchase=purchase,
+        order=order,
+    )
 
 
 @dataclass
@@ -169,62 +204,57 @@ def cut_features(
     """The per (customer, category) and per customer facts as of ``at`` (events after it ignored;
     purchases and orders counted in the ``window_days`` before it, so the figures as of the training
     cut and as of now measure the same span)."""
-    missing = [c for c in _REQUIRED if c not in events.columns]
-    if missing:
-        raise ValueError(f"events lack column(s): {', '.join(missing)}")
-    at_ns = _ns(at)
-    t = _times(events)
-    keep = t <= at_ns
-    ev = events.loc[keep]
-    t = t[keep]
-    cid = ev["customer_id"].to_numpy(dtype=np.int64)
-    ids = np.unique(cid)
+    ev = _prepare(events, categories, weights)
+    return _cut(
+        ev,
+        at_ns=_ns(at),
+        m=len(categories),
+        half_life_days=half_life_days,
+        window_days=window_days,
+        customer_ids=customer_ids,
+    )
+
+
+def _cut(
+    ev: _Events, *, at_ns: int, m: int, half_life_days: float, window_days: float, customer_ids=None
+) -> CutFeatures:
+    keep = ev.t <= at_ns
+    ev = ev.take(keep)
+    ids = np.unique(ev.cid)
     if customer_ids is not None:
         ids = np.union1d(ids, np.asarray(list(customer_ids), dtype=np.int64))
-    n, m = len(ids), len(categories)
-    row = np.searchsorted(ids, cid)
-    etype = ev["type"].to_numpy(dtype=object)
-    value = ev["value"].to_numpy(dtype=float)
-    age_days = (at_ns - t) / _NS_PER_DAY
-    code = _category_codes(ev, categories)
-    w = _weights(etype, value, weights)
-    is_p = (etype == "purchase") & (age_days < window_days)
+    n = len(ids)
+    row = np.searchsorted(ids, ev.cid)
+    age_days = (at_ns - ev.t) / _NS_PER_DAY
+    is_p = ev.purchase & (age_days < window_days)
 
     # per (customer, category)
-    engaged = (w > 0) & (code >= 0)
-    contrib = w[engaged] * np.power(0.5, age_days[engaged] / float(half_life_days))
-    raw = sp.csr_matrix((contrib, (row[engaged], code[engaged])), shape=(n, m))
-    raw.sum_duplicates()
-    totals = np.asarray(raw.sum(axis=1)).ravel()
-    interest = sp.diags(np.divide(1.0, totals, out=np.zeros(n), where=totals > 0)) @ raw
-    pair = pd.DataFrame({"k": row[engaged] * m + code[engaged], "d": age_days[engaged]}).groupby("k")["d"].min()
-    keys = pair.index.to_numpy()
-    days = sp.csr_matrix((pair.to_numpy() + 1.0, (keys // m, keys % m)), shape=(n, m))
-    bought = is_p & (code >= 0)
-    purchases = sp.csr_matrix((np.ones(int(bought.sum())), (row[bought], code[bought])), shape=(n, m))
+    engaged = (ev.weight > 0) & (ev.code >= 0)
+    contrib = ev.weight[engaged] * np.power(0.5, age_days[engaged] / float(half_life_days))
+    key = row[engaged] * m + ev.code[engaged]
+    pairs = pd.DataFrame({"k": key, "w": contrib, "d": age_days[engaged]}).groupby("k", sort=True)
+    sums = pairs["w"].sum()
+    keys = sums.index.to_numpy()
+    prow, pcol = keys // max(m, 1), keys % max(m, 1)
+    totals = np.bincount(prow, weights=sums.to_numpy(), minlength=n)
+    share = sums.to_numpy() / totals[prow]
+    interest = sp.csr_matrix((share, (prow, pcol)), shape=(n, m))
+    days = sp.csr_matrix((pairs["d"].min().to_numpy() + 1.0, (prow, pcol)), shape=(n, m))
+    bought = is_p & (ev.code >= 0)
+    purchases = sp.csr_matrix((np.ones(int(bought.sum())), (row[bought], ev.code[bought])), shape=(n, m))
     purchases.sum_duplicates()
 
     # per customer
     orders = np.zeros(n)
     last_p = np.full(n, np.nan)
     if is_p.any():
-        if "order_id" in ev.columns:
-            oid = ev["order_id"].to_numpy(dtype=object)[is_p]
-            day = t[is_p] // _NS_PER_DAY
-            okey = np.where(pd.notna(oid), pd.Series(oid).astype(str).to_numpy(), "d" + day.astype(str))
-        else:
-            okey = (t[is_p] // _NS_PER_DAY).astype(str)
-        distinct = pd.DataFrame({"c": row[is_p], "o": okey}).drop_duplicates()
-        orders = np.bincount(distinct["c"].to_numpy(), minlength=n).astype(float)
-        least = pd.Series(age_days[is_p]).groupby(row[is_p]).min()
-        last_p[least.index.to_numpy()] = least.to_numpy()
-    last_e = np.full(n, np.nan)
-    if len(row):
-        least = pd.Series(age_days).groupby(row).min()
-        last_e[least.index.to_numpy()] = least.to_numpy()
+        distinct = np.unique(row[is_p] * (1 << 32) + (ev.order[is_p] + (1 << 31)))
+        orders = np.bincount(distinct >> 32, minlength=n).astype(float)
+        last_p = _least(row[is_p], age_days[is_p], n)
+    last_e = _least(row, age_days, n)
     return CutFeatures(
         ids=ids,
-        interest=interest.tocsr().astype(np.float32),
+        interest=interest.astype(np.float32),
         days=days.astype(np.float32),
         purchases=purchases.tocsr().astype(np.float32),
         orders=orders.astype(np.float32),
@@ -233,11 +263,32 @@ def cut_features(
     )
 
 
+def _least(row: np.ndarray, value: np.ndarray, n: int) -> np.ndarray:
+    """The smallest value per row position (NaN where none)."""
+    out = np.full(n, np.nan)
+    if len(row):
+        least = pd.Series(value).groupby(row).min()
+        out[least.index.to_numpy()] = least.to_numpy()
+    return out
+
+
 def co_purchases(cut: CutFeatures) -> tuple[sp.csr_matrix, int]:
     """Buyers of each pair of categories (m, m), and the number of buyers: sums over chunks."""
-    bought = (cut.purchases > 0).astype(np.float64)
-    n_buyers = int((np.asarray(bought.sum(axis=1)).ravel() > 0).sum())
+    return _co(cut.purchases)
+
+
+def _co(purchases: sp.csr_matrix) -> tuple[sp.csr_matrix, int]:
+    bought = (purchases > 0).astype(np.float64)
+    n_buyers = int((np.diff(bought.indptr) > 0).sum())
     return (bought.T @ bought).tocsr(), n_buyers
+
+
+def _purchases_before(ev: _Events, *, at_ns: int, window_days: float, m: int) -> sp.csr_matrix:
+    """(customers, m) purchases in the window before ``at``: the co-purchase table's input, cheap
+    enough to take from every customer when only a sample gets features."""
+    sel = ev.purchase & (ev.t <= at_ns) & (ev.code >= 0) & ((at_ns - ev.t) < window_days * _NS_PER_DAY)
+    ids, row = np.unique(ev.cid[sel], return_inverse=True)
+    return sp.csr_matrix((np.ones(int(sel.sum())), (row, ev.code[sel])), shape=(len(ids), m))
 
 
 def _conditional(co: sp.csr_matrix) -> sp.csr_matrix:
@@ -248,23 +299,29 @@ def _conditional(co: sp.csr_matrix) -> sp.csr_matrix:
     table.setdiag(0.0)
     table = table.tocsr()
     table.eliminate_zeros()
-    return table.astype(np.float32)
+    # like item-kNN, each category keeps its NEIGHBOURS strongest successors, so a customer's scores
+    # stay sparse when the catalogue has thousands of categories
+    rows, cols = _top_k(table, NEIGHBOURS)
+    values = np.asarray(table[rows, cols]).ravel() if len(rows) else np.zeros(0)
+    return sp.csr_matrix((values, (rows, cols)), shape=table.shape, dtype=np.float32)
 
 
 def purchase_labels(
     events: pd.DataFrame, *, start, end, categories: pd.Index, customer_ids: np.ndarray
 ) -> sp.csr_matrix:
     """(n, m) 1 where the customer bought from the category in ``(start, end]``."""
-    t = _times(events)
-    sel = (t > _ns(start)) & (t <= _ns(end)) & (events["type"].to_numpy(dtype=object) == "purchase")
-    ev = events.loc[sel]
-    code = _category_codes(ev, categories)
-    cid = ev["customer_id"].to_numpy(dtype=np.int64)
+    ev = _prepare(events, categories, {})
+    return _labels(ev, start_ns=_ns(start), end_ns=_ns(end), customer_ids=customer_ids, m=len(categories))
+
+
+def _labels(ev: _Events, *, start_ns: int, end_ns: int, customer_ids: np.ndarray, m: int) -> sp.csr_matrix:
+    sel = ev.purchase & (ev.t > start_ns) & (ev.t <= end_ns) & (ev.code >= 0)
+    cid, code = ev.cid[sel], ev.code[sel]
     pos = np.searchsorted(customer_ids, cid)
     ok = np.zeros(len(cid), dtype=bool)
     if len(customer_ids):
-        ok = (code >= 0) & (pos < len(customer_ids)) & (customer_ids[np.minimum(pos, len(customer_ids) - 1)] == cid)
-    lab = sp.csr_matrix((np.ones(int(ok.sum())), (pos[ok], code[ok])), shape=(len(customer_ids), len(categories)))
+        ok = (pos < len(customer_ids)) & (customer_ids[np.minimum(pos, len(customer_ids) - 1)] == cid)
+    lab = sp.csr_matrix((np.ones(int(ok.sum())), (pos[ok], code[ok])), shape=(len(customer_ids), m))
     lab.sum_duplicates()
     lab.data[:] = 1.0
     return lab
@@ -272,15 +329,27 @@ def purchase_labels(
 
 def _top_k(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of each row's k largest positive entries (ties broken by column)."""
-    coo = matrix.tocoo()
-    pos = coo.data > 0
-    r, c, v = coo.row[pos], coo.col[pos], coo.data[pos]
-    order = np.lexsort((c, -v, r))
-    r, c = r[order], c[order]
-    first = np.searchsorted(r, r, side="left")
-    rank = np.arange(len(r)) - first
-    keep = rank < k
-    return r[keep].astype(np.int64), c[keep].astype(np.int64)
+    matrix = matrix.tocsr()
+    matrix.sum_duplicates()  # canonical: columns sorted within each row
+    counts = np.diff(matrix.indptr)
+    r = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), counts)
+    c, v = matrix.indices.astype(np.int64), matrix.data.astype(np.float64)
+    positive = v > 0
+    short = np.repeat(counts <= k, counts) & positive  # rows with at most k entries keep them all
+    long = ~short & positive
+    if long.any():
+        rl, cl, vl = r[long], c[long], v[long]
+        # one sort key: the row, then the value downwards (scaled into [0, 0.5)); stable keeps columns in order
+        scaled = vl / (2.0 * vl.max() * (1 + 1e-9))
+        order = np.argsort(rl - scaled, kind="stable")
+        rl, cl = rl[order], cl[order]
+        rank = np.arange(len(rl)) - np.searchsorted(rl, rl, side="left")
+        keep = rank < k
+        r = np.concatenate([r[short], rl[keep]])
+        c = np.concatenate([c[short], cl[keep]])
+    else:
+        r, c = r[short], c[short]
+    return r, c
 
 
 def _lookup(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -486,26 +555,23 @@ class AffinityBuilder:
     def add(self, events: pd.DataFrame, customer_ids: Iterable[int] | None = None) -> None:
         """One chunk: every event of each of its customers (events after ``now`` are ignored)."""
         t0 = time.monotonic()
-        common = {
-            "categories": self.categories,
-            "weights": self.weights,
-            "half_life_days": self.half_life_days,
-            "window_days": self.window_days,
-        }
-        now_cut = cut_features(events, at=self.now, customer_ids=customer_ids, **common)
-        self._accumulate("apply", now_cut)
+        ev = _prepare(events, self.categories, self.weights)
+        m = len(self.categories)
+        now_ns, cut_ns = _ns(self.now), _ns(self.cut)
+        common = {"m": m, "half_life_days": self.half_life_days, "window_days": self.window_days}
+        now_cut = _cut(ev, at_ns=now_ns, customer_ids=customer_ids, **common)
+        self._accumulate("apply", now_cut.purchases)
         self._apply.append(now_cut)
-        train_cut = cut_features(events, at=self.cut, **common)
-        self._accumulate("train", train_cut)
-        sampled = train_cut.subset(_hash(train_cut.ids, salt=self.random_state) < self.train_rate)
-        labels = purchase_labels(
-            events, start=self.cut, end=self.now, categories=self.categories, customer_ids=sampled.ids
-        )
-        self._train.append((sampled, labels))
+        # the co-purchase table learns from every customer; features and labels from the sample
+        self._accumulate("train", _purchases_before(ev, at_ns=cut_ns, window_days=self.window_days, m=m))
+        sample = ev.take(_hash(ev.cid, salt=self.random_state) < self.train_rate)
+        train_cut = _cut(sample, at_ns=cut_ns, **common)
+        labels = _labels(sample, start_ns=cut_ns, end_ns=now_ns, customer_ids=train_cut.ids, m=m)
+        self._train.append((train_cut, labels))
         self.seconds += time.monotonic() - t0
 
-    def _accumulate(self, which: str, cut: CutFeatures) -> None:
-        co, buyers = co_purchases(cut)
+    def _accumulate(self, which: str, purchases: sp.csr_matrix) -> None:
+        co, buyers = _co(purchases)
         self._co[which] = self._co[which] + co
         self._buyers[which] += buyers
 
@@ -553,35 +619,34 @@ class AffinityBuilder:
         counts["model"] = "logistic regression"
         counts["held_out"] = model.report()
         table, share = self._table("apply")
-        parts = []
+        values = empty.to_numpy(copy=True)
+        names = np.asarray(self.categories, dtype=object)
+        offset = covered = predicted = 0
         for cut in self._apply:
             rows, cols, X = candidate_rows(cut, table=table, buyer_share=share, k=self.k)
-            p = np.round(model.predict_proba(X), 4) if len(rows) else np.zeros(0)
-            parts.append(pd.DataFrame({"c": cut.ids[rows], "cat": cols, "p": p}))
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"c": [], "cat": [], "p": []})
-        out = empty.copy()
-        if len(frame):
-            frame = frame.sort_values(["c", "p", "cat"], ascending=[True, False, True], kind="stable")
-            out = _as_dicts(frame, self.categories, out)
-        counts["customers_with_affinity"] = int(frame["c"].nunique()) if len(frame) else 0
-        counts["rows_predicted"] = len(frame)
+            if len(rows):
+                p = np.round(model.predict_proba(X), 4)
+                order = np.lexsort((cols, -p, rows))  # by customer, most likely first
+                starts, dicts = _as_dicts(rows[order], names[cols[order]].tolist(), p[order].tolist())
+                values[offset + starts] = dicts
+                covered += len(dicts)
+                predicted += len(rows)
+            offset += len(cut.ids)
+        counts["customers_with_affinity"] = covered
+        counts["rows_predicted"] = predicted
         self.seconds += time.monotonic() - t0
         counts["seconds"] = round(self.seconds, 2)
-        return out, counts
+        return pd.Series(values, index=all_ids, dtype=object), counts
 
 
-def _as_dicts(frame: pd.DataFrame, categories: pd.Index, out: pd.Series) -> pd.Series:
-    """Rows sorted by customer become one dict per customer (JSON needs a dict each)."""
-    c = frame["c"].to_numpy()
-    names = categories[frame["cat"].to_numpy().astype(np.int64)].tolist()
-    ps = frame["p"].to_numpy().tolist()
-    bounds = np.flatnonzero(np.diff(c)) + 1
+def _as_dicts(rows: np.ndarray, names: list, ps: list) -> tuple[np.ndarray, list[dict]]:
+    """Rows sorted by customer become one dict per customer (JSON needs a dict each): the customers'
+    positions and their dicts."""
+    bounds = np.flatnonzero(np.diff(rows)) + 1
     starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(c)]])
-    dicts = [dict(zip(names[s:e], ps[s:e], strict=True)) for s, e in zip(starts, ends, strict=True)]
-    values = out.to_numpy(copy=True)
-    values[out.index.get_indexer(c[starts])] = dicts
-    return pd.Series(values, index=out.index, dtype=object)
+    ends = np.concatenate([bounds, [len(rows)]])
+    dicts = [dict(zip(names[s:e], ps[s:e], strict=True)) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return rows[starts], dicts
 
 
 def affinity(
