@@ -320,6 +320,11 @@ def affinity_sentence(counts: Mapping) -> str:
     """The profiles step's category affinity model (profiles/affinity.py) in one sentence: whom it
     covers, what it learnt from, how well it ranks against the share of past purchases, how
     calibrated it is, how long it took."""
+    if counts.get("model") == "kept":
+        return (
+            f"Kept as the last full run computed it for {display.number(counts.get('customers_with_affinity'))} "
+            "of these customers (only a full run refits the model)."
+        )
     took = display.duration(counts.get("seconds"))
     if counts.get("model") in (None, "none"):
         return f"Not computed: {counts.get('reason') or 'no model'} ({took})."

@@ -4,7 +4,6 @@ past-share baseline, calibrated probabilities, filled by the profiles step, sane
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -294,7 +293,7 @@ def test_bad_input_is_named():
 def test_the_profiles_step_fills_affinity_for_every_customer_with_candidates(settings):
     from django.utils import timezone
 
-    from profiles import services
+    from pipeline import services as pipeline
     from profiles.models import Profile
     from tests.factories import EventRow, ItemFactory, ingest
 
@@ -329,8 +328,9 @@ def test_the_profiles_step_fills_affinity_for_every_customer_with_candidates(set
             )
         ]
     )
-    counts = services.profiles_compute(now=now + timedelta(seconds=1))
-    figures = counts["affinity"]
+    run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=["profiles"]))
+    assert run.status == "succeeded", run.error
+    figures = run.step_runs.get().counts["affinity"]
     assert figures["model"] == "logistic regression"
     assert figures["held_out"]["auc"] > figures["held_out"]["auc_past_share"]
     assert figures["customers_with_affinity"] == events["customer_id"].nunique()
@@ -339,6 +339,16 @@ def test_the_profiles_step_fills_affinity_for_every_customer_with_candidates(set
     assert set().union(*profiles.values()) <= {*CATS, PLANTED}
     group = [f"c{c}" for c in group if f"c{c}" in profiles]
     assert np.mean([profiles[c].get(PLANTED, 0.0) for c in group]) > 0.3
+
+    # an incremental run keeps the stored affinity of the customers it recomputes
+    customer = group[0]
+    ingest(events=[EventRow(external_id="late", customer=customer, item="Cat01-1", purchase=True)])
+    run = pipeline.pipeline_execute(
+        run=pipeline.pipeline_create(steps=["profiles"]), step_params={"profiles": {"incremental": True}}
+    )
+    counts = run.step_runs.get().counts
+    assert counts["customers"] == 1 and counts["affinity"] == {"model": "kept", "customers_with_affinity": 1}
+    assert Profile.objects.get(customer__external_id=customer).affinity == profiles[customer]
 
 
 # --- UCI Online Retail ---------------------------------------------------------------------------------
@@ -388,3 +398,5 @@ def test_the_run_page_tells_the_affinity_figures_in_one_sentence(shop):
     _, none = affinity(events, now=START + pd.Timedelta(days=720), weights=WEIGHTS)
     (row,) = rows({"affinity": none})
     assert row.value.startswith("Not computed: too little training data")
+    (row,) = rows({"affinity": {"model": "kept", "customers_with_affinity": 1}})
+    assert row.value.startswith("Kept as the last full run computed it for 1 of these customers")
