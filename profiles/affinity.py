@@ -22,7 +22,8 @@ recommender score
 features of a (customer, category) row
     interest; engaged (any weighted event in the category); log days since the last such event
     (730 when none); log(1 + purchases in the category); the category's share of the customer's
-    past purchases; the recommender score; the category's share of all buyers; the customer's
+    purchases (both over the ``window_days``, 365, before the moment, so the training moment and
+    now measure the same span); the recommender score; the category's share of all buyers; the customer's
     log(1 + orders), log days since the last purchase and since the last event (730 when none).
 training (a time split)
     Features as of ``now - horizon``; the label is whether the customer bought from the category in
@@ -109,22 +110,44 @@ def _times(events: pd.DataFrame) -> np.ndarray:
 
 @dataclass
 class _Events:
-    """The events as arrays, decoded once per chunk and shared by both moments: time (ns), customer
-    id, category position (-1 for none), weight (the profiles' interest weights, a rating weighing
-    its own value), purchase flag, and each purchase's order (a code, or -1 - its UTC day)."""
+    """The events as arrays, decoded once per chunk and shared by both moments: ``ids`` (the
+    customers, sorted) and per event its customer's position in them (``row``), time (ns), category
+    position (-1 for none), weight (the profiles' interest weights, a rating weighing its own
+    value), purchase flag, and each purchase's order (a code, or -1 - its UTC day)."""
 
+    ids: np.ndarray
+    row: np.ndarray
     t: np.ndarray
-    cid: np.ndarray
     code: np.ndarray
     weight: np.ndarray
     purchase: np.ndarray
     order: np.ndarray
 
     def take(self, keep: np.ndarray) -> _Events:
-        return _Events(*(getattr(self, f)[keep] for f in ("t", "cid", "code", "weight", "purchase", "order")))
+        fields = ("row", "t", "code", "weight", "purchase", "order")
+        return _Events(self.ids, *(getattr(self, f)[keep] for f in fields))
 
 
-def _prepare(events: pd.DataFrame, categories: pd.Index, weights: Mapping[str, float | str | None]) -> _Events:
+def _positions(cid: np.ndarray, customer_ids: Iterable[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The customers (sorted: those given and those with events) and each event's position among them."""
+    if customer_ids is not None:
+        ids = np.unique(np.asarray(list(customer_ids) if not isinstance(customer_ids, np.ndarray) else customer_ids))
+        ids = ids.astype(np.int64)
+        row = np.searchsorted(ids, cid)
+        if len(ids) and (row < len(ids)).all() and (ids[np.minimum(row, len(ids) - 1)] == cid).all():
+            return ids, row  # the usual case in the profiles step: the chunk's customers
+        ids = np.union1d(ids, cid)
+        return ids, np.searchsorted(ids, cid)
+    ids, row = np.unique(cid, return_inverse=True)
+    return ids, row.astype(np.int64)
+
+
+def _prepare(
+    events: pd.DataFrame,
+    categories: pd.Index,
+    weights: Mapping[str, float | str | None],
+    customer_ids: Iterable[int] | None = None,
+) -> _Events:
     missing = [c for c in _REQUIRED if c not in events.columns]
     if missing:
         raise ValueError(f"events lack column(s): {', '.join(missing)}")
@@ -144,9 +167,11 @@ def _prepare(events: pd.DataFrame, categories: pd.Index, weights: Mapping[str, f
     if "order_id" in events.columns and purchase.any():
         oid, _ = pd.factorize(events["order_id"].to_numpy(dtype=object)[purchase], use_na_sentinel=True)
         order[purchase] = np.where(oid >= 0, oid, order[purchase])
+    ids, row = _positions(events["customer_id"].to_numpy(dtype=np.int64), customer_ids)
     return _Events(
+        ids=ids,
+        row=row,
         t=t,
-        cid=events["customer_id"].to_numpy(dtype=np.int64),
         code=_category_codes(events, categories),
         weight=weight,
         purchase=purchase,
@@ -158,7 +183,8 @@ def _prepare(events: pd.DataFrame, categories: pd.Index, weights: Mapping[str, f
 class CutFeatures:
     """What is known of some customers as of a moment.
 
-    ``ids`` (n,) sorted customer ids; the matrices are (n, m) over the category vocabulary:
+    ``ids`` (n,) sorted customer ids (everyone in the events given, and the customer ids given,
+    whether or not they had events before the moment); the matrices are (n, m) over the category vocabulary:
     ``interest`` (shares), ``days`` (days since the last weighted event in the category, stored as
     days + 1 so zero stays visible), ``purchases`` (purchase events in the category); per customer
     (n,): ``orders``, ``days_since_purchase`` and ``days_since_event`` (NaN when none).
@@ -172,23 +198,14 @@ class CutFeatures:
     days_since_purchase: np.ndarray
     days_since_event: np.ndarray
 
-    def subset(self, keep: np.ndarray) -> CutFeatures:
-        return CutFeatures(
-            ids=self.ids[keep],
-            interest=self.interest[keep],
-            days=self.days[keep],
-            purchases=self.purchases[keep],
-            orders=self.orders[keep],
-            days_since_purchase=self.days_since_purchase[keep],
-            days_since_event=self.days_since_event[keep],
-        )
-
 
 def _category_codes(events: pd.DataFrame, categories: pd.Index) -> np.ndarray:
     """Each event's category as a position in ``categories``; -1 for none or unknown."""
-    cat = events["category"]
-    codes = categories.get_indexer(cat.astype("object").where(cat.notna(), None))
-    return codes.astype(np.int64)
+    codes, uniques = pd.factorize(events["category"], use_na_sentinel=True)
+    if not len(uniques):
+        return np.full(len(codes), -1, dtype=np.int64)
+    lookup = categories.get_indexer(pd.Index(uniques).astype(str))
+    return np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
 
 
 def cut_features(
@@ -204,27 +221,14 @@ def cut_features(
     """The per (customer, category) and per customer facts as of ``at`` (events after it ignored;
     purchases and orders counted in the ``window_days`` before it, so the figures as of the training
     cut and as of now measure the same span)."""
-    ev = _prepare(events, categories, weights)
-    return _cut(
-        ev,
-        at_ns=_ns(at),
-        m=len(categories),
-        half_life_days=half_life_days,
-        window_days=window_days,
-        customer_ids=customer_ids,
-    )
+    ev = _prepare(events, categories, weights, customer_ids)
+    return _cut(ev, at_ns=_ns(at), m=len(categories), half_life_days=half_life_days, window_days=window_days)
 
 
-def _cut(
-    ev: _Events, *, at_ns: int, m: int, half_life_days: float, window_days: float, customer_ids=None
-) -> CutFeatures:
-    keep = ev.t <= at_ns
-    ev = ev.take(keep)
-    ids = np.unique(ev.cid)
-    if customer_ids is not None:
-        ids = np.union1d(ids, np.asarray(list(customer_ids), dtype=np.int64))
+def _cut(ev: _Events, *, at_ns: int, m: int, half_life_days: float, window_days: float) -> CutFeatures:
+    ev = ev.take(ev.t <= at_ns)
+    ids, row = ev.ids, ev.row
     n = len(ids)
-    row = np.searchsorted(ids, ev.cid)
     age_days = (at_ns - ev.t) / _NS_PER_DAY
     is_p = ev.purchase & (age_days < window_days)
 
@@ -287,8 +291,7 @@ def _purchases_before(ev: _Events, *, at_ns: int, window_days: float, m: int) ->
     """(customers, m) purchases in the window before ``at``: the co-purchase table's input, cheap
     enough to take from every customer when only a sample gets features."""
     sel = ev.purchase & (ev.t <= at_ns) & (ev.code >= 0) & ((at_ns - ev.t) < window_days * _NS_PER_DAY)
-    ids, row = np.unique(ev.cid[sel], return_inverse=True)
-    return sp.csr_matrix((np.ones(int(sel.sum())), (row, ev.code[sel])), shape=(len(ids), m))
+    return sp.csr_matrix((np.ones(int(sel.sum())), (ev.row[sel], ev.code[sel])), shape=(len(ev.ids), m))
 
 
 def _conditional(co: sp.csr_matrix) -> sp.csr_matrix:
@@ -310,18 +313,22 @@ def purchase_labels(
     events: pd.DataFrame, *, start, end, categories: pd.Index, customer_ids: np.ndarray
 ) -> sp.csr_matrix:
     """(n, m) 1 where the customer bought from the category in ``(start, end]``."""
+    customer_ids = np.asarray(customer_ids, dtype=np.int64)
     ev = _prepare(events, categories, {})
-    return _labels(ev, start_ns=_ns(start), end_ns=_ns(end), customer_ids=customer_ids, m=len(categories))
+    lab = _labels(ev, start_ns=_ns(start), end_ns=_ns(end), m=len(categories))
+    # from the events' customers to those asked for
+    out = sp.lil_matrix((len(customer_ids), len(categories)))
+    pos = np.searchsorted(customer_ids, ev.ids)
+    known = (pos < len(customer_ids)) & (customer_ids[np.minimum(pos, max(len(customer_ids) - 1, 0))] == ev.ids)
+    if len(customer_ids) and known.any():
+        out[pos[known]] = lab[np.flatnonzero(known)]
+    return out.tocsr()
 
 
-def _labels(ev: _Events, *, start_ns: int, end_ns: int, customer_ids: np.ndarray, m: int) -> sp.csr_matrix:
+def _labels(ev: _Events, *, start_ns: int, end_ns: int, m: int) -> sp.csr_matrix:
+    """(len(ev.ids), m) 1 where the customer bought from the category in ``(start, end]``."""
     sel = ev.purchase & (ev.t > start_ns) & (ev.t <= end_ns) & (ev.code >= 0)
-    cid, code = ev.cid[sel], ev.code[sel]
-    pos = np.searchsorted(customer_ids, cid)
-    ok = np.zeros(len(cid), dtype=bool)
-    if len(customer_ids):
-        ok = (pos < len(customer_ids)) & (customer_ids[np.minimum(pos, len(customer_ids) - 1)] == cid)
-    lab = sp.csr_matrix((np.ones(int(ok.sum())), (pos[ok], code[ok])), shape=(len(customer_ids), m))
+    lab = sp.csr_matrix((np.ones(int(sel.sum())), (ev.row[sel], ev.code[sel])), shape=(len(ev.ids), m))
     lab.sum_duplicates()
     lab.data[:] = 1.0
     return lab
@@ -371,8 +378,14 @@ def candidate_rows(
     score = (cut.interest.astype(np.float64) @ table.astype(np.float64)).tocsr()
     r1, c1 = _top_k(cut.interest, k)
     r2, c2 = _top_k(score, k)
-    keys = np.unique(np.concatenate([r1 * m + c1, r2 * m + c2]))
-    rows, cols = keys // m, keys % m
+    # the union of both lists, sorted by customer then category (a sparse matrix does it in linear time)
+    both = sp.csr_matrix(
+        (np.ones(len(r1) + len(r2), dtype=np.int8), (np.concatenate([r1, r2]), np.concatenate([c1, c2]))),
+        shape=cut.interest.shape,
+    )
+    both.sum_duplicates()
+    rows = np.repeat(np.arange(both.shape[0], dtype=np.int64), np.diff(both.indptr))
+    cols = both.indices.astype(np.int64)
     interest = _lookup(cut.interest, rows, cols)
     days = _lookup(cut.days, rows, cols)
     engaged = days > 0
@@ -463,7 +476,6 @@ class AffinityModel:
             ):
                 self.isotonic_ = iso
         self.rows_ = {"fit": int(fit.sum()), "calibration": int(calib.sum()), "test": int(test.sum())}
-        self.test_ = test
         self.X_test_, self.y_test_ = X[test], y[test]
         return self
 
@@ -555,18 +567,19 @@ class AffinityBuilder:
     def add(self, events: pd.DataFrame, customer_ids: Iterable[int] | None = None) -> None:
         """One chunk: every event of each of its customers (events after ``now`` are ignored)."""
         t0 = time.monotonic()
-        ev = _prepare(events, self.categories, self.weights)
+        ev = _prepare(events, self.categories, self.weights, customer_ids)
         m = len(self.categories)
         now_ns, cut_ns = _ns(self.now), _ns(self.cut)
         common = {"m": m, "half_life_days": self.half_life_days, "window_days": self.window_days}
-        now_cut = _cut(ev, at_ns=now_ns, customer_ids=customer_ids, **common)
+        now_cut = _cut(ev, at_ns=now_ns, **common)
         self._accumulate("apply", now_cut.purchases)
         self._apply.append(now_cut)
         # the co-purchase table learns from every customer; features and labels from the sample
         self._accumulate("train", _purchases_before(ev, at_ns=cut_ns, window_days=self.window_days, m=m))
-        sample = ev.take(_hash(ev.cid, salt=self.random_state) < self.train_rate)
+        sampled = _hash(ev.ids, salt=self.random_state) < self.train_rate
+        sample = ev.take(sampled[ev.row])
         train_cut = _cut(sample, at_ns=cut_ns, **common)
-        labels = _labels(sample, start_ns=cut_ns, end_ns=now_ns, customer_ids=train_cut.ids, m=m)
+        labels = _labels(sample, start_ns=cut_ns, end_ns=now_ns, m=m)
         self._train.append((train_cut, labels))
         self.seconds += time.monotonic() - t0
 
