@@ -214,8 +214,9 @@ def _features_by_chunk(
         probabilities, affinity_counts = affinity.finish()
     else:
         probabilities = pd.concat(kept) if kept else pd.Series(dtype=object)
-        affinity_counts = {"model": "kept", "customers_with_affinity": int((probabilities.map(len) > 0).sum())}
     features["affinity"] = probabilities.reindex(features.index).map(lambda d: d if isinstance(d, dict) else {})
+    if affinity is None:
+        affinity_counts = {"model": "kept", "customers_with_affinity": int((features["affinity"].map(len) > 0).sum())}
     return features, n_events, read_s, compute_s, affinity_counts
 
 

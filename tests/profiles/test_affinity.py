@@ -341,14 +341,16 @@ def test_the_profiles_step_fills_affinity_for_every_customer_with_candidates(set
     assert np.mean([profiles[c].get(PLANTED, 0.0) for c in group]) > 0.3
 
     # an incremental run keeps the stored affinity of the customers it recomputes
-    customer = group[0]
-    ingest(events=[EventRow(external_id="late", customer=customer, item="Cat01-1", purchase=True)])
+    # (two customers far apart, so the stored rows read between them hold others too)
+    late = [group[0], group[-1]]
+    ingest(events=[EventRow(external_id=f"late{c}", customer=c, item="Cat01-1", purchase=True) for c in late])
     run = pipeline.pipeline_execute(
         run=pipeline.pipeline_create(steps=["profiles"]), step_params={"profiles": {"incremental": True}}
     )
     counts = run.step_runs.get().counts
-    assert counts["customers"] == 1 and counts["affinity"] == {"model": "kept", "customers_with_affinity": 1}
-    assert Profile.objects.get(customer__external_id=customer).affinity == profiles[customer]
+    assert counts["customers"] == 2 and counts["affinity"] == {"model": "kept", "customers_with_affinity": 2}
+    for customer in late:
+        assert Profile.objects.get(customer__external_id=customer).affinity == profiles[customer]
 
 
 # --- UCI Online Retail ---------------------------------------------------------------------------------
