@@ -87,7 +87,6 @@ format: install-dev
 
 bench: install-dev
 	$(PY) bench/run.py
-	$(PY) bench/eval_predictions.py
 
 # Load test (issue #7, docs/benchmarks.md "Load"): the app under gunicorn (gunicorn.conf.py) on a fresh
 # PostgreSQL database `marketing_load`; for 60 s, recommendations at 500 requests/s, event batches

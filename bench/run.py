@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Run the project's benchmarks and write their figures to bench/results/ (JSON and a table).
 
-Each bench/bench_<name>.py exposes `run(quick: bool = False) -> dict`. Usage:
+Each bench/bench_<name>.py (and each quality evaluation bench/eval_<name>.py) exposes
+`run(quick: bool = False) -> dict`; its figures go to results/<name>.json. Usage:
     python bench/run.py [--quick] [--only ingest,engine]
 """
 
@@ -57,8 +58,9 @@ def main() -> int:
         "benches": {},
     }
     failed = False
-    for path in sorted(HERE.glob("bench_*.py")):
-        name = path.stem.removeprefix("bench_")
+    # bench_*.py measure speed; eval_*.py measure quality (e.g. eval_affinity.py: affinity.json)
+    for path in [*sorted(HERE.glob("bench_*.py")), *sorted(HERE.glob("eval_*.py"))]:
+        name = path.stem.removeprefix("bench_").removeprefix("eval_")
         if only and name not in only:
             continue
         print(f"== bench {name}", flush=True)

@@ -113,6 +113,7 @@ LABELS: dict[str, str] = {
     "bgnbd": "BG/NBD parameters (orders)",
     "gamma_gamma": "Gamma-Gamma parameters (spend)",
     "spend_reason": "Why spend is not predicted",
+    "affinity": "Category affinity",
     "seconds": "Time",
     "read": "Reading",
     "compute": "Computing",
@@ -300,6 +301,9 @@ def rows(
             continue
         if key in hidden:
             continue
+        if key in SENTENCES and isinstance(value, Mapping):
+            out.append(Row(label, SENTENCES[key](value), depth))
+            continue
         in_time = timing or key in TIMES
         if isinstance(value, Mapping):
             if not value:
@@ -321,6 +325,43 @@ def rows(
         else:
             out.append(Row(label, value_text(key, value, timing=in_time), depth))
     return out
+
+
+# --- figures told in one sentence ----------------------------------------------------------------
+
+
+def affinity_sentence(counts: Mapping) -> str:
+    """The profiles step's category affinity model (profiles/affinity.py) in one sentence: whom it
+    covers, what it learnt from, how well it ranks against the share of past purchases, how
+    calibrated it is, how long it took."""
+    if counts.get("model") == "kept":
+        return (
+            f"Kept as the last full run computed it for {display.number(counts.get('customers_with_affinity'))} "
+            "of these customers (only a full run refits the model)."
+        )
+    took = display.duration(counts.get("seconds"))
+    if counts.get("model") in (None, "none"):
+        return f"Not computed: {counts.get('reason') or 'no model'} ({took})."
+    held = counts.get("held_out") or {}
+    fit = (
+        f"{display.number(counts.get('customers_with_affinity'))} customers, up to "
+        f"{display.number(counts.get('candidates_per_customer'))} categories each, from a model fitted on "
+        f"{display.number(counts.get('training_rows'))} customer–category pairs "
+        f"({display.number(counts.get('training_positives'))} bought within "
+        f"{display.days(counts.get('horizon_days'))})"
+    )
+    if "auc" not in held:
+        return f"{fit}; too few held-out customers to measure it ({took})."
+    corrected = "after an isotonic correction" if held.get("calibration") == "isotonic" else "as fitted"
+    return (
+        f"{fit}; on held-out customers it ranks their next purchases with an AUC of "
+        f"{display.number(held['auc'], 3)} (the share of past purchases: {display.number(held['auc_past_share'], 3)}) "
+        f"and its probabilities are off by {display.percent(held['ece'])} on average ({corrected}); {took}."
+    )
+
+
+# Counts shown as one sentence rather than as a table of their keys.
+SENTENCES: dict[str, Callable[[Mapping], str]] = {"affinity": affinity_sentence}
 
 
 # --- a run and its steps --------------------------------------------------------------------------

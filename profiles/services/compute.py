@@ -24,6 +24,7 @@ from common.bulk import bulk_insert, bulk_upsert, read_frame
 from pipeline.models import PipelineStep, RunStatus
 
 from .. import predictions
+from ..affinity import AffinityBuilder
 from ..features import catalogue_price_cuts, compute_features, score_rfm
 from ..models import Customer, Event, Item, Profile
 
@@ -79,7 +80,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
     incremental = watermark is not None  # without a previous run to build on, everyone is computed
     customer_ids = _customers_with_events_since(watermark, max_event_id) if incremental else _all_customer_ids()
 
-    features, n_events, read_s, compute_s = _features_by_chunk(
+    features, n_events, read_s, compute_s, affinity = _features_by_chunk(
         customer_ids, now=now, incremental=incremental, progress=progress
     )
     features = _score_population(features, incremental=incremental)
@@ -108,6 +109,7 @@ def profiles_compute(*, step=None, incremental: bool = False, now: datetime | No
         "max_event_id": int(max_event_id),
         "lifecycle": {str(k): int(v) for k, v in lifecycle.items()},
         "predictions": predicted,
+        "affinity": affinity,
         "seconds": {
             "read": round(read_s, 2),
             "compute": round(compute_s, 2),
@@ -167,15 +169,32 @@ def _profile_params() -> dict:
 
 def _features_by_chunk(
     customer_ids: np.ndarray, *, now: datetime, incremental: bool, progress
-) -> tuple[pd.DataFrame, int, float, float]:
+) -> tuple[pd.DataFrame, int, float, float, dict]:
     """The features of these customers, computed chunk by chunk of customers (their events read at
-    once); also the events read and the seconds spent reading and computing."""
+    once); also the events read, the seconds spent reading and computing, and the category affinity's
+    counts: a full run fits its model once on rows gathered from every chunk (profiles/affinity.py);
+    an incremental run keeps each customer's stored affinity, since its few, just-active customers
+    are too small and too skewed a sample to learn from and the co-purchase table needs everyone."""
     prices = Item.objects.filter(kind="product", price__isnull=False).values_list("price", flat=True)
     cuts = catalogue_price_cuts(np.array([float(p) for p in prices], dtype=float)) if prices.exists() else None
     params = _profile_params()
     items = _items_frame()
+    affinity = (
+        None
+        if incremental
+        else AffinityBuilder(
+            categories=items["category"].cat.categories,
+            now=now,
+            horizon_days=settings.PREDICTION_HORIZON_DAYS,
+            weights=params["weights"],
+            half_life_days=params["half_life_days"],
+            window_days=params["window_days"],
+            n_customers=len(customer_ids),
+        )
+    )
     chunk = settings.PROFILE_CHUNK_CUSTOMERS
     parts: list[pd.DataFrame] = []
+    kept: list[pd.Series] = []
     n_events = 0
     read_s = compute_s = 0.0
     for start in range(0, len(customer_ids), chunk):
@@ -188,6 +207,10 @@ def _features_by_chunk(
             frame = frame[frame["customer_id"].isin(ids)]
         t1 = time.monotonic()
         feats = compute_features(frame, now=now, price_cuts=cuts, customer_ids=ids, **params)
+        if affinity is not None:
+            affinity.add(frame, customer_ids=ids)
+        else:
+            kept.append(_stored_affinity(int(ids[0]), int(ids[-1])))
         compute_s += time.monotonic() - t1
         read_s += t1 - t0
         n_events += len(frame)
@@ -197,7 +220,21 @@ def _features_by_chunk(
             f"{start + len(ids):,} of {len(customer_ids):,} customers",
         )
     features = pd.concat(parts) if parts else pd.DataFrame(columns=PROFILE_FIELDS)
-    return features, n_events, read_s, compute_s
+    if affinity is not None:
+        probabilities, affinity_counts = affinity.finish()
+    else:
+        probabilities = pd.concat(kept) if kept else pd.Series(dtype=object)
+    features["affinity"] = probabilities.reindex(features.index).map(lambda d: d if isinstance(d, dict) else {})
+    if affinity is None:
+        affinity_counts = {"model": "kept", "customers_with_affinity": int((features["affinity"].map(len) > 0).sum())}
+    return features, n_events, read_s, compute_s, affinity_counts
+
+
+def _stored_affinity(lo: int, hi: int) -> pd.Series:
+    """The stored affinity of customers lo..hi, by customer id."""
+    rows = Profile.objects.filter(customer_id__gte=lo, customer_id__lte=hi).values_list("customer_id", "affinity")
+    stored = dict(rows.iterator(chunk_size=50_000))
+    return pd.Series(list(stored.values()), index=list(stored.keys()), dtype=object)
 
 
 def _score_population(features: pd.DataFrame, *, incremental: bool) -> pd.DataFrame:
