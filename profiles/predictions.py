@@ -82,7 +82,8 @@ class BGNBD:
     buyers: int = 0
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        # 9 significant digits, not decimals: a run-off population has a, b near 1e-8, which must not become 0
+        return {k: (float(f"{v:.9g}") if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> BGNBD:
@@ -110,7 +111,8 @@ class GammaGamma:
         return self.p * self.v / (self.q - 1) if self.q > 1 else float("nan")
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        # 9 significant digits, not decimals: a run-off population has a, b near 1e-8, which must not become 0
+        return {k: (float(f"{v:.9g}") if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> GammaGamma:
