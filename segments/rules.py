@@ -23,7 +23,6 @@ customers, no id lists materialised in Python.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -670,9 +669,10 @@ def _profile_q(node: dict) -> Q:
 class _AffinityOf(Func):
     """A customer's affinity for one category, as a float (NULL when the category is not in the dict).
 
-    The category is operator text: it travels as a query parameter (a JSON path on SQLite, a key on
-    PostgreSQL), never spliced into the SQL. Django's own key lookups would read a category such as
-    "2024" as an array index and split one holding "__"; this reads it as a key, always.
+    The category is operator text: it travels as a query parameter (compared with the keys of
+    `json_each` on SQLite, the key of `->>` on PostgreSQL), never spliced into the SQL. Django's own
+    key lookups would read a category such as "2024" as an array index and split one holding "__";
+    this reads it as a key, always.
     """
 
     output_field = FloatField()
@@ -681,9 +681,10 @@ class _AffinityOf(Func):
         super().__init__(F("affinity"))
         self.category = category
 
-    def as_sql(self, compiler, connection, **extra):  # SQLite (and MySQL's JSON_EXTRACT spelling)
+    def as_sql(self, compiler, connection, **extra):  # SQLite
+        # The key compared as a value (a JSON path would need quoting SQLite does not unescape).
         column, params = compiler.compile(self.source_expressions[0])
-        return f"JSON_EXTRACT({column}, %s)", [*params, "$." + json.dumps(self.category)]
+        return f"(SELECT je.value FROM json_each({column}) AS je WHERE je.key = %s)", [*params, self.category]
 
     def as_postgresql(self, compiler, connection, **extra):
         column, params = compiler.compile(self.source_expressions[0])
@@ -725,8 +726,9 @@ class _TopThreshold(Func):
         # CEILING is native on PostgreSQL and registered by Django on SQLite.
         sql = (
             f"(SELECT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {column} DESC LIMIT 1 "
-            f"OFFSET (SELECT CAST(CEILING(COUNT(*) * %s / 100.0) AS INTEGER) - 1 FROM {table} "
-            f"WHERE {column} IS NOT NULL))"
+            "OFFSET (SELECT CASE WHEN COUNT(*) = 0 THEN 0 "
+            "ELSE CAST(CEILING(COUNT(*) * %s / 100.0) AS INTEGER) - 1 END "
+            f"FROM {table} WHERE {column} IS NOT NULL))"
         )
         return sql, [self.percent]
 

@@ -247,6 +247,40 @@ def rule_segment_refresh_now(*, segment: Segment) -> int:
         return refresh_rule_memberships(segment)
 
 
+def predictive_segments_create(
+    *, category: str, actor=None, actor_label: str = "", source: str = "system"
+) -> list[Segment]:
+    """Create the ready-made predictive segments (segments/predictive.py) that do not exist yet, by
+    name: likely to churn, high predicted value, likely to buy `category`. Each is an ordinary rule
+    segment, audited as created and refreshed at once. Returns the segments created (none when all
+    are there already: safe to run twice)."""
+    from accounts.audit import audit_record
+
+    from .models import SegmentsAuditAction
+    from .predictive import TEMPLATES
+    from .rules import refresh_rule_memberships, validate_rule
+
+    created = []
+    for template in TEMPLATES.values():
+        fields = template.fill(category)
+        validate_rule(fields["rule"])
+        if Segment.objects.filter(name=fields["name"]).exists():
+            continue
+        with transaction.atomic():
+            segment = Segment.objects.create(**fields, kind=SegmentKind.RULE)
+            audit_record(
+                action=SegmentsAuditAction.SEGMENT_CREATED,
+                actor=actor,
+                actor_label=actor_label,
+                target=segment,
+                changes={k: fields[k] for k in ("name", "description", "rule")},
+                source=source,
+            )
+        refresh_rule_memberships(segment)
+        created.append(segment)
+    return created
+
+
 def clustering_run_abandon(*, step) -> int:
     """The pipeline found `step`'s worker dead: its clustering run is failed (memberships were never swapped)."""
     return ClusteringRun.objects.filter(step=step, status=RunStatus.RUNNING).update(
