@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.conf import settings
+from django.db.models import Count
 from django.test import override_settings
 
 from accounts.models import AuditEntry
@@ -28,7 +29,7 @@ from segments.rules import (
     validate_rule,
 )
 from segments.services import predictive_segments_create
-from tests.factories import OperatorFactory
+from tests.factories import OperatorFactory, predictions_set
 
 pytestmark = pytest.mark.django_db
 
@@ -38,28 +39,7 @@ ODD_CATEGORIES = ["2024", "Home__Garden", 'Tools "Pro"', "x'); DROP TABLE profil
 
 
 def _predict(seed: int = 7) -> None:
-    """What the profiles step's model writes, set directly (realistic spreads, ties and gaps):
-    a sixth of the profiles have no prediction yet, predicted spend is rounded to tens (many ties),
-    and each customer's affinity lists a few candidate categories only."""
-    rng = np.random.default_rng(seed)
-    categories = sorted(set(Item.objects.exclude(category="").values_list("category", flat=True)))
-    profiles = list(Profile.objects.order_by("customer_id"))
-    for i, p in enumerate(profiles):
-        if i % 6 == 5:
-            p.p_alive = p.churn_risk = p.predicted_orders = p.predicted_value = None
-            p.prediction_basis, p.affinity = "", {}
-            continue
-        p.p_alive = float(rng.beta(2, 2))
-        p.churn_risk = float(round(1 - p.p_alive * rng.uniform(0.5, 1), 3))
-        p.predicted_orders = float(round(rng.gamma(1.5, 1.0), 2))
-        p.predicted_value = float(round(rng.gamma(1.2, 80) / 10) * 10)
-        p.prediction_basis = "model" if p.orders_total >= 2 else "prior"
-        picked = rng.choice(categories, size=int(rng.integers(0, 4)), replace=False)
-        p.affinity = {str(c): float(round(rng.uniform(0, 0.8) * 20) / 20) for c in picked}  # steps of 0.05
-        if i % 11 == 0:
-            p.affinity[ODD_CATEGORIES[i % len(ODD_CATEGORIES)]] = 0.5
-    fields = ["p_alive", "churn_risk", "predicted_orders", "predicted_value", "prediction_basis", "affinity"]
-    Profile.objects.bulk_update(profiles, fields, batch_size=500)
+    predictions_set(seed=seed, odd_categories=tuple(ODD_CATEGORIES))
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +318,25 @@ def test_admin_preview_count_equals_the_members_after_saving(shop, client):
     assert AuditEntry.objects.filter(action="segment.created", target_id=str(seg.pk), actor_label="maria").exists()
     # And a refresh by the pipeline's segments step keeps the same members (nothing changed).
     assert refresh_rule_memberships(seg) == preview["size"]
+
+
+def test_the_demo_command_creates_the_predictive_segments_for_the_most_bought_category_once(shop):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("seed_predictive_segments", stdout=out)
+    bought = (
+        Item.objects.filter(events__type="purchase")
+        .exclude(category="")
+        .values("category")
+        .annotate(n=Count("events"))
+        .order_by("-n", "category")
+    )
+    assert f"Likely to buy {bought[0]['category']}" in out.getvalue()
+    assert Segment.objects.filter(name__startswith="Likely to buy").count() == 1
+    call_command("seed_predictive_segments", stdout=out)
+    assert "there already" in out.getvalue() and Segment.objects.count() == 3
+    with pytest.raises(CommandError, match="No item is in the category 'Nope'"):
+        call_command("seed_predictive_segments", category="Nope")
