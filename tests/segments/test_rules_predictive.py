@@ -338,5 +338,29 @@ def test_the_demo_command_creates_the_predictive_segments_for_the_most_bought_ca
     assert Segment.objects.filter(name__startswith="Likely to buy").count() == 1
     call_command("seed_predictive_segments", stdout=out)
     assert "there already" in out.getvalue() and Segment.objects.count() == 3
+    Segment.objects.filter(name="Likely to churn").delete()  # an operator's choice the demo respects
+    call_command("seed_predictive_segments", if_no_rule_segments=True, stdout=out)
+    assert "rule segments already" in out.getvalue() and Segment.objects.count() == 2
     with pytest.raises(CommandError, match="No item is in the category 'Nope'"):
         call_command("seed_predictive_segments", category="Nope")
+
+
+def test_a_predictive_rule_is_one_count_query(shop, django_assert_num_queries):
+    rule = {
+        "all": [
+            {"affinity": {"category": CATEGORY, "op": ">=", "value": 0.2}},
+            {"not": {"top": {"field": "predicted_value", "percent": 10}}},
+            {"field": "churn_risk", "op": ">=", "value": 0.5},
+        ]
+    }
+    with django_assert_num_queries(1):
+        rule_queryset(rule).count()
+
+
+def test_category_names_are_shown_as_text_on_the_add_page(shop, client):
+    services.items_upsert(rows=pd.DataFrame([{"external_id": "xss-1", "title": "Odd", "category": "<b>Bold</b>"}]))
+    client.force_login(OperatorFactory(username="maria", role=MARKETING_OPERATOR))
+    page = client.get("/admin/segments/segment/add/", {"template": "category", "category": "<b>Bold</b>"})
+    html = page.content.decode()
+    assert "<b>Bold</b>" not in html and "&lt;b&gt;Bold&lt;/b&gt;" in html
+    assert 'value="Likely to buy &lt;b&gt;Bold&lt;/b&gt;"' in html

@@ -5,6 +5,7 @@ from django.db.models import Count
 
 from accounts.audit import shell_actor
 from profiles.models import EventType, Item
+from segments.models import Segment, SegmentKind
 from segments.predictive import TEMPLATES
 from segments.services import predictive_segments_create
 
@@ -19,8 +20,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--category", default=None, help="The category for 'Likely to buy <category>'.")
+        parser.add_argument(
+            "--if-no-rule-segments",
+            action="store_true",
+            help="Do nothing if the shop has rule segments already (the demo's first run only: a segment an "
+            "operator deleted or renamed later does not come back).",
+        )
 
-    def handle(self, *args, category=None, **options):
+    def handle(self, *args, category=None, if_no_rule_segments=False, **options):
+        if if_no_rule_segments and Segment.objects.filter(kind=SegmentKind.RULE).exists():
+            self.stdout.write("The shop has rule segments already; no predictive segment was added.")
+            return
         known = Item.objects.exclude(category="").values_list("category", flat=True).distinct()
         if category is None:
             category = (
