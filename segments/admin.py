@@ -251,7 +251,7 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         if template is None:
             return None, None
         category = request.GET.get("category") or None
-        if template.needs_category and category not in selectors.rule_builder_choices()["categories"]:
+        if template.needs_category and not selectors.category_exists(category or ""):
             return template, None
         return template, category
 

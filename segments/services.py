@@ -19,12 +19,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from common.bulk import bulk_insert, read_frame
 from pipeline.models import RunStatus
 from profiles.models import Profile
 
 from . import clustering
-from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
+from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
+from .predictive import TEMPLATES
 
 PROFILE_COLUMNS = [
     "customer_id",
@@ -254,10 +256,6 @@ def predictive_segments_create(
     name: likely to churn, high predicted value, likely to buy `category`. Each is an ordinary rule
     segment, audited as created and refreshed at once. Returns the segments created (none when all
     are there already: safe to run twice)."""
-    from accounts.audit import audit_record
-
-    from .models import SegmentsAuditAction
-    from .predictive import TEMPLATES
     from .rules import refresh_rule_memberships, validate_rule
 
     created = []
