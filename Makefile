@@ -41,6 +41,7 @@ migrate: install
 
 demo-data: migrate
 	$(DEMO_ENV) $(PY) manage.py seed_demo --if-empty --recompute
+	$(DEMO_ENV) $(PY) manage.py seed_predictive_segments --if-no-rule-segments
 
 # Creates the demo operator only when missing (a changed password and the browser's session survive).
 run: demo-data $(if $(WITH_WORKER),broker-check)

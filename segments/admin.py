@@ -14,6 +14,7 @@ from pipeline import figures
 
 from . import selectors
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
+from .predictive import TEMPLATES as PREDICTIVE_TEMPLATES
 from .rules import FIELD_LABELS, RuleError, describe_rule, rule_grammar, validate_rule
 from .services import rule_segment_refresh_now
 
@@ -243,8 +244,42 @@ class SegmentAdmin(AuditedAdminMixin, SizeTrendMixin, admin.ModelAdmin):
         extra_context.update(self._rule_context(segment))
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def _predictive_template(self, request):
+        """The ready-made predictive segment asked for (?template=churn|value|category&category=...),
+        or None; a template that needs a category names it from the shop's own categories."""
+        template = PREDICTIVE_TEMPLATES.get(request.GET.get("template", ""))
+        if template is None:
+            return None, None
+        category = request.GET.get("category") or None
+        if template.needs_category and not selectors.category_exists(category or ""):
+            return template, None
+        return template, category
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        for key in ("template", "category"):
+            initial.pop(key, None)  # the template's own words, not form fields
+        template, category = self._predictive_template(request)
+        if template is not None and (category or not template.needs_category):
+            initial.update(template.fill(category))
+        return initial
+
     def add_view(self, request, form_url="", extra_context=None):
         extra_context = {**(extra_context or {}), **self._rule_context(None)}
+        template, category = self._predictive_template(request)
+        if template is not None and template.needs_category and category is None:
+            messages.warning(request, f"“{template.title}”: pick one of the shop's categories.")
+        extra_context["predictive_templates"] = [
+            {
+                "key": t.key,
+                "title": t.title,
+                "description": t.description.format(category="the category"),
+                "needs_category": t.needs_category,
+            }
+            for t in PREDICTIVE_TEMPLATES.values()
+        ]
+        extra_context["predictive_categories"] = extra_context["rule_choices"]["categories"]
+        extra_context["predictive_chosen"] = template.key if template else ""
         return super().add_view(request, form_url, extra_context)
 
 

@@ -8,6 +8,8 @@ A rule is a tree of nodes (the grammar is in docs/rules.md):
     {"consent": "email"}                                         consent (in_app | email | push)
     {"event": {"type": "purchase", "min_count": 3, "within_days": 90, "category": "Books"}}
     {"segment": 12}                                              members of another segment
+    {"affinity": {"category": "Garden", "op": ">=", "value": 0.4}}  predicted chance to buy from a category
+    {"top": {"field": "predicted_value", "percent": 10}}         the top 10 % of profiles by a figure
 
 Every leaf compiles to a two-valued boolean on `Customer`: an `EXISTS (...)` subquery over
 `Profile`, `Event` or `Membership`, or a test of a non-null `Customer` column. No leaf joins a
@@ -30,12 +32,22 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
-from django.db.models.functions import Substr
+from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
-from profiles.models import CONSENT_FIELDS, Customer, Event, EventType, ItemKind, Lifecycle, PriceBand, Profile
+from profiles.models import (
+    CONSENT_FIELDS,
+    Customer,
+    Event,
+    EventType,
+    ItemKind,
+    Lifecycle,
+    PredictionBasis,
+    PriceBand,
+    Profile,
+)
 
 from .models import Membership, Segment, SegmentKind, SegmentSize
 
@@ -85,10 +97,16 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     # Text columns store "unknown" as the empty string: it counts as missing, like SQL NULL.
     blank_is_missing: bool = False
+    # A probability (0 to 1): a value outside is refused (30 typed for 30 % is a mistake worth naming).
+    probability: bool = False
 
 
 def _numeric() -> FieldSpec:
     return FieldSpec(NUMERIC, _COMPARE_OPS + _SET_OPS + ("between",) + _NULL_OPS)
+
+
+def _probability() -> FieldSpec:
+    return FieldSpec(NUMERIC, _COMPARE_OPS + ("between",) + _NULL_OPS, probability=True)
 
 
 PROFILE_FIELDS: dict[str, FieldSpec] = {
@@ -116,12 +134,28 @@ PROFILE_FIELDS: dict[str, FieldSpec] = {
     "price_band": FieldSpec(CHOICE, ("=", "!=") + _SET_OPS + _NULL_OPS, tuple(c.value for c in PriceBand), True),
     "top_category": FieldSpec(TEXT, ("=", "!=") + _SET_OPS + _NULL_OPS, blank_is_missing=True),
     "rfm_code": FieldSpec(RFM, ("=", "!=") + _SET_OPS + ("startswith", "matches") + _NULL_OPS),
+    # The predictions over the next PREDICTION_HORIZON_DAYS (docs/profiles.md, "Predictions"); NULL
+    # (unknown) until the profiles step has predicted for the customer.
+    "p_alive": _probability(),
+    "churn_risk": _probability(),
+    "predicted_orders": _numeric(),
+    "predicted_value": _numeric(),
+    "prediction_basis": FieldSpec(
+        CHOICE, ("=", "!=") + _SET_OPS + _NULL_OPS, tuple(c.value for c in PredictionBasis), True
+    ),
 }
+PREDICTION_FIELDS = ("p_alive", "churn_risk", "predicted_orders", "predicted_value", "prediction_basis")
 
 EVENT_TYPES = tuple(t.value for t in EventType)
 ITEM_KINDS = tuple(k.value for k in ItemKind)
 EVENT_KEYS = ("type", "min_count", "max_count", "within_days", "category", "item_kind", "item")
-LEAF_KEYS = ("field", "consent", "event", "segment")
+AFFINITY_KEYS = ("category", "op", "value")
+AFFINITY_OPS = _COMPARE_OPS + ("between",)
+TOP_KEYS = ("field", "percent")
+# The figures a "top N %" leaf ranks by: every numeric profile field.
+TOP_FIELDS = tuple(name for name, spec in PROFILE_FIELDS.items() if spec.kind == NUMERIC)
+MAX_CATEGORY_LENGTH = 200
+LEAF_KEYS = ("field", "consent", "event", "segment", "affinity", "top")
 COMBINATORS = ("all", "any", "not")
 
 _RFM_RE = re.compile(r"^[0-5]{3}$")
@@ -280,6 +314,12 @@ class _Validator:
         elif kind == "event":
             self._extra_keys(node, path, {"event"})
             self._event(node["event"], _join(path, "event"))
+        elif kind == "affinity":
+            self._extra_keys(node, path, {"affinity"})
+            self._affinity(node["affinity"], _join(path, "affinity"))
+        elif kind == "top":
+            self._extra_keys(node, path, {"top"})
+            self._top(node["top"], _join(path, "top"))
         else:
             self._extra_keys(node, path, {"segment"})
             ref = node["segment"]
@@ -354,6 +394,9 @@ class _Validator:
                     f"{name} is a number: expected a number (at most {MAX_NUMBER:.0e} either way), got {_show(value)}",
                 )
                 return False
+            if spec.probability and not 0 <= value <= 1:
+                self.error(path, f"{name} is a probability from 0 to 1 (0.3 for 30 %), got {_show(value)}")
+                return False
         elif spec.kind == CHOICE:
             if value not in spec.choices:
                 self.error(path, f"unknown {name} {_show(value)} (expected one of: " + ", ".join(spec.choices) + ")")
@@ -412,6 +455,72 @@ class _Validator:
                 self.error(_join(path, key), "must be a non-empty string without NUL or invalid characters")
         if "item_kind" in spec and spec["item_kind"] not in ITEM_KINDS:
             self.error(_join(path, "item_kind"), "unknown item kind (expected one of: " + ", ".join(ITEM_KINDS) + ")")
+
+    def _affinity(self, spec: Any, path: str) -> None:
+        if not isinstance(spec, dict):
+            self.error(path, 'must be an object such as {"category": "Garden", "op": ">=", "value": 0.4}')
+            return
+        for key in spec:
+            if key not in AFFINITY_KEYS:
+                self.error(_join(path, str(key)), "unknown key here (allowed: " + ", ".join(AFFINITY_KEYS) + ")")
+        cpath = _join(path, "category")
+        category = spec.get("category")
+        if "category" not in spec:
+            self.error(cpath, "is required: the item category the affinity is for")
+        elif not isinstance(category, str) or not category.strip() or not _storable(category):
+            self.error(cpath, f"must be a category name (non-empty text without NUL), got {_show(category)}")
+        elif len(category) > MAX_CATEGORY_LENGTH:
+            self.error(cpath, f"a category name is at most {MAX_CATEGORY_LENGTH} characters")
+        op = spec.get("op")
+        if "op" not in spec:
+            self.error(_join(path, "op"), "is required")
+            return
+        if op not in AFFINITY_OPS:
+            self.error(
+                _join(path, "op"),
+                f"operator {_show(op)} does not apply to an affinity; use one of: " + ", ".join(AFFINITY_OPS),
+            )
+            return
+        vpath = _join(path, "value")
+        if "value" not in spec:
+            self.error(vpath, "is required")
+            return
+        value = spec["value"]
+        values = value if op == "between" else [value]
+        if op == "between" and (not isinstance(value, list) or len(value) != 2):
+            self.error(vpath, "must be a list of two probabilities [low, high] with 'between'")
+            return
+        ok = True
+        for i, v in enumerate(values):
+            if not _is_number(v) or not 0 <= v <= 1:
+                where = f"{vpath}[{i}]" if op == "between" else vpath
+                self.error(where, f"an affinity is a probability from 0 to 1 (0.4 for 40 %), got {_show(v)}")
+                ok = False
+        if ok and op == "between" and value[0] > value[1]:
+            self.error(vpath, "the low end must not be above the high end")
+
+    def _top(self, spec: Any, path: str) -> None:
+        if not isinstance(spec, dict):
+            self.error(path, 'must be an object such as {"field": "predicted_value", "percent": 10}')
+            return
+        for key in spec:
+            if key not in TOP_KEYS:
+                self.error(_join(path, str(key)), "unknown key here (allowed: " + ", ".join(TOP_KEYS) + ")")
+        fpath = _join(path, "field")
+        if "field" not in spec:
+            self.error(fpath, "is required: the figure to rank the customers by")
+        elif not isinstance(spec["field"], str) or spec["field"] not in TOP_FIELDS:
+            self.error(
+                fpath, f"cannot rank by {_show(spec['field'])} (expected a number field: " + ", ".join(TOP_FIELDS) + ")"
+            )
+        ppath = _join(path, "percent")
+        if "percent" not in spec:
+            self.error(ppath, "is required: the share of customers to take, e.g. 10 for the top 10 %")
+        elif not _is_number(spec["percent"]) or not 0 < spec["percent"] <= 100:
+            self.error(
+                ppath,
+                f"must be a percentage above 0 and at most 100 (10 for the top 10 %), got {_show(spec['percent'])}",
+            )
 
 
 def _show(value: Any) -> str:
@@ -557,6 +666,81 @@ def _profile_q(node: dict) -> Q:
     return Q(Exists(Profile.objects.filter(present, cond, customer_id=OuterRef("pk"))))
 
 
+class _AffinityOf(Func):
+    """A customer's affinity for one category, as a float (NULL when the category is not in the dict).
+
+    The category is operator text: it travels as a query parameter (compared with the keys of
+    `json_each` on SQLite, the key of `->>` on PostgreSQL), never spliced into the SQL. Django's own
+    key lookups would read a category such as "2024" as an array index and split one holding "__";
+    this reads it as a key, always.
+    """
+
+    output_field = FloatField()
+
+    def __init__(self, category: str) -> None:
+        super().__init__(F("affinity"))
+        self.category = category
+
+    def as_sql(self, compiler, connection, **extra):  # SQLite
+        # The key compared as a value (a JSON path would need quoting SQLite does not unescape).
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"(SELECT je.value FROM json_each({column}) AS je WHERE je.key = %s)", [*params, self.category]
+
+    def as_postgresql(self, compiler, connection, **extra):
+        column, params = compiler.compile(self.source_expressions[0])
+        return f"(({column} ->> %s::text)::double precision)", [*params, self.category]
+
+
+def _affinity_q(spec: dict) -> Q:
+    # A category missing from the dict is "not a candidate": its affinity counts as 0.
+    affinity = Coalesce(_AffinityOf(spec["category"]), Value(0.0), output_field=FloatField())
+    op, value = spec["op"], spec["value"]
+    if op == "between":
+        cond = Q(affinity_of__gte=float(value[0]), affinity_of__lte=float(value[1]))
+    elif op == "!=":
+        cond = ~Q(affinity_of=float(value))
+    else:
+        lookup = {"=": "exact", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}[op]
+        cond = Q(**{f"affinity_of__{lookup}": float(value)})
+    # Customers without a profile match no affinity condition (as every profile condition); EXISTS
+    # keeps the leaf two-valued, so `not` is its exact complement.
+    return Q(Exists(Profile.objects.alias(affinity_of=affinity).filter(cond, customer_id=OuterRef("pk"))))
+
+
+class _TopThreshold(Func):
+    """The value of `field` at rank ceil(n × percent / 100) among the n profiles where it is known,
+    highest first: one uncorrelated scalar subquery (ORDER BY ... LIMIT 1 OFFSET k - 1, which both
+    PostgreSQL and SQLite take as an expression). NULL when no profile has the field, so nobody matches.
+    """
+
+    output_field = FloatField()
+
+    def __init__(self, field: str, percent: float) -> None:
+        super().__init__()
+        self.ranked, self.percent = field, float(percent)
+
+    def as_sql(self, compiler, connection, **extra):
+        quote = connection.ops.quote_name
+        table, column = quote(Profile._meta.db_table), quote(Profile._meta.get_field(self.ranked).column)
+        # `field` comes from the validator's fixed list of profile columns, `percent` is a parameter.
+        # CEILING is native on PostgreSQL and registered by Django on SQLite.
+        sql = (
+            f"(SELECT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {column} DESC LIMIT 1 "
+            "OFFSET (SELECT CASE WHEN COUNT(*) = 0 THEN 0 "
+            "ELSE CAST(CEILING(COUNT(*) * %s / 100.0) AS INTEGER) - 1 END "
+            f"FROM {table} WHERE {column} IS NOT NULL))"
+        )
+        return sql, [self.percent]
+
+
+def _top_q(spec: dict) -> Q:
+    # Ties at the threshold are all in: everyone whose value reaches it, so the top 10 % may be more
+    # than 10 % of the customers when many share the threshold value (docs/rules.md).
+    field = spec["field"]
+    threshold = _TopThreshold(field, spec["percent"])
+    return Q(Exists(Profile.objects.filter(**{f"{field}__gte": threshold}, customer_id=OuterRef("pk"))))
+
+
 def _event_q(spec: dict, now: datetime) -> Q:
     types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
     events_filter = Q(type__in=types)
@@ -608,6 +792,10 @@ def _compile(node: dict, now: datetime) -> Q:
         return Q(**{CONSENT_FIELDS[node["consent"]]: True})
     if "event" in node:
         return _event_q(node["event"], now)
+    if "affinity" in node:
+        return _affinity_q(node["affinity"])
+    if "top" in node:
+        return _top_q(node["top"])
     return Q(Exists(Membership.objects.filter(segment_id=node["segment"], customer_id=OuterRef("pk"))))
 
 
@@ -724,6 +912,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+# How the predictions read in a rule's description ("chance still a buyer below 30%").
+_PREDICTION_WORDS = {
+    "p_alive": "chance still a buyer",
+    "churn_risk": "churn risk",
+    "predicted_orders": "predicted orders",
+    "predicted_value": "predicted spend",
+    "prediction_basis": "prediction basis",
+}
+_OP_WORDS = {"=": "exactly", "!=": "not", "<": "below", "<=": "at most", ">": "above", ">=": "at least"}
+
+
+def _pct(value: Any) -> str:
+    if not _is_number(value):
+        return str(value)
+    return f"{round(value * 100, 1):g}%"
+
+
+def _describe_prediction(name: str, op: Any, value: Any) -> str | None:
+    """The prediction fields in words, probabilities as percentages; None for other fields."""
+    if name not in _PREDICTION_WORDS:
+        return None
+    words = _PREDICTION_WORDS[name]
+    show = _pct if PROFILE_FIELDS[name].probability else _fmt
+    if op in _OP_WORDS and name != "prediction_basis":
+        return f"{words} {_OP_WORDS[op]} {show(value)}"
+    if op == "between" and isinstance(value, list) and len(value) == 2:
+        return f"{words} between {show(value[0])} and {show(value[1])}"
+    if op == "is null":
+        return f"{words} not predicted yet"
+    if op == "is not null":
+        return f"{words} predicted"
+    return None
+
+
 def _describe(node: Any, top: bool) -> str:
     if not isinstance(node, dict):
         return "?"
@@ -736,6 +958,9 @@ def _describe(node: Any, top: bool) -> str:
         return f"NOT {_describe(node['not'], False)}"
     if "field" in node:
         name, op, value = node.get("field"), node.get("op"), node.get("value")
+        words = _describe_prediction(name, op, value) if isinstance(name, str) else None
+        if words:
+            return words
         if op in _OP_TEXT:
             return f"{name} {_OP_TEXT[op]} {_fmt(value)}"
         if op in _SET_OPS and isinstance(value, list):
@@ -757,6 +982,17 @@ def _describe(node: Any, top: bool) -> str:
         return f"in segment #{node['segment']}"
     if "event" in node and isinstance(node["event"], dict):
         return _describe_event(node["event"])
+    if "affinity" in node and isinstance(node["affinity"], dict):
+        spec = node["affinity"]
+        op, value = spec.get("op"), spec.get("value")
+        what = f"affinity for {spec.get('category')}"
+        if op == "between" and isinstance(value, list) and len(value) == 2:
+            return f"{what} between {_pct(value[0])} and {_pct(value[1])}"
+        return f"{what} {_OP_WORDS.get(op, str(op))} {_pct(value)}"
+    if "top" in node and isinstance(node["top"], dict):
+        field = node["top"].get("field")
+        words = _PREDICTION_WORDS.get(field) or FIELD_LABELS.get(field, str(field)).lower()
+        return f"top {_fmt(node['top'].get('percent'))}% by {words}"
     return "?"
 
 
@@ -821,6 +1057,11 @@ FIELD_LABELS = {
     "price_band": "Price band",
     "top_category": "Top category",
     "rfm_code": "RFM code",
+    "p_alive": "Chance still a buyer (0-1)",
+    "churn_risk": "Churn risk (0-1)",
+    "predicted_orders": "Predicted orders",
+    "predicted_value": "Predicted spend",
+    "prediction_basis": "Prediction basis",
 }
 _OP_LABELS = {
     "=": "is",
@@ -874,8 +1115,11 @@ def rule_grammar() -> dict:
     are not grammar: the admin hands them to the page beside it.
     """
     limits = RuleLimits.current()
-    lifecycle, price_band = _labels(Lifecycle), _labels(PriceBand)
-    choice_labels = {"lifecycle": lifecycle, "price_band": price_band}
+    choice_labels = {
+        "lifecycle": _labels(Lifecycle),
+        "price_band": _labels(PriceBand),
+        "prediction_basis": _labels(PredictionBasis),
+    }
     return {
         "combinators": list(COMBINATORS),
         "leaves": list(LEAF_KEYS),
@@ -886,6 +1130,8 @@ def rule_grammar() -> dict:
                 "kind": spec.kind,
                 "ops": list(spec.ops),
                 "choices": [{"value": c, "label": choice_labels.get(name, {}).get(c, c)} for c in spec.choices],
+                "group": "Predictions" if name in PREDICTION_FIELDS else "Profile",
+                **({"min": 0, "max": 1} if spec.probability else {}),
             }
             for name, spec in PROFILE_FIELDS.items()
         ],
@@ -904,6 +1150,23 @@ def rule_grammar() -> dict:
             "max_count": MAX_COUNT,
         },
         "consent": [{"value": c, "label": c.replace("_", "-")} for c in CONSENT_FIELDS],
+        # {"affinity": {"category", "op", "value"}}: the predicted chance to buy from a category
+        # in the horizon, 0 to 1 (the categories are the shop's: the admin hands them beside it).
+        "affinity": {
+            "keys": list(AFFINITY_KEYS),
+            "ops": list(AFFINITY_OPS),
+            "min": 0,
+            "max": 1,
+            "horizon_days": int(settings.PREDICTION_HORIZON_DAYS),
+        },
+        # {"top": {"field", "percent"}}: the customers with the highest values of a number field.
+        "top": {
+            "keys": list(TOP_KEYS),
+            "fields": [{"value": f, "label": FIELD_LABELS.get(f, f)} for f in TOP_FIELDS],
+            "default_field": "predicted_value",
+            "min_percent": 0,
+            "max_percent": 100,
+        },
         "max_number": MAX_NUMBER,
         "limits": {
             "conditions": limits.conditions,

@@ -50,3 +50,8 @@ def rule_builder_choices(*, limit: int = 500) -> dict:
         "categories": list(categories),
         "segments": [{"id": s["pk"], "name": s["name"], "kind": s["kind"]} for s in segments],
     }
+
+
+def category_exists(name: str) -> bool:
+    """Whether some item of the shop is in the category `name` (exactly)."""
+    return bool(name) and Item.objects.filter(category=name).exists()

@@ -19,12 +19,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.audit import audit_record
 from common.bulk import bulk_insert, read_frame
 from pipeline.models import RunStatus
 from profiles.models import Profile
 
 from . import clustering
-from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentSize
+from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
+from .predictive import TEMPLATES
 
 PROFILE_COLUMNS = [
     "customer_id",
@@ -245,6 +247,36 @@ def rule_segment_refresh_now(*, segment: Segment) -> int:
 
     with operator_query_timeout(hint="the next recomputation refreshes its members"):
         return refresh_rule_memberships(segment)
+
+
+def predictive_segments_create(
+    *, category: str, actor=None, actor_label: str = "", source: str = "system"
+) -> list[Segment]:
+    """Create the ready-made predictive segments (segments/predictive.py) that do not exist yet, by
+    name: likely to churn, high predicted value, likely to buy `category`. Each is an ordinary rule
+    segment, audited as created and refreshed at once. Returns the segments created (none when all
+    are there already: safe to run twice)."""
+    from .rules import refresh_rule_memberships, validate_rule
+
+    created = []
+    for template in TEMPLATES.values():
+        fields = template.fill(category)
+        validate_rule(fields["rule"])
+        if Segment.objects.filter(name=fields["name"]).exists():
+            continue
+        with transaction.atomic():
+            segment = Segment.objects.create(**fields, kind=SegmentKind.RULE)
+            audit_record(
+                action=SegmentsAuditAction.SEGMENT_CREATED,
+                actor=actor,
+                actor_label=actor_label,
+                target=segment,
+                changes={k: fields[k] for k in ("name", "description", "rule")},
+                source=source,
+            )
+        refresh_rule_memberships(segment)
+        created.append(segment)
+    return created
 
 
 def clustering_run_abandon(*, step) -> int:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import factory
+import numpy as np
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
@@ -31,7 +32,7 @@ from accounts import access
 from accounts.roles import ADMINISTRATOR, ANALYST, MARKETING_OPERATOR, sync_role_permissions
 from campaigns.models import Campaign
 from profiles import services
-from profiles.models import Customer, Event, Item
+from profiles.models import Customer, Event, Item, Profile
 from segments.models import Segment
 from segments.rules import refresh_rule_memberships
 
@@ -174,6 +175,32 @@ def purchases(
         )
         for i in range(n)
     ]
+
+
+def predictions_set(*, seed: int = 7, odd_categories: tuple[str, ...] = ()) -> None:
+    """What the profiles step's model writes, set directly on the computed profiles (realistic spreads,
+    ties and gaps): a sixth of the profiles have no prediction yet, predicted spend is rounded to tens
+    (many ties), each affinity lists a few of the shop's categories only (in steps of 0.05), and every
+    eleventh profile also has an affinity of 0.5 for one of `odd_categories`."""
+    rng = np.random.default_rng(seed)
+    categories = sorted(set(Item.objects.exclude(category="").values_list("category", flat=True)))
+    profiles = list(Profile.objects.order_by("customer_id"))
+    for i, p in enumerate(profiles):
+        if i % 6 == 5:
+            p.p_alive = p.churn_risk = p.predicted_orders = p.predicted_value = None
+            p.prediction_basis, p.affinity = "", {}
+            continue
+        p.p_alive = float(rng.beta(2, 2))
+        p.churn_risk = float(round(1 - p.p_alive * rng.uniform(0.5, 1), 3))
+        p.predicted_orders = float(round(rng.gamma(1.5, 1.0), 2))
+        p.predicted_value = float(round(rng.gamma(1.2, 80) / 10) * 10)
+        p.prediction_basis = "model" if p.orders_total >= 2 else "prior"
+        picked = rng.choice(categories, size=int(rng.integers(0, 4)), replace=False) if categories else []
+        p.affinity = {str(c): float(round(rng.uniform(0, 0.8) * 20) / 20) for c in picked}
+        if odd_categories and i % 11 == 0:
+            p.affinity[odd_categories[i % len(odd_categories)]] = 0.5
+    fields = ["p_alive", "churn_risk", "predicted_orders", "predicted_value", "prediction_basis", "affinity"]
+    Profile.objects.bulk_update(profiles, fields, batch_size=500)
 
 
 # --- operators --------------------------------------------------------------------------------

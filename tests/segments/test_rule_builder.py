@@ -26,6 +26,8 @@ SHAPED = {"startswith": "5", "matches": "5*5"}
 
 def _value(field: dict, shape: str):
     one = field["choices"][0]["value"] if field["kind"] == "choice" else SAMPLE[field["kind"]]
+    if "max" in field:  # a probability: the sample within its bounds
+        one = field["max"]
     return {"one": one, "list": [one], "pair": [one, one]}.get(shape, SHAPED.get(shape))
 
 

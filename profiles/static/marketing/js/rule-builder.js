@@ -95,6 +95,8 @@
     }
 
     function newLeaf(what) {
+      if (what === "affinity") return {affinity: {category: categories[0] || "", op: ">=", value: 0.4}};
+      if (what === "top") return {top: {field: grammar.top.default_field, percent: 10}};
       if (what === "event") return {event: {type: grammar.event.types.find(function (t) { return t.value === "purchase"; }) ? "purchase" : grammar.event.types[0].value}};
       if (what === "consent") return {consent: grammar.consent[0].value};
       if (what === "segment") return {segment: segments.length ? segments[0].id : null};
@@ -188,15 +190,22 @@
 
     function whatSelect(node, kind) {
       const current = kind === "field" ? "field:" + node.field : kind;
-      const profile = el("optgroup", {label: "Profile"}, grammar.fields.map(function (f) {
-        return option("field:" + f.name, f.label, current === "field:" + f.name);
-      }));
+      const inGroup = function (group) {
+        return grammar.fields.filter(function (f) { return (f.group || "Profile") === group; }).map(function (f) {
+          return option("field:" + f.name, f.label, current === "field:" + f.name);
+        });
+      };
+      const profile = el("optgroup", {label: "Profile"}, inGroup("Profile"));
+      const predictions = el("optgroup", {label: "Predictions (next " + grammar.affinity.horizon_days + " days)"}, inGroup("Predictions").concat([
+        grammar.leaves.indexOf("affinity") >= 0 ? option("affinity", "Affinity for a category", current === "affinity") : null,
+        grammar.leaves.indexOf("top") >= 0 ? option("top", "Top % of customers by a figure", current === "top") : null,
+      ].filter(Boolean)));
       const others = el("optgroup", {label: "Behaviour, consent, segments"}, [
         grammar.leaves.indexOf("event") >= 0 ? option("event", "Did something (events)", current === "event") : null,
         grammar.leaves.indexOf("consent") >= 0 ? option("consent", "Consents to a channel", current === "consent") : null,
         grammar.leaves.indexOf("segment") >= 0 ? option("segment", "Is in the segment", current === "segment") : null,
       ].filter(Boolean));
-      const select = el("select", {className: "rb-what", "data-key": "field", "aria-label": "condition on"}, [profile, others]);
+      const select = el("select", {className: "rb-what", "data-key": "field", "aria-label": "condition on"}, [profile, predictions, others]);
       if (kind === "field" && !fields[node.field]) select.insertBefore(option(current, String(node.field) + " (unknown)", true), profile);
       return select;
     }
@@ -226,6 +235,8 @@
       if (kind === "field") drawField(node, parts);
       else if (kind === "event") drawEvent(node, parts);
       else if (kind === "consent") drawConsent(node, parts);
+      else if (kind === "affinity") drawAffinity(node, parts);
+      else if (kind === "top") drawTop(node, parts);
       else drawSegment(node, parts);
       row.appendChild(parts);
       if (remove) row.appendChild(removeButton("remove this condition", function () { remove(); changed(true); }));
@@ -262,6 +273,7 @@
         return textInput(value, "value", function (t) { set(number ? parseNumber(t) : t); }, {
           inputmode: number ? "decimal" : null, list: field.kind === "text" ? datalistId : null,
           "aria-label": label || "value", size: number ? 8 : 14,
+          placeholder: field.max === 1 ? "0 to 1" : null, title: field.max === 1 ? "a probability: 0.3 for 30%" : null,
         });
       };
       if (shape === "list") {
@@ -359,6 +371,65 @@
       });
       span.appendChild(select);
       return span;
+    }
+
+    // {"affinity": {"category", "op", "value"}}: the predicted chance (0 to 1) to buy from a category.
+    function drawAffinity(node, parts) {
+      const spec = isObject(node.affinity) ? node.affinity : (node.affinity = {});
+      const g = grammar.affinity;
+      parts.appendChild(el("span", {className: "rb-param"}, [
+        el("span", {className: "rb-word", text: "for"}),
+        textInput(spec.category, "affinity.category", function (t) { spec.category = t; }, {list: datalistId, size: 14, "aria-label": "category", placeholder: "category"}),
+      ]));
+      const opSelect = el("select", {className: "rb-op", "data-key": "affinity.op", "aria-label": "operator"}, g.ops.map(function (op) {
+        return option(op, ops[op] ? ops[op].label : op, spec.op === op);
+      }));
+      if (g.ops.indexOf(spec.op) < 0) opSelect.insertBefore(option(String(spec.op), String(spec.op) + " (not for an affinity)", true), opSelect.firstChild);
+      opSelect.addEventListener("change", function () {
+        const first = Array.isArray(spec.value) ? spec.value[0] : spec.value;
+        spec.op = opSelect.value;
+        spec.value = spec.op === "between" ? (Array.isArray(spec.value) ? spec.value : [first, first]) : first;
+        changed(true);
+      });
+      parts.appendChild(opSelect);
+      const probability = function (value, set, label) {
+        return textInput(value, "affinity.value", function (t) { set(parseNumber(t)); }, {
+          inputmode: "decimal", size: 6, "aria-label": label, placeholder: g.min + " to " + g.max, title: "a probability: 0.4 for 40%",
+        });
+      };
+      if (spec.op === "between") {
+        if (!Array.isArray(spec.value)) spec.value = [spec.value, spec.value];
+        parts.appendChild(probability(spec.value[0], function (v) { spec.value[0] = v; }, "low end"));
+        parts.appendChild(el("span", {className: "rb-word", text: "and"}));
+        parts.appendChild(probability(spec.value[1], function (v) { spec.value[1] = v; }, "high end"));
+      } else {
+        parts.appendChild(probability(spec.value, function (v) { spec.value = v; }, "affinity"));
+      }
+      parts.appendChild(el("span", {className: "rb-word", text: "chance to buy in the next " + g.horizon_days + " days"}));
+      Object.keys(spec).forEach(function (k) {
+        if (g.keys.indexOf(k) < 0) parts.appendChild(el("span", {className: "rb-unknown", text: "(unknown key " + k + ")"}));
+      });
+    }
+
+    // {"top": {"field", "percent"}}: the customers with the highest values of a figure (ties included).
+    function drawTop(node, parts) {
+      const spec = isObject(node.top) ? node.top : (node.top = {});
+      const g = grammar.top;
+      parts.appendChild(el("span", {className: "rb-param"}, [
+        el("span", {className: "rb-word", text: "the top"}),
+        textInput(spec.percent, "top.percent", function (t) { spec.percent = parseNumber(t); }, {inputmode: "decimal", size: 5, "aria-label": "percent of customers"}),
+        el("span", {className: "rb-word", text: "% by"}),
+      ]));
+      const select = el("select", {className: "rb-value", "data-key": "top.field", "aria-label": "ranked by"}, g.fields.map(function (f) {
+        return option(f.value, f.label, spec.field === f.value);
+      }));
+      if (!g.fields.some(function (f) { return f.value === spec.field; })) select.insertBefore(option(String(spec.field), String(spec.field) + " (unknown)", true), select.firstChild);
+      select.addEventListener("change", function () { spec.field = select.value; changed(false); });
+      parts.appendChild(select);
+      parts.appendChild(el("span", {className: "rb-word", text: "(highest first, ties included)"}));
+      Object.keys(spec).forEach(function (k) {
+        if (g.keys.indexOf(k) < 0) parts.appendChild(el("span", {className: "rb-unknown", text: "(unknown key " + k + ")"}));
+      });
     }
 
     function drawConsent(node, parts) {
