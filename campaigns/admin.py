@@ -135,9 +135,7 @@ class CampaignVariantInline(admin.TabularInline):
     max_num = 5
     classes = ["collapse"]
     verbose_name = "message variant"
-    verbose_name_plural = (
-        "Message variants (A/B test): A is compared with the others; an empty template is the campaign's own"
-    )
+    verbose_name_plural = "Message variants (A/B test)"
 
     def _editable(self, obj):
         return obj is None or obj.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)

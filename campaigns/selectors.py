@@ -558,7 +558,8 @@ def variant_report_words(campaign: Campaign, v: dict | None) -> dict | None:
         if value is None:
             return ""
         text = display.percent(value)
-        return f"{text} ({display.percent(ci[0])} to {display.percent(ci[1])})" if ci else text
+        # no interval where it is a single point (nothing opened yet, say)
+        return f"{text} ({display.percent(ci[0])} to {display.percent(ci[1])})" if ci and ci[0] < ci[1] else text
 
     rows = []
     for r in v["rows"]:
@@ -568,6 +569,8 @@ def variant_report_words(campaign: Campaign, v: dict | None) -> dict | None:
             if r["difference_ci"]:
                 lo, hi = r["difference_ci"]
                 diff += f" ({_signed(lo)} to {_signed(hi)}; {display.p_value(r['p_value'])})"
+            else:
+                diff += " (not measurable yet)"
         rows.append(
             {
                 "label": r["label"],
