@@ -7,6 +7,7 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import AuditEntry
@@ -193,7 +194,7 @@ def test_a_better_variant_is_named_winner_with_enough_customers_and_not_with_few
     segment = population("bw", 1600)
     campaign = variant_campaign("bw", segment, variant_mde=5.0)
     committed(services.campaign_launch, campaign=campaign)
-    campaign = simulate(campaign, p={"A": 0.05, "B": 0.20}, seed=3)
+    campaign = simulate(campaign, p={"A": 0.05, "B": 0.20}, seed=3, opened=0.06)
     v = campaign_report(campaign)["variants"]
     a, b = v["rows"]
     assert a["sent"] + b["sent"] == campaign_report(campaign)["sent"]
@@ -309,3 +310,80 @@ def test_the_api_report_and_the_console_show_the_variants(committed, client):
     assert body["variants"]["verdict"] == "no_difference_yet" and body["variants"]["rows"][0]["difference"] is None
     page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
     assert 'id="report-variants"' in page and "No difference yet: keep the test running or stop it." in page
+
+
+def _form(segment, **variants):
+    data = {
+        "name": "Form variants",
+        "kind": "message",
+        "channel": "in_app",
+        "segments": [segment.pk],
+        "control_percent": 10,
+        "title_template": "Hi {{ customer.first_name }}",
+        "body_template": "For you",
+        "recommendation_kind": "product",
+        "recommendation_count": 3,
+        "schedule": "now",
+        "goal_event_type": "purchase",
+        "attribution_days": 7,
+        "variants-TOTAL_FORMS": len(variants),
+        "variants-INITIAL_FORMS": 0,
+    }
+    for i, (label, title) in enumerate(variants.items()):
+        data.update({f"variants-{i}-label": label, f"variants-{i}-share": 50, f"variants-{i}-title_template": title})
+    return data
+
+
+def test_the_form_validates_each_variants_template_and_wants_two_of_them(boss_client):
+    segment = population("fv", 5)
+    res = boss_client.post("/admin/campaigns/campaign/add/", _form(segment, A="", B="Hi {% load static %}"))
+    assert res.status_code == 200 and "Template error" in res.content.decode()
+    res = boss_client.post("/admin/campaigns/campaign/add/", _form(segment, A="Hello"))
+    assert res.status_code == 200 and "add a second one (B)" in res.content.decode()
+    assert not Campaign.objects.filter(name="Form variants").exists()
+    res = boss_client.post("/admin/campaigns/campaign/add/", _form(segment, a="", b="Hello {{ customer.name }}"))
+    assert res.status_code == 302
+    campaign = Campaign.objects.get(name="Form variants")
+    assert list(campaign.variants.values_list("label", "title_template")) == [
+        ("A", ""),
+        ("B", "Hello {{ customer.name }}"),
+    ]
+    assert campaign.variant_mde == 1.0 and campaign.variant_test_percent is None  # left empty: the defaults
+    page = boss_client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
+    assert 'class="variant-preview' in page and "Hello Customer fv0" in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent transactions need PostgreSQL's row locks (CI runs PostgreSQL)",
+)
+def test_two_beats_at_once_decide_the_test_once():
+    import threading
+
+    segment = population("cc", 300)
+    campaign = variant_campaign("cc", segment, variant_test_percent=30, variant_test_hours=24)
+    services.campaign_launch(campaign=campaign)
+    rest = Delivery.objects.filter(campaign=campaign, status="waiting").count()
+    due = Campaign.objects.get(pk=campaign.pk).launched_at + timedelta(hours=25)
+    barrier, results = threading.Barrier(2), []
+
+    def beat():
+        try:
+            barrier.wait()
+            results.append(services.campaigns_decide_winners(now=due))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=beat) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r["decided"] for r in results) == [0, 1]
+    assert sum(r["customers"] for r in results) == rest > 0
+    assert StatusChange.objects.filter(campaign=campaign, from_status="running", to_status="running").count() == 1
+    assert AuditEntry.objects.filter(action="campaign.winner_sent", target_id=str(campaign.pk)).count() == 1
+    assert (
+        Delivery.objects.filter(campaign=campaign, variant_test=False, is_control=False, status="sent").count() == rest
+    )
