@@ -150,6 +150,22 @@ class CampaignVariantInline(admin.TabularInline):
         return self._editable(obj) and super().has_delete_permission(request, obj)
 
 
+def _variants_words(campaign: Campaign) -> str:
+    """How the launch splits the recipients among the variants, for the confirmation page ("" without)."""
+    variants = services.campaign_variants(campaign)
+    if len(variants) < 2:
+        return ""
+    shares = services.variant_shares(variants)
+    split = ", ".join(f"{v.label} {display.percent(s, 0)}" for v, s in zip(variants, shares, strict=True))
+    if campaign.variant_test_percent is None:
+        return f"split among the variants: {split}"
+    test = display.percent(campaign.variant_test_percent / 100, 0)
+    return (
+        f"{test} of them get the test ({split}); the rest get the winner "
+        f"{campaign.variant_test_hours} h after the launch (A if none is named)"
+    )
+
+
 @admin.register(Campaign)
 class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_actions = (
@@ -325,7 +341,7 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                         channel=campaign.channel,
                         control_percent=campaign.control_percent,
                     )
-                    rows.append({"campaign": campaign, "audience": audience})
+                    rows.append({"campaign": campaign, "audience": audience, "variants": _variants_words(campaign)})
         except OperatorQueryTimeout as exc:
             error = f"The audience could not be counted: {exc}"
         context = {

@@ -41,6 +41,7 @@ def test_two_variants_defined_in_the_form_are_sent_and_reported(page, live_serve
 
     page.click("a#launch-link")
     page.wait_for_selector("#launch-audience")
+    assert page.inner_text("#launch-audience .launch-variants") == "split among the variants: A 50%, B 50%"
     page.click("input[value='Yes, launch']")
     page.wait_for_selector("#report-variants")
     assert Campaign.objects.get(pk=draft.pk).status in ("running", "completed")
