@@ -491,7 +491,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ("recipient", "campaign", "group", "what_happened", "sent", "progress")
     list_display_links = ("recipient",)
     list_filter = ("campaign__channel", "status", "reason", DeliveryGroupFilter)
-    list_select_related = ("campaign", "customer")
+    list_select_related = ("campaign", "customer", "variant")
     search_fields = ("=customer__external_id", "=provider_key")
     show_full_result_count = False
     fields = (
@@ -520,7 +520,11 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="group", ordering="is_control", empty_value="")
     def group(self, obj):
         # Only the exception is marked: a recipient is the normal case, not a red cross.
-        return "Control group" if obj.is_control else ""
+        if obj.is_control:
+            return "Control group"
+        if obj.variant_id is not None:
+            return f"Variant {obj.variant.label}" + ("" if obj.variant_test else " (the winner send)")
+        return ""
 
     @admin.display(description="status", ordering="status")
     def what_happened(self, obj):

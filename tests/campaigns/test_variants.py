@@ -310,6 +310,8 @@ def test_the_api_report_and_the_console_show_the_variants(committed, client):
     assert body["variants"]["verdict"] == "no_difference_yet" and body["variants"]["rows"][0]["difference"] is None
     page = client.get(f"/admin/campaigns/campaign/{campaign.pk}/change/").content.decode()
     assert 'id="report-variants"' in page and "No difference yet: keep the test running or stop it." in page
+    listing = client.get(f"/admin/campaigns/delivery/?campaign__id__exact={campaign.pk}").content.decode()
+    assert "Variant A" in listing and "Variant B" in listing and "Control group" in listing
 
 
 def _form(segment, **variants):
