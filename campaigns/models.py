@@ -65,7 +65,7 @@ class CampaignsAuditAction(models.TextChoices):
     CAMPAIGN_RESUMED = "campaign.resumed", "Campaign resumed"
     CAMPAIGN_CANCELLED = "campaign.cancelled", "Campaign cancelled"
     CAMPAIGN_COMPLETED = "campaign.completed", "Campaign completed"
-    CAMPAIGN_WINNER_SENT = "campaign.winner_sent", "Campaign's test decided, winner sent to the rest"
+    CAMPAIGN_WINNER_SENT = "campaign.winner_sent", "Campaign test decided, winner sent to the rest"
 
 
 class Campaign(models.Model):
