@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet, Sum
 
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
+from experiments import stats as xstats
 from profiles.models import CONSENT_FIELDS, Customer
 
 from .models import (
@@ -112,12 +113,12 @@ def campaign_report(campaign: Campaign) -> dict:
 
 # --- the variants' test (docs/campaigns.md, "Variants") ------------------------------------------
 
-#: experiments.stats' verdicts → the report's codes.
+#: experiments.stats' verdicts → the report's codes (no guard-rails here, so never GUARDRAIL_HARM).
 VARIANT_VERDICTS = {
-    "no difference yet": "no_difference_yet",
-    "B better": "better",
-    "A better": "a_better",
-    "sample ratio mismatch: assignment is broken, results are not trustworthy": "sample_ratio_mismatch",
+    xstats.NO_DIFFERENCE_YET: "no_difference_yet",
+    xstats.B_BETTER: "better",
+    xstats.A_BETTER: "a_better",
+    xstats.SAMPLE_RATIO_MISMATCH: "sample_ratio_mismatch",
 }
 
 
@@ -147,8 +148,6 @@ def variant_report(campaign: Campaign) -> dict | None:
     ``variant_mde``), the sample-ratio check of the sent counts against the shares, and the verdict.
     A winner is named only when the sequential test says so.
     """
-    from experiments import stats as xs
-
     variants = list(CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("label", "id"))
     if len(variants) < 2:
         return None
@@ -176,10 +175,12 @@ def variant_report(campaign: Campaign) -> dict | None:
     shares = [float(v.share) / total for v in variants]
     mde = float(campaign.variant_mde) / 100.0
 
-    def estimate(what: str, c: dict) -> xs.Estimate:
-        return xs.mean_estimate(c["sent"], c[what], c[what])
+    def estimate(what: str, c: dict) -> xstats.Estimate:
+        return xstats.mean_estimate(c["sent"], c[what], c[what])
 
-    analysis = xs.analyze([estimate("converted", c) for c in counts], mde=mde, alpha=xs.DEFAULT_ALPHA, shares=shares)
+    analysis = xstats.analyze(
+        [estimate("converted", c) for c in counts], mde=mde, alpha=xstats.DEFAULT_ALPHA, shares=shares
+    )
     level = 1 - analysis.primary[0].alpha  # each comparison at alpha / (number of treatments)
     rows = []
     for i, (v, c) in enumerate(zip(variants, counts, strict=True)):
@@ -230,7 +231,7 @@ def variant_report(campaign: Campaign) -> dict | None:
     srm_result = analysis.srm or {}
     out = {
         "mde": mde,
-        "alpha": xs.DEFAULT_ALPHA,
+        "alpha": xstats.DEFAULT_ALPHA,
         "level": level,
         "rows": rows,
         "srm": {

@@ -197,16 +197,17 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     treated = consenting & ~control
     status = np.where(treated, DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value)
     reason = np.where(control, SuppressReason.CONTROL.value, np.where(consenting, "", SuppressReason.NO_CONSENT.value))
-    variant = pd.array([pd.NA] * len(ids), dtype="Int64")
+    variant_id = np.zeros(len(ids), dtype=np.int64)
+    has_variant = np.zeros(len(ids), dtype=bool)
     in_test = np.zeros(len(ids), dtype=bool)
     variants = campaign_variants(campaign)
     if variants:
         vid, test = variant_split(campaign, variants, ids)
-        waiting = treated & (vid < 0)
-        status = np.where(waiting, DeliveryStatus.WAITING.value, status)
-        variant = pd.array(np.where(treated & (vid >= 0), vid, 0), dtype="Int64")
-        variant[~(treated & (vid >= 0))] = pd.NA
+        status = np.where(treated & (vid < 0), DeliveryStatus.WAITING.value, status)  # the rest wait for the winner
+        has_variant = treated & (vid >= 0)
+        variant_id = np.where(has_variant, vid, 0)
         in_test = treated & test
+    variant = pd.arrays.IntegerArray(variant_id, ~has_variant)  # NULL where no variant
     rows = pd.DataFrame(
         {
             "campaign_id": campaign.pk,
