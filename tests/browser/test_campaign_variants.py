@@ -27,8 +27,10 @@ def test_two_variants_defined_in_the_form_are_sent_and_reported(page, live_serve
     draft = CampaignFactory(name="Spring variants", segments=[SegmentFactory(name="Everyone in the app")])
     sign_in(page, live_server, *operator_login)
     page.goto(f"{live_server.url}/admin/campaigns/campaign/{draft.pk}/change/")
-    # the variants are folded: a draft's page stays short
+    # the variants are folded: a draft's page stays short (two screens of the 1,000 px viewport)
     assert not page.is_visible("#variants-group .add-row a")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= 2 * 1000, height
     page.click("#variants-group summary")
     _add_variant(page, 0, "A", "", "", "50")
     _add_variant(page, 1, "B", "Spring is here, {{ customer.first_name }}", "Our B offer", "50")
