@@ -389,3 +389,16 @@ def test_two_beats_at_once_decide_the_test_once():
     assert (
         Delivery.objects.filter(campaign=campaign, variant_test=False, is_control=False, status="sent").count() == rest
     )
+
+
+def test_the_beat_decides_due_tests_through_its_task(committed, settings):
+    from campaigns.tasks import campaigns_decide_winners
+
+    entry = settings.CELERY_BEAT_SCHEDULE["campaigns-decide-winners"]
+    assert entry["task"] == campaigns_decide_winners.name == "campaigns.tasks.campaigns_decide_winners"
+    campaign = variant_campaign("bt2", population("bt2", 80), variant_test_percent=25, variant_test_hours=1)
+    committed(services.campaign_launch, campaign=campaign)
+    assert committed(campaigns_decide_winners.apply().get) == {"decided": 0, "by_test": 0, "customers": 0}
+    Campaign.objects.filter(pk=campaign.pk).update(launched_at=timezone.now() - timedelta(hours=2))
+    assert committed(campaigns_decide_winners.apply().get)["decided"] == 1
+    assert not Delivery.objects.filter(campaign=campaign, status="waiting").exists()
