@@ -16,7 +16,7 @@ from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
 from profiles.models import Customer
 
 from . import selectors, services
-from .models import Campaign, CampaignsAuditAction, CampaignStatus, Delivery, DeliveryStatus
+from .models import Campaign, CampaignsAuditAction, CampaignStatus, CampaignVariant, Delivery, DeliveryStatus
 from .rendering import TemplateError, validate_template
 
 ACTION_PERMS = {
@@ -38,6 +38,33 @@ class CampaignForm(forms.ModelForm):
             "excluded_segments": forms.SelectMultiple(attrs={"size": 4, "style": "height:6em"}),
         }
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # the variants' settings matter only with variants: left empty, they keep their defaults
+        for name in ("variant_mde", "variant_test_hours"):
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean_variant_mde(self):
+        value = self.cleaned_data.get("variant_mde")
+        if value is None:
+            return Campaign._meta.get_field("variant_mde").default
+        if not value > 0:
+            raise forms.ValidationError("The smallest lift worth detecting is a positive number of points.")
+        return value
+
+    def clean_variant_test_hours(self):
+        value = self.cleaned_data.get("variant_test_hours")
+        return Campaign._meta.get_field("variant_test_hours").default if value is None else value
+
+    def clean_variant_test_percent(self):
+        value = self.cleaned_data.get("variant_test_percent")
+        if value is not None and not 0 < value < 100:
+            raise forms.ValidationError(
+                "The test's share is between 0 and 100 (empty: every recipient is in the test)."
+            )
+        return value
+
     def clean(self):
         data = super().clean()
         for name in ("title_template", "body_template"):
@@ -53,6 +80,92 @@ class CampaignForm(forms.ModelForm):
         return data
 
 
+class CampaignVariantForm(forms.ModelForm):
+    class Meta:
+        model = CampaignVariant
+        fields = ["label", "share", "title_template", "body_template"]
+        widgets = {
+            "label": forms.TextInput(attrs={"size": 3}),
+            "share": forms.NumberInput(attrs={"step": "any", "min": "0"}),
+            "title_template": forms.TextInput(attrs={"size": 50}),
+            "body_template": forms.Textarea(attrs={"rows": 3, "cols": 50, "spellcheck": "false"}),
+        }
+
+    def clean_label(self):
+        label = (self.cleaned_data.get("label") or "").strip().upper()
+        if not label.isalnum():
+            raise forms.ValidationError("A label is a letter or two, e.g. A, B, C.")
+        return label
+
+    def clean_share(self):
+        share = self.cleaned_data.get("share")
+        if share is None or not share > 0:
+            raise forms.ValidationError("A share is a positive number (the shares are made to add up).")
+        return share
+
+    def clean(self):
+        data = super().clean()
+        for name in ("title_template", "body_template"):
+            if data.get(name):
+                try:
+                    validate_template(data[name])
+                except TemplateError as exc:
+                    self.add_error(name, f"Template error: {exc}")
+        return data
+
+
+class CampaignVariantFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if len(kept) == 1:
+            raise forms.ValidationError("Variants are compared: add a second one (B), or delete the single one.")
+        labels = [f.cleaned_data.get("label") for f in kept]
+        if len(set(labels)) != len(labels):
+            raise forms.ValidationError("Each variant needs its own label.")
+
+
+class CampaignVariantInline(admin.TabularInline):
+    """The message variants of a draft, folded: most campaigns have none."""
+
+    model = CampaignVariant
+    form = CampaignVariantForm
+    formset = CampaignVariantFormSet
+    extra = 0
+    max_num = 5
+    classes = ["collapse"]
+    verbose_name = "message variant"
+    verbose_name_plural = "Message variants (A/B test)"
+
+    def _editable(self, obj):
+        return obj is None or obj.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED)
+
+    def has_add_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
+def _variants_words(campaign: Campaign) -> str:
+    """How the launch splits the recipients among the variants, for the confirmation page ("" without)."""
+    variants = services.campaign_variants(campaign)
+    if len(variants) < 2:
+        return ""
+    shares = services.variant_shares(variants)
+    split = ", ".join(f"{v.label} {display.percent(s, 0)}" for v, s in zip(variants, shares, strict=True))
+    if campaign.variant_test_percent is None:
+        return f"split among the variants: {split}"
+    test = display.percent(campaign.variant_test_percent / 100, 0)
+    return (
+        f"{test} of them get the test ({split}); the rest get the winner "
+        f"{campaign.variant_test_hours} h after the launch (A if none is named)"
+    )
+
+
 @admin.register(Campaign)
 class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_actions = (
@@ -61,6 +174,7 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
         CampaignsAuditAction.CAMPAIGN_DELETED,
     )
     form = CampaignForm
+    inlines = [CampaignVariantInline]
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ("name", "kind", "channel", "status", "schedule", "launched_at", "created_by")
     list_filter = ("status", "kind", "channel")
@@ -98,6 +212,14 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                     ("goal_event_type", "attribution_days"),
                     ("goal_item", "goal_category"),
                 ],
+            },
+        ),
+        (
+            "Variants' test: sensitivity and automatic winner send",
+            {
+                "classes": ["collapse"],
+                "fields": [("variant_mde", "variant_test_percent", "variant_test_hours")],
+                "description": "Only for a campaign with message variants (below). docs/campaigns.md, Variants.",
             },
         ),
     ]
@@ -219,7 +341,7 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                         channel=campaign.channel,
                         control_percent=campaign.control_percent,
                     )
-                    rows.append({"campaign": campaign, "audience": audience})
+                    rows.append({"campaign": campaign, "audience": audience, "variants": _variants_words(campaign)})
         except OperatorQueryTimeout as exc:
             error = f"The audience could not be counted: {exc}"
         context = {
@@ -288,6 +410,14 @@ class CampaignAdmin(AuditedAdminMixin, admin.ModelAdmin):
                         ctx["message_preview"] = services.message_preview(campaign=campaign, customer=sample)
                     except TemplateError as exc:
                         ctx["message_preview_error"] = str(exc)
+                    previews = []
+                    for variant in services.campaign_variants(campaign):
+                        try:
+                            preview = services.message_preview(campaign=campaign, customer=sample, variant=variant)
+                            previews.append({"label": variant.label, "preview": preview})
+                        except TemplateError as exc:
+                            previews.append({"label": variant.label, "error": str(exc)})
+                    ctx["variant_previews"] = previews
                 ctx["sample"] = sample
                 report = words = None
                 if campaign.launched_at:
@@ -361,7 +491,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_display = ("recipient", "campaign", "group", "what_happened", "sent", "progress")
     list_display_links = ("recipient",)
     list_filter = ("campaign__channel", "status", "reason", DeliveryGroupFilter)
-    list_select_related = ("campaign", "customer")
+    list_select_related = ("campaign", "customer", "variant")
     search_fields = ("=customer__external_id", "=provider_key")
     show_full_result_count = False
     fields = (
@@ -390,7 +520,11 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="group", ordering="is_control", empty_value="")
     def group(self, obj):
         # Only the exception is marked: a recipient is the normal case, not a red cross.
-        return "Control group" if obj.is_control else ""
+        if obj.is_control:
+            return "Control group"
+        if obj.variant_id is not None:
+            return f"Variant {obj.variant.label}" + ("" if obj.variant_test else " (the winner send)")
+        return ""
 
     @admin.display(description="status", ordering="status")
     def what_happened(self, obj):

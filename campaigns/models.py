@@ -65,6 +65,7 @@ class CampaignsAuditAction(models.TextChoices):
     CAMPAIGN_RESUMED = "campaign.resumed", "Campaign resumed"
     CAMPAIGN_CANCELLED = "campaign.cancelled", "Campaign cancelled"
     CAMPAIGN_COMPLETED = "campaign.completed", "Campaign completed"
+    CAMPAIGN_WINNER_SENT = "campaign.winner_sent", "Campaign test decided, winner sent to the rest"
 
 
 class Campaign(models.Model):
@@ -119,6 +120,27 @@ class Campaign(models.Model):
     goal_category = models.CharField(max_length=120, blank=True)
     attribution_days = models.PositiveIntegerField(default=7)
 
+    # Message variants (CampaignVariant rows; docs/campaigns.md, "Variants"): the test and its decision.
+    variant_mde = models.FloatField(
+        default=1.0,
+        help_text="Variants: the smallest lift worth detecting, in percentage points of conversion "
+        "(sets the test's sensitivity; 1.0 = one point).",
+    )
+    variant_test_percent = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Variants, automatic winner send: share of the recipients (0 to 100) who get the test; the "
+        "rest get the winner after the test window. Empty: every recipient gets a variant.",
+    )
+    variant_test_hours = models.PositiveIntegerField(
+        default=24, help_text="Variants, automatic winner send: hours after the launch when the test is decided."
+    )
+    winner = models.ForeignKey(
+        "CampaignVariant", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False
+    )
+    winner_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner_verdict = models.CharField(max_length=300, blank=True, editable=False)
+
     status = models.CharField(
         max_length=12, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True
     )
@@ -146,6 +168,12 @@ class Campaign(models.Model):
                 condition=~Q(kind="activity") | Q(promoted_item__isnull=False), name="campaign_activity_has_item"
             ),
             models.CheckConstraint(condition=Q(recommendation_count__lte=20), name="campaign_reco_count_max_20"),
+            models.CheckConstraint(
+                condition=Q(variant_test_percent__isnull=True)
+                | (Q(variant_test_percent__gt=0) & Q(variant_test_percent__lt=100)),
+                name="campaign_variant_test_0_100",
+            ),
+            models.CheckConstraint(condition=Q(variant_mde__gt=0), name="campaign_variant_mde_positive"),
         ]
 
     def __str__(self) -> str:
@@ -154,6 +182,29 @@ class Campaign(models.Model):
     @property
     def is_recurring(self) -> bool:
         return self.schedule in (ScheduleKind.DAILY, ScheduleKind.WEEKLY)
+
+
+class CampaignVariant(models.Model):
+    """One message variant of a campaign: its own title and body templates and its share of the test.
+
+    Variants are compared with the first one by label ("A"); an empty template means the campaign's own.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="variants")
+    label = models.CharField(max_length=8, help_text="A, B, C, ...: the report names the variant by it.")
+    title_template = models.CharField(max_length=500, blank=True, help_text="Empty: the campaign's own title.")
+    body_template = models.TextField(blank=True, help_text="Empty: the campaign's own body.")
+    share = models.FloatField(default=50.0, help_text="Its weight in the split (the weights are made to add up).")
+
+    class Meta:
+        ordering = ["campaign", "label"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "label"], name="campaign_variant_label_uniq"),
+            models.CheckConstraint(condition=Q(share__gt=0), name="campaign_variant_share_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Variant {self.label}"
 
 
 class StatusChange(models.Model):
@@ -178,6 +229,7 @@ class DeliveryStatus(models.TextChoices):
     SUPPRESSED = "suppressed", "Suppressed"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    WAITING = "waiting", "Waiting for the test's winner"
 
 
 class SuppressReason(models.TextChoices):
@@ -194,6 +246,12 @@ class Delivery(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
     is_control = models.BooleanField(default=False)
+    variant = models.ForeignKey(
+        CampaignVariant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    variant_test = models.BooleanField(
+        default=False, help_text="Part of the variants' test (the analysis counts only these, not the winner send)."
+    )
     status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
     reason = models.CharField(max_length=16, choices=SuppressReason.choices, blank=True)
     title = models.CharField(max_length=500, blank=True)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum
 
 from common.operator_queries import OperatorQueryTimeout, operator_query_timeout
+from experiments import stats as xstats
 from profiles.models import CONSENT_FIELDS, Customer
 
 from .models import (
     Campaign,
     CampaignKind,
     CampaignStatus,
+    CampaignVariant,
     Channel,
     Delivery,
     DeliveryStatus,
@@ -104,7 +107,156 @@ def campaign_report(campaign: Campaign) -> dict:
             "category": campaign.goal_category,
             "attribution_days": campaign.attribution_days,
         },
+        "variants": variant_report(campaign),
     }
+
+
+# --- the variants' test (docs/campaigns.md, "Variants") ------------------------------------------
+
+#: experiments.stats' verdicts → the report's codes (no guard-rails here, so never GUARDRAIL_HARM).
+VARIANT_VERDICTS = {
+    xstats.NO_DIFFERENCE_YET: "no_difference_yet",
+    xstats.B_BETTER: "better",
+    xstats.A_BETTER: "a_better",
+    xstats.SAMPLE_RATIO_MISMATCH: "sample_ratio_mismatch",
+}
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _pair(lo, hi) -> list[float] | None:
+    lo, hi = _finite(lo), _finite(hi)
+    return None if lo is None or hi is None else [lo, hi]
+
+
+def _signed(x: float) -> str:
+    from common import display
+
+    return display.signed_percent(x).rstrip("%")
+
+
+def variant_report(campaign: Campaign) -> dict | None:
+    """The variants' part of the report (None for a campaign without variants), in one query.
+
+    Per variant, among its test deliveries (``variant_test``: the winner send to the rest is not part
+    of the test): sent, opened, clicked and converted (the report's goal and attribution window) with
+    rates and their 95% intervals; against variant A, the conversion difference with the mSPRT's
+    always-valid interval and p-value (``experiments.stats.analyze``, the campaign's
+    ``variant_mde``), the sample-ratio check of the sent counts against the shares, and the verdict.
+    A winner is named only when the sequential test says so.
+    """
+    variants = list(CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("label", "id"))
+    if len(variants) < 2:
+        return None
+    sent = Q(status=DeliveryStatus.SENT)
+    opened = Q(opened_at__isnull=False) | Q(clicked_at__isnull=False)
+    groups = list(
+        Delivery.objects.filter(campaign=campaign)
+        .values("variant_id", "variant_test")
+        .order_by()
+        .annotate(
+            assigned=Count("id"),
+            sent=Count("id", filter=sent),
+            opened=Count("id", filter=sent & opened),
+            clicked=Count("id", filter=sent & Q(clicked_at__isnull=False)),
+            converted=Count("id", filter=sent & Q(converted_at__isnull=False)),
+            waiting=Count("id", filter=Q(status=DeliveryStatus.WAITING)),
+        )
+    )
+    test = {g["variant_id"]: g for g in groups if g["variant_test"] and g["variant_id"] is not None}
+    rest = sum(g["assigned"] for g in groups if not g["variant_test"] and g["variant_id"] is not None)
+    waiting = sum(g["waiting"] for g in groups)
+    empty = {"assigned": 0, "sent": 0, "opened": 0, "clicked": 0, "converted": 0}
+    counts = [test.get(v.pk, empty) for v in variants]
+    total = sum(float(v.share) for v in variants)
+    shares = [float(v.share) / total for v in variants]
+    mde = float(campaign.variant_mde) / 100.0
+
+    def estimate(what: str, c: dict) -> xstats.Estimate:
+        return xstats.mean_estimate(c["sent"], c[what], c[what])
+
+    analysis = xstats.analyze(
+        [estimate("converted", c) for c in counts], mde=mde, alpha=xstats.DEFAULT_ALPHA, shares=shares
+    )
+    level = 1 - analysis.primary[0].alpha  # each comparison at alpha / (number of treatments)
+    rows = []
+    for i, (v, c) in enumerate(zip(variants, counts, strict=True)):
+        row = {
+            "label": v.label,
+            "variant": v.pk,
+            "share": shares[i],
+            "sent": c["sent"],
+            "opened": c["opened"],
+            "clicked": c["clicked"],
+            "converted": c["converted"],
+        }
+        for what, name in (("opened", "open_rate"), ("clicked", "click_rate"), ("converted", "conversion_rate")):
+            e = estimate(what, c)
+            row[name] = _finite(e.value) if c["sent"] else None
+            row[f"{name}_ci"] = _pair(*e.ci()) if c["sent"] >= 2 else None
+        comp = analysis.primary[i - 1] if i else None
+        row["difference"] = _finite(comp.difference) if comp is not None else None
+        row["difference_ci"] = _pair(*comp.always_valid_ci) if comp is not None else None
+        row["p_value"] = _finite(comp.always_valid_p) if comp is not None else None
+        row["significant"] = bool(comp.significant) if comp is not None and row["p_value"] is not None else None
+        rows.append(row)
+    verdict = VARIANT_VERDICTS.get(analysis.verdict, analysis.verdict)
+    winner = variants[analysis.winner].label if analysis.winner is not None else None
+    pct = f"{level * 100:g}%"
+    if verdict == "sample_ratio_mismatch":
+        text = (
+            "Sample ratio mismatch: the split is broken, do not trust this test "
+            f"(chi-square p = {analysis.srm['p_value']:.2g})."
+        )
+    elif verdict == "better":
+        r = rows[analysis.winner]
+        lo, hi = r["difference_ci"]
+        text = (
+            f"{winner} converts better: {_signed(r['difference'])} points "
+            f"({pct} always-valid interval {_signed(lo)} to {_signed(hi)})."
+        )
+    elif verdict == "a_better":
+        others = ", ".join(r["label"] for r in rows[1:])
+        worst = max(rows[1:], key=lambda r: r["difference"])
+        lo, hi = worst["difference_ci"]
+        text = (
+            f"{winner} converts better than {others}: {worst['label']} {_signed(worst['difference'])} points "
+            f"({pct} always-valid interval {_signed(lo)} to {_signed(hi)})."
+        )
+    else:
+        text = "No difference yet: keep the test running or stop it."
+    srm_result = analysis.srm or {}
+    out = {
+        "mde": mde,
+        "alpha": xstats.DEFAULT_ALPHA,
+        "level": level,
+        "rows": rows,
+        "srm": {
+            "chi2": _finite(srm_result.get("chi2", 0.0)),
+            "p_value": _finite(srm_result.get("p_value", 1.0)),
+            "mismatch": bool(srm_result.get("mismatch", False)),
+        },
+        "verdict": verdict,
+        "winner": winner,
+        "text": text,
+        "test_share": float(campaign.variant_test_percent) / 100.0
+        if campaign.variant_test_percent is not None
+        else None,
+        "test_hours": campaign.variant_test_hours if campaign.variant_test_percent is not None else None,
+        "waiting": waiting,
+        "winner_sent": None,
+    }
+    if campaign.winner_sent_at is not None:
+        out["winner_sent"] = {
+            "at": campaign.winner_sent_at,
+            "variant": campaign.winner.label if campaign.winner_id else None,
+            "customers": rest,
+            "text": campaign.winner_verdict,
+        }
+    return out
 
 
 def activities_for(customer: Customer) -> list[dict]:
@@ -375,6 +527,7 @@ def campaign_report_words(campaign: Campaign, report: dict) -> dict:
             "significant": uplift["significant"],
         }
     return {
+        "variants": variant_report_words(campaign, report.get("variants")),
         "channel": Channel(campaign.channel).label if campaign.channel in Channel.values else campaign.channel,
         "audience": display.number(report["audience"]),
         "control": display.number(report["control"]),
@@ -393,8 +546,79 @@ def campaign_report_words(campaign: Campaign, report: dict) -> dict:
     }
 
 
+def variant_report_words(campaign: Campaign, v: dict | None) -> dict | None:
+    """The variants' part of the report as the console shows it: a row per variant with counts, rates
+    and intervals as percentages, the difference against A with its always-valid interval, the verdict,
+    the split check and the winner send in words."""
+    from common import display
+
+    if v is None:
+        return None
+
+    def rate(value, ci):
+        if value is None:
+            return ""
+        text = display.percent(value)
+        # no interval where it is a single point (nothing opened yet, say)
+        return f"{text} ({display.percent(ci[0])} to {display.percent(ci[1])})" if ci and ci[0] < ci[1] else text
+
+    rows = []
+    for r in v["rows"]:
+        diff = ""
+        if r["difference"] is not None:
+            diff = display.points(r["difference"])
+            if r["difference_ci"]:
+                lo, hi = r["difference_ci"]
+                diff += f" ({_signed(lo)} to {_signed(hi)}; {display.p_value(r['p_value'])})"
+            else:
+                diff += " (not measurable yet)"
+        rows.append(
+            {
+                "label": r["label"],
+                "share": display.percent(r["share"], 0),
+                "sent": display.number(r["sent"]),
+                "opened": rate(r["open_rate"], r["open_rate_ci"]),
+                "clicked": rate(r["click_rate"], r["click_rate_ci"]),
+                "converted": f"{display.number(r['converted'])} · {rate(r['conversion_rate'], r['conversion_rate_ci'])}"
+                if r["sent"]
+                else display.number(r["converted"]),
+                "difference": diff or "compared against",
+                "winner": r["label"] == v["winner"],
+            }
+        )
+    srm = v["srm"]
+    split = (
+        f"The split does not fit the shares (chi-square {display.p_value(srm['p_value'])})."
+        if srm["mismatch"]
+        else f"The split fits the shares (chi-square {display.p_value(srm['p_value'])})."
+    )
+    test = ""
+    if v["test_share"] is not None:
+        test = (
+            f"{display.percent(v['test_share'], 0)} of the recipients get the test; the rest get the winner "
+            f"{v['test_hours']} h after the launch."
+        )
+        if v["winner_sent"] is None and v["waiting"]:
+            test += f" {display.number(v['waiting'])} wait for it."
+    sent = v["winner_sent"]
+    return {
+        "rows": rows,
+        "verdict": v["verdict"],
+        "text": v["text"],
+        "split": split,
+        "test": test,
+        "winner_sent": f"{sent['text']} ({display.number(sent['customers'])} customers, {display.when(sent['at'])})"
+        if sent
+        else "",
+        "mde": display.points(v["mde"]).lstrip("+"),
+        "level": display.percent(v["level"], 1).replace(".0%", "%"),
+    }
+
+
 def _status_change_words(change: StatusChange) -> str:
     to, came_from = change.to_status, change.from_status
+    if to == came_from:  # no move: the variants' test decided and its winner sent to the rest
+        return "Test decided"
     if to == CampaignStatus.RUNNING:
         verb = "Resumed" if came_from == CampaignStatus.PAUSED else "Launched"
     elif to == CampaignStatus.DRAFT:

@@ -100,8 +100,10 @@ class SuppressedSerializer(serializers.Serializer):
 
 
 class ConversionSerializer(serializers.Serializer):
-    """Treated vs control conversion: a two-proportion z-test. Every figure is null where it is undefined
-    (an empty group; no control conversions for the relative uplift). Rates are fractions (0.0123 = 1.23 %)."""
+    """Treated vs control conversion: a two-proportion z-test whose interval and p-value come from one
+    (unpooled) statistic, so p_value < 0.05 exactly when the interval excludes 0 (experiments.stats). Every
+    figure is null where it is undefined (an empty group; no control conversions for the relative uplift).
+    Rates are fractions (0.0123 = 1.23 %)."""
 
     treated_n = serializers.IntegerField(help_text="Messages sent (the treated group).")
     treated_conversions = serializers.IntegerField()
@@ -115,7 +117,7 @@ class ConversionSerializer(serializers.Serializer):
         min_length=2,
         max_length=2,
         allow_null=True,
-        help_text="95 % confidence interval of uplift_abs, [low, high] (Wald).",
+        help_text="95 % confidence interval of uplift_abs, [low, high] (Wald, unpooled).",
     )
     uplift_rel = serializers.FloatField(allow_null=True, help_text="uplift_abs / control_rate.")
     uplift_rel_ci = serializers.ListField(
@@ -125,9 +127,82 @@ class ConversionSerializer(serializers.Serializer):
         allow_null=True,
         help_text="95 % confidence interval of uplift_rel, [low, high] (log risk ratio); null without conversions.",
     )
-    z = serializers.FloatField(allow_null=True)
-    p_value = serializers.FloatField(allow_null=True, help_text="Two-sided p-value of the pooled z-test.")
+    z = serializers.FloatField(allow_null=True, help_text="uplift_abs over its (unpooled) standard error.")
+    p_value = serializers.FloatField(
+        allow_null=True, help_text="Two-sided p-value of the same z; below 0.05 exactly when the interval excludes 0."
+    )
     significant = serializers.BooleanField(allow_null=True, help_text="p_value < 0.05.")
+
+
+def _interval(help_text: str):
+    return serializers.ListField(
+        child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True, help_text=help_text
+    )
+
+
+class VariantRowSerializer(serializers.Serializer):
+    """One message variant among the test's deliveries (the winner send to the rest is not counted)."""
+
+    label = serializers.CharField(help_text="A, B, ...; A is the one the others are compared with.")
+    variant = serializers.IntegerField(help_text="The variant's id.")
+    share = serializers.FloatField(help_text="Its share of the split, a fraction.")
+    sent = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    converted = serializers.IntegerField(help_text="Sent messages followed by the goal within the attribution window.")
+    open_rate = serializers.FloatField(allow_null=True, help_text="opened / sent; null before any send.")
+    open_rate_ci = _interval("95 % interval of open_rate (normal); null under 2 sends.")
+    click_rate = serializers.FloatField(allow_null=True, help_text="clicked / sent.")
+    click_rate_ci = _interval("95 % interval of click_rate (normal); null under 2 sends.")
+    conversion_rate = serializers.FloatField(allow_null=True, help_text="converted / sent.")
+    conversion_rate_ci = _interval("95 % interval of conversion_rate (normal); null under 2 sends.")
+    difference = serializers.FloatField(
+        allow_null=True, help_text="conversion_rate minus A's; null for A itself (and where undefined)."
+    )
+    difference_ci = _interval(
+        "The difference's always-valid interval (mSPRT confidence sequence at level 'level'): valid however "
+        "often the report is read; null for A."
+    )
+    p_value = serializers.FloatField(allow_null=True, help_text="The difference's always-valid p-value; null for A.")
+    significant = serializers.BooleanField(allow_null=True, help_text="p_value < alpha / (variants - 1).")
+
+
+class SrmSerializer(serializers.Serializer):
+    """The sample-ratio check: the sent counts per variant against the shares (chi-square, flagged at p < 0.001)."""
+
+    chi2 = serializers.FloatField(allow_null=True)
+    p_value = serializers.FloatField(allow_null=True)
+    mismatch = serializers.BooleanField(help_text="True: the split is broken and the test is not to be trusted.")
+
+
+class WinnerSentSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="When the test was decided and the rest queued.")
+    variant = serializers.CharField(allow_null=True, help_text="The label the rest got.")
+    customers = serializers.IntegerField(help_text="Customers of the rest who got it.")
+    text = serializers.CharField(help_text="The decision in words, e.g. 'No winner after 24 h: the rest got A. ...'.")
+
+
+class VariantsSerializer(serializers.Serializer):
+    """The message variants' test (docs/campaigns.md, "Variants"; method in docs/experiments.md)."""
+
+    mde = serializers.FloatField(help_text="The smallest lift worth detecting, a fraction (0.01 = one point).")
+    alpha = serializers.FloatField(help_text="The test's overall error rate, 0.05.")
+    level = serializers.FloatField(help_text="Each difference interval's level, 1 - alpha / (variants - 1).")
+    rows = VariantRowSerializer(many=True)
+    srm = SrmSerializer()
+    verdict = serializers.ChoiceField(
+        choices=["better", "a_better", "no_difference_yet", "sample_ratio_mismatch"],
+        help_text="better: a variant converts better than A (winner); a_better: A better than every other; "
+        "no_difference_yet; sample_ratio_mismatch: the split is broken.",
+    )
+    winner = serializers.CharField(allow_null=True, help_text="The winner's label, only when the test names one.")
+    text = serializers.CharField(help_text="The verdict in words.")
+    test_share = serializers.FloatField(
+        allow_null=True, help_text="Automatic winner send: the recipients' share in the test; null without it."
+    )
+    test_hours = serializers.IntegerField(allow_null=True, help_text="Hours after the launch the test is decided.")
+    waiting = serializers.IntegerField(help_text="Customers of the rest still waiting for the winner.")
+    winner_sent = WinnerSentSerializer(allow_null=True)
 
 
 class GoalSerializer(serializers.Serializer):
@@ -169,6 +244,7 @@ class ReportSerializer(serializers.Serializer):
     revenue_per_treated = serializers.FloatField(allow_null=True)
     revenue_per_control = serializers.FloatField(allow_null=True)
     goal = GoalSerializer()
+    variants = VariantsSerializer(allow_null=True, help_text="Null for a campaign without message variants.")
 
 
 class ExportItemSerializer(serializers.Serializer):

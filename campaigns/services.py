@@ -44,6 +44,7 @@ from .models import (
     CampaignKind,
     CampaignsAuditAction,
     CampaignStatus,
+    CampaignVariant,
     Channel,
     Delivery,
     DeliveryStatus,
@@ -97,6 +98,49 @@ def control_mask(campaign_id: int, customer_ids, percent: float) -> np.ndarray:
     return (h % np.uint64(10_000)) < np.uint64(round(float(percent) * 100))
 
 
+# ------------------------------------------------------------------------------ variants
+def variant_salt(campaign_id: int) -> str:
+    """The variants' assignment key: the same customer gets the same variant at every send of the campaign."""
+    return f"campaign:{campaign_id}"
+
+
+def variant_test_salt(campaign_id: int) -> str:
+    """The test share's key (independent of the variants' and of the control group's hashes)."""
+    return f"campaign:{campaign_id}:test"
+
+
+def campaign_variants(campaign: Campaign) -> list[CampaignVariant]:
+    """The campaign's variants in label order; the first ("A") is the one the others are compared with."""
+    return list(CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("label", "id"))
+
+
+def variant_shares(variants: list[CampaignVariant]) -> list[float]:
+    """The variants' weights made to add up to 1."""
+    total = float(sum(v.share for v in variants))
+    return [float(v.share) / total for v in variants]
+
+
+def variant_split(campaign: Campaign, variants: list[CampaignVariant], customer_ids) -> tuple[np.ndarray, np.ndarray]:
+    """For treated customers: (variant id, in the test) per customer, vectorised and sticky.
+
+    With a test share, a hash of (campaign, customer) puts that share in the test, where
+    ``experiments.stats.assign`` draws each one's variant; the rest wait for the winner (variant id
+    -1). Once the winner is sent, new customers (a recurring campaign's later sends) get it directly.
+    Without a test share every treated customer is in the test.
+    """
+    from experiments.stats import assign, unit_hash
+
+    ids = np.asarray(customer_ids, dtype=np.int64)
+    vids = np.array([v.pk for v in variants], dtype=np.int64)
+    if campaign.winner_id is not None and campaign.winner_sent_at is not None:
+        return np.full(len(ids), campaign.winner_id, dtype=np.int64), np.zeros(len(ids), dtype=bool)
+    variant = vids[assign(ids, salt=variant_salt(campaign.pk), shares=variant_shares(variants))]
+    if campaign.variant_test_percent is None:
+        return variant, np.ones(len(ids), dtype=bool)
+    in_test = unit_hash(ids, salt=variant_test_salt(campaign.pk)) < float(campaign.variant_test_percent) / 100.0
+    return np.where(in_test, variant, -1), in_test
+
+
 # ------------------------------------------------------------------------------ audience
 def audience_queryset(*, segment_ids, excluded_ids=()) -> QuerySet[Customer]:
     """Members of any of `segment_ids`, minus members of any of `excluded_ids`: one SELECT, EXISTS subqueries."""
@@ -134,7 +178,8 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
 
     The audience is one SQL query; control assignment is a vectorised hash; the rows go in with
     one bulk insert (COPY on PostgreSQL). Customers without consent for the channel get a row
-    suppressed with that reason; the control group is drawn among the consenting ones.
+    suppressed with that reason; the control group is drawn among the consenting ones. With
+    variants, each treated customer gets one (``variant_split``), or waits for the test's winner.
     """
     now = now or timezone.now()
     consent = CONSENT_FIELDS[campaign.channel]
@@ -149,13 +194,27 @@ def audience_snapshot(*, campaign: Campaign, now: datetime | None = None) -> int
     ids = frame["id"].to_numpy(dtype=np.int64)
     consenting = frame[consent].to_numpy(dtype=bool)
     control = control_mask(campaign.pk, ids, campaign.control_percent) & consenting
-    status = np.where(consenting & ~control, DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value)
+    treated = consenting & ~control
+    status = np.where(treated, DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value)
     reason = np.where(control, SuppressReason.CONTROL.value, np.where(consenting, "", SuppressReason.NO_CONSENT.value))
+    variant_id = np.zeros(len(ids), dtype=np.int64)
+    has_variant = np.zeros(len(ids), dtype=bool)
+    in_test = np.zeros(len(ids), dtype=bool)
+    variants = campaign_variants(campaign)
+    if variants:
+        vid, test = variant_split(campaign, variants, ids)
+        status = np.where(treated & (vid < 0), DeliveryStatus.WAITING.value, status)  # the rest wait for the winner
+        has_variant = treated & (vid >= 0)
+        variant_id = np.where(has_variant, vid, 0)
+        in_test = treated & test
+    variant = pd.arrays.IntegerArray(variant_id, ~has_variant)  # NULL where no variant
     rows = pd.DataFrame(
         {
             "campaign_id": campaign.pk,
             "customer_id": ids,
             "is_control": control,
+            "variant_id": variant,
+            "variant_test": in_test,
             "status": status,
             "reason": reason,
             "title": "",
@@ -262,6 +321,15 @@ def _check_ready(campaign: Campaign) -> None:
             validate_template(source)
         except TemplateError as exc:
             raise TemplateError(f"{label}: {exc}") from exc
+    variants = campaign_variants(campaign)
+    if len(variants) == 1:
+        raise TransitionError("A campaign with variants needs at least two (A and B); delete the single one.")
+    for v in variants:
+        for label, source in (("title template", v.title_template), ("body template", v.body_template)):
+            try:
+                validate_template(source)
+            except TemplateError as exc:
+                raise TemplateError(f"Variant {v.label}, {label}: {exc}") from exc
 
 
 def campaign_launch(
@@ -324,9 +392,9 @@ def campaign_resume(*, campaign: Campaign, by=None, queue: str | None = None, so
 def campaign_cancel(*, campaign: Campaign, by=None, source: str = "") -> Campaign:
     with transaction.atomic():
         campaign_transition(campaign=campaign, to=CampaignStatus.CANCELLED, by=by, note="cancel", source=source)
-        Delivery.objects.filter(campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)).update(
-            status=DeliveryStatus.CANCELLED
-        )
+        Delivery.objects.filter(
+            campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.WAITING)
+        ).update(status=DeliveryStatus.CANCELLED)
     return campaign
 
 
@@ -443,13 +511,16 @@ def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int
     return out
 
 
-def _render_pair(campaign: Campaign, context: dict) -> tuple[str, str]:
+def _render_pair(campaign: Campaign, context: dict, variant: CampaignVariant | None = None) -> tuple[str, str]:
+    """The title and body for one context: the variant's templates where it has them, else the campaign's."""
     ctx = {k: v for k, v in context.items() if k != "item_ids"}
-    return render(campaign.title_template, ctx).strip()[:500], render(campaign.body_template, ctx).strip()
+    title = (variant.title_template if variant is not None else "") or campaign.title_template
+    body = (variant.body_template if variant is not None else "") or campaign.body_template
+    return render(title, ctx).strip()[:500], render(body, ctx).strip()
 
 
-def message_preview(*, campaign: Campaign, customer: Customer) -> dict:
-    """The message as `customer` would get it: title, body and the context it was rendered from."""
+def message_preview(*, campaign: Campaign, customer: Customer, variant: CampaignVariant | None = None) -> dict:
+    """The message as `customer` would get it (in `variant`, if given): title, body and its context."""
     frame = pd.DataFrame(
         [
             {
@@ -463,7 +534,7 @@ def message_preview(*, campaign: Campaign, customer: Customer) -> dict:
         ]
     )
     context = message_contexts(campaign=campaign, customers=frame)[customer.pk]
-    title, body = _render_pair(campaign, context)
+    title, body = _render_pair(campaign, context, variant)
     return {
         "customer": customer.external_id,
         "title": title,
@@ -581,6 +652,7 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
             .values(
                 "id",
                 "customer_id",
+                "variant_id",
                 "status",
                 "title",
                 "body",
@@ -656,11 +728,15 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
             ]
             customers.columns = ["id", "external_id", "name", "email", "time_zone", "attributes"]
             contexts = message_contexts(campaign=campaign, customers=customers)
+            variants = {v.pk: v for v in campaign_variants(campaign)}
+            variant_of = dict(zip(rows.loc[todo, "customer_id"], rows.loc[todo, "variant_id"], strict=True))
             rendered: dict[int, tuple] = {}
             failures: dict[int, str] = {}
             for cid, ctx in contexts.items():
+                vid = variant_of.get(cid)
+                variant = variants.get(int(vid)) if vid is not None and not pd.isna(vid) else None
                 try:
-                    rendered[cid] = (*_render_pair(campaign, ctx), ctx["item_ids"])
+                    rendered[cid] = (*_render_pair(campaign, ctx, variant), ctx["item_ids"])
                 except TemplateError as exc:
                     failures[cid] = str(exc)[:500]
             if failures:
@@ -930,7 +1006,8 @@ def campaigns_tick(*, now: datetime | None = None, queue: str | None = None) -> 
         if campaign.ends_at and campaign.ends_at <= now:
             with transaction.atomic():
                 Delivery.objects.filter(
-                    campaign=campaign, status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)
+                    campaign=campaign,
+                    status__in=(DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.WAITING),
                 ).update(status=DeliveryStatus.SUPPRESSED, reason=SuppressReason.EXPIRED)
                 campaign_transition(campaign=campaign, to=CampaignStatus.COMPLETED, note="ended", now=now)
             out["completed"] += 1
@@ -954,7 +1031,10 @@ def campaigns_tick(*, now: datetime | None = None, queue: str | None = None) -> 
         ids = list(pending)
         if ids:
             out["requeued"] += deliveries_enqueue(campaign_id=campaign.pk, ids=ids, queue=queue)
-        elif not campaign.is_recurring and not Delivery.objects.filter(campaign=campaign, status__in=OPEN).exists():
+        elif (
+            not campaign.is_recurring
+            and not Delivery.objects.filter(campaign=campaign, status__in=(*OPEN, DeliveryStatus.WAITING)).exists()
+        ):
             campaign_transition(campaign=campaign, to=CampaignStatus.COMPLETED, note="all sent", now=now)
             out["completed"] += 1
     return out
@@ -1002,4 +1082,86 @@ def campaigns_attribute(*, now: datetime | None = None, campaign_ids: list[int] 
             )
             Campaign.objects.filter(pk=campaign.pk).update(attributed_at=now)
         out[campaign.pk] = {"treated": n_t, "control": n_c}
+    return out
+
+
+# ------------------------------------------------------------------------------ the variants' winner
+def campaign_winner_send(*, campaign: Campaign, now: datetime | None = None, queue: str | None = None) -> dict | None:
+    """Decide a campaign's variants test once its window has passed, and send the winner to the rest.
+
+    The rest (deliveries waiting for the winner) get the winner the sequential test names, or variant
+    A when it names none (a sample ratio mismatch included). Under the campaign's row lock and only
+    once (``winner_sent_at``): a second run, concurrent or later, changes nothing and returns None.
+    Recorded in the status history and the audit log; the sends are queued after the commit.
+    """
+    from accounts.audit import audit_record
+
+    from .selectors import variant_report
+
+    now = now or timezone.now()
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if (
+            locked.winner_sent_at is not None
+            or locked.status != CampaignStatus.RUNNING
+            or locked.variant_test_percent is None
+            or locked.launched_at is None
+            or locked.launched_at + timedelta(hours=locked.variant_test_hours) > now
+        ):
+            return None
+        variants = campaign_variants(locked)
+        if len(variants) < 2:
+            return None
+        campaigns_attribute(now=now, campaign_ids=[locked.pk])  # the conversions as of now
+        report = variant_report(locked)
+        by_label = {v.label: v for v in variants}
+        by_test = report["winner"] is not None
+        winner = by_label[report["winner"]] if by_test else variants[0]
+        hours = locked.variant_test_hours
+        window = f"{hours} h"
+        if by_test:
+            verdict = f"{winner.label} won after {window}: the rest got {winner.label}. {report['text']}"
+        else:
+            verdict = f"No winner after {window}: the rest got {winner.label}. {report['text']}"
+        verdict = verdict[:300]
+        rest = Delivery.objects.filter(campaign=locked, status=DeliveryStatus.WAITING).update(
+            status=DeliveryStatus.QUEUED, variant=winner
+        )
+        locked.winner = winner
+        locked.winner_sent_at = now
+        locked.winner_verdict = verdict
+        locked.save(update_fields=["winner", "winner_sent_at", "winner_verdict", "updated_at"])
+        StatusChange.objects.create(
+            campaign=locked, from_status=locked.status, to_status=locked.status, at=now, note=verdict
+        )
+        audit_record(
+            action=CampaignsAuditAction.CAMPAIGN_WINNER_SENT,
+            actor=None,
+            target=locked,
+            source="system",
+            changes={"winner": winner.label, "by_test": by_test, "customers": rest, "verdict": report["verdict"]},
+        )
+        deliveries_enqueue(campaign_id=locked.pk, queue=queue)
+    campaign.refresh_from_db()
+    return {"campaign": locked.pk, "winner": winner.label, "by_test": by_test, "customers": rest}
+
+
+def campaigns_decide_winners(*, now: datetime | None = None, queue: str | None = None) -> dict:
+    """The beat's look for variants tests whose window has passed: each decided and its winner sent once."""
+    now = now or timezone.now()
+    due = Campaign.objects.filter(
+        status=CampaignStatus.RUNNING,
+        variant_test_percent__isnull=False,
+        winner_sent_at__isnull=True,
+        launched_at__isnull=False,
+    ).order_by("launched_at", "pk")
+    out = {"decided": 0, "by_test": 0, "customers": 0}
+    for campaign in due:
+        if campaign.launched_at + timedelta(hours=campaign.variant_test_hours) > now:
+            continue
+        result = campaign_winner_send(campaign=campaign, now=now, queue=queue)
+        if result is not None:
+            out["decided"] += 1
+            out["by_test"] += int(result["by_test"])
+            out["customers"] += result["customers"]
     return out

@@ -4,6 +4,9 @@ Beat entries (config/settings.py, CELERY_BEAT_SCHEDULE):
   campaigns.tasks.campaigns_tick       every minute      scheduled launches, recurring refreshes, deferred sends,
                                                          stranded chunks
   campaigns.tasks.campaigns_attribute  every 15 minutes  conversion attribution
+  campaigns.tasks.campaigns_decide_winners  every 5 minutes  variants tests past their window decided, the
+                                                         winner sent to the rest (once: under the campaign's
+                                                         row lock, winner_sent_at)
 
 Reliability (docs/reliability.md): transient database or broker errors are retried with
 exponential backoff and jitter (common.retry.RETRY_TRANSIENT). Each task has time limits fitted
@@ -57,3 +60,13 @@ def campaigns_tick() -> dict:
 @shared_task(name="campaigns.tasks.campaigns_attribute", **RETRY_TRANSIENT, **ATTRIBUTE_LIMITS)
 def campaigns_attribute() -> dict:
     return {str(k): v for k, v in services.campaigns_attribute().items()}
+
+
+# A look at the due tests: a few campaigns, each one attribution and one analysis.
+DECIDE_LIMITS = {"soft_time_limit": 240, "time_limit": 280}
+
+
+@shared_task(name="campaigns.tasks.campaigns_decide_winners", **RETRY_TRANSIENT, **DECIDE_LIMITS)
+def campaigns_decide_winners() -> dict:
+    # Safe to run twice: each campaign's decision happens once, under its row lock.
+    return services.campaigns_decide_winners()

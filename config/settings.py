@@ -588,6 +588,12 @@ CELERY_BEAT_SCHEDULE.update(
     {
         # attribute conversions of running and recent campaigns
         "campaigns-attribute": {"task": "campaigns.tasks.campaigns_attribute", "schedule": crontab(minute="*/15")},
+        # decide variants tests whose window has passed and send the winner to the rest of the audience
+        "campaigns-decide-winners": {
+            "task": "campaigns.tasks.campaigns_decide_winners",
+            "schedule": crontab(minute="*/5"),
+            "options": {"expires": 280},
+        },
         # launch scheduled campaigns, refresh recurring ones, send deferred messages when due,
         # re-queue stranded chunks, complete finished campaigns
         "campaigns-tick": {

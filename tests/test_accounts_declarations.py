@@ -25,6 +25,7 @@ ACTIONS = {
     "campaign.resumed": "Campaign resumed",
     "campaign.cancelled": "Campaign cancelled",
     "campaign.completed": "Campaign completed",
+    "campaign.winner_sent": "Campaign test decided, winner sent to the rest",
     "customer.created": "Customer created",
     "customer.changed": "Customer changed",
     "customer.deleted": "Customer deleted",

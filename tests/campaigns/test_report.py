@@ -1,5 +1,6 @@
 """Attribution, the report's statistics on simulated conversions, the activities endpoint, and the operator screens."""
 
+import math
 from datetime import timedelta
 
 import numpy as np
@@ -31,12 +32,30 @@ def test_the_two_proportion_test_matches_a_hand_computation():
     assert r["uplift_abs"] == pytest.approx(0.2)
     se = np.sqrt(0.3 * 0.7 / 1000 + 0.1 * 0.9 / 1000)
     assert r["uplift_abs_ci"] == pytest.approx([0.2 - 1.959964 * se, 0.2 + 1.959964 * se], rel=1e-5)
-    p = 0.2
-    z = 0.2 / np.sqrt(p * (1 - p) * 2 / 1000)
-    assert r["z"] == pytest.approx(z) and r["p_value"] < 1e-20
+    # the p-value comes from the interval's own (unpooled) statistic
+    assert r["z"] == pytest.approx(0.2 / se) and r["p_value"] < 1e-20
     assert r["uplift_rel"] == pytest.approx(2.0)
     assert two_proportion(50, 500, 5, 50)["p_value"] == pytest.approx(1.0)
     assert two_proportion(0, 0, 1, 10)["uplift_abs"] is None
+
+
+def test_the_reports_interval_and_p_value_agree_where_the_pooled_test_disagreed():
+    # 30 of 785 recipients against 1 of 138 held out: the Wald interval excludes 0 while the pooled
+    # z-test the report used to give said p = 0.063; now both come from one statistic
+    r = two_proportion(30, 785, 1, 138)
+    lo, hi = r["uplift_abs_ci"]
+    pooled = 31 / 923
+    pooled_z = r["uplift_abs"] / math.sqrt(pooled * (1 - pooled) * (1 / 785 + 1 / 138))
+    pooled_p = math.erfc(abs(pooled_z) / math.sqrt(2))
+    assert lo > 0 and pooled_p > 0.05  # the old disagreement
+    assert r["p_value"] < 0.05 and r["significant"] is True
+    # and on many random reports: significant exactly when the interval excludes 0
+    rng = np.random.default_rng(5)
+    for _ in range(500):
+        n_t, n_c = int(rng.integers(30, 3_000)), int(rng.integers(10, 400))
+        r = two_proportion(int(rng.binomial(n_t, 0.05)), n_t, int(rng.binomial(n_c, 0.03)), n_c)
+        lo, hi = r["uplift_abs_ci"]
+        assert r["significant"] == (lo > 0 or hi < 0)
 
 
 def _simulate(committed, *, p_treated: float, p_control: float, seed: int):
@@ -194,6 +213,8 @@ def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test
             "attribution_days": 7,
             "status_changes-TOTAL_FORMS": 0,
             "status_changes-INITIAL_FORMS": 0,
+            "variants-TOTAL_FORMS": 0,
+            "variants-INITIAL_FORMS": 0,
         },
     )
     assert res.status_code == 302, res.content.decode()[:3000]
@@ -221,6 +242,8 @@ def test_operators_need_the_permission_to_launch_and_can_preview_and_send_a_test
             "attribution_days": 7,
             "status_changes-TOTAL_FORMS": 0,
             "status_changes-INITIAL_FORMS": 0,
+            "variants-TOTAL_FORMS": 0,
+            "variants-INITIAL_FORMS": 0,
         },
     )
     assert res.status_code == 200 and "Template error" in res.content.decode()

@@ -115,6 +115,8 @@ def test_the_admin_form_refuses_querystring_next_to_the_field(committed, shop, a
             "attribution_days": 7,
             "status_changes-TOTAL_FORMS": 0,
             "status_changes-INITIAL_FORMS": 0,
+            "variants-TOTAL_FORMS": 0,
+            "variants-INITIAL_FORMS": 0,
         },
     )
     assert res.status_code == 200
