@@ -506,8 +506,44 @@ def fit(x, t_x, T, n, m) -> tuple[BGNBD, GammaGamma | None, str]:
     return model, spend, ""
 
 
+def empirical_prior(x, T, n, m, *, horizon_days: float) -> dict | None:
+    """What the shop's not-yet-buyers did in the last ``horizon_days``: the customers whose first order
+    fell in that span (T <= h) against them plus those who still never bought. Their orders per
+    customer at risk, the share who did not order, and their mean order value (all buyers' where the
+    new ones spent nothing). None when nobody was at risk."""
+    x, age = np.asarray(x), np.asarray(T, dtype=float)  # age: days since the first order
+    n, m = np.asarray(n, dtype=float), np.asarray(m, dtype=float)
+    buyers = x >= 0
+    first = buyers & (age <= horizon_days)
+    at_risk = int(first.sum() + (~buyers).sum())
+    if not at_risk:
+        return None
+    spent = np.where(np.isfinite(m) & (m > 0), n * m, 0.0)
+    counted = np.where(np.isfinite(m) & (m > 0), n, 0.0)
+    group = first if counted[first].sum() > 0 else buyers
+    order_value = float(spent[group].sum() / counted[group].sum()) if counted[group].sum() > 0 else float("nan")
+    orders = float((x[first] + 1).sum() / at_risk)
+    return {
+        "orders": orders,
+        "churn_risk": float(1 - first.sum() / at_risk),
+        "order_value": order_value,
+        "value": orders * order_value if np.isfinite(order_value) else float("nan"),
+        "first_buyers": int(first.sum()),
+        "at_risk": at_risk,
+    }
+
+
 def predict(
-    x, t_x, T, n, m, *, horizon_days: float, model: BGNBD | None = None, spend: GammaGamma | None = None
+    x,
+    t_x,
+    T,
+    n,
+    m,
+    *,
+    horizon_days: float,
+    model: BGNBD | None = None,
+    spend: GammaGamma | None = None,
+    prior: dict | None = None,
 ) -> Predictions:
     """Per customer, the predictions over ``horizon_days`` (see the module docstring).
 
@@ -515,11 +551,11 @@ def predict(
     order value Gamma-Gamma reads. Without ``model`` both models are fitted here over these customers
     (the whole population on a full run); an incremental run passes the last full run's.
 
-    Customers who never bought get the model's prior, the expectation for a customer it knows nothing
-    about: the formulas at ``x = t_x = T = 0`` (a customer whose relationship starts now), so
-    ``predicted_orders`` is ``E[X(h)]``, the population's expected repeat orders in the horizon,
-    ``churn_risk`` ``(alpha / (alpha + h)) ** r``, spend at the population's mean order value; their
-    ``p_alive`` and next order stay empty (they were never buyers) and their basis is ``"prior"``.
+    Customers who never bought get the population's prior (``empirical_prior``: what the shop's
+    not-yet-buyers did in the last horizon; an incremental run passes the last full run's ``prior``),
+    not BG/NBD's formulas at ``x = t_x = T = 0``, which assume a first order now and would rank every
+    browser above most buyers; their ``p_alive`` and next order stay empty (they were never buyers)
+    and their basis is ``"prior"``.
     When no model can be fitted every column is empty and ``info["reason"]`` says why.
     """
     started = time.monotonic()
@@ -553,7 +589,10 @@ def predict(
         info["spend_reason"] = spend_reason or "no Gamma-Gamma parameters"
 
     buyers = x >= 0
-    # the never-bought are evaluated as a customer whose relationship starts now (the prior)
+    if prior is None:
+        prior = empirical_prior(x, T, n, m, horizon_days=horizon_days)
+    info["prior"] = prior
+    # the never-bought are evaluated here as if their relationship started now, then given the prior
     ex, et, eT = np.where(buyers, x, 0), np.where(buyers, t_x, 0.0), np.where(buyers, T, 0.0)
     (ux, ut, uT), _, inverse = _compress(ex, et, eT)
     alive_u = p_alive(model, ux, ut, uT)
@@ -568,7 +607,14 @@ def predict(
     out["next_order_days"] = np.where(buyers & ok, nxt, np.nan)
     if spend is not None:
         value = expected_order_value(spend, np.where(buyers, n, 0), np.where(buyers, m, np.nan))
-        out["predicted_value"] = out["predicted_orders"].to_numpy() * value
+        out["predicted_value"] = np.where(buyers, out["predicted_orders"].to_numpy() * value, np.nan)
+    never = ~buyers
+    if prior is not None:
+        out.loc[never, "predicted_orders"] = prior["orders"]
+        out.loc[never, "churn_risk"] = prior["churn_risk"]
+        out.loc[never, "predicted_value"] = prior["value"] if spend is not None else np.nan
+    else:
+        ok &= buyers
     out["prediction_basis"] = np.where(ok, np.where(buyers, "model", "prior"), "")
     basis = out["prediction_basis"].replace("", "none").value_counts()
     info["basis"] = {str(k): int(v) for k, v in basis.items()}

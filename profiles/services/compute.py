@@ -270,9 +270,10 @@ def _predict_repeat_buying(features: pd.DataFrame, *, now: datetime, incremental
         features["orders_total"].fillna(0), features["first_purchase_at"], features["last_purchase_at"], now=now
     )
     n, m = features["frequency"].fillna(0).to_numpy(), features["avg_order_value"].to_numpy(dtype=float)
-    model = spend = None
+    model = spend = prior = None
     if incremental:
         model, spend, reason = _last_full_run_parameters()
+        prior = _last_full_run_prior()
         if model is None:
             return features, {
                 "horizon_days": horizon,
@@ -280,7 +281,7 @@ def _predict_repeat_buying(features: pd.DataFrame, *, now: datetime, incremental
                 "basis": {"none": len(features)},
                 "reason": reason,
             }
-    result = predictions.predict(x, t_x, T, n, m, horizon_days=horizon, model=model, spend=spend)
+    result = predictions.predict(x, t_x, T, n, m, horizon_days=horizon, model=model, spend=spend, prior=prior)
     out = result.frame
     for col in ("p_alive", "predicted_orders", "predicted_value", "churn_risk", "prediction_basis"):
         features[col] = out[col].to_numpy()
@@ -299,6 +300,17 @@ def _fit_text(info: dict) -> str:
     spend = info.get("gamma_gamma")
     text += f" and Gamma-Gamma on {spend['buyers']:,} repeat buyers" if spend else " (no spend model)"
     return text if info.get("fitted") else f"the last full run's parameters ({text})"
+
+
+def _last_full_run_prior() -> dict | None:
+    """The not-yet-buyers' prior the latest successful full profiles run recorded (an incremental run's
+    few customers are no sample of the population), or None to compute it from this run's customers."""
+    full = (
+        PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__incremental=False)
+        .order_by("-finished_at")
+        .first()
+    )
+    return (((full.counts or {}).get("predictions") or {}).get("prior") or None) if full is not None else None
 
 
 def _last_full_run_parameters() -> tuple[predictions.BGNBD | None, predictions.GammaGamma | None, str]:

@@ -120,23 +120,42 @@ def test_summaries_are_counted_in_whole_days_as_of_now():
 
 def test_the_never_bought_get_the_prior_and_say_so(population):
     x, t_x, T, _ = population
-    x = np.concatenate([x[:2000], [-1, -1]])
-    t_x, T = np.concatenate([t_x[:2000], [0, 0]]), np.concatenate([T[:2000], [0, 0]])
+    x = np.concatenate([x[:2000], [-1] * 400])
+    t_x, T = np.concatenate([t_x[:2000], [0] * 400]), np.concatenate([T[:2000], [0] * 400])
     n = np.maximum(x + 1, 0)
     m = np.where(n > 0, np.random.default_rng(2).gamma(3.0, 10.0, len(n)), np.nan)
     result = P.predict(x, t_x, T, n, m, horizon_days=H)
     out, info = result.frame, result.info
-    prior = out.iloc[-2:]
-    model = P.BGNBD.from_dict(info["bgnbd"])
-    assert (prior["prediction_basis"] == "prior").all() and (out["prediction_basis"].iloc[:-2] == "model").all()
-    assert prior["predicted_orders"].tolist() == pytest.approx([P.expected_orders(model, 0, 0, 0, H)] * 2)
-    assert prior["churn_risk"].tolist() == pytest.approx([(model.alpha / (model.alpha + H)) ** model.r] * 2)
+    prior = out.iloc[-400:]
+    assert (prior["prediction_basis"] == "prior").all() and (out["prediction_basis"].iloc[:-400] == "model").all()
     assert prior["p_alive"].isna().all() and prior["next_order_days"].isna().all()
-    spend = P.GammaGamma.from_dict(info["gamma_gamma"])
-    assert prior["predicted_value"].tolist() == pytest.approx(
-        (prior["predicted_orders"] * spend.mean_order_value).tolist()
+    # the prior is what the not-yet-buyers did in the last horizon: those whose first order fell in it
+    # (T <= H) against them and the 400 who never bought, computed here by hand
+    first = (x >= 0) & (T <= H)
+    at_risk = first.sum() + 400
+    assert first.sum() > 0
+    assert prior["predicted_orders"].tolist() == pytest.approx([(x[first] + 1).sum() / at_risk] * 400)
+    assert prior["churn_risk"].tolist() == pytest.approx([1 - first.sum() / at_risk] * 400)
+    value = (n[first] * m[first]).sum() / n[first].sum()
+    assert prior["predicted_value"].tolist() == pytest.approx((prior["predicted_orders"] * value).tolist())
+    assert info["prior"]["first_buyers"] == first.sum() and info["prior"]["at_risk"] == at_risk
+    # what operators rely on: a browser is not predicted to be worth more than the typical buyer
+    buyers_value = out["predicted_value"].iloc[:-400]
+    assert prior["predicted_value"].iloc[0] < buyers_value.quantile(0.9)
+    assert info["basis"] == {"model": 2000, "prior": 400}
+    # an incremental run passes the full run's prior and gets it back unchanged
+    again = P.predict(
+        x[-10:],
+        t_x[-10:],
+        T[-10:],
+        n[-10:],
+        m[-10:],
+        horizon_days=H,
+        model=P.BGNBD.from_dict(info["bgnbd"]),
+        spend=P.GammaGamma.from_dict(info["gamma_gamma"]),
+        prior=info["prior"],
     )
-    assert info["basis"] == {"model": 2000, "prior": 2}
+    assert again.frame["predicted_orders"].tolist() == pytest.approx([info["prior"]["orders"]] * 10)
 
 
 def test_a_population_too_small_or_without_repeat_buyers_gets_no_model():

@@ -77,6 +77,10 @@ def test_every_customer_of_the_demo_shop_gets_predictions_over_the_horizon(shop,
     assert p["predicted_value"].notna().all() and (p["predicted_value"] >= 0).all()
     # the prior is one figure for everyone it covers, and no next order date is invented for them
     assert p.loc[~bought, "predicted_orders"].nunique() == 1 and p.loc[~bought, "next_order_at"].isna().all()
+    # and it is below what the shop's best buyers are expected to spend: a "top 10% by predicted value"
+    # audience is made of buyers, not of browsers who never ordered
+    top = p["predicted_value"] >= p["predicted_value"].quantile(0.9)
+    assert bought[top].all()
     # a next order date, where given, lies after the run's time
     dated = p["next_order_at"].notna()
     assert dated.any() and (p.loc[dated, "next_order_at"] > p.loc[dated, "computed_at"]).all()
