@@ -176,6 +176,11 @@ def predictions(customer: Customer, *, request) -> Section | None:
     if profile is None:
         return None
     context: dict = {"basis": profile.prediction_basis, "as_of": _date(profile.computed_at)}
+    # category affinity: the calibrated chance of buying from each candidate category, the likeliest first
+    affinity = sorted(
+        ((p, c) for c, p in (profile.affinity or {}).items() if isinstance(p, (int, float))), reverse=True
+    )
+    context["affinity"] = [{"category": c, "chance": display.percent(p, 0)} for p, c in affinity[:4]]
     if profile.prediction_basis:
         horizon = _horizon(profile.prediction_horizon_days or settings.PREDICTION_HORIZON_DAYS)
         prior = profile.prediction_basis == "prior"

@@ -363,6 +363,19 @@ def test_predictions_show_over_their_horizon_in_words(boss_client, crowd):
     assert f"Expected orders in the next 90 days {display.number(bea.profile.predicted_orders, 1)}" in text
 
 
+def test_category_affinity_shows_the_likeliest_categories_first_as_escaped_text(boss_client, ada):
+    from profiles.models import Profile
+
+    Profile.objects.filter(pk=ada.pk).update(
+        affinity={"Garden": 0.31, "<b>Toys</b>": 0.52, "Grocery": 0.05, "Beauty": 0.2, "Books": 0.1}
+    )
+    resp = boss_client.get(_url(ada))
+    html, text = resp.content.decode(), _text(resp)
+    # the four likeliest, in order, as percentages; the operator's category names are text, not markup
+    assert "Likely to buy from: <b>Toys</b> 52% · Garden 31% · Beauty 20% · Books 10%" in text
+    assert "&lt;b&gt;Toys&lt;/b&gt;" in html and "<b>Toys</b>" not in html and "Grocery 5%" not in text
+
+
 def test_predictions_say_when_there_are_none_and_need_the_profile_permission(boss_client, ada):
     # Ada alone is too few buyers to fit a model
     assert "No predictions: the last recomputation had too few buyers" in _text(boss_client.get(_url(ada)))
