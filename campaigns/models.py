@@ -250,7 +250,9 @@ class Delivery(models.Model):
         CampaignVariant, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
     )
     variant_test = models.BooleanField(
-        default=False, help_text="Part of the variants' test (the analysis counts only these, not the winner send)."
+        default=False,
+        db_default=False,  # rows COPYed without the column (every path but the variants' launch) are no test
+        help_text="Part of the variants' test (the analysis counts only these, not the winner send).",
     )
     status = models.CharField(max_length=12, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED)
     reason = models.CharField(max_length=16, choices=SuppressReason.choices, blank=True)

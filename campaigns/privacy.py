@@ -15,6 +15,8 @@ def export(customer) -> dict:
             "campaign__name",
             "campaign__channel",
             "is_control",
+            "variant__label",
+            "variant_test",
             "status",
             "reason",
             "title",
@@ -40,6 +42,7 @@ def export(customer) -> dict:
     for r in rows:
         r["campaign"] = r.pop("campaign__name")
         r["channel"] = r.pop("campaign__channel")
+        r["variant"] = r.pop("variant__label")
         r["items"] = [items.get(i, {"id": i}) for i in (r["items"] or [])]
         r["revenue"] = None if r["revenue"] is None else str(r["revenue"])
     return {"messages": rows}

@@ -4,6 +4,7 @@ script and with quoted local parts, and customers' external ids in the URLs that
 
 import io
 import logging
+import os
 
 import pandas as pd
 import pytest
@@ -125,6 +126,26 @@ def test_unsubscribe_tokens_and_search_terms_in_logged_urls_are_replaced():
     )
 
 
+# Loggers of packages only the tests and benches import: dill (with lifetimes, the reference BG/NBD of
+# tests/profiles/test_predictions.py) gives its trace logger a stderr handler at import; the app never
+# imports it (checked in test_the_app_never_imports_the_dev_only_packages).
+DEV_ONLY_LOGGERS = {"dill"}
+
+
+def test_the_app_never_imports_the_dev_only_packages():
+    import subprocess
+    import sys
+
+    code = (
+        "import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup();"
+        "import config.urls, config.celery;"
+        "print(sorted(m for m in ('dill', 'lifetimes', 'autograd') if m in sys.modules))"
+    )
+    env = {**os.environ, "SECRET_KEY": "test-only", "DEBUG": "0", "HTTPS_ONLY": "0"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120, env=env)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def _ours(handler) -> bool:
     return not type(handler).__module__.startswith("_pytest")  # pytest's own capture, not the app's
 
@@ -172,6 +193,8 @@ def test_every_handler_of_every_logger_redacts():
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
     for lg in loggers:
+        if lg.name in DEV_ONLY_LOGGERS:
+            continue
         for handler in lg.handlers:
             if isinstance(handler, logging.NullHandler) or not _ours(handler):
                 continue

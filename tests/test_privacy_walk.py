@@ -108,6 +108,8 @@ EXPORTED = {
         {
             "campaign": "campaign",
             "is_control": "is_control",
+            "variant": ("variant", lambda d: d.variant.label if d.variant else None, None),
+            "variant_test": "variant_test",
             "status": "status",
             "reason": "reason",
             "title": "title",

@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='delivery',
             name='variant_test',
-            field=models.BooleanField(default=False, help_text="Part of the variants' test (the analysis counts only these, not the winner send)."),
+            field=models.BooleanField(default=False, db_default=False, help_text="Part of the variants' test (the analysis counts only these, not the winner send)."),
         ),
         migrations.AlterField(
             model_name='delivery',
