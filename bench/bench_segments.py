@@ -236,6 +236,13 @@ def run(quick: bool = False) -> dict:
                 "pipeline_peak_rss_mb": round(step["peak_rss_mb"]),
                 "profiles_seconds": figures.get("profiles", {}).get("seconds"),
                 "profiles_breakdown": figures.get("profiles", {}).get("counts", {}).get("seconds"),
+                # issue #16: the predictions' fit and the category affinity's, inside the profiles step
+                "predictions_seconds": (figures.get("profiles", {}).get("counts", {}).get("predictions") or {}).get(
+                    "seconds"
+                ),
+                "affinity_seconds": (figures.get("profiles", {}).get("counts", {}).get("affinity") or {}).get(
+                    "seconds"
+                ),
                 "segments_seconds": figures.get("segments", {}).get("seconds"),
                 "chosen_k": figures.get("segments", {}).get("counts", {}).get("clustering", {}).get("chosen_k"),
                 "rule_segment": rule,
