@@ -260,6 +260,8 @@ class ExportMessageSerializer(serializers.Serializer):
     campaign = serializers.CharField(help_text="The campaign's name.")
     channel = serializers.ChoiceField(choices=Channel.choices)
     is_control = serializers.BooleanField()
+    variant = serializers.CharField(allow_null=True, help_text="The message variant's label (A, B, ...), if any.")
+    variant_test = serializers.BooleanField(help_text="Sent as part of the variants' test (not the winner send).")
     status = serializers.ChoiceField(choices=DeliveryStatus.choices)
     reason = serializers.ChoiceField(choices=SuppressReason.choices, allow_blank=True)
     title = serializers.CharField(allow_blank=True)

@@ -127,6 +127,11 @@ class ProfileSerializer(serializers.Serializer):
         help_text="By this moment the chance of having ordered again reaches one half; null where it never "
         "does (within ten years) or for the prior.",
     )
+    affinity = serializers.DictField(
+        child=serializers.FloatField(min_value=0, max_value=1),
+        help_text="Calibrated probability (0-1) of buying from each of the customer's candidate categories in the "
+        "horizon (docs/profiles.md, 'Category affinity'); a category not listed is not a candidate.",
+    )
 
 
 class ErrorItemSerializer(serializers.Serializer):

@@ -161,6 +161,9 @@ def test_the_profile_api_returns_the_predictions_with_their_horizon(shop):
     assert body["p_alive"] == pytest.approx(buyer.p_alive) and body["churn_risk"] == pytest.approx(buyer.churn_risk)
     assert body["predicted_orders"] == pytest.approx(buyer.predicted_orders)
     assert body["predicted_value"] == pytest.approx(buyer.predicted_value)
+    # the category affinity: each candidate category's probability, as stored
+    assert body["affinity"] and body["affinity"] == pytest.approx(buyer.affinity)
+    assert all(0 <= v <= 1 for v in body["affinity"].values())
 
     body = api.get(f"/api/customers/{never.customer.external_id}/profile/").json()
     assert body["prediction_basis"] == "prior" and body["p_alive"] is None and body["next_order_at"] is None
