@@ -67,17 +67,22 @@ class CampaignForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        for name in ("title_template", "body_template"):
-            if data.get(name):
-                try:
-                    validate_template(data[name])
-                except TemplateError as exc:
-                    self.add_error(name, f"Template error: {exc}")
+        _check_templates(self, data)
         if data.get("kind") == "activity" and not data.get("promoted_item"):
             self.add_error("promoted_item", "An activity promotion needs its activity.")
         if data.get("schedule") in ("at", "daily", "weekly") and not data.get("send_at"):
             self.add_error("send_at", "This schedule needs a first send time.")
         return data
+
+
+def _check_templates(form: forms.Form, data: dict) -> None:
+    """A template error under the title or body field that holds it (the campaign's or a variant's)."""
+    for name in ("title_template", "body_template"):
+        if data.get(name):
+            try:
+                validate_template(data[name])
+            except TemplateError as exc:
+                form.add_error(name, f"Template error: {exc}")
 
 
 class CampaignVariantForm(forms.ModelForm):
@@ -105,12 +110,7 @@ class CampaignVariantForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        for name in ("title_template", "body_template"):
-            if data.get(name):
-                try:
-                    validate_template(data[name])
-                except TemplateError as exc:
-                    self.add_error(name, f"Template error: {exc}")
+        _check_templates(self, data)
         return data
 
 

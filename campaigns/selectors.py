@@ -15,14 +15,13 @@ from .models import (
     Campaign,
     CampaignKind,
     CampaignStatus,
-    CampaignVariant,
     Channel,
     Delivery,
     DeliveryStatus,
     StatusChange,
     SuppressReason,
 )
-from .services import control_mask
+from .services import campaign_variants, control_mask, variant_shares
 from .stats import two_proportion
 
 
@@ -148,7 +147,7 @@ def variant_report(campaign: Campaign) -> dict | None:
     ``variant_mde``), the sample-ratio check of the sent counts against the shares, and the verdict.
     A winner is named only when the sequential test says so.
     """
-    variants = list(CampaignVariant.objects.filter(campaign_id=campaign.pk).order_by("label", "id"))
+    variants = campaign_variants(campaign)
     if len(variants) < 2:
         return None
     sent = Q(status=DeliveryStatus.SENT)
@@ -171,8 +170,7 @@ def variant_report(campaign: Campaign) -> dict | None:
     waiting = sum(g["waiting"] for g in groups)
     empty = {"assigned": 0, "sent": 0, "opened": 0, "clicked": 0, "converted": 0}
     counts = [test.get(v.pk, empty) for v in variants]
-    total = sum(float(v.share) for v in variants)
-    shares = [float(v.share) / total for v in variants]
+    shares = variant_shares(variants)
     mde = float(campaign.variant_mde) / 100.0
 
     def estimate(what: str, c: dict) -> xstats.Estimate:

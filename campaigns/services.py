@@ -33,6 +33,7 @@ from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, F,
 from django.utils import timezone
 
 from common.bulk import bulk_insert, read_frame
+from experiments.stats import assign, unit_hash
 from profiles.models import CONSENT_FIELDS, Customer, Event, Item, Profile
 from profiles.services import events_ingest
 from segments.models import Membership
@@ -128,8 +129,6 @@ def variant_split(campaign: Campaign, variants: list[CampaignVariant], customer_
     -1). Once the winner is sent, new customers (a recurring campaign's later sends) get it directly.
     Without a test share every treated customer is in the test.
     """
-    from experiments.stats import assign, unit_hash
-
     ids = np.asarray(customer_ids, dtype=np.int64)
     vids = np.array([v.pk for v in variants], dtype=np.int64)
     if campaign.winner_id is not None and campaign.winner_sent_at is not None:

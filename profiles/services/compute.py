@@ -62,6 +62,7 @@ PROFILE_FIELDS = [
     "prediction_basis",
     "prediction_horizon_days",
 ]
+JSON_COLUMNS = ("interests", "top_categories", "affinity")  # written as JSON by the bulk writes
 
 
 def profiles_compute(*, step=None, incremental: bool = False, now: datetime | None = None, progress=None) -> dict:
@@ -272,8 +273,7 @@ def _predict_repeat_buying(features: pd.DataFrame, *, now: datetime, incremental
     n, m = features["frequency"].fillna(0).to_numpy(), features["avg_order_value"].to_numpy(dtype=float)
     model = spend = prior = None
     if incremental:
-        model, spend, reason = _last_full_run_parameters()
-        prior = _last_full_run_prior()
+        model, spend, prior, reason = _last_full_run_parameters()
         if model is None:
             return features, {
                 "horizon_days": horizon,
@@ -302,36 +302,30 @@ def _fit_text(info: dict) -> str:
     return text if info.get("fitted") else f"the last full run's parameters ({text})"
 
 
-def _last_full_run_prior() -> dict | None:
-    """The not-yet-buyers' prior the latest successful full profiles run recorded (an incremental run's
-    few customers are no sample of the population), or None to compute it from this run's customers."""
-    full = (
-        PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__incremental=False)
-        .order_by("-finished_at")
-        .first()
-    )
-    return (((full.counts or {}).get("predictions") or {}).get("prior") or None) if full is not None else None
-
-
-def _last_full_run_parameters() -> tuple[predictions.BGNBD | None, predictions.GammaGamma | None, str]:
-    """The BG/NBD and Gamma-Gamma parameters the latest successful full profiles run recorded, or why none."""
+def _last_full_run_parameters() -> tuple[predictions.BGNBD | None, predictions.GammaGamma | None, dict | None, str]:
+    """What the latest successful full profiles run recorded for an incremental run to reuse: its BG/NBD
+    and Gamma-Gamma parameters, its not-yet-buyers' prior (an incremental run's few customers are no
+    sample of the population; None: computed from this run's customers), and why there is no model."""
     full = (
         PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__incremental=False)
         .order_by("-finished_at")
         .first()
     )
     recorded = ((full.counts or {}).get("predictions") or {}) if full is not None else {}
+    prior = recorded.get("prior") or None
     if not recorded.get("bgnbd"):
         why = recorded.get("reason") or "it recorded no parameters"
         return (
             None,
             None,
+            prior,
             f"the last full run fitted no model ({why})" if full else "no full run to take parameters from",
         )
     spend = recorded.get("gamma_gamma")
     return (
         predictions.BGNBD.from_dict(recorded["bgnbd"]),
         predictions.GammaGamma.from_dict(spend) if spend else None,
+        prior,
         "",
     )
 
@@ -402,8 +396,8 @@ def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all:
             # A full run rewrites every profile: deleting and inserting is about twice as fast as
             # an upsert, and readers keep seeing the old rows until the commit (MVCC).
             Profile.objects.all().delete()
-            return bulk_insert(Profile, out, json_columns=("interests", "top_categories", "affinity"))
-        return bulk_upsert(Profile, out, key=["customer_id"], json_columns=("interests", "top_categories", "affinity"))
+            return bulk_insert(Profile, out, json_columns=JSON_COLUMNS)
+        return bulk_upsert(Profile, out, key=["customer_id"], json_columns=JSON_COLUMNS)
 
 
 def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFrame:
