@@ -465,7 +465,9 @@ def message_contexts(*, campaign: Campaign, customers: pd.DataFrame) -> dict[int
             per_customer[int(cid)] = group.sort_values("rank")["item_id"].astype(int).tolist()
         if len(per_customer) < len(ids):
             fallback = list(
-                PopularItem.objects.filter(run__is_active=True, kind=campaign.recommendation_kind, segment__isnull=True)
+                PopularItem.objects.filter(
+                    run__is_active=True, run__channel="", kind=campaign.recommendation_kind, segment__isnull=True
+                )
                 .order_by("rank")
                 .values_list("item_id", flat=True)[:n]
             )

@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "profiles",
     "segments",
     "recommendations",
+    "experiments",
     "campaigns",
 ]
 
@@ -106,6 +107,7 @@ ADMIN_GROUPS = [
     ("profiles", ["profiles.customer", "profiles.event", "profiles.item", "profiles.*"]),
     ("segments", ["segments.segment", "segments.*"]),
     ("recommendations", ["recommendations.*"]),
+    ("experiments", ["experiments.experiment", "experiments.*"]),
     ("campaigns", ["campaigns.campaign", "campaigns.*"]),
     ("pipeline", ["pipeline.*"]),
     ("accounts", ["auth.user", "auth.group", "accounts.apikey", "accounts.*", "auth.*"]),
@@ -121,6 +123,7 @@ PIPELINE_STEPS = [
     "profiles.steps.profiles",
     "segments.steps.segments",
     "recommendations.steps.recommendations",
+    "experiments.steps.experiments",
 ]
 
 # What each app holds about a customer (profiles/privacy.py): a module per app with export(customer)
@@ -498,6 +501,18 @@ API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "5"))
 # The suggestions query is prepared once per PostgreSQL connection; turn off behind PgBouncer in
 # transaction mode.
 RECOMMENDATIONS_PREPARED_STATEMENTS = env_bool("RECOMMENDATIONS_PREPARED_STATEMENTS", True)
+# Who decides which suggestions a customer is served: a function of the customer's external id that
+# returns a run channel ("" = the shop's own suggestions). The experiments app routes the customers in
+# a running experiment to their variant's suggestions (experiments/routing.py); empty: no routing.
+RECOMMENDATIONS_ROUTER = os.environ.get("RECOMMENDATIONS_ROUTER", "experiments.routing.channel_for")
+# Experiments (docs/experiments.md): the share of customers (percent) kept out of every experiment, so
+# the shop always has customers served as usual; how long each process trusts its list of running
+# experiments before asking the database again (the router's only cost when none is running).
+EXPERIMENTS_HOLDOUT_PERCENT = float(env("EXPERIMENTS_HOLDOUT_PERCENT", "0"))
+EXPERIMENTS_ROUTER_CACHE_SECONDS = float(env("EXPERIMENTS_ROUTER_CACHE_SECONDS", "5"))
+# Event types that count as a click on a suggestion shown, and as a purchase of it.
+EXPERIMENTS_CLICK_EVENT_TYPES = env_list("EXPERIMENTS_CLICK_EVENT_TYPES", "click")
+EXPERIMENTS_PURCHASE_EVENT_TYPES = env_list("EXPERIMENTS_PURCHASE_EVENT_TYPES", "purchase")
 # Access: customer tokens (signed with SECRET_KEY) that the shop's backend obtains for a customer.
 CUSTOMER_TOKEN_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_TTL_SECONDS", "3600"))
 CUSTOMER_TOKEN_MAX_TTL_SECONDS = int(os.environ.get("CUSTOMER_TOKEN_MAX_TTL_SECONDS", str(24 * 3600)))
@@ -586,6 +601,11 @@ CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS = int(env("CAMPAIGN_ATTRIBUTION_LOOKBACK_DAYS
 
 CELERY_BEAT_SCHEDULE.update(
     {
+        # the daily look at the running experiment (each look builds on the one before)
+        "experiments-look": {
+            "task": "experiments.tasks.experiments_look",
+            "schedule": crontab(hour=(PIPELINE_NIGHTLY_HOUR + 1) % 24, minute=30),
+        },
         # attribute conversions of running and recent campaigns
         "campaigns-attribute": {"task": "campaigns.tasks.campaigns_attribute", "schedule": crontab(minute="*/15")},
         # decide variants tests whose window has passed and send the winner to the rest of the audience

@@ -470,10 +470,10 @@ def analyze(
     """Compare every treatment (variants 1..k-1) with the control (variant 0) and decide.
 
     Verdicts, first that applies: ``SAMPLE_RATIO_MISMATCH`` (when ``shares`` are given and the counts
-    do not fit them; no winner), ``GUARDRAIL_HARM`` (a treatment is significantly worse on a guard-rail),
-    ``B_BETTER`` (a treatment is significantly better; ``winner`` is its index, the largest difference
-    among those that are), ``A_BETTER`` (every treatment is significantly worse; ``winner`` = 0),
-    else ``NO_DIFFERENCE_YET``. Each comparison is made at alpha / (k - 1).
+    do not fit them; no winner), ``A_BETTER`` (every treatment is significantly worse on the primary
+    metric; ``winner`` = 0; guard-rail harms are listed in the reasons), ``GUARDRAIL_HARM`` (a treatment
+    is significantly worse on a guard-rail), ``B_BETTER`` (a treatment is significantly better;
+    ``winner`` is its index, the largest difference among those that are), else ``NO_DIFFERENCE_YET``. Each comparison is made at alpha / (k - 1).
     """
     k = len(primary)
     if k < 2:
@@ -500,17 +500,20 @@ def analyze(
     srm_result = srm([e.n for e in primary], shares) if shares is not None else None
     if srm_result is not None and srm_result["mismatch"]:
         return Analysis(comps, guards, srm_result, SAMPLE_RATIO_MISMATCH, None, [srm_result["message"]])
+    sign = 1.0 if higher_is_better else -1.0
+    if all(c.significant and sign * c.difference < 0 for c in comps):
+        # every treatment loses on the primary metric: a harm on a guard-rail changes nothing to that
+        return Analysis(
+            comps, guards, srm_result, A_BETTER, 0, ["the control is better than every treatment", *reasons]
+        )
     if reasons:
         return Analysis(comps, guards, srm_result, GUARDRAIL_HARM, None, reasons)
-    sign = 1.0 if higher_is_better else -1.0
     better = [
         (sign * c.difference, i) for i, c in enumerate(comps, start=1) if c.significant and sign * c.difference > 0
     ]
     if better:
         winner = max(better)[1]
         return Analysis(comps, guards, srm_result, B_BETTER, winner, [f"variant {winner} is better than the control"])
-    if all(c.significant and sign * c.difference < 0 for c in comps):
-        return Analysis(comps, guards, srm_result, A_BETTER, 0, ["the control is better than every treatment"])
     return Analysis(comps, guards, srm_result, NO_DIFFERENCE_YET, None, [])
 
 

@@ -4,7 +4,6 @@ import json
 import logging
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -215,7 +214,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
                 source="admin",
                 changes={"steps": run.steps, **shown},
             )
-            transaction.on_commit(lambda: _enqueue_pipeline(run, run.step_params))
+            transaction.on_commit(lambda: tasks.pipeline_enqueue(run, run.step_params))
             messages.success(request, f"Recomputation #{run.pk} ({', '.join(run.steps)}) was started.")
             return redirect(reverse("admin:pipeline_pipelinerun_change", args=[run.pk]))
         context = {
@@ -225,19 +224,3 @@ class PipelineRunAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/pipeline/pipelinerun/start.html", context)
-
-
-def _enqueue_pipeline(run: PipelineRun, params: dict | None) -> None:
-    """Hand a created run to the workers; if the broker cannot take it, the run is failed with the
-    reason (visible on its page) rather than left queued for ever."""
-    try:
-        tasks.pipeline_execute_task.apply_async(args=[run.pk, params])
-    except Exception as exc:
-        if settings.CELERY_TASK_ALWAYS_EAGER:
-            raise  # in-process: the step's own error is already recorded on the run
-        log.exception("pipeline run %s could not be queued", run.pk)
-        PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
-            status=RunStatus.FAILED,
-            error=f"Could not be queued: {type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )

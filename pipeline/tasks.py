@@ -10,11 +10,18 @@ The tasks kept the names they had in `profiles` (profiles.tasks.*), so messages 
 django-celery-beat's rows still reach them.
 """
 
+import logging
+
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
 from common.retry import RETRY_TRANSIENT, TRANSIENT_ERRORS, retry_countdown
 
 from . import services
+from .models import PipelineRun, RunStatus
+
+log = logging.getLogger(__name__)
 
 # The whole pipeline at the largest scale takes tens of minutes; the global limits (an hour, a
 # soft limit 5 minutes earlier) fit it. The soft limit is recorded as the running step's error.
@@ -104,3 +111,19 @@ def pipeline_scheduled(self, steps: list[str] | None = None, incremental: bool =
 def pipeline_recover_task() -> dict:
     """Record runs whose worker died (running without a live lease) as failed. Beat may run it every few minutes."""
     return {"abandoned": services.pipeline_recover()}
+
+
+def pipeline_enqueue(run: PipelineRun, params: dict | None) -> None:
+    """Hand a created run to the workers; if the broker cannot take it, the run is failed with the
+    reason (visible on its page) rather than left queued for ever."""
+    try:
+        pipeline_execute_task.apply_async(args=[run.pk, params])
+    except Exception as exc:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            raise  # in-process: the step's own error is already recorded on the run
+        log.exception("pipeline run %s could not be queued", run.pk)
+        PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.FAILED,
+            error=f"Could not be queued: {type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )

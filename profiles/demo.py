@@ -895,3 +895,52 @@ def generate_shop(
         _activity_cum=cum["activity"],
         _post_cum=cum["post"],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# How a demo customer responds to what they are shown (the experiments' demo, docs/experiments.md)
+# ---------------------------------------------------------------------------------------------
+
+#: P(click) = 1 - exp(-CLICK_RATE * affinity): about 2% for an item of no special appeal.
+RESPONSE_CLICK_RATE = 0.02
+#: P(purchase | click) for the best-matching item of a customer who buys (scaled by the persona's
+#: buy_probability and the item's appeal).
+RESPONSE_BUY_GIVEN_CLICK = 0.30
+
+
+def response_probabilities(
+    persona_names: np.ndarray,
+    categories: np.ndarray,
+    price_ratio: np.ndarray,
+    *,
+    personas: tuple[Persona, ...] = PERSONAS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The planted truth of how customers respond to items shown to them, pair by pair.
+
+    A customer's appeal for an item follows their persona exactly as the generator planted it (the
+    preferred categories weigh 6×, the price relative to the category's median is raised to the
+    persona's ``price_alpha``), never any model's scores. Returns (P(click), P(purchase | click)),
+    arrays of the pairs' shape. A customer of no known persona finds every item of ordinary appeal.
+
+    Parameters
+    ----------
+    persona_names : the persona name of each pair's customer ("" or unknown: none)
+    categories : the category of each pair's item
+    price_ratio : each item's price / its category's median price (1 where unknown)
+    """
+    names = pd.Series(np.asarray(persona_names, dtype=object))
+    index = {p.name: i for i, p in enumerate(personas)}
+    pidx = names.map(index).fillna(-1).to_numpy(dtype=np.int64)
+    known = pidx >= 0
+    cats = np.asarray(categories, dtype=object)
+    preferred = np.zeros(len(cats), dtype=bool)
+    for i, p in enumerate(personas):  # a handful of personas, vectorised over the pairs
+        sel = pidx == i
+        preferred[sel] = np.isin(cats[sel], p.categories)
+    alpha = np.array([p.price_alpha for p in personas] + [0.0])[pidx]
+    buy = np.array([p.buy_probability for p in personas] + [0.5])[pidx]
+    ratio = np.clip(np.nan_to_num(np.asarray(price_ratio, dtype=np.float64), nan=1.0), 0.05, 20.0)
+    affinity = np.where(preferred & known, 6.0, 1.0) * np.clip(ratio**alpha, 0.25, 4.0)
+    p_click = 1.0 - np.exp(-RESPONSE_CLICK_RATE * affinity)
+    p_buy = buy * RESPONSE_BUY_GIVEN_CLICK * np.minimum(affinity / 6.0, 1.0)
+    return p_click, p_buy

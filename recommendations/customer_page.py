@@ -31,7 +31,7 @@ def suggestions(customer: Customer, *, request) -> Section | None:
         return None
     # One read on the (run, customer, kind, rank) unique index, the active run found by its flag.
     rows = list(
-        Recommendation.objects.filter(run__is_active=True, customer=customer, rank__lte=PER_KIND)
+        Recommendation.objects.filter(run__is_active=True, run__channel="", customer=customer, rank__lte=PER_KIND)
         .select_related("item")
         .order_by("kind", "rank")
     )

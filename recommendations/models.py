@@ -112,11 +112,26 @@ class BlendComponent(models.Model):
 
 
 class RecommenderRun(models.Model):
-    """One recomputation of the suggestions: algorithm, parameters, sizes, offline metrics, timings."""
+    """One recomputation of the suggestions: algorithm, parameters, sizes, offline metrics, timings.
+
+    A run serves a channel: the shop's own ("", what every customer gets) or a side channel that an
+    upper app routes some customers to (an experiment's variant, `settings.RECOMMENDATIONS_ROUTER`).
+    Each channel has at most one active run, switched the same way.
+    """
 
     step = models.ForeignKey(PipelineStep, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING, db_index=True)
-    is_active = models.BooleanField(default=False, help_text="The run the API and the admin serve. At most one.")
+    is_active = models.BooleanField(
+        default=False, help_text="The run the API and the admin serve (on its channel). At most one per channel."
+    )
+    channel = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Empty for the shop's own suggestions; a side channel (e.g. an experiment's variant) "
+        "otherwise, served only to the customers routed to it.",
+    )
     algorithm = models.CharField(max_length=40, default="pure_svd")
     config = models.ForeignKey(
         RecommenderConfig,
@@ -153,7 +168,9 @@ class RecommenderRun(models.Model):
     class Meta:
         ordering = ["-started_at"]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="reco_run_one_active"),
+            models.UniqueConstraint(
+                fields=["channel"], condition=Q(is_active=True), name="reco_run_one_active_per_channel"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -265,6 +282,13 @@ class Impression(models.Model):
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+", db_index=False)
     shown_at = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=60, blank=True, help_text="Who showed it, e.g. campaign:12.")
+    channel = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The suggestions' channel when the list was served (an experiment's variant), else empty.",
+    )
 
     class Meta:
         ordering = ["-shown_at"]

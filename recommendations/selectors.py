@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections.abc import Iterable
 
 import pandas as pd
 from django.conf import settings
 from django.db import connection
+from django.utils.module_loading import import_string
 
 from common.bulk import read_frame
 from profiles.models import Customer, Item
@@ -15,17 +17,46 @@ from segments.models import Membership, SegmentKind
 
 from .models import PopularItem, Reason, Recommendation, RecommenderConfig, RecommenderRun, SimilarItem
 
+log = logging.getLogger(__name__)
+
 TOP_ITEMS_COLUMNS = ["customer_id", "item_id", "rank", "score", "reason", "reason_text"]
 
 
-def active_run() -> RecommenderRun | None:
-    return RecommenderRun.objects.filter(is_active=True).first()
+def active_run(channel: str = "") -> RecommenderRun | None:
+    """The run in service on `channel` (the shop's own suggestions when empty)."""
+    return RecommenderRun.objects.filter(is_active=True, channel=channel).first()
+
+
+def channel_for(external_id: str) -> str:
+    """The suggestions' channel a customer is routed to: `settings.RECOMMENDATIONS_ROUTER` (a dotted
+    path to a function of the customer's external id, set by an upper app such as experiments) or the
+    shop's own channel, "". A router that fails serves the shop's own suggestions (logged)."""
+    router = _router()
+    if router is None:
+        return ""
+    try:
+        return router(external_id) or ""
+    except Exception:
+        log.exception("the recommendations router failed; serving the shop's own suggestions")
+        return ""
+
+
+_routers: dict[str, object] = {}
+
+
+def _router():
+    path = settings.RECOMMENDATIONS_ROUTER
+    if not path:
+        return None
+    if path not in _routers:
+        _routers[path] = import_string(path)
+    return _routers[path]
 
 
 def recommendations_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
     """The customer's suggestions of `kind` in the active run, best first (item and reason item loaded)."""
     return list(
-        Recommendation.objects.filter(run__is_active=True, customer=customer, kind=kind)
+        Recommendation.objects.filter(run__is_active=True, run__channel="", customer=customer, kind=kind)
         .select_related("item", "reason_item")
         .order_by("rank")[:limit]
     )
@@ -42,7 +73,7 @@ JOIN {RecommenderRun._meta.db_table} run ON run.id = r.run_id
 JOIN {Customer._meta.db_table} c ON c.id = r.customer_id
 JOIN {Item._meta.db_table} i ON i.id = r.item_id
 LEFT JOIN {Item._meta.db_table} ri ON ri.id = r.reason_item_id
-WHERE run.is_active AND c.external_id = {{0}} AND r.kind = {{1}}
+WHERE run.is_active AND run.channel = {{3}} AND c.external_id = {{0}} AND r.kind = {{1}}
 ORDER BY r.rank
 LIMIT {{2}}
 """
@@ -62,14 +93,16 @@ ROW_FIELDS = (
 # On PostgreSQL, planning this five-table join costs several times its execution (~0.8 vs
 # ~0.2 ms), so each connection prepares it once (a session-level prepared statement, which
 # survives rollbacks) and then only executes it. Connections that have it, by their driver object.
-_PREPARED_NAME = "reco_rows_by_customer_v1"
+_PREPARED_NAME = "reco_rows_by_customer_v2"
 _prepared_on: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def recommendation_rows_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[tuple]:
-    """The customer's suggestions of `kind` in the active run, best first, as tuples in the order of
-    ROW_FIELDS (item_price as the database gives it); one statement, no model instances."""
-    params = [external_id, kind, int(limit)]
+def recommendation_rows_for_external_id(
+    external_id: str, *, kind: str = "product", limit: int = 10, channel: str = ""
+) -> list[tuple]:
+    """The customer's suggestions of `kind` in the active run of `channel`, best first, as tuples in the
+    order of ROW_FIELDS (item_price as the database gives it); one statement, no model instances."""
+    params = [external_id, kind, int(limit), channel]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and settings.RECOMMENDATIONS_PREPARED_STATEMENTS:
             raw = connection.connection
@@ -77,19 +110,22 @@ def recommendation_rows_for_external_id(external_id: str, *, kind: str = "produc
                 cursor.execute("SELECT 1 FROM pg_prepared_statements WHERE name = %s", [_PREPARED_NAME])
                 if cursor.fetchone() is None:
                     cursor.execute(
-                        f"PREPARE {_PREPARED_NAME} (text, text, integer) AS " + _ROWS_SQL.format("$1", "$2", "$3")
+                        f"PREPARE {_PREPARED_NAME} (text, text, integer, text) AS "
+                        + _ROWS_SQL.format("$1", "$2", "$3", "$4")
                     )
                 _prepared_on[raw] = True
-            cursor.execute(f"EXECUTE {_PREPARED_NAME} (%s, %s, %s)", params)
+            cursor.execute(f"EXECUTE {_PREPARED_NAME} (%s, %s, %s, %s)", params)
         else:
-            cursor.execute(_ROWS_SQL.format("%s", "%s", "%s"), params)
+            cursor.execute(_ROWS_SQL.format("%s", "%s", "%s", "%s"), params)
         return cursor.fetchall()
 
 
-def fallback_for(customer: Customer, *, kind: str = "product", limit: int = 10) -> list[Recommendation]:
-    """For a customer the active run did not know (created since): the popular list of their
-    clustering segment, else the overall one, as unsaved Recommendation objects."""
-    run = active_run()
+def fallback_for(
+    customer: Customer, *, kind: str = "product", limit: int = 10, channel: str = ""
+) -> list[Recommendation]:
+    """For a customer the active run (of `channel`) did not know (created since): the popular list of
+    their clustering segment, else the overall one, as unsaved Recommendation objects."""
+    run = active_run(channel)
     if run is None:
         return []
     segment_ids = list(
@@ -129,11 +165,12 @@ def fallback_for(customer: Customer, *, kind: str = "product", limit: int = 10) 
     return out
 
 
-def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.DataFrame:
+def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int, channel: str = "") -> pd.DataFrame:
     """Suggestions of many customers at once (for campaigns personalising messages in bulk).
 
     Returns a DataFrame with columns customer_id, item_id, rank, score, reason, reason_text,
     ordered by customer then rank, at most `limit` rows per customer; empty without an active run.
+    `channel`: a side channel's suggestions (an experiment variant's) instead of the shop's own.
     """
     ids = list(customer_ids)
     if not ids:
@@ -141,7 +178,11 @@ def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.D
     frames = []
     for start in range(0, len(ids), 20_000):  # keeps the IN list within the databases' limits
         qs = Recommendation.objects.filter(
-            run__is_active=True, kind=kind, rank__lte=limit, customer_id__in=ids[start : start + 20_000]
+            run__is_active=True,
+            run__channel=channel,
+            kind=kind,
+            rank__lte=limit,
+            customer_id__in=ids[start : start + 20_000],
         ).order_by("customer_id", "rank")
         frames.append(read_frame(qs, TOP_ITEMS_COLUMNS))
     return pd.concat(frames, ignore_index=True)
@@ -150,10 +191,15 @@ def top_items_for(customer_ids: Iterable[int], *, kind: str, limit: int) -> pd.D
 def similar_items_for_external_id(external_id: str, *, kind: str = "product", limit: int = 10) -> list[SimilarItem]:
     """An item's neighbours within its kind in the active run, best first, in one query."""
     return list(
-        SimilarItem.objects.filter(run__is_active=True, item__external_id=external_id, item__kind=kind)
+        SimilarItem.objects.filter(run__is_active=True, run__channel="", item__external_id=external_id, item__kind=kind)
         .select_related("similar")
         .order_by("rank")[:limit]
     )
+
+
+def item_ids_by_external_id(external_ids: list[str], *, kind: str) -> dict[str, int]:
+    """Row ids of the items of `kind` among `external_ids` (unknown ones are absent)."""
+    return dict(Item.objects.filter(kind=kind, external_id__in=external_ids).values_list("external_id", "pk"))
 
 
 def item_by_external_id(external_id: str, *, kind: str) -> Item | None:

@@ -148,6 +148,7 @@ class ExportImpressionSerializer(serializers.Serializer):
     item = serializers.CharField(help_text="The item's external id.")
     shown_at = serializers.DateTimeField()
     source = serializers.CharField()
+    channel = serializers.CharField(help_text="The experiment variant's channel the list came from, else empty.")
 
 
 class PrivacyExportSerializer(serializers.Serializer):
@@ -155,3 +156,27 @@ class PrivacyExportSerializer(serializers.Serializer):
 
     recommendations = ExportRecommendationSerializer(many=True)
     impressions = ExportImpressionSerializer(many=True)
+
+
+class ImpressionsInSerializer(serializers.Serializer):
+    """What the shop showed a customer: the suggestions of one kind, in the order shown."""
+
+    kind = serializers.ChoiceField(choices=ItemKind.choices, default=ItemKind.PRODUCT.value)
+    items = serializers.ListField(
+        child=serializers.CharField(max_length=128),
+        min_length=1,
+        max_length=100,
+        help_text="The external ids of the items shown (1 to 100).",
+    )
+    source = serializers.CharField(
+        max_length=60, required=False, default="api", help_text="Where they were shown, e.g. home-page."
+    )
+    shown_at = serializers.DateTimeField(required=False, help_text="When (default: now).")
+
+
+class ImpressionsOutSerializer(serializers.Serializer):
+    customer = serializers.CharField()
+    recorded = serializers.IntegerField(help_text="Impressions stored.")
+    channel = serializers.CharField(
+        help_text="The suggestions' channel the customer is served from (an experiment variant's), else empty."
+    )

@@ -223,8 +223,12 @@ def training_consent_mask(people: pd.DataFrame, rule: str | list | tuple) -> np.
 
 
 # ---------------------------------------------------------------------------- impressions
-def impressions_record(*, customer_ids, item_ids, shown_at: datetime | None = None, source: str = "") -> int:
-    """Record that items were shown to customers (campaigns call this after delivering).
+def impressions_record(
+    *, customer_ids, item_ids, shown_at=None, source: str = "", channel: str | np.ndarray = ""
+) -> int:
+    """Record that items were shown to customers (campaigns call this after delivering, the shop's
+    frontend through the impressions endpoint). `shown_at` is one time or one per row; `channel` is
+    the suggestions' channel each list came from (an experiment's variant), one for all or one per row.
 
     The next run multiplies the score of an item shown to a customer within
     RECOMMENDER_IMPRESSION_WINDOW_DAYS by RECOMMENDER_IMPRESSION_PENALTY per showing, so a
@@ -235,8 +239,12 @@ def impressions_record(*, customer_ids, item_ids, shown_at: datetime | None = No
     )
     if frame.empty:
         return 0
-    frame["shown_at"] = pd.Timestamp(shown_at or timezone.now())
+    if shown_at is None or isinstance(shown_at, datetime):
+        frame["shown_at"] = pd.Timestamp(shown_at or timezone.now())
+    else:
+        frame["shown_at"] = pd.to_datetime(np.asarray(shown_at), utc=True)
     frame["source"] = source[:60]
+    frame["channel"] = channel if isinstance(channel, str) else np.asarray(channel, dtype=object)
     with transaction.atomic():
         return bulk_insert(Impression, frame)
 
@@ -626,6 +634,18 @@ def _discard(run: RecommenderRun) -> None:
         model_cls.objects.filter(run=run).delete()
 
 
+def recommender_channel_close(channel: str) -> int:
+    """Take a side channel out of service: its runs and their rows are deleted (an experiment that
+    stopped). The shop's own channel cannot be closed. Returns the number of runs deleted."""
+    if not channel:
+        raise ValueError('the shop\'s own suggestions (channel "") cannot be closed')
+    runs = list(RecommenderRun.objects.filter(channel=channel).values_list("pk", flat=True))
+    for model_cls in (Recommendation, SimilarItem, PopularItem):
+        model_cls.objects.filter(run_id__in=runs).delete()
+    RecommenderRun.objects.filter(pk__in=runs).delete()
+    return len(runs)
+
+
 def recommender_run_abandon(*, step) -> int:
     """The pipeline found `step`'s worker dead: its unfinished runs are failed and their rows discarded
     (the active run, another one, stays in service)."""
@@ -653,9 +673,10 @@ class _Laps:
         return round(time.monotonic() - self.started, 3)
 
 
-def _run_create(cfg: dict, *, step, now: datetime | None) -> RecommenderRun:
+def _run_create(cfg: dict, *, step, now: datetime | None, channel: str = "") -> RecommenderRun:
     return RecommenderRun.objects.create(
         step=step,
+        channel=channel,
         algorithm=cfg["spec"].algorithm,
         config_id=cfg["config_id"],
         started_at=now or timezone.now(),
@@ -771,8 +792,10 @@ def _run_switch(run: RecommenderRun, *, sizes: dict, metrics: dict, laps: _Laps)
     """Put the run in service in one transaction, unless a newer run finished first (then it is stale)."""
     headline = metrics.get("product", {}).get("default", {})
     with transaction.atomic():
-        current = list(RecommenderRun.objects.select_for_update().filter(is_active=True))
-        newer = RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
+        current = list(RecommenderRun.objects.select_for_update().filter(is_active=True, channel=run.channel))
+        newer = RecommenderRun.objects.filter(
+            status=RunStatus.SUCCEEDED, channel=run.channel, started_at__gt=run.started_at
+        ).exists()
         run.sizes, run.metrics = sizes, metrics
         run.n_customers, run.n_recommendations = sizes["customers"], sizes["recommendations"]
         run.ndcg_at_10 = headline.get(f"ndcg@{EVAL_K}")
@@ -812,12 +835,19 @@ def recommendations_compute(
     progress: Callable[[float, str], None] | None = None,
     now: datetime | None = None,
     config: str = "",
+    channel: str = "",
+    customer_ids=None,
 ) -> dict:
     """The pipeline's "recommendations" step (see the module docstring): serves the configuration
-    named `config`, else the default one. Returns the figures it recorded."""
+    named `config`, else the default one. Returns the figures it recorded.
+
+    A side `channel` (an experiment's variant) gets its own run, switched in on that channel only;
+    `customer_ids` then limits the lists written to those customers (the model still learns from
+    everyone), and similar items are left to the shop's own channel.
+    """
     progress = progress or (lambda fraction, message="": None)
     cfg = recommender_settings(config_for_run(config))
-    run = _run_create(cfg, step=step, now=now)
+    run = _run_create(cfg, step=step, now=now, channel=channel)
     laps = _Laps()
     try:
         progress(0.02, "reading events")
@@ -826,6 +856,9 @@ def recommendations_compute(
         laps.lap("read")
         warm = np.flatnonzero(np.diff(data.user_items.indptr) > 0)
         cold = np.flatnonzero(np.diff(data.user_items.indptr) == 0)
+        if customer_ids is not None:
+            chosen = np.isin(data.customer_ids, np.asarray(customer_ids, dtype=np.int64))
+            warm, cold = warm[chosen[warm]], cold[chosen[cold]]
         sizes = _sizes(data, warm, cold)
         progress(0.12, f"{data.n_events:,} events, {n_users:,} customers × {n_items:,} items; offline evaluation")
 
@@ -842,7 +875,7 @@ def recommendations_compute(
         written += _write_cold_and_popular(run, data, popular, cold, cfg)
         laps.lap("cold_start")
         progress(0.88, "similar items")
-        similar = similar_rows(run.pk, data, cfg)
+        similar = similar_rows(run.pk, data, cfg) if not channel else ()
         sizes["similar_pairs"] = _write(SimilarItem, similar) if len(similar) else 0
         laps.lap("similar_items")
         sizes["recommendations"] = written
@@ -862,6 +895,7 @@ def recommendations_compute(
             "durations": laps.durations,
             "pruned_runs": pruned,
             "configuration": cfg["config_name"],
+            "channel": channel,
             "metrics": {k: metrics[k]["default"] for k in KINDS if k in metrics},
             **({"_status": "skipped"} if run.status == RunStatus.STALE else {}),
         }
@@ -871,12 +905,15 @@ def recommendations_compute(
 
 
 def recommender_runs_prune(*, keep: int) -> int:
-    """Delete runs other than the active one and the `keep` latest successful ones (and their rows)."""
-    keep_ids = set(
-        RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED)
-        .order_by("-started_at")
-        .values_list("pk", flat=True)[:keep]
-    )
+    """Delete runs other than the active ones and the `keep` latest successful ones of each channel
+    (and their rows)."""
+    keep_ids: set[int] = set()
+    for channel in RecommenderRun.objects.values_list("channel", flat=True).distinct():
+        keep_ids |= set(
+            RecommenderRun.objects.filter(status=RunStatus.SUCCEEDED, channel=channel)
+            .order_by("-started_at")
+            .values_list("pk", flat=True)[:keep]
+        )
     keep_ids |= set(RecommenderRun.objects.filter(is_active=True).values_list("pk", flat=True))
     # A run still "running" is either this pipeline's (it holds the lease) or one whose worker died.
     doomed = list(

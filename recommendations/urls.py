@@ -8,5 +8,10 @@ urlpatterns = [
         api.CustomerRecommendationsView.as_view(),
         name="customer-recommendations",
     ),
+    path(
+        "customers/<str:external_id>/impressions/",
+        api.CustomerImpressionsView.as_view(),
+        name="customer-impressions",
+    ),
     path("items/<str:external_id>/similar/", api.SimilarItemsView.as_view(), name="item-similar"),
 ]
