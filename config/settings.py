@@ -330,6 +330,8 @@ SPECTACULAR_SETTINGS = {
         "SuppressReasonEnum": "campaigns.models.SuppressReason",
         "RecommendationReasonEnum": "recommendations.models.Reason",
         "SegmentKindEnum": "segments.models.SegmentKind",
+        "ExperimentStatusEnum": "experiments.models.ExperimentStatus",
+        "ExperimentMetricEnum": "experiments.models.Metric",
     },
     # Swagger UI from drf-spectacular-sidecar's static files: works offline and under the CSP.
     "SWAGGER_UI_DIST": "SIDECAR",

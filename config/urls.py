@@ -48,5 +48,6 @@ urlpatterns = [
     path("api/", include("recommendations.urls")),
     path("api/", include("profiles.urls")),
     path("api/", include("segments.urls")),
+    path("api/", include("experiments.urls")),
     path("api/", include("campaigns.urls")),
 ]

@@ -170,7 +170,10 @@ def baseline(experiment: Experiment, *, now: datetime | None = None, metric: str
         customer_ids=population,
     )
     n = len(frame)
-    out = {"customers": n, "days": BASELINE_DAYS, "daily_traffic": n / BASELINE_DAYS, "value": None, "variance": None}
+    # the traffic over the days the shop has reported impressions (at most the last 28)
+    first = Impression.objects.filter(channel="", shown_at__gte=start, shown_at__lt=now).order_by("shown_at").first()
+    days = min(BASELINE_DAYS, max(1.0, (now - first.shown_at).total_seconds() / 86400)) if first else BASELINE_DAYS
+    out = {"customers": n, "days": round(days, 1), "daily_traffic": n / days, "value": None, "variance": None}
     if n >= 2:
         est = estimates(frame.assign(position=0), metric, 1)[0]
         out["value"] = _num(est.value)

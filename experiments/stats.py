@@ -473,7 +473,8 @@ def analyze(
     do not fit them; no winner), ``A_BETTER`` (every treatment is significantly worse on the primary
     metric; ``winner`` = 0; guard-rail harms are listed in the reasons), ``GUARDRAIL_HARM`` (a treatment
     is significantly worse on a guard-rail), ``B_BETTER`` (a treatment is significantly better;
-    ``winner`` is its index, the largest difference among those that are), else ``NO_DIFFERENCE_YET``. Each comparison is made at alpha / (k - 1).
+    ``winner`` is its index, the largest difference among those that are), else ``NO_DIFFERENCE_YET``.
+    Each comparison is made at alpha / (k - 1).
     """
     k = len(primary)
     if k < 2:
