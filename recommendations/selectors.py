@@ -73,7 +73,7 @@ JOIN {RecommenderRun._meta.db_table} run ON run.id = r.run_id
 JOIN {Customer._meta.db_table} c ON c.id = r.customer_id
 JOIN {Item._meta.db_table} i ON i.id = r.item_id
 LEFT JOIN {Item._meta.db_table} ri ON ri.id = r.reason_item_id
-WHERE run.is_active AND run.channel = {{3}} AND c.external_id = {{0}} AND r.kind = {{1}}
+WHERE run.is_active AND c.external_id = {{0}} AND r.kind = {{1}} AND run.channel = {{3}}
 ORDER BY r.rank
 LIMIT {{2}}
 """
@@ -116,7 +116,8 @@ def recommendation_rows_for_external_id(
                 _prepared_on[raw] = True
             cursor.execute(f"EXECUTE {_PREPARED_NAME} (%s, %s, %s, %s)", params)
         else:
-            cursor.execute(_ROWS_SQL.format("%s", "%s", "%s", "%s"), params)
+            # "%s" placeholders take the parameters in the text's order: external id, kind, channel, limit
+            cursor.execute(_ROWS_SQL.format("%s", "%s", "%s", "%s"), [external_id, kind, channel, int(limit)])
         return cursor.fetchall()
 
 
