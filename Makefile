@@ -42,6 +42,7 @@ migrate: install
 demo-data: migrate
 	$(DEMO_ENV) $(PY) manage.py seed_demo --if-empty --recompute
 	$(DEMO_ENV) $(PY) manage.py seed_predictive_segments --if-no-rule-segments
+	$(DEMO_ENV) $(PY) manage.py seed_demo_experiment --if-none
 
 # Creates the demo operator only when missing (a changed password and the browser's session survive).
 run: demo-data $(if $(WITH_WORKER),broker-check)
