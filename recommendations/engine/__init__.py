@@ -21,6 +21,7 @@ from .interactions import build_interactions, decay_weights, interaction_matrix,
 from .knn import ItemKNN, UserKNN
 from .popularity import Popularity
 from .ranking import compact, pair_values, penalise_shown
+from .sequence import SASRec
 from .user_ranking import UserKNNRanker
 
 #: Parameters of the product's default recommender (see docs/engine.md).
@@ -161,6 +162,7 @@ __all__ = [
     "Popularity",
     "PureSVD",
     "RP3beta",
+    "SASRec",
     "UserKNN",
     "UserKNNRanker",
     "blend_ranker",
