@@ -48,6 +48,19 @@ def default_recommender(**overrides) -> PureSVD:
     return PureSVD(**params)
 
 
+#: Defaults of :class:`SASRec` (the sequence model, issue #18), chosen on validation splits of the
+#: temporal protocols (``bench/eval_sequence.py --tune``; docs/engine.md).
+SASREC_PARAMS = {
+    "max_len": 50,
+    "factors": 64,
+    "blocks": 2,
+    "heads": 1,
+    "dropout": 0.2,
+    "epochs": 30,
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+    "n_negatives": 256,
+}
 #: Defaults of :func:`user_based_ranker`, chosen on validation splits carved from the
 #: training data of both evaluation protocols (``bench/bench_rankers.py --tune``; docs/engine.md).
 USER_RANKER_PARAMS = {
@@ -154,6 +167,7 @@ __all__ = [
     "EXPLAIN_SIMILAR_USERS",
     "ITEM_RANKER_PARAMS",
     "RP3BETA_PARAMS",
+    "SASREC_PARAMS",
     "USER_RANKER_PARAMS",
     "BaseRecommender",
     "Blend",

@@ -292,6 +292,7 @@ class SASRec(BaseRecommender):
 
     _explain_kind = EXPLAIN_ITEM
     _block_factor = 2
+    uses_timestamps = True
 
     def __init__(
         self,
