@@ -18,12 +18,14 @@ from .engine import (
     DEFAULT_PARAMS,
     ITEM_RANKER_PARAMS,
     RP3BETA_PARAMS,
+    SASREC_PARAMS,
     USER_RANKER_PARAMS,
     Blend,
     ItemKNN,
     Popularity,
     PureSVD,
     RP3beta,
+    SASRec,
     UserKNNRanker,
 )
 
@@ -94,6 +96,8 @@ class Algorithm:
     # A blend has no parameters of its own: it weighs other configurations (its components).
     is_blend: bool = False
     defaults_from: Mapping[str, object] = field(default_factory=dict)
+    # Checks across parameters (every parameter, defaults filled in) -> {parameter: what is wrong}.
+    check: Callable[[Mapping[str, object]], dict[str, str]] | None = None
 
     def parameter(self, name: str) -> Parameter:
         for p in self.parameters:
@@ -225,6 +229,43 @@ _POPULARITY = (
         choices=("users", "values"),
     ),
 )
+_SASREC = (
+    Parameter(
+        "max_len",
+        int,
+        SASREC_PARAMS["max_len"],
+        "Most recent items of each customer the model reads.",
+        1,
+        1000,
+        label="History length",
+    ),
+    Parameter("factors", int, SASREC_PARAMS["factors"], "Size of the item embeddings and hidden states.", 4, 512),
+    Parameter("blocks", int, SASREC_PARAMS["blocks"], "Self-attention blocks stacked.", 1, 8),
+    Parameter("heads", int, SASREC_PARAMS["heads"], "Attention heads per block (must divide the factors).", 1, 8),
+    Parameter("dropout", float, SASREC_PARAMS["dropout"], "Share of units dropped while training.", 0, 0.9),
+    Parameter("epochs", int, SASREC_PARAMS["epochs"], "Passes over the histories (more: slower fit).", 1, 1000),
+    Parameter("batch_size", int, SASREC_PARAMS["batch_size"], "Histories per training step.", 8, 4096),
+    Parameter(
+        "learning_rate", float, SASREC_PARAMS["learning_rate"], "Adam's step size.", 0.00001, 1, label="Learning rate"
+    ),
+    Parameter(
+        "n_negatives",
+        int,
+        SASREC_PARAMS["n_negatives"],
+        "Random items the right next item is told apart from.",
+        1,
+        100000,
+        label="Negatives per batch",
+    ),
+    Parameter("random_state", int, 0, "Seed (the same seed gives the same suggestions).", 0, 2**31 - 1),
+)
+
+
+def _sasrec_check(params: Mapping[str, object]) -> dict[str, str]:
+    if params["factors"] % params["heads"]:
+        return {"heads": f"Heads must divide the factors ({params['factors']}): each head gets an equal share"}
+    return {}
+
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.key: a
@@ -257,6 +298,15 @@ ALGORITHMS: dict[str, Algorithm] = {
             "Random walks customer → item → customer → item, with a popularity penalty.",
             _RP3BETA,
             RP3beta,
+        ),
+        Algorithm(
+            "sasrec",
+            "Sequence model (SASRec)",
+            "Self-attention over each customer's latest items in the order they came: suggests what tends to"
+            " come next (trained with TensorFlow; slower to fit than the others).",
+            _SASREC,
+            SASRec,
+            check=_sasrec_check,
         ),
         Algorithm("popularity", "Popularity", "The shop's best-sellers for everyone.", _POPULARITY, Popularity),
         Algorithm(
@@ -296,6 +346,8 @@ def validate(key: str, params: Mapping[str, object] | None) -> dict:
             cleaned[name] = spec.clean(value)
         except ValueError as exc:
             errors[name] = f"{spec.verbose} {exc}"
+    if not errors and algo.check is not None:
+        errors = algo.check({**algo.defaults(), **cleaned})
     if errors:
         raise InvalidParameters(errors)
     return cleaned

@@ -38,6 +38,7 @@ class Algorithm(models.TextChoices):
     ITEM_KNN = "item_knn", "Item-based collaborative filtering"
     USER_KNN = "user_knn", "User-based collaborative filtering"
     RP3BETA = "rp3beta", "RP3beta (graph walk)"
+    SASREC = "sasrec", "Sequence model (SASRec)"
     POPULARITY = "popularity", "Popularity"
     BLEND = "blend", "Blend of configurations"
 

@@ -260,6 +260,7 @@ class Interactions:
     item_active: np.ndarray  # (n_items,) bool
     item_title: np.ndarray  # (n_items,) object
     user_items: sp.csr_matrix  # decayed weights + ratings
+    times: sp.csr_matrix  # the latest positive event of each pair of user_items, Unix seconds (orders histories)
     recent: sp.csr_matrix  # the same decayed from the shop's latest event ("popular right now")
     exclude: sp.csr_matrix  # 1 where the customer did something that rules the item out
     verb: sp.csr_matrix  # 1 + index into VERBS of the strongest event of the pair
@@ -292,6 +293,20 @@ def _feedback(u, i, etype, value, t, cfg: dict, *, decay_from: str, shape) -> sp
         n_users=shape[0],
         n_items=shape[1],
     )
+
+
+def _pair_times(u, i, t, positive, shape) -> sp.csr_matrix:
+    """The latest positive event of each (customer, item) pair, in Unix seconds: what orders a customer's
+    history for the models that read it in order (`uses_timestamps`, the sequence model)."""
+    secs = np.asarray(t, dtype="datetime64[ns]").astype("datetime64[s]").astype(np.int64).astype(np.float64)
+    return pair_matrix(u[positive], i[positive], secs[positive], n_users=shape[0], n_items=shape[1], agg="max")
+
+
+def _fit(model, user_items: sp.csr_matrix, times: sp.csr_matrix):
+    """Fit the configuration's estimator; one that orders histories also gets each pair's latest time."""
+    if getattr(model, "uses_timestamps", False):
+        return model.fit(user_items, timestamps=times)
+    return model.fit(user_items)
 
 
 def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions:
@@ -350,6 +365,7 @@ def load_interactions(cfg: dict, *, now: datetime | None = None) -> Interactions
         item_active=items["active"].to_numpy(dtype=bool),
         item_title=items["title"].fillna("").to_numpy(dtype=object),
         user_items=user_items,
+        times=_pair_times(u, i, t, positive, shape),
         recent=recent,
         exclude=exclude,
         verb=verb,
@@ -367,6 +383,12 @@ def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_
     recently discovered items are the test, for customers with at least `eval_min_items` distinct
     items. Returns the training matrix (every event of a held-out pair removed) and the relevant matrix.
     """
+    train, relevant, _ = _holdout(data, cfg)
+    return train, relevant
+
+
+def _holdout(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]:
+    """`holdout_split`, plus the training pairs' latest times (`Interactions.times` of the kept events)."""
     ev = data.events
     relevant, keep = last_items_holdout(
         ev["u"].to_numpy(),
@@ -389,7 +411,10 @@ def holdout_split(data: Interactions, cfg: dict) -> tuple[sp.csr_matrix, sp.csr_
         decay_from=cfg["decay_from"],
         shape=data.shape,
     )
-    return train, relevant
+    times = _pair_times(
+        kept["u"].to_numpy(), kept["i"].to_numpy(), kept["t"].to_numpy(), kept["positive"].to_numpy(), data.shape
+    )
+    return train, relevant, times
 
 
 def _model(cfg: dict):
@@ -399,7 +424,7 @@ def _model(cfg: dict):
 
 def offline_metrics(data: Interactions, cfg: dict) -> dict:
     """Metrics at 10 per kind on the holdout, for the default model and the popularity baseline."""
-    train, relevant = holdout_split(data, cfg)
+    train, relevant, times = _holdout(data, cfg)
     out: dict = {
         "protocol": f"last {cfg['eval_holdout']} new items per customer with >= {cfg['eval_min_items']} items",
         # "default" below is this run's configuration (named here), "popularity" the baseline
@@ -409,7 +434,7 @@ def offline_metrics(data: Interactions, cfg: dict) -> dict:
     }
     if relevant.nnz == 0 or train.nnz == 0:
         return out
-    model = _model(cfg).fit(train)
+    model = _fit(_model(cfg), train, times)
     popular = Popularity(weighting="values").fit(train)
     for kind in KINDS:
         cols = data.item_kind == kind
@@ -865,7 +890,7 @@ def recommendations_compute(
         metrics = offline_metrics(data, cfg) if data.user_items.nnz else {}
         laps.lap("evaluate")
         progress(0.3, "fitting the model")
-        model = _model(cfg).fit(data.user_items) if len(warm) else None
+        model = _fit(_model(cfg), data.user_items, data.times) if len(warm) else None
         popular = Popularity(weighting="values").fit(data.recent)
         laps.lap("fit")
 

@@ -21,6 +21,7 @@ from .interactions import build_interactions, decay_weights, interaction_matrix,
 from .knn import ItemKNN, UserKNN
 from .popularity import Popularity
 from .ranking import compact, pair_values, penalise_shown
+from .sequence import SASRec
 from .user_ranking import UserKNNRanker
 
 #: Parameters of the product's default recommender (see docs/engine.md).
@@ -47,6 +48,19 @@ def default_recommender(**overrides) -> PureSVD:
     return PureSVD(**params)
 
 
+#: Defaults of :class:`SASRec` (the sequence model, issue #18), chosen on validation splits of the
+#: temporal protocols (``bench/eval_sequence.py --tune``; docs/engine.md).
+SASREC_PARAMS = {
+    "max_len": 50,
+    "factors": 64,
+    "blocks": 2,
+    "heads": 1,
+    "dropout": 0.2,
+    "epochs": 30,
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+    "n_negatives": 256,
+}
 #: Defaults of :func:`user_based_ranker`, chosen on validation splits carved from the
 #: training data of both evaluation protocols (``bench/bench_rankers.py --tune``; docs/engine.md).
 USER_RANKER_PARAMS = {
@@ -153,6 +167,7 @@ __all__ = [
     "EXPLAIN_SIMILAR_USERS",
     "ITEM_RANKER_PARAMS",
     "RP3BETA_PARAMS",
+    "SASREC_PARAMS",
     "USER_RANKER_PARAMS",
     "BaseRecommender",
     "Blend",
@@ -161,6 +176,7 @@ __all__ = [
     "Popularity",
     "PureSVD",
     "RP3beta",
+    "SASRec",
     "UserKNN",
     "UserKNNRanker",
     "blend_ranker",

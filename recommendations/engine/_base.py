@@ -210,6 +210,10 @@ class BaseRecommender:
 
     #: How the scores of this model are explained when it has no item-level reason.
     _explain_kind = EXPLAIN_NONE
+    #: True for models whose ``fit`` takes ``timestamps=`` (each pair's latest event time, a
+    #: sparse matrix like ``user_items``) to order each user's history: ``SASRec``, and a
+    #: ``Blend`` with one among its components. The others ignore the order of events.
+    uses_timestamps = False
     #: Dense float arrays of shape (chunk, n_items) held at once while scoring.
     _block_factor = 3
 

@@ -140,12 +140,19 @@ class Blend(BaseRecommender):
     def _block_factor(self) -> int:  # every component's block plus the sum and masks
         return 3 + 2 * len(self.components)
 
-    def fit(self, user_items) -> Blend:
+    @property
+    def uses_timestamps(self) -> bool:
+        return any(getattr(c, "uses_timestamps", False) for c in self.components)
+
+    def fit(self, user_items, *, timestamps=None) -> Blend:
         """Fit every component on ``user_items`` (unless ``prefit``).
 
         Parameters
         ----------
         user_items : sparse matrix, shape (n_users, n_items)
+        timestamps : sparse matrix, shape (n_users, n_items), optional
+            Each pair's latest event time, passed on to the components that order histories
+            (``uses_timestamps``, e.g. ``SASRec``).
 
         Returns
         -------
@@ -167,6 +174,8 @@ class Blend(BaseRecommender):
                 c._check_fitted()
                 if c.user_items_.shape != r.shape:
                     raise ValueError(f"{type(c).__name__} was fitted on shape {c.user_items_.shape}, not {r.shape}")
+            elif timestamps is not None and getattr(c, "uses_timestamps", False):
+                c.fit(r, timestamps=timestamps)
             else:
                 c.fit(r)
         self.user_items_ = r

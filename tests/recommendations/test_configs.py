@@ -10,6 +10,7 @@ from accounts.models import AuditEntry
 from pipeline import services as pipeline
 from profiles import services
 from profiles.demo import generate_shop
+from profiles.models import Customer, Event
 from recommendations import algorithms
 from recommendations import services as reco_services
 from recommendations.models import Algorithm, BlendComponent, Recommendation, RecommenderConfig, RecommenderRun
@@ -293,3 +294,61 @@ def test_the_list_costs_the_same_queries_for_more_configurations(marketer):
     for i in range(6):
         RecommenderConfig.objects.create(name=f"Extra {i}", algorithm="item_knn", params={"k": 10 + i})
     assert count() == few
+
+
+# -- the sequence model (issue #18) ------------------------------------------------------------------
+
+SMALL_SASREC = {"epochs": 3, "factors": 16, "max_len": 20, "blocks": 1, "batch_size": 64}
+
+
+def test_the_sequence_model_is_a_preset_the_console_offers_but_not_the_default(marketer):
+    preset = RecommenderConfig.objects.get(name="Sequence model (SASRec)")
+    assert (preset.algorithm, preset.params, preset.is_default) == ("sasrec", {}, False)
+    page = marketer.get(f"{LIST_URL}{preset.pk}/change/").content.decode()
+    assert 'name="sasrec__max_len"' in page and "Sequence model (SASRec)" in page
+    # its parameters are checked like any other's
+    bad = marketer.post(ADD_URL, _form(name="Odd heads", algorithm="sasrec", sasrec__factors="10", sasrec__heads="3"))
+    assert bad.status_code == 200 and not RecommenderConfig.objects.filter(name="Odd heads").exists()
+    assert "Heads must divide the factors (10)" in bad.content.decode()
+
+
+def test_the_service_orders_histories_by_each_pairs_latest_event(small_shop):
+    cfg = reco_services.recommender_settings(RecommenderConfig.objects.get(name="Sequence model (SASRec)"))
+    data = reco_services.load_interactions(cfg)
+    # one time per stored pair of the training matrix: the latest of that pair's positive events
+    assert (data.times.indptr == data.user_items.indptr).all() and (data.times.indices == data.user_items.indices).all()
+    ev = data.events[data.events["positive"]]
+    secs = ev["t"].to_numpy().astype("datetime64[s]").astype("int64")
+    latest = pd.Series(secs).groupby([ev["u"].to_numpy(), ev["i"].to_numpy()]).max()
+    u, i = data.times.nonzero()
+    assert (latest.loc[list(zip(u, i, strict=True))].to_numpy() == data.times[u, i].A1).all()
+
+
+def test_a_sasrec_run_stores_suggestions_with_reasons_that_the_api_serves(small_shop):
+    from tests.factories import client_for
+
+    preset = RecommenderConfig.objects.get(name="Sequence model (SASRec)")
+    preset.params = SMALL_SASREC
+    preset.save()
+    figures = reco_services.recommendations_compute(config=preset.name)
+    run = RecommenderRun.objects.get(is_active=True)
+    assert (run.config, run.algorithm, figures["configuration"]) == (preset, "sasrec", preset.name)
+    assert run.params["model"] == algorithms.effective("sasrec", SMALL_SASREC)
+    # offline figures of the sequence model on the shop's own leave-last-out holdout
+    assert run.metrics["configuration"] == preset.name and "ndcg@10" in run.metrics["product"]["default"]
+    # suggestions are explained by an item of the customer's own history
+    rows = pd.DataFrame.from_records(
+        Recommendation.objects.filter(run=run).values("customer_id", "reason", "reason_item_id", "reason_text")
+    )
+    by_item = rows[rows["reason"] == "item"]
+    assert len(by_item) > 0.5 * len(rows)
+    had = set(Event.objects.filter(item__isnull=False).values_list("customer_id", "item_id"))
+    assert all(pair in had for pair in zip(by_item["customer_id"], by_item["reason_item_id"], strict=True))
+    assert by_item["reason_text"].str.startswith("because you ").all()
+
+    customer = Customer.objects.get(pk=by_item["customer_id"].iloc[0])
+    reader = client_for(OperatorFactory(username="reader", permissions=["recommendations.view_recommendation"]))
+    answer = reader.get(f"/api/customers/{customer.external_id}/recommendations/", {"kind": "product", "limit": 5})
+    assert answer.status_code == 200, answer.content
+    served = answer.json()["results"]
+    assert len(served) == 5 and any(r["reason"] == "item" for r in served)
