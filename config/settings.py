@@ -132,6 +132,7 @@ PIPELINE_STEPS = [
 PRIVACY_HOOKS = [
     "segments.privacy",
     "recommendations.privacy",
+    "experiments.privacy",
     "campaigns.privacy",
 ]
 

@@ -101,3 +101,16 @@ class CustomerVariantSerializer(serializers.Serializer):
 class CustomerExperimentsSerializer(serializers.Serializer):
     customer = serializers.CharField()
     experiments = CustomerVariantSerializer(many=True)
+
+
+class ExportAssignmentSerializer(serializers.Serializer):
+    experiment = serializers.CharField()
+    variant = serializers.CharField()
+    configuration = serializers.CharField(help_text="The recommender configuration the variant served.")
+    assigned_at = serializers.DateTimeField()
+
+
+class PrivacyExportSerializer(serializers.Serializer):
+    """experiments.privacy.export's part of a customer's export."""
+
+    experiments = ExportAssignmentSerializer(many=True)

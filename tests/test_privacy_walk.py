@@ -22,9 +22,11 @@ from rest_framework.renderers import JSONRenderer
 
 from campaigns import services as campaign_services
 from campaigns.models import Delivery
+from experiments.models import Assignment, Experiment, Variant
 from pipeline import services as pipeline
 from profiles import services
 from profiles.models import Customer
+from recommendations.models import RecommenderConfig
 from recommendations.services import impressions_record
 from tests.factories import CampaignFactory, CustomerRow, EventRow, SegmentFactory, ingest, key_client
 
@@ -102,7 +104,18 @@ EXPORTED = {
             "reason_item": "reason_item",
         },
     ),
-    "recommendations.Impression": ("impressions", {"item": "item", "shown_at": "shown_at", "source": "source"}),
+    "recommendations.Impression": (
+        "impressions",
+        {"item": "item", "shown_at": "shown_at", "source": "source", "channel": "channel"},
+    ),
+    "experiments.Assignment": (
+        "experiments",
+        {
+            "experiment": ("experiment", lambda a: a.experiment.name, None),
+            "variant": ("variant", lambda a: a.variant.letter, None),
+            "assigned_at": "assigned_at",
+        },
+    ),
     "campaigns.Delivery": (
         "messages",
         {
@@ -147,6 +160,7 @@ NOT_PERSONAL = {
         "run": "which recommender run computed it; only the active run's are served and exported",
     },
     "recommendations.Impression": {"id": "internal row number", "customer": "the customer themself"},
+    "experiments.Assignment": {"id": "internal row number", "customer": "the customer themself"},
     "campaigns.Delivery": {
         "id": "internal row number",
         "customer": "the customer themself",
@@ -250,7 +264,13 @@ def shop(db, committed, admin_user):
         item_ids=[Delivery.objects.get(customer=customer).items[0]],
         shown_at=now,
         source="page:home",
+        channel="experiment-1-2",
     )
+    # an experiment put them in a variant
+    config = RecommenderConfig.objects.get_or_create(name="Walk default", defaults={"algorithm": "pure_svd"})[0]
+    experiment = Experiment.objects.create(name="Walk test", status="stopped")
+    variant = Variant.objects.create(experiment=experiment, position=1, config=config, share=50)
+    Assignment.objects.create(experiment=experiment, customer=customer, variant=variant)
     # the operators' logs name the customer
     from django.contrib import admin
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('recommendations', '0005_preset_configs'),
+        ('recommendations', '0006_run_channels'),
     ]
 
     operations = [

@@ -20,6 +20,6 @@ def remove(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("recommendations", "0006_sasrec_algorithm")]
+    dependencies = [("recommendations", "0007_sasrec_algorithm")]
 
     operations = [migrations.RunPython(create, remove)]
