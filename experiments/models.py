@@ -22,7 +22,7 @@ class ExperimentsAuditAction(models.TextChoices):
     EXPERIMENT_DELETED = "experiment.deleted", "Experiment deleted"
     EXPERIMENT_STARTED = "experiment.started", "Experiment started"
     EXPERIMENT_STOPPED = "experiment.stopped", "Experiment stopped"
-    EXPERIMENT_PROMOTED = "experiment.promoted", "Experiment's winner made the default"
+    EXPERIMENT_PROMOTED = "experiment.promoted", "Experiment winner made the default"
 
 
 class ExperimentStatus(models.TextChoices):

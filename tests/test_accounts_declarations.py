@@ -47,6 +47,12 @@ ACTIONS = {
     "recommender_config.changed": "Recommender configuration changed",
     "recommender_config.deleted": "Recommender configuration deleted",
     "recommender_config.made_default": "Recommender configuration made the default",
+    "experiment.created": "Experiment created",
+    "experiment.changed": "Experiment changed",
+    "experiment.deleted": "Experiment deleted",
+    "experiment.started": "Experiment started",
+    "experiment.stopped": "Experiment stopped",
+    "experiment.promoted": "Experiment winner made the default",
     "auth.login": "Signed in",
     "auth.login_failed": "Sign-in refused",
 }
@@ -79,7 +85,7 @@ def test_apps_declare_their_roles_permissions_on_their_app_config():
 
 
 def test_accounts_imports_no_app_above_it():
-    above = {"profiles", "segments", "recommendations", "campaigns"}
+    above = {"profiles", "segments", "recommendations", "experiments", "campaigns"}
     found = []
     for path in Path(accounts.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

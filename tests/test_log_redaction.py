@@ -72,12 +72,14 @@ def test_any_address_in_any_script_is_redacted_whole(address):
 
 # --- external ids in URLs ------------------------------------------------------------------------
 
-CUSTOMER_URLS = [  # every route with a customer's external id (profiles, segments, recommendations, campaigns)
+CUSTOMER_URLS = [  # every route with a customer's external id (profiles, segments, recommendations, experiments, ...)
     "/api/customers/{}/",
     "/api/customers/{}/export/",
     "/api/customers/{}/profile/",
     "/api/customers/{}/segments/",
     "/api/customers/{}/recommendations/",
+    "/api/customers/{}/impressions/",
+    "/api/customers/{}/experiments/",
     "/api/customers/{}/inbox/",
     "/api/customers/{}/inbox/12/opened/",
     "/api/customers/{}/inbox/12/clicked/",
