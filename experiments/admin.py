@@ -128,7 +128,7 @@ def _trajectory(looks: list[dict]) -> dict | None:
     values = [v for _, d, ci in points for v in (d, *ci)] + [0.0]
     lo, hi = min(values), max(values)
     span = (hi - lo) or 1.0
-    w, h, pad = 560, 160, 24
+    w, h, pad = 560, 170, 30
     step = (w - 2 * pad) / (len(points) - 1)
 
     def y(v):
@@ -138,6 +138,9 @@ def _trajectory(looks: list[dict]) -> dict | None:
         "width": w,
         "height": h,
         "zero": y(0.0),
+        "first": f"{points[0][0]:%d %b}",
+        "last": f"{points[-1][0]:%d %b}",
+        "right": w - pad,
         "points": [
             {"x": round(pad + i * step, 1), "d": y(d), "lo": y(ci[1]), "hi": y(ci[0]), "day": f"{day:%d %b}"}
             for i, (day, d, ci) in enumerate(points)
@@ -165,7 +168,7 @@ def report_words(experiment: Experiment) -> dict:
             {
                 **c,
                 "difference_text": _diff_text(metric, c["difference"]),
-                "relative_text": "–" if c["relative"] is None else f"{100 * c['relative']:+.1f}%",
+                "relative_text": "–" if c["relative"] is None else f"{100 * c['relative']:+.1f}%".replace("-", "−"),
                 "ci_text": " to ".join(_diff_text(metric, x) for x in c["always_valid_ci"]),
                 "p_text": "–" if c["always_valid_p"] is None else f"{c['always_valid_p']:.2g}",
             }
@@ -213,8 +216,19 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status != ExperimentStatus.DRAFT:
-            return [f for f in ExperimentForm.Meta.fields if f != "hypothesis"]
+            fields = [f for f in ExperimentForm.Meta.fields if f != "hypothesis"]
+            return [("guardrails_display" if f == "guardrail_metrics" else f) for f in fields]
         return []
+
+    def get_fields(self, request, obj=None):
+        fields = list(ExperimentForm.Meta.fields)
+        if obj is not None and obj.status != ExperimentStatus.DRAFT:
+            fields[fields.index("guardrail_metrics")] = "guardrails_display"
+        return fields
+
+    @admin.display(description="guard-rail metrics")
+    def guardrails_display(self, obj):
+        return ", ".join(Metric(m).label for m in obj.guardrail_metrics or [] if m in Metric.values) or "none"
 
     def has_delete_permission(self, request, obj=None):
         # a started experiment's report is the record of a decision: it stays
@@ -289,6 +303,11 @@ class ExperimentAdmin(admin.ModelAdmin):
             extra_context["can_promote"] = extra_context["can_act"] and request.user.has_perm(
                 "recommendations.change_recommenderconfig"
             )
+            winner = experiment.winner
+            if winner is None and experiment.status == ExperimentStatus.RUNNING:
+                look = experiment.looks.order_by("-day").first()
+                winner = look.winner if look else None
+            extra_context["winner_is_default"] = bool(winner and winner.config.is_default)
             try:
                 if experiment.status == ExperimentStatus.DRAFT:
                     extra_context["plan"] = plan_words(selectors.experiment_plan(experiment), experiment)

@@ -22,6 +22,7 @@ from django.utils import timezone
 from common.bulk import read_frame
 from profiles.models import Customer, Event
 from recommendations.models import Impression
+from segments.models import Membership
 
 from . import stats
 from .models import Assignment, Experiment, ExperimentStatus, Look, Metric, Variant
@@ -156,8 +157,6 @@ def baseline(experiment: Experiment, *, now: datetime | None = None, metric: str
     start = now - timedelta(days=BASELINE_DAYS)
     population = None
     if experiment.population_id:
-        from segments.models import Membership
-
         population = np.fromiter(
             Membership.objects.filter(segment_id=experiment.population_id).values_list("customer_id", flat=True),
             dtype=np.int64,
@@ -170,10 +169,17 @@ def baseline(experiment: Experiment, *, now: datetime | None = None, metric: str
         customer_ids=population,
     )
     n = len(frame)
-    # the traffic over the days the shop has reported impressions (at most the last 28)
-    first = Impression.objects.filter(channel="", shown_at__gte=start, shown_at__lt=now).order_by("shown_at").first()
+    # the traffic: customers shown suggestions (from any channel) a day, over the days the shop has
+    # reported impressions (at most the last 28)
+    shown = Impression.objects.filter(shown_at__gte=start, shown_at__lt=now)
+    if population is not None:
+        shown = shown.filter(
+            customer_id__in=Membership.objects.filter(segment_id=experiment.population_id).values("customer_id")
+        )
+    first = shown.order_by("shown_at").first()
     days = min(BASELINE_DAYS, max(1.0, (now - first.shown_at).total_seconds() / 86400)) if first else BASELINE_DAYS
-    out = {"customers": n, "days": round(days, 1), "daily_traffic": n / days, "value": None, "variance": None}
+    visitors = shown.order_by().values("customer_id").distinct().count() if first else 0
+    out = {"customers": n, "days": round(days, 1), "daily_traffic": visitors / days, "value": None, "variance": None}
     if n >= 2:
         est = estimates(frame.assign(position=0), metric, 1)[0]
         out["value"] = _num(est.value)
