@@ -200,6 +200,7 @@ CUSTOMER_ADMIN_SECTIONS = [
     "profiles.customer_page.timeline",
     "profiles.customer_page.interests",
     "recommendations.customer_page.suggestions",
+    "experiments.customer_page.experiments",
     "profiles.customer_page.consent_history",
 ]
 # Words for the timeline's events that another app recorded: ``labels(events, *, request) -> {event id: text}``.

@@ -29,9 +29,11 @@ def suggestions(customer: Customer, *, request) -> Section | None:
     they only mean something next to each other; the rank says the same)."""
     if not request.user.has_perm("recommendations.view_recommendation"):
         return None
-    # One read on the (run, customer, kind, rank) unique index, the active run found by its flag.
+    # What the API serves this customer: their experiment variant's channel, else the shop's own. One
+    # read on the (run, customer, kind, rank) unique index, the active run found by its flag.
+    channel = selectors.channel_for(customer.external_id)
     rows = list(
-        Recommendation.objects.filter(run__is_active=True, run__channel="", customer=customer, rank__lte=PER_KIND)
+        Recommendation.objects.filter(run__is_active=True, run__channel=channel, customer=customer, rank__lte=PER_KIND)
         .select_related("item")
         .order_by("kind", "rank")
     )
@@ -42,5 +44,5 @@ def suggestions(customer: Customer, *, request) -> Section | None:
         fallback = bool(rows)
     order = list(ItemKind.values)
     rows.sort(key=lambda r: (order.index(r.kind) if r.kind in order else len(order), r.rank))
-    context = {"cards": [_card(r) for r in rows], "fallback": fallback}
+    context = {"cards": [_card(r) for r in rows], "fallback": fallback, "channel": channel}
     return Section("suggestions", "Suggestions", "admin/recommendations/customer_page.html", context, slot="side")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import escape
 
 from accounts.models import AuditEntry
 from experiments import routing, selectors, services, stats
@@ -167,6 +168,13 @@ def test_each_customer_gets_their_variants_suggestions_from_the_api(shop):
         (experiment.pk, "B", "Popularity")
     ]
     assert token_client.get(f"/api/customers/{in_a.external_id}/experiments/").status_code == 403
+
+    # the customer page says which variant they are in, and shows the suggestions they are served
+    boss = _console(OperatorFactory(username="boss", is_superuser=True))
+    page = boss.get(f"/admin/profiles/customer/{in_b.pk}/change/").content.decode()
+    assert "Variant B: Popularity" in page and 'id="c360-experiment"' in page
+    first_b = Recommendation.objects.filter(run=b_run, customer=in_b, kind="product", rank=1).get()
+    assert escape(first_b.item.title) in page
 
     # stopped: the variants' runs leave service and everyone gets the shop's own suggestions again
     services.experiment_stop(experiment, source="test")
