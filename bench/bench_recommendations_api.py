@@ -35,38 +35,45 @@ def _db_url() -> str:
     return os.environ.get("BENCH_RECO_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/marketing_bench_reco")
 
 
+FIGURES = (
+    "requests",
+    "errors",
+    "achieved_rate_per_s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "p999_ms",
+    "max_ms",
+    "first_errors",
+)
+
+
+def _steps(info: dict, seconds: int, seed: int) -> list[dict]:
+    steps = []
+    with load.Gunicorn(port=PORT, db_url=_db_url()):
+        asyncio.run(load.recommendation_load(info, rate=100, seconds=5, seed=seed, port=PORT))  # warm-up
+        for i, rate in enumerate(RATES):
+            figures = asyncio.run(
+                load.recommendation_load(info, rate=rate, seconds=seconds, seed=seed + 10 + i, port=PORT)
+            )
+            steps.append({"rate_per_s": rate, **{k: figures[k] for k in FIGURES}})
+    return steps
+
+
 def run(quick: bool = False) -> dict:
     info = load.prepare(quick=quick, db_url=_db_url())
     seconds = 10 if quick else 30
-    steps = []
-    with load.Gunicorn(port=PORT, db_url=_db_url()):
-        asyncio.run(load.recommendation_load(info, rate=100, seconds=5, seed=1, port=PORT))  # warm-up
-        for i, rate in enumerate(RATES):
-            figures = asyncio.run(load.recommendation_load(info, rate=rate, seconds=seconds, seed=10 + i, port=PORT))
-            steps.append(
-                {
-                    "rate_per_s": rate,
-                    **{
-                        k: figures[k]
-                        for k in (
-                            "requests",
-                            "errors",
-                            "achieved_rate_per_s",
-                            "p50_ms",
-                            "p90_ms",
-                            "p99_ms",
-                            "p999_ms",
-                            "max_ms",
-                            "first_errors",
-                        )
-                    },
-                }
-            )
+    steps = _steps(info, seconds, seed=1)
+    # the same load while an experiment runs: every request asks the router, which finds the customer's
+    # variant (one more indexed lookup), and half the customers are served from a variant's run
+    load._manage("seed_demo_experiment", "--days", "2", "--baseline-days", "1", "--visitors", "100", db_url=_db_url())
+    steps_experiment = _steps(info, seconds, seed=101)
     met = {
-        f"p99_under_{TARGET_P99_MS}_ms_at_{s['rate_per_s']}_per_s": bool(
+        f"p99_under_{TARGET_P99_MS}_ms_at_{s['rate_per_s']}_per_s{suffix}": bool(
             s["p99_ms"] is not None and s["p99_ms"] < TARGET_P99_MS and s["errors"] == 0
         )
-        for s in steps
+        for suffix, group in (("", steps), ("_experiment_running", steps_experiment))
+        for s in group
     }
     return {
         "database": "postgresql",
@@ -79,6 +86,7 @@ def run(quick: bool = False) -> dict:
         "generator": "open loop, fixed rate, latency from the scheduled send time",
         "seconds_per_rate": seconds,
         "steps": steps,
+        "steps_with_an_experiment_running": steps_experiment,
         "target_p99_ms": TARGET_P99_MS,
         "targets_met": met,
     }
