@@ -53,9 +53,17 @@ def _served(customer_ids: np.ndarray, channels: np.ndarray, *, kind: str, limit:
 
 
 def simulate_day(
-    *, day_start: datetime, visitors: int, rng: np.random.Generator, kind: str = "product", list_size: int = 10
+    *,
+    day_start: datetime,
+    visitors: int,
+    rng: np.random.Generator,
+    kind: str = "product",
+    list_size: int = 10,
+    spread_seconds: float = 20 * 3600,
+    delays: tuple[timedelta, timedelta] = (timedelta(minutes=2), timedelta(minutes=25)),
 ) -> dict:
-    """One day of visits: impressions recorded, clicks and purchases ingested. Returns the counts."""
+    """One day of visits (spread over `spread_seconds` from `day_start`): impressions recorded, clicks
+    and purchases ingested `delays` after the visit (rounded up to the second). Returns the counts."""
     all_ids = np.fromiter(Customer.objects.values_list("pk", flat=True), dtype=np.int64)
     if not len(all_ids):
         return {"visitors": 0, "impressions": 0, "clicks": 0, "purchases": 0}
@@ -66,7 +74,7 @@ def simulate_day(
         return {"visitors": len(ids), "impressions": 0, "clicks": 0, "purchases": 0}
     # each visitor sees their list at one moment of the day
     visit_at = pd.Series(
-        pd.Timestamp(day_start) + pd.to_timedelta(rng.uniform(0, 20 * 3600, len(ids)), unit="s"), index=ids
+        pd.Timestamp(day_start) + pd.to_timedelta(rng.uniform(0, spread_seconds, len(ids)), unit="s"), index=ids
     )
     served["shown_at"] = served["customer_id"].map(visit_at)
     with transaction.atomic():
@@ -102,10 +110,10 @@ def simulate_day(
     )
     clicked = rng.random(len(pairs)) < p_click
     bought = clicked & (rng.random(len(pairs)) < p_buy)
-    stamp = day_start.strftime("%Y%m%d")
+    stamp = day_start.strftime("%Y%m%d%H%M")
     seed_tag = int(rng.integers(1 << 40))  # a rerun of the same day adds new events, not duplicates
     rows = []
-    for label, mask, minutes in (("click", clicked, 2), ("purchase", bought, 25)):
+    for label, mask, delay in (("click", clicked, delays[0]), ("purchase", bought, delays[1])):
         sel = pairs[mask]
         if sel.empty:
             continue
@@ -120,7 +128,8 @@ def simulate_day(
                     "type": label,
                     "value": 1.0 if label == "purchase" else np.nan,
                     "amount": sel["price"].to_numpy() if label == "purchase" else np.nan,
-                    "occurred_at": (pd.to_datetime(sel["shown_at"], utc=True) + pd.Timedelta(minutes=minutes))
+                    "occurred_at": (pd.to_datetime(sel["shown_at"], utc=True) + pd.Timedelta(delay))
+                    .dt.ceil("s")
                     .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
                     .to_numpy(),
                     "context": [{"source": "demo-simulation"}] * len(sel),

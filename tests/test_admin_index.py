@@ -75,6 +75,7 @@ def test_a_superuser_sees_the_work_in_order_and_the_plumbing_last_under_a_name_t
         "Customers",
         "Segments",
         "Recommendations",
+        "Experiments",
         "Campaigns",
         "Pipeline",
         "Access",
@@ -93,7 +94,14 @@ def test_a_superuser_sees_the_work_in_order_and_the_plumbing_last_under_a_name_t
 def test_a_marketing_operator_sees_the_work_and_none_of_the_plumbing(client):
     signed_in(client, OperatorFactory(role=MARKETING_OPERATOR))
     seen = groups(client)
-    assert [caption for caption, _ in seen] == ["Customers", "Segments", "Recommendations", "Campaigns", "Pipeline"]
+    assert [caption for caption, _ in seen] == [
+        "Customers",
+        "Segments",
+        "Recommendations",
+        "Experiments",
+        "Campaigns",
+        "Pipeline",
+    ]
     page = client.get("/admin/").content.decode()
     for plumbing in ("Periodic tasks", "Crontabs", "Clocked", "Solar events", "Schedules", "Users", "API keys"):
         assert plumbing not in page, plumbing
@@ -104,7 +112,7 @@ def test_a_marketing_operator_sees_the_work_and_none_of_the_plumbing(client):
 def test_an_analyst_sees_what_they_may_view_and_no_model_they_may_not(client):
     signed_in(client, OperatorFactory(role=ANALYST))
     seen = dict(groups(client))
-    assert list(seen) == ["Customers", "Segments", "Recommendations", "Campaigns", "Pipeline"]
+    assert list(seen) == ["Customers", "Segments", "Recommendations", "Experiments", "Campaigns", "Pipeline"]
     assert seen["Campaigns"][0] == "Campaigns"
     page = client.get("/admin/").content.decode()
     assert "addlink" not in page  # views only: no "Add" next to any model
@@ -113,7 +121,7 @@ def test_an_analyst_sees_what_they_may_view_and_no_model_they_may_not(client):
 def test_an_administrator_role_without_superuser_sees_access_but_not_the_plumbing(client):
     signed_in(client, OperatorFactory(role=ADMINISTRATOR))
     captions = [caption for caption, _ in groups(client)]
-    assert captions == ["Customers", "Segments", "Recommendations", "Campaigns", "Pipeline", "Access"]
+    assert captions == ["Customers", "Segments", "Recommendations", "Experiments", "Campaigns", "Pipeline", "Access"]
 
 
 def test_an_operator_with_one_permission_sees_one_group_with_one_model(client):

@@ -13,7 +13,7 @@ from tests.test_dashboard import _audience, _converted
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
-WORK = ["Customers", "Segments", "Recommendations", "Campaigns", "Pipeline"]
+WORK = ["Customers", "Segments", "Recommendations", "Experiments", "Campaigns", "Pipeline"]
 
 
 def _captions(page, where: str) -> list[str]:
