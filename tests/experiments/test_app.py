@@ -4,10 +4,12 @@ attribution, the demo's simulated customers (a real difference found, an A/A tes
 SRM check on a tampered split, stop and promote, the console and the API's access rules."""
 
 from datetime import timedelta
+from io import StringIO
 
 import numpy as np
 import pandas as pd
 import pytest
+from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
@@ -80,9 +82,9 @@ def _popularity():
     return RecommenderConfig.objects.get_or_create(name="Popularity", defaults={"algorithm": "popularity"})[0]
 
 
-def _experiment(a, b, *, metric=Metric.CONVERSION, baseline=0.3, **fields) -> Experiment:
+def _experiment(a, b, *, metric=Metric.CONVERSION, baseline=0.3, name="", **fields) -> Experiment:
     experiment = Experiment.objects.create(
-        name=f"{a} vs {b}", primary_metric=metric, baseline=baseline, mde_percent=10, **fields
+        name=name or f"{a} vs {b}", primary_metric=metric, baseline=baseline, mde_percent=10, **fields
     )
     Variant.objects.create(experiment=experiment, position=0, config=a, share=50)
     Variant.objects.create(experiment=experiment, position=1, config=b, share=50)
@@ -249,6 +251,12 @@ def test_an_aa_test_in_the_demo_names_no_winner(shop):
     experiment = _experiment(default, default)
     last = _run_simulated(experiment, seed=4)
     assert last.winner is None and last.verdict == stats.NO_DIFFERENCE_YET, last.analysis
+
+    # a wave of visitors now (what an operator runs in the demo after starting in the console) counts too
+    exposed = last.analysis["variants"][0]["impressions"] + last.analysis["variants"][1]["impressions"]
+    call_command("simulate_demo_traffic", waves=1, visitors=100, seed=9, stdout=StringIO())
+    today = experiment.looks.order_by("-day").first()
+    assert sum(v["impressions"] for v in today.analysis["variants"]) == exposed + 100 * 10
     with pytest.raises(services.ExperimentError, match="has no winner"):
         services.experiment_promote(experiment, source="test")
 
@@ -312,3 +320,23 @@ def test_the_console_plans_starts_and_reports(shop):
     report = client_for(analyst_user).get(f"/api/experiments/{experiment.pk}/report/")
     assert report.status_code == 200 and report.json()["status"] == "running"
     assert customer_client(Customer.objects.first().external_id).get("/api/experiments/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_holdout_is_kept_out_of_every_experiment(shop, settings):
+    settings.EXPERIMENTS_HOLDOUT_PERCENT = 20
+    default = RecommenderConfig.objects.get(is_default=True)
+    first, second = _experiment(default, _popularity()), _experiment(_popularity(), default, name="second")
+    ids = np.fromiter(Customer.objects.values_list("pk", flat=True), dtype=np.int64)
+    positions = [services.variant_of(e, ids, list(e.variants.order_by("position"))) for e in (first, second)]
+    held_out = positions[0] < 0
+    # the same customers are held out of both, about a fifth of them; the others are split by each salt
+    assert (held_out == (positions[1] < 0)).all()
+    assert abs(held_out.mean() - 0.2) < 4 * np.sqrt(0.16 / len(ids))
+    recorded = services.assignments_record(
+        first, ids, positions[0], list(first.variants.order_by("position")), now=timezone.now()
+    )
+    assert recorded == int((~held_out).sum())
+    assert not Assignment.objects.filter(customer_id__in=ids[held_out].tolist()).exists()
+    # enrolling again records nobody twice
+    assert services.assignments_record(first, ids, positions[0], list(first.variants.all()), now=timezone.now()) == 0
