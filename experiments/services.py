@@ -235,7 +235,7 @@ def experiments_compute(*, step=None, progress=None, now: datetime | None = None
     variants = list(experiment.variants.select_related("config").order_by("position"))
     ids = population_ids(experiment)
     positions = variant_of(experiment, ids, variants)
-    figures = {"experiment": experiment.pk, "population": len(ids), "held_out": int((positions < 0).sum())}
+    figures = {"experiment": experiment.pk, "population": len(ids), "customers_held_out": int((positions < 0).sum())}
     runs = {}
     for variant in variants:
         part = ids[positions == variant.position]

@@ -158,6 +158,13 @@ LABELS: dict[str, str] = {
     "activity": "Activities",
     "post": "Community posts",
     "default": "Default model",
+    # experiments
+    "experiment": "Experiment",
+    "population": "Customers who may take part",
+    "customers_held_out": "Customers held out of every experiment",
+    "variants": "Variants",
+    "newly_assigned": "Customers newly enrolled",
+    "suggestions": "Suggestions written",
     "popularity": "Popularity baseline",
     "ndcg@10": "NDCG@10",
     "precision@10": "Precision@10",
