@@ -456,14 +456,19 @@ KILL_POINTS = {
     "profiles": "insert:profiles.Profile",
     "segments": "insert:segments.Membership",
     "recommendations": "progress:recommendations:0.97",
+    # inside the running experiment's first variant, its rows written, before its switch
+    "experiments": "progress:experiments:0.4",
 }
 LEASE = 3  # seconds; the workers' heartbeat renews it every second
 
 
 @pytest.fixture
-def shop(db_url):
-    """A small demo shop with every step computed once, committed (the test is transactional) for workers to see."""
+def shop(db_url, settings):
+    """A small demo shop with every step computed once (an experiment running, half the customers held out of
+    it), committed (the test is transactional) for workers to see."""
     from profiles import services
+
+    settings.EXPERIMENTS_HOLDOUT_PERCENT = float(HOLDOUT)
     from profiles.demo import generate_shop
 
     demo = generate_shop(seed=5, n_customers=200, n_events=12_000, n_products=80, n_posts=30, chunk_size=12_000)
@@ -471,9 +476,29 @@ def shop(db_url):
     services.items_upsert(rows=demo.items)
     for chunk in demo.iter_events():
         services.events_ingest(rows=chunk, create_unknown=False)
+    _running_experiment()
     run = pipeline.pipeline_execute(run=pipeline.pipeline_create(steps=available_steps()))
     assert run.status == "succeeded", run.error
     return demo
+
+
+def _running_experiment():
+    """An experiment between two configurations, running: the experiments step computes its variants."""
+    from experiments.models import Experiment, Variant
+    from experiments.routing import forget_running
+    from recommendations.models import RecommenderConfig
+
+    # (a transactional test's flush took the preset configurations along)
+    default = RecommenderConfig.objects.filter(is_default=True).first() or RecommenderConfig.objects.create(
+        name="Faults default", algorithm="pure_svd", is_default=True
+    )
+    other = RecommenderConfig.objects.create(name="Faults item-based", algorithm="item_knn")
+    experiment = Experiment.objects.create(
+        name="Faults", status="running", started_at=timezone.now(), baseline=0.3, plan={"mde": 0.03}
+    )
+    Variant.objects.create(experiment=experiment, position=0, config=default, share=50)
+    Variant.objects.create(experiment=experiment, position=1, config=other, share=50)
+    forget_running()
 
 
 @pytest.fixture
@@ -488,15 +513,20 @@ PARTS = {
     "profiles": (("profiles",), ("profile",)),
     "segments": (("segments", "memberships"), ("segments",)),
     "recommendations": (("active_run", "recommendations", "similar", "popular"), ("recommendations",)),
+    "experiments": (("variant_runs", "assignments"), ()),
 }
+# Customers held out of every experiment are served the shop's own suggestions: the ones `_served` asks for.
+HOLDOUT = "50"
 
 
 def _snapshot() -> dict:
     """Everything the three steps put in service, exactly."""
+    from experiments.models import Assignment
     from recommendations.models import PopularItem, Recommendation, RecommenderRun, SimilarItem
     from segments.models import Membership, Segment
 
-    active = RecommenderRun.objects.get(is_active=True)
+    active = RecommenderRun.objects.get(is_active=True, channel="")
+    variant_runs = RecommenderRun.objects.filter(is_active=True).exclude(channel="").order_by("channel")
     profile_fields = [f.attname for f in Profile._meta.concrete_fields]
     return {
         "profiles": list(Profile.objects.order_by("customer_id").values_list(*profile_fields)),
@@ -514,6 +544,11 @@ def _snapshot() -> dict:
         ),
         "similar": SimilarItem.objects.filter(run=active).count(),
         "popular": PopularItem.objects.filter(run=active).count(),
+        "variant_runs": [
+            (run.channel, run.pk, list(Recommendation.objects.filter(run=run).values_list("customer_id", "item_id")))
+            for run in variant_runs
+        ],
+        "assignments": list(Assignment.objects.order_by("customer_id").values_list("customer_id", "variant_id")),
     }
 
 
@@ -543,6 +578,7 @@ def _parts(snapshot: dict, served: dict, steps: list[str]) -> tuple[dict, dict]:
 @pytest.mark.faults
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_step_leaves_the_previous_results_in_service(step, shop, db_url, tmp_path):
+    # (the shop's experiment holds half the customers out: those are the ones whose answers are compared)
     from pipeline.tasks import pipeline_execute_task, pipeline_recover_task
     from recommendations.models import RecommenderRun
 
@@ -554,10 +590,18 @@ def test_a_worker_killed_mid_step_leaves_the_previous_results_in_service(step, s
         "PIPELINE_LEASE_SECONDS": str(LEASE),
         "LOG_LEVEL": "WARNING",
         "RECOMMENDER_N_THREADS": "1",
+        "EXPERIMENTS_HOLDOUT_PERCENT": HOLDOUT,
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
     }
-    customers = list(Profile.objects.order_by("customer_id").values_list("customer__external_id", flat=True)[:3])
+    from experiments.models import Assignment
+
+    assert Assignment.objects.exists()  # the experiment's customers are routed to their variants
+    customers = list(
+        Profile.objects.exclude(customer_id__in=Assignment.objects.values("customer_id"))
+        .order_by("customer_id")
+        .values_list("customer__external_id", flat=True)[:3]
+    )
     before, served_before = _snapshot(), _served(customers)
     pause_file = tmp_path / "paused"
 
