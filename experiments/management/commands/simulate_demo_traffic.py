@@ -44,12 +44,12 @@ class Command(BaseCommand):
                 )
             )
         for wave in range(opts["waves"]):
-            # visits in the last few minutes (after the experiment's start), clicks a second later, purchases
-            # two: everything has happened by now, so the events are accepted and attributed
-            now = timezone.now() - timedelta(seconds=3)
+            # visits in the last few minutes, after the experiment's start; clicks a second later, purchases
+            # two (within the events' allowed clock skew, INGEST_MAX_FUTURE_SKEW_SECONDS)
+            now = timezone.now()
             start = now - timedelta(minutes=5)
             if experiment is not None and experiment.started_at > start:
-                start = min(experiment.started_at, now)
+                start = experiment.started_at
             counts = simulate_day(
                 day_start=start,
                 visitors=opts["visitors"],
