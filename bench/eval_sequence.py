@@ -262,6 +262,7 @@ def tune(quick: bool = False, protocols=PROTOCOLS, grid=None, max_epochs: int = 
             if quick and label != "default (PureSVD)":
                 continue
             blind[label] = _evaluate(make(), split, timestamps=False)[f"ndcg@{K}"]
+        print(name, "order-blind (validation)", blind, flush=True)
         rows = []
         for params in grid:
             p = {**SASREC_PARAMS, **params, "epochs": max_epochs}
