@@ -53,7 +53,7 @@ def default_recommender(**overrides) -> PureSVD:
 SASREC_PARAMS = {
     "max_len": 50,
     "factors": 64,
-    "blocks": 2,
+    "blocks": 1,
     "heads": 1,
     "dropout": 0.2,
     "epochs": 30,

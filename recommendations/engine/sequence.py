@@ -111,13 +111,16 @@ def right_aligned(items: np.ndarray, indptr: np.ndarray, length: int) -> np.ndar
     return out
 
 
-def training_windows(items: np.ndarray, indptr: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(
+    items: np.ndarray, indptr: np.ndarray, length: int, max_windows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Next-item training pairs: every transition of every history, in windows of ``length``.
 
     A history ``s_0 … s_{n-1}`` gives the transitions ``s_{t-1} → s_t``; they are cut into
     windows of ``length`` from the most recent backwards, so the last window is the one the
     model serves from and every transition is learned once. Windows are right-aligned and
-    padded with 0; items are shifted by one (``item + 1``).
+    padded with 0; items are shifted by one (``item + 1``). ``max_windows`` keeps only each user's
+    most recent windows (1: the original paper's single window of the last ``length + 1`` items).
 
     Returns
     -------
@@ -126,11 +129,15 @@ def training_windows(items: np.ndarray, indptr: np.ndarray, length: int) -> tupl
     counts = np.diff(indptr)
     n_trans = np.maximum(counts - 1, 0)
     n_win = -(-n_trans // length)  # ceil
+    if max_windows is not None:
+        n_win = np.minimum(n_win, max_windows)
     first_win = np.cumsum(n_win) - n_win
     rows = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    pos = np.arange(len(items), dtype=np.int64) - indptr[rows]  # position in the user's history
-    is_target = pos > 0
-    from_end = (indptr[rows + 1] - 1 - np.arange(len(items), dtype=np.int64))[is_target]
+    at = np.arange(len(items), dtype=np.int64)
+    from_end = indptr[rows + 1] - 1 - at
+    # a target: not the first item of its history, and within the windows kept
+    is_target = (at > indptr[rows]) & (from_end < n_win[rows] * length)
+    from_end = from_end[is_target]
     win = first_win[rows[is_target]] + from_end // length
     col = length - 1 - from_end % length
     inputs = np.zeros((int(n_win.sum()), length), dtype=np.int32)
@@ -269,6 +276,9 @@ class SASRec(BaseRecommender):
     loss : {"softmax", "bce"}
     n_negatives : int or None
         Negatives per batch of the sampled softmax (None: every item).
+    windows_per_user : int or None
+        Train on each user's most recent ``windows_per_user`` windows of ``max_len`` transitions
+        only (None: all of them; 1: the paper's last ``max_len + 1`` items). Fewer windows fit faster.
     random_state : int
         Seed of the weights, the negatives, dropout and the shuffling.
     chunk_size : int, optional
@@ -298,7 +308,7 @@ class SASRec(BaseRecommender):
         self,
         max_len: int = 50,
         factors: int = 64,
-        blocks: int = 2,
+        blocks: int = 1,
         heads: int = 1,
         dropout: float = 0.2,
         epochs: int = 30,
@@ -306,6 +316,7 @@ class SASRec(BaseRecommender):
         learning_rate: float = 1e-3,
         loss: str = "softmax",
         n_negatives: int | None = 256,
+        windows_per_user: int | None = None,
         random_state: int = 0,
         chunk_size: int | None = None,
         n_threads: int | None = None,
@@ -321,6 +332,7 @@ class SASRec(BaseRecommender):
         self.learning_rate = learning_rate
         self.loss = loss
         self.n_negatives = n_negatives
+        self.windows_per_user = windows_per_user
         self.random_state = random_state
         self.chunk_size = chunk_size
         self.n_threads = n_threads
@@ -339,6 +351,8 @@ class SASRec(BaseRecommender):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if self.loss not in ("softmax", "bce"):
             raise ValueError(f"loss must be 'softmax' or 'bce', got {self.loss!r}")
+        if self.windows_per_user is not None and self.windows_per_user < 1:
+            raise ValueError(f"windows_per_user must be positive or None, got {self.windows_per_user!r}")
         if self.n_negatives is not None and self.n_negatives < 1:
             raise ValueError(f"n_negatives must be positive or None, got {self.n_negatives!r}")
 
@@ -363,7 +377,7 @@ class SASRec(BaseRecommender):
         r = check_user_items(user_items, dtype=np.float32)
         items, indptr = ordered_histories(r, timestamps)
         n_items = r.shape[1]
-        inputs, targets = training_windows(items, indptr, self.max_len)
+        inputs, targets = training_windows(items, indptr, self.max_len, self.windows_per_user)
         history = right_aligned(items, indptr, self.max_len)
         keras = _keras(self.n_threads)
         keras.utils.set_random_seed(int(self.random_state))
