@@ -268,7 +268,8 @@ def tune(quick: bool = False, protocols=PROTOCOLS, grid=None, max_epochs: int = 
         print(name, "order-blind (validation)", blind, flush=True)
         rows = []
         for params in grid:
-            p = {**params, "epochs": max_epochs}
+            p = {**_sasrec(**params).get_params(), "epochs": max_epochs}
+            p.pop("n_threads")
             r = check_user_items(split.train)
             history = right_aligned(*ordered_histories(r, split.timestamps), p["max_len"])
             watch = _Watch(split, history, every)

@@ -65,7 +65,7 @@ def _keras(n_threads: int | None):
     return keras
 
 
-def ordered_histories(user_items: sp.csr_matrix, timestamps=None) -> tuple[np.ndarray, np.ndarray]:
+def ordered_histories(user_items: sp.csr_matrix, timestamps=None, ties=None) -> tuple[np.ndarray, np.ndarray]:
     """Each user's items in time order, as one flat array with CSR-like offsets.
 
     Parameters
@@ -74,11 +74,14 @@ def ordered_histories(user_items: sp.csr_matrix, timestamps=None) -> tuple[np.nd
     timestamps : sparse matrix of the same shape, optional
         Time (e.g. Unix seconds) of each pair's latest event. Pairs of ``user_items`` with no
         stored time count as the oldest. Without timestamps the order is the column index.
+    ties : numpy.random.Generator, optional
+        Pairs of a user with the same time (the lines of one basket) are put in a random order
+        drawn from it; by default in item index order.
 
     Returns
     -------
     items : ndarray of int64, shape (nnz,)
-        Item indices, user after user, oldest first (ties in time: lower item index first).
+        Item indices, user after user, oldest first (ties in time: see ``ties``).
     indptr : ndarray of int64, shape (n_users + 1,)
         ``items[indptr[u]:indptr[u + 1]]`` is user ``u``'s history.
     """
@@ -91,7 +94,8 @@ def ordered_histories(user_items: sp.csr_matrix, timestamps=None) -> tuple[np.nd
     if timestamps.shape != user_items.shape:
         raise ValueError(f"timestamps has shape {timestamps.shape}, user_items {user_items.shape}")
     t = SparseLookup(sp.csr_matrix(timestamps, dtype=np.float64))(rows, cols)
-    order = np.lexsort((cols, t, rows))
+    tie = cols if ties is None else ties.permutation(len(cols))
+    order = np.lexsort((tie, t, rows))
     return cols[order], user_items.indptr.astype(np.int64)
 
 
@@ -241,7 +245,8 @@ class SASRec(BaseRecommender):
     """SASRec (Kang & McAuley 2018): causal self-attention over each user's last ``max_len`` items.
 
     Each user's items are ordered by ``timestamps`` (the time of each pair's latest event; ties:
-    lower item index first; without timestamps: by item index, i.e. no real order) and the model
+    in a seeded random order, see ``ties``; without timestamps: by item index, i.e. no real order,
+    so pass them) and the model
     learns to predict every next item from the ones before it. An item ``i`` is embedded as
     ``e_i`` (the same table reads the input and scores the output), a position as ``p_t``; the
     sequence goes through ``blocks`` pre-norm Transformer blocks (``heads``-head causal
@@ -279,6 +284,11 @@ class SASRec(BaseRecommender):
     windows_per_user : int or None
         Train on each user's most recent ``windows_per_user`` windows of ``max_len`` transitions
         only (None: all of them; 1: the paper's last ``max_len + 1`` items). Fewer windows fit faster.
+    ties : {"random", "index"}
+        Order of a user's items with the same time (one basket's lines): random (seeded by
+        ``random_state``), or by item index, which puts a pattern in the sequences that is not in
+        the customers' behaviour (on Online Retail the model learnt it and ranked at popularity's
+        level).
     random_state : int
         Seed of the weights, the negatives, dropout and the shuffling.
     chunk_size : int, optional
@@ -317,6 +327,7 @@ class SASRec(BaseRecommender):
         loss: str = "softmax",
         n_negatives: int | None = 256,
         windows_per_user: int | None = None,
+        ties: str = "random",
         random_state: int = 0,
         chunk_size: int | None = None,
         n_threads: int | None = None,
@@ -333,6 +344,7 @@ class SASRec(BaseRecommender):
         self.loss = loss
         self.n_negatives = n_negatives
         self.windows_per_user = windows_per_user
+        self.ties = ties
         self.random_state = random_state
         self.chunk_size = chunk_size
         self.n_threads = n_threads
@@ -351,6 +363,8 @@ class SASRec(BaseRecommender):
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if self.loss not in ("softmax", "bce"):
             raise ValueError(f"loss must be 'softmax' or 'bce', got {self.loss!r}")
+        if self.ties not in ("random", "index"):
+            raise ValueError(f"ties must be 'random' or 'index', got {self.ties!r}")
         if self.windows_per_user is not None and self.windows_per_user < 1:
             raise ValueError(f"windows_per_user must be positive or None, got {self.windows_per_user!r}")
         if self.n_negatives is not None and self.n_negatives < 1:
@@ -375,7 +389,8 @@ class SASRec(BaseRecommender):
         """
         self._check_params()
         r = check_user_items(user_items, dtype=np.float32)
-        items, indptr = ordered_histories(r, timestamps)
+        rng = np.random.default_rng(self.random_state) if self.ties == "random" else None
+        items, indptr = ordered_histories(r, timestamps, rng)
         n_items = r.shape[1]
         inputs, targets = training_windows(items, indptr, self.max_len, self.windows_per_user)
         history = right_aligned(items, indptr, self.max_len)

@@ -144,6 +144,18 @@ def test_histories_are_ordered_by_time_then_item_and_by_item_without_times():
     assert ordered_histories(r)[0].tolist() == [0, 1, 2, 1, 3]
 
 
+def test_a_baskets_lines_come_in_a_seeded_random_order_after_what_came_before():
+    # one basket of 30 lines at t=10 after one item at t=5: item order must not leak into the sequence
+    r = sp.csr_matrix(np.ones((1, 31)))
+    t = sp.csr_matrix(np.r_[5.0, np.full(30, 10.0)][None])
+    first, _ = ordered_histories(r, t, np.random.default_rng(0))
+    again, _ = ordered_histories(r, t, np.random.default_rng(0))
+
+    assert first[0] == 0 and sorted(first[1:].tolist()) == list(range(1, 31))
+    assert first[1:].tolist() != list(range(1, 31))
+    assert first.tolist() == again.tolist()
+
+
 def test_histories_become_right_aligned_windows_of_every_transition():
     items = np.array([5, 6, 7, 8, 9, 1])
     indptr = np.array([0, 5, 6])
@@ -172,6 +184,8 @@ def test_bad_input_is_refused():
         SASRec(dropout=1.0).fit(r)
     with pytest.raises(ValueError, match="loss"):
         SASRec(loss="hinge").fit(r)
+    with pytest.raises(ValueError, match="ties"):
+        SASRec(ties="alphabetical").fit(r)
 
 
 @pytest.mark.slow
