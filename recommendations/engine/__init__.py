@@ -56,7 +56,7 @@ SASREC_PARAMS = {
     "blocks": 1,
     "heads": 1,
     "dropout": 0.2,
-    "epochs": 30,
+    "epochs": 20,
     "batch_size": 128,
     "learning_rate": 1e-3,
     "n_negatives": 256,
