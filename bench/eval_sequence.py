@@ -55,7 +55,7 @@ PROTOCOLS = ("ml-100k-last10", "online-retail-time", "ml-100k-lastout", "online-
 K = 10
 N_THREADS = 2
 #: SASRec as evaluated (chosen by ``--tune`` on the validation splits; see docs/engine.md).
-SASREC_PARAMS = {"max_len": 50, "factors": 64, "blocks": 2, "heads": 1, "dropout": 0.2, "epochs": 20}
+SASREC_PARAMS = {}  # the engine's SASREC_PARAMS, overridden here when a run says so
 LASTOUT_MIN_ITEMS = 5
 
 
@@ -177,13 +177,16 @@ def _evaluate(model, split: Split, *, timestamps: bool) -> dict:
 
 
 def _sasrec(**overrides):
+    from recommendations.engine import SASREC_PARAMS as defaults
     from recommendations.engine import SASRec
 
-    return SASRec(**{**SASREC_PARAMS, **overrides, "n_threads": N_THREADS})
+    return SASRec(**{**defaults, **SASREC_PARAMS, **overrides, "n_threads": N_THREADS})
 
 
 def compare(quick: bool = False, protocols=PROTOCOLS, params: dict | None = None) -> dict:
-    out = {"sasrec_params": {**SASREC_PARAMS, **(params or {})}, "protocols": {}}
+    from recommendations.engine import SASREC_PARAMS as defaults
+
+    out = {"sasrec_params": {**defaults, **SASREC_PARAMS, **(params or {})}, "protocols": {}}
     for name in protocols:
         split = load_split(name)
         rows = {}
@@ -262,9 +265,11 @@ def tune(quick: bool = False, protocols=PROTOCOLS, grid=None, max_epochs: int = 
             if quick and label != "default (PureSVD)":
                 continue
             blind[label] = _evaluate(make(), split, timestamps=False)[f"ndcg@{K}"]
+        print(name, "order-blind (validation)", blind, flush=True)
         rows = []
         for params in grid:
-            p = {**SASREC_PARAMS, **params, "epochs": max_epochs}
+            p = {**_sasrec(**params).get_params(), "epochs": max_epochs}
+            p.pop("n_threads")
             r = check_user_items(split.train)
             history = right_aligned(*ordered_histories(r, split.timestamps), p["max_len"])
             watch = _Watch(split, history, every)

@@ -53,10 +53,10 @@ def default_recommender(**overrides) -> PureSVD:
 SASREC_PARAMS = {
     "max_len": 50,
     "factors": 64,
-    "blocks": 2,
+    "blocks": 1,
     "heads": 1,
     "dropout": 0.2,
-    "epochs": 30,
+    "epochs": 20,
     "batch_size": 128,
     "learning_rate": 1e-3,
     "n_negatives": 256,

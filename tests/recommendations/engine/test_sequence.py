@@ -144,6 +144,18 @@ def test_histories_are_ordered_by_time_then_item_and_by_item_without_times():
     assert ordered_histories(r)[0].tolist() == [0, 1, 2, 1, 3]
 
 
+def test_a_baskets_lines_come_in_a_seeded_random_order_after_what_came_before():
+    # one basket of 30 lines at t=10 after one item at t=5: item order must not leak into the sequence
+    r = sp.csr_matrix(np.ones((1, 31)))
+    t = sp.csr_matrix(np.r_[5.0, np.full(30, 10.0)][None])
+    first, _ = ordered_histories(r, t, np.random.default_rng(0))
+    again, _ = ordered_histories(r, t, np.random.default_rng(0))
+
+    assert first[0] == 0 and sorted(first[1:].tolist()) == list(range(1, 31))
+    assert first[1:].tolist() != list(range(1, 31))
+    assert first.tolist() == again.tolist()
+
+
 def test_histories_become_right_aligned_windows_of_every_transition():
     items = np.array([5, 6, 7, 8, 9, 1])
     indptr = np.array([0, 5, 6])
@@ -153,6 +165,9 @@ def test_histories_become_right_aligned_windows_of_every_transition():
     # user 0's transitions 5→6, 6→7, 7→8, 8→9 in windows of 3 from the end; user 1 has none
     assert inputs.tolist() == [[7, 8, 9], [0, 0, 6]]
     assert targets.tolist() == [[8, 9, 10], [0, 0, 7]]
+    # only the most recent window of each history
+    inputs, targets = training_windows(items, indptr, 3, max_windows=1)
+    assert inputs.tolist() == [[7, 8, 9]] and targets.tolist() == [[8, 9, 10]]
 
 
 def test_bad_input_is_refused():
@@ -169,3 +184,46 @@ def test_bad_input_is_refused():
         SASRec(dropout=1.0).fit(r)
     with pytest.raises(ValueError, match="loss"):
         SASRec(loss="hinge").fit(r)
+    with pytest.raises(ValueError, match="ties"):
+        SASRec(ties="alphabetical").fit(r)
+
+
+@pytest.mark.slow
+@pytest.mark.datasets
+def test_on_movielens_leave_last_out_sasrec_beats_the_default_by_ten_percent(datasets_dir):
+    from recommendations.engine import (
+        SASREC_PARAMS,
+        build_interactions,
+        default_recommender,
+        last_items_holdout,
+        pair_matrix,
+        topn_metrics,
+    )
+    from recommendations.engine.evaluation import load_movielens_ratings
+
+    df = load_movielens_ratings(datasets_dir / "ml-100k" / "u.data")
+    u, i = df.user.to_numpy() - 1, df.item.to_numpy() - 1
+    t = df.timestamp.to_numpy(dtype=np.float64)
+    shape = (int(u.max()) + 1, int(i.max()) + 1)
+    relevant, keep = last_items_holdout(
+        u, i, t, np.ones(len(u), bool), n_holdout=1, min_items=5, n_users=shape[0], n_items=shape[1]
+    )
+    r = build_interactions(
+        u[keep], i[keep], df.rating.to_numpy(float)[keep], t[keep], n_users=shape[0], n_items=shape[1], explicit=True
+    )
+    times = pair_matrix(u[keep], i[keep], t[keep], n_users=shape[0], n_items=shape[1], agg="max")
+    users = np.flatnonzero(np.diff(relevant.indptr) > 0)
+
+    def ndcg(model):
+        return topn_metrics(model.recommend(users, n=10)[0], relevant, users, r, k=10)["ndcg@10"]
+
+    sequence = ndcg(SASRec(**SASREC_PARAMS, n_threads=2).fit(r, timestamps=times))
+    blind = ndcg(default_recommender(n_threads=2).fit(r))
+    assert sequence >= 1.10 * blind, (sequence, blind)
+
+
+def test_the_documented_defaults_are_the_estimators():
+    from recommendations.engine import SASREC_PARAMS
+
+    params = SASRec().get_params()
+    assert {k: params[k] for k in SASREC_PARAMS} == SASREC_PARAMS
