@@ -385,11 +385,18 @@ VERDICT_WORDS = {
 }
 
 
-def verdict_words(look: Look | dict | None) -> str:
+FINAL_WORDS = {
+    stats.NO_DIFFERENCE_YET: "No difference was found: any difference is likely smaller than the lift worth detecting.",
+}
+
+
+def verdict_words(look: Look | dict | None, *, final: bool = False) -> str:
+    """The verdict in an operator's words; `final` for a stopped experiment (nothing left to wait for)."""
     if look is None:
         return "No customer has been shown a variant's suggestions yet."
     analysis = look.analysis if isinstance(look, Look) else look
-    text = VERDICT_WORDS.get(analysis.get("verdict"), analysis.get("verdict", ""))
+    verdict = analysis.get("verdict")
+    text = (final and FINAL_WORDS.get(verdict)) or VERDICT_WORDS.get(verdict, verdict or "")
     winner = analysis.get("winner")
     if winner:
         config = next((r["configuration"] for r in analysis["variants"] if r["letter"] == winner), "")
@@ -424,7 +431,7 @@ def experiment_report(experiment: Experiment, *, now: datetime | None = None) ->
         ),
         "plan": experiment.plan or None,
         "analysis": current,
-        "verdict": verdict_words(current) if current else verdict_words(None),
+        "verdict": verdict_words(current, final=experiment.status == ExperimentStatus.STOPPED),
         "winner": (current or {}).get("winner"),
         "outcome": experiment.outcome,
         "looks": [

@@ -137,7 +137,9 @@ def experiment_stop(
         look = look_take(locked, now=now)
         locked.status, locked.stopped_at = ExperimentStatus.STOPPED, now
         locked.winner_id = look.winner_id if look else None
-        locked.outcome = (selectors.verdict_words(look) if look else "Stopped before any customer was exposed.")[:300]
+        locked.outcome = (
+            selectors.verdict_words(look, final=True) if look else "Stopped before any customer was shown a variant."
+        )[:300]
         locked.save(update_fields=["status", "stopped_at", "winner", "outcome", "updated_at"])
         audit_record(
             action=ExperimentsAuditAction.EXPERIMENT_STOPPED,
