@@ -234,14 +234,13 @@ def last_states(net, history: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray
     table : ndarray of float32, shape (n_items + 1, factors)
         Row ``i + 1`` embeds item ``i`` (row 0: padding).
     """
-    import keras
-
-    table = keras.ops.convert_to_numpy(net.item_embedding.embeddings)
+    # TensorFlow tensors' own .numpy() (keras.ops.convert_to_numpy warns under numpy 2)
+    table = np.asarray(net.item_embedding.embeddings.numpy(), dtype=np.float32)
     states = np.zeros((len(history), table.shape[1]), dtype=np.float32)
     rows = np.flatnonzero(history[:, -1] > 0)
     for sl in chunks(len(rows), chunk):
         out = net(history[rows[sl]], training=False)
-        states[rows[sl]] = keras.ops.convert_to_numpy(out[:, -1, :])
+        states[rows[sl]] = out[:, -1, :].numpy()
     return states, table
 
 
