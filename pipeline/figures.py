@@ -199,6 +199,15 @@ LABELS: dict[str, str] = {
     "min_items": "Minimum items",
     "k": "Neighbours (k)",
     "n": "Items per list",
+    # the sequence model's parameters
+    "max_len": "Latest items of each history read",
+    "blocks": "Self-attention blocks",
+    "heads": "Attention heads",
+    "dropout": "Dropout",
+    "epochs": "Training epochs",
+    "batch_size": "Batch size",
+    "learning_rate": "Learning rate",
+    "n_negatives": "Negative samples per step",
 }
 
 # Codes written as words where they are values.
@@ -209,6 +218,7 @@ VALUE_WORDS = {
     "rp3beta": "RP3beta (graph walk)",
     "popularity": "popularity",
     "blend": "blend of configurations",
+    "sasrec": "sequence model (SASRec)",
     "minmax": "min–max per customer",
     "zscore": "z-score per customer",
     "item_knn_cosine": "item-kNN (cosine similarity)",
