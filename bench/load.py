@@ -15,6 +15,13 @@ customer token per customer for the frontend), and serves the app with gunicorn
 - `manage.py recompute` (profiles, segments, recommendations) as a subprocess at low CPU priority
   (`nice`, as docs/benchmarks.md explains), started again whenever one ends inside the window.
 
+Before the window, a closed-loop probe (12 clients, 6 s) measures how many suggestions a second the
+machine serves at most. When that capacity is below 1.25 × `--rate`, the window runs at 60 % of it
+instead and says so: an open-loop load beyond capacity only grows queues until requests time out (on
+a slow 2-core machine, 500/s ends with most requests and a third of the event batches unanswered, old
+code and new alike), which tests the machine, not the guarantees. The rate target is still judged
+against `--rate`, so such a run reports it missed.
+
 The generator is open-loop: request i is due at start + i/rate whatever happened to earlier ones,
 and its latency is counted from that due time, not from when it could be sent, so a stalled
 server shows in the figures instead of slowing the generator down (no coordinated omission).
@@ -406,6 +413,42 @@ def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, p
     return open_loop(rate=rate, seconds=seconds, make_request=make, check=check, port=port)
 
 
+async def capacity_probe(info: dict, *, seconds: float = 6.0, users: int = 12, port: int = PORT) -> float:
+    """How many suggestions a second this machine serves at most: `users` clients each sending the next
+    request as soon as the last is answered (closed loop), for `seconds`; answered requests per second."""
+    rng = random.Random(3)
+    customers = sorted(info["tokens"])
+    pool = Pool(port, users)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    answered = [0]
+
+    async def user():
+        while loop.time() < end:
+            customer, kind = rng.choice(customers), rng.choice(KINDS)
+            raw = _get(
+                f"/api/customers/{customer}/recommendations/?kind={kind}&limit=10",
+                f"Customer {info['tokens'][customer]}",
+            )
+            try:
+                status, _ = await pool.request(raw, 5.0)
+            except Exception:
+                continue
+            if status == 200:
+                answered[0] += 1
+
+    started = loop.time()
+    await asyncio.gather(*(user() for _ in range(users)))
+    pool.close()
+    return round(answered[0] / (loop.time() - started), 1)
+
+
+#: The share of the measured capacity the window asks for when the machine cannot carry the asked rate:
+#: an open-loop load above capacity only grows queues until requests time out, which says nothing about
+#: the guarantees (answers right, events kept) and everything about the machine.
+CAPACITY_SHARE = 0.6
+
+
 def _ingestion_load(
     info: dict, *, tag: str, batch: int, per_second: float, seconds: float, seed: int, port: int = PORT
 ):
@@ -718,6 +761,10 @@ def run(
     with Gunicorn() as app:
         # warm-up: each worker opens its database connection and loads its code paths
         asyncio.run(recommendation_load(info, rate=min(rate, 200), seconds=5, seed=1))
+        capacity = asyncio.run(capacity_probe(info))
+        asked = rate
+        if capacity < asked / 0.8:  # this machine cannot carry the asked rate: run at what it can
+            rate = max(20.0, round(CAPACITY_SHARE * capacity))
         load0 = os.getloadavg()[0]
         with CpuAccount([app]) as cpu:
             figures = asyncio.run(
@@ -744,6 +791,9 @@ def run(
             "endpoint": "GET /api/customers/{id}/recommendations/?kind=…&limit=10",
             "auth": "customer token",
             **reco,
+            "target_rate_per_s": asked,
+            "capacity_per_s": capacity,
+            "ran_at_share_of_capacity": rate != asked,
         },
         "ingestion": {
             "endpoint": "POST /api/events/",
@@ -773,7 +823,8 @@ def run(
     result["targets"] = {
         "p99_under_50_ms": bool(reco["p99_ms"] is not None and reco["p99_ms"] < TARGET_P99_MS),
         "every_request_answered": reco["unanswered"] == 0,
-        "rate_achieved": bool(reco["achieved_rate_per_s"] and reco["achieved_rate_per_s"] >= 0.98 * rate),
+        # against the asked rate: a window run at a share of a smaller capacity misses it
+        "rate_achieved": bool(reco["achieved_rate_per_s"] and reco["achieved_rate_per_s"] >= 0.98 * asked),
     }
     result["guarantees_held"] = all(result["guarantees"].values())
     result["targets_met"] = all(result["targets"].values())
@@ -788,7 +839,14 @@ def _table(result: dict) -> str:
         "",
         "| figure | value | target |",
         "| --- | --- | --- |",
-        f"| recommendations asked / achieved rate | {reco['asked_rate_per_s']:.0f} / {reco['achieved_rate_per_s']} req/s | {reco['asked_rate_per_s']:.0f} |",
+        f"| recommendations: this machine's capacity (closed loop) | {reco['capacity_per_s']} req/s | |",
+        f"| recommendations asked / achieved rate | {reco['asked_rate_per_s']:.0f} / {reco['achieved_rate_per_s']} req/s"
+        + (
+            f" ({CAPACITY_SHARE:.0%} of the capacity: the machine cannot carry {reco['target_rate_per_s']:.0f})"
+            if reco["ran_at_share_of_capacity"]
+            else ""
+        )
+        + f" | {reco['target_rate_per_s']:.0f} |",
         f"| requests / wrong answers / unanswered (timed out) | {reco['requests']} / {reco['wrong_answers']} / {reco['unanswered']} | 0 / 0 |",
         f"| latency p50 / p90 / p99 / p99.9 / max | {reco['p50_ms']} / {reco['p90_ms']} / {reco['p99_ms']} / {reco['p999_ms']} / {reco['max_ms']} ms | p99 < 50 ms |",
         f"| ingestion batches / errors | {ingest['requests']} of {ingest['batch']} / {ingest['errors']} | 0 errors |",
