@@ -370,6 +370,28 @@ CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
 CELERY_RESULT_BACKEND_MAX_RETRIES = 10
 # The pipeline's lease: a heartbeat renews it every third; a dead holder's lapses within this many seconds.
 PIPELINE_LEASE_SECONDS = int(os.environ.get("PIPELINE_LEASE_SECONDS", "900"))
+# The compute backend of the pipeline's heavy steps (pipeline/steps.py, docs/spark.md): "local" (numpy
+# and the database, in the worker) or "spark" (Apache Spark; PostgreSQL only, read and written over JDBC).
+PIPELINE_BACKEND = env("PIPELINE_BACKEND", "local").strip().lower()
+if PIPELINE_BACKEND not in ("local", "spark"):
+    raise ImproperlyConfigured(f"PIPELINE_BACKEND must be 'local' or 'spark', not {PIPELINE_BACKEND!r}")
+# Reaching Spark (common/spark.py): a Spark Connect server (sc://host:15002; the worker then needs no
+# JVM), else a master URL (spark://host:7077, yarn, k8s://...; local[2] runs Spark inside the worker).
+SPARK_REMOTE = env("SPARK_REMOTE", "")
+SPARK_MASTER = env("SPARK_MASTER", "local[2]")
+# What a Spark operator sizes: executors, their cores and memory, the driver's memory, and the
+# partitions of a shuffle (about 2-3 per executor core; Spark's own default is 200).
+SPARK_EXECUTOR_INSTANCES = int(env("SPARK_EXECUTOR_INSTANCES", "2"))
+SPARK_EXECUTOR_CORES = int(env("SPARK_EXECUTOR_CORES", "2"))
+SPARK_EXECUTOR_MEMORY = env("SPARK_EXECUTOR_MEMORY", "2g")
+SPARK_DRIVER_MEMORY = env("SPARK_DRIVER_MEMORY", "2g")
+SPARK_SHUFFLE_PARTITIONS = int(env("SPARK_SHUFFLE_PARTITIONS", "8"))
+# Further Spark properties, as JSON ({"spark.eventLog.enabled": "true"}); they win over the above.
+SPARK_CONF = env_json("SPARK_CONF", {})
+# PostgreSQL's JDBC driver (Debian's libpostgresql-jdbc-java), which the Spark driver and executors load.
+SPARK_JDBC_JAR = env("SPARK_JDBC_JAR", "/usr/share/java/postgresql.jar")
+# Parallel JDBC reads: the events are read in this many partitions by customer id range.
+SPARK_JDBC_PARTITIONS = int(env("SPARK_JDBC_PARTITIONS", "4"))
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Filled at the end of this file, once the schedule's own settings are read.
 CELERY_BEAT_SCHEDULE: dict = {}

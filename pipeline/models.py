@@ -42,6 +42,9 @@ class PipelineRun(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    backend = models.CharField(
+        max_length=16, default="local", help_text="The compute backend in use when the run started (PIPELINE_BACKEND)."
+    )
 
     class Meta:
         db_table = "profiles_pipelinerun"
@@ -67,6 +70,9 @@ class PipelineStep(models.Model):
     progress = models.FloatField(default=0, help_text="0 to 1 while running.")
     message = models.CharField(max_length=300, blank=True)
     params = models.JSONField(default=dict, blank=True)
+    backend = models.CharField(
+        max_length=16, default="local", help_text="What computed the step: local (numpy and the database) or spark."
+    )
     counts = models.JSONField(default=dict, blank=True, help_text="Sizes, figures and timings the step reports.")
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)

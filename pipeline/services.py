@@ -267,13 +267,19 @@ def step_run(
     spec = step_named(name)
     if spec is None:
         raise KeyError(f"step {name} is not listed in settings.PIPELINE_STEPS")
+    backend = spec.backend_for(pipeline.backend if pipeline is not None else None)
     step = PipelineStep.objects.create(
-        pipeline=pipeline, name=name, status=RunStatus.RUNNING, params=params or {}, started_at=timezone.now()
+        pipeline=pipeline,
+        name=name,
+        status=RunStatus.RUNNING,
+        params=params or {},
+        backend=backend,
+        started_at=timezone.now(),
     )
     step.exception = None
     started = time.monotonic()
     try:
-        counts = spec.run(step=step, progress=Progress(step, listener, lease), **(params or {})) or {}
+        counts = spec.run(step=step, progress=Progress(step, listener, lease), backend=backend, **(params or {})) or {}
         step.status = counts.pop("_status", RunStatus.SUCCEEDED)
         step.counts = counts
         step.progress = 1.0
@@ -293,7 +299,9 @@ def step_run(
 
 
 def pipeline_create(*, steps: list[str], trigger: str = "shell", user=None) -> PipelineRun:
-    return PipelineRun.objects.create(steps=ordered(steps), trigger=trigger, requested_by=user)
+    return PipelineRun.objects.create(
+        steps=ordered(steps), trigger=trigger, requested_by=user, backend=settings.PIPELINE_BACKEND
+    )
 
 
 def pipeline_start(

@@ -12,9 +12,11 @@ A step declares:
   into command-line options, the admin's start form shows those marked `admin=True`, and
   `pipeline_start` hands each step only the values of the parameters it declares, so the pipeline
   knows no step's parameters;
-- `backends`: what computes it, per compute backend. "local" (numpy and the database, in the
-  worker) is the only one today. A second backend (Spark, issue #15) adds its own entry to the
-  steps it can run; `BACKEND` names the one in use;
+- `backends`: what computes it, per compute backend: "local" (numpy and the database, in the
+  worker), which every step has, and "spark" (Apache Spark, docs/spark.md) for the heavy steps
+  that have a Spark implementation. `settings.PIPELINE_BACKEND` names the one in use; a step
+  without an implementation for it runs locally, and each step records the backend that computed
+  it (`PipelineStep.backend`);
 - `abandon`, optionally: called with the PipelineStep of a run found abandoned (its worker died
   mid-step), so the app can mark what the step had started (e.g. a recommender run) as failed.
 
@@ -35,8 +37,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-#: The compute backend the steps run on. Only "local" exists; issue #15 reads PIPELINE_BACKEND here.
-BACKEND = "local"
+#: The compute backends a step may name (settings.PIPELINE_BACKEND is one of them).
+BACKENDS = ("local", "spark")
 
 #: The types a parameter may have: what a command line, a form and a JSON task message all carry.
 PARAM_TYPES = (bool, int, float, str)
@@ -89,16 +91,24 @@ class Step:
 
     def __post_init__(self):
         object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
+        unknown = set(self.backends) - set(BACKENDS)
+        if unknown or "local" not in self.backends:
+            raise ImproperlyConfigured(
+                f"step {self.name}: backends must include 'local' and be among {BACKENDS}, got {sorted(self.backends)}"
+            )
 
-    def implementation(self, backend: str = BACKEND) -> Callable[..., dict]:
-        try:
-            return self.backends[backend]
-        except KeyError:
-            raise ImproperlyConfigured(f"step {self.name} has no implementation for the {backend!r} backend") from None
+    def backend_for(self, backend: str | None = None) -> str:
+        """The backend that computes this step when `backend` (default: settings.PIPELINE_BACKEND)
+        is in use: that one where the step has it, else "local"."""
+        backend = backend or settings.PIPELINE_BACKEND
+        return backend if backend in self.backends else "local"
 
-    def run(self, *, step, progress, **params) -> dict:
-        """Compute the step on the backend in use; returns the counts to record."""
-        return self.implementation()(step=step, progress=progress, **params)
+    def implementation(self, backend: str | None = None) -> Callable[..., dict]:
+        return self.backends[self.backend_for(backend)]
+
+    def run(self, *, step, progress, backend: str | None = None, **params) -> dict:
+        """Compute the step on `backend` (default: the one in use); returns the counts to record."""
+        return self.implementation(backend)(step=step, progress=progress, **params)
 
     def param(self, name: str) -> Param | None:
         return self._by_name.get(name)

@@ -25,6 +25,20 @@ def datasets_dir() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def spark():
+    """A local[2] SparkSession (one per test session, one thread per core, 8 shuffle partitions);
+    skipped with a reason where Java, PySpark or the JDBC driver is missing, failed under REQUIRE_SPARK=1."""
+    from common.spark import java_missing_reason, spark_session
+
+    reason = java_missing_reason()
+    if reason:
+        if os.environ.get("REQUIRE_SPARK") == "1":
+            pytest.fail(f"Spark cannot start: {reason}; REQUIRE_SPARK=1 demands it")
+        pytest.skip(f"Spark cannot start: {reason}")
+    return spark_session()
+
+
 @pytest.fixture
 def operator(db):
     """A staff user in no group, with the permissions to write customers, items and events."""
