@@ -208,6 +208,12 @@ LABELS: dict[str, str] = {
     "batch_size": "Batch size",
     "learning_rate": "Learning rate",
     "n_negatives": "Negative samples per step",
+    "max_updates": "Most training steps",
+    "training": "Training of the sequence model",
+    "windows": "Training windows in the histories",
+    "windows_trained": "Windows trained on",
+    "epochs_run": "Epochs run",
+    "updates": "Training steps run",
 }
 
 # Codes written as words where they are values.

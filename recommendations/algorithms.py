@@ -257,6 +257,16 @@ _SASREC = (
         100000,
         label="Negatives per batch",
     ),
+    Parameter(
+        "max_updates",
+        int,
+        SASREC_PARAMS["max_updates"],
+        "Most training steps of a fit: a large shop trains fewer epochs (its most recent histories first),"
+        " so the fit's time stays bounded as the shop grows.",
+        1,
+        1_000_000,
+        label="Most training steps",
+    ),
     Parameter("random_state", int, 0, "Seed (the same seed gives the same suggestions).", 0, 2**31 - 1),
 )
 

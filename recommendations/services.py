@@ -893,6 +893,13 @@ def recommendations_compute(
         model = _fit(_model(cfg), data.user_items, data.times) if len(warm) else None
         popular = Popularity(weighting="values").fit(data.recent)
         laps.lap("fit")
+        if model is not None and hasattr(model, "updates_"):  # how much of its budget a sequence model used
+            sizes["training"] = {
+                "windows": int(model.windows_),
+                "windows_trained": int(model.windows_trained_),
+                "epochs_run": int(model.epochs_run_),
+                "updates": int(model.updates_),
+            }
 
         written = _write_warm(run, data, model, popular, warm, cfg, progress)
         laps.lap("recommend")

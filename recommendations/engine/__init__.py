@@ -60,6 +60,7 @@ SASREC_PARAMS = {
     "batch_size": 128,
     "learning_rate": 1e-3,
     "n_negatives": 256,
+    "max_updates": 2500,
 }
 #: Defaults of :func:`user_based_ranker`, chosen on validation splits carved from the
 #: training data of both evaluation protocols (``bench/bench_rankers.py --tune``; docs/engine.md).

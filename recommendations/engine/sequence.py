@@ -287,6 +287,12 @@ class SASRec(BaseRecommender):
     windows_per_user : int or None
         Train on each user's most recent ``windows_per_user`` windows of ``max_len`` transitions
         only (None: all of them; 1: the paper's last ``max_len + 1`` items). Fewer windows fit faster.
+    max_updates : int or None
+        Most gradient steps a fit takes (None: no bound). Where ``epochs`` passes over the windows
+        would take more, the fit runs as many whole epochs as fit in the bound, or, when even one
+        epoch is larger, one epoch over the most recent windows of every user first. A small shop
+        (ML-100K: 20 epochs × 21 steps) trains in full; a large one's fit costs a bounded time
+        (100,000 customers × 50 items: one epoch over 2,500 × 128 windows).
     ties : {"random", "index"}
         Order of a user's items with the same time (one basket's lines): random (seeded by
         ``random_state``), or by item index, which puts a pattern in the sequences that is not in
@@ -311,6 +317,10 @@ class SASRec(BaseRecommender):
         ``h_u``; zero for users without history.
     loss_ : list of float
         Training loss after each epoch.
+    windows_, windows_trained_ : int
+        Training windows in the histories, and those trained on (fewer when ``max_updates`` binds).
+    epochs_run_, updates_ : int
+        Epochs and gradient steps the fit ran.
     """
 
     _explain_kind = EXPLAIN_ITEM
@@ -330,6 +340,7 @@ class SASRec(BaseRecommender):
         loss: str = "softmax",
         n_negatives: int | None = 256,
         windows_per_user: int | None = None,
+        max_updates: int | None = 2500,
         ties: str = "random",
         random_state: int = 0,
         chunk_size: int | None = None,
@@ -347,6 +358,7 @@ class SASRec(BaseRecommender):
         self.loss = loss
         self.n_negatives = n_negatives
         self.windows_per_user = windows_per_user
+        self.max_updates = max_updates
         self.ties = ties
         self.random_state = random_state
         self.chunk_size = chunk_size
@@ -368,6 +380,8 @@ class SASRec(BaseRecommender):
             raise ValueError(f"loss must be 'softmax' or 'bce', got {self.loss!r}")
         if self.ties not in ("random", "index"):
             raise ValueError(f"ties must be 'random' or 'index', got {self.ties!r}")
+        if self.max_updates is not None and (isinstance(self.max_updates, bool) or self.max_updates < 1):
+            raise ValueError(f"max_updates must be a positive integer or None, got {self.max_updates!r}")
         if self.windows_per_user is not None and self.windows_per_user < 1:
             raise ValueError(f"windows_per_user must be positive or None, got {self.windows_per_user!r}")
         if self.n_negatives is not None and self.n_negatives < 1:
@@ -396,6 +410,8 @@ class SASRec(BaseRecommender):
         items, indptr = ordered_histories(r, timestamps, rng)
         n_items = r.shape[1]
         inputs, targets = training_windows(items, indptr, self.max_len, self.windows_per_user)
+        n_windows = len(inputs)
+        inputs, targets, epochs = self._within_budget(indptr, inputs, targets)
         history = right_aligned(items, indptr, self.max_len)
         keras = _keras(self.n_threads)
         keras.utils.set_random_seed(int(self.random_state))
@@ -418,7 +434,7 @@ class SASRec(BaseRecommender):
                     inputs,
                     targets,
                     batch_size=int(self.batch_size),
-                    epochs=int(self.epochs),
+                    epochs=epochs,
                     shuffle=True,
                     verbose=self.verbose,
                     callbacks=callbacks,
@@ -434,8 +450,33 @@ class SASRec(BaseRecommender):
         self.user_states_ = states
         self.has_history_ = has_history
         self.loss_ = losses
+        self.windows_ = n_windows
+        self.windows_trained_ = len(inputs)
+        self.epochs_run_ = epochs if len(inputs) else 0
+        self.updates_ = self.epochs_run_ * -(-len(inputs) // int(self.batch_size))
         keras.backend.clear_session(free_memory=False)
         return self
+
+    def _within_budget(self, indptr, inputs, targets):
+        """The windows and epochs that fit in ``max_updates`` gradient steps: every epoch asked when
+        they fit; else fewer whole epochs; else one epoch over each user's most recent windows first
+        (ties in a seeded random order), so a large shop's fit costs a bounded number of steps."""
+        epochs = int(self.epochs)
+        steps = -(-len(inputs) // int(self.batch_size))
+        if self.max_updates is None or steps * epochs <= self.max_updates:
+            return inputs, targets, epochs
+        if steps <= self.max_updates:
+            return inputs, targets, int(self.max_updates // steps)
+        keep = int(self.max_updates) * int(self.batch_size)
+        n_trans = np.maximum(np.diff(indptr) - 1, 0)
+        n_win = -(-n_trans // self.max_len)
+        if self.windows_per_user is not None:
+            n_win = np.minimum(n_win, self.windows_per_user)
+        # each window's rank within its user (0: the most recent), as training_windows lays them out
+        rank = np.arange(len(inputs)) - np.repeat(np.cumsum(n_win) - n_win, n_win)
+        jitter = np.random.default_rng(self.random_state).random(len(inputs))
+        chosen = np.sort(np.lexsort((jitter, rank))[:keep])
+        return inputs[chosen], targets[chosen], 1
 
     def _score_block(self, users):
         scores = self.user_states_[users] @ self.item_embeddings_.T

@@ -334,6 +334,10 @@ def test_a_sasrec_run_stores_suggestions_with_reasons_that_the_api_serves(small_
     run = RecommenderRun.objects.get(is_active=True)
     assert (run.config, run.algorithm, figures["configuration"]) == (preset, "sasrec", preset.name)
     assert run.params["model"] == algorithms.effective("sasrec", SMALL_SASREC)
+    # what the fit trained, within its budget of steps, is on the run page's figures
+    training = run.sizes["training"]
+    assert 0 < training["windows_trained"] <= training["windows"] and training["epochs_run"] >= 1
+    assert 0 < training["updates"] <= run.params["model"]["max_updates"]
     # offline figures of the sequence model on the shop's own leave-last-out holdout
     assert run.metrics["configuration"] == preset.name and "ndcg@10" in run.metrics["product"]["default"]
     # suggestions are explained by an item of the customer's own history

@@ -170,6 +170,32 @@ def test_histories_become_right_aligned_windows_of_every_transition():
     assert inputs.tolist() == [[7, 8, 9]] and targets.tolist() == [[8, 9, 10]]
 
 
+def test_a_bounded_fit_runs_fewer_epochs_then_the_most_recent_windows_first():
+    # 60 customers walking 0 → 23 (23 transitions: three windows of 8 each)
+    long_walks = [list(range(N_ITEMS))] * 60
+    r, t = histories(*long_walks)
+    windows = 60 * 3
+    params = {**SMALL, "epochs": 10, "batch_size": 30}  # 6 steps per epoch, 60 in all
+
+    free = SASRec(**params, max_updates=None).fit(r, timestamps=t)
+    assert (free.epochs_run_, free.updates_, free.windows_trained_) == (10, 60, windows)
+    # the bound buys whole epochs while one epoch fits in it
+    whole = SASRec(**params, max_updates=20).fit(r, timestamps=t)
+    assert (whole.epochs_run_, whole.updates_, whole.windows_trained_, whole.windows_) == (3, 18, windows, windows)
+    # below one epoch: one pass over 2 steps × 30 windows, every customer's most recent window first
+    model = SASRec(**params, max_updates=2)
+    items, indptr = ordered_histories(r, t, None)
+    inputs, targets = training_windows(items, indptr, 8)
+    kept_in, kept_t, epochs = model._within_budget(indptr, inputs, targets)
+    assert epochs == 1 and len(kept_t) == 60
+    assert (kept_t[:, -1] == N_ITEMS).all()  # each ends with the walk's last item (index + 1)
+    assert (kept_in[:, -1] == N_ITEMS - 1).all()
+    fitted = model.fit(r, timestamps=t)
+    assert (fitted.epochs_run_, fitted.updates_, fitted.windows_trained_) == (1, 2, 60)
+    with pytest.raises(ValueError, match="max_updates"):
+        SASRec(max_updates=0).fit(r)
+
+
 def test_bad_input_is_refused():
     r, t = histories([0, 1], [2, 3])
     with pytest.raises(RuntimeError):
