@@ -32,6 +32,7 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from common.bulk import bulk_insert
 from pipeline.services import pipeline_start
+from pipeline.steps import available_steps
 from pipeline.tasks import pipeline_enqueue
 from profiles.models import Customer
 from recommendations import services as recommendation_services
@@ -62,6 +63,11 @@ def experiment_problems(experiment: Experiment, variants: list[Variant] | None =
     positions = sorted(v.position for v in variants)
     if positions != list(range(len(variants))):
         problems.append("The variants must be numbered A, B, C, ... without gaps.")
+    if "experiments" not in available_steps():
+        problems.append(
+            "The pipeline has no experiments step (settings.PIPELINE_STEPS): nothing would compute the variants'"
+            " suggestions. Add experiments.steps.experiments to it."
+        )
     unknown = [m for m in experiment.guardrail_metrics or [] if m not in Metric.values]
     if unknown:
         problems.append(f"Unknown guard-rail metric(s): {', '.join(map(str, unknown))}.")

@@ -340,3 +340,14 @@ def test_the_holdout_is_kept_out_of_every_experiment(shop, settings):
     assert not Assignment.objects.filter(customer_id__in=ids[held_out].tolist()).exists()
     # enrolling again records nobody twice
     assert services.assignments_record(first, ids, positions[0], list(first.variants.all()), now=timezone.now()) == 0
+
+
+@pytest.mark.django_db
+def test_an_experiment_cannot_start_where_the_pipeline_has_no_experiments_step(settings):
+    default = RecommenderConfig.objects.get(is_default=True)
+    experiment = _experiment(default, _popularity())
+    settings.PIPELINE_STEPS = [s for s in settings.PIPELINE_STEPS if not s.startswith("experiments.")]
+    with pytest.raises(services.ExperimentError, match="no experiments step"):
+        services.experiment_start(experiment, source="test")
+    experiment.refresh_from_db()
+    assert experiment.status == "draft" and not PipelineRun.objects.exists()
