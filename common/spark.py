@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 from urllib.parse import quote
 
@@ -49,6 +50,18 @@ def java_missing_reason() -> str | None:
     return None
 
 
+def backend_problem() -> str | None:
+    """Why the Spark backend cannot run here, in words (the database is not PostgreSQL, or no JVM, PySpark
+    or JDBC driver); None when it can. Checked before a run starts and by `manage.py check`."""
+    if connection.vendor != "postgresql":
+        return (
+            "PIPELINE_BACKEND=spark needs PostgreSQL: Spark reads the events and writes the results over JDBC,"
+            f" and the database in use (DATABASE_URL) is {connection.vendor}. Use PostgreSQL, or PIPELINE_BACKEND=local."
+        )
+    reason = java_missing_reason()
+    return f"PIPELINE_BACKEND=spark, but Spark cannot start here: {reason}." if reason else None
+
+
 def spark_conf() -> dict[str, str]:
     """The Spark properties the settings give (docs/spark.md lists them)."""
     conf = {
@@ -75,6 +88,10 @@ _session_key: tuple | None = None
 def _build(remote: str, master: str, conf: dict[str, str]):
     from pyspark.sql import SparkSession
 
+    if not remote and master.startswith("local"):
+        # Python workers (pandas UDFs) run beside this process: the same interpreter, so the venv's
+        # pandas and the app's code (PySpark reads PYSPARK_PYTHON when the session starts).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     builder = builder.remote(remote) if remote else builder.master(master)
     for key, value in conf.items():
