@@ -201,9 +201,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
             raise PermissionDenied("You need the permission “Can start a recomputation”.")
         form = StartPipelineForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            run = services.pipeline_start(
-                trigger="admin", user=request.user, steps=form.cleaned_data["steps"], options=form.options()
-            )
+            try:
+                run = services.pipeline_start(
+                    trigger="admin", user=request.user, steps=form.cleaned_data["steps"], options=form.options()
+                )
+            except services.BackendUnavailable as exc:
+                messages.error(request, str(exc))
+                return redirect(request.path)
             # what the operator set (a list left on "(the default)" is not a choice they made)
             shown = {name: form.cleaned_data[name] for name in form.fields if name != "steps"}
             shown = {name: value for name, value in shown.items() if value != ""}
