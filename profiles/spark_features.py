@@ -326,8 +326,8 @@ def fit_predictions(summary, *, horizon_days: float, seed: int = 0) -> tuple[dic
     # in customer order, as the local step passes them: the Gamma-Gamma fit is flat near its optimum
     # (q near 1 on many shops), where the order of the sums moves the optimiser's answer
     buyers = summary.where(F.col("x") >= 0).select("customer_id", "x", "t_x", "T", "n", "m")
-    n_buyers = buyers.count()
-    never = summary.where(F.col("x") < 0).count()
+    sizes = summary.agg(F.count(F.when(F.col("x") >= 0, 1)).alias("buyers"), F.count(F.lit(1)).alias("all")).first()
+    n_buyers, never = int(sizes["buyers"]), int(sizes["all"] - sizes["buyers"])
     sampled = n_buyers > FIT_MAX_BUYERS
     if sampled:
         buyers = buyers.sample(fraction=FIT_MAX_BUYERS / n_buyers, seed=seed)

@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from common.spark import jdbc_read, jdbc_url, jdbc_write, spark_session
+from common.spark import jdbc_read, jdbc_url, jdbc_write, spark_jobs_tagged, spark_session
 from pipeline.models import PipelineStep, RunStatus
 
 from .. import spark_features
@@ -126,8 +126,8 @@ _PROFILE_SQL = {
 
 
 def spark_job_tag(step) -> str:
-    """The tag of a step's Spark jobs: `spark.interruptTag(tag)` kills them (the run then fails and
-    the previous profiles stay in service)."""
+    """The tag of a step's Spark jobs: `common.spark.spark_jobs_cancel(spark, tag)` kills them (the run
+    then fails and the previous profiles stay in service)."""
     return f"profiles-step-{step.pk}" if step is not None else "profiles-step"
 
 
@@ -140,13 +140,13 @@ def profiles_compute_spark(*, step=None, incremental: bool = False, now: datetim
     progress = progress or (lambda fraction, message="": None)
     progress(0.0, "starting Spark")
     spark = spark_session()
-    tag = spark_job_tag(step)
-    spark.addTag(tag)
     stage = f"profiles_stage_{step.pk if step is not None else 'x'}_{uuid.uuid4().hex[:8]}"
     try:
-        return _compute(spark, stage=stage, step=step, incremental=incremental, now=now, progress=progress, t0=started)
+        with spark_jobs_tagged(spark, spark_job_tag(step)):
+            return _compute(
+                spark, stage=stage, step=step, incremental=incremental, now=now, progress=progress, t0=started
+            )
     finally:
-        spark.removeTag(tag)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {stage}")
 
@@ -205,13 +205,20 @@ def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progr
     horizon = int(settings.PREDICTION_HORIZON_DAYS)
     out, prepared, info = spark_features.profile_frame(events, items, customers, params, horizon_days=horizon)
     out = out.cache()
-    n_customers = out.count()
-    figures = out.agg(
-        F.sum("events_30d").alias("events_30d"), F.count(F.when(F.col("events_30d") > 0, 1)).alias("active_30d")
-    ).collect()[0]
-    lifecycle = {r["lifecycle"]: int(r["count"]) for r in out.groupBy("lifecycle").count().collect()}
-    by_basis = out.groupBy("prediction_basis").count().collect()
-    basis = {(r["prediction_basis"] or "none"): int(r["count"]) for r in by_basis}
+    # one pass for the figures: customers by lifecycle and prediction basis
+    groups = (
+        out.groupBy("lifecycle", "prediction_basis")
+        .agg(
+            F.count(F.lit(1)).alias("customers"),
+            F.sum("events_30d").alias("events_30d"),
+            F.count(F.when(F.col("events_30d") > 0, 1)).alias("active_30d"),
+        )
+        .toPandas()
+    )
+    n_customers = int(groups["customers"].sum())
+    lifecycle = {str(k): int(v) for k, v in groups.groupby("lifecycle")["customers"].sum().items()}
+    by_basis = groups.assign(basis=groups["prediction_basis"].replace("", "none")).groupby("basis")["customers"].sum()
+    basis = {str(k): int(v) for k, v in by_basis.items()}
     compute_s = time.monotonic() - t1
     progress(0.7, f"{n_customers:,} profiles computed; writing them to a staging table")
 
@@ -227,8 +234,8 @@ def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progr
 
     predicted = {"fit": _fit_text(info), **info, "basis": basis, "horizon_days": horizon}
     counts = {
-        "events_30d": int(figures["events_30d"] or 0),
-        "customers_active_30d": int(figures["active_30d"]),
+        "events_30d": int(groups["events_30d"].fillna(0).sum()),
+        "customers_active_30d": int(groups["active_30d"].sum()),
         "customers": int(n_customers),
         "profiles_written": int(written),
         "events_read": int(n_events),
