@@ -139,19 +139,27 @@ def profiles_compute_spark(*, step=None, incremental: bool = False, now: datetim
     now = now or timezone.now()
     progress = progress or (lambda fraction, message="": None)
     progress(0.0, "starting Spark")
-    spark = spark_session()
+    spark = spark_session()  # the process keeps it: only a worker's first run starts a JVM
+    start_s = time.monotonic() - started
     stage = f"profiles_stage_{step.pk if step is not None else 'x'}_{uuid.uuid4().hex[:8]}"
     try:
         with spark_jobs_tagged(spark, spark_job_tag(step)):
             return _compute(
-                spark, stage=stage, step=step, incremental=incremental, now=now, progress=progress, t0=started
+                spark,
+                stage=stage,
+                step=step,
+                incremental=incremental,
+                now=now,
+                progress=progress,
+                t0=started,
+                start_s=start_s,
             )
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {stage}")
 
 
-def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progress, t0: float) -> dict:
+def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progress, t0: float, start_s: float) -> dict:
     from pyspark.sql import functions as F
 
     max_event_id = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
@@ -159,6 +167,7 @@ def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progr
     last = Customer.objects.order_by("-id").values_list("id", flat=True).first() or 0
     partitions = settings.SPARK_JDBC_PARTITIONS
     progress(0.05, f"reading events over JDBC in {partitions} partitions by customer id")
+    t_read = time.monotonic()
     events = jdbc_read(
         spark,
         f"(SELECT e.customer_id, e.type, e.value, e.amount::double precision AS amount,"
@@ -184,7 +193,7 @@ def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progr
         partitions=partitions,
     )
     n_events = events.count()
-    read_s = time.monotonic() - t0
+    read_s = time.monotonic() - t_read
     progress(0.3, f"{n_events:,} events read; computing features")
 
     t1 = time.monotonic()
@@ -251,6 +260,7 @@ def _compute(spark, *, stage: str, step, incremental: bool, now: datetime, progr
         },
         "backend": "spark",
         "seconds": {
+            "start": round(start_s, 2),
             "read": round(read_s, 2),
             "compute": round(compute_s, 2),
             "write": round(write_s, 2),
