@@ -181,6 +181,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
             extra_context["subtitle"] = None
             extra_context["run_by"] = figures.trigger_text(run)
             extra_context["run_steps_text"] = " → ".join(figures.step_label(name) for name in run.steps)
+            extra_context["run_backend"] = figures.backend_text(run, steps)
             if request.user.is_superuser:
                 extra_context["raw_data"] = json.dumps(
                     {

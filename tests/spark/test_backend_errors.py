@@ -70,3 +70,20 @@ def test_manage_py_check_warns_about_a_spark_backend_that_cannot_run(no_java):
     assert warning.id == "pipeline.W002" and "PIPELINE_BACKEND=spark" in warning.msg
     with override_settings(PIPELINE_BACKEND="local"):
         assert check_backend() == []
+
+
+@pytest.mark.django_db
+def test_the_run_page_says_what_computed_the_run():
+    from pipeline.models import PipelineStep
+
+    run = PipelineRun.objects.create(steps=["profiles", "segments"], backend="spark", status="succeeded")
+    PipelineStep.objects.create(pipeline=run, name="profiles", backend="spark", status="succeeded")
+    PipelineStep.objects.create(pipeline=run, name="segments", backend="local", status="succeeded")
+    local = PipelineRun.objects.create(steps=["profiles"], status="succeeded")
+    PipelineStep.objects.create(pipeline=local, name="profiles", status="succeeded")
+    client = Client()
+    client.force_login(OperatorFactory(username="mia", role=MARKETING_OPERATOR))
+    page = client.get(f"/admin/pipeline/pipelinerun/{run.pk}/change/").content.decode()
+    assert "on Apache Spark (profiles); locally (segments)" in page
+    page = client.get(f"/admin/pipeline/pipelinerun/{local.pk}/change/").content.decode()
+    assert "locally (numpy and the database, in the worker)" in page
