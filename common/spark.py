@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
+from contextlib import contextmanager
 from urllib.parse import quote
 
 from django.conf import settings
@@ -49,6 +51,19 @@ def java_missing_reason() -> str | None:
     return None
 
 
+def backend_problem() -> str | None:
+    """Why the Spark backend cannot run here, in words (the database is not PostgreSQL, or no JVM, PySpark
+    or JDBC driver); None when it can. Checked before a run starts and by `manage.py check`."""
+    if connection.vendor != "postgresql":
+        return (
+            "PIPELINE_BACKEND=spark needs PostgreSQL: Spark reads the events and writes the results over JDBC,"
+            f" and the database in use (DATABASE_URL) is {connection.vendor}."
+            " Use PostgreSQL, or PIPELINE_BACKEND=local."
+        )
+    reason = java_missing_reason()
+    return f"PIPELINE_BACKEND=spark, but Spark cannot start here: {reason}." if reason else None
+
+
 def spark_conf() -> dict[str, str]:
     """The Spark properties the settings give (docs/spark.md lists them)."""
     conf = {
@@ -56,6 +71,7 @@ def spark_conf() -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.SPARK_SHUFFLE_PARTITIONS),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # no progress bars in the worker's log
         "spark.driver.memory": settings.SPARK_DRIVER_MEMORY,
         "spark.executor.memory": settings.SPARK_EXECUTOR_MEMORY,
         "spark.executor.cores": str(settings.SPARK_EXECUTOR_CORES),
@@ -75,6 +91,10 @@ _session_key: tuple | None = None
 def _build(remote: str, master: str, conf: dict[str, str]):
     from pyspark.sql import SparkSession
 
+    if not remote and master.startswith("local"):
+        # Python workers (pandas UDFs) run beside this process: the same interpreter, so the venv's
+        # pandas and the app's code (PySpark reads PYSPARK_PYTHON when the session starts).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     builder = builder.remote(remote) if remote else builder.master(master)
     for key, value in conf.items():
@@ -165,3 +185,39 @@ def jdbc_write(df, table: str, *, mode: str = "append", batch_size: int = 10_000
     for key, value in props.items():
         writer = writer.option(key, value)
     writer.save()
+
+
+def _context(spark):
+    """The classic session's SparkContext; None on Spark Connect (which has none)."""
+    try:
+        return spark.sparkContext
+    except Exception:  # PySparkNotImplementedError on Connect
+        return None
+
+
+@contextmanager
+def spark_jobs_tagged(spark, tag: str):
+    """Tag the Spark jobs this thread starts inside the block, so that `spark_jobs_cancel(spark, tag)`,
+    from any thread, stops them (a SparkContext job tag on a classic session: a session tag is
+    thread-local there; a session tag on Spark Connect)."""
+    context = _context(spark)
+    if context is not None:
+        context.addJobTag(tag)
+    else:
+        spark.addTag(tag)
+    try:
+        yield
+    finally:
+        if context is not None:
+            context.removeJobTag(tag)
+        else:
+            spark.removeTag(tag)
+
+
+def spark_jobs_cancel(spark, tag: str) -> None:
+    """Stop the running Spark jobs tagged `tag` (`spark_jobs_tagged`): they fail with SPARK_JOB_CANCELLED."""
+    context = _context(spark)
+    if context is not None:
+        context.cancelJobsWithTag(tag)
+    else:
+        spark.interruptTag(tag)

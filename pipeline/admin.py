@@ -181,6 +181,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
             extra_context["subtitle"] = None
             extra_context["run_by"] = figures.trigger_text(run)
             extra_context["run_steps_text"] = " → ".join(figures.step_label(name) for name in run.steps)
+            extra_context["run_backend"] = figures.backend_text(run, steps)
             if request.user.is_superuser:
                 extra_context["raw_data"] = json.dumps(
                     {
@@ -201,9 +202,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
             raise PermissionDenied("You need the permission “Can start a recomputation”.")
         form = StartPipelineForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            run = services.pipeline_start(
-                trigger="admin", user=request.user, steps=form.cleaned_data["steps"], options=form.options()
-            )
+            try:
+                run = services.pipeline_start(
+                    trigger="admin", user=request.user, steps=form.cleaned_data["steps"], options=form.options()
+                )
+            except services.BackendUnavailable as exc:
+                messages.error(request, str(exc))
+                return redirect(request.path)
             # what the operator set (a list left on "(the default)" is not a choice they made)
             shown = {name: form.cleaned_data[name] for name in form.fields if name != "steps"}
             shown = {name: value for name, value in shown.items() if value != ""}

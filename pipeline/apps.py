@@ -19,6 +19,7 @@ class PipelineConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from .steps import check_listed_steps
+        from .steps import check_backend, check_listed_steps
 
         checks.register(check_listed_steps)
+        checks.register(check_backend)

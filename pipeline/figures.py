@@ -473,6 +473,23 @@ def _run_took(run: PipelineRun) -> str:
     return _elapsed(run.started_at, run.finished_at)
 
 
+BACKEND_WORDS = {"local": "locally (numpy and the database, in the worker)", "spark": "on Apache Spark"}
+
+
+def backend_text(run: PipelineRun, steps: list[PipelineStep]) -> str:
+    """What computed the run, in words: "on Apache Spark (profiles); locally: segments" when its steps
+    differ (a step without a Spark implementation runs locally), else the one backend."""
+    by_backend: dict[str, list[str]] = {}
+    for step in steps:
+        names = by_backend.setdefault(step.backend, [])
+        if step.name not in names:
+            names.append(step.name)
+    if len(by_backend) <= 1:
+        return BACKEND_WORDS.get(run.backend, run.backend)
+    parts = [f"{BACKEND_WORDS.get(b, b).split(' (')[0]} ({', '.join(names)})" for b, names in by_backend.items()]
+    return "; ".join(parts)
+
+
 def run_view(run: PipelineRun, steps: list[PipelineStep], *, links=None) -> dict:
     """What the run page shows, as plain data: the server renders it and the JSON view returns it.
 

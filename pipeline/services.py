@@ -37,7 +37,7 @@ from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from .models import Lease, PipelineRun, PipelineStep, RunStatus
-from .steps import available_steps, ordered, step_named, step_params
+from .steps import available_steps, backend_problem, ordered, step_named, step_params
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ def lease_seconds() -> int:
 
 class PipelineBusy(Exception):
     """Another pipeline run holds the lease."""
+
+
+class BackendUnavailable(Exception):
+    """The compute backend in use (PIPELINE_BACKEND) cannot run here; the message says why."""
 
 
 class Progress:
@@ -317,9 +321,14 @@ def pipeline_start(
     those it declares (pipeline/steps.py). The run carries them as `run.step_params` (not stored),
     to be handed to `pipeline_execute` or the task with the run. ValueError for an unknown step, or
     an option no step takes. The admin, `recompute` and Celery beat all start runs through here.
+    BackendUnavailable, saying what is wrong, when the backend in use cannot run here (PIPELINE_BACKEND=spark
+    on SQLite, or without Java): no run is created.
     """
     names = ordered(steps or available_steps())
     params = step_params(steps=names, options=options or {})
+    problem = backend_problem(names)
+    if problem:
+        raise BackendUnavailable(problem)
     run = pipeline_create(steps=names, trigger=trigger, user=user)
     run.step_params = params or None
     return run

@@ -192,3 +192,28 @@ def check_listed_steps(app_configs=None, **kwargs) -> list:
     except (ImportError, ImproperlyConfigured) as exc:
         return [Error(str(exc), id="pipeline.E001")]
     return []
+
+
+def check_backend(app_configs=None, **kwargs) -> list:
+    """System check (`manage.py check`): the backend in use can run here (PIPELINE_BACKEND=spark needs
+    PostgreSQL, Java, PySpark and the JDBC driver). A warning: runs started anyway fail with the same words."""
+    from django.core.checks import Warning
+
+    if settings.PIPELINE_BACKEND != "spark":
+        return []
+    from common.spark import backend_problem
+
+    problem = backend_problem()
+    return [Warning(problem, id="pipeline.W002")] if problem else []
+
+
+def backend_problem(names: list[str]) -> str | None:
+    """Why the steps `names` cannot run on the backend in use, in words; None when they can (or when
+    none of them has an implementation for it, so they run locally)."""
+    if settings.PIPELINE_BACKEND == "local":
+        return None
+    if not any(settings.PIPELINE_BACKEND in (step_named(n).backends if step_named(n) else {}) for n in names):
+        return None
+    from common.spark import backend_problem as spark_problem
+
+    return spark_problem()

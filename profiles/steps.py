@@ -9,11 +9,21 @@ from . import services
 
 def profiles_local(*, step, progress, incremental: bool = False, as_of: str | None = None) -> dict:
     """The local backend: `services.profiles_compute` in the worker."""
-    # `as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset.
+    return services.profiles_compute(step=step, incremental=incremental, progress=progress, now=_as_of(as_of))
+
+
+def _as_of(as_of: str | None) -> datetime | None:
+    """`as_of` (ISO 8601) computes profiles as of a past moment, e.g. for a historical dataset."""
     now = datetime.fromisoformat(as_of) if as_of else None
     if now is not None and now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return services.profiles_compute(step=step, incremental=incremental, progress=progress, now=now)
+    return now
+
+
+def profiles_spark(*, step, progress, incremental: bool = False, as_of: str | None = None) -> dict:
+    """The Spark backend (docs/spark.md): `services.profiles_compute_spark`, a full run (an incremental
+    one computes everyone; its counts say so)."""
+    return services.profiles_compute_spark(step=step, incremental=incremental, progress=progress, now=_as_of(as_of))
 
 
 profiles = Step(
@@ -23,5 +33,5 @@ profiles = Step(
         Param("incremental", bool, False, help="only customers with new events since the last run.", admin=True),
         Param("as_of", str, None, help="as of this ISO date/time instead of now (historical data)."),
     ),
-    backends={"local": profiles_local},
+    backends={"local": profiles_local, "spark": profiles_spark},
 )

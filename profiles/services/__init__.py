@@ -6,7 +6,8 @@ The verbs that change customers, items, events and profiles, one module per idea
 - `events`: the event write path (`events_ingest`, and its steps `events_validate`,
   `events_prepare`, `events_write`, `events_store`);
 - `imports`: a file of events imported chunk by chunk, reading beside writing (`events_import_file`);
-- `compute`: customers' profiles computed from their events (`profiles_compute`).
+- `compute`: customers' profiles computed from their events (`profiles_compute`);
+- `compute_spark`: the same on Apache Spark, switched in from a staging table (`profiles_compute_spark`).
 
 The services are named here, as `django.db.models` names its parts, so callers write
 `from profiles import services` and `services.events_ingest(...)` without knowing the module.
@@ -22,6 +23,7 @@ from .catalogue import (
     items_upsert,
 )
 from .compute import profiles_compute
+from .compute_spark import profiles_compute_spark
 from .events import (
     IngestResult,
     PreparedEvents,
@@ -51,4 +53,5 @@ __all__ = [
     "events_write",
     "items_upsert",
     "profiles_compute",
+    "profiles_compute_spark",
 ]

@@ -41,7 +41,7 @@ class Command(BaseCommand):
         given = {p.name: options[p.name] for _, p in declared_params() if options.get(p.name) not in (None, False)}
         try:
             run = services.pipeline_start(trigger="shell", steps=names, options=given)
-        except ValueError as exc:
+        except (ValueError, services.BackendUnavailable) as exc:
             raise CommandError(str(exc)) from exc
         bars: dict[str, tqdm] = {}
 
