@@ -237,6 +237,14 @@ def read_generic(
         text.close()
 
 
+def _first_of_each(keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's code among the distinct keys, and the position where each distinct key first appears."""
+    codes, uniques = pd.factorize(keys)
+    first_at = np.empty(len(uniques), dtype=np.int64)
+    first_at[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return codes, first_at
+
+
 def _retail_category(description: pd.Series) -> pd.Series:
     # The dataset has no categories; the last word of a description names the kind of thing
     # ("... T-LIGHT HOLDER", "... LUNCH BAG"), which is what interests by category need.
@@ -271,10 +279,15 @@ def read_online_retail(
             quantity = pd.to_numeric(rows["Quantity"], errors="coerce")
             price = pd.to_numeric(rows["UnitPrice"], errors="coerce")
             qty = quantity.abs()
-            context = [
+            # An invoice's lines share one context object (validation checks it and the writer
+            # serialises it once per distinct object).
+            codes, first_at = _first_of_each(invoice + "\x00" + rows["Country"])
+            shared = np.empty(len(first_at), dtype=object)
+            shared[:] = [
                 {"order_id": inv, "country": country, "source": "online-retail"}
-                for inv, country in zip(invoice, rows["Country"], strict=False)
+                for inv, country in zip(invoice.iloc[first_at], rows["Country"].iloc[first_at], strict=False)
             ]
+            context = shared[codes]
             events = pd.DataFrame(
                 {
                     "external_id": "online-retail:L" + rows.index.astype(str),
