@@ -4,6 +4,27 @@
 Each bench/bench_<name>.py (and each quality evaluation bench/eval_<name>.py) exposes
 `run(quick: bool = False) -> dict`; its figures go to results/<name>.json. Usage:
     python bench/run.py [--quick] [--only ingest,engine]
+
+Floors (issue #19). Beside each hot path a bench measures, in the same run, its floor: the cheapest
+way to do the same work (a raw COPY of the very rows our import stored, into the same table with its
+indexes and keys; an endpoint that only parses the same JSON and COPYs). A bench's figures may hold
+
+    "floors": [{"path": str,         # the hot path, e.g. "CSV import, Online Retail"
+                "floor_label": str,  # what the floor is, e.g. "raw COPY of the stored rows"
+                "floor": float,      # the floor's figure, in `unit`
+                "ours": float,       # ours, in the same unit, measured in the same run
+                "unit": str,         # e.g. "events/s", "ms CPU per batch"
+                "ratio": float,      # ours / floor for a rate, floor / ours for a cost: 1.0 = the floor
+                "target": str,       # e.g. ">= 60% of the floor", "<= 10 ms"
+                "met": bool,
+                "profile": str | None,  # a missed target: its cProfile text, relative to bench/
+                "note": str}]        # how it was measured, what is left out
+
+(`bench/floors.py`'s `floor_entry` builds one). This script gathers every bench's entries into
+bench/results/floors.md, a table path | floor | ours | ratio | target | met, and prints it at the
+end. A bench whose target is missed saves a cProfile of that path under bench/results/profiles/
+(`floors.save_stats`: `<name>.pstats`, loadable with pstats, and `<name>.txt`, the top 25 functions
+by cumulative and by own time) and names the .txt in `profile`.
 """
 
 from __future__ import annotations
@@ -41,6 +62,43 @@ def _flatten(prefix: str, value, rows: list[tuple[str, str]]) -> None:
         if isinstance(value, float):
             value = f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.0f}"
         rows.append((prefix, str(value)))
+
+
+def _number(value: float, unit: str) -> str:
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+    return f"{text} {unit}"
+
+
+def floors_table(summary: dict) -> str:
+    """The floor entries of every bench (see the module docstring) as one markdown table; "" if none."""
+    rows, notes = [], []
+    for name, bench in summary["benches"].items():
+        figures = bench.get("figures")
+        for f in figures.get("floors", []) if isinstance(figures, dict) else []:
+            met = "yes" if f["met"] else "**no**" + (f" (profile: `{f['profile']}`)" if f.get("profile") else "")
+            rows.append(
+                f"| {f['path']} ({name}) | {f['floor_label']}: {_number(f['floor'], f['unit'])} "
+                f"| {_number(f['ours'], f['unit'])} | {f['ratio']:.0%} | {f['target']} | {met} |"
+            )
+            if f.get("note"):
+                notes.append(f"- {f['path']}: {f['note']}")
+    if not rows:
+        return ""
+    stamp = summary["started"] + (" (quick)" if summary.get("quick") else "")
+    return "\n".join(
+        [
+            f"# Floors {stamp}",
+            "",
+            "ratio: ours / floor for a rate, floor / ours for a cost (100% = as fast as the floor).",
+            "",
+            "| path | floor | ours | ratio | target | met |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            *notes,
+            "",
+        ]
+    )
 
 
 def main() -> int:
@@ -90,6 +148,11 @@ def main() -> int:
         lines.append("")
     (RESULTS / "latest.md").write_text("\n".join(lines))
     print(f"results written to {RESULTS}/latest.json and latest.md")
+    floors = floors_table(summary)
+    if floors:
+        (RESULTS / "floors.md").write_text(floors)
+        print(floors)
+        print(f"floor table written to {RESULTS}/floors.md")
     return 1 if failed else 0
 
 

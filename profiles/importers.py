@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas._libs import lib
 
 from .validation import EVENT_COLUMNS
 
@@ -237,6 +238,22 @@ def read_generic(
         text.close()
 
 
+def _strip(column: pd.Series) -> pd.Series:
+    """`column.str.strip()`, in one pass of str.strip when the column is all text (a chunk's columns are)."""
+    values = column.to_numpy(dtype=object)
+    if not lib.is_string_array(values, skipna=False):
+        return column.str.strip()
+    return pd.Series([v.strip() for v in values], index=column.index, dtype=object)
+
+
+def _first_of_each(keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's code among the distinct keys, and the position where each distinct key first appears."""
+    codes, uniques = pd.factorize(keys)
+    first_at = np.empty(len(uniques), dtype=np.int64)
+    first_at[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return codes, first_at
+
+
 def _retail_category(description: pd.Series) -> pd.Series:
     # The dataset has no categories; the last word of a description names the kind of thing
     # ("... T-LIGHT HOLDER", "... LUNCH BAG"), which is what interests by category need.
@@ -263,24 +280,33 @@ def read_online_retail(
                         f"{path.name}: not an Online Retail file; missing columns: {', '.join(missing)}"
                     )
                 first = False
-            has_customer = chunk["CustomerID"].str.strip() != ""
+            customer_ids = _strip(chunk["CustomerID"])
+            has_customer = customer_ids != ""
             skipped = int((~has_customer).sum())
             rows = chunk[has_customer]
-            invoice = rows["InvoiceNo"].str.strip()
-            cancelled = invoice.str.upper().str.startswith("C")
+            customer_ids = customer_ids[has_customer]
+            stock_codes = _strip(rows["StockCode"])
+            descriptions = _strip(rows["Description"])
+            invoice = _strip(rows["InvoiceNo"])
+            cancelled = np.array([v.upper().startswith("C") for v in invoice], dtype=bool)
             quantity = pd.to_numeric(rows["Quantity"], errors="coerce")
             price = pd.to_numeric(rows["UnitPrice"], errors="coerce")
             qty = quantity.abs()
-            context = [
+            # An invoice's lines share one context object (validation checks it and the writer
+            # serialises it once per distinct object).
+            codes, first_at = _first_of_each(invoice + "\x00" + rows["Country"])
+            shared = np.empty(len(first_at), dtype=object)
+            shared[:] = [
                 {"order_id": inv, "country": country, "source": "online-retail"}
-                for inv, country in zip(invoice, rows["Country"], strict=False)
+                for inv, country in zip(invoice.iloc[first_at], rows["Country"].iloc[first_at], strict=False)
             ]
+            context = shared[codes]
             events = pd.DataFrame(
                 {
                     "external_id": "online-retail:L" + rows.index.astype(str),
-                    "customer": rows["CustomerID"].str.strip(),
+                    "customer": customer_ids,
                     "item_kind": "product",
-                    "item": rows["StockCode"].str.strip(),
+                    "item": stock_codes,
                     "type": np.where(cancelled, "return", "purchase"),
                     # A zero quantity is kept as given so validation reports it.
                     "value": qty.where(quantity.notna(), rows["Quantity"]),
@@ -293,31 +319,29 @@ def read_online_retail(
             first_seen = rows.drop_duplicates("CustomerID")
             customers = pd.DataFrame(
                 {
-                    "external_id": first_seen["CustomerID"].str.strip(),
+                    "external_id": customer_ids.loc[first_seen.index],
                     "name": "",
                     "attributes": [{"country": c, "source": "online-retail"} for c in first_seen["Country"]],
                 }
             )
-            item_rows = rows[rows["Description"].str.strip() != ""].drop_duplicates("StockCode")
+            item_rows = rows[descriptions != ""].drop_duplicates("StockCode")
             items = pd.DataFrame(
                 {
                     "kind": "product",
-                    "external_id": item_rows["StockCode"].str.strip(),
-                    "title": item_rows["Description"].str.strip().str.slice(0, 300),
+                    "external_id": stock_codes.loc[item_rows.index],
+                    "title": descriptions.loc[item_rows.index].str.slice(0, 300),
                     "category": _retail_category(item_rows["Description"]),
                     "price": pd.to_numeric(item_rows["UnitPrice"], errors="coerce").abs(),
                 }
             )
             problems = _row_problems(rows)
             # an empty Quantity would otherwise count as the default of one unit
-            problems = problems.mask(problems.isna() & (rows["Quantity"].str.strip() == ""), "Quantity is empty")
+            problems = problems.mask(problems.isna() & (_strip(rows["Quantity"]) == ""), "Quantity is empty")
             if problems.notna().any():
                 events["_invalid"] = problems
                 # what the reader refuses must not reach the catalogue either
-                customers = customers[
-                    customers["external_id"].isin(rows.loc[problems.isna(), "CustomerID"].str.strip())
-                ]
-                items = items[items["external_id"].isin(rows.loc[problems.isna(), "StockCode"].str.strip())]
+                customers = customers[customers["external_id"].isin(customer_ids[problems.isna()])]
+                items = items[items["external_id"].isin(stock_codes[problems.isna()])]
             events, rows = _with_bad_lines(events, rows, bad)
             yield ImportChunk(
                 events=events, customers=customers, items=items, skipped=skipped, assume_tz=RETAIL_TIME_ZONE, raw=rows

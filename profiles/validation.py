@@ -10,14 +10,17 @@ the frame: a position in a JSON array or a line number in a file), the field and
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 import zoneinfo
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+from pandas._libs import lib
 
 from .models import CONSENT_FIELDS, EventType, ItemKind
 
@@ -109,6 +112,11 @@ class _Errors:
 
 def _text(series: pd.Series) -> pd.Series:
     """Strings stripped, with missing values (None, NaN, '') as <NA>."""
+    if series.dtype == object and lib.is_string_array(series.to_numpy(dtype=object), skipna=False):
+        # Only text (every file import): stripped in one pass of str.strip, the same function pandas'
+        # .str.strip calls, without its per-operation machinery; '' becomes <NA> as below.
+        stripped = [v.strip() or None for v in series.to_numpy(dtype=object)]
+        return pd.Series(pd.array(stripped, dtype="string"), index=series.index)
     s = series.astype("string").str.strip()
     return s.mask(s == "")
 
@@ -119,12 +127,17 @@ def _present(series: pd.Series) -> np.ndarray:
 
 def _numbers(series: pd.Series, errors: _Errors, field: str) -> pd.Series:
     """Parse numbers; a non-empty value that is not a finite number is an error."""
-    if series.dtype == object:
+    all_text = series.dtype == object and lib.is_string_array(series.to_numpy(dtype=object), skipna=False)
+    if all_text:  # a file's column: no booleans, and blank texts found in one pass of str.strip
+        raw = series.where(np.array([bool(v.strip()) for v in series.to_numpy(dtype=object)], dtype=bool), None)
+    elif series.dtype == object:
         is_bool = series.map(lambda v: isinstance(v, bool)).to_numpy()
         errors.add(is_bool, field, "expected a number, got a boolean")
-    elif pd.api.types.is_bool_dtype(series):  # every row gave true or false
-        errors.add(series.notna().to_numpy(dtype=bool), field, "expected a number, got a boolean")
-    raw = series.where(series.astype("string").str.strip() != "", None) if series.dtype == object else series
+        raw = series.where(series.astype("string").str.strip() != "", None)
+    else:
+        if pd.api.types.is_bool_dtype(series):  # every row gave true or false
+            errors.add(series.notna().to_numpy(dtype=bool), field, "expected a number, got a boolean")
+        raw = series
     try:
         nums = pd.to_numeric(raw, errors="coerce").astype("float64")
     except (OverflowError, TypeError, ValueError):
@@ -168,6 +181,19 @@ def _json_problem(value) -> str | None:
                     stack.append((key, depth))
                 stack.append((child, depth + 1))
     return None
+
+
+def per_object(objects: np.ndarray, func) -> np.ndarray:
+    """`func` of each value of an object array, called once per distinct object (by identity) and
+    shared by the rows holding that same object."""
+    if not len(objects):
+        return np.array([], dtype=object)
+    codes, uniques = pd.factorize(np.fromiter(map(id, objects), dtype=np.int64, count=len(objects)))
+    first_at = np.empty(len(uniques), dtype=np.int64)
+    first_at[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    results = np.empty(len(uniques), dtype=object)
+    results[:] = [func(objects[i]) for i in first_at]
+    return results[codes]
 
 
 def _has_surrogate(text: str) -> bool:
@@ -225,8 +251,11 @@ def _ids(series: pd.Series, errors: _Errors, field: str, *, required: bool) -> p
         errors.add(~_present(ids), field, "is required")
     too_long = ids.str.len().fillna(0).to_numpy() > MAX_ID_LENGTH
     errors.add(too_long, field, f"longer than {MAX_ID_LENGTH} characters")
-    has_control = ids.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False).to_numpy(dtype=bool)
-    errors.add(has_control, field, "contains control characters")
+    # one search over the whole column first; the per-row search only if it finds one
+    present = ids.dropna().tolist()
+    if _PLAIN_CONTROL_RE.search("".join(present)):
+        has_control = ids.str.contains(r"[\x00-\x1f\x7f]", regex=True).fillna(False).to_numpy(dtype=bool)
+        errors.add(has_control, field, "contains control characters")
     return ids
 
 
@@ -278,12 +307,15 @@ def parse_timestamps(
                 ts[naive] = local.dt.tz_localize(assume_tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert(
                     "UTC"
                 )
-        # Years pandas cannot hold (past 2262) would otherwise read as "not a valid" date.
-        year = pd.to_numeric(text.str.extract(r"^([+-]?\d{4,})-", expand=False), errors="coerce").to_numpy(dtype=float)
         unparsed = given & ts.isna().to_numpy()
-        errors.add(unparsed & (year > 2261), field, f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})")
-        errors.add(unparsed & (year < 1990), field, "is before 1990")
-        errors.add(unparsed, field, "not a valid ISO 8601 date and time")
+        if unparsed.any():
+            # Years pandas cannot hold (past 2262) would otherwise read as "not a valid" date.
+            year = pd.to_numeric(text.str.extract(r"^([+-]?\d{4,})-", expand=False), errors="coerce").to_numpy(
+                dtype=float
+            )
+            errors.add(unparsed & (year > 2261), field, f"is in the future (after {limit:%Y-%m-%dT%H:%M:%SZ})")
+            errors.add(unparsed & (year < 1990), field, "is before 1990")
+            errors.add(unparsed, field, "not a valid ISO 8601 date and time")
         if required:
             errors.add(~given, field, "is required")
     ts = ts.astype("datetime64[ns, UTC]")
@@ -346,8 +378,10 @@ def _reject_unstorable(df: pd.DataFrame, errors: _Errors, text_columns: frozense
                 mask[is_str] = strings.str.contains(pattern, regex=regex).to_numpy(dtype=bool)
                 errors.add(mask, col, reason)
         if is_json.any():
+            # Readers share one object between the rows that carry the same value (an invoice's lines):
+            # each distinct object is checked once.
             problems = pd.Series(None, index=series.index, dtype=object)
-            problems[is_json] = series[is_json].map(_json_problem)
+            problems[is_json] = per_object(series.to_numpy(dtype=object)[is_json], _json_problem)
             errors.add(problems.notna().to_numpy(dtype=bool), col, problems.fillna(""))
 
 
@@ -439,6 +473,12 @@ def validate_events(
     return out[~errors.bad], errors.rows()
 
 
+@functools.cache
+def _time_zones() -> frozenset[str]:
+    """The IANA zone names (reading them walks the zone files: once per process)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
 def _booleans(series: pd.Series, errors: _Errors, field: str) -> pd.Series:
     """True/False, 1/0, yes/no, or missing (<NA>)."""
     mapping = {"true": True, "1": True, "yes": True, "y": True, "false": False, "0": False, "no": False, "n": False}
@@ -481,7 +521,7 @@ def validate_customers(df: pd.DataFrame, *, now: datetime) -> tuple[pd.DataFrame
         email.str.len().fillna(0).to_numpy() > MAX_EMAIL_LENGTH, "email", f"longer than {MAX_EMAIL_LENGTH} characters"
     )
     tz = _text(df["time_zone"])
-    zones = zoneinfo.available_timezones()
+    zones = _time_zones()
     errors.add(
         _present(tz) & ~tz.isin(zones).fillna(False).to_numpy(dtype=bool),
         "time_zone",
@@ -579,3 +619,147 @@ def records_frame(records: list, *, start: int = 0) -> tuple[pd.DataFrame, list[
     if bad:
         df = df.drop(index=[start + i for i in bad])
     return df, errors
+
+
+# --- small clean batches without pandas ---------------------------------------------------------
+#
+# pandas costs tens of microseconds per operation whatever the size, and validating a frame takes
+# a few hundred operations: some 20 ms for a REST batch of 100 rows. `plain_event_rows` checks a
+# batch of JSON objects in plain Python instead, but only says yes: it accepts a batch when every
+# value is of a plain, unambiguous form that `validate_events` accepts too and normalises the same
+# way (text as text, numbers as JSON numbers or short decimals, contexts as objects, timestamps as ISO 8601 with an
+# offset, nothing near a limit), and returns None for anything else (an error anywhere, a number
+# as text, a timestamp in another form...). The caller then validates the batch with
+# `validate_events`, so every error message, and every reading of an unusual value, comes from one
+# place. tests/profiles/test_plain_events.py checks both agree on the fuzz corpus.
+
+_PLAIN_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-](?:0\d|1[0-4]):[0-5]\d)")
+_PLAIN_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_PLAIN_DECIMAL_RE = re.compile(r"-?\d+(?:\.\d+)?")
+_PLAIN_FIELDS = frozenset(EVENT_COLUMNS)
+_PLAIN_MAX_INT = 2**53  # every integer up to this is exactly a float
+_EARLIEST_PLAIN = EARLIEST.to_pydatetime()
+
+
+class _Decline(Exception):
+    """The plain path does not take this batch: the frame path decides."""
+
+
+def _plain_text(value, *, required: bool = False, check_id: bool = True) -> str | None:
+    """A text field as `_text` reads it (stripped, '' as missing); declines anything but plain text."""
+    if value is None:
+        if required:
+            raise _Decline
+        return None
+    if type(value) is not str or "\x00" in value or not _encodable(value):
+        raise _Decline
+    text = value.strip()
+    if not text:
+        if required:
+            raise _Decline
+        return None
+    if check_id and (len(text) > MAX_ID_LENGTH or _PLAIN_CONTROL_RE.search(text)):
+        raise _Decline
+    return text
+
+
+def _plain_number(value) -> float:
+    """A JSON number (not a boolean, finite, exactly a float) as a float; NaN when missing."""
+    if value is None:
+        return math.nan
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise _Decline
+        return value
+    if kind is int and -_PLAIN_MAX_INT <= value <= _PLAIN_MAX_INT:
+        return float(value)
+    if kind is str and "\x00" not in value and _encodable(value):
+        if not value.strip():
+            return math.nan
+        # a decimal of at most 15 digits, which pandas' parser reads exactly as Python does
+        if _PLAIN_DECIMAL_RE.fullmatch(value) and len(value) - value.count("-") - value.count(".") <= 15:
+            return float(value)
+    raise _Decline
+
+
+def _plain_time(value, limit: datetime) -> datetime:
+    text = _plain_text(value, required=True, check_id=False)
+    if not _PLAIN_TIME_RE.fullmatch(text):
+        raise _Decline
+    try:
+        ts = datetime.fromisoformat(text).astimezone(UTC)
+    except ValueError:
+        raise _Decline from None
+    if ts > limit or ts < _EARLIEST_PLAIN:
+        raise _Decline
+    return ts
+
+
+def _plain_context(value) -> dict:
+    if value is None or value == "":
+        return {}
+    if type(value) is not dict or _json_problem(value) is not None:
+        raise _Decline
+    return value
+
+
+def plain_event_rows(records: list, *, now: datetime, max_future: timedelta) -> list[tuple] | None:
+    """The rows of a clean batch of event objects, validated and normalised as `validate_events`
+    would: (external_id, customer, item_kind, item, type, value, amount, occurred_at, context),
+    value and amount as floats or None, occurred_at a UTC datetime; or None when the batch is not
+    plainly valid (see above: `validate_events` then decides)."""
+    if not records:
+        return None
+    limit = now.astimezone(UTC) + max_future
+    rows = []
+    try:
+        for record in records:
+            if type(record) is not dict or not record.keys() <= _PLAIN_FIELDS:
+                raise _Decline
+            get = record.get
+            etype = _plain_text(get("type"), required=True, check_id=False).lower()
+            if etype not in EVENT_TYPES:
+                raise _Decline
+            item = _plain_text(get("item"))
+            needs_item = etype not in TYPES_WITHOUT_ITEM
+            if needs_item and item is None:
+                raise _Decline
+            kind = _plain_text(get("item_kind"), check_id=False)
+            kind = ItemKind.PRODUCT.value if kind is None else kind.lower()
+            if kind not in ITEM_KINDS:
+                raise _Decline
+            value = _plain_number(get("value"))
+            if etype == EventType.RATING.value and not RATING_MIN <= value <= RATING_MAX:  # NaN fails too
+                raise _Decline
+            if etype in QUANTITY_TYPES:
+                if value <= 0:
+                    raise _Decline
+                if math.isnan(value):
+                    value = 1.0  # a purchase, cart or return without a quantity counts one unit
+            amount = _plain_number(get("amount"))
+            if amount < 0:
+                raise _Decline
+            rows.append(
+                [
+                    _plain_text(get("external_id")),
+                    _plain_text(get("customer"), required=True),
+                    kind if needs_item or item is not None else None,
+                    item,
+                    etype,
+                    value,
+                    amount,
+                    _plain_time(get("occurred_at"), limit),
+                    _plain_context(get("context")),
+                ]
+            )
+    except _Decline:
+        return None
+    # amounts rounded as pandas rounds them (numpy's round, not Python's), and checked as stored
+    amounts = np.round(np.array([r[6] for r in rows], dtype=np.float64), 2)
+    if (np.abs(amounts) >= MAX_AMOUNT).any():
+        return None
+    for row, value, amount in zip(rows, [r[5] for r in rows], amounts.tolist(), strict=True):
+        row[5] = None if math.isnan(value) else value
+        row[6] = None if math.isnan(amount) else amount
+    return [tuple(r) for r in rows]

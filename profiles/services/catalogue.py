@@ -184,10 +184,16 @@ def customers_upsert(
         raise IngestRefused(errors)
     if valid.empty:
         return result
+    n_valid = len(valid)
     with transaction.atomic():
         existing: dict[str, Customer] = {}
-        for part in _chunks(valid["external_id"].tolist()):
-            existing.update({c.external_id: c for c in Customer.objects.filter(external_id__in=part)})
+        if update_existing:
+            for part in _chunks(valid["external_id"].tolist()):
+                existing.update({c.external_id: c for c in Customer.objects.filter(external_id__in=part)})
+        else:
+            # Only the new ones matter (a file import's chunks name the same customers again and again):
+            # the stored ones are found by their ids alone, without loading them.
+            valid = valid[~valid["external_id"].isin(_customer_ids(valid["external_id"].tolist()).keys())]
         new_objs, changed, changed_fields, consent_log = _customers_diff(
             valid, existing, now=now, update_existing=update_existing
         )
@@ -204,7 +210,7 @@ def customers_upsert(
             )
     result.created = len(new_objs)
     result.updated = len(changed)
-    result.unchanged = len(valid) - result.created - result.updated
+    result.unchanged = n_valid - result.created - result.updated
     return result
 
 
@@ -274,13 +280,20 @@ def items_upsert(
         raise IngestRefused(errors)
     if valid.empty:
         return result
+    n_valid = len(valid)
     with transaction.atomic():
         existing: dict[tuple[str, str], Item] = {}
-        for kind, group in valid.groupby("kind"):
-            for part in _chunks(group["external_id"].tolist()):
-                existing.update(
-                    {(i.kind, i.external_id): i for i in Item.objects.filter(kind=kind, external_id__in=part)}
-                )
+        if update_existing:
+            for kind, group in valid.groupby("kind"):
+                for part in _chunks(group["external_id"].tolist()):
+                    existing.update(
+                        {(i.kind, i.external_id): i for i in Item.objects.filter(kind=kind, external_id__in=part)}
+                    )
+        else:
+            # Only the new ones matter: the stored ones are found by their keys alone, without loading them.
+            stored = _item_ids(valid[["kind", "external_id"]].set_axis(["item_kind", "item"], axis=1))
+            keys = pd.MultiIndex.from_arrays([valid["kind"], valid["external_id"]])
+            valid = valid[~keys.isin(list(stored)).astype(bool)] if stored else valid
         new_objs: list[Item] = []
         changed: list[Item] = []
         changed_fields: set[str] = set()
@@ -308,7 +321,7 @@ def items_upsert(
             Item.objects.bulk_update(changed, sorted(changed_fields), batch_size=1000)
     result.created = len(new_objs)
     result.updated = len(changed)
-    result.unchanged = len(valid) - result.created - result.updated
+    result.unchanged = n_valid - result.created - result.updated
     return result
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from common.bulk import copy_rows, copy_values
 
 from ..models import Customer, Event, Item
-from ..validation import RowError, validate_events
+from ..validation import RowError, plain_event_rows, validate_events
 from .catalogue import (
     _FORGOTTEN_REASON,
     IngestRefused,
@@ -36,6 +36,7 @@ from .catalogue import (
     _clean,
     _customer_ids,
     _forgotten,
+    _ids_by_external_id,
     _item_ids,
     pg_text_array,
 )
@@ -125,6 +126,78 @@ def events_ingest(
         all_or_nothing=all_or_nothing,
         now=now,
     )
+
+
+PLAIN_MAX_ROWS = 1000  # above this, the frame path's fixed cost is small beside its per-row speed
+
+
+def events_ingest_plain(
+    *, records: list, create_unknown: bool | None = None, now: datetime | None = None
+) -> IngestResult | None:
+    """`events_ingest` of a small clean batch of JSON objects (the REST path, all or nothing) without
+    pandas, on PostgreSQL: the same rows stored, customers and items created in the same order, the
+    same result. None when the batch is not for this path (too large, not plainly valid, naming a
+    forgotten customer, or an unknown one when `create_unknown` is off): nothing is written then,
+    and the caller gives the batch to `events_ingest`, whose errors and messages are the only ones.
+    """
+    if connection.vendor != "postgresql" or len(records) > PLAIN_MAX_ROWS:
+        return None
+    now = now or timezone.now()
+    max_future = timedelta(seconds=settings.INGEST_MAX_FUTURE_SKEW_SECONDS)
+    rows = plain_event_rows(records, now=now, max_future=max_future)
+    if rows is None:
+        return None
+    create_unknown = settings.INGEST_CREATE_UNKNOWN if create_unknown is None else create_unknown
+    result = IngestResult(received=len(records))
+    with transaction.atomic():
+        customers = list(dict.fromkeys(r[1] for r in rows))
+        customer_map = _customer_ids(customers)
+        missing_customers = [c for c in customers if c not in customer_map]
+        if missing_customers and _forgotten(missing_customers):
+            return None
+        item_keys = list(dict.fromkeys((r[2], r[3]) for r in rows if r[3] is not None))
+        item_map: dict[tuple[str, str], int] = {}
+        for kind in dict.fromkeys(k for k, _ in item_keys):
+            ids = _ids_by_external_id(
+                Item._meta.db_table, [e for k, e in item_keys if k == kind], where=" AND kind = %s", params=(kind,)
+            )
+            item_map.update({(kind, e): pk for e, pk in ids.items()})
+        missing_items = [k for k in item_keys if k not in item_map]
+        if missing_customers or missing_items:
+            if not create_unknown:
+                return None
+            result.customers_created, result.items_created = _create_unknown(
+                missing_customers, missing_items, customer_map, item_map, now=now
+            )
+        seen: set[str] = set()
+        fresh = []
+        for row in rows:  # an id repeated within the batch: the first one counts
+            if row[0] is not None:
+                if row[0] in seen:
+                    result.duplicates += 1
+                    continue
+                seen.add(row[0])
+            fresh.append(row)
+        with connection.cursor() as cur:
+            stored = _stored_event_ids(cur, list(seen))
+            values = [
+                (
+                    r[0],
+                    customer_map[r[1]],
+                    None if r[3] is None else item_map[(r[2], r[3])],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    json.dumps(r[8], ensure_ascii=False, separators=(",", ":")),
+                    now.isoformat(),
+                )
+                for r in fresh
+                if r[0] not in stored
+            ]
+            result.created = _copy_events(cur, values) if values else 0
+        result.duplicates += len(fresh) - result.created
+    return result
 
 
 def events_validate(
@@ -419,8 +492,6 @@ def _insert_copy(
     the unique index, its savepoint rolls back, and the batch goes through a temporary table and
     INSERT ... ON CONFLICT DO NOTHING instead, which takes what is new and skips the rest.
     """
-    table = Event._meta.db_table
-    columns = ", ".join(EVENT_COPY_COLUMNS)
     ids = rows["external_id"].dropna().tolist()
     with connection.cursor() as cur:
         stored = _stored_event_ids(cur, ids) if check_stored else set()
@@ -430,19 +501,28 @@ def _insert_copy(
             return 0
         if values is None or stored:
             values = _copy_rows(rows, received_at)
-        try:
-            with transaction.atomic():
-                copy_rows(table, values, columns=EVENT_COPY_COLUMNS)
-            return len(rows)
-        except (IntegrityError, connection.Database.IntegrityError):  # the driver's own, from the raw COPY
-            pass  # raced: fall back to the conflict-tolerant path
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _event_load (external_id text, customer_id bigint, item_id bigint, "
-            "type text, value double precision, amount numeric(14,2), occurred_at timestamptz, context jsonb, "
-            "received_at timestamptz) ON COMMIT DELETE ROWS"
-        )
-        copy_rows("_event_load", values)
-        cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _event_load ON CONFLICT DO NOTHING")
-        inserted = cur.rowcount
-        cur.execute("TRUNCATE _event_load")
+        return _copy_events(cur, values)
+
+
+def _copy_events(cur, values: list[tuple]) -> int:
+    """COPY rows (EVENT_COPY_COLUMNS order) into the events table; how many were stored. A row whose
+    id a concurrent sender stored meanwhile makes the COPY fail on the unique index: its savepoint
+    rolls back and the rows go through a temporary table and INSERT ... ON CONFLICT DO NOTHING."""
+    table = Event._meta.db_table
+    columns = ", ".join(EVENT_COPY_COLUMNS)
+    try:
+        with transaction.atomic():
+            copy_rows(table, values, columns=EVENT_COPY_COLUMNS)
+        return len(values)
+    except (IntegrityError, connection.Database.IntegrityError):  # the driver's own, from the raw COPY
+        pass  # raced: fall back to the conflict-tolerant path
+    cur.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS _event_load (external_id text, customer_id bigint, item_id bigint, "
+        "type text, value double precision, amount numeric(14,2), occurred_at timestamptz, context jsonb, "
+        "received_at timestamptz) ON COMMIT DELETE ROWS"
+    )
+    copy_rows("_event_load", values)
+    cur.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _event_load ON CONFLICT DO NOTHING")
+    inserted = cur.rowcount
+    cur.execute("TRUNCATE _event_load")
     return inserted

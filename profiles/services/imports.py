@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from ..importers import READERS, ImportChunk, ImportFormatError
 from ..validation import RowError
-from .catalogue import IngestRefused, customers_upsert, items_upsert
+from .catalogue import IngestRefused, _customer_ids, _item_ids, customers_upsert, items_upsert
 from .events import IngestResult, PreparedEvents, events_prepare, events_validate, events_write
 
 
@@ -136,17 +136,21 @@ class _FileImport:
         """The chunk's customers and items, then its events resolved (and, for a first import on
         PostgreSQL, their COPY rows built)."""
         created_customers = created_items = 0
-        if chunk.customers is not None and len(chunk.customers):
+        # A file names the same customers and items chunk after chunk: only those not stored yet are
+        # validated and created (a stored one is never updated by an import, and the upserts' other
+        # figures are not reported).
+        customers, items = _not_stored(chunk.customers, chunk.items)
+        if customers is not None and len(customers):
             created_customers = customers_upsert(
-                rows=chunk.customers,
+                rows=customers,
                 now=now,
                 update_existing=False,
                 all_or_nothing=False,
                 source="import",
                 recreate_forgotten=False,
             ).created
-        if chunk.items is not None and len(chunk.items):
-            created_items = items_upsert(rows=chunk.items, now=now, update_existing=False, all_or_nothing=False).created
+        if items is not None and len(items):
+            created_items = items_upsert(rows=items, now=now, update_existing=False, all_or_nothing=False).created
         prepared = events_prepare(
             valid=valid,
             errors=errors,
@@ -203,6 +207,23 @@ class _FileImport:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+
+
+def _not_stored(
+    customers: pd.DataFrame | None, items: pd.DataFrame | None
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The chunk's customers and items without those already stored (looked up by their ids as given)."""
+    if customers is not None and len(customers) and customers["external_id"].map(type).eq(str).all():
+        stored = _customer_ids(customers["external_id"].tolist())
+        if stored:
+            customers = customers[~customers["external_id"].isin(stored.keys())]
+    if items is not None and len(items) and items["external_id"].map(type).eq(str).all():
+        if "kind" in items.columns and items["kind"].map(type).eq(str).all():
+            stored = _item_ids(items[["kind", "external_id"]].set_axis(["item_kind", "item"], axis=1))
+            if stored:
+                keys = pd.MultiIndex.from_arrays([items["kind"], items["external_id"]])
+                items = items[~keys.isin(list(stored)).astype(bool)]
+    return customers, items
 
 
 def _write_rejects(path, raw: pd.DataFrame | None, errors: list[RowError], header: bool) -> int:

@@ -33,14 +33,18 @@ def backend():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
 def test_a_batch_is_written_by_a_low_priority_thread_and_answered_as_usual(lane_on, backend, monkeypatch):
     seen = {}
-    real = services.events_ingest
 
-    def spy(**kwargs):
-        seen["thread"] = threading.current_thread().name
-        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        return real(**kwargs)
+    def spying(real):
+        def spy(**kwargs):
+            seen["thread"] = threading.current_thread().name
+            seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            return real(**kwargs)
 
-    monkeypatch.setattr(services, "events_ingest", spy)
+        return spy
+
+    # a small clean batch goes the plain path on PostgreSQL, the frame path elsewhere: both run in the lane
+    monkeypatch.setattr(services, "events_ingest", spying(services.events_ingest))
+    monkeypatch.setattr(services, "events_ingest_plain", spying(services.events_ingest_plain))
     own_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     resp = backend.post("/api/events/", _events(30), format="json")
     assert resp.status_code == 201, resp.json()
