@@ -49,7 +49,6 @@ def shop(django_db_setup, django_db_blocker):
             SimilarItem,
             PopularItem,
             RecommenderRun,
-            RecommenderConfig,
             Membership,
             SegmentSize,
             Segment,
@@ -63,6 +62,7 @@ def shop(django_db_setup, django_db_blocker):
             Customer,
         ):
             model.objects.all().delete()
+        RecommenderConfig.objects.filter(name="neighbours").delete()
 
 
 def test_a_configuration_spark_cannot_compute_is_refused_by_name(db):
@@ -81,7 +81,7 @@ def test_the_spark_backend_fills_what_the_api_serves(shop, spark, settings):
     run = pipeline.pipeline_create(steps=["recommendations"])
     pipeline.pipeline_execute(run=run)
     assert run.status == "succeeded", run.error
-    assert PipelineStep.objects.get(run=run, name="recommendations").backend == "spark"
+    assert PipelineStep.objects.get(pipeline=run, name="recommendations").backend == "spark"
 
     served = RecommenderRun.objects.get(is_active=True)
     assert served.pk != before.pk and served.params["backend"] == "spark"
