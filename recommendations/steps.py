@@ -10,6 +10,13 @@ def recommendations_local(*, step, progress, recommender_config: str = "") -> di
     return services.recommendations_compute(step=step, progress=progress, config=recommender_config)
 
 
+def recommendations_spark(*, step, progress, recommender_config: str = "") -> dict:
+    """The Spark backend: `services_spark.recommendations_compute_spark` (docs/spark-recommendations.md)."""
+    from . import services_spark
+
+    return services_spark.recommendations_compute_spark(step=step, progress=progress, config=recommender_config)
+
+
 recommendations = Step(
     name="recommendations",
     description=(
@@ -26,6 +33,6 @@ recommendations = Step(
             choices=selectors.config_choices,
         ),
     ),
-    backends={"local": recommendations_local},
+    backends={"local": recommendations_local, "spark": recommendations_spark},
     abandon=lambda *, step: services.recommender_run_abandon(step=step),
 )

@@ -1,0 +1,138 @@
+"""The recommendations step on the Spark backend, on a small demo shop in PostgreSQL: it fills the
+suggestions the API serves, and a Spark job that dies leaves the previous run in service."""
+
+import pandas as pd
+import pytest
+from django.db import connection
+
+from pipeline import services as pipeline
+from pipeline.models import Lease, PipelineRun, PipelineStep, RunStatus
+from profiles import services
+from profiles.demo import generate_shop
+from profiles.models import Customer, Event, Item, Profile
+from recommendations import services_spark
+from recommendations.models import (
+    Impression,
+    PopularItem,
+    Recommendation,
+    RecommenderConfig,
+    RecommenderRun,
+    SimilarItem,
+)
+from segments.models import ClusteringRun, Membership, Segment, SegmentSize
+from tests.factories import OperatorFactory, client_for
+
+QUIET_ID = "c-quiet-001"
+
+
+@pytest.fixture(scope="module")
+def shop(django_db_setup, django_db_blocker):
+    """A small demo shop committed to the test database (Spark reads it over its own connections),
+    with profiles, segments and a local recommendations run in service."""
+    demo = generate_shop(seed=5, n_customers=150, n_events=6_000, n_products=60, n_posts=20, chunk_size=10_000)
+    with django_db_blocker.unblock():
+        if connection.vendor != "postgresql":
+            pytest.skip("the Spark backend reads and writes PostgreSQL (DATABASE_URL)")
+        services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
+        services.customers_upsert(rows=pd.DataFrame([{"external_id": QUIET_ID, "name": "Quiet Newcomer"}]))
+        services.items_upsert(rows=demo.items)
+        for chunk in demo.iter_events():
+            services.events_ingest(rows=chunk, create_unknown=False)
+        run = pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"])
+        pipeline.pipeline_execute(run=run)
+        assert run.status == "succeeded", run.error
+    yield demo
+    with django_db_blocker.unblock():
+        for model in (
+            Impression,
+            Recommendation,
+            SimilarItem,
+            PopularItem,
+            RecommenderRun,
+            Membership,
+            SegmentSize,
+            Segment,
+            ClusteringRun,
+            Profile,
+            PipelineStep,
+            PipelineRun,
+            Lease,
+            Event,
+            Item,
+            Customer,
+        ):
+            model.objects.all().delete()
+        RecommenderConfig.objects.filter(name="neighbours").delete()
+
+
+def test_a_configuration_spark_cannot_compute_is_refused_by_name(db):
+    RecommenderConfig.objects.create(name="next-item model", algorithm="sasrec", params={}, is_default=False)
+    with pytest.raises(services_spark.SparkAlgorithmUnavailable, match=r"'next-item model'.*'sasrec'"):
+        services_spark.recommendations_compute_spark(config="next-item model")
+    assert not RecommenderRun.objects.filter(algorithm="sasrec").exists()
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_the_spark_backend_fills_what_the_api_serves(shop, spark, settings):
+    before = RecommenderRun.objects.get(is_active=True)
+    settings.PIPELINE_BACKEND = "spark"
+    run = pipeline.pipeline_create(steps=["recommendations"])
+    pipeline.pipeline_execute(run=run)
+    assert run.status == "succeeded", run.error
+    assert PipelineStep.objects.get(pipeline=run, name="recommendations").backend == "spark"
+
+    served = RecommenderRun.objects.get(is_active=True)
+    assert served.pk != before.pk and served.params["backend"] == "spark"
+    assert served.params["spark"]["algorithm"] == "pure_svd" and "als" in served.params["spark"]
+    rows = pd.DataFrame.from_records(
+        Recommendation.objects.filter(run=served).values("customer_id", "item_id", "kind", "rank", "reason")
+    )
+    # every customer gets a full list of every kind, ranks 1..n, never an item twice
+    per = rows.groupby(["customer_id", "kind"])["rank"].agg(["count", "min", "max"])
+    assert len(per) == Customer.objects.count() * 3
+    assert (per["min"] == 1).all() and (per["count"] == per["max"]).all()
+    assert not rows.duplicated(["customer_id", "item_id"]).any()
+    # nothing a customer bought comes back as a product suggestion
+    bought = set(Event.objects.filter(type="purchase", item__kind="product").values_list("customer_id", "item_id"))
+    assert not bought & set(zip(rows.customer_id, rows.item_id, strict=True))
+    assert (rows.reason == "item").mean() > 0.5  # most suggestions say which item of theirs led to them
+    assert SimilarItem.objects.filter(run=served).exists() and PopularItem.objects.filter(run=served).exists()
+
+    reader = client_for(OperatorFactory(username="reader", permissions=["recommendations.view_recommendation"]))
+    customer = Customer.objects.exclude(external_id=QUIET_ID).order_by("external_id").first()
+    answer = reader.get(f"/api/customers/{customer.external_id}/recommendations/", {"kind": "product", "limit": 5})
+    assert answer.status_code == 200, answer.content
+    body = answer.json()
+    assert body["run"] == served.pk and [r["rank"] for r in body["results"]] == [1, 2, 3, 4, 5]
+    assert any(r["reason_text"].startswith("because you ") for r in body["results"])
+    quiet = reader.get(f"/api/customers/{QUIET_ID}/recommendations/", {"kind": "post", "limit": 3}).json()
+    assert {r["reason"] for r in quiet["results"]} <= {"popular", "segment_popular"} and quiet["results"]
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_spark_job_that_dies_leaves_the_previous_run_in_service(shop, spark, monkeypatch):
+    RecommenderConfig.objects.create(name="neighbours", algorithm="user_knn", params={"k": 30}, is_default=False)
+    before = RecommenderRun.objects.get(is_active=True)
+    served_before = list(Recommendation.objects.filter(run=before).values_list("customer_id", "item_id", "rank"))
+    real_write = services_spark.jdbc_write
+
+    def dies_at_the_popular_lists(df, table, **kwargs):
+        if table == PopularItem._meta.db_table:  # the suggestions are written by now
+            raise RuntimeError("Job aborted: executor lost (the Spark job was killed)")
+        return real_write(df, table, **kwargs)
+
+    monkeypatch.setattr(services_spark, "jdbc_write", dies_at_the_popular_lists)
+    with pytest.raises(RuntimeError, match="executor lost"):
+        services_spark.recommendations_compute_spark(config="neighbours")
+    failed = RecommenderRun.objects.exclude(pk=before.pk).latest("pk")
+    assert failed.status == RunStatus.FAILED and "executor lost" in failed.error
+    assert failed.params["spark"]["algorithm"] == "user_knn"
+    assert not Recommendation.objects.filter(run=failed).exists()  # its rows are discarded
+    assert RecommenderRun.objects.get(is_active=True).pk == before.pk
+    assert (
+        list(Recommendation.objects.filter(run=before).values_list("customer_id", "item_id", "rank")) == served_before
+    )
