@@ -55,6 +55,8 @@ __all__ = [
     "knee_point",
     "match_clusters",
     "population_stats",
+    "select_k",
+    "size_order",
 ]
 
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -321,6 +323,18 @@ def choose_k(
             inertia[k] = float(model.inertia_)
         sl = labels[sil_idx]
         silhouette[k] = float(silhouette_score(Xs[sil_idx], sl)) if len(np.unique(sl)) > 1 else -1.0
+    return select_k(ks, inertia, silhouette, silhouette_margin=silhouette_margin)
+
+
+def select_k(
+    ks: Sequence[int], inertia: Mapping[int, float], silhouette: Mapping[int, float], *, silhouette_margin: float = 0.01
+) -> KSelection:
+    """The rule of ``choose_k`` on curves already measured (any backend's k-means): Kneedle on
+    ``inertia`` proposes, the silhouette may move the knee by one (``silhouette_margin``); without
+    a knee the best silhouette wins, ties to the smaller k."""
+    ks = sorted(int(k) for k in ks)
+    inertia = {int(k): float(v) for k, v in inertia.items()}
+    silhouette = {int(k): float(v) for k, v in silhouette.items()}
     knee = knee_point(ks, [inertia[k] for k in ks])
     knee = int(knee) if knee is not None else None
     if knee is None:
@@ -382,11 +396,16 @@ class ClusteringResult:
         return self.matrix.to_scaled(original)
 
 
+def size_order(sizes: Sequence[int], centers: np.ndarray) -> list[int]:
+    """The clusters, largest first (equal sizes by centroid coordinates, so the numbering is
+    deterministic): ``order[new_label] = old_label``."""
+    return sorted(range(len(centers)), key=lambda j: (-sizes[j], tuple(np.round(centers[j], 9))))
+
+
 def _relabel_by_size(labels: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = len(centers)
     sizes = np.bincount(labels, minlength=k)
-    # largest first; equal sizes by centroid coordinates, so the numbering is deterministic
-    order = sorted(range(k), key=lambda j: (-sizes[j], tuple(np.round(centers[j], 9))))
+    order = size_order(sizes, centers)
     remap = np.empty(k, dtype=np.int64)
     remap[order] = np.arange(k)
     return remap[labels], centers[order]

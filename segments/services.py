@@ -16,13 +16,14 @@ from datetime import datetime
 
 import pandas as pd
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Count, Max, Min
 from django.utils import timezone
 
 from accounts.audit import audit_record
 from common.bulk import bulk_insert, read_frame
 from pipeline.models import RunStatus
-from profiles.models import Profile
+from profiles.models import Customer, Profile
 
 from . import clustering
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
@@ -83,6 +84,132 @@ def _swap_cluster_memberships(labels: pd.Series, segment_of_label: dict[int, Seg
     bulk_insert(Membership, new[["segment_id", "customer_id", "since"]])
 
 
+def _run_start(*, step, k: int | None, method: str, now: datetime) -> ClusteringRun:
+    return ClusteringRun.objects.create(
+        step=step,
+        method=method,
+        k_min=settings.SEGMENT_K_MIN,
+        k_max=settings.SEGMENT_K_MAX,
+        k_pinned=k,
+        started_at=now,
+    )
+
+
+def _too_few(run: ClusteringRun, n_profiles: int) -> dict | None:
+    """The skipped step's counts when there are too few profiles to cluster (the run recorded as skipped)."""
+    if n_profiles >= max(settings.SEGMENT_K_MIN, 2) * 2:
+        return None
+    run.status = RunStatus.SKIPPED
+    run.error = f"Only {n_profiles} profiles: too few to cluster. Compute profiles first."
+    run.finished_at = timezone.now()
+    run.save()
+    return {"_status": "skipped", "profiles": n_profiles, "reason": run.error}
+
+
+def _run_failed(run: ClusteringRun, exc: BaseException) -> None:
+    run.status = RunStatus.FAILED
+    run.error = f"{type(exc).__name__}: {exc}"
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def _apply_clustering(
+    *, run: ClusteringRun, result, n_customers: int, write_memberships, step, now: datetime, started: float, progress
+) -> dict:
+    """Name the clusters, match them to the previous run's segments and switch segments, memberships
+    and history in one transaction. `result` is a `clustering.ClusteringResult` or a
+    `spark_clustering.SparkClusteringResult` (the same small fields: centroids, sizes, curves);
+    `write_memberships(segment_of_label)` replaces the clustering memberships inside the transaction."""
+    names = result.names()
+    prev = _previous_centroids(result.features)
+    mapping = clustering.match_clusters(result.to_scaled(prev), result.centroids_scaled) if len(prev) else {}
+    prev_ids = list(prev.index)
+    matched: dict[int, int | None] = {int(lab): None for lab in result.centroids.index}
+    matched.update({int(lab): prev_ids[p] for lab, p in mapping.items() if p is not None})
+    centroids = result.centroids
+    with transaction.atomic():
+        newer = ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
+        if newer:
+            run.status = RunStatus.STALE
+            run.error = "A newer clustering run already finished; this result was not applied."
+            run.finished_at = timezone.now()
+            run.save()
+            return {"_status": "skipped", "reason": run.error}
+        segment_of_label: dict[int, Segment] = {}
+        kept: set[int] = set()
+        for lab in centroids.index:
+            centroid = {f: _finite(float(v)) for f, v in centroids.loc[lab].items()}
+            name, description = names.loc[lab, "name"], names.loc[lab, "description"]
+            seg_id = matched.get(int(lab))
+            seg = Segment.objects.filter(pk=seg_id).first() if seg_id is not None else None
+            if seg is None:
+                seg = Segment(kind=SegmentKind.CLUSTER, name=name, created_at=now)
+            elif not seg.name_locked:
+                seg.name = name
+            seg.description = description
+            seg.centroid = centroid
+            seg.clustering_run = run
+            seg.active = True
+            seg.size = int(result.sizes[int(lab)])
+            seg.members_version += 1
+            seg.refreshed_at = now
+            seg.save()
+            kept.add(seg.pk)
+            segment_of_label[int(lab)] = seg
+        retired = Segment.objects.filter(kind=SegmentKind.CLUSTER, active=True).exclude(pk__in=kept)
+        retired_n = retired.update(active=False, size=0, refreshed_at=now)
+        progress(0.8, "writing memberships")
+        write_memberships(segment_of_label)
+        SegmentSize.objects.bulk_create(
+            [SegmentSize(segment=seg, at=now, size=seg.size, step=step) for seg in segment_of_label.values()]
+        )
+        run.status = RunStatus.SUCCEEDED
+        run.features = list(result.features)
+        run.ks = sorted(int(x) for x in result.inertia)
+        run.inertia = [float(result.inertia[x]) for x in run.ks]
+        run.silhouette = [_finite(float(result.silhouette.get(x, float("nan")))) for x in run.ks]
+        run.elbow_k = result.knee
+        run.chosen_k = result.chosen_k
+        run.choice_reason = result.rule[:300]
+        best_sil = max(
+            ((s, x) for x, s in zip(run.ks, run.silhouette, strict=False) if s is not None), default=(None, None)
+        )
+        run.silhouette_k = best_sil[1]
+        run.sizes = [int(result.sizes[j]) for j in range(result.chosen_k)]
+        run.centroids = [
+            {
+                "cluster": int(lab),
+                "segment": segment_of_label[int(lab)].pk,
+                "name": segment_of_label[int(lab)].name,
+                "size": int(result.sizes[int(lab)]),
+                "centroid": {f: _finite(float(v)) for f, v in centroids.loc[lab].items()},
+            }
+            for lab in centroids.index
+        ]
+        run.n_customers = n_customers
+        run.finished_at = timezone.now()
+        run.duration_s = round(time.monotonic() - started, 3)
+        run.save()
+    return {
+        "clustering_run": run.pk,
+        "customers": n_customers,
+        "chosen_k": result.chosen_k,
+        "elbow_k": result.knee,
+        "rule": result.rule,
+        "silhouette": _finite(float(result.silhouette_chosen)),
+        "sizes": run.sizes,
+        "matched_segments": sum(1 for v in matched.values() if v is not None),
+        "new_segments": sum(1 for v in matched.values() if v is None),
+        "retired_segments": retired_n,
+        "seconds": run.duration_s,
+    }
+
+
+def _k_high(distinct: int) -> int:
+    """The top of the k range: more clusters than distinct profiles would only split identical customers."""
+    return max(settings.SEGMENT_K_MIN, min(settings.SEGMENT_K_MAX, distinct - 1))
+
+
 def segments_cluster(
     *, step=None, progress=None, k: int | None = None, method: str | None = None, now: datetime | None = None
 ) -> dict:
@@ -91,127 +218,189 @@ def segments_cluster(
     now = now or timezone.now()
     k = k if k is not None else settings.SEGMENT_K
     method = method or settings.SEGMENT_METHOD
-    run = ClusteringRun.objects.create(
-        step=step,
-        method=method,
-        k_min=settings.SEGMENT_K_MIN,
-        k_max=settings.SEGMENT_K_MAX,
-        k_pinned=k,
-        started_at=now,
-    )
+    run = _run_start(step=step, k=k, method=method, now=now)
     started = time.monotonic()
     try:
         progress(0.05, "reading profiles")
         profiles = _profiles_frame()
-        if len(profiles) < max(settings.SEGMENT_K_MIN, 2) * 2:
-            run.status = RunStatus.SKIPPED
-            run.error = f"Only {len(profiles)} profiles: too few to cluster. Compute profiles first."
-            run.finished_at = timezone.now()
-            run.save()
-            return {"_status": "skipped", "profiles": len(profiles), "reason": run.error}
+        skipped = _too_few(run, len(profiles))
+        if skipped:
+            return skipped
         progress(0.15, f"clustering {len(profiles):,} profiles")
-        # More clusters than distinct profiles would only split identical customers.
-        distinct = len(profiles.drop_duplicates())
-        k_hi = max(settings.SEGMENT_K_MIN, min(settings.SEGMENT_K_MAX, distinct - 1))
         result = clustering.cluster_profiles(
             profiles,
             method=method,
             k=k,
-            k_range=(settings.SEGMENT_K_MIN, k_hi),
+            k_range=(settings.SEGMENT_K_MIN, _k_high(len(profiles.drop_duplicates()))),
             random_state=settings.SEGMENT_RANDOM_STATE,
             window_days=settings.PROFILE_WINDOW_DAYS,
         )
         progress(0.7, f"k = {result.chosen_k}; matching segments")
-        names = result.names()
-        prev = _previous_centroids(result.features)
-        mapping = clustering.match_clusters(result.to_scaled(prev), result.centroids_scaled) if len(prev) else {}
-        prev_ids = list(prev.index)
-        matched: dict[int, int | None] = {int(lab): None for lab in result.centroids.index}
-        matched.update({int(lab): prev_ids[p] for lab, p in mapping.items() if p is not None})
         labels = pd.Series(result.labels, index=result.index)
-        centroids = result.centroids
-        with transaction.atomic():
-            newer = ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=run.started_at).exists()
-            if newer:
-                run.status = RunStatus.STALE
-                run.error = "A newer clustering run already finished; this result was not applied."
-                run.finished_at = timezone.now()
-                run.save()
-                return {"_status": "skipped", "reason": run.error}
-            segment_of_label: dict[int, Segment] = {}
-            kept: set[int] = set()
-            for lab in centroids.index:
-                centroid = {f: _finite(float(v)) for f, v in centroids.loc[lab].items()}
-                name, description = names.loc[lab, "name"], names.loc[lab, "description"]
-                seg_id = matched.get(int(lab))
-                seg = Segment.objects.filter(pk=seg_id).first() if seg_id is not None else None
-                if seg is None:
-                    seg = Segment(kind=SegmentKind.CLUSTER, name=name, created_at=now)
-                elif not seg.name_locked:
-                    seg.name = name
-                seg.description = description
-                seg.centroid = centroid
-                seg.clustering_run = run
-                seg.active = True
-                seg.size = int(result.sizes[int(lab)])
-                seg.members_version += 1
-                seg.refreshed_at = now
-                seg.save()
-                kept.add(seg.pk)
-                segment_of_label[int(lab)] = seg
-            retired = Segment.objects.filter(kind=SegmentKind.CLUSTER, active=True).exclude(pk__in=kept)
-            retired_n = retired.update(active=False, size=0, refreshed_at=now)
-            progress(0.8, "writing memberships")
-            _swap_cluster_memberships(labels, segment_of_label, now)
-            SegmentSize.objects.bulk_create(
-                [SegmentSize(segment=seg, at=now, size=seg.size, step=step) for seg in segment_of_label.values()]
-            )
-            run.status = RunStatus.SUCCEEDED
-            run.features = list(result.features)
-            run.ks = sorted(int(x) for x in result.inertia)
-            run.inertia = [float(result.inertia[x]) for x in run.ks]
-            run.silhouette = [_finite(float(result.silhouette.get(x, float("nan")))) for x in run.ks]
-            run.elbow_k = result.knee
-            run.chosen_k = result.chosen_k
-            run.choice_reason = result.rule[:300]
-            best_sil = max(
-                ((s, x) for x, s in zip(run.ks, run.silhouette, strict=False) if s is not None), default=(None, None)
-            )
-            run.silhouette_k = best_sil[1]
-            run.sizes = [int(result.sizes[j]) for j in range(result.chosen_k)]
-            run.centroids = [
-                {
-                    "cluster": int(lab),
-                    "segment": segment_of_label[int(lab)].pk,
-                    "name": segment_of_label[int(lab)].name,
-                    "size": int(result.sizes[int(lab)]),
-                    "centroid": {f: _finite(float(v)) for f, v in centroids.loc[lab].items()},
-                }
-                for lab in centroids.index
-            ]
-            run.n_customers = len(profiles)
-            run.finished_at = timezone.now()
-            run.duration_s = round(time.monotonic() - started, 3)
-            run.save()
-        return {
-            "clustering_run": run.pk,
-            "customers": len(profiles),
-            "chosen_k": result.chosen_k,
-            "elbow_k": result.knee,
-            "rule": result.rule,
-            "silhouette": _finite(float(result.silhouette_chosen)),
-            "sizes": run.sizes,
-            "matched_segments": sum(1 for v in matched.values() if v is not None),
-            "new_segments": sum(1 for v in matched.values() if v is None),
-            "retired_segments": retired_n,
-            "seconds": run.duration_s,
-        }
+        return _apply_clustering(
+            run=run,
+            result=result,
+            n_customers=len(profiles),
+            write_memberships=lambda segment_of_label: _swap_cluster_memberships(labels, segment_of_label, now),
+            step=step,
+            now=now,
+            started=started,
+            progress=progress,
+        )
     except Exception as exc:
-        run.status = RunStatus.FAILED
-        run.error = f"{type(exc).__name__}: {exc}"
-        run.finished_at = timezone.now()
-        run.save()
+        _run_failed(run, exc)
         raise
+
+
+STAGING_PREFIX = "segments_staging_run_"
+
+
+def _staging_table(run: ClusteringRun) -> str:
+    return f"{STAGING_PREFIX}{run.pk}"
+
+
+def staging_tables_drop(*, runs=None) -> list[str]:
+    """Drop the membership staging tables of Spark clustering runs no longer running (a failed or
+    killed run's leftovers), or of the runs named; returns the tables dropped."""
+    names = [t for t in connection.introspection.table_names() if t.startswith(STAGING_PREFIX)]
+    by_run = {int(t[len(STAGING_PREFIX) :]): t for t in names if t[len(STAGING_PREFIX) :].isdigit()}
+    if runs is None:
+        running = set(
+            ClusteringRun.objects.filter(pk__in=by_run, status=RunStatus.RUNNING).values_list("pk", flat=True)
+        )
+        drop = [t for pk, t in by_run.items() if pk not in running]
+    else:
+        drop = [by_run[pk] for pk in runs if pk in by_run]
+    with connection.cursor() as cur:
+        for table in drop:
+            cur.execute(f"DROP TABLE IF EXISTS {connection.ops.quote_name(table)}")
+    return drop
+
+
+def _switch_memberships_from_staging(
+    staging: str, segment_of_label: dict[int, Segment], now: datetime, *, expected: int
+) -> None:
+    """Replace every clustering membership by the staging table's (customer_id, cluster) rows, in
+    set-based SQL inside the caller's transaction: customers who stay in a segment keep their row
+    and `since`, the others leave or join, as `_swap_cluster_memberships` does. Refuses a staging
+    table that does not hold each of the `expected` customers once (a write that did not finish)."""
+    q = connection.ops.quote_name
+    table, staging = q(Membership._meta.db_table), q(staging)
+    customers = q(Customer._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM {staging}")
+        rows, distinct = cur.fetchone()
+        if rows != expected or distinct != expected:
+            raise RuntimeError(
+                f"The Spark job's staging table {staging} holds {rows:,} rows for {distinct:,} customers, "
+                f"not one row for each of the {expected:,} clustered: the previous segments stay in service."
+            )
+        cur.execute(f"ANALYZE {staging}")
+        labels = sorted(segment_of_label)
+        values = ", ".join(["(%s, %s)"] * len(labels))
+        mapping = [x for lab in labels for x in (lab, segment_of_label[lab].pk)]
+        new = (
+            f"SELECT s.customer_id, m.segment_id FROM {staging} s "
+            f"JOIN (VALUES {values}) AS m(label, segment_id) ON m.label = s.cluster "
+            f"JOIN {customers} c ON c.id = s.customer_id"
+        )
+        cluster_ids = list(Segment.objects.filter(kind=SegmentKind.CLUSTER).values_list("id", flat=True))
+        cur.execute(
+            f"WITH new AS ({new}) DELETE FROM {table} AS old WHERE old.segment_id = ANY(%s) AND NOT EXISTS "
+            "(SELECT 1 FROM new WHERE new.customer_id = old.customer_id AND new.segment_id = old.segment_id)",
+            [*mapping, cluster_ids],
+        )
+        cur.execute(
+            f"INSERT INTO {table} (segment_id, customer_id, since) SELECT new.segment_id, new.customer_id, %s "
+            f"FROM ({new}) AS new ON CONFLICT (segment_id, customer_id) DO NOTHING",
+            [now, *mapping],
+        )
+
+
+def segments_cluster_spark(
+    *, step=None, progress=None, k: int | None = None, method: str | None = None, now: datetime | None = None
+) -> dict:
+    """`segments_cluster` on Spark (segments/spark_clustering.py): the profiles are read over JDBC by
+    customer id range, clustered in Spark, and the labels written by Spark over JDBC to a staging
+    table; the app then switches segments and memberships in one transaction, as the local path
+    does. Only k-sized results (centroids, sizes, curves) come back to Python. A failed or killed
+    Spark job leaves the previous segments and memberships in service; its staging table is
+    dropped then, or by the next run."""
+    from common.spark import jdbc_read, jdbc_write, spark_session
+
+    from . import spark_clustering
+
+    progress = progress or (lambda fraction, message="": None)
+    if connection.in_atomic_block:
+        raise RuntimeError(
+            "The Spark backend writes over its own JDBC connection: call it outside a transaction, "
+            "so the staging table it writes into is committed."
+        )
+    now = now or timezone.now()
+    k = k if k is not None else settings.SEGMENT_K
+    method = method or settings.SEGMENT_METHOD
+    run = _run_start(step=step, k=k, method=method, now=now)
+    started = time.monotonic()
+    staging = _staging_table(run)
+    spark = None
+    tag = f"segments-clustering-run-{run.pk}"
+    try:
+        staging_tables_drop()
+        bounds = Profile.objects.aggregate(n=Count("pk"), lo=Min("customer_id"), hi=Max("customer_id"))
+        skipped = _too_few(run, bounds["n"])
+        if skipped:
+            return skipped
+        distinct = Profile.objects.values(*PROFILE_COLUMNS[1:]).distinct()[: settings.SEGMENT_K_MAX + 1].count()
+        progress(0.05, "starting Spark")
+        spark = spark_session()
+        spark.addTag(tag)
+        progress(0.1, f"clustering {bounds['n']:,} profiles in Spark")
+        columns = ", ".join(connection.ops.quote_name(c) for c in PROFILE_COLUMNS)
+        profiles = jdbc_read(
+            spark,
+            f"(SELECT {columns} FROM {connection.ops.quote_name(Profile._meta.db_table)}) AS profiles",
+            partition_column="customer_id",
+            lower=bounds["lo"],
+            upper=bounds["hi"],
+        )
+        result = spark_clustering.cluster_profiles(
+            profiles,
+            method=method,
+            k=k,
+            k_range=(settings.SEGMENT_K_MIN, _k_high(distinct)),
+            random_state=settings.SEGMENT_RANDOM_STATE,
+            window_days=settings.PROFILE_WINDOW_DAYS,
+        )
+        progress(0.6, f"k = {result.chosen_k}; writing labels to {staging}")
+        with connection.cursor() as cur:
+            cur.execute(
+                f"CREATE UNLOGGED TABLE {connection.ops.quote_name(staging)} "
+                "(customer_id bigint NOT NULL, cluster integer NOT NULL)"
+            )
+        try:
+            jdbc_write(result.labels, staging)
+        finally:
+            spark_clustering.release(result)
+        progress(0.75, f"k = {result.chosen_k}; matching segments")
+        return _apply_clustering(
+            run=run,
+            result=result,
+            n_customers=result.n,
+            write_memberships=lambda segment_of_label: _switch_memberships_from_staging(
+                staging, segment_of_label, now, expected=result.n
+            ),
+            step=step,
+            now=now,
+            started=started,
+            progress=progress,
+        )
+    except BaseException as exc:
+        _run_failed(run, exc)
+        raise
+    finally:
+        if spark is not None:
+            spark.removeTag(tag)
+        staging_tables_drop(runs=[run.pk])
 
 
 def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = None) -> dict:
@@ -281,15 +470,22 @@ def predictive_segments_create(
 
 def clustering_run_abandon(*, step) -> int:
     """The pipeline found `step`'s worker dead: its clustering run is failed (memberships were never swapped)."""
-    return ClusteringRun.objects.filter(step=step, status=RunStatus.RUNNING).update(
+    runs = list(ClusteringRun.objects.filter(step=step, status=RunStatus.RUNNING).values_list("pk", flat=True))
+    n = ClusteringRun.objects.filter(pk__in=runs).update(
         status=RunStatus.FAILED, error="Abandoned: the worker running it stopped.", finished_at=timezone.now()
     )
+    staging_tables_drop(runs=runs)  # a Spark run's half-written labels
+    return n
 
 
-def segments_compute(*, step=None, progress=None, k: int | None = None, method: str | None = None) -> dict:
-    """The pipeline step: clustering segments, then rule segments."""
+def segments_compute(
+    *, step=None, progress=None, k: int | None = None, method: str | None = None, backend: str = "local"
+) -> dict:
+    """The pipeline step: clustering segments (scikit-learn in the worker, or Spark with
+    `backend="spark"`), then rule segments (SQL in the database, on either backend)."""
     progress = progress or (lambda fraction, message="": None)
-    clustered = segments_cluster(step=step, progress=lambda f, m="": progress(f * 0.8, m), k=k, method=method)
+    cluster = segments_cluster_spark if backend == "spark" else segments_cluster
+    clustered = cluster(step=step, progress=lambda f, m="": progress(f * 0.8, m), k=k, method=method)
     rules = rule_segments_refresh(step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m))
     status = clustered.pop("_status", None)
     chosen = f"{clustered['chosen_k']} clustering segments" if "chosen_k" in clustered else "no clustering"

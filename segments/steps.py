@@ -10,6 +10,13 @@ def segments_local(*, step, progress, k: int | None = None, method: str | None =
     return services.segments_compute(step=step, progress=progress, k=k, method=method)
 
 
+def segments_spark(*, step, progress, k: int | None = None, method: str | None = None) -> dict:
+    """The Spark backend: the clustering in Spark (`services.segments_cluster_spark`: spark.ml KMeans, or
+    BisectingKMeans for "agglomerative"), memberships switched from Spark's staging table; rule
+    segments stay SQL in the database."""
+    return services.segments_compute(step=step, progress=progress, k=k, method=method, backend="spark")
+
+
 segments = Step(
     name="segments",
     description="Clustering segments (k-means, elbow + silhouette) and rule segments.",
@@ -17,6 +24,6 @@ segments = Step(
         Param("k", int, None, help="pin the number of clusters instead of choosing it."),
         Param("method", str, None, help="the clustering method (kmeans or agglomerative) instead of SEGMENT_METHOD."),
     ),
-    backends={"local": segments_local},
+    backends={"local": segments_local, "spark": segments_spark},
     abandon=lambda *, step: services.clustering_run_abandon(step=step),
 )
