@@ -208,7 +208,7 @@ def _inner(n: int, n_channel: int) -> dict:
 
     met = bool(done and elapsed <= 20 and out["in_app_every_member_once"] and out["in_app_control_as_drawn"])
     profile = None
-    if not met and broker is None:  # eager: the whole launch runs in this process, so cProfile sees it
+    if not met and not broker:  # eager: the whole launch runs in this process, so cProfile sees it
         again = campaign("bench in-app (profiled)", "in_app", seg)
         profile = profile_call("campaigns-in-app-launch", lambda: services.campaign_launch(campaign=again))
     out["floors"] = [

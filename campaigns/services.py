@@ -665,8 +665,14 @@ def _update_rows(frame: pd.DataFrame, columns: list[str], *, json_columns: tuple
         Delivery.objects.bulk_update(objs, columns, batch_size=500)
 
 
-def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now: datetime) -> pd.DataFrame:
-    """Claim the chunk's sendable rows for this attempt; suppress or defer the others. Returns the claimed rows."""
+def _claim(
+    *, campaign: Campaign, first_id: int, last_id: int, attempt: str, now: datetime, send: bool = False
+) -> pd.DataFrame:
+    """Claim the chunk's sendable rows for this attempt; suppress or defer the others. Returns the claimed rows.
+
+    With `send` (a channel whose message is the row itself, in-app) the claimed rows are written
+    sent at `now` by the claim's own UPDATE: there is nothing to hand over, so nothing is left
+    half-sent if the worker dies."""
     consent = CONSENT_FIELDS[campaign.channel]
     stale = now - timedelta(seconds=float(settings.CAMPAIGN_CLAIM_TIMEOUT_SECONDS))
     claimable = (
@@ -800,11 +806,12 @@ def _claim(*, campaign: Campaign, first_id: int, last_id: int, attempt: str, now
         sending = rows[live].copy()
         if len(sending):
             sending["attempts"] = sending["attempts"] + 1  # the rows are locked: nobody else counts
-            _update_rows(
-                sending[["id", "status", "claim", "claimed_at", "provider_key", "title", "body", "items", "attempts"]],
-                ["status", "claim", "claimed_at", "provider_key", "title", "body", "items", "attempts"],
-                json_columns=("items",),
-            )
+            columns = ["status", "claim", "claimed_at", "provider_key", "title", "body", "items", "attempts"]
+            if send:
+                sending["status"] = DeliveryStatus.SENT.value
+                sending["sent_at"] = sending["claimed_at"]
+                columns.append("sent_at")
+            _update_rows(sending[["id", *columns]], columns, json_columns=("items",))
         if deferred.any():
             _update_rows(
                 rows.loc[deferred, ["id", "status", "due_at", "deferred_until"]], ["status", "due_at", "deferred_until"]
@@ -828,14 +835,22 @@ def deliveries_send(
         return {"skipped": campaign.status if campaign else "missing"}
     attempt = attempt or uuid.uuid4().hex
     now = now or timezone.now()
-    claimed = _claim(campaign=campaign, first_id=first_id, last_id=last_id, attempt=attempt, now=now)
+    channel = channel_for(campaign.channel)
+    delay = float(settings.CAMPAIGN_SEND_DELAY_SECONDS)
+    sent_on_claim = getattr(channel, "sent_on_claim", False) and not delay
+    claimed = _claim(
+        campaign=campaign, first_id=first_id, last_id=last_id, attempt=attempt, now=now, send=sent_on_claim
+    )
     counts = {"claimed": len(claimed), "sent": 0, "failed": 0}
     if claimed.empty:
         return counts
-    channel = channel_for(campaign.channel)
     batch = max(1, int(settings.CAMPAIGN_SEND_BATCH))
-    delay = float(settings.CAMPAIGN_SEND_DELAY_SECONDS)
     records = _records(claimed)
+    if sent_on_claim:  # in-app: the claim wrote them sent (stored for the inbox, not yet delivered)
+        _after_send(campaign, records, delivered=set(), at=now)
+        counts["sent"] = len(records)
+        counts["seconds"] = round(time.monotonic() - started, 3)
+        return counts
     for start in range(0, len(records), batch):
         part = records[start : start + batch]
         messages = [
