@@ -24,6 +24,7 @@ from urllib.parse import urlparse
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))  # floor_profiles
 
 
 def _db_url() -> str:
@@ -81,6 +82,30 @@ def run(quick: bool = False) -> dict:
     result["target_launch_seconds"] = 60
     result["quick"] = quick
     return result
+
+
+FLOOR_SQL = """
+INSERT INTO campaigns_delivery (campaign_id, customer_id, is_control, variant_test, status, reason, title, body,
+    items, provider_key, claim, attempts, error, created_at, claimed_at, sent_at)
+SELECT %(campaign)s, c.id, false, false, 'sent', '', 'Hello ' || split_part(c.name, ' ', 1),
+    'Dear ' || c.name || ', ' || %(name)s || ' is on.', '[]'::jsonb, 'floor-' || %(campaign)s || '-' || c.id, '', 1, '',
+    now(), now(), now()
+FROM profiles_customer c
+WHERE EXISTS (SELECT 1 FROM segments_membership m WHERE m.segment_id = %(segment)s AND m.customer_id = c.id)
+  AND c.consent_in_app
+"""
+
+
+def _launch_floor(campaign, segment) -> float:
+    """The floor of an in-app launch (issue #19, path 6): one INSERT ... SELECT writing every consenting
+    member's delivery as sent, with its title and body made in SQL. No control group, frequency cap,
+    template sandbox, claim or events: what any launch must at least write, in one statement."""
+    from django.db import connection, transaction
+
+    t = time.monotonic()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(FLOOR_SQL, {"campaign": campaign.pk, "name": campaign.name, "segment": segment.pk})
+    return time.monotonic() - t
 
 
 # ---------------------------------------------------------------------------------- the inner run
@@ -170,6 +195,34 @@ def _inner(n: int, n_channel: int) -> dict:
         in_app_deliveries_per_s=round(sent / elapsed, 1),
         in_app_target_met=bool(done and elapsed <= 60),
     )
+    # issue #19, path 6: nothing lost (every member exactly once, the control group as drawn), beside a floor
+    rows = Delivery.objects.filter(campaign=c)
+    control = services.control_mask(c.pk, ids, c.control_percent)
+    out["in_app_every_member_once"] = rows.count() == n and rows.values("customer_id").distinct().count() == n
+    out["in_app_control_as_drawn"] = set(rows.filter(is_control=True).values_list("customer_id", flat=True)) == set(
+        pd.Series(ids)[control].tolist()
+    )
+    floor_s = _launch_floor(campaign("bench floor", "in_app", seg), seg)
+    out["in_app_floor_seconds"] = round(floor_s, 2)
+    from floor_profiles import floor_row, profile_call
+
+    met = bool(done and elapsed <= 20 and out["in_app_every_member_once"] and out["in_app_control_as_drawn"])
+    profile = None
+    if not met and not broker:  # eager: the whole launch runs in this process, so cProfile sees it
+        again = campaign("bench in-app (profiled)", "in_app", seg)
+        profile = profile_call("campaigns-in-app-launch", lambda: services.campaign_launch(campaign=again))
+    out["floors"] = [
+        floor_row(
+            path=f"6. campaign launch to {n:,} customers in-app (launch to every delivery recorded)",
+            floor_label="one INSERT ... SELECT of every consenting member's delivery as sent, text made in SQL",
+            floor=floor_s,
+            ours=elapsed,
+            target="<= 20 s, nothing lost",
+            met=met,
+            profile=profile,
+            note=f"{out['launch_mode']}; {sent:,} sent; load average {os.getloadavg()[0]:.1f}",
+        )
+    ]
 
     # 2. email and push against loopback servers, eager in-process, on a segment of n_channel customers
     app.conf.update(CELERY_TASK_ALWAYS_EAGER=True)

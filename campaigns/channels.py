@@ -56,6 +56,9 @@ class ChannelError(Exception):
 
 class InAppChannel:
     name = "in_app"
+    # The message is the delivery row the inbox reads: the claim that writes it sends it
+    # (campaigns.services.deliveries_send), so `send` is only called with a send delay set.
+    sent_on_claim = True
 
     def send(self, messages: list[Message]) -> list[Outcome]:
         return [Outcome(ok=True, delivered=False) for _ in messages]

@@ -824,7 +824,8 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
     """Replace the memberships of a rule segment with its current audience, in one transaction.
 
     Set-based: one DELETE of the members who left and one INSERT ... SELECT of those who joined,
-    so customers who stay keep their `since`. Updates the segment's size, `refreshed_at` and
+    so customers who stay keep their `since`; on PostgreSQL both in one statement reading the
+    audience once. Updates the segment's size, `refreshed_at` and
     `members_version`, and records a `SegmentSize`. Returns the new size.
     """
     if segment.kind != SegmentKind.RULE:
@@ -836,24 +837,10 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
         # Serialise refreshes of one segment: a second run waits, then recomputes from scratch.
         Segment.objects.using(db).select_for_update().filter(pk=segment.pk).values_list("pk").first()
         audience = Customer.objects.using(db).filter(q)
-        Membership.objects.using(db).filter(segment_id=segment.pk).exclude(
-            customer_id__in=audience.values("pk")
-        ).delete()
-        joiners = (
-            audience.exclude(Exists(Membership.objects.filter(segment_id=segment.pk, customer_id=OuterRef("pk"))))
-            .order_by()
-            .values(member_id=F("pk"))
-        )
-        connection = connections[db]
-        sql, params = joiners.query.get_compiler(using=db).as_sql()
-        table = connection.ops.quote_name(Membership._meta.db_table)
-        columns = ", ".join(connection.ops.quote_name(c) for c in ("segment_id", "customer_id", "since"))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT %s, joiners.member_id, %s FROM ({sql}) joiners",
-                [segment.pk, connection.ops.adapt_datetimefield_value(now), *params],
-            )
-        size = Membership.objects.using(db).filter(segment_id=segment.pk).count()
+        if connections[db].vendor == "postgresql":
+            size = _swap_members_in_one_statement(db, segment.pk, audience, now)
+        else:
+            size = _swap_members(db, segment.pk, audience, now)
         Segment.objects.using(db).filter(pk=segment.pk).update(
             size=size, refreshed_at=now, members_version=F("members_version") + 1
         )
@@ -861,6 +848,57 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
         segment.members_version = Segment.objects.using(db).values_list("members_version", flat=True).get(pk=segment.pk)
     segment.size, segment.refreshed_at = size, now
     return size
+
+
+def _swap_members_in_one_statement(db: str, segment_id: int, audience: QuerySet[Customer], now: datetime) -> int:
+    """PostgreSQL: the audience is computed once (a materialised CTE) and both the DELETE of the
+    members who left and the INSERT of those who joined read it, in one statement; the new size
+    is the audience's count (the members are then exactly the audience). Returns the size."""
+    connection = connections[db]
+    sql, params = audience.order_by().values_list("pk").query.get_compiler(using=db).as_sql()
+    table = connection.ops.quote_name(Membership._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH audience (id) AS MATERIALIZED ({sql}),
+            leavers AS (
+                DELETE FROM {table} m
+                WHERE m.segment_id = %s AND NOT EXISTS (SELECT 1 FROM audience a WHERE a.id = m.customer_id)
+                RETURNING 1
+            ),
+            joiners AS (
+                INSERT INTO {table} (segment_id, customer_id, since)
+                SELECT %s, a.id, %s FROM audience a
+                WHERE NOT EXISTS (SELECT 1 FROM {table} m WHERE m.segment_id = %s AND m.customer_id = a.id)
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM audience), (SELECT count(*) FROM leavers), (SELECT count(*) FROM joiners)
+            """,
+            [*params, segment_id, segment_id, connection.ops.adapt_datetimefield_value(now), segment_id],
+        )
+        size, _left, _joined = cursor.fetchone()
+    return int(size)
+
+
+def _swap_members(db: str, segment_id: int, audience: QuerySet[Customer], now: datetime) -> int:
+    """Other databases: one DELETE of the members who left, one INSERT ... SELECT of those who
+    joined (customers who stay keep their `since`), then a count. Returns the size."""
+    Membership.objects.using(db).filter(segment_id=segment_id).exclude(customer_id__in=audience.values("pk")).delete()
+    joiners = (
+        audience.exclude(Exists(Membership.objects.filter(segment_id=segment_id, customer_id=OuterRef("pk"))))
+        .order_by()
+        .values(member_id=F("pk"))
+    )
+    connection = connections[db]
+    sql, params = joiners.query.get_compiler(using=db).as_sql()
+    table = connection.ops.quote_name(Membership._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(c) for c in ("segment_id", "customer_id", "since"))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT %s, joiners.member_id, %s FROM ({sql}) joiners",
+            [segment_id, connection.ops.adapt_datetimefield_value(now), *params],
+        )
+    return Membership.objects.using(db).filter(segment_id=segment_id).count()
 
 
 def rule_refresh_order(segments: list[Segment]) -> list[Segment]:

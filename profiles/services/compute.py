@@ -392,12 +392,19 @@ def _profiles_write(features: pd.DataFrame, *, step, now: datetime, replace_all:
             if newer:
                 # A later run already wrote fresher profiles; this one's result is stale.
                 return 0
-        if replace_all:
-            # A full run rewrites every profile: deleting and inserting is about twice as fast as
-            # an upsert, and readers keep seeing the old rows until the commit (MVCC).
-            Profile.objects.all().delete()
-            return bulk_insert(Profile, out, json_columns=JSON_COLUMNS)
-        return bulk_upsert(Profile, out, key=["customer_id"], json_columns=JSON_COLUMNS)
+        if not replace_all:
+            return bulk_upsert(Profile, out, key=["customer_id"], json_columns=JSON_COLUMNS)
+        # A full run rewrites every profile: deleting and inserting is about twice as fast as
+        # an upsert, and readers keep seeing the old rows until the commit (MVCC).
+        Profile.objects.all().delete()
+        written = bulk_insert(Profile, out, json_columns=JSON_COLUMNS)
+    if connection.vendor == "postgresql":
+        # The next steps (rule segments, clustering) query the profiles at once: with the planner's
+        # statistics of the previous (or an empty) table they choose per-customer nested loops
+        # (issue #19). Autovacuum would analyse it a minute later; a sample costs well under a second.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(Profile._meta.db_table)}")
+    return written
 
 
 def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFrame:

@@ -46,6 +46,30 @@ def test_user_knn_per_item_matches_surprise_knn_with_means(datasets_dir, ml_fold
     np.testing.assert_allclose(scored, expected, rtol=0, atol=1e-6)
 
 
+def test_user_knn_every_user_top_20_matches_surprise_knn_with_means(datasets_dir, ml_folds):
+    # issue #19: the top-20 a customer is shown is surprise's top-20 (the same estimates; items
+    # with equal estimates may come in either order), for users across the activity range
+    surprise = pytest.importorskip("surprise")
+    ml = datasets_dir / "ml-100k"
+    data = surprise.Dataset.load_from_folds([(str(ml / "u1.base"), str(ml / "u1.test"))], surprise.Reader("ml-100k"))
+    trainset, _ = next(surprise.model_selection.PredefinedKFold().split(data))
+    theirs = surprise.KNNWithMeans(k=40, min_k=1, sim_options={"name": "msd", "user_based": True}, verbose=False).fit(
+        trainset
+    )
+    train = ml_folds[0].train
+    ours = UserKNN(k=40, similarity="msd", neighbourhood="per_item", min_k=1).fit(train)
+    users = np.argsort(np.diff(train.indptr))[:: max(1, train.shape[0] // 12)]  # fewest to most ratings
+    items, scores = ours.recommend(users, n=20)
+
+    for row, u in enumerate(users):
+        unrated = np.flatnonzero(train[u].toarray().ravel() == 0)
+        est = np.array([theirs.predict(str(u + 1), str(i + 1)).est for i in unrated])
+        best = np.sort(est)[::-1][:20]
+        assert not np.isin(items[row], train[u].indices).any()  # nothing the user already rated
+        np.testing.assert_allclose(scores[row], best, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(est[np.searchsorted(unrated, items[row])], scores[row], rtol=0, atol=1e-9)
+
+
 def test_user_knn_mean_rmse_over_official_folds(ml_folds):
     # the surprise-identical configuration scores 0.9527 (MSD) / 0.9525 (Pearson) on
     # u1-u5 (surprise's own 0.951 is over its random 5-fold split, reproduced below);
