@@ -1,5 +1,5 @@
 """
-The recommendations step on Apache Spark (settings.PIPELINE_BACKEND = "spark"; docs/spark-recommendations.md).
+The recommendations step on Apache Spark (settings.PIPELINE_BACKEND = "spark"; docs/spark.md).
 
 `recommendations_compute_spark` keeps `services.recommendations_compute`'s run lifecycle (a
 RecommenderRun created, its figures and laps recorded, the active run switched in one transaction,
@@ -59,7 +59,7 @@ SPARK_ALGORITHMS = {
     "pure_svd": "implicit ALS (pyspark.ml ALS, implicitPrefs) as the factor model",
 }
 #: Implicit ALS's settings for the factor model (the agreement with the `implicit` library's ALS on
-#: ML-100K is measured with these; docs/spark-recommendations.md).
+#: ML-100K is measured with these; docs/spark.md).
 ALS_PARAMS = {"iterations": 15, "regularization": 0.01, "alpha": 1.0, "seed": 0}
 
 

@@ -11,7 +11,7 @@ def recommendations_local(*, step, progress, recommender_config: str = "") -> di
 
 
 def recommendations_spark(*, step, progress, recommender_config: str = "") -> dict:
-    """The Spark backend: `services_spark.recommendations_compute_spark` (docs/spark-recommendations.md)."""
+    """The Spark backend: `services_spark.recommendations_compute_spark` (docs/spark.md)."""
     from . import services_spark
 
     return services_spark.recommendations_compute_spark(step=step, progress=progress, config=recommender_config)

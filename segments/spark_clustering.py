@@ -7,7 +7,7 @@ number of customers stays in Spark (the feature matrix, the labels); what comes 
 bounded by k and the number of features (curves, centroids, sizes, quantiles), so the naming,
 matching and k rule of ``segments.clustering`` are reused on it as they are.
 
-What maps to what (docs/spark-segments.md):
+What maps to what (docs/spark.md, "Segments on Spark"):
 
 1. ``build_features``: the columns, imputation, ``log1p`` and standardisation of
    ``clustering.build_feature_matrix``, as Spark column expressions. The price-level fills are the

@@ -3,7 +3,7 @@
 Everything here takes and returns DataFrames of ``(user, item, value)`` (integer ids, float values:
 the interaction matrix's stored entries) and imports PySpark, so the engine package does not import
 this module: callers name it (``from recommendations.engine import spark as spark_engine``). No
-Django, as for the rest of the engine. docs/spark-recommendations.md tells the algorithms, what each
+Django, as for the rest of the engine. docs/spark.md tells the algorithms, what each
 agrees with locally and how closely.
 
 - :func:`item_similarities`: item-item cosine, top ``k`` per item (``ItemKNN.similarity_``): exact,
@@ -332,7 +332,7 @@ def als_fit(
     """Implicit-feedback ALS (Hu, Koren & Volinsky; ``pyspark.ml.recommendation.ALS`` with
     ``implicitPrefs=True``): confidence ``1 + alpha·x_ui``, preference 1 for every entry. Spark scales
     ``regularization`` by each user's and item's number of entries (ALS-WR), so the value that matches
-    ``implicit``'s unscaled one is smaller (docs/spark-recommendations.md). User and item ids must fit
+    ``implicit``'s unscaled one is smaller (docs/spark.md). User and item ids must fit
     in 32 bits; ``blocks``: the user and item blocks (about the executors' cores).
     Returns the fitted ``ALSModel`` (``userFactors``, ``itemFactors``: ``id``, ``features``)."""
     from pyspark.ml.recommendation import ALS
