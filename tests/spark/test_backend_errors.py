@@ -40,7 +40,7 @@ def test_steps_without_a_spark_implementation_still_start_on_the_spark_backend(n
     from pipeline import services
 
     monkeypatch.setattr(services, "pipeline_create", lambda **kw: PipelineRun(steps=kw["steps"]))
-    assert services.pipeline_start(trigger="shell", steps=["segments"]).steps == ["segments"]
+    assert services.pipeline_start(trigger="shell", steps=["experiments"]).steps == ["experiments"]
 
 
 @pytest.mark.django_db
