@@ -29,14 +29,15 @@ def datasets_dir() -> Path:
 def spark():
     """A local[2] SparkSession (one per test session, one thread per core, 8 shuffle partitions);
     skipped with a reason where Java, PySpark or the JDBC driver is missing, failed under REQUIRE_SPARK=1."""
-    from common.spark import java_missing_reason, spark_session
+    from common.spark import java_missing_reason, spark_session, spark_stop
 
     reason = java_missing_reason()
     if reason:
         if os.environ.get("REQUIRE_SPARK") == "1":
             pytest.fail(f"Spark cannot start: {reason}; REQUIRE_SPARK=1 demands it")
         pytest.skip(f"Spark cannot start: {reason}")
-    return spark_session()
+    yield spark_session()
+    spark_stop()  # while logging is still open (py4j logs as its connections close)
 
 
 @pytest.fixture
