@@ -178,8 +178,11 @@ def jdbc_read(
 
 def jdbc_write(df, table: str, *, mode: str = "append", batch_size: int = 10_000) -> None:
     """Write `df` into `table` over JDBC, in batches, one transaction per partition (so the caller
-    writes into a staging table and switches it in itself)."""
+    writes into a staging table and switches it in itself). The driver rewrites each batch into
+    multi-row INSERTs (``reWriteBatchedInserts``: several times fewer round trips than one statement
+    per row)."""
     url, props = jdbc_url()
+    props = {**props, "reWriteBatchedInserts": "true"}
     writer = df.write.format("jdbc").mode(mode).option("url", url).option("dbtable", table)
     writer = writer.option("batchsize", str(batch_size)).option("isolationLevel", "READ_COMMITTED")
     for key, value in props.items():

@@ -39,7 +39,6 @@ from segments.models import Membership, Segment, SegmentKind
 
 from .models import Impression, PopularItem, Reason, Recommendation, SimilarItem
 from .services import (
-    KINDS,
     REASON_TEXT,
     VERBS,
     _analyze,
@@ -271,28 +270,20 @@ def _candidates(F, spark_engine, frames: dict, plan: dict, cfg: dict):
     )
     user_factors = model.userFactors.localCheckpoint(eager=True)
     item_factors = model.itemFactors.localCheckpoint(eager=True)
-    n_cand = 2 * cfg["top_n"]
-    parts = []
-    for kind in KINDS:  # the three kinds, each its own candidates
-        cand = active.where(F.col("kind") == kind)
-        top = spark_engine.factor_top_n(
-            user_factors,
-            item_factors,
-            xt,
-            n=n_cand,
-            exclude=frames["exclude"],
-            exclude_history=False,
-            candidates=cand,
-        )
-        parts.append(
-            top.select(
-                "user", "item", "score", F.col("reason").alias("reason_item"), F.lit(None).cast("long").alias("count")
-            ).join(cand, "item")
-        )
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
+    # the three kinds' candidates in one scoring pass, the top 2n of each kind per customer
+    top = spark_engine.factor_top_n(
+        user_factors,
+        item_factors,
+        xt,
+        n=2 * cfg["top_n"],
+        exclude=frames["exclude"],
+        exclude_history=False,
+        candidates=active,
+        group="kind",
+    )
+    return top.select(
+        "user", "item", "kind", "score", F.col("reason").alias("reason_item"), F.lit(None).cast("long").alias("count")
+    )
 
 
 def _popularity(F, frames: dict):
@@ -455,7 +446,9 @@ def _similar(F, Window, spark_engine, frames: dict, cfg: dict):
     )
 
 
-def _write_rows(F, rows, run_id: int) -> int:
+def _write_rows(F, rows, run_id: int, laps=None, lap: str = "") -> int:
+    """Compute ``rows`` once (cached), then write them over JDBC; with ``laps``, the computing and
+    the writing are timed apart (``<lap>`` and ``<lap>_write``)."""
     out = rows.select(
         F.lit(run_id).cast("long").alias("run_id"),
         F.col("user").alias("customer_id"),
@@ -468,8 +461,12 @@ def _write_rows(F, rows, run_id: int) -> int:
         "reason_text",
     ).cache()
     count = out.count()
+    if laps is not None:
+        laps.lap(lap)
     if count:
         jdbc_write(out, Recommendation._meta.db_table)
+    if laps is not None:
+        laps.lap(f"{lap}_write")
     out.unpersist()
     return count
 
@@ -517,8 +514,7 @@ def recommendations_compute_spark(
         cand = _candidates(F, spark_engine, frames, plan, cfg)
         laps.lap("fit")
         progress(0.4, f"suggestions for {n_warm:,} customers with history")
-        written = _write_rows(F, _warm_rows(F, Window, cand, frames, cfg, pop), run.pk)
-        laps.lap("recommend")
+        written = _write_rows(F, _warm_rows(F, Window, cand, frames, cfg, pop), run.pk, laps, "recommend")
         progress(0.75, f"popular lists and {sizes['customers_cold']:,} customers without history")
         lists = _popular_lists(F, Window, frames, cfg, pop).cache()
         written += _write_rows(F, _cold_rows(F, Window, frames, lists), run.pk)

@@ -358,13 +358,6 @@ def als_fit(
     return als.fit(data)
 
 
-def _dot(a: str, b: str):
-    """The dot product of two array columns, in the JVM (no Python worker)."""
-    return F.aggregate(
-        F.zip_with(F.col(a), F.col(b), lambda x, y: x * y), F.lit(0.0).cast("double"), lambda acc, v: acc + v
-    )
-
-
 def factor_top_n(
     user_factors: DataFrame,
     item_factors: DataFrame,
@@ -374,49 +367,153 @@ def factor_top_n(
     exclude: DataFrame | None = None,
     exclude_history: bool = True,
     candidates: DataFrame | None = None,
+    group: str | None = None,
     reasons: bool = True,
+    block: int = 512,
 ) -> DataFrame:
     """The top ``n`` items of every user of ``user_factors`` by ``p_u · q_i``, with the items the user
     has (``history``, unless ``exclude_history`` is false) and the pairs of ``exclude`` left out —
     exactly, not by cutting a longer list (ALS's ``recommendForAllUsers`` does not exclude) — and each
     explained by ``reason``, the user's item ``j`` of largest ``x_uj (q_j · q_i)`` (as ``PureSVD``
     explains; ties: the lower ``j``; null when no item of the user contributes positively).
-    DataFrame ``(user, item, score, reason, rank)``.
+    DataFrame ``(user, item, score, reason, rank)``, with ``group`` after ``item`` when given.
 
     ``user_factors``/``item_factors``: ``(id, features)`` as an ``ALSModel`` has them; ``candidates``:
-    a DataFrame of the ``item`` ids that may be suggested (default all). Every (user, candidate) pair is
-    scored, as ALS's own ``recommendForAll`` does: the candidates' factors are broadcast and the users
-    stay in their partitions, so the top ``n`` needs no shuffle of the pairs.
+    a DataFrame of the ``item`` ids that may be suggested (default all), with a ``group`` column when
+    ``group`` is given: then the top ``n`` is per user and group (the recommender's kinds), from one
+    scoring pass. Scored as the local engine scores: the item factors (a few MB per 10,000 items) are
+    shipped to every Python worker with the function, each worker takes its users ``block`` at a time
+    with their history and excluded items (one list per user), multiplies the block by the candidates'
+    factors with BLAS and keeps the top ``n`` with the engine's own ``topn_from_scores`` (ties to the
+    lower item). No (user, item) pair is materialised in Spark and nothing is sorted there.
     """
-    uf = user_factors.select(F.col("id").cast("long").alias(USER), F.col("features").alias("pu"))
-    qf = item_factors.select(F.col("id").cast("long").alias(ITEM), F.col("features").alias("qi"))
-    if candidates is not None:
-        qf = qf.join(candidates.select(ITEM).distinct(), ITEM, "left_semi")
-    pairs = uf.repartition(USER).crossJoin(F.broadcast(qf)).select(USER, ITEM, _dot("pu", "qi").alias("score"))
+    from ._base import topn_from_scores
+
+    n = int(n)
+    block = max(1, int(block))
+    q_all = item_factors.select(F.col("id").cast("long").alias(ITEM), F.col("features")).toPandas()
+    q_all = q_all.sort_values(ITEM, kind="stable")
+    all_ids = q_all[ITEM].to_numpy(np.int64)
+    rank_dim = len(q_all["features"].iloc[0]) if len(q_all) else 0
+    q_mat = np.stack(q_all["features"].to_numpy()).astype(np.float64) if len(q_all) else np.zeros((0, 0))
+    if candidates is None:
+        cand_pos = np.arange(all_ids.size)
+        cand_group = np.zeros(all_ids.size, dtype=object)
+        groups = [None]
+    else:
+        cols = [ITEM] + ([group] if group else [])
+        cand = candidates.select(*cols).distinct().toPandas()
+        if group and cand[ITEM].duplicated().any():
+            raise ValueError(f"factor_top_n: an item is in more than one {group!r}")
+        cand = cand[cand[ITEM].isin(all_ids)].sort_values(ITEM, kind="stable")
+        cand_pos = np.searchsorted(all_ids, cand[ITEM].to_numpy(np.int64))
+        cand_group = cand[group].to_numpy() if group else np.zeros(len(cand), dtype=object)
+        groups = sorted(set(cand_group.tolist()), key=str) if group else [None]
+    cand_ids = all_ids[cand_pos]
+    q_cand = q_mat[cand_pos] if cand_pos.size else np.zeros((0, rank_dim))
+    by_group = [(g, np.flatnonzero(cand_group == g) if group else np.arange(cand_ids.size)) for g in groups]
+
+    h = history.select(USER, ITEM, F.col(VALUE).cast("double"))
+    lists = h.groupBy(USER).agg(F.collect_list(ITEM).alias("h_items"), F.collect_list(VALUE).alias("h_vals"))
     blocked = []
     if exclude_history:
-        blocked.append(history.select(USER, ITEM))
+        blocked.append(h.select(USER, ITEM))
     if exclude is not None:
         blocked.append(exclude.select(USER, ITEM))
-    for b in blocked:
-        pairs = pairs.join(b.distinct(), [USER, ITEM], "left_anti")
-    top = top_per_group(pairs, USER, "score", ITEM, n)
-    if not reasons:
-        return top.select(USER, ITEM, "score", F.lit(None).cast("long").alias("reason"), "rank")
-    # reasons: x_uj (q_j · q_i) over the user's history j, for the listed pairs only
-    h = history.select(USER, F.col(ITEM).alias("j"), F.col(VALUE).cast("double"))
-    qj = item_factors.select(F.col("id").cast("long").alias("j"), F.col("features").alias("qj"))
-    listed = top.select(USER, ITEM).join(qf, ITEM)
-    contrib = (
-        listed.join(h, USER)
-        .join(qj, "j")
-        .select(USER, ITEM, "j", (F.col(VALUE) * _dot("qj", "qi")).alias("c"))
-        .where(F.col("c") > 0)
-    )
-    reasons = contrib.groupBy(USER, ITEM).agg(
-        (-F.max(F.struct(F.col("c"), (-F.col("j")).alias("nj")))["nj"]).alias("reason")
-    )
-    return top.join(reasons, [USER, ITEM], "left").select(USER, ITEM, "score", "reason", "rank")
+    uf = user_factors.select(F.col("id").cast("long").alias(USER), F.col("features").alias("pu"))
+    uf = uf.join(lists, USER, "left")
+    if blocked:
+        b = blocked[0]
+        for other in blocked[1:]:
+            b = b.unionByName(other)
+        uf = uf.join(b.groupBy(USER).agg(F.collect_set(ITEM).alias("blocked")), USER, "left")
+    else:
+        uf = uf.withColumn("blocked", F.lit(None).cast("array<long>"))
+    want_reasons = bool(reasons)
+
+    def _flat(col) -> tuple[np.ndarray, np.ndarray]:
+        """(row, value) of every element of a column of lists (None: empty)."""
+        lens = np.fromiter((0 if v is None else len(v) for v in col), dtype=np.int64, count=len(col))
+        vals = [v for v in col if v is not None and len(v)]
+        flat = np.concatenate(vals) if vals else np.zeros(0)
+        return np.repeat(np.arange(len(col)), lens), flat
+
+    def score(batches):
+        import pandas as pd
+
+        for frame in batches:
+            for start in range(0, len(frame), block):
+                part = frame.iloc[start : start + block]
+                users = part[USER].to_numpy(np.int64)
+                p = np.stack(part["pu"].to_numpy()).astype(np.float64)
+                s = p @ q_cand.T
+                rows, items = _flat(part["blocked"].to_numpy())
+                pos = np.searchsorted(cand_ids, items.astype(np.int64))
+                hit = pos < cand_ids.size
+                hit[hit] = cand_ids[pos[hit]] == items[hit].astype(np.int64)
+                s[rows[hit], pos[hit]] = -np.inf
+                h_rows, h_items = _flat(part["h_items"].to_numpy())
+                _, h_vals = _flat(part["h_vals"].to_numpy())
+                h_pos = np.searchsorted(all_ids, h_items.astype(np.int64))
+                ok = h_pos < all_ids.size
+                ok[ok] = all_ids[h_pos[ok]] == h_items[ok].astype(np.int64)
+                h_rows, h_pos, h_vals = h_rows[ok], h_pos[ok], h_vals[ok].astype(np.float64)
+                for g, cols in by_group:
+                    if not cols.size:
+                        continue
+                    top, top_s = topn_from_scores(s[:, cols], n)
+                    keep = top >= 0
+                    r_idx, k_idx = np.nonzero(keep)
+                    item_pos = cols[top[keep]]
+                    reason = np.full(r_idx.size, -1, dtype=np.int64)
+                    if want_reasons and h_rows.size and r_idx.size:
+                        reason = _reasons(r_idx, item_pos, h_rows, h_pos, h_vals, len(part))
+                    reason_ids = pd.array(all_ids[np.maximum(reason, 0)] if all_ids.size else reason, dtype="Int64")
+                    reason_ids[reason < 0] = pd.NA
+                    out = pd.DataFrame(
+                        {
+                            USER: users[r_idx],
+                            ITEM: cand_ids[item_pos],
+                            "score": top_s[keep],
+                            "reason": reason_ids,
+                            "rank": (k_idx + 1).astype(np.int32),
+                        }
+                    )
+                    if group:
+                        out.insert(2, group, g)
+                    yield out
+
+    def _reasons(r_idx, item_pos, h_rows, h_pos, h_vals, n_rows) -> np.ndarray:
+        """For every listed (row, candidate): the position of the row's history item j of largest
+        ``x_uj (q_j · q_i)`` (> 0; ties: the lower j), -1 where none contributes positively. Pairs the
+        listed items with their row's history entries (rows sorted), one dot per pair."""
+        order = np.lexsort((h_pos, h_rows))
+        h_rows, h_pos, h_vals = h_rows[order], h_pos[order], h_vals[order]
+        h_start = np.searchsorted(h_rows, np.arange(n_rows))
+        h_len = np.searchsorted(h_rows, np.arange(n_rows), side="right") - h_start
+        per = h_len[r_idx]
+        pair = np.repeat(np.arange(r_idx.size), per)
+        offs = np.arange(pair.size) - np.repeat(np.cumsum(per) - per, per)
+        e = h_start[r_idx][pair] + offs
+        c = np.empty(pair.size)
+        for lo in range(0, pair.size, 1 << 16):  # bounded memory: 65,536 dots at a time
+            sl = slice(lo, lo + (1 << 16))
+            c[sl] = h_vals[e[sl]] * np.einsum("ij,ij->i", q_mat[h_pos[e[sl]]], q_mat[item_pos[pair[sl]]])
+        best = np.full(r_idx.size, -1, dtype=np.int64)
+        good = c > 0
+        if not good.any():
+            return best
+        pair, e, c = pair[good], e[good], c[good]
+        # per pair: the largest c, then the lower j (history sorted by j within a row)
+        order = np.lexsort((h_pos[e], -c, pair))
+        first = np.r_[True, pair[order][1:] != pair[order][:-1]]
+        best[pair[order][first]] = h_pos[e[order][first]]
+        return best
+
+    group_type = dict(candidates.dtypes)[group] if group else ""
+    grouped = f"{group} {group_type}, " if group else ""
+    schema = f"{USER} long, {ITEM} long, {grouped}score double, reason long, rank int"
+    return uf.mapInPandas(score, schema)
 
 
 # ---------------------------------------------------------------------------- ranking
