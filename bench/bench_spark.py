@@ -99,7 +99,14 @@ def pipeline() -> dict:
 
 def run(quick: bool = False) -> dict:
     sizes = [10_000, 100_000] if quick else [100_000, 1_000_000]
-    out: dict = {"database": "postgresql", "spark_master": "local[2]", "sizes": []}
+    out: dict = {
+        "database": "postgresql",
+        "spark_master": "local[2]",
+        # the Spark settings in force (docs/configuration.md's defaults unless the environment says)
+        "spark_driver_memory": os.environ.get("SPARK_DRIVER_MEMORY", "2g"),
+        "spark_shuffle_partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "8"),
+        "sizes": [],
+    }
     for n in sizes:
         os.environ["BENCH_SEGMENTS_DATABASE_URL"] = _db_url()
         bench_segments._fresh_db()
