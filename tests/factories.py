@@ -55,6 +55,8 @@ __all__ = [
     "UserFactory",
     "client_for",
     "customer_client",
+    "demo_shop_commit",
+    "demo_shop_empty",
     "ingest",
     "key_client",
     "purchases",
@@ -149,6 +151,62 @@ def ingest(*, customers=(), events=(), **kwargs) -> None:
     if len(events):
         result = services.events_ingest(rows=pd.DataFrame(list(events)))
         assert not result.errors, result.errors
+
+
+def demo_shop_commit(
+    *,
+    seed: int,
+    customers: int,
+    events: int,
+    products: int = 120,
+    posts: int = 40,
+    quiet_id: str | None = None,
+    chunk_size: int | None = None,
+):
+    """A demo shop (`profiles.demo.generate_shop`) written through the services, as the shop's feeds
+    write it: customers (and, with `quiet_id`, one customer without any event), items, then events.
+    For module fixtures whose shop other processes read (Spark over JDBC, a worker, a server): call it
+    inside `django_db_blocker.unblock()` so the rows are committed, and `demo_shop_empty()` after.
+    Returns the generated shop."""
+    from profiles.demo import generate_shop
+
+    sizes = {"chunk_size": chunk_size} if chunk_size else {}  # the events depend on it (profiles/demo.py)
+    demo = generate_shop(seed=seed, n_customers=customers, n_events=events, n_products=products, n_posts=posts, **sizes)
+    services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
+    if quiet_id:
+        services.customers_upsert(rows=pd.DataFrame([{"external_id": quiet_id, "name": "Quiet Newcomer"}]))
+    services.items_upsert(rows=demo.items)
+    for chunk in demo.iter_events():
+        services.events_ingest(rows=chunk, create_unknown=False)
+    return demo
+
+
+def demo_shop_empty() -> None:
+    """Delete what `demo_shop_commit` and pipeline runs over it left: results, runs, events, items,
+    customers (children first)."""
+    from pipeline.models import Lease, PipelineRun, PipelineStep
+    from recommendations.models import Impression, PopularItem, Recommendation, RecommenderRun, SimilarItem
+    from segments.models import ClusteringRun, Membership, SegmentSize
+
+    for model in (
+        Impression,
+        Recommendation,
+        SimilarItem,
+        PopularItem,
+        RecommenderRun,
+        Membership,
+        SegmentSize,
+        Segment,
+        ClusteringRun,
+        Profile,
+        PipelineStep,
+        PipelineRun,
+        Lease,
+        Event,
+        Item,
+        Customer,
+    ):
+        model.objects.all().delete()
 
 
 def purchases(

@@ -20,12 +20,10 @@ from django.test import override_settings
 from common.spark import spark_jobs_cancel
 from pipeline import services as pipeline
 from pipeline.models import PipelineRun
-from profiles import services
-from profiles.demo import generate_shop
 from profiles.models import Customer, Profile
 from profiles.selectors import profile_for
 from profiles.services import compute_spark
-from tests.factories import OperatorFactory, client_for
+from tests.factories import OperatorFactory, client_for, demo_shop_commit
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -69,15 +67,6 @@ def _run(backend: str) -> PipelineRun:
         return pipeline.pipeline_execute(run=run, step_params=run.step_params)
 
 
-def _shop(*, seed: int, customers: int, events: int) -> None:
-    demo = generate_shop(seed=seed, n_customers=customers, n_events=events, n_products=120, n_posts=40)
-    services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
-    services.customers_upsert(rows=pd.DataFrame([{"external_id": QUIET_ID, "name": "Quiet Newcomer"}]))
-    services.items_upsert(rows=demo.items)
-    for chunk in demo.iter_events():
-        services.events_ingest(rows=chunk, create_unknown=False)
-
-
 def _counts(run: PipelineRun) -> dict:
     step = run.step_runs.get()
     return {"run": run.backend, "step": step.backend, **step.counts}
@@ -96,7 +85,7 @@ def shop(django_db_setup, django_db_blocker, pg_spark):
     """The demo shop's profiles from each backend, and their runs' records (kept in memory)."""
     with django_db_blocker.unblock():
         assert connection.settings_dict["NAME"].startswith("test_"), "not on the test database"
-        _shop(seed=5, customers=N_CUSTOMERS, events=N_EVENTS)
+        demo_shop_commit(seed=5, customers=N_CUSTOMERS, events=N_EVENTS, quiet_id=QUIET_ID)
         local_run = _run("local")
         assert local_run.status == "succeeded", local_run.error
         local = _profiles()

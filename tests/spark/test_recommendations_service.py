@@ -6,21 +6,17 @@ import pytest
 from django.db import connection
 
 from pipeline import services as pipeline
-from pipeline.models import Lease, PipelineRun, PipelineStep, RunStatus
-from profiles import services
-from profiles.demo import generate_shop
-from profiles.models import Customer, Event, Item, Profile
+from pipeline.models import PipelineStep, RunStatus
+from profiles.models import Customer, Event
 from recommendations import services_spark
 from recommendations.models import (
-    Impression,
     PopularItem,
     Recommendation,
     RecommenderConfig,
     RecommenderRun,
     SimilarItem,
 )
-from segments.models import ClusteringRun, Membership, Segment, SegmentSize
-from tests.factories import OperatorFactory, client_for
+from tests.factories import OperatorFactory, client_for, demo_shop_commit, demo_shop_empty
 
 QUIET_ID = "c-quiet-001"
 
@@ -29,39 +25,18 @@ QUIET_ID = "c-quiet-001"
 def shop(django_db_setup, django_db_blocker):
     """A small demo shop committed to the test database (Spark reads it over its own connections),
     with profiles, segments and a local recommendations run in service."""
-    demo = generate_shop(seed=5, n_customers=150, n_events=6_000, n_products=60, n_posts=20, chunk_size=10_000)
     with django_db_blocker.unblock():
         if connection.vendor != "postgresql":
             pytest.skip("the Spark backend reads and writes PostgreSQL (DATABASE_URL)")
-        services.customers_upsert(rows=demo.customers.drop(columns=["persona"]))
-        services.customers_upsert(rows=pd.DataFrame([{"external_id": QUIET_ID, "name": "Quiet Newcomer"}]))
-        services.items_upsert(rows=demo.items)
-        for chunk in demo.iter_events():
-            services.events_ingest(rows=chunk, create_unknown=False)
+        demo = demo_shop_commit(
+            seed=5, customers=150, events=6_000, products=60, posts=20, quiet_id=QUIET_ID, chunk_size=10_000
+        )
         run = pipeline.pipeline_create(steps=["profiles", "segments", "recommendations"])
         pipeline.pipeline_execute(run=run)
         assert run.status == "succeeded", run.error
     yield demo
     with django_db_blocker.unblock():
-        for model in (
-            Impression,
-            Recommendation,
-            SimilarItem,
-            PopularItem,
-            RecommenderRun,
-            Membership,
-            SegmentSize,
-            Segment,
-            ClusteringRun,
-            Profile,
-            PipelineStep,
-            PipelineRun,
-            Lease,
-            Event,
-            Item,
-            Customer,
-        ):
-            model.objects.all().delete()
+        demo_shop_empty()
         RecommenderConfig.objects.filter(name="neighbours").delete()
 
 
