@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))  # floor_profiles
+sys.path.insert(0, str(REPO / "bench"))  # floors
 
 
 def _db_url() -> str:
@@ -204,7 +204,7 @@ def _inner(n: int, n_channel: int) -> dict:
     )
     floor_s = _launch_floor(campaign("bench floor", "in_app", seg), seg)
     out["in_app_floor_seconds"] = round(floor_s, 2)
-    from floor_profiles import floor_row, profile_call
+    from floors import floor_entry, profile_call
 
     met = bool(done and elapsed <= 20 and out["in_app_every_member_once"] and out["in_app_control_as_drawn"])
     profile = None
@@ -212,11 +212,13 @@ def _inner(n: int, n_channel: int) -> dict:
         again = campaign("bench in-app (profiled)", "in_app", seg)
         profile = profile_call("campaigns-in-app-launch", lambda: services.campaign_launch(campaign=again))
     out["floors"] = [
-        floor_row(
+        floor_entry(
             path=f"6. campaign launch to {n:,} customers in-app (launch to every delivery recorded)",
             floor_label="one INSERT ... SELECT of every consenting member's delivery as sent, text made in SQL",
             floor=floor_s,
             ours=elapsed,
+            unit="s",
+            higher_is_better=False,
             target="<= 20 s, nothing lost",
             met=met,
             profile=profile,

@@ -37,7 +37,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # floor_profiles
+    sys.path.insert(0, str(HERE))  # floors
 
 DATASETS = Path(os.environ.get("DATASETS_DIR", REPO.parent / "shared" / "datasets"))
 PEERS = ("popularity", "implicit_cosine", "implicit_bm25", "implicit_als")
@@ -315,17 +315,19 @@ def surprise_comparison(quick: bool) -> dict:
     met = speedup >= 200 and top_equal == len(sample_users)
     profile = None
     if not met:
-        from floor_profiles import profile_call
+        from floors import profile_call
 
         profile = profile_call("engine-user-knn-top20", lambda: _time_top20(train, 1))
-    from floor_profiles import floor_row
+    from floors import floor_entry
 
     result["floors"] = [
-        floor_row(
+        floor_entry(
             path="7. every-user top-20 on ML-100K, surprise-identical UserKNN (fit + top-20 of 943 users)",
             floor_label="dense products of the same neighbour sums (S·Rc, S·P over all neighbours, no per-item top-K)",
             floor=min(floor_runs),
             ours=min(top_runs),
+            unit="s",
+            higher_is_better=False,
             target=">= 200x faster than surprise KNNWithMeans in the same run, top-20 unchanged",
             met=met,
             profile=profile,

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))  # floor_profiles
+sys.path.insert(0, str(REPO / "bench"))  # floors
 
 EVENTS_PER_CUSTOMER = 20
 
@@ -208,7 +208,7 @@ def rule_refresh() -> dict:
     again = refresh_rule_memberships(seg)
     again_s = time.monotonic() - t
     floor_s, floor_size = _rule_floor(rule)
-    from floor_profiles import floor_row, profile_call
+    from floors import floor_entry, profile_call
 
     met = refresh_s <= 5 and again == size == floor_size == preview
     profile = None
@@ -223,11 +223,13 @@ def rule_refresh() -> dict:
         "floor_seconds": round(floor_s, 2),
         "preview_size": preview,
         "floors": [
-            floor_row(
+            floor_entry(
                 path="4. rule segment refresh (a new segment's first refresh)",
                 floor_label="the rule's audience query + one INSERT ... SELECT of its members into an empty segment",
                 floor=floor_s,
                 ours=refresh_s,
+                unit="s",
+                higher_is_better=False,
                 target="<= 5 s on 1M customers, members identical",
                 met=met,
                 profile=profile,

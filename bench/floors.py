@@ -11,6 +11,7 @@ import cProfile
 import io
 import pstats
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 PROFILES = Path(__file__).resolve().parent / "results" / "profiles"
@@ -73,3 +74,14 @@ def save_stats(name: str, stats_source: cProfile.Profile | str | Path, *, header
         stats.strip_dirs().sort_stats(order).print_stats(TOP_LINES)
     base.with_suffix(".txt").write_text(out.getvalue())
     return str(base.with_suffix(".txt").relative_to(PROFILES.parent.parent))
+
+
+def profile_call(name: str, fn: Callable[[], object], *, header: str = "") -> str:
+    """Run ``fn`` once under cProfile and save it as `save_stats` does; the .txt path."""
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        fn()
+    finally:
+        prof.disable()
+    return save_stats(name, prof, header=header)
