@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import predictions
+from .features import PROFILE_FIELDS
 
 __all__ = [
     "FIT_MAX_BUYERS",
@@ -50,41 +51,16 @@ _PRICE_TYPES = ("view", "click", "add_to_cart", "purchase")
 #: buyers a uniform sample of them (the fit needs far fewer: docs/spark.md).
 FIT_MAX_BUYERS = 2_000_000
 
-OUTPUT_COLUMNS = (
-    "customer_id",
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "interests",
-    "top_categories",
-    "top_category",
-    "median_price",
-    "price_band",
-    "active_days",
-    "first_seen_us",
-    "last_seen_us",
-    "events_30d",
-    "n_events",
-    "community_posts",
-    "community_comments",
-    "community_likes",
-    "orders_total",
-    "first_purchase_us",
-    "last_purchase_us",
-    "lifecycle",
-    "p_alive",
-    "predicted_orders",
-    "predicted_value",
-    "churn_risk",
-    "next_order_us",
-    "prediction_basis",
-    "prediction_horizon_days",
-)
+#: The profile's moments, carried as epoch microseconds under these names.
+MOMENTS_US = {
+    "first_seen": "first_seen_us",
+    "last_seen": "last_seen_us",
+    "first_purchase_at": "first_purchase_us",
+    "last_purchase_at": "last_purchase_us",
+    "next_order_at": "next_order_us",
+}
+#: The staging table's columns: the stored profile's fields, moments as microseconds since the epoch.
+OUTPUT_COLUMNS = ("customer_id", *(MOMENTS_US.get(f, f) for f in PROFILE_FIELDS))
 
 
 @dataclass(frozen=True)

@@ -25,43 +25,9 @@ from pipeline.models import PipelineStep, RunStatus
 
 from .. import predictions
 from ..affinity import AffinityBuilder
-from ..features import catalogue_price_cuts, compute_features, score_rfm
+from ..features import PROFILE_FIELDS, catalogue_price_cuts, compute_features, score_rfm
 from ..models import Customer, Event, Item, Profile
 
-PROFILE_FIELDS = [
-    "recency_days",
-    "frequency",
-    "monetary",
-    "avg_order_value",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_code",
-    "interests",
-    "top_categories",
-    "top_category",
-    "median_price",
-    "price_band",
-    "active_days",
-    "first_seen",
-    "last_seen",
-    "events_30d",
-    "n_events",
-    "community_posts",
-    "community_comments",
-    "community_likes",
-    "orders_total",
-    "first_purchase_at",
-    "last_purchase_at",
-    "lifecycle",
-    "p_alive",
-    "predicted_orders",
-    "predicted_value",
-    "churn_risk",
-    "next_order_at",
-    "prediction_basis",
-    "prediction_horizon_days",
-]
 JSON_COLUMNS = ("interests", "top_categories", "affinity")  # written as JSON by the bulk writes
 
 
