@@ -356,8 +356,27 @@ def select_k(
 
 
 # ------------------------------------------------------------------------------ the run
+class ClusterViews:
+    """What a clustering result tells about its clusters, from its ``centroids`` (original units),
+    ``stats`` (the population's quantiles) and ``matrix`` (the scaling): shared by the local result
+    and Spark's (``spark_clustering.SparkClusteringResult``)."""
+
+    centroids: pd.DataFrame
+    stats: pd.DataFrame
+    matrix: FeatureMatrix
+
+    def names(self) -> pd.DataFrame:
+        """``name`` and ``description`` of each cluster (``describe_cluster``)."""
+        rows = [describe_cluster(self.centroids.loc[j], self.stats) for j in self.centroids.index]
+        return pd.DataFrame(rows, columns=["name", "description"], index=self.centroids.index)
+
+    def to_scaled(self, original: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Original-unit centroids (e.g. the previous run's) in this run's scaled space."""
+        return self.matrix.to_scaled(original)
+
+
 @dataclass
-class ClusteringResult:
+class ClusteringResult(ClusterViews):
     """Everything a clustering run produced; ``labels[i]`` is the cluster of ``index[i]``.
 
     Clusters are numbered 0..k-1 by decreasing size. ``centroids`` is a DataFrame
@@ -385,15 +404,6 @@ class ClusteringResult:
     duration_s: float
     matrix: FeatureMatrix = field(repr=False)
     stats: pd.DataFrame = field(repr=False)
-
-    def names(self) -> pd.DataFrame:
-        """``name`` and ``description`` of each cluster (``describe_cluster``)."""
-        rows = [describe_cluster(self.centroids.loc[j], self.stats) for j in self.centroids.index]
-        return pd.DataFrame(rows, columns=["name", "description"], index=self.centroids.index)
-
-    def to_scaled(self, original: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Original-unit centroids (e.g. the previous run's) in this run's scaled space."""
-        return self.matrix.to_scaled(original)
 
 
 def size_order(sizes: Sequence[int], centers: np.ndarray) -> list[int]:

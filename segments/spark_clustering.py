@@ -60,8 +60,8 @@ from .clustering import (
     COMMUNITY_COLUMNS,
     DEFAULT_FEATURES,
     LOG_FEATURES,
+    ClusterViews,
     KSelection,
-    describe_cluster,
     select_k,
     size_order,
 )
@@ -323,7 +323,7 @@ def choose_k(
 
 
 @dataclass
-class SparkClusteringResult:
+class SparkClusteringResult(ClusterViews):
     """What a Spark clustering run produced: the fields of ``clustering.ClusteringResult`` that the
     service reads, with ``labels`` a Spark DataFrame (id column, ``cluster``) instead of an array."""
 
@@ -346,13 +346,6 @@ class SparkClusteringResult:
     duration_s: float
     matrix: SparkFeatures = field(repr=False)
     stats: pd.DataFrame = field(repr=False)
-
-    def names(self) -> pd.DataFrame:
-        rows = [describe_cluster(self.centroids.loc[j], self.stats) for j in self.centroids.index]
-        return pd.DataFrame(rows, columns=["name", "description"], index=self.centroids.index)
-
-    def to_scaled(self, original: pd.DataFrame | np.ndarray) -> np.ndarray:
-        return self.matrix.to_scaled(original)
 
 
 def cluster_profiles(
