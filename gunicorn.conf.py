@@ -57,8 +57,11 @@ def when_ready(server):
     """
     if not preload_app:
         return
-    from django.urls import get_resolver
+    from django.conf import settings
 
-    get_resolver().url_patterns  # noqa: B018 - imports the URLconf and every view it names
+    if settings.configured:  # the app is Django's (a bench's floor app is not)
+        from django.urls import get_resolver
+
+        get_resolver().url_patterns  # noqa: B018 - imports the URLconf and every view it names
     gc.collect()
     gc.freeze()

@@ -21,10 +21,14 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import load
+
+HERE = Path(__file__).resolve().parent
 
 PORT = 18124
 RATES = (100, 250, 500)
@@ -48,22 +52,86 @@ FIGURES = (
 )
 
 
-def _steps(info: dict, seconds: int, seed: int) -> list[dict]:
+def _steps(info: dict, seconds: int, seed: int, floor_body: Path | None = None) -> list[dict]:
+    """Our endpoint at each rate; with `floor_body`, the floor app (bench/floor_api_app.py) instead,
+    answering that body to the same requests."""
     steps = []
-    with load.Gunicorn(port=PORT, db_url=_db_url()):
-        asyncio.run(load.recommendation_load(info, rate=100, seconds=5, seed=seed, port=PORT))  # warm-up
+    server = (
+        load.Gunicorn(
+            port=PORT,
+            db_url=_db_url(),
+            app="floor_api_app:application",
+            chdir=HERE,
+            ready_path="/",
+            FLOOR_BODY_FILE=str(floor_body),
+        )
+        if floor_body
+        else load.Gunicorn(port=PORT, db_url=_db_url())
+    )
+    verify = floor_body is None
+    with server:
+        asyncio.run(load.recommendation_load(info, rate=100, seconds=5, seed=seed, port=PORT, verify=verify))
         for i, rate in enumerate(RATES):
             figures = asyncio.run(
-                load.recommendation_load(info, rate=rate, seconds=seconds, seed=seed + 10 + i, port=PORT)
+                load.recommendation_load(info, rate=rate, seconds=seconds, seed=seed + 10 + i, port=PORT, verify=verify)
             )
             steps.append({"rate_per_s": rate, **{k: figures[k] for k in FIGURES}})
     return steps
+
+
+def _sample_body(info: dict, path: Path) -> int:
+    """One real answer of our endpoint (a customer's ten products) saved for the floor; its size."""
+    customer = sorted(info["tokens"])[0]
+    with load.Gunicorn(port=PORT, db_url=_db_url()):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{PORT}/api/customers/{customer}/recommendations/?kind=product&limit=10",
+            headers={"Authorization": f"Customer {info['tokens'][customer]}"},
+        )
+        body = urllib.request.urlopen(request, timeout=10).read()
+    path.write_bytes(body)
+    return len(body)
+
+
+def _floors(steps: list[dict], floor: list[dict]) -> list[dict]:
+    from floors import floor_entry
+
+    rows = []
+    for ours, base in zip(steps, floor, strict=True):
+        p99, floor_p99 = ours["p99_ms"], base["p99_ms"]
+        met = bool(
+            p99 is not None
+            and floor_p99 is not None
+            and p99 <= 2 * floor_p99
+            and p99 <= TARGET_P99_MS
+            and ours["errors"] == 0
+        )
+        rows.append(
+            floor_entry(
+                path=f"5. GET /api/customers/{{id}}/recommendations/ at {ours['rate_per_s']}/s, p99",
+                floor_label="a constant JSON body (a real answer) through the same gunicorn configuration",
+                floor=floor_p99 or 0.0,
+                ours=p99 or 0.0,
+                unit="ms",
+                higher_is_better=False,
+                target=f"<= 2x the floor's p99 and <= {TARGET_P99_MS} ms",
+                met=met,
+                note=(
+                    f"p50 {ours['p50_ms']} ms (floor {base['p50_ms']}), errors {ours['errors']}, "
+                    f"load average {os.getloadavg()[0]:.1f}"
+                ),
+            )
+        )
+    return rows
 
 
 def run(quick: bool = False) -> dict:
     info = load.prepare(quick=quick, db_url=_db_url())
     seconds = 10 if quick else 30
     steps = _steps(info, seconds, seed=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp) / "answer.json"
+        body_bytes = _sample_body(info, body)
+        floor_steps = _steps(info, seconds, seed=1, floor_body=body)
     # the same load while an experiment runs: every request asks the router, which finds the customer's
     # variant (one more indexed lookup), and half the customers are served from a variant's run
     load._manage("seed_demo_experiment", "--days", "2", "--baseline-days", "1", "--visitors", "100", db_url=_db_url())
@@ -87,6 +155,10 @@ def run(quick: bool = False) -> dict:
         "seconds_per_rate": seconds,
         "steps": steps,
         "steps_with_an_experiment_running": steps_experiment,
+        # issue #19, path 5: the same requests at the same rates to a constant answer of the same size
+        "floor_body_bytes": body_bytes,
+        "floor_steps": floor_steps,
+        "floors": _floors(steps, floor_steps),
         "target_p99_ms": TARGET_P99_MS,
         "targets_met": met,
     }

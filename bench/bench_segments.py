@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))  # floors
 
 EVENTS_PER_CUSTOMER = 20
+TOUCH_EVERY = 100  # the incremental run's changed customers: every 100th, 1% (issue #19, path 3)
 
 
 def _db_url() -> str:
@@ -239,6 +240,83 @@ def rule_refresh() -> dict:
     }
 
 
+def _child_json(args: list[str]) -> dict:
+    return json.loads(_measured([str(Path(__file__)), *args])["out"].strip().splitlines()[-1])
+
+
+def _path3_floors(r: dict) -> list[dict]:
+    """Path 3 (issue #19): the profiles and clustering steps, a full run and an incremental one,
+    each beside reading the same events once. A missed target's profile: the incremental run again
+    under cProfile (the full run's own profile would cost another full run: its breakdown of read,
+    compute and write seconds is in the figures)."""
+    from floors import floor_entry
+
+    n = r["customers"]
+    load = os.getloadavg()[0]
+    full_met = n >= 1_000_000 and r["pipeline_seconds"] <= 120 and r["pipeline_peak_rss_mb"] <= 2048
+    inc = r["incremental"]
+    inc_met = n >= 1_000_000 and inc["seconds"] <= 10
+    profile = None
+    if not inc_met:
+        stats = REPO / "bench" / "results" / "profiles" / "profiles-incremental.pstats.tmp"
+        stats.parent.mkdir(parents=True, exist_ok=True)
+        again = _child_json(["--touch"])  # new events again, so the run has work to profile
+        _measured(
+            [
+                "-m",
+                "cProfile",
+                "-o",
+                str(stats),
+                "manage.py",
+                "recompute",
+                "--steps",
+                "profiles,segments",
+                "--incremental",
+                "--no-progress",
+            ]
+        )
+        from floors import save_stats
+
+        profile = save_stats(
+            "profiles-incremental",
+            stats,
+            header=f"incremental profiles + segments, {n:,} customers, {again['customers']:,} with new events",
+        )
+        stats.unlink(missing_ok=True)
+    return [
+        floor_entry(
+            path=f"3. profiles + clustering, full run over {n:,} customers ({r['events']:,} events)",
+            floor_label="the step's event query read once (binary COPY, bytes dropped)",
+            floor=r["read_floor"]["seconds"],
+            ours=r["pipeline_seconds"],
+            unit="s",
+            higher_is_better=False,
+            target="<= 120 s and <= 2 GB on 1M customers",
+            met=full_met,
+            note=(
+                f"peak {r['pipeline_peak_rss_mb']:,} MB; profiles {r['profiles_seconds']} s "
+                f"(read/compute/write {r['profiles_breakdown']}), segments {r['segments_seconds']} s; "
+                f"load average {load:.1f}"
+            ),
+        ),
+        floor_entry(
+            path=f"3. profiles + clustering, incremental after 1% of {n:,} customers had new events",
+            floor_label="the same query over those customers read once (binary COPY)",
+            floor=inc["read_floor"]["seconds"],
+            ours=inc["seconds"],
+            unit="s",
+            higher_is_better=False,
+            target="<= 10 s on 1M customers",
+            met=inc_met,
+            profile=profile,
+            note=(
+                f"{inc['profiles_customers']:,} profiles in {inc['profiles_seconds']} s, segments "
+                f"{inc['segments_seconds']} s (the clustering runs over everyone); peak {inc['peak_rss_mb']:,} MB"
+            ),
+        ),
+    ]
+
+
 def _rule_floor(rule) -> tuple[float, int]:
     """The floor of a rule refresh (issue #19, path 4): the rule's audience query and the write of
     its members, as one bare INSERT ... SELECT into a new, empty segment (no lock, no leavers, no size
@@ -261,6 +339,81 @@ def _rule_floor(rule) -> tuple[float, int]:
     return time.monotonic() - t, written
 
 
+def read_floor(touched_only: bool = False) -> dict:
+    """(In a child process.) The floor of path 3 (issue #19): the events the profiles step reads, read
+    once with a binary COPY of the step's own query (`profiles.services.compute.events_query`) over
+    every customer (or, with `touched_only`, over the customers `touch` gave new events), the bytes
+    counted and dropped: no parsing, no features, no writes."""
+    import django
+
+    django.setup()
+    import numpy as np
+    from django.db import connection
+
+    from profiles.models import Customer
+    from profiles.services.compute import events_query
+
+    ids = np.fromiter(Customer.objects.order_by("id").values_list("id", flat=True).iterator(50_000), dtype=np.int64)
+    only = ids[::TOUCH_EVERY] if touched_only else None
+    qs, cols = events_query(int(ids[0]), int(ids[-1]), only)
+    sql, params = qs.values_list(*cols).query.sql_with_params()
+    started = time.monotonic()
+    size = 0
+    with connection.cursor() as cur:
+        with cur.cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT binary)", params) as copy:
+            for block in copy:
+                size += len(block)
+    return {
+        "seconds": round(time.monotonic() - started, 2),
+        "bytes": size,
+        "customers": len(only) if touched_only else len(ids),
+    }
+
+
+def touch() -> dict:
+    """(In a child process.) New events for every TOUCH_EVERY-th customer (1%): two views and a
+    purchase each, now, written with COPY as `load` writes (setup of the incremental run)."""
+    import django
+
+    django.setup()
+    import numpy as np
+    import pandas as pd
+    from django.db import connection, transaction
+    from django.db.models import Max
+
+    from common.bulk import bulk_insert
+    from profiles.models import Customer, Event, Item
+
+    ids = np.fromiter(Customer.objects.order_by("id").values_list("id", flat=True).iterator(50_000), dtype=np.int64)
+    touched = ids[::TOUCH_EVERY]
+    item = Item.objects.filter(kind="product").order_by("id").values_list("id", flat=True).first()
+    next_id = (Event.objects.aggregate(m=Max("id"))["m"] or 0) + 1
+    n = len(touched) * 3
+    now = pd.Timestamp.now(tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(next_id, next_id + n),
+            "external_id": [f"touch-{i}" for i in range(next_id, next_id + n)],
+            "customer_id": np.repeat(touched, 3),
+            "item_id": item,
+            "type": np.tile(["view", "view", "purchase"], len(touched)),
+            "value": 1.0,
+            "amount": np.tile([0.0, 0.0, 19.9], len(touched)),
+            "occurred_at": now,
+            "context": [{} for _ in range(n)],
+            "received_at": now,
+        }
+    )
+    with transaction.atomic():
+        bulk_insert(Event, frame, json_columns=("context",))
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT setval(pg_get_serial_sequence('profiles_event', 'id'), (SELECT MAX(id) FROM profiles_event))"
+        )
+        cur.execute("ANALYZE profiles_event")
+    return {"customers": len(touched), "events": n}
+
+
 def step_figures() -> dict:
     import django
 
@@ -279,6 +432,11 @@ def run(quick: bool = False) -> dict:
         step = _measured(["manage.py", "recompute", "--steps", "profiles,segments", "--no-progress"])
         figures = json.loads(_measured([str(Path(__file__)), "--steps"])["out"].strip().splitlines()[-1])
         rule = json.loads(_measured([str(Path(__file__)), "--rule"])["out"].strip().splitlines()[-1])
+        floor = _child_json(["--read-floor"])
+        touched = _child_json(["--touch"])
+        inc = _measured(["manage.py", "recompute", "--steps", "profiles,segments", "--incremental", "--no-progress"])
+        inc_figures = _child_json(["--steps"])
+        inc_floor = _child_json(["--read-floor", "--touched"])
         out["runs"].append(
             {
                 "customers": n,
@@ -298,10 +456,21 @@ def run(quick: bool = False) -> dict:
                 "segments_seconds": figures.get("segments", {}).get("seconds"),
                 "chosen_k": figures.get("segments", {}).get("counts", {}).get("clustering", {}).get("chosen_k"),
                 "rule_segment": rule,
+                "read_floor": floor,
+                "incremental": {
+                    "touched_customers": touched["customers"],
+                    "new_events": touched["events"],
+                    "seconds": round(inc["seconds"], 1),
+                    "peak_rss_mb": round(inc["peak_rss_mb"]),
+                    "profiles_seconds": inc_figures.get("profiles", {}).get("seconds"),
+                    "profiles_customers": inc_figures.get("profiles", {}).get("counts", {}).get("customers"),
+                    "segments_seconds": inc_figures.get("segments", {}).get("seconds"),
+                    "read_floor": inc_floor,
+                },
             }
         )
-    # issue #19: the floors row of the largest size (the 1M one on a full run)
-    out["floors"] = out["runs"][-1]["rule_segment"].pop("floors")
+    # issue #19: the floors rows of the largest size (the 1M one on a full run)
+    out["floors"] = _path3_floors(out["runs"][-1]) + out["runs"][-1]["rule_segment"].pop("floors")
     for r in out["runs"]:
         r["rule_segment"].pop("floors", None)
     largest = out["runs"][-1]
@@ -320,6 +489,10 @@ if __name__ == "__main__":
         print(json.dumps(load(int(sys.argv[sys.argv.index("--load") + 1]))))
     elif "--rule" in sys.argv:
         print(json.dumps(rule_refresh()))
+    elif "--read-floor" in sys.argv:
+        print(json.dumps(read_floor(touched_only="--touched" in sys.argv)))
+    elif "--touch" in sys.argv:
+        print(json.dumps(touch()))
     elif "--steps" in sys.argv:
         print(json.dumps(step_figures(), default=str))
     else:

@@ -163,10 +163,22 @@ def prepare(*, quick: bool, reuse_db: bool = False, db_url: str | None = None) -
 
 
 class Gunicorn:
-    """The app served as in production: `gunicorn -c gunicorn.conf.py config.wsgi` on loopback."""
+    """The app served as in production: `gunicorn -c gunicorn.conf.py config.wsgi` on loopback.
+    `app` (with `chdir`, where its module is) serves another WSGI app with the same configuration
+    (a bench's floor), ready when `ready_path` answers."""
 
-    def __init__(self, *, port: int = PORT, db_url: str | None = None, **env: str):
+    def __init__(
+        self,
+        *,
+        port: int = PORT,
+        db_url: str | None = None,
+        app: str = "config.wsgi",
+        chdir: Path | None = None,
+        ready_path: str = "/admin/login/",
+        **env: str,
+    ):
         self.port, self.db_url, self.env = port, db_url, env
+        self.app, self.chdir, self.ready_path = app, chdir, ready_path
 
     def __enter__(self):
         self.proc = subprocess.Popen(
@@ -176,7 +188,8 @@ class Gunicorn:
                 str(REPO / "gunicorn.conf.py"),
                 "-b",
                 f"127.0.0.1:{self.port}",
-                "config.wsgi",
+                *(["--chdir", str(self.chdir)] if self.chdir else []),
+                self.app,
             ],
             cwd=REPO,
             env=_env(self.db_url, **self.env),
@@ -186,7 +199,7 @@ class Gunicorn:
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/admin/login/", timeout=5)
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=5)
                 return self
             except Exception:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -387,8 +400,9 @@ async def open_loop(
     }
 
 
-def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, port: int = PORT):
-    """GET suggestions of random customers and kinds at a fixed rate, each with the customer's token."""
+def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, port: int = PORT, verify: bool = True):
+    """GET suggestions of random customers and kinds at a fixed rate, each with the customer's token.
+    `verify=False` checks the status only (a floor that answers every request with the same body)."""
     rng = random.Random(seed)
     customers = sorted(info["tokens"])
     plan = [(c, rng.choice(KINDS)) for c in (rng.choice(customers) for _ in range(int(rate * seconds)))]
@@ -402,6 +416,8 @@ def recommendation_load(info: dict, *, rate: float, seconds: float, seed: int, p
     def check(i: int, status: int, body: bytes) -> str | None:
         if status != 200:
             return f"{plan[i]}: HTTP {status} {body[:200]!r}"
+        if not verify:
+            return None
         if i % 10 == 0:  # parse one answer in ten in full; the rest only for an empty list
             data = json.loads(body)
             if data["customer"] != plan[i][0] or data["kind"] != plan[i][1] or not data["results"]:

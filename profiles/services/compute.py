@@ -314,18 +314,9 @@ def _items_frame() -> pd.DataFrame:
     return items
 
 
-def _events_frame_range(
-    lo: int, hi: int, items: pd.DataFrame | None = None, only: np.ndarray | None = None
-) -> pd.DataFrame:
-    """The events of customers lo..hi (of those among ``only`` when given), with their item's
-    category, price and kind.
-
-    The read is kept lean because it is the largest part of the profiles step: item fields are
-    joined in pandas from the small catalogue frame, the order id is extracted from the JSON
-    context only for purchases, and on PostgreSQL the time travels as epoch seconds (a number
-    parses far faster than a timestamp text).
-    """
-    items = _items_frame() if items is None else items
+def events_query(lo: int, hi: int, only: np.ndarray | None = None) -> tuple:
+    """The profiles step's read of the events of customers lo..hi (of those among ``only``): the
+    queryset and its columns (also the floor that `make bench` reads the events with)."""
     epoch = connection.vendor == "postgresql"
     events = Event.objects.filter(customer_id__gte=lo, customer_id__lte=hi)
     if only is not None:
@@ -341,6 +332,23 @@ def _events_frame_range(
         )
     )
     cols = ["customer_id", "type", "value", "amount_f", "t" if epoch else "occurred_at", "item_id", "order_id"]
+    return qs, cols
+
+
+def _events_frame_range(
+    lo: int, hi: int, items: pd.DataFrame | None = None, only: np.ndarray | None = None
+) -> pd.DataFrame:
+    """The events of customers lo..hi (of those among ``only`` when given), with their item's
+    category, price and kind.
+
+    The read is kept lean because it is the largest part of the profiles step: item fields are
+    joined in pandas from the small catalogue frame, the order id is extracted from the JSON
+    context only for purchases, and on PostgreSQL the time travels as epoch seconds (a number
+    parses far faster than a timestamp text).
+    """
+    items = _items_frame() if items is None else items
+    epoch = connection.vendor == "postgresql"
+    qs, cols = events_query(lo, hi, only)
     frame = read_frame(qs, cols, parse_dates=() if epoch else ("occurred_at",)).rename(columns={"amount_f": "amount"})
     if epoch:
         frame["occurred_at"] = pd.to_datetime(frame.pop("t").astype("float64"), unit="s", utc=True)
