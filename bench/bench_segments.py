@@ -423,8 +423,8 @@ def step_figures() -> dict:
     return {s.name: {"seconds": s.duration_s, "counts": s.counts} for s in PipelineStep.objects.order_by("id")}
 
 
-def run(quick: bool = False) -> dict:
-    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
+def run(quick: bool = False, sizes: list[int] | None = None) -> dict:
+    sizes = sizes or ([10_000, 100_000] if quick else [10_000, 100_000, 1_000_000])
     out: dict = {"database": "postgresql", "events_per_customer": EVENTS_PER_CUSTOMER, "runs": []}
     for n in sizes:
         _fresh_db()
