@@ -190,6 +190,22 @@ def jdbc_write(df, table: str, *, mode: str = "append", batch_size: int = 10_000
     writer.save()
 
 
+@contextmanager
+def adaptive_execution_off(spark):
+    """Adaptive query execution off inside the block (restored after). Spark 4.1's adaptive
+    re-planning can build a pandas UDF's plan node (MapInPandasExec) on a thread without an active
+    session, which fails the query with an internal error (a NullPointerException in
+    PythonSQLMetrics): seen on 1M customers, not on 100k. The recommendations step materialises its
+    pandas-UDF scoring inside this block."""
+    key = "spark.sql.adaptive.enabled"
+    before = spark.conf.get(key, "true")
+    spark.conf.set(key, "false")
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
 def _context(spark):
     """The classic session's SparkContext; None on Spark Connect (which has none)."""
     try:

@@ -32,7 +32,7 @@ import pandas as pd
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from common.spark import jdbc_read, jdbc_write, spark_session
+from common.spark import adaptive_execution_off, jdbc_read, jdbc_write, spark_session
 from pipeline.models import RunStatus
 from profiles.models import CONSENT_FIELDS, Customer, Event, Item
 from segments.models import Membership, Segment, SegmentKind
@@ -270,17 +270,19 @@ def _candidates(F, spark_engine, frames: dict, plan: dict, cfg: dict):
     )
     user_factors = model.userFactors.localCheckpoint(eager=True)
     item_factors = model.itemFactors.localCheckpoint(eager=True)
-    # the three kinds' candidates in one scoring pass, the top 2n of each kind per customer
-    top = spark_engine.factor_top_n(
-        user_factors,
-        item_factors,
-        xt,
-        n=2 * cfg["top_n"],
-        exclude=frames["exclude"],
-        exclude_history=False,
-        candidates=active,
-        group="kind",
-    )
+    # the three kinds' candidates in one scoring pass, the top 2n of each kind per customer,
+    # materialised at once (common.spark.adaptive_execution_off says why adaptive execution is off)
+    with adaptive_execution_off(xt.sparkSession):
+        top = spark_engine.factor_top_n(
+            user_factors,
+            item_factors,
+            xt,
+            n=2 * cfg["top_n"],
+            exclude=frames["exclude"],
+            exclude_history=False,
+            candidates=active,
+            group="kind",
+        ).localCheckpoint(eager=True)
     return top.select(
         "user", "item", "kind", "score", F.col("reason").alias("reason_item"), F.lit(None).cast("long").alias("count")
     )
@@ -512,7 +514,7 @@ def recommendations_compute_spark(
         progress(0.2, f"{sizes['events']:,} events, {n_customers:,} customers; fitting {plan['algorithm']} on Spark")
         pop = _popularity(F, frames).cache()
         cand = _candidates(F, spark_engine, frames, plan, cfg)
-        laps.lap("fit")
+        laps.lap("fit")  # the model, and for a factor model its scoring (materialised there)
         progress(0.4, f"suggestions for {n_warm:,} customers with history")
         written = _write_rows(F, _warm_rows(F, Window, cand, frames, cfg, pop), run.pk, laps, "recommend")
         progress(0.75, f"popular lists and {sizes['customers_cold']:,} customers without history")
