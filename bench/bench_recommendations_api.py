@@ -92,10 +92,69 @@ def _sample_body(info: dict, path: Path) -> int:
     return len(body)
 
 
-def _floors(steps: list[dict], floor: list[dict]) -> list[dict]:
+def _profile_view(tokens_file: str, n: int = 600) -> None:
+    """(In a child process on the bench's database.) `n` requests to our view in-process, through
+    Django's test client with the customers' tokens, under cProfile: where a request's time goes
+    when the target is missed (no server, no network: the view, the middleware, the database)."""
+    import cProfile
+    import random
+
+    import django
+
+    sys.path.insert(0, str(load.REPO))
+    django.setup()
+    from django.test import Client
+    from floors import save_stats
+
+    tokens = json.loads(Path(tokens_file).read_text())
+    rng = random.Random(5)
+    customers = sorted(tokens)
+    plan = [(c, rng.choice(load.KINDS)) for c in (rng.choice(customers) for _ in range(n + 50))]
+    client = Client(HTTP_HOST="127.0.0.1")
+
+    def ask(customer, kind):
+        answer = client.get(
+            f"/api/customers/{customer}/recommendations/",
+            {"kind": kind, "limit": 10},
+            HTTP_AUTHORIZATION=f"Customer {tokens[customer]}",
+        )
+        assert answer.status_code == 200, answer.content[:200]
+
+    for customer, kind in plan[:50]:  # warm-up: connections, prepared statement, caches
+        ask(customer, kind)
+    prof = cProfile.Profile()
+    prof.enable()
+    for customer, kind in plan[50:]:
+        ask(customer, kind)
+    prof.disable()
+    print(save_stats("recommendations-api-view", prof, header=f"{n} requests in-process (Django test client)"))
+
+
+def _profile(info: dict) -> str:
+    """Run `_profile_view` in a child on the bench's database; the profile's .txt path."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens = Path(tmp) / "tokens.json"
+        tokens.write_text(json.dumps(info["tokens"]))
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__)), "--profile-view", str(tokens)],
+            cwd=load.REPO,
+            env={**load._env(_db_url()), "DJANGO_SETTINGS_MODULE": "config.settings"},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if proc.returncode != 0:
+        return f"(profile failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode})"
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def _floors(steps: list[dict], floor: list[dict], info: dict) -> list[dict]:
     from floors import floor_entry
 
     rows = []
+    profile = None
     for ours, base in zip(steps, floor, strict=True):
         p99, floor_p99 = ours["p99_ms"], base["p99_ms"]
         met = bool(
@@ -115,6 +174,7 @@ def _floors(steps: list[dict], floor: list[dict]) -> list[dict]:
                 higher_is_better=False,
                 target=f"<= 2x the floor's p99 and <= {TARGET_P99_MS} ms",
                 met=met,
+                profile=None if met else (profile := profile or _profile(info)),
                 note=(
                     f"p50 {ours['p50_ms']} ms (floor {base['p50_ms']}), errors {ours['errors']}, "
                     f"load average {os.getloadavg()[0]:.1f}"
@@ -158,11 +218,14 @@ def run(quick: bool = False) -> dict:
         # issue #19, path 5: the same requests at the same rates to a constant answer of the same size
         "floor_body_bytes": body_bytes,
         "floor_steps": floor_steps,
-        "floors": _floors(steps, floor_steps),
+        "floors": _floors(steps, floor_steps, info),
         "target_p99_ms": TARGET_P99_MS,
         "targets_met": met,
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+    if "--profile-view" in sys.argv:
+        _profile_view(sys.argv[sys.argv.index("--profile-view") + 1])
+    else:
+        print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
