@@ -11,31 +11,10 @@ N_CUSTOMERS = 600
 
 def wipe():
     from campaigns.models import Campaign
-    from pipeline.models import Lease, PipelineRun, PipelineStep
-    from profiles.models import Customer, Event, Item, Profile
-    from recommendations import models as reco
-    from segments.models import ClusteringRun, Membership, Segment, SegmentSize
+    from tests.factories import demo_shop_empty
 
     Campaign.objects.all().delete()
-    for model in (
-        reco.Impression,
-        reco.Recommendation,
-        reco.SimilarItem,
-        reco.PopularItem,
-        reco.RecommenderRun,
-        Membership,
-        SegmentSize,
-        Segment,
-        ClusteringRun,
-        Profile,
-        PipelineStep,
-        PipelineRun,
-        Lease,
-        Event,
-        Item,
-        Customer,
-    ):
-        model.objects.all().delete()
+    demo_shop_empty()
 
 
 def build_shop(n_customers: int = N_CUSTOMERS, seed: int = 11, recommend: bool = True):

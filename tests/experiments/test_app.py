@@ -19,20 +19,17 @@ from experiments import routing, selectors, services, stats
 from experiments.models import Assignment, Experiment, ExperimentStatus, Metric, Variant
 from experiments.simulation import simulate
 from pipeline import services as pipeline
-from pipeline.models import Lease, PipelineRun, PipelineStep
+from pipeline.models import PipelineRun
 from profiles import services as profile_services
 from profiles.demo import generate_shop, response_probabilities
-from profiles.models import Customer, Event, Item, Profile
+from profiles.models import Customer, Event, Item
 from recommendations.models import (
     Impression,
-    PopularItem,
     Recommendation,
     RecommenderConfig,
     RecommenderRun,
-    SimilarItem,
 )
-from segments.models import ClusteringRun, Membership, Segment, SegmentSize
-from tests.factories import OperatorFactory, client_for, customer_client
+from tests.factories import OperatorFactory, client_for, customer_client, demo_shop_empty
 
 N_CUSTOMERS = 500
 
@@ -50,25 +47,7 @@ def shop(django_db_setup, django_db_blocker):
         assert run.status == "succeeded", run.error
     yield demo
     with django_db_blocker.unblock():
-        for model in (
-            Impression,
-            Recommendation,
-            SimilarItem,
-            PopularItem,
-            RecommenderRun,
-            Membership,
-            SegmentSize,
-            Segment,
-            ClusteringRun,
-            Profile,
-            PipelineStep,
-            PipelineRun,
-            Lease,
-            Event,
-            Item,
-            Customer,
-        ):
-            model.objects.all().delete()
+        demo_shop_empty()
 
 
 @pytest.fixture(autouse=True)

@@ -7,16 +7,15 @@ import pytest
 from django.core.management import call_command
 
 from pipeline import services as pipeline
-from pipeline.models import Lease, PipelineRun, PipelineStep
+from pipeline.models import PipelineStep
 from pipeline.steps import available_steps
 from profiles import services
 from profiles.demo import generate_shop
-from profiles.models import Customer, Event, Item, Profile
+from profiles.models import Customer, Event, Item
 from recommendations import selectors
 from recommendations import services as reco_services
-from recommendations.models import Impression, PopularItem, Recommendation, RecommenderRun, SimilarItem
-from segments.models import ClusteringRun, Membership, Segment, SegmentSize
-from tests.factories import OperatorFactory, client_for
+from recommendations.models import PopularItem, Recommendation, RecommenderRun, SimilarItem
+from tests.factories import OperatorFactory, client_for, demo_shop_empty
 
 N_CUSTOMERS = 600
 N_EVENTS = 45_000
@@ -40,25 +39,7 @@ def shop(django_db_setup, django_db_blocker):
         assert run.status == "succeeded", run.error
     yield demo
     with django_db_blocker.unblock():
-        for model in (
-            Impression,
-            Recommendation,
-            SimilarItem,
-            PopularItem,
-            RecommenderRun,
-            Membership,
-            SegmentSize,
-            Segment,
-            ClusteringRun,
-            Profile,
-            PipelineStep,
-            PipelineRun,
-            Lease,
-            Event,
-            Item,
-            Customer,
-        ):
-            model.objects.all().delete()
+        demo_shop_empty()
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ from pipeline.models import Lease, PipelineRun, PipelineStep
 from profiles import services
 from profiles.demo import generate_shop
 from profiles.features import catalogue_price_cuts, compute_features, score_rfm
-from profiles.models import Customer, Event, Item, Profile
+from profiles.models import Profile
 from segments.models import ClusteringRun, Membership, Segment, SegmentSize
+from tests.factories import demo_shop_empty
 
 N_CUSTOMERS = 800
 N_EVENTS = 60_000
@@ -36,20 +37,7 @@ def shop(django_db_setup, django_db_blocker):
             services.events_ingest(rows=chunk, create_unknown=False)
     yield demo
     with django_db_blocker.unblock():
-        for model in (
-            Membership,
-            SegmentSize,
-            Segment,
-            ClusteringRun,
-            Profile,
-            PipelineStep,
-            PipelineRun,
-            Lease,
-            Event,
-            Item,
-            Customer,
-        ):
-            model.objects.all().delete()
+        demo_shop_empty()
 
 
 def _run(*steps, **params):
