@@ -98,7 +98,7 @@ def pipeline_execute_task(self, pipeline_run_id: int, step_params: dict | None =
 def pipeline_scheduled(self, steps: list[str] | None = None, incremental: bool = False) -> dict:
     """What beat starts: a pipeline over `steps` (all listed steps when None), run in this task.
 
-    `incremental` goes to the steps that take it (profiles)."""
+    `incremental` goes to the steps that take it (profiles, segments)."""
     try:
         options = {"incremental": True} if incremental else None
         run = services.pipeline_start(trigger="schedule", steps=steps, options=options)

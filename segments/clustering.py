@@ -110,6 +110,16 @@ class FeatureMatrix:
     index: pd.Index
     observed: pd.DataFrame | None = None  # before imputation (nulls kept)
 
+    @property
+    def mean(self) -> np.ndarray:
+        """The standardisation's per-column mean (after log1p where logged)."""
+        return self.scaler.mean_
+
+    @property
+    def scale(self) -> np.ndarray:
+        """The standardisation's per-column scale (1 for a constant column)."""
+        return self.scaler.scale_
+
     def to_scaled(self, original: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Original-unit rows (e.g. stored centroids of an earlier run) -> this run's scaled space."""
         frame = pd.DataFrame(original, columns=self.columns) if isinstance(original, np.ndarray) else original
@@ -141,6 +151,22 @@ def _interest_columns(profiles: pd.DataFrame, interest_categories) -> dict[str, 
     return {f"interest:{c}": np.array([(d or {}).get(c, 0.0) for d in interests], dtype=float) for c in cats}
 
 
+def _raw_features(
+    profiles: pd.DataFrame, features: Sequence[str], interest_categories: int | Sequence[str] | None
+) -> pd.DataFrame:
+    """The feature columns in original units, nulls kept (``community_actions`` derived when absent)."""
+    data: dict[str, np.ndarray] = {}
+    for col in features:
+        if col == "community_actions" and col not in profiles.columns:
+            data[col] = profiles[list(COMMUNITY_COLUMNS)].sum(axis=1).to_numpy(dtype=float)
+        elif col not in profiles.columns:
+            raise ValueError(f"profiles lack feature column {col!r}")
+        else:
+            data[col] = pd.to_numeric(profiles[col], errors="coerce").to_numpy(dtype=float)
+    data.update(_interest_columns(profiles, interest_categories))
+    return pd.DataFrame(data, index=profiles.index)
+
+
 def build_feature_matrix(
     profiles: pd.DataFrame,
     *,
@@ -162,16 +188,7 @@ def build_feature_matrix(
     interest_categories : an int N adds the interest shares of the population's N largest
         categories as ``interest:<name>`` columns; a list names the categories.
     """
-    data: dict[str, np.ndarray] = {}
-    for col in features:
-        if col == "community_actions" and col not in profiles.columns:
-            data[col] = profiles[list(COMMUNITY_COLUMNS)].sum(axis=1).to_numpy(dtype=float)
-        elif col not in profiles.columns:
-            raise ValueError(f"profiles lack feature column {col!r}")
-        else:
-            data[col] = pd.to_numeric(profiles[col], errors="coerce").to_numpy(dtype=float)
-    data.update(_interest_columns(profiles, interest_categories))
-    raw = pd.DataFrame(data, index=profiles.index)
+    raw = _raw_features(profiles, features, interest_categories)
     fills = dict.fromkeys(raw.columns, 0.0)
     if "recency_days" in fills:
         fills["recency_days"] = float(window_days)
@@ -534,6 +551,49 @@ def _nearest(X: np.ndarray, centers: np.ndarray, block: int = 200_000) -> np.nda
         xb = X[s : s + block]
         out[s : s + block] = np.argmin(c2[None, :] - 2 * xb @ centers.T, axis=1)
     return out
+
+
+# ------------------------------------------------------------------------------ assigning later customers
+INTEREST_PREFIX = "interest:"
+
+
+def assignment_model(matrix, centroids_scaled: np.ndarray) -> dict:
+    """What it takes to place a customer in one of a run's clusters later without clustering again
+    (an incremental run, `assign_nearest`): the run's features, the values that filled nulls, the
+    log-scaled columns, the standardisation (mean and scale, as the run fitted them) and the
+    clusters' centres in that scaled space, row j = cluster j. Plain lists and floats (JSON).
+    `matrix`: a `FeatureMatrix`, or Spark's features (``spark_clustering.SparkFeatures``: the same
+    columns, log_columns, fill_values, mean and scale)."""
+    return {
+        "columns": list(matrix.columns),
+        "log_columns": list(matrix.log_columns),
+        "fill_values": {c: float(v) for c, v in matrix.fill_values.items() if c in matrix.columns},
+        "mean": [float(v) for v in matrix.mean],
+        "scale": [float(v) for v in matrix.scale],
+        "centers": np.asarray(centroids_scaled, dtype=float).tolist(),
+    }
+
+
+def assign_nearest(profiles: pd.DataFrame, model: Mapping) -> np.ndarray:
+    """The cluster (0..k-1, as numbered by the run that made `model`, see `assignment_model`) whose
+    centre is nearest to each profile, in that run's scaled space: the same features, nulls filled
+    with the run's values, the same log and standardisation. ``profiles`` as for ``cluster_profiles``;
+    returns one label per row, in its order. KeyError / ValueError when `model` is incomplete or
+    the profiles lack one of its columns."""
+    columns = list(model["columns"])
+    centers = np.asarray(model["centers"], dtype=float)
+    mean, scale = np.asarray(model["mean"], dtype=float), np.asarray(model["scale"], dtype=float)
+    if centers.ndim != 2 or centers.shape[1] != len(columns) or len(mean) != len(columns) or len(scale) != len(columns):
+        raise ValueError("the assignment model's centres, mean and scale do not match its columns")
+    if not len(profiles):
+        return np.empty(0, dtype=np.int64)
+    plain = [c for c in columns if not c.startswith(INTEREST_PREFIX)]
+    categories = [c.removeprefix(INTEREST_PREFIX) for c in columns if c.startswith(INTEREST_PREFIX)]
+    raw = _raw_features(profiles, plain, categories or None)[columns]
+    vals = raw.fillna({c: float(model["fill_values"].get(c, 0.0)) for c in columns}).to_numpy(dtype=float)
+    logs = [columns.index(c) for c in model["log_columns"] if c in columns]
+    vals[:, logs] = np.log1p(np.maximum(vals[:, logs], 0.0))
+    return _nearest((vals - mean) / scale, centers)
 
 
 # ------------------------------------------------------------------------------ naming

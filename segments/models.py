@@ -41,6 +41,12 @@ class ClusteringRun(models.Model):
     sizes = models.JSONField(default=list)
     centroids = models.JSONField(default=list, help_text="Centroids in the features' original units.")
     n_customers = models.PositiveIntegerField(default=0)
+    assignment = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How an incremental run places a customer in these clusters without clustering again: the "
+        "features, fill values, scaling and the centres in the scaled space (clustering.assignment_model).",
+    )
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField(null=True, blank=True)

@@ -820,13 +820,44 @@ def rule_audience_size(rule: Any, *, now: datetime | None = None) -> int:
     return rule_queryset(rule, now=now).count()
 
 
-def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, step=None) -> int:
+def changes_only_with(rule: Any, narrow: set[int]) -> bool:
+    """Whether a rule's answer for a customer can change only when that customer's profile, events
+    or memberships of the segments in `narrow` change: no `within_days` window (time moves it), no
+    "top N %" (others' values move it), no consent (changed outside the pipeline) and no segment
+    outside `narrow`. An incremental run re-evaluates such a rule for its changed customers only."""
+    stack = [rule]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            return False
+        if "all" in node or "any" in node:
+            stack.extend(node.get("all") or node.get("any") or [])
+        elif "not" in node:
+            stack.append(node["not"])
+        elif "consent" in node or "top" in node:
+            return False
+        elif "event" in node:
+            if not isinstance(node["event"], dict) or "within_days" in node["event"]:
+                return False
+        elif "segment" in node:
+            if node["segment"] not in narrow:
+                return False
+        elif not ("field" in node or "affinity" in node):
+            return False
+    return True
+
+
+def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, step=None, among=None) -> int:
     """Replace the memberships of a rule segment with its current audience, in one transaction.
 
     Set-based: one DELETE of the members who left and one INSERT ... SELECT of those who joined,
     so customers who stay keep their `since`; on PostgreSQL both in one statement reading the
     audience once. Updates the segment's size, `refreshed_at` and
     `members_version`, and records a `SegmentSize`. Returns the new size.
+
+    `among` (a subquery of customer ids, `segments.services.id_set`): re-evaluate the rule for those
+    customers only and leave every other membership as it is (an incremental run, for a rule that
+    `changes_only_with` the changed customers).
     """
     if segment.kind != SegmentKind.RULE:
         raise ValueError(f"segment {segment.pk} is not a rule segment")
@@ -837,7 +868,9 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
         # Serialise refreshes of one segment: a second run waits, then recomputes from scratch.
         Segment.objects.using(db).select_for_update().filter(pk=segment.pk).values_list("pk").first()
         audience = Customer.objects.using(db).filter(q)
-        if connections[db].vendor == "postgresql":
+        if among is not None:
+            size = _swap_members(db, segment.pk, audience.filter(pk__in=among), now, among=among)
+        elif connections[db].vendor == "postgresql":
             size = _swap_members_in_one_statement(db, segment.pk, audience, now)
         else:
             size = _swap_members(db, segment.pk, audience, now)
@@ -880,10 +913,14 @@ def _swap_members_in_one_statement(db: str, segment_id: int, audience: QuerySet[
     return int(size)
 
 
-def _swap_members(db: str, segment_id: int, audience: QuerySet[Customer], now: datetime) -> int:
-    """Other databases: one DELETE of the members who left, one INSERT ... SELECT of those who
-    joined (customers who stay keep their `since`), then a count. Returns the size."""
-    Membership.objects.using(db).filter(segment_id=segment_id).exclude(customer_id__in=audience.values("pk")).delete()
+def _swap_members(db: str, segment_id: int, audience: QuerySet[Customer], now: datetime, among=None) -> int:
+    """Other databases (and a refresh `among` some customers): one DELETE of the members who left,
+    one INSERT ... SELECT of those who joined (customers who stay keep their `since`), then a count.
+    Returns the size."""
+    members = Membership.objects.using(db).filter(segment_id=segment_id)
+    if among is not None:
+        members = members.filter(customer_id__in=among)
+    members.exclude(customer_id__in=audience.values("pk")).delete()
     joiners = (
         audience.exclude(Exists(Membership.objects.filter(segment_id=segment_id, customer_id=OuterRef("pk"))))
         .order_by()

@@ -10,19 +10,22 @@ statement each, referenced segments before the segments that refer to them.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min
+from django.db.models import Count, F, Max, Min
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.audit import audit_record
 from common.bulk import bulk_insert, read_frame
-from pipeline.models import RunStatus
+from pipeline.models import PipelineStep, RunStatus
 from profiles.models import Customer, Profile
 
 from . import clustering
@@ -50,8 +53,9 @@ def _finite(value):
     return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else value
 
 
-def _profiles_frame() -> pd.DataFrame:
-    return read_frame(Profile.objects.order_by("customer_id"), PROFILE_COLUMNS).set_index("customer_id")
+def _profiles_frame(profiles=None) -> pd.DataFrame:
+    profiles = Profile.objects.all() if profiles is None else profiles
+    return read_frame(profiles.order_by("customer_id"), PROFILE_COLUMNS).set_index("customer_id")
 
 
 def _previous_centroids(features: list[str]) -> pd.DataFrame:
@@ -187,6 +191,7 @@ def _apply_clustering(
             for lab in centroids.index
         ]
         run.n_customers = n_customers
+        run.assignment = clustering.assignment_model(result.matrix, result.centroids_scaled)
         run.finished_at = timezone.now()
         run.duration_s = round(time.monotonic() - started, 3)
         run.save()
@@ -250,6 +255,113 @@ def segments_cluster(
     except Exception as exc:
         _run_failed(run, exc)
         raise
+
+
+# ------------------------------------------------------------------------------ incremental runs
+
+
+def id_set(ids) -> RawSQL:
+    """A set of customer ids as a subquery for `customer_id__in=` (one parameter, whatever the count:
+    an array on PostgreSQL, a JSON list on SQLite)."""
+    values = [int(v) for v in ids]
+    if connection.vendor == "postgresql":
+        return RawSQL("SELECT unnest(%s::bigint[])", [values])
+    return RawSQL("SELECT value FROM json_each(%s)", [json.dumps(values)])
+
+
+def _incremental_base(step) -> tuple[ClusteringRun | None, list[int], str]:
+    """What an incremental run builds on: the latest clustering, if the memberships are still its
+    (the last segments run that applied a clustering applied this one, and none of its segments was
+    retired since), and the profiles runs since that segments run, all incremental. Returns the
+    clustering, those profiles runs' ids and "", or None, [] and why a full clustering is needed."""
+    active = ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at").first()
+    if active is None or not active.assignment:
+        return None, [], "no earlier clustering that records how to place customers in it"
+    previous = (
+        PipelineStep.objects.filter(
+            name="segments", status=RunStatus.SUCCEEDED, counts__clustering__has_key="clustering_run"
+        )
+        .exclude(pk=getattr(step, "pk", None))
+        .order_by("-started_at")
+        .first()
+    )
+    if previous is None or previous.counts["clustering"]["clustering_run"] != active.pk:
+        return None, [], "the memberships are not those of the latest clustering"
+    segment_ids = [c["segment"] for c in active.centroids]
+    if Segment.objects.filter(pk__in=segment_ids, kind=SegmentKind.CLUSTER, active=True).count() != len(segment_ids):
+        return None, [], "a segment of the latest clustering was retired since"
+    since = PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, started_at__gt=previous.started_at)
+    if since.filter(counts__incremental=False).exists():
+        return None, [], "every profile was computed again since the last segments run"
+    return active, list(since.values_list("pk", flat=True)), ""
+
+
+def segments_assign_incremental(*, step=None, progress=None, now: datetime | None = None) -> dict:
+    """An incremental clustering step: only the customers whose profiles changed since the last
+    segments run (the incremental profiles runs since, by the run each profile records) are placed in
+    the nearest cluster of the latest clustering, in that clustering's own scaled space
+    (`clustering.assign_nearest` on `ClusteringRun.assignment`); everyone else keeps their segment,
+    and the segments keep their centroids and names until the next full run clusters everyone again.
+    A customer who stays in a segment keeps their `since`. Returns the step's counts (with the
+    customers placed under "_customers", not to be recorded), or `{"_full_because": why}` when a
+    full clustering is needed."""
+    progress = progress or (lambda fraction, message="": None)
+    now = now or timezone.now()
+    started = time.monotonic()
+    active, profile_runs, why = _incremental_base(step)
+    if active is None:
+        return {"_full_because": why}
+    progress(0.1, "reading the changed profiles")
+    profiles = _profiles_frame(Profile.objects.filter(run_id__in=profile_runs))
+    labels = clustering.assign_nearest(profiles, active.assignment)
+    by_label = {int(c["cluster"]): int(c["segment"]) for c in active.centroids}
+    segment_of = np.array([by_label[j] for j in range(len(by_label))], dtype=np.int64)
+    new = pd.DataFrame(
+        {"segment_id": segment_of[labels], "customer_id": profiles.index.to_numpy(dtype="int64")}, dtype="int64"
+    )
+    progress(0.6, f"placing {len(new):,} customers")
+    segment_ids = list(by_label.values())
+    with transaction.atomic():
+        if ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=active.started_at).exists():
+            return {"_status": "skipped", "reason": "A newer clustering run finished meanwhile; nothing was changed."}
+        cluster_ids = list(Segment.objects.filter(kind=SegmentKind.CLUSTER).values_list("id", flat=True))
+        among = Membership.objects.filter(segment_id__in=cluster_ids, customer_id__in=id_set(new["customer_id"]))
+        old = read_frame(among.order_by(), ["segment_id", "customer_id", "since"], parse_dates=("since",))
+        merged = new.merge(old, on=["segment_id", "customer_id"], how="left", indicator=True)
+        stayed = merged["_merge"] == "both"
+        merged["since"] = pd.to_datetime(merged["since"].where(stayed, pd.Timestamp(now)), utc=True)
+        moved_in = merged.loc[~stayed, "segment_id"]  # into a segment: moved or new members
+        moved_out = old.merge(new, on=["segment_id", "customer_id"], how="left", indicator=True)
+        moved_out = moved_out.loc[moved_out["_merge"] == "left_only", "segment_id"]
+        among.delete()
+        bulk_insert(Membership, merged[["segment_id", "customer_id", "since"]])
+        sizes = dict(
+            Membership.objects.filter(segment_id__in=segment_ids)
+            .values_list("segment_id")
+            .annotate(n=Count("id"))
+            .values_list("segment_id", "n")
+        )
+        touched = set(moved_in.astype(int)) | set(moved_out.astype(int))
+        for seg_id in segment_ids:
+            Segment.objects.filter(pk=seg_id).update(
+                size=sizes.get(seg_id, 0),
+                refreshed_at=now,
+                members_version=F("members_version") + (1 if seg_id in touched else 0),
+            )
+        SegmentSize.objects.bulk_create(
+            [SegmentSize(segment_id=seg_id, at=now, size=sizes.get(seg_id, 0), step=step) for seg_id in segment_ids]
+        )
+    return {
+        "clustering_run": active.pk,
+        "incremental": True,
+        "customers": len(new),
+        "stayed": int(stayed.sum()),
+        "moved": len(moved_out),
+        "new_members": int(len(new) - len(old)),
+        "sizes": [sizes.get(by_label[j], 0) for j in range(len(by_label))],
+        "seconds": round(time.monotonic() - started, 3),
+        "_customers": new["customer_id"].to_numpy(),  # for the rule segments; not recorded
+    }
 
 
 STAGING_PREFIX = "segments_staging_run_"
@@ -403,23 +515,40 @@ def segments_cluster_spark(
         staging_tables_drop(runs=[run.pk])
 
 
-def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = None) -> dict:
-    """Refresh every rule segment, each with one set-based statement, referenced segments first."""
-    from .rules import RuleError, refresh_rule_memberships, rule_refresh_order
+def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = None, among=None) -> dict:
+    """Refresh every rule segment, each with one set-based statement, referenced segments first.
+
+    `among` (an incremental run: the customers whose profiles and clustering segments changed, an
+    `id_set`): a rule whose answer can change for no one else (`rules.changes_only_with`: no time
+    window, no "top N %", no consent, no rule segment refreshed in full) is evaluated for those
+    customers only; the others are refreshed in full, so every rule segment ends as a full refresh
+    would leave it."""
+    from .rules import RuleError, changes_only_with, refresh_rule_memberships, rule_refresh_order
 
     progress = progress or (lambda fraction, message="": None)
     order = rule_refresh_order(list(Segment.objects.filter(kind=SegmentKind.RULE, active=True)))
     sizes: dict[str, int] = {}
     errors: dict[str, str] = {}
+    # segments whose members changed only among `among`: every clustering segment on an incremental run
+    clusters = Segment.objects.filter(kind=SegmentKind.CLUSTER).values_list("pk", flat=True)
+    narrow = set(clusters) if among is not None else set()
+    narrowed = 0
     for i, seg in enumerate(order):
+        only_among = among is not None and changes_only_with(seg.rule, narrow)
         try:
-            sizes[seg.name] = refresh_rule_memberships(seg, now=now, step=step)
+            sizes[seg.name] = refresh_rule_memberships(seg, now=now, step=step, among=among if only_among else None)
+            if only_among:
+                narrow.add(seg.pk)
+                narrowed += 1
         except RuleError as exc:
             # A rule that no longer validates (e.g. a segment it named was deleted) keeps its
             # previous members; the step reports it instead of failing the whole pipeline.
             errors[seg.name] = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
         progress((i + 1) / max(len(order), 1), f"rule segment {seg.name}")
-    return {"rule_segments": len(order), "sizes": sizes, "errors": errors}
+    out = {"rule_segments": len(order), "sizes": sizes, "errors": errors}
+    if among is not None:
+        out["refreshed_for_changed_customers_only"] = narrowed
+    return out
 
 
 def rule_segment_refresh_now(*, segment: Segment) -> int:
@@ -479,14 +608,42 @@ def clustering_run_abandon(*, step) -> int:
 
 
 def segments_compute(
-    *, step=None, progress=None, k: int | None = None, method: str | None = None, backend: str = "local"
+    *,
+    step=None,
+    progress=None,
+    k: int | None = None,
+    method: str | None = None,
+    backend: str = "local",
+    incremental: bool = False,
 ) -> dict:
     """The pipeline step: clustering segments (scikit-learn in the worker, or Spark with
-    `backend="spark"`), then rule segments (SQL in the database, on either backend)."""
+    `backend="spark"`), then rule segments (SQL in the database, on either backend).
+
+    `incremental`: only the customers whose profiles changed since the last segments run are placed
+    in the latest clustering's segments, and the rule segments re-evaluated for them where nothing
+    else can change (`segments_assign_incremental`, `rule_segments_refresh`); when that cannot stand
+    in for a full run (no earlier clustering, every profile computed again, a pinned k or method) the
+    step clusters everyone and its counts say why."""
     progress = progress or (lambda fraction, message="": None)
-    cluster = segments_cluster_spark if backend == "spark" else segments_cluster
-    clustered = cluster(step=step, progress=lambda f, m="": progress(f * 0.8, m), k=k, method=method)
-    rules = rule_segments_refresh(step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m))
+    now = timezone.now()
+    clustered, among = None, None
+    if incremental and k is None and method is None:
+        clustered = segments_assign_incremental(step=step, progress=lambda f, m="": progress(f * 0.8, m), now=now)
+        full_because = clustered.pop("_full_because", None)
+        changed = clustered.pop("_customers", None)
+        if full_because:
+            clustered = None
+        elif changed is not None:
+            among = id_set(changed)
+    elif incremental:
+        full_because = "a number of clusters or a method was asked for"
+    if clustered is None:
+        cluster = segments_cluster_spark if backend == "spark" else segments_cluster
+        clustered = cluster(step=step, progress=lambda f, m="": progress(f * 0.8, m), k=k, method=method)
+        if incremental:
+            clustered["incremental_requested"] = True
+            clustered["full_because"] = full_because
+    rules = rule_segments_refresh(step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m), now=now, among=among)
     status = clustered.pop("_status", None)
     chosen = f"{clustered['chosen_k']} clustering segments" if "chosen_k" in clustered else "no clustering"
     progress(1.0, f"{chosen}, {rules['rule_segments']:,} rule segments refreshed")

@@ -206,3 +206,118 @@ def test_recompute_command_and_scheduled_task(shop):
     result = pipeline_scheduled.delay(**schedule["profiles-incremental"]["kwargs"]).get()
     assert result["status"] == "succeeded"
     assert PipelineRun.objects.order_by("-pk").first().trigger == "schedule"
+
+
+def _members(kind: str) -> pd.DataFrame:
+    rows = Membership.objects.filter(segment__kind=kind).values("segment_id", "customer_id", "since")
+    return pd.DataFrame.from_records(rows, columns=["segment_id", "customer_id", "since"])
+
+
+@pytest.mark.django_db
+def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_clustering_would(shop):
+    """The incremental segments step: the customers whose profiles an incremental profiles run
+    changed are placed in the nearest segment of the latest clustering, in that clustering's own
+    scaling, and the rule segments end as a full refresh would leave them; nobody else moves."""
+    from segments.clustering import assign_nearest
+    from segments.rules import rule_queryset
+    from segments.services import PROFILE_COLUMNS
+
+    assert _run("profiles", "segments").status == "succeeded"
+    clustering = ClusteringRun.objects.get()
+    # The stored assignment model reproduces the clustering: every customer's nearest centre is their segment.
+    profiles = pd.DataFrame.from_records(Profile.objects.values(*PROFILE_COLUMNS)).set_index("customer_id")
+    segment_of = {c["cluster"]: c["segment"] for c in clustering.centroids}
+    placed = pd.Series(assign_nearest(profiles, clustering.assignment), index=profiles.index).map(segment_of)
+    clusters = _members("cluster").set_index("customer_id")
+    assert (placed.sort_index() == clusters["segment_id"].sort_index()).all()
+
+    biggest = Segment.objects.filter(kind="cluster").order_by("-size").first()
+    rules = {
+        "big spenders": {"field": "monetary", "op": ">=", "value": 200},
+        "ever bought": {"event": {"type": "purchase"}},
+        "biggest cluster, bought": {"all": [{"segment": biggest.pk}, {"event": {"type": "purchase"}}]},
+        "bought this week": {"event": {"type": "purchase", "within_days": 7}},  # time moves it: refreshed in full
+    }
+    for name, rule in rules.items():
+        Segment.objects.create(name=name, kind="rule", rule=rule)
+    assert _run("segments").status == "succeeded"  # a full run: rule segments filled, clustering run 2
+    clustering = ClusteringRun.objects.filter(status="succeeded").order_by("-started_at").first()
+    before = _members("cluster")
+
+    # Ten customers of the segment that spends least come back and buy a great deal; a new customer too.
+    cheapest = min(Segment.objects.filter(kind="cluster", active=True), key=lambda seg: seg.centroid["monetary"])
+    quiet = list(
+        Membership.objects.filter(segment=cheapest)
+        .order_by("customer_id")
+        .values_list("customer__external_id", flat=True)[:10]
+    )
+    now = timezone.now()
+    rows = [
+        {
+            "external_id": f"back-{who}-{i}",
+            "customer": who,
+            "item": shop.items["external_id"].iloc[i],
+            "type": "purchase",
+            "value": 1,
+            "amount": 150.0,
+            "occurred_at": now - timedelta(hours=i + 1),
+            "context": {"order_id": f"back-{who}-{i}"},
+        }
+        for who in [*quiet, "newcomer"]
+        for i in range(6)
+    ]
+    services.events_ingest(rows=pd.DataFrame(rows))
+    run = _run("profiles", "segments", profiles={"incremental": True}, segments={"incremental": True})
+    assert run.status == "succeeded", run.error
+    counts = run.step_runs.get(name="segments").counts
+    placed_counts = counts["clustering"]
+    assert placed_counts["incremental"] is True and placed_counts["clustering_run"] == clustering.pk
+    assert placed_counts["customers"] == len(quiet) + 1 and placed_counts["new_members"] == 1
+    assert ClusteringRun.objects.count() == 2  # nobody was clustered again
+
+    after = _members("cluster")
+    changed_ids = set(
+        Profile.objects.filter(customer__external_id__in=[*quiet, "newcomer"]).values_list("customer_id", flat=True)
+    )
+    # Everyone else kept their segment and their `since`.
+    kept = before[~before["customer_id"].isin(changed_ids)].sort_values("customer_id").reset_index(drop=True)
+    assert kept.equals(after[~after["customer_id"].isin(changed_ids)].sort_values("customer_id").reset_index(drop=True))
+    # The changed customers are where the latest clustering's centres put their new profiles.
+    changed = pd.DataFrame.from_records(Profile.objects.filter(customer_id__in=changed_ids).values(*PROFILE_COLUMNS))
+    changed = changed.set_index("customer_id")
+    segment_of = {c["cluster"]: c["segment"] for c in clustering.centroids}
+    expected = pd.Series(assign_nearest(changed, clustering.assignment), index=changed.index).map(segment_of)
+    got = after[after["customer_id"].isin(changed_ids)].set_index("customer_id")["segment_id"]
+    assert (got.sort_index() == expected.sort_index()).all()
+    previous = before.set_index("customer_id")["segment_id"]
+    returning = expected[expected.index.isin(previous.index)]
+    assert placed_counts["moved"] == int((returning != previous.reindex(returning.index)).sum())
+    assert placed_counts["moved"] >= 1  # big buyers left the segment that spends least
+    assert placed_counts["stayed"] + placed_counts["moved"] + placed_counts["new_members"] == len(changed_ids)
+    # Segment sizes are their members.
+    for seg in Segment.objects.filter(kind="cluster", active=True):
+        assert seg.size == Membership.objects.filter(segment=seg).count()
+
+    # Rule segments end as a full refresh leaves them; three of them were evaluated for the changed
+    # customers only, the one with a time window in full.
+    assert counts["rules"]["refreshed_for_changed_customers_only"] == 3
+    at = run.step_runs.get(name="segments").started_at
+    for seg in Segment.objects.filter(kind="rule"):
+        members = set(Membership.objects.filter(segment=seg).values_list("customer_id", flat=True))
+        audience = set(rule_queryset(seg.rule, now=timezone.now()).values_list("pk", flat=True))
+        assert members == audience, seg.name
+        assert seg.size == len(members) and seg.refreshed_at >= at
+    newcomer = Profile.objects.get(customer__external_id="newcomer").customer_id
+    assert Membership.objects.filter(segment__name="ever bought", customer_id=newcomer).exists()
+
+
+@pytest.mark.django_db
+def test_an_incremental_segments_run_clusters_everyone_when_every_profile_was_computed_again(shop):
+    assert _run("profiles", "segments").status == "succeeded"
+    assert _run("profiles").status == "succeeded"  # a full profiles run: everyone may have changed
+    run = _run("segments", segments={"incremental": True})
+    assert run.status == "succeeded", run.error
+    counts = run.step_runs.get().counts["clustering"]
+    assert counts["incremental_requested"] is True
+    assert counts["full_because"] == "every profile was computed again since the last segments run"
+    assert ClusteringRun.objects.count() == 2 and counts["customers"] == N_CUSTOMERS
