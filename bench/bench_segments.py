@@ -244,6 +244,18 @@ def _child_json(args: list[str]) -> dict:
     return json.loads(_measured([str(Path(__file__)), *args])["out"].strip().splitlines()[-1])
 
 
+def _segments_mode(counts: dict) -> str:
+    """How an incremental segments step ran, from its counts (segments.services.segments_compute)."""
+    clustering, rules = counts.get("clustering", {}), counts.get("rules", {})
+    if clustering.get("incremental"):
+        few = rules.get("refreshed_for_a_few", {})
+        return (
+            f"{clustering.get('customers', 0):,} customers placed in the latest clustering, "
+            f"{len(few)} of {rules.get('rule_segments', 0)} rule segments re-evaluated for a few customers"
+        )
+    return f"clustered everyone: {clustering.get('full_because', 'not asked to be incremental')}"
+
+
 def _path3_floors(r: dict) -> list[dict]:
     """Path 3 (issue #19): the profiles and clustering steps, a full run and an incremental one,
     each beside reading the same events once. A missed target's profile: the incremental run again
@@ -311,7 +323,7 @@ def _path3_floors(r: dict) -> list[dict]:
             profile=profile,
             note=(
                 f"{inc['profiles_customers']:,} profiles in {inc['profiles_seconds']} s, segments "
-                f"{inc['segments_seconds']} s (the clustering runs over everyone); peak {inc['peak_rss_mb']:,} MB"
+                f"{inc['segments_seconds']} s ({inc['segments_mode']}); peak {inc['peak_rss_mb']:,} MB"
             ),
         ),
     ]
@@ -465,6 +477,7 @@ def run(quick: bool = False, sizes: list[int] | None = None) -> dict:
                     "profiles_seconds": inc_figures.get("profiles", {}).get("seconds"),
                     "profiles_customers": inc_figures.get("profiles", {}).get("counts", {}).get("customers"),
                     "segments_seconds": inc_figures.get("segments", {}).get("seconds"),
+                    "segments_mode": _segments_mode(inc_figures.get("segments", {}).get("counts", {})),
                     "read_floor": inc_floor,
                 },
             }

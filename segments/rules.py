@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from functools import reduce
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Count, Exists, F, FloatField, Func, OuterRef, Q, QuerySet, Value
@@ -37,6 +38,7 @@ from django.db.models.functions import Coalesce, Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from common.bulk import id_subquery
 from profiles.models import (
     CONSENT_FIELDS,
     Customer,
@@ -820,31 +822,76 @@ def rule_audience_size(rule: Any, *, now: datetime | None = None) -> int:
     return rule_queryset(rule, now=now).count()
 
 
-def changes_only_with(rule: Any, narrow: set[int]) -> bool:
-    """Whether a rule's answer for a customer can change only when that customer's profile, events
-    or memberships of the segments in `narrow` change: no `within_days` window (time moves it), no
-    "top N %" (others' values move it), no consent (changed outside the pipeline) and no segment
-    outside `narrow`. An incremental run re-evaluates such a rule for its changed customers only."""
+def _leaves(rule: Any):
     stack = [rule]
     while stack:
         node = stack.pop()
-        if not isinstance(node, dict):
-            return False
-        if "all" in node or "any" in node:
+        if isinstance(node, dict) and ("all" in node or "any" in node):
             stack.extend(node.get("all") or node.get("any") or [])
-        elif "not" in node:
+        elif isinstance(node, dict) and "not" in node:
             stack.append(node["not"])
-        elif "consent" in node or "top" in node:
-            return False
-        elif "event" in node:
-            if not isinstance(node["event"], dict) or "within_days" in node["event"]:
-                return False
-        elif "segment" in node:
-            if node["segment"] not in narrow:
-                return False
-        elif not ("field" in node or "affinity" in node):
-            return False
-    return True
+        else:
+            yield node
+
+
+@dataclass(frozen=True)
+class Changed:
+    """What an incremental segments run changed: `customers` (ids) got new profiles and clustering
+    segments since `since` (when the previous segments run started), from every event up to
+    `seen_event_id` (the latest profiles run's watermark)."""
+
+    customers: np.ndarray
+    since: datetime
+    seen_event_id: int
+
+
+def narrow_candidates(
+    segment: Segment, *, changed: Changed, now: datetime, narrowed: dict[int, np.ndarray]
+) -> np.ndarray | None:
+    """The only customers whose membership of a rule segment can have changed since it was last
+    refreshed, on an incremental run; None when it must be refreshed in full.
+
+    `narrowed`: rule segments already refreshed this way in this run, with their candidates. A rule
+    last evaluated at `refreshed_at` (not before `changed.since`, and not edited after) can change
+    its answer for a customer only if that customer's profile or memberships changed
+    (`changed.customers`, and the candidates of the segments it names), they have events no profiles
+    run has seen yet (after `changed.seen_event_id`), their consent changed (`consent_updated_at`),
+    or one of their events left a `within_days` window between then and now. A rule with "top N %"
+    (everyone's values move it) or naming a segment refreshed in full is refreshed in full."""
+    last = segment.refreshed_at
+    if last is None or last < changed.since or (segment.updated_at and segment.updated_at > last):
+        return None
+    parts = [np.asarray(changed.customers, dtype=np.int64)]
+    unseen = False
+    for leaf in _leaves(segment.rule):
+        if not isinstance(leaf, dict) or "top" in leaf:
+            return None
+        if "segment" in leaf:
+            ref = leaf["segment"]
+            if ref in narrowed:
+                parts.append(narrowed[ref])
+            elif not Segment.objects.filter(pk=ref, kind=SegmentKind.CLUSTER).exists():
+                return None
+        elif "consent" in leaf:
+            parts.append(
+                np.fromiter(
+                    Customer.objects.filter(consent_updated_at__gte=last).values_list("pk", flat=True), dtype=np.int64
+                )
+            )
+        elif "event" in leaf and isinstance(leaf["event"], dict):
+            if not unseen:  # events newer than any profile: a full refresh would read them
+                newer = Event.objects.filter(id__gt=changed.seen_event_id).order_by()
+                parts.append(np.fromiter(newer.values_list("customer_id", flat=True).distinct(), dtype=np.int64))
+                unseen = True
+            if "within_days" in leaf["event"]:
+                days = timedelta(days=leaf["event"]["within_days"])
+                types = leaf["event"]["type"] if isinstance(leaf["event"]["type"], list) else [leaf["event"]["type"]]
+                left = Event.objects.filter(type__in=types, occurred_at__gte=last - days, occurred_at__lt=now - days)
+                left = left.order_by()
+                parts.append(np.fromiter(left.values_list("customer_id", flat=True).distinct(), dtype=np.int64))
+        elif not ("field" in leaf or "affinity" in leaf):
+            return None
+    return np.unique(np.concatenate(parts))
 
 
 def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, step=None, among=None) -> int:
@@ -855,9 +902,8 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
     audience once. Updates the segment's size, `refreshed_at` and
     `members_version`, and records a `SegmentSize`. Returns the new size.
 
-    `among` (a subquery of customer ids, `segments.services.id_set`): re-evaluate the rule for those
-    customers only and leave every other membership as it is (an incremental run, for a rule that
-    `changes_only_with` the changed customers).
+    `among` (customer ids): re-evaluate the rule for those customers only and leave every other
+    membership as it is (an incremental run: `narrow_candidates`).
     """
     if segment.kind != SegmentKind.RULE:
         raise ValueError(f"segment {segment.pk} is not a rule segment")
@@ -869,6 +915,7 @@ def refresh_rule_memberships(segment: Segment, *, now: datetime | None = None, s
         Segment.objects.using(db).select_for_update().filter(pk=segment.pk).values_list("pk").first()
         audience = Customer.objects.using(db).filter(q)
         if among is not None:
+            among = id_subquery(among)
             size = _swap_members(db, segment.pk, audience.filter(pk__in=among), now, among=among)
         elif connections[db].vendor == "postgresql":
             size = _swap_members_in_one_statement(db, segment.pk, audience, now)

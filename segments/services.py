@@ -10,7 +10,6 @@ statement each, referenced segments before the segments that refer to them.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import datetime
@@ -20,17 +19,17 @@ import pandas as pd
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from accounts.audit import audit_record
-from common.bulk import bulk_insert, read_frame
+from common.bulk import bulk_insert, id_subquery, read_frame
 from pipeline.models import PipelineStep, RunStatus
 from profiles.models import Customer, Profile
 
 from . import clustering
 from .models import ClusteringRun, Membership, Segment, SegmentKind, SegmentsAuditAction, SegmentSize
 from .predictive import TEMPLATES
+from .rules import Changed
 
 PROFILE_COLUMNS = [
     "customer_id",
@@ -260,23 +259,15 @@ def segments_cluster(
 # ------------------------------------------------------------------------------ incremental runs
 
 
-def id_set(ids) -> RawSQL:
-    """A set of customer ids as a subquery for `customer_id__in=` (one parameter, whatever the count:
-    an array on PostgreSQL, a JSON list on SQLite)."""
-    values = [int(v) for v in ids]
-    if connection.vendor == "postgresql":
-        return RawSQL("SELECT unnest(%s::bigint[])", [values])
-    return RawSQL("SELECT value FROM json_each(%s)", [json.dumps(values)])
-
-
-def _incremental_base(step) -> tuple[ClusteringRun | None, list[int], str]:
+def _incremental_base(step) -> tuple[ClusteringRun | None, list[int], datetime | None, str]:
     """What an incremental run builds on: the latest clustering, if the memberships are still its
     (the last segments run that applied a clustering applied this one, and none of its segments was
     retired since), and the profiles runs since that segments run, all incremental. Returns the
-    clustering, those profiles runs' ids and "", or None, [] and why a full clustering is needed."""
+    clustering, those profiles runs' ids, when that segments run started and "", or None, [], None
+    and why a full clustering is needed."""
     active = ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED).order_by("-started_at").first()
     if active is None or not active.assignment:
-        return None, [], "no earlier clustering that records how to place customers in it"
+        return None, [], None, "no earlier clustering that records how to place customers in it"
     previous = (
         PipelineStep.objects.filter(
             name="segments", status=RunStatus.SUCCEEDED, counts__clustering__has_key="clustering_run"
@@ -286,14 +277,14 @@ def _incremental_base(step) -> tuple[ClusteringRun | None, list[int], str]:
         .first()
     )
     if previous is None or previous.counts["clustering"]["clustering_run"] != active.pk:
-        return None, [], "the memberships are not those of the latest clustering"
+        return None, [], None, "the memberships are not those of the latest clustering"
     segment_ids = [c["segment"] for c in active.centroids]
     if Segment.objects.filter(pk__in=segment_ids, kind=SegmentKind.CLUSTER, active=True).count() != len(segment_ids):
-        return None, [], "a segment of the latest clustering was retired since"
+        return None, [], None, "a segment of the latest clustering was retired since"
     since = PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, started_at__gt=previous.started_at)
     if since.filter(counts__incremental=False).exists():
-        return None, [], "every profile was computed again since the last segments run"
-    return active, list(since.values_list("pk", flat=True)), ""
+        return None, [], None, "every profile was computed again since the last segments run"
+    return active, list(since.values_list("pk", flat=True)), previous.started_at, ""
 
 
 def segments_assign_incremental(*, step=None, progress=None, now: datetime | None = None) -> dict:
@@ -308,9 +299,16 @@ def segments_assign_incremental(*, step=None, progress=None, now: datetime | Non
     progress = progress or (lambda fraction, message="": None)
     now = now or timezone.now()
     started = time.monotonic()
-    active, profile_runs, why = _incremental_base(step)
+    active, profile_runs, since, why = _incremental_base(step)
     if active is None:
         return {"_full_because": why}
+    latest_profiles = (
+        PipelineStep.objects.filter(name="profiles", status=RunStatus.SUCCEEDED, counts__has_key="max_event_id")
+        .order_by("-finished_at")
+        .values_list("counts", flat=True)
+        .first()
+    )
+    seen_event_id = int(latest_profiles["max_event_id"]) if latest_profiles else 0
     progress(0.1, "reading the changed profiles")
     profiles = _profiles_frame(Profile.objects.filter(run_id__in=profile_runs))
     labels = clustering.assign_nearest(profiles, active.assignment)
@@ -325,7 +323,7 @@ def segments_assign_incremental(*, step=None, progress=None, now: datetime | Non
         if ClusteringRun.objects.filter(status=RunStatus.SUCCEEDED, started_at__gt=active.started_at).exists():
             return {"_status": "skipped", "reason": "A newer clustering run finished meanwhile; nothing was changed."}
         cluster_ids = list(Segment.objects.filter(kind=SegmentKind.CLUSTER).values_list("id", flat=True))
-        among = Membership.objects.filter(segment_id__in=cluster_ids, customer_id__in=id_set(new["customer_id"]))
+        among = Membership.objects.filter(segment_id__in=cluster_ids, customer_id__in=id_subquery(new["customer_id"]))
         old = read_frame(among.order_by(), ["segment_id", "customer_id", "since"], parse_dates=("since",))
         merged = new.merge(old, on=["segment_id", "customer_id"], how="left", indicator=True)
         stayed = merged["_merge"] == "both"
@@ -360,7 +358,8 @@ def segments_assign_incremental(*, step=None, progress=None, now: datetime | Non
         "new_members": int(len(new) - len(old)),
         "sizes": [sizes.get(by_label[j], 0) for j in range(len(by_label))],
         "seconds": round(time.monotonic() - started, 3),
-        "_customers": new["customer_id"].to_numpy(),  # for the rule segments; not recorded
+        # for the rule segments, not recorded: who changed, since when, from which events
+        "_changed": Changed(customers=new["customer_id"].to_numpy(), since=since, seen_event_id=seen_event_id),
     }
 
 
@@ -515,39 +514,42 @@ def segments_cluster_spark(
         staging_tables_drop(runs=[run.pk])
 
 
-def rule_segments_refresh(*, step=None, progress=None, now: datetime | None = None, among=None) -> dict:
+def rule_segments_refresh(
+    *, step=None, progress=None, now: datetime | None = None, changed: Changed | None = None
+) -> dict:
     """Refresh every rule segment, each with one set-based statement, referenced segments first.
 
-    `among` (an incremental run: the customers whose profiles and clustering segments changed, an
-    `id_set`): a rule whose answer can change for no one else (`rules.changes_only_with`: no time
-    window, no "top N %", no consent, no rule segment refreshed in full) is evaluated for those
-    customers only; the others are refreshed in full, so every rule segment ends as a full refresh
-    would leave it."""
-    from .rules import RuleError, changes_only_with, refresh_rule_memberships, rule_refresh_order
+    `changed` (an incremental run, `rules.Changed`): the customers whose profiles and clustering
+    segments changed, and since when (the previous segments run). A rule segment whose answer can have changed only
+    for a few customers (`rules.narrow_candidates`: those, the ones whose consent changed or whose
+    events left a time window since its last refresh) is re-evaluated for them only; the others in
+    full. Either way every rule segment ends as a full refresh would leave it."""
+    from .rules import RuleError, narrow_candidates, refresh_rule_memberships, rule_refresh_order
 
     progress = progress or (lambda fraction, message="": None)
+    now = now or timezone.now()
     order = rule_refresh_order(list(Segment.objects.filter(kind=SegmentKind.RULE, active=True)))
     sizes: dict[str, int] = {}
     errors: dict[str, str] = {}
-    # segments whose members changed only among `among`: every clustering segment on an incremental run
-    clusters = Segment.objects.filter(kind=SegmentKind.CLUSTER).values_list("pk", flat=True)
-    narrow = set(clusters) if among is not None else set()
-    narrowed = 0
+    narrowed: dict[int, np.ndarray] = {}  # rule segments refreshed for a few customers: those customers
     for i, seg in enumerate(order):
-        only_among = among is not None and changes_only_with(seg.rule, narrow)
+        among = None
+        if changed is not None:
+            among = narrow_candidates(seg, changed=changed, now=now, narrowed=narrowed)
         try:
-            sizes[seg.name] = refresh_rule_memberships(seg, now=now, step=step, among=among if only_among else None)
-            if only_among:
-                narrow.add(seg.pk)
-                narrowed += 1
+            sizes[seg.name] = refresh_rule_memberships(seg, now=now, step=step, among=among)
+            if among is not None:
+                narrowed[seg.pk] = among
         except RuleError as exc:
             # A rule that no longer validates (e.g. a segment it named was deleted) keeps its
             # previous members; the step reports it instead of failing the whole pipeline.
             errors[seg.name] = "; ".join(f"{e['path']}: {e['message']}" for e in exc.errors)
         progress((i + 1) / max(len(order), 1), f"rule segment {seg.name}")
     out = {"rule_segments": len(order), "sizes": sizes, "errors": errors}
-    if among is not None:
-        out["refreshed_for_changed_customers_only"] = narrowed
+    if changed is not None:
+        out["refreshed_for_a_few"] = {
+            s.name: len(narrowed[s.pk]) for s in order if s.pk in narrowed
+        }  # segment: customers re-evaluated
     return out
 
 
@@ -626,15 +628,13 @@ def segments_compute(
     step clusters everyone and its counts say why."""
     progress = progress or (lambda fraction, message="": None)
     now = timezone.now()
-    clustered, among = None, None
+    clustered, changed = None, None
     if incremental and k is None and method is None:
         clustered = segments_assign_incremental(step=step, progress=lambda f, m="": progress(f * 0.8, m), now=now)
         full_because = clustered.pop("_full_because", None)
-        changed = clustered.pop("_customers", None)
+        changed = clustered.pop("_changed", None)
         if full_because:
             clustered = None
-        elif changed is not None:
-            among = id_set(changed)
     elif incremental:
         full_because = "a number of clusters or a method was asked for"
     if clustered is None:
@@ -643,7 +643,9 @@ def segments_compute(
         if incremental:
             clustered["incremental_requested"] = True
             clustered["full_because"] = full_because
-    rules = rule_segments_refresh(step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m), now=now, among=among)
+    rules = rule_segments_refresh(
+        step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m), now=now, changed=changed
+    )
     status = clustered.pop("_status", None)
     chosen = f"{clustered['chosen_k']} clustering segments" if "chosen_k" in clustered else "no clustering"
     progress(1.0, f"{chosen}, {rules['rule_segments']:,} rule segments refreshed")

@@ -16,7 +16,7 @@ from pipeline.models import Lease, PipelineRun, PipelineStep
 from profiles import services
 from profiles.demo import generate_shop
 from profiles.features import catalogue_price_cuts, compute_features, score_rfm
-from profiles.models import Profile
+from profiles.models import Customer, Profile
 from segments.models import ClusteringRun, Membership, Segment, SegmentSize
 from tests.factories import demo_shop_empty
 
@@ -214,7 +214,7 @@ def _members(kind: str) -> pd.DataFrame:
 
 
 @pytest.mark.django_db
-def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_clustering_would(shop):
+def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_clustering_would(shop, monkeypatch):
     """The incremental segments step: the customers whose profiles an incremental profiles run
     changed are placed in the nearest segment of the latest clustering, in that clustering's own
     scaling, and the rule segments end as a full refresh would leave them; nobody else moves."""
@@ -236,7 +236,9 @@ def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_cl
         "big spenders": {"field": "monetary", "op": ">=", "value": 200},
         "ever bought": {"event": {"type": "purchase"}},
         "biggest cluster, bought": {"all": [{"segment": biggest.pk}, {"event": {"type": "purchase"}}]},
-        "bought this week": {"event": {"type": "purchase", "within_days": 7}},  # time moves it: refreshed in full
+        "bought this week": {"event": {"type": "purchase", "within_days": 7}},  # time moves it
+        "emailable buyers": {"all": [{"consent": "email"}, {"event": {"type": "purchase"}}]},
+        "top spenders": {"top": {"field": "monetary", "percent": 10}},  # everyone moves it: in full
     }
     for name, rule in rules.items():
         Segment.objects.create(name=name, kind="rule", rule=rule)
@@ -267,6 +269,14 @@ def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_cl
         for i in range(6)
     ]
     services.events_ingest(rows=pd.DataFrame(rows))
+    # A buyer who did nothing new agrees to emails (as the customers' API records it).
+    buyer = Membership.objects.filter(segment__name="ever bought").exclude(customer__consent_email=True)
+    buyer = buyer.exclude(customer__external_id__in=quiet).values_list("customer_id", flat=True).first()
+    Customer.objects.filter(pk=buyer).update(consent_email=True, consent_updated_at=timezone.now())
+    # The incremental run comes three days later: purchases of 4 to 7 days before leave "this week".
+    later = timezone.now() + timedelta(days=3)
+    monkeypatch.setattr("segments.services.timezone.now", lambda: later)
+    week_before = set(Membership.objects.filter(segment__name="bought this week").values_list("customer_id", flat=True))
     run = _run("profiles", "segments", profiles={"incremental": True}, segments={"incremental": True})
     assert run.status == "succeeded", run.error
     counts = run.step_runs.get(name="segments").counts
@@ -298,17 +308,25 @@ def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_cl
     for seg in Segment.objects.filter(kind="cluster", active=True):
         assert seg.size == Membership.objects.filter(segment=seg).count()
 
-    # Rule segments end as a full refresh leaves them; three of them were evaluated for the changed
-    # customers only, the one with a time window in full.
-    assert counts["rules"]["refreshed_for_changed_customers_only"] == 3
+    # Rule segments end as a full refresh leaves them; each was evaluated for a few customers only
+    # (the changed ones, and for the time window those whose purchases left it since).
+    few = counts["rules"]["refreshed_for_a_few"]
+    assert set(few) == set(rules) - {"top spenders"}, few
+    # the changed customers (and the buyer whose consent changed, and for the week those whose
+    # purchases were 4 to 7 days old): nowhere near everyone
+    assert few.pop("bought this week") < N_CUSTOMERS / 2 and max(few.values()) <= len(quiet) + 2, few
     at = run.step_runs.get(name="segments").started_at
     for seg in Segment.objects.filter(kind="rule"):
         members = set(Membership.objects.filter(segment=seg).values_list("customer_id", flat=True))
-        audience = set(rule_queryset(seg.rule, now=timezone.now()).values_list("pk", flat=True))
+        audience = set(rule_queryset(seg.rule, now=later).values_list("pk", flat=True))
         assert members == audience, seg.name
         assert seg.size == len(members) and seg.refreshed_at >= at
     newcomer = Profile.objects.get(customer__external_id="newcomer").customer_id
     assert Membership.objects.filter(segment__name="ever bought", customer_id=newcomer).exists()
+    assert Membership.objects.filter(segment__name="emailable buyers", customer_id=buyer).exists()
+    week_after = set(Membership.objects.filter(segment__name="bought this week").values_list("customer_id", flat=True))
+    assert week_before - week_after  # some customers' last purchases left the window
+    assert changed_ids <= week_after
 
 
 @pytest.mark.django_db
