@@ -509,7 +509,8 @@ CELERY_BEAT_SCHEDULE = {
     "profiles-incremental": {
         "task": "profiles.tasks.pipeline_scheduled",
         "schedule": crontab(minute=f"*/{PROFILES_INCREMENTAL_MINUTES}"),
-        "kwargs": {"steps": ["profiles"], "incremental": True},
+        # the customers with new events: their profiles, then their segments (segments/services.py)
+        "kwargs": {"steps": ["profiles", "segments"], "incremental": True},
     },
     # runs whose worker died are recorded as abandoned (with the step they died in)
     "pipeline-recover": {"task": "profiles.tasks.pipeline_recover", "schedule": crontab(minute="*/5")},

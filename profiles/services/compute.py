@@ -20,7 +20,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast, Extract
 from django.utils import timezone
 
-from common.bulk import bulk_insert, bulk_upsert, read_frame
+from common.bulk import bulk_insert, bulk_upsert, id_subquery, read_frame
 from pipeline.models import PipelineStep, RunStatus
 
 from .. import predictions
@@ -181,7 +181,7 @@ def _features_by_chunk(
         if affinity is not None:
             affinity.add(frame, customer_ids=ids)
         else:
-            kept.append(_stored_affinity(int(ids[0]), int(ids[-1])))
+            kept.append(_stored_affinity(int(ids[0]), int(ids[-1]), only=ids if sparse else None))
         compute_s += time.monotonic() - t1
         read_s += t1 - t0
         n_events += len(frame)
@@ -201,9 +201,13 @@ def _features_by_chunk(
     return features, n_events, read_s, compute_s, affinity_counts
 
 
-def _stored_affinity(lo: int, hi: int) -> pd.Series:
-    """The stored affinity of customers lo..hi, by customer id."""
-    rows = Profile.objects.filter(customer_id__gte=lo, customer_id__lte=hi).values_list("customer_id", "affinity")
+def _stored_affinity(lo: int, hi: int, *, only: np.ndarray | None = None) -> pd.Series:
+    """The stored affinity of customers lo..hi (or of the customers `only`, spread thinly over that
+    range: an incremental run's), by customer id."""
+    rows = Profile.objects.filter(customer_id__gte=lo, customer_id__lte=hi)
+    if only is not None:
+        rows = rows.filter(customer_id__in=id_subquery(only))
+    rows = rows.values_list("customer_id", "affinity")
     stored = dict(rows.iterator(chunk_size=50_000))
     return pd.Series(list(stored.values()), index=list(stored.keys()), dtype=object)
 

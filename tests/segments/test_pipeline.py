@@ -202,10 +202,15 @@ def test_recompute_command_and_scheduled_task(shop):
 
     schedule = settings.CELERY_BEAT_SCHEDULE
     assert schedule["pipeline-nightly"]["task"] == "profiles.tasks.pipeline_scheduled"
-    assert schedule["profiles-incremental"]["kwargs"] == {"steps": ["profiles"], "incremental": True}
+    assert schedule["profiles-incremental"]["kwargs"] == {"steps": ["profiles", "segments"], "incremental": True}
     result = pipeline_scheduled.delay(**schedule["profiles-incremental"]["kwargs"]).get()
     assert result["status"] == "succeeded"
-    assert PipelineRun.objects.order_by("-pk").first().trigger == "schedule"
+    scheduled = PipelineRun.objects.order_by("-pk").first()
+    assert scheduled.trigger == "schedule" and scheduled.steps == ["profiles", "segments"]
+    # it built on the command's run: nobody had new events, so nobody was placed or clustered again
+    clustering = scheduled.step_runs.get(name="segments").counts["clustering"]
+    assert clustering["incremental"] is True and clustering["customers"] == 0
+    assert ClusteringRun.objects.filter(status="succeeded").count() == 1
 
 
 def _members(kind: str) -> pd.DataFrame:
