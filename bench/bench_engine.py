@@ -352,6 +352,7 @@ def run(quick: bool = False) -> dict:
         out["topn"] = topn_tables()
         out["rating"] = rating_table()
         out["surprise"] = surprise_comparison(quick)
+        out["floors"] = out["surprise"].pop("floors", [])  # where bench/run.py gathers them (path 7)
     else:
         out["datasets"] = f"not found at {DATASETS}; quality figures skipped"
     out["bench_seconds"] = time.perf_counter() - started
