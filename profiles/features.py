@@ -370,17 +370,23 @@ def _interests(ev: _Events, weights: dict, *, half_life_days: float) -> tuple[li
             wvec[sel] = float(weight or 0.0)
     decay = np.power(0.5, (ev.age_ns / _NS_PER_DAY) / float(half_life_days))
     contrib = wvec * decay
-    cat = ev.frame["category"].to_numpy(dtype=object)
-    use = (contrib > 0) & pd.notna(cat)
+    # categories as integer codes (grouping and sorting ints, not a million strings); `order` ranks
+    # the category names as text, so ties in share still go to the alphabetically first
+    codes, names = pd.factorize(ev.frame["category"].to_numpy(dtype=object))
+    names = np.asarray([str(x) for x in names], dtype=object)
+    order = np.empty(len(names), dtype=np.int64)
+    order[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+    use = (contrib > 0) & (codes >= 0)
     interests = [dict() for _ in range(ev.n)]
     top = [[] for _ in range(ev.n)]
     if use.any():
-        g = pd.DataFrame({"c": ev.inv[use], "cat": cat[use].astype(str), "w": contrib[use]})
-        g = g.groupby(["c", "cat"], sort=False, observed=True)["w"].sum().reset_index()
+        g = pd.DataFrame({"c": ev.inv[use], "cat": codes[use], "w": contrib[use]})
+        g = g.groupby(["c", "cat"], sort=False)["w"].sum().reset_index()
         g["w"] = g["w"] / g.groupby("c")["w"].transform("sum")
-        g = g.sort_values(["c", "w", "cat"], ascending=[True, False, True], kind="stable")
+        g["name"] = order[g["cat"].to_numpy()]
+        g = g.sort_values(["c", "w", "name"], ascending=[True, False, True], kind="stable")
         c_arr = g["c"].to_numpy()
-        cats = g["cat"].tolist()
+        cats = names[g["cat"].to_numpy()].tolist()
         ws = np.round(g["w"].to_numpy(), 6).tolist()
         bounds = np.flatnonzero(np.diff(c_arr)) + 1
         starts = np.concatenate([[0], bounds])

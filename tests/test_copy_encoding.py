@@ -7,8 +7,10 @@ stored without an id, so each resend stored it again. On SQLite the same paths a
 tests run there too (and pass trivially), CI runs them on PostgreSQL.
 """
 
+import json
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from django.test import override_settings
@@ -134,3 +136,24 @@ def test_bulk_writes_and_reads_keep_marker_text_and_tell_empty_from_null(with_ps
     got = [tuple(None if v is None or v != v else v for v in row) for row in read.itertuples(index=False, name=None)]
     assert got == expected
     assert Customer.objects.count() == 1
+
+
+JSON_VALUES = [
+    {f"key {m}": m for m in MARKERS},
+    {"nested": [{"a": 1.5, "b": None, "c": True}, [], {}], "unicode": "é ✓ 漢字 \u2028 \x00 \x1f"},
+    {1: "int key", "big": 2**70, "neg": -(2**63)},
+    {"numpy": np.float64(0.1) + np.float64(0.2), "share": np.float64(1 / 3)},
+    ["lone surrogate \ud800 stays text"],
+    [0.1, 1e-300, 1.7976931348623157e308, -0.0, 123456789012345678],
+]
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=range(len(JSON_VALUES)))
+def test_json_text_is_the_same_json_as_the_json_module(value):
+    """The COPY paths' JSON text (orjson, the json module for what orjson refuses) reads back as
+    exactly what the json module writes: same keys, same values, floats to the last bit."""
+    from common.bulk import json_text
+
+    expected = json.loads(json.dumps(value, ensure_ascii=False))
+    got = json.loads(json_text(value))
+    assert got == expected and repr(got) == repr(expected)

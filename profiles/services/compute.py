@@ -405,7 +405,9 @@ def _profile_rows(features: pd.DataFrame, *, step, now: datetime) -> pd.DataFram
         if col == "top_category":
             out[col] = frame["top_categories"].map(lambda cats: cats[0] if isinstance(cats, list) and cats else "")
         elif col in frame.columns:
-            out[col] = frame[col].to_numpy()
+            values = frame[col]
+            # a time zone's times stay one array (to_numpy would box a million Timestamps, seconds each column)
+            out[col] = values.array if isinstance(values.dtype, pd.DatetimeTZDtype) else values.to_numpy()
     out["interests"] = out["interests"].map(lambda d: d if isinstance(d, dict) else {})
     out["affinity"] = frame["affinity"].to_numpy() if "affinity" in frame.columns else [{}] * len(out)
     out["top_categories"] = out["top_categories"].map(

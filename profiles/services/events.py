@@ -14,7 +14,6 @@ the batch dropped) -> `events_write` (COPY on PostgreSQL, `bulk_create` elsewher
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -25,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from common.bulk import copy_rows, copy_values
+from common.bulk import copy_rows, copy_values, json_text
 
 from ..models import Customer, Event, Item
 from ..validation import RowError, plain_event_rows, validate_events
@@ -189,7 +188,7 @@ def events_ingest_plain(
                     r[5],
                     r[6],
                     r[7].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                    json.dumps(r[8], ensure_ascii=False, separators=(",", ":")),
+                    json_text(r[8]),
                     now.isoformat(),
                 )
                 for r in fresh
@@ -449,9 +448,7 @@ def _json_texts(values: pd.Series) -> np.ndarray:
     codes, _ = pd.factorize(values.map(id).to_numpy())
     objects = values.to_numpy(dtype=object)
     first_at = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    texts = np.array(
-        [json.dumps(objects[i], ensure_ascii=False, separators=(",", ":")) for i in first_at], dtype=object
-    )
+    texts = np.array([json_text(objects[i]) for i in first_at], dtype=object)
     return texts[codes] if len(codes) else np.array([], dtype=object)
 
 
