@@ -216,6 +216,7 @@ def rule_refresh() -> dict:
     if not met:
         other = Segment.objects.create(name="Win-back by email (profiled)", kind="rule", rule=rule)
         profile = profile_call("segments-rule-refresh", lambda: refresh_rule_memberships(other))
+        other.delete()
     return {
         "rule_size": size,
         "preview_count_seconds": round(preview_s, 2),
@@ -348,7 +349,11 @@ def _rule_floor(rule) -> tuple[float, int]:
             [seg.pk, *params],
         )
         written = cur.rowcount
-    return time.monotonic() - t, written
+    elapsed = time.monotonic() - t
+    # bench scaffolding, not a segment of the shop: the pipeline's next runs (the incremental one
+    # measured next) would refresh it in full, as a rule segment never refreshed by the app
+    seg.delete()
+    return elapsed, written
 
 
 def read_floor(touched_only: bool = False) -> dict:

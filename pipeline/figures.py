@@ -84,6 +84,7 @@ HIDDEN = {"watermark", "max_event_id", "run", "clustering_run", "status", "_stat
 NAMED = {
     ("rules", "sizes"),
     ("rules", "errors"),
+    ("rules", "refreshed_for_a_few"),
     ("model", "components"),
     # the models' parameters under the names the papers give them (r, alpha, a, b; p, q, v)
     ("predictions", "bgnbd"),
@@ -134,6 +135,13 @@ LABELS: dict[str, str] = {
     "rules": "Rule segments",
     "rule_segments": "Rule segments refreshed",
     "errors": "Rules that failed",
+    # segments, an incremental run (segments/services.py segments_assign_incremental)
+    "stayed": "Customers who stayed in their segment",
+    "moved": "Customers who moved to another segment",
+    "new_members": "Customers placed for the first time",
+    "refreshed_for_a_few": "Re-evaluated only for customers whose answer could change (how many)",
+    "incremental_requested": "Asked for an incremental run",
+    "full_because": "Why everyone was clustered instead",
     # recommendations
     "durations": "Time per phase",
     "pruned_runs": "Old runs removed",

@@ -293,9 +293,9 @@ def segments_assign_incremental(*, step=None, progress=None, now: datetime | Non
     the nearest cluster of the latest clustering, in that clustering's own scaled space
     (`clustering.assign_nearest` on `ClusteringRun.assignment`); everyone else keeps their segment,
     and the segments keep their centroids and names until the next full run clusters everyone again.
-    A customer who stays in a segment keeps their `since`. Returns the step's counts (with the
-    customers placed under "_customers", not to be recorded), or `{"_full_because": why}` when a
-    full clustering is needed."""
+    A customer who stays in a segment keeps their `since`. Returns the step's counts (with what
+    changed, a `rules.Changed`, under "_changed", for the rule segments and not to be recorded), or
+    `{"_full_because": why}` when a full clustering is needed."""
     progress = progress or (lambda fraction, message="": None)
     now = now or timezone.now()
     started = time.monotonic()
@@ -520,10 +520,11 @@ def rule_segments_refresh(
     """Refresh every rule segment, each with one set-based statement, referenced segments first.
 
     `changed` (an incremental run, `rules.Changed`): the customers whose profiles and clustering
-    segments changed, and since when (the previous segments run). A rule segment whose answer can have changed only
-    for a few customers (`rules.narrow_candidates`: those, the ones whose consent changed or whose
-    events left a time window since its last refresh) is re-evaluated for them only; the others in
-    full. Either way every rule segment ends as a full refresh would leave it."""
+    segments changed, and since when (the previous segments run). A rule segment whose answer can
+    have changed only for a few customers (`rules.narrow_candidates`: those, the ones with events no
+    profiles run has read, whose consent changed or whose events left a time window since its last
+    refresh) is re-evaluated for them only; the others in full. Either way every rule segment ends
+    as a full refresh would leave it."""
     from .rules import RuleError, narrow_candidates, refresh_rule_memberships, rule_refresh_order
 
     progress = progress or (lambda fraction, message="": None)
