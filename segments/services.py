@@ -648,7 +648,12 @@ def segments_compute(
         step=step, progress=lambda f, m="": progress(0.8 + f * 0.2, m), now=now, changed=changed
     )
     status = clustered.pop("_status", None)
-    chosen = f"{clustered['chosen_k']} clustering segments" if "chosen_k" in clustered else "no clustering"
+    if "chosen_k" in clustered:
+        chosen = f"{clustered['chosen_k']} clustering segments"
+    elif clustered.get("incremental"):
+        chosen = f"{clustered['customers']:,} customers placed in the clustering segments"
+    else:
+        chosen = "no clustering"
     progress(1.0, f"{chosen}, {rules['rule_segments']:,} rule segments refreshed")
     out = {"clustering": clustered, "rules": rules}
     if status == "skipped" and not rules["rule_segments"]:
