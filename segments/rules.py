@@ -857,7 +857,8 @@ def narrow_candidates(
     (`changed.customers`, and the candidates of the segments it names), they have events no profiles
     run has seen yet (after `changed.seen_event_id`), their consent changed (`consent_updated_at`),
     or one of their events left a `within_days` window between then and now. A rule with "top N %"
-    (everyone's values move it) or naming a segment refreshed in full is refreshed in full."""
+    (everyone's values move it), with events in a category (an item's category may change) or
+    naming a segment refreshed in full is refreshed in full."""
     last = segment.refreshed_at
     if last is None or last < changed.since or (segment.updated_at and segment.updated_at > last):
         return None
@@ -879,6 +880,10 @@ def narrow_candidates(
                 )
             )
         elif "event" in leaf and isinstance(leaf["event"], dict):
+            if "category" in leaf["event"]:
+                # an item moved to another category changes the answer of everyone who had events on
+                # it, with no event of theirs (items record no time of change): in full
+                return None
             if not unseen:  # events newer than any profile: a full refresh would read them
                 newer = Event.objects.filter(id__gt=changed.seen_event_id).order_by()
                 parts.append(np.fromiter(newer.values_list("customer_id", flat=True).distinct(), dtype=np.int64))

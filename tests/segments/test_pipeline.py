@@ -237,6 +237,7 @@ def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_cl
     assert (placed.sort_index() == clusters["segment_id"].sort_index()).all()
 
     biggest = Segment.objects.filter(kind="cluster").order_by("-size").first()
+    category = shop.items["category"].dropna().iloc[0]
     rules = {
         "big spenders": {"field": "monetary", "op": ">=", "value": 200},
         "ever bought": {"event": {"type": "purchase"}},
@@ -244,6 +245,7 @@ def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_cl
         "bought this week": {"event": {"type": "purchase", "within_days": 7}},  # time moves it
         "emailable buyers": {"all": [{"consent": "email"}, {"event": {"type": "purchase"}}]},
         "top spenders": {"top": {"field": "monetary", "percent": 10}},  # everyone moves it: in full
+        "bought in a category": {"event": {"type": "purchase", "category": category}},  # items move: in full
     }
     for name, rule in rules.items():
         Segment.objects.create(name=name, kind="rule", rule=rule)
@@ -316,7 +318,7 @@ def test_an_incremental_segments_run_places_only_the_changed_customers_as_the_cl
     # Rule segments end as a full refresh leaves them; each was evaluated for a few customers only
     # (the changed ones, and for the time window those whose purchases left it since).
     few = counts["rules"]["refreshed_for_a_few"]
-    assert set(few) == set(rules) - {"top spenders"}, few
+    assert set(few) == set(rules) - {"top spenders", "bought in a category"}, few
     # the changed customers (and the buyer whose consent changed, and for the week those whose
     # purchases were 4 to 7 days old): nowhere near everyone
     assert few.pop("bought this week") < N_CUSTOMERS / 2 and max(few.values()) <= len(quiet) + 2, few
