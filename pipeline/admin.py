@@ -42,7 +42,11 @@ class StartPipelineForm(forms.Form):
         self.fields["steps"].choices = [(n, n.capitalize()) for n in names]
         self.fields["steps"].initial = names
         for step, param in declared_params():
-            if param.admin and param.name not in self.fields:
+            if param.admin and param.name in self.fields:
+                # a parameter several steps take (incremental): one field, each step's words
+                field = self.fields[param.name]
+                field.help_text = f"{field.help_text} {step.name.capitalize()}: {param.help}"
+            elif param.admin:
                 help_text = f"{step.name.capitalize()}: {param.help}"
                 if param.choices is not None:
                     self.fields[param.name] = forms.ChoiceField(

@@ -138,6 +138,10 @@ def test_admin_starts_a_recomputation_that_runs_and_is_recorded(
 ):
     page = admin_client.get("/admin/pipeline/pipelinerun/start/")
     assert "segments" in page.content.decode()
+    # one "incremental" box, in the words of both steps that take it
+    assert page.content.decode().count('name="incremental"') == 1
+    assert "Profiles: only customers with new events" in page.content.decode()
+    assert "Segments: only customers whose profiles changed" in page.content.decode()
     # the task is enqueued on commit, so a worker never sees the run before it exists
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         resp = admin_client.post("/admin/pipeline/pipelinerun/start/", {"steps": ["profiles", "segments"]})
