@@ -14,6 +14,8 @@ loads neither PySpark nor a JVM.
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
 import shutil
 import sys
@@ -88,6 +90,17 @@ _session = None
 _session_key: tuple | None = None
 
 
+_release_registered = False
+
+
+def _release_remote_objects() -> None:
+    """At exit, while the Connect client's threads still run: collect the garbage now, so that the
+    finaliser of each remote ML model (it deletes the server's copy with a gRPC call) runs while it
+    can be answered. Left to the interpreter's own finalisation, that call can wait forever on a
+    channel whose threads are gone: a `recompute` that had finished its steps hung at exit."""
+    gc.collect()
+
+
 def _build(remote: str, master: str, conf: dict[str, str]):
     from pyspark.sql import SparkSession
 
@@ -104,6 +117,10 @@ def _build(remote: str, master: str, conf: dict[str, str]):
     session = builder.getOrCreate()
     if not remote:
         session.sparkContext.setLogLevel("ERROR")
+    global _release_registered
+    if remote and not _release_registered:
+        atexit.register(_release_remote_objects)  # runs before the interpreter tears threads down
+        _release_registered = True
     return session
 
 
