@@ -257,6 +257,23 @@ def _segments_mode(counts: dict) -> str:
     return f"clustered everyone: {clustering.get('full_because', 'not asked to be incremental')}"
 
 
+def _profiled_recompute(name: str, extra: list[str], header: str) -> str:
+    """`manage.py recompute --steps profiles,segments` (plus `extra`) under cProfile, saved as
+    bench/results/profiles/<name>.{pstats,txt}; returns the .txt path (floors.save_stats)."""
+    from floors import save_stats
+
+    stats = REPO / "bench" / "results" / "profiles" / f"{name}.pstats.tmp"
+    stats.parent.mkdir(parents=True, exist_ok=True)
+    _measured(
+        ["-m", "cProfile", "-o", str(stats), "manage.py", "recompute", "--steps", "profiles,segments", *extra]
+        + ["--no-progress"]
+    )
+    try:
+        return save_stats(name, stats, header=header)
+    finally:
+        stats.unlink(missing_ok=True)
+
+
 def _path3_floors(r: dict) -> list[dict]:
     """Path 3 (issue #19): the profiles and clustering steps, a full run and an incremental one,
     each beside reading the same events once. A missed target's profile: the run again under
@@ -269,57 +286,18 @@ def _path3_floors(r: dict) -> list[dict]:
     full_met = n >= 1_000_000 and r["pipeline_seconds"] <= 120 and r["pipeline_peak_rss_mb"] <= 2048
     inc = r["incremental"]
     inc_met = n >= 1_000_000 and inc["seconds"] <= 10
-    profile = None
+    profile = full_profile = None
     if not inc_met:
-        stats = REPO / "bench" / "results" / "profiles" / "profiles-incremental.pstats.tmp"
-        stats.parent.mkdir(parents=True, exist_ok=True)
         again = _child_json(["--touch"])  # new events again, so the run has work to profile
-        _measured(
-            [
-                "-m",
-                "cProfile",
-                "-o",
-                str(stats),
-                "manage.py",
-                "recompute",
-                "--steps",
-                "profiles,segments",
-                "--incremental",
-                "--no-progress",
-            ]
-        )
-        from floors import save_stats
-
-        profile = save_stats(
+        profile = _profiled_recompute(
             "profiles-incremental",
-            stats,
-            header=f"incremental profiles + segments, {n:,} customers, {again['customers']:,} with new events",
+            ["--incremental"],
+            f"incremental profiles + segments, {n:,} customers, {again['customers']:,} with new events",
         )
-        stats.unlink(missing_ok=True)
     # after the incremental one: a full profiles run would make its segments step cluster everyone
-    full_profile = None
     if not full_met:
-        stats = REPO / "bench" / "results" / "profiles" / "profiles-full.pstats.tmp"
-        stats.parent.mkdir(parents=True, exist_ok=True)
-        _measured(
-            [
-                "-m",
-                "cProfile",
-                "-o",
-                str(stats),
-                "manage.py",
-                "recompute",
-                "--steps",
-                "profiles,segments",
-                "--no-progress",
-            ]
-        )
-        from floors import save_stats
-
-        full_profile = save_stats(
-            "profiles-full", stats, header=f"full profiles + segments, {n:,} customers, {r['events']:,} events"
-        )
-        stats.unlink(missing_ok=True)
+        profile_full_header = f"full profiles + segments, {n:,} customers, {r['events']:,} events"
+        full_profile = _profiled_recompute("profiles-full", [], profile_full_header)
     return [
         floor_entry(
             path=f"3. profiles + clustering, full run over {n:,} customers ({r['events']:,} events)",
